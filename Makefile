@@ -1,0 +1,66 @@
+# cfn-chainermn: `make demo` runs the main job locally, `make test` runs the tests.
+# Each target installs what it needs (a .venv, and Debian packages via apt-get when root).
+
+SHELL := /bin/bash
+# A venv from the system Python: the local cluster's `chainer` user must be able to read it.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+SYSDEPS_STAMP := $(VENV)/.sysdeps
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(SYSDEPS_STAMP): scripts/install-sysdeps.sh
+	@mkdir -p $(VENV)
+	bash scripts/install-sysdeps.sh
+	@touch $@
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip 'setuptools<81' wheel
+	$(PIP) install -e '.[test]'
+	# Chainer 7.8.1 is an sdist whose setup.py needs pkg_resources, and it breaks on numpy 2.
+	$(PIP) install --no-build-isolation 'numpy<2' 'chainer==7.8.1' mpi4py scikit-learn
+	@touch $@
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	# checkov pins an old boto3, so it lives in a venv of its own.
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install checkov
+	@touch $@
+
+install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check cfn_chainermn tests benchmarks examples
+	$(BIN)/mypy
+
+test: install lint ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+golden: install ## refresh golden files (review the diff before committing)
+	$(BIN)/python -m pytest -q --update-golden -m "not slow" || true
+	$(BIN)/python -m pytest -q -m "not slow"
+
+templates: $(STAMP) ## regenerate the released templates/
+	$(BIN)/cfn-chainermn template --format yaml -o templates/chainermn-cluster.yaml
+	$(BIN)/cfn-chainermn template --format json -o templates/chainermn-cluster.json
+
+demo: install ## the main job on embedded defaults: emulated AWS + a local cluster
+	$(BIN)/python scripts/demo.py
+
+bench: install ## benchmarks, as ratios against baselines timed in the same run
+	$(BIN)/python benchmarks/run.py
+
+clean: ## remove the venvs, caches and local state
+	-test -x $(BIN)/cfn-chainermn && $(BIN)/cfn-chainermn local down --all 2>/dev/null
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
+
+.PHONY: help install lint test golden templates demo bench clean

@@ -1,0 +1,50 @@
+"""Nodes to hostfile text: `ip slots=N`, one line per running, ready node.
+
+Pure on purpose: the node agent, `cfn-chainermn hostfile` and the local cluster all render
+through this one function, so the hostfile means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cfn_chainermn.instances import gpus_of
+
+
+@dataclass(frozen=True)
+class Node:
+    """One cluster member as discovery sees it."""
+
+    instance_id: str
+    private_ip: str
+    role: str  # "master" or "worker"
+    instance_type: str
+    state: str = "running"
+    ready: bool = True
+    slots_override: int | None = None  # local nodes: CPU slots instead of GPUs
+
+    @property
+    def slots(self) -> int:
+        if self.slots_override is not None:
+            return self.slots_override
+        return gpus_of(self.instance_type)
+
+
+def members(nodes: Iterable[Node]) -> list[Node]:
+    """The nodes a job may use: running and ready, master first, then by address."""
+    usable = [n for n in nodes if n.state == "running" and n.ready and n.private_ip]
+    return sorted(
+        usable,
+        key=lambda n: (n.role != "master", ipaddress.ip_address(n.private_ip), n.instance_id),
+    )
+
+
+def render(nodes: Iterable[Node]) -> str:
+    """Hostfile text for OpenMPI; empty string when no node is usable."""
+    return "".join(f"{n.private_ip} slots={n.slots}\n" for n in members(nodes))
+
+
+def total_slots(nodes: Iterable[Node]) -> int:
+    return sum(n.slots for n in members(nodes))

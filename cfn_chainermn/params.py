@@ -1,0 +1,50 @@
+"""The template's parameters, as values derived from a ClusterConfig.
+
+One mapping serves both ends: `cfn-chainermn template --config` writes these values as the
+parameters' defaults, and `stack create` passes them as the stack's parameters, so the console
+and the CLI can never disagree about what a setting means.
+"""
+
+from __future__ import annotations
+
+from cfn_chainermn.config import ClusterConfig
+
+# Logical ids that the node agent signals and the CLI reports on.
+MASTER_RESOURCE = "ClusterMaster"
+WORKER_GROUP_RESOURCE = "WorkerGroup"
+
+# Tags the template puts on every instance; discovery and `stack list` key on them.
+CLUSTER_TAG = "cfn-chainermn:cluster"
+ROLE_TAG = "cfn-chainermn:role"
+
+
+def template_parameters(cfg: ClusterConfig) -> dict[str, str]:
+    """Every template parameter as CloudFormation wants it: strings, "" for "not set"."""
+    n, e = cfg.network, cfg.efs
+    return {
+        "KeyName": cfg.key_name,
+        "SshCidr": cfg.ssh_cidr,
+        "MasterInstanceType": cfg.instance_type,
+        "WorkerInstanceType": cfg.worker_type,
+        "WorkerCount": str(cfg.workers),
+        "SpotWorkers": "true" if cfg.spot_workers else "false",
+        "ImageId": cfg.ami,
+        "ImageSsmParameter": cfg.ami_ssm_parameter,
+        "RootVolumeSize": str(cfg.root_volume_size),
+        "Tenancy": cfg.tenancy,
+        "VpcId": n.vpc_id,
+        "SubnetId": n.subnet_id,
+        "RouteTableId": n.route_table_id,
+        "VpcCidr": n.vpc_cidr,
+        "SubnetCidr": n.subnet_cidr,
+        "AvailabilityZone": n.availability_zone,
+        "EfsMode": e.mode,
+        "EfsFileSystemId": e.file_system_id,
+        "EfsSecurityGroupId": e.security_group_id,
+        "EfsPerformanceMode": e.performance_mode,
+        "EfsThroughputMode": e.throughput_mode,
+        "MountPoint": e.mount_point,
+        "AgentPackage": cfg.agent_package,
+        "AgentIndexUrl": cfg.agent_index_url,
+        "AgentWheelS3Path": "",
+    }

@@ -1,0 +1,128 @@
+"""Config loading and validation: every message names the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn.config import ClusterConfig, build, load, merge, validate
+from cfn_chainermn.errors import ConfigError
+
+
+def problems(**data: object) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        build(data)
+    return exc.value.problems
+
+
+def test_defaults_are_valid() -> None:
+    cfg = build({})
+    assert cfg.instance_type == "p3.2xlarge"
+    assert cfg.worker_type == "p3.2xlarge"
+    assert cfg.efs.mount_point == "/efs"
+    assert validate(cfg) == []
+
+
+def test_stack_needs_key_and_cidr() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({}, for_stack=True)
+    text = str(exc.value)
+    assert "key_name: required" in text and "--key-name" in text
+    assert "ssh_cidr: required" in text and "--ssh-cidr" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"name": "9lives"}, "name: '9lives' is not a CloudFormation stack name"),
+        ({"name": "a_b"}, "name: 'a_b'"),
+        ({"name": "x" * 129}, "name:"),
+        ({"region": "mars-1"}, "region: 'mars-1' is not an AWS region"),
+        ({"instance_type": "p9.huge"}, "instance_type: unknown instance type 'p9.huge'"),
+        ({"worker_instance_type": "t2.micro"}, "worker_instance_type: unknown instance type"),
+        ({"workers": -1}, "workers: -1 is out of range; give 0 to 256"),
+        ({"workers": 10000}, "workers: 10000 is out of range"),
+        ({"workers": "many"}, "workers: expected a whole number"),
+        ({"ssh_cidr": "1.2.3.4/33"}, "ssh_cidr: '1.2.3.4/33' is not an IPv4 network"),
+        ({"ssh_cidr": "1.2.3.4/24"}, "host bits zero"),
+        ({"ssh_cidr": "0.0.0.0/0"}, "--allow-ssh-from-anywhere"),
+        ({"network": {"vpc_cidr": "10.0.0.0/16", "subnet_cidr": "10.1.0.0/24"}},
+         "network.subnet_cidr: 10.1.0.0/24 is outside network.vpc_cidr 10.0.0.0/16"),
+        ({"network": {"subnet_cidr": "10.0.0.0/30"}}, "network.subnet_cidr: prefix /30"),
+        ({"network": {"subnet_id": "subnet-0123456789abcdef0"}}, "network.vpc_id: required"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0"}}, "network.route_table_id: required"),
+        ({"network": {"vpc_id": "vpc-1"}}, "network.vpc_id: 'vpc-1' is not a valid id"),
+        ({"network": {"availability_zone": "us-east-1"}}, "network.availability_zone"),
+        ({"network": {"nope": 1}}, "network.nope: unknown field"),
+        ({"network": "x"}, "network: expected a mapping"),
+        ({"efs": {"mode": "maybe"}}, "efs.mode: 'maybe' is not allowed"),
+        ({"efs": {"mode": "existing", "file_system_id": "fs-0123456789abcdef0"}},
+         "efs.security_group_id: required with an existing EFS"),
+        ({"efs": {"mode": "existing"}}, "efs.file_system_id: required"),
+        ({"efs": {"mount_point": "relative"}}, "efs.mount_point: 'relative' is not usable"),
+        ({"efs": {"mount_point": "/etc"}}, "efs.mount_point"),
+        ({"efs": {"performance_mode": "maxIO"}}, "elastic does not work with maxIO"),
+        ({"ami": "ami-xyz"}, "ami: 'ami-xyz' is not a valid id"),
+        ({"root_volume_size": 2}, "root_volume_size: 2 GiB is out of range"),
+        ({"tenancy": "host"}, "tenancy: 'host' is not allowed"),
+        ({"tags": {"aws:x": "1"}}, "tags: key 'aws:x' is invalid"),
+        ({"tags": ["a"]}, "tags: expected a mapping"),
+        ({"spot_workers": "sometimes"}, "spot_workers: expected true or false"),
+        ({"agent_package": "x; rm -rf /"}, "agent_package:"),
+        ({"agent_index_url": "http://insecure"}, "agent_index_url: give an https://"),
+        ({"colour": "red"}, "colour: unknown field"),
+    ],
+)
+def test_each_problem_names_its_field(data: dict[str, object], expected: str) -> None:
+    found = problems(**data)
+    assert any(expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(name="_", workers=-1, ssh_cidr="nope", tenancy="x")
+    assert [p.split(":")[0] for p in found] == ["name", "workers", "ssh_cidr", "tenancy"]
+
+
+def test_ssh_from_anywhere_needs_opt_in() -> None:
+    cfg = build({"ssh_cidr": "0.0.0.0/0", "allow_ssh_from_anywhere": True})
+    assert cfg.ssh_cidr == "0.0.0.0/0"
+
+
+def test_existing_subnet_skips_cidr_checks() -> None:
+    cfg = build({"network": {"vpc_id": "vpc-0123456789abcdef0",
+                             "subnet_id": "subnet-0123456789abcdef0", "subnet_cidr": "bogus"}})
+    assert cfg.network.mode == "existing-subnet"
+
+
+def test_file_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text("name: demo\nworkers: 3\ntags: {team: ml}\nefs: {mode: none}\n")
+    cfg = load(f, {"workers": 5, "tags": {"cost": "x"}, "efs.mount_point": "/shared"})
+    assert isinstance(cfg, ClusterConfig)
+    assert (cfg.name, cfg.workers, cfg.efs.mode, cfg.efs.mount_point) == ("demo", 5, "none", "/shared")
+    assert dict(cfg.tags) == {"team": "ml", "cost": "x"}
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"line \d+ is not valid YAML"):
+        load(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load(listy)
+
+
+def test_merge_ignores_unset_flags() -> None:
+    assert merge({"workers": 2}, {"workers": None, "efs.mode": "none"}) == {
+        "workers": 2, "efs": {"mode": "none"}}
+
+
+def test_example_config_is_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    cfg = load(root / "examples" / "cluster.yaml", for_stack=True)
+    assert cfg.workers >= 1 and cfg.key_name
