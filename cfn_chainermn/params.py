@@ -48,3 +48,18 @@ def template_parameters(cfg: ClusterConfig) -> dict[str, str]:
         "AgentIndexUrl": cfg.agent_index_url,
         "AgentWheelS3Path": "",
     }
+
+# Stack outputs (ClusterMasterPublicDNS keeps the 2018 reference's name).
+OUT_MASTER_DNS = "ClusterMasterPublicDNS"
+OUT_MASTER_PRIVATE_IP = "ClusterMasterPrivateIP"
+OUT_MASTER_INSTANCE_ID = "ClusterMasterInstanceId"
+OUT_BUCKET = "KeyBucketName"
+OUT_EFS_ID = "EfsFileSystemId"
+OUT_WORKER_GROUP = "WorkerGroupName"
+OUT_MOUNT_POINT = "MountPoint"
+OUT_SSH_COMMAND = "SshCommand"
+
+# Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
+KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only
+NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
+LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
