@@ -1,0 +1,49 @@
+"""Hostfile rendering: only running, ready nodes, slots = GPUs, master first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cfn_chainermn.hostfile import Node, members, render, total_slots
+
+
+def nodes() -> list[Node]:
+    return [
+        Node("i-w2", "10.0.0.12", "worker", "p3.16xlarge"),
+        Node("i-m", "10.0.0.20", "master", "p3.16xlarge"),
+        Node("i-w1", "10.0.0.9", "worker", "p3.16xlarge"),
+        Node("i-booting", "10.0.0.13", "worker", "p3.16xlarge", ready=False),
+        Node("i-stopped", "10.0.0.14", "worker", "p3.16xlarge", state="stopped"),
+        Node("i-pending", "10.0.0.15", "worker", "p3.16xlarge", state="pending"),
+        Node("i-g5", "10.0.0.100", "worker", "g5.12xlarge"),
+    ]
+
+
+def test_render_golden(golden: Callable[[str, str], None]) -> None:
+    text = render(nodes())
+    golden("hostfile/four-nodes.txt", text)
+    assert text.splitlines()[0] == "10.0.0.20 slots=8"  # master first
+    assert "10.0.0.13" not in text and "10.0.0.14" not in text and "10.0.0.15" not in text
+    assert "10.0.0.100 slots=4" in text
+    assert total_slots(nodes()) == 28
+
+
+def test_numeric_address_order() -> None:
+    assert [n.private_ip for n in members(nodes())] == ["10.0.0.20", "10.0.0.9", "10.0.0.12", "10.0.0.100"]
+
+
+def test_local_slots_override_and_empty() -> None:
+    assert render([Node("n1", "127.0.0.2", "master", "local", slots_override=2)]) == "127.0.0.2 slots=2\n"
+    assert render([]) == ""
+
+
+@given(st.lists(st.tuples(st.integers(1, 254), st.booleans(), st.sampled_from(["running", "stopped"]))))
+def test_every_line_is_a_usable_node(rows: list[tuple[int, bool, str]]) -> None:
+    ns = [Node(f"i-{i}", f"10.0.1.{octet}", "worker", "p3.8xlarge", state=s, ready=r)
+          for i, (octet, r, s) in enumerate(rows)]
+    lines = render(ns).splitlines()
+    assert len(lines) == sum(1 for n in ns if n.ready and n.state == "running")
+    assert all(line.endswith(" slots=4") for line in lines)
