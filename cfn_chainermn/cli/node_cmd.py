@@ -1,0 +1,149 @@
+"""`cfn-chainermn node boot|refresh|status`: the agent on a cluster node.
+
+The template's UserData runs `node boot` as root; a systemd timer runs `node refresh`; people
+run `node status` when a node misbehaves. `local up` runs the same commands with --backend local.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--backend", {"type": click.Choice(["aws", "local"]), "help": "aws (default) or local (a folder cluster)."}),
+    ("--role", {"type": click.Choice(["master", "worker"]), "help": "This node's role."}),
+    ("--stack", {"help": "Stack name (AWS::StackName)."}),
+    ("--region", {"help": "AWS region (else from instance metadata)."}),
+    ("--bucket", {"help": "The stack's key bucket."}),
+    ("--signal-resource", {"help": "Logical id to signal: ClusterMaster or WorkerGroup."}),
+    ("--mount-point", {"help": "Shared file system mount point (default /efs)."}),
+    ("--efs-id", {"help": "EFS file system id to mount (omit when the stack has no EFS)."}),
+    ("--state-dir", {"help": "Local cluster folder (--backend local)."}),
+    ("--node-id", {"help": "Node id (--backend local; on AWS the instance id from metadata)."}),
+    ("--private-ip", {"help": "Node address (--backend local)."}),
+    ("--ssh-port", {"type": int, "help": "sshd port of the nodes (default 22)."}),
+    ("--host-key", {"help": "sshd host public key to publish (default /etc/ssh/ssh_host_ed25519_key.pub)."}),
+    ("--user", {"help": "Cluster user (default chainer)."}),
+    ("--home", {"help": "The user's home (default /home/USER)."}),
+    ("--slots", {"type": int, "help": "Slots of this node (--backend local; AWS uses the GPU count)."}),
+    ("--root", {"type": click.Path(file_okay=False), "help": "Directory standing for / (tests)."}),
+    ("--endpoint-url", {"help": "AWS endpoint (an emulator such as moto)."}),
+    ("--imds-url", {"help": "Instance metadata base URL (default http://169.254.169.254)."}),
+    ("--key-wait", {"type": float, "help": "Seconds a worker waits for the master's key (default 900)."}),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def agent_options(func: F) -> F:
+    for flag, kwargs in reversed(_FLAGS):
+        func = click.option(flag, _dest(flag), default=None, **kwargs)(func)
+    return func
+
+
+def _settings(kwargs: dict[str, Any], *, saved: bool) -> Any:
+    """Flags over the saved agent.json (refresh) or over the defaults (boot)."""
+    from cfn_chainermn.node.settings import Settings
+
+    base = Settings().merged(kwargs)
+    if saved:
+        path = base.settings_path()
+        if path.exists():
+            base = Settings.load(path).merged(kwargs)
+    return base
+
+
+def _clients(settings: Any) -> Any:
+    import boto3
+
+    from cfn_chainermn.node.agent import AwsClients
+    from cfn_chainermn.node.imds import Imds
+
+    if not settings.region:
+        settings.region = Imds(settings.imds_url).get("placement/region")
+    session = boto3.session.Session(region_name=settings.region)
+    endpoint = settings.endpoint_url or None
+    return AwsClients(*(session.client(name, endpoint_url=endpoint) for name in ("ec2", "s3", "cloudformation")))
+
+
+def _with_settings(saved: bool) -> Callable[[F], F]:
+    def deco(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            settings = _settings(kwargs, saved=saved)
+            settings.check(boot=not saved)
+            clients = None if settings.local else _clients(settings)
+            return func(settings, clients)
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+@click.group()
+def node() -> None:
+    """The node agent: bootstraps a cluster node and keeps its hostfile true."""
+
+
+@node.command()
+@agent_options
+@_with_settings(saved=False)
+def boot(settings: Any, clients: Any) -> None:
+    """Run every step once (identity, user, ssh, efs, ready, hostfile) and signal the outcome.
+
+    \b
+    On AWS (as root, from UserData):
+      cfn-chainermn node boot --role master --stack demo --region us-east-1 \\
+          --bucket demo-keys-abc --signal-resource ClusterMaster --mount-point /efs --efs-id fs-0123
+    Locally (from `cfn-chainermn local up`):
+      cfn-chainermn node boot --backend local --state-dir DIR --role worker --node-id w1 \\
+          --private-ip 127.0.0.3 --ssh-port 2222 --host-key DIR/nodes/w1/ssh_host_ed25519_key.pub \\
+          --user chainer --home DIR/home --slots 1 --mount-point DIR/shared
+    """
+    from cfn_chainermn.node import agent
+
+    state = agent.boot(settings, clients)
+    click.echo(state.render(), nl=False)
+
+
+@node.command()
+@agent_options
+@_with_settings(saved=True)
+def refresh(settings: Any, clients: Any) -> None:
+    """Rewrite the hostfile and known_hosts from discovery (the systemd timer runs this).
+
+    Settings come from the agent.json that `node boot` saved; flags override them. An API
+    error keeps the last good hostfile and exits 1.
+    """
+    from cfn_chainermn.node import agent
+
+    agent.refresh(settings, clients)
+
+
+@node.command()
+@click.option("--backend", type=click.Choice(["aws", "local"]), default="aws", help="aws or local.")
+@click.option("--state-dir", default="", help="Local cluster folder (--backend local).")
+@click.option("--node-id", default="", help="Node id (--backend local).")
+@click.option("--root", type=click.Path(file_okay=False), default="/", help="Directory standing for / (tests).")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw state file.")
+def status(backend: str, state_dir: str, node_id: str, root: str, as_json: bool) -> int:
+    """Print each boot step's state; exit 0 when the node is ready, else 1."""
+    from cfn_chainermn.errors import ConfigError
+    from cfn_chainermn.node.settings import Settings
+    from cfn_chainermn.node.state import State
+
+    settings = Settings(backend=backend, state_dir=state_dir, node_id=node_id, root=root)
+    settings.check(boot=False)
+    path = settings.state_path()
+    if not path.exists():
+        raise ConfigError(f"no agent state at {path}: `cfn-chainermn node boot` has not run on this node")
+    state = State.load(path)
+    click.echo(path.read_text(encoding="utf-8") if as_json else state.render(), nl=False)
+    return 0 if state.ready else 1

@@ -1,0 +1,150 @@
+"""Boot and refresh: run the steps in order, record each outcome, tell CloudFormation the truth.
+
+A failed step stops the boot: the node is not marked ready, its log goes to
+logs/<id>/agent.log in the bucket and to stderr (the EC2 console), and the signal is FAILURE
+with the step's reason, so the stack fails fast with a message instead of timing out.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from cfn_chainermn.errors import AgentError, CfnChainermnError
+from cfn_chainermn.node import steps
+from cfn_chainermn.node.aws_backend import AwsInventory, CfnSignal, S3Bucket
+from cfn_chainermn.node.context import AgentLog, Context
+from cfn_chainermn.node.imds import Imds
+from cfn_chainermn.node.local_backend import DirBucket, LocalInventory, NoSignal
+from cfn_chainermn.node.settings import Settings
+from cfn_chainermn.node.state import STEPS, State
+from cfn_chainermn.node.system import System
+from cfn_chainermn.params import LOGS_PREFIX
+
+
+@dataclass
+class AwsClients:
+    """boto3 clients made at the CLI edge (region, endpoint) and handed in."""
+
+    ec2: Any
+    s3: Any
+    cfn: Any
+
+
+def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None) -> Context:
+    system = System(settings.root)
+    state = State.load(settings.state_path())
+    state.role = settings.role or state.role
+    state.node_id = settings.node_id or state.node_id
+    log = AgentLog(settings.log_path(), echo)
+    if settings.local:
+        return Context(settings, system, DirBucket(f"{settings.state_dir}/bucket"),
+                       LocalInventory(settings.state_dir), NoSignal(), log, state)
+    if clients is None:
+        raise AgentError("AWS back end needs boto3 clients")
+    return Context(settings, system, S3Bucket(clients.s3, settings.bucket),
+                   AwsInventory(clients.ec2, clients.s3, settings.stack, settings.bucket), None, log, state)
+
+
+def _run_step(ctx: Context, name: str, func: Callable[[], str]) -> str | None:
+    """Run one step; None when it succeeded, else the failure reason."""
+    try:
+        detail = func()
+    except CfnChainermnError as exc:
+        reason = str(exc)
+    except Exception as exc:  # an unexpected bug must still reach the signal and the log
+        ctx.log.write("DEBUG", "".join(traceback.format_exception(exc)).rstrip())
+        reason = f"unexpected {type(exc).__name__}: {exc}"
+    else:
+        ctx.state.mark(name, "ok", detail)
+        ctx.log.info(f"{name}: {detail}")
+        return None
+    ctx.state.mark(name, "failed", reason)
+    ctx.log.error(f"{name} failed: {reason}")
+    return f"{name} step failed: {reason}"
+
+
+def _upload_log(ctx: Context) -> None:
+    if not ctx.settings.node_id:
+        return
+    key = f"{LOGS_PREFIX}{ctx.settings.node_id}/agent.log"
+    try:
+        ctx.bucket.put(key, ctx.log.path.read_bytes())
+    except CfnChainermnError as exc:
+        ctx.log.error(f"could not upload the log to {key}: {exc}")
+
+
+def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | None = None,
+         echo: TextIO | None = None) -> State:
+    """Bring this node into the cluster. Raises AgentError (after signalling) when a step fails."""
+    settings.check(boot=True)
+    ctx = _context(settings, clients, echo)
+    ctx.state.ready = False
+    for name in STEPS:
+        ctx.state.steps[name] = {"status": "pending", "detail": "", "time": ""}
+    ctx.state.save()
+    ctx.log.info(f"boot: {settings.role} node of {settings.stack or settings.state_dir} ({settings.backend})")
+    if imds is None and not settings.local:
+        imds = Imds(settings.imds_url)
+    plan: list[tuple[str, Callable[[], str]]] = [
+        ("identity", lambda: steps.identity(ctx, imds)),
+        ("user", lambda: steps.user(ctx)),
+        ("ssh", lambda: steps.ssh_step(ctx)),
+        ("efs", lambda: steps.efs(ctx)),
+        ("ready", lambda: steps.ready(ctx)),
+        ("hostfile", lambda: _files_and_timer(ctx)),
+    ]
+    failure = None
+    for name, func in plan:
+        failure = _run_step(ctx, name, func)
+        if name == "identity" and failure is None:
+            settings.save()  # the refresh timer reads it, with the identity just learned
+        if failure:
+            break
+    if failure is None:
+        settings.save()
+    _signal(ctx, clients, failure)
+    _upload_log(ctx)
+    if failure:
+        raise AgentError(failure)
+    return ctx.state
+
+
+def _files_and_timer(ctx: Context) -> str:
+    detail = steps.cluster_files(ctx)
+    if not ctx.settings.local:
+        detail += "; " + steps.timer(ctx)
+    return detail
+
+
+def _signal(ctx: Context, clients: AwsClients | None, failure: str | None) -> None:
+    s = ctx.settings
+    if ctx.signaller is None:
+        if clients is None or not s.node_id:
+            ctx.state.mark("signal", "failed", "instance id unknown: cannot signal")
+            return
+        ctx.signaller = CfnSignal(clients.cfn, s.stack, s.signal_resource, s.node_id)
+    signaller = ctx.signaller
+    outcome = _run_step(ctx, "signal", lambda: signaller.signal(failure is None) + (f" ({failure})" if failure else ""))
+    if outcome:
+        ctx.log.error(outcome)
+
+
+def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:
+    """Rewrite the hostfile and known_hosts; on an API error keep the last good files."""
+    settings.check(boot=False)
+    ctx = _context(settings, clients, echo)
+    if ctx.owner[0] < 0:
+        home = ctx.home()
+        if home.exists():
+            ctx.owner = (home.stat().st_uid, home.stat().st_gid)
+    try:
+        detail = steps.cluster_files(ctx)
+    except CfnChainermnError as exc:
+        ctx.state.mark("hostfile", "failed", f"{exc}; kept the last good hostfile")
+        ctx.log.error(f"refresh failed: {exc}; kept the last good hostfile")
+        raise AgentError(f"refresh failed: {exc}; kept the last good hostfile") from exc
+    ctx.state.mark("hostfile", "ok", detail)
+    return ctx.state

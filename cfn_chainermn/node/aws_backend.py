@@ -1,0 +1,60 @@
+"""AWS back ends: the key bucket in S3, discovery through inventory.py, CloudFormation signals.
+
+Clients are made at the CLI edge and passed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfn_chainermn import inventory
+from cfn_chainermn.errors import AwsError
+from cfn_chainermn.hostfile import Node
+
+
+class S3Bucket:
+    def __init__(self, s3: Any, name: str) -> None:
+        self.s3 = s3
+        self.name = name
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return inventory.get_bytes(self.s3, self.name, key)
+        except AwsError as exc:
+            if exc.code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
+        extra = {"ServerSideEncryption": "AES256"} if secret else {}
+        inventory.aws_call("PutObject", lambda: self.s3.put_object(Bucket=self.name, Key=key, Body=data, **extra))
+
+    def delete(self, key: str) -> None:
+        inventory.aws_call("DeleteObject", lambda: self.s3.delete_object(Bucket=self.name, Key=key))
+
+
+class AwsInventory:
+    def __init__(self, ec2: Any, s3: Any, stack: str, bucket: str) -> None:
+        self.ec2, self.s3, self.stack, self.bucket = ec2, s3, stack, bucket
+
+    def list_nodes(self) -> list[Node]:
+        return inventory.list_nodes(self.ec2, self.s3, self.stack, self.bucket)
+
+    def host_keys(self) -> dict[str, str]:
+        return inventory.host_keys(self.s3, self.bucket)
+
+    def ssh_port(self, instance_id: str) -> int:
+        return 22
+
+
+class CfnSignal:
+    """cfn-signal's job, done with boto3 so the agent needs no helper scripts on the AMI."""
+
+    def __init__(self, cfn: Any, stack: str, resource: str, instance_id: str) -> None:
+        self.cfn, self.stack, self.resource, self.instance_id = cfn, stack, resource, instance_id
+
+    def signal(self, success: bool) -> str:
+        status = "SUCCESS" if success else "FAILURE"
+        inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
+            StackName=self.stack, LogicalResourceId=self.resource, UniqueId=self.instance_id, Status=status))
+        return f"{status} sent to {self.stack}/{self.resource}"

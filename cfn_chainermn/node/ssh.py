@@ -1,0 +1,155 @@
+"""Cluster SSH: the shared user key, authorized_keys, host keys, known_hosts and ssh config.
+
+The master makes one ed25519 key and uploads it (encrypted) under cluster-key/; workers wait
+for it with backoff. Every node publishes its host key under nodes/<id>/, and known_hosts lists
+all of them, so `StrictHostKeyChecking yes` holds inside the cluster (the 2018 scripts turned
+it off and pointed known_hosts at /dev/null).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from cfn_chainermn.errors import AgentError, CfnChainermnError
+from cfn_chainermn.hostfile import Node
+from cfn_chainermn.inventory import HOST_KEY_NAME
+from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.settings import AWS_HOST_KEY
+from cfn_chainermn.node.system import write_atomic
+from cfn_chainermn.params import KEY_PREFIX, NODES_PREFIX
+
+PRIVATE = KEY_PREFIX + "id_ed25519"
+PUBLIC = KEY_PREFIX + "id_ed25519.pub"
+BEGIN = "# cfn-chainermn: managed keys begin"
+END = "# cfn-chainermn: managed keys end"
+
+
+def generate_key(comment: str) -> tuple[bytes, bytes]:
+    """A new ed25519 key pair in OpenSSH format (private, public), via ssh-keygen."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "id_ed25519"
+        proc = subprocess.run(["ssh-keygen", "-t", "ed25519", "-N", "", "-q", "-C", comment, "-f", str(path)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise AgentError(f"ssh-keygen failed: {proc.stderr.strip()}")
+        return path.read_bytes(), path.with_suffix(".pub").read_bytes()
+
+
+def master_key(ctx: Context) -> tuple[bytes, bytes, str]:
+    """The cluster key: reuse the published one (re-runs), else this node's, else a new one."""
+    priv, pub = ctx.bucket.get(PRIVATE), ctx.bucket.get(PUBLIC)
+    if priv and pub:
+        return priv, pub, "reused the published cluster key"
+    ssh_dir = ctx.home() / ".ssh"
+    if (ssh_dir / "id_ed25519").is_file() and (ssh_dir / "id_ed25519.pub").is_file():
+        priv, pub = (ssh_dir / "id_ed25519").read_bytes(), (ssh_dir / "id_ed25519.pub").read_bytes()
+        how = "published this node's existing key"
+    else:
+        priv, pub = generate_key(f"cfn-chainermn@{ctx.settings.stack or 'local'}")
+        how = "generated and published a new ed25519 cluster key"
+    ctx.bucket.put(PRIVATE, priv, secret=True)
+    ctx.bucket.put(PUBLIC, pub)
+    return priv, pub, how
+
+
+def wait_for_key(ctx: Context, *, sleep: float = 0.5, cap: float = 15.0) -> tuple[bytes, bytes, str]:
+    """Workers: fetch the master's key, backing off until it exists or --key-wait passes."""
+    deadline = time.monotonic() + ctx.settings.key_wait
+    started, last_error = time.monotonic(), ""
+    while True:
+        try:
+            priv, pub = ctx.bucket.get(PRIVATE), ctx.bucket.get(PUBLIC)
+            if priv and pub:
+                return priv, pub, f"fetched the cluster key after {time.monotonic() - started:.1f} s"
+        except CfnChainermnError as exc:
+            last_error = f" (last error: {exc})"
+        if time.monotonic() + sleep > deadline:
+            where = f"{ctx.settings.bucket or ctx.settings.state_dir}/{PRIVATE}"
+            raise AgentError(f"cluster key {where} did not appear within {ctx.settings.key_wait:g} s{last_error}; "
+                             "is the master up? its log is under logs/<master id>/agent.log in the bucket")
+        ctx.log.info(f"waiting for the cluster key ({sleep:.1f} s)")
+        time.sleep(sleep)
+        sleep = min(sleep * 2, cap)
+
+
+def merge_authorized(existing: str, managed: list[str]) -> str:
+    """authorized_keys with our block replaced and the user's own lines kept."""
+    kept, inside = [], False
+    for line in existing.splitlines():
+        if line == BEGIN:
+            inside = True
+        elif line == END:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    block = [BEGIN, *dict.fromkeys(k.strip() for k in managed if k.strip()), END]
+    return "".join(x + "\n" for x in [*block, *kept])
+
+
+def host_public_key(ctx: Context) -> str:
+    """This node's sshd host key; on AWS it is generated (ssh-keygen -A) if sshd has none yet."""
+    if ctx.settings.local:
+        path = Path(ctx.settings.host_key)
+    else:
+        path = ctx.system.path(ctx.settings.host_key or AWS_HOST_KEY)
+        if not path.exists():
+            ctx.system.path("/etc/ssh").mkdir(parents=True, exist_ok=True)
+            argv = ["ssh-keygen", "-A"] + ([] if ctx.system.real else ["-f", str(ctx.system.root)])
+            subprocess.run(argv, capture_output=True, check=False)
+    if not path.is_file():
+        raise AgentError(f"no ssh host key at {path}; sshd needs one before the node can join")
+    return " ".join(path.read_text(encoding="utf-8").split()[:2])
+
+
+def ssh_config(ctx: Context) -> str:
+    home = ctx.settings.home_dir()
+    lines = [
+        "# written by the cfn-chainermn node agent: host keys are checked against known_hosts",
+        "Host *",
+        f"    IdentityFile {home}/.ssh/id_ed25519",
+        f"    UserKnownHostsFile {home}/.ssh/known_hosts",
+        "    StrictHostKeyChecking yes",
+        "    BatchMode yes",
+        "    ConnectTimeout 5",
+    ]
+    if ctx.settings.ssh_port != 22:
+        lines.append(f"    Port {ctx.settings.ssh_port}")
+    return "\n".join(lines) + "\n"
+
+
+def setup(ctx: Context) -> str:
+    """The ssh step: cluster key in place, authorized_keys, host key published, ssh config."""
+    s = ctx.settings
+    priv, pub, how = master_key(ctx) if s.role == "master" else wait_for_key(ctx)
+    ssh_dir = ctx.home() / ".ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ssh_dir.chmod(0o700)
+    if ctx.owner[0] >= 0:
+        os.chown(ssh_dir, *ctx.owner)
+    write_atomic(ssh_dir / "id_ed25519", priv, 0o600, ctx.owner)
+    write_atomic(ssh_dir / "id_ed25519.pub", pub, 0o644, ctx.owner)
+    auth = ssh_dir / "authorized_keys"
+    existing = auth.read_text(encoding="utf-8") if auth.exists() else ""
+    write_atomic(auth, merge_authorized(existing, [pub.decode(), *ctx.public_keys]), 0o600, ctx.owner)
+    write_atomic(ssh_dir / "config", ssh_config(ctx), 0o600, ctx.owner)
+    host_key = host_public_key(ctx).encode() + b"\n"
+    key = f"{NODES_PREFIX}{s.node_id}/{HOST_KEY_NAME}"
+    if ctx.bucket.get(key) != host_key:
+        ctx.bucket.put(key, host_key)
+    return f"{how}; host key published"
+
+
+def known_hosts(ctx: Context, nodes: list[Node], keys: dict[str, str]) -> str:
+    """One line per live node that published its host key ("[ip]:port" off port 22)."""
+    lines = []
+    for node in sorted(nodes, key=lambda n: (n.private_ip, n.instance_id)):
+        key = keys.get(node.instance_id)
+        if key and node.private_ip:
+            port = ctx.inventory.ssh_port(node.instance_id)
+            host = node.private_ip if port == 22 else f"[{node.private_ip}]:{port}"
+            lines.append(f"{host} {key}\n")
+    return "".join(lines)
