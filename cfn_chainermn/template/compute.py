@@ -1,0 +1,101 @@
+"""The nodes: a cluster placement group, the master instance and the worker Auto Scaling group.
+
+IMDSv2 only, with hop limit 1: the agent runs on the host, and a hop limit of 2 would hand the
+node's role credentials to every container on a bridge network. The master's properties are
+inline (not taken from a launch template) so that emulators such as moto see its ImageId.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from troposphere import GetAtt, If, NoValue, Ref, Sub, Tags, Template, autoscaling, cloudformation, ec2
+from troposphere.policies import (
+    AutoScalingCreationPolicy,
+    AutoScalingRollingUpdate,
+    CreationPolicy,
+    ResourceSignal,
+    UpdatePolicy,
+)
+
+from cfn_chainermn.params import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
+from cfn_chainermn.template.iam import Profiles
+from cfn_chainermn.template.network import Network
+from cfn_chainermn.template.storage import Storage
+from cfn_chainermn.template.userdata import user_data
+
+ROOT_DEVICE = "/dev/sda1"  # Ubuntu-based Deep Learning AMIs and the project's own AMI
+SIGNAL_TIMEOUT = "PT30M"  # DLAMI boot + agent install + key exchange, with room to spare
+IMAGE_ID = If("HasImageId", Ref("ImageId"), Ref("ImageSsmParameter"))
+IMDS_V2_ONLY = {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
+
+
+def _node_tags(role: str) -> dict[str, Any]:
+    return {CLUSTER_TAG: Ref("AWS::StackName"), ROLE_TAG: role, "Name": Sub(f"${{AWS::StackName}}-{role}")}
+
+
+def _prerequisites(t: Template, net: Network, storage: Storage) -> cloudformation.WaitConditionHandle:
+    """A handle whose Metadata refers to the conditional routes and mount target, so nodes boot
+    after them without a DependsOn on a resource that may not exist (cfn-lint E3005)."""
+    return t.add_resource(cloudformation.WaitConditionHandle(
+        "NodePrerequisites", Metadata={"Comment": "nodes start after the routes and the EFS mount target",
+                                       **dict(net.ready + storage.ready)}))
+
+
+def add_compute(t: Template, net: Network, storage: Storage, profiles: Profiles) -> None:
+    placement = t.add_resource(ec2.PlacementGroup("PlacementGroup", Strategy="cluster"))
+    ready = _prerequisites(t, net, storage)
+    t.add_resource(ec2.Instance(
+        MASTER_RESOURCE,
+        DependsOn=[ready.title],
+        ImageId=IMAGE_ID, InstanceType=Ref("MasterInstanceType"), KeyName=Ref("KeyName"),
+        IamInstanceProfile=Ref(profiles.master), SubnetId=net.subnet_id,
+        SecurityGroupIds=[Ref(net.cluster_sg), Ref(net.master_sg)],
+        PlacementGroupName=Ref(placement), Tenancy=Ref("Tenancy"), Monitoring=True,
+        MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
+        BlockDeviceMappings=[ec2.BlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EbsBlockDevice(
+            VolumeType="gp3", VolumeSize=Ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
+        PropagateTagsToVolumeOnCreation=True, Tags=Tags(_node_tags("master")),
+        UserData=user_data("master"),
+        CreationPolicy=CreationPolicy(ResourceSignal=ResourceSignal(Count=1, Timeout=SIGNAL_TIMEOUT)),
+    ))
+    lt = t.add_resource(ec2.LaunchTemplate(
+        "WorkerLaunchTemplate",
+        TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=Tags(
+            {CLUSTER_TAG: Ref("AWS::StackName")}))],
+        LaunchTemplateData=ec2.LaunchTemplateData(
+            ImageId=IMAGE_ID, InstanceType=Ref("WorkerInstanceType"), KeyName=Ref("KeyName"),
+            IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profiles.worker, "Arn")),
+            SecurityGroupIds=[Ref(net.cluster_sg)],
+            Placement=ec2.Placement(Tenancy=Ref("Tenancy")),
+            Monitoring=ec2.Monitoring(Enabled=True),
+            MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
+            BlockDeviceMappings=[ec2.LaunchTemplateBlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EBSBlockDevice(
+                VolumeType="gp3", VolumeSize=Ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
+            InstanceMarketOptions=If("SpotWorkersOn", ec2.InstanceMarketOptions(
+                MarketType="spot", SpotOptions=ec2.SpotOptions(
+                    SpotInstanceType="one-time", InstanceInterruptionBehavior="terminate")), NoValue),
+            TagSpecifications=[ec2.TagSpecifications(ResourceType="volume", Tags=Tags(_node_tags("worker")))],
+            UserData=user_data("worker"),
+        ),
+    ))
+    t.add_resource(autoscaling.AutoScalingGroup(
+        WORKER_GROUP_RESOURCE,
+        DependsOn=[ready.title],
+        LaunchTemplate=autoscaling.LaunchTemplateSpecification(
+            LaunchTemplateId=Ref(lt), Version=GetAtt(lt, "LatestVersionNumber")),
+        VPCZoneIdentifier=[net.subnet_id], PlacementGroup=Ref(placement),
+        # MaxSize = DesiredCapacity = WorkerCount: `stack scale` is a stack update of WorkerCount.
+        MinSize="0", MaxSize=Ref("WorkerCount"), DesiredCapacity=Ref("WorkerCount"),
+        TerminationPolicies=["NewestInstance"],  # scale-in drops nodes least likely to be in a job
+        Tags=[autoscaling.Tag(k, v, True) for k, v in _node_tags("worker").items()],
+        CreationPolicy=CreationPolicy(
+            ResourceSignal=ResourceSignal(Count=Ref("WorkerCount"), Timeout=SIGNAL_TIMEOUT),
+            AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100)),
+        # A size change never replaces workers; a launch template change (AMI, type) replaces them
+        # in batches, waiting for each new worker's signal; scaling processes pause meanwhile.
+        UpdatePolicy=UpdatePolicy(AutoScalingRollingUpdate=AutoScalingRollingUpdate(
+            MinInstancesInService=0, MaxBatchSize=16, WaitOnResourceSignals=True, PauseTime=SIGNAL_TIMEOUT,
+            SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance", "AlarmNotification",
+                              "ScheduledActions"])),
+    ))

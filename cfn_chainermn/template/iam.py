@@ -1,0 +1,66 @@
+"""IAM roles and instance profiles of the master and the workers.
+
+Least privilege, written out per statement: the master may write the cluster key, workers may
+only read it; every node publishes its own records and logs; ec2:DescribeInstances is the one
+action on "*" because EC2 does not support resource-level permissions for it. No managed
+policies: the AWS ones grant wildcards this cluster does not need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from troposphere import If, NoValue, Ref, Sub, Template, iam
+
+from cfn_chainermn.params import KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
+
+
+@dataclass(frozen=True)
+class Profiles:
+    master: iam.InstanceProfile
+    worker: iam.InstanceProfile
+
+
+def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
+
+
+def _objects(prefix: str) -> Sub:
+    return Sub(f"${{KeyBucket.Arn}}/{prefix}*")
+
+
+def node_statements(role: str) -> list[Any]:
+    """The policy statements of one role ("master" or "worker")."""
+    key_actions = ["s3:GetObject", "s3:PutObject"] if role == "master" else ["s3:GetObject"]
+    return [
+        # Node discovery: EC2 cannot scope DescribeInstances to resources.
+        _statement("DiscoverClusterNodes", ["ec2:DescribeInstances"], ["*"]),
+        # Report the node's true boot result to this stack only.
+        _statement("SignalThisStack", ["cloudformation:SignalResource"], [Ref("AWS::StackId")]),
+        # Listing turns "not there yet" into 404 instead of 403 while workers wait for the key.
+        _statement("ListKeyBucket", ["s3:ListBucket"], [Sub("${KeyBucket.Arn}")]),
+        _statement("WriteClusterKey" if role == "master" else "ReadClusterKey", key_actions, [_objects(KEY_PREFIX)]),
+        _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject"], [_objects(NODES_PREFIX)]),
+        _statement("WriteAgentLogs", ["s3:PutObject"], [_objects(LOGS_PREFIX)]),
+        If("HasAgentWheel",
+           _statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),
+           NoValue),
+    ]
+
+
+def _role(t: Template, role: str) -> iam.InstanceProfile:
+    title = role.capitalize()
+    r = t.add_resource(iam.Role(
+        f"{title}Role",
+        Description=Sub(f"cfn-chainermn {role} nodes of ${{AWS::StackName}}"),
+        AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+        Policies=[iam.Policy(PolicyName=f"cfn-chainermn-{role}", PolicyDocument={
+            "Version": "2012-10-17", "Statement": node_statements(role)})],
+    ))
+    return t.add_resource(iam.InstanceProfile(f"{title}InstanceProfile", Roles=[Ref(r)]))
+
+
+def add_iam(t: Template) -> Profiles:
+    return Profiles(master=_role(t, "master"), worker=_role(t, "worker"))

@@ -1,0 +1,99 @@
+"""The key bucket (cluster SSH key, node records, agent logs) and the optional EFS.
+
+The bucket has no BucketName: CloudFormation derives a valid lowercase name, so no stack name
+(upper case, long) can break it, and names never collide across accounts. It holds a private
+key, so it is encrypted, private, TLS-only and versioned, with old versions expired quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from troposphere import If, Ref, Sub, Template, ec2, efs, s3
+from troposphere.s3 import BucketPolicy
+
+from cfn_chainermn.params import LOGS_PREFIX
+from cfn_chainermn.template.network import Network, cluster_tags
+
+LOG_RETENTION_DAYS = 30
+BUCKET_LOGGING_REASON = (
+    "holds only this cluster's SSH key and node records; access logs would need a second bucket per "
+    "cluster that outlives the stack; CloudTrail covers the API calls"
+)
+
+
+@dataclass(frozen=True)
+class Storage:
+    bucket: s3.Bucket
+    efs_id: Any  # the file system id when HasEfs (new or given)
+    ready: list[tuple[str, Any]]
+
+
+def _key_bucket(t: Template) -> s3.Bucket:
+    bucket = t.add_resource(s3.Bucket(
+        "KeyBucket",
+        DeletionPolicy="Delete", UpdateReplacePolicy="Delete",  # `stack delete` empties it first
+        BucketEncryption=s3.BucketEncryption(ServerSideEncryptionConfiguration=[
+            s3.ServerSideEncryptionRule(
+                ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
+                BucketKeyEnabled=True,
+            )]),
+        PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+            BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True),
+        OwnershipControls=s3.OwnershipControls(Rules=[
+            s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]),
+        VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+        LifecycleConfiguration=s3.LifecycleConfiguration(Rules=[
+            # Current objects (the cluster key, node records) live as long as the cluster; a
+            # replaced or deleted key must not linger as an old version.
+            s3.LifecycleRule(
+                Id="expire-old-versions", Status="Enabled",
+                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=1),
+                AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=1),
+            ),
+            s3.LifecycleRule(Id="expire-agent-logs", Status="Enabled", Prefix=LOGS_PREFIX,
+                             ExpirationInDays=LOG_RETENTION_DAYS),
+        ]),
+        Tags=cluster_tags("keys"),
+        Metadata={"checkov": {"skip": [{"id": "CKV_AWS_18", "comment": BUCKET_LOGGING_REASON}]}},
+    ))
+    t.add_resource(BucketPolicy(
+        "KeyBucketPolicy", Bucket=Ref(bucket),
+        PolicyDocument={"Version": "2012-10-17", "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [Sub("${KeyBucket.Arn}"), Sub("${KeyBucket.Arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }]},
+    ))
+    return bucket
+
+
+def add_storage(t: Template, net: Network) -> Storage:
+    """The key bucket always; a new EFS (with its group and mount target) or NFS into a given one."""
+    bucket = _key_bucket(t)
+    efs_sg = t.add_resource(ec2.SecurityGroup(
+        "EfsSecurityGroup", Condition="CreateEfs", VpcId=net.vpc_id, Tags=cluster_tags("efs"),
+        GroupDescription="cfn-chainermn EFS mount target: NFS from cluster members only",
+        SecurityGroupIngress=[ec2.SecurityGroupRule(
+            IpProtocol="tcp", FromPort=2049, ToPort=2049, SourceSecurityGroupId=Ref(net.cluster_sg),
+            Description="NFS from cluster members")],
+    ))
+    fs = t.add_resource(efs.FileSystem(
+        "FileSystem", Condition="CreateEfs",
+        # Delete with the stack (it is the cluster's scratch space: keep results elsewhere or use
+        # EfsMode existing), but never lose data to an update that would replace it.
+        DeletionPolicy="Delete", UpdateReplacePolicy="Retain",
+        Encrypted=True, PerformanceMode=Ref("EfsPerformanceMode"), ThroughputMode=Ref("EfsThroughputMode"),
+        FileSystemTags=cluster_tags("efs"),
+    ))
+    mount = t.add_resource(efs.MountTarget(
+        "MountTarget", Condition="CreateEfs", FileSystemId=Ref(fs), SubnetId=net.subnet_id,
+        SecurityGroups=[Ref(efs_sg)]))
+    t.add_resource(ec2.SecurityGroupIngress(
+        "ExistingEfsNfsIngress", Condition="ExistingEfsIngress", GroupId=Ref("EfsSecurityGroupId"),
+        IpProtocol="tcp", FromPort=2049, ToPort=2049, SourceSecurityGroupId=Ref(net.cluster_sg),
+        Description=Sub("NFS from cfn-chainermn cluster ${AWS::StackName}"),
+    ))
+    efs_id = If("CreateEfs", Ref(fs), Ref("EfsFileSystemId"))
+    return Storage(bucket, efs_id, [("MountTarget", If("CreateEfs", Ref(mount), ""))])
