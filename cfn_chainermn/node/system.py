@@ -53,7 +53,7 @@ class System:
     def ensure_user(self, name: str, home: str) -> tuple[int, int]:
         """Create the cluster user once (no sudo, no password); its uid and gid."""
         if not self.real:
-            if f"useradd {name}" not in " ".join(self.recorded()):
+            if not any(x.startswith("useradd ") and x.endswith(f" {name}") for x in self.recorded()):
                 self.run(["useradd", "-m", "-d", home, "-s", "/bin/bash", "-U", "-p", "*", name])
             self.path(home).mkdir(parents=True, exist_ok=True)
             return os.getuid(), os.getgid()

@@ -1,0 +1,121 @@
+"""Simulated nodes for the agent tests: an IMDSv2 stand-in on 127.0.0.1 (tokens required) and a
+moto-backed cluster whose nodes boot into temporary root directories."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.stub import Stubber
+
+from cfn_chainermn.node.agent import AwsClients
+from cfn_chainermn.node.settings import Settings
+
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleUserKeyPairFromEc2xxxxxxxxxxxxxxxx user@laptop"
+
+
+class ImdsStandIn:
+    """IMDSv2 for one simulated instance: PUT a token first; any request without it gets 401."""
+
+    def __init__(self, meta: dict[str, str]) -> None:
+        self.meta = meta
+        self.token = secrets.token_hex(8)
+        self.requests: list[tuple[str, str, bool]] = []  # (method, path, carried a valid token)
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, code: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(code)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self) -> None:
+                ok = self.path == "/latest/api/token" and bool(self.headers.get(TTL_HEADER))
+                stand_in.requests.append(("PUT", self.path, ok))
+                self._reply(200, stand_in.token) if ok else self._reply(400, "missing TTL header")
+
+            def do_GET(self) -> None:
+                ok = self.headers.get(TOKEN_HEADER) == stand_in.token
+                stand_in.requests.append(("GET", self.path, ok))
+                if not ok:
+                    self._reply(401, "token required")
+                    return
+                key = self.path.removeprefix("/latest/meta-data/")
+                if key in stand_in.meta:
+                    self._reply(200, stand_in.meta[key])
+                else:
+                    self._reply(404, "not found")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class SimNode:
+    name: str
+    role: str
+    instance_id: str
+    private_ip: str
+    instance_type: str
+    root: Path
+    imds: ImdsStandIn
+    host_key: str
+
+
+@dataclass
+class SimCluster:
+    """A stack as the agent sees it: moto's EC2 instances + S3 bucket, one IMDS and root per node."""
+
+    moto_url: str
+    stack: str
+    bucket: str
+    subnet_cidr: str
+    nodes: dict[str, SimNode]
+    ec2: Any
+    s3: Any
+    stubs: list[Stubber] = field(default_factory=list)
+
+    def settings(self, name: str, **over: Any) -> Settings:
+        node = self.nodes[name]
+        s = Settings(role=node.role, stack=self.stack, region="us-east-1", bucket=self.bucket,
+                     signal_resource="ClusterMaster" if node.role == "master" else "WorkerGroup",
+                     mount_point="/efs", efs_id="fs-0123456789abcdef0", root=str(node.root),
+                     endpoint_url=self.moto_url, imds_url=node.imds.url, key_wait=20)
+        return s.merged(over)
+
+    def clients(self, name: str, status: str | None = "SUCCESS") -> AwsClients:
+        """Real moto EC2/S3 clients; CloudFormation through a Stubber expecting one signal."""
+        node = self.nodes[name]
+        cfn = boto3.client("cloudformation", region_name="us-east-1")
+        stub = Stubber(cfn)
+        if status:
+            stub.add_response("signal_resource", {}, {
+                "StackName": self.stack, "UniqueId": node.instance_id, "Status": status,
+                "LogicalResourceId": "ClusterMaster" if node.role == "master" else "WorkerGroup"})
+        stub.activate()
+        self.stubs.append(stub)
+        return AwsClients(self.ec2, self.s3, cfn)
+
+    def echo(self) -> io.StringIO:
+        return io.StringIO()
+
+

@@ -1,0 +1,200 @@
+"""The agent executed end to end on AWS back ends: moto (EC2 + S3) on 127.0.0.1, an IMDSv2
+stand-in per node, a temporary root directory per node, CloudFormation signals pinned by Stubber."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from node_sim import USER_KEY, SimCluster
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node import agent
+from cfn_chainermn.node.agent import AwsClients
+from cfn_chainermn.node.state import State
+
+FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
+         "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
+
+
+def _boot(c: SimCluster, name: str, **over: object) -> State:
+    return agent.boot(c.settings(name, **over), c.clients(name), echo=c.echo())
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
+    skip = ("var/lib/cfn-chainermn/state.json", "var/log/cfn-chainermn/agent.log")
+    return {str(p.relative_to(root)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+            for p in sorted(root.rglob("*")) if p.is_file() and str(p.relative_to(root)) not in skip}
+
+
+def _get(c: SimCluster, key: str) -> bytes:
+    return bytes(c.s3.get_object(Bucket=c.bucket, Key=key)["Body"].read())
+
+
+def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    c = sim_cluster
+    m, w1, w2 = c.nodes["master"], c.nodes["w1"], c.nodes["w2"]
+    for name in ("master", "w1", "w2"):
+        assert _boot(c, name).ready
+    for stub in c.stubs:  # each node sent exactly the pinned SUCCESS signal
+        stub.assert_no_pending_responses()
+    # refresh on the master through the CLI, as the systemd timer runs it (settings from agent.json)
+    assert run_with_boundary(cli, ["node", "refresh", "--root", str(m.root)]) == 0
+
+    obj = c.s3.head_object(Bucket=c.bucket, Key="cluster-key/id_ed25519")
+    assert obj["ServerSideEncryption"] == "AES256"
+    cluster_pub = _get(c, "cluster-key/id_ed25519.pub").decode().strip()
+    expected_hosts = "".join(f"{n.private_ip} slots={s}\n" for n, s in ((m, 4), *sorted(
+        [(w1, 1), (w2, 1)], key=lambda x: tuple(int(p) for p in x[0].private_ip.split(".")))))
+    for node in (m, w1, w2):
+        home = node.root / "home/chainer"
+        ssh = home / ".ssh"
+        assert stat.S_IMODE(ssh.stat().st_mode) == 0o700
+        assert stat.S_IMODE((ssh / "id_ed25519").stat().st_mode) == 0o600
+        assert stat.S_IMODE((ssh / "authorized_keys").stat().st_mode) == 0o600
+        assert (ssh / "id_ed25519").read_bytes() == _get(c, "cluster-key/id_ed25519")
+        assert (ssh / "id_ed25519").read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+        auth = (ssh / "authorized_keys").read_text().splitlines()
+        assert cluster_pub in auth and USER_KEY in auth
+        config = (ssh / "config").read_text()
+        assert "StrictHostKeyChecking yes" in config and "Port" not in config
+        assert (node.root / "etc/fstab").read_text() == FSTAB + "\n"
+        assert node.root.joinpath("var/lib/cfn-chainermn/commands.log").read_text().splitlines() == [
+            "useradd -m -d /home/chainer -s /bin/bash -U -p '*' chainer", "mount /efs",
+            "systemctl daemon-reload", "systemctl enable --now cfn-chainermn-refresh.timer"]
+        mca = (home / ".openmpi/mca-params.conf").read_text()
+        assert f"btl_tcp_if_include = {c.subnet_cidr}\n" in mca and f"oob_tcp_if_include = {c.subnet_cidr}\n" in mca
+        assert "plm_rsh_no_tree_spawn = 1\n" in mca and "orte_default_hostfile = /home/chainer/hostfile\n" in mca
+        assert "rtc = ^hwloc\n" in mca and "plm_rsh_args" not in mca
+        assert json.loads(_get(c, f"nodes/{node.instance_id}/ready"))["private_ip"] == node.private_ip
+        assert _get(c, f"nodes/{node.instance_id}/host_ed25519.pub").decode().strip() == node.host_key
+        assert (node.root / "etc/systemd/system/cfn-chainermn-refresh.timer").exists()
+    # the master (refreshed) and the last worker see every ready node; known_hosts has all host keys
+    for node in (m, w2):
+        home = node.root / "home/chainer"
+        assert (home / "hostfile").read_text() == expected_hosts
+        assert (node.root / "opt/amazon/openmpi/etc/openmpi-default-hostfile").read_text() == expected_hosts
+        known = sorted((home / ".ssh/known_hosts").read_text().splitlines())
+        assert known == sorted(f"{n.private_ip} {n.host_key}" for n in (m, w1, w2))
+    # the first worker booted before w2 was ready: its hostfile is master + itself
+    assert (w1.root / "home/chainer/hostfile").read_text().count("slots=") == 2
+    # the IMDS stand-ins saw a token PUT first and no request without a token
+    for node in (m, w1, w2):
+        reqs = node.imds.requests
+        assert reqs[0][:2] == ("PUT", "/latest/api/token") and all(ok for *_, ok in reqs)
+    capsys.readouterr()
+    assert run_with_boundary(cli, ["node", "status", "--root", str(w1.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"node {w1.instance_id} (worker): ready" in out
+    assert "signal    ok        SUCCESS sent to demo/WorkerGroup" in out
+
+
+def test_imds_refuses_requests_without_token(sim_cluster: SimCluster) -> None:
+    url = sim_cluster.nodes["master"].imds.url
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{url}/latest/meta-data/instance-id", timeout=5)
+    assert info.value.code == 401
+
+
+def test_worker_waits_for_master_key(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    result: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            result["state"] = _boot(c, "w1")
+        except Exception as exc:  # reported below
+            result["error"] = exc
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(1.2)
+    assert t.is_alive(), "the worker must still be waiting for the key"
+    _boot(c, "master")
+    t.join(30)
+    assert "error" not in result, result.get("error")
+    state = result["state"]
+    assert isinstance(state, State) and state.ready
+    assert "fetched the cluster key after" in state.steps["ssh"]["detail"]
+    w1 = c.nodes["w1"]
+    assert (w1.root / "home/chainer/.ssh/id_ed25519").read_bytes() == _get(c, "cluster-key/id_ed25519")
+
+
+def test_key_never_appears_fails_with_reason_and_signal(sim_cluster: SimCluster, tmp_path: Path) -> None:
+    c = sim_cluster
+    w1 = c.nodes["w1"]
+    clients = c.clients("w1", status="FAILURE")
+    with pytest.raises(AgentError) as info:
+        agent.boot(c.settings("w1", key_wait=1.0), clients, echo=c.echo())
+    assert "ssh step failed: cluster key" in str(info.value) and "did not appear within 1 s" in str(info.value)
+    c.stubs[-1].assert_no_pending_responses()  # the FAILURE signal was sent with the pinned arguments
+    log = _get(c, f"logs/{w1.instance_id}/agent.log").decode()
+    assert "did not appear within 1 s" in log and "PRIVATE KEY" not in log
+    state = State.load(w1.root / "var/lib/cfn-chainermn/state.json")
+    assert not state.ready and state.steps["ssh"]["status"] == "failed"
+    assert state.steps["ready"]["status"] == "pending"
+    assert "Contents" not in c.s3.list_objects_v2(Bucket=c.bucket, Prefix=f"nodes/{w1.instance_id}/ready")
+    assert run_with_boundary(cli, ["node", "status", "--root", str(w1.root)]) == 1
+
+
+def test_describe_failure_during_refresh_keeps_hostfile(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    for name in ("master", "w1"):
+        _boot(c, name)
+    m = c.nodes["master"]
+    hostfile = m.root / "home/chainer/hostfile"
+    agent.refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())
+    good = hostfile.read_bytes()
+    assert good.count(b"slots=") == 2
+    failing = boto3.client("ec2", region_name="us-east-1")
+    with Stubber(failing) as stub:
+        stub.add_client_error("describe_instances", "RequestLimitExceeded", "Request limit exceeded.")
+        with pytest.raises(AgentError, match="kept the last good hostfile"):
+            agent.refresh(c.settings("master"), AwsClients(failing, c.s3, None), echo=c.echo())
+    assert hostfile.read_bytes() == good
+    assert (m.root / "opt/amazon/openmpi/etc/openmpi-default-hostfile").read_bytes() == good
+    state = State.load(m.root / "var/lib/cfn-chainermn/state.json")
+    assert state.steps["hostfile"]["status"] == "failed" and "RequestLimitExceeded" in state.steps["hostfile"]["detail"]
+
+
+def test_node_that_stops_being_ready_drops_out(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    for name in ("master", "w1", "w2"):
+        _boot(c, name)
+    m, w1, w2 = c.nodes["master"], c.nodes["w1"], c.nodes["w2"]
+    c.s3.delete_object(Bucket=c.bucket, Key=f"nodes/{w1.instance_id}/ready")  # w1 no longer ready
+    c.ec2.stop_instances(InstanceIds=[w2.instance_id])  # w2 no longer running
+    assert run_with_boundary(cli, ["node", "refresh", "--root", str(m.root)]) == 0
+    assert (m.root / "home/chainer/hostfile").read_text() == f"{m.private_ip} slots=4\n"
+
+
+def test_second_boot_changes_nothing(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    _boot(c, "master")
+    _boot(c, "w1")
+    agent.refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())  # the timer's work
+    roots = [c.nodes[n].root for n in ("master", "w1")]
+    before = [_snapshot(r) for r in roots], _get(c, "cluster-key/id_ed25519"), _get(
+        c, f"nodes/{c.nodes['w1'].instance_id}/ready")
+    _boot(c, "master")
+    _boot(c, "w1")
+    after = [_snapshot(r) for r in roots], _get(c, "cluster-key/id_ed25519"), _get(
+        c, f"nodes/{c.nodes['w1'].instance_id}/ready")
+    assert after == before
+    assert (roots[0] / "etc/fstab").read_text().count("fs-0123456789abcdef0") == 1
+
+
+def test_boot_without_required_flags_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_with_boundary(cli, ["node", "boot", "--role", "master", "--imds-url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "--stack is required" in err and "--bucket is required" in err and "--signal-resource" in err
+
