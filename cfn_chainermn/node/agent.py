@@ -105,10 +105,10 @@ def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | 
             break
     if failure is None:
         settings.save()
-    _signal(ctx, clients, failure)
+    signal_failure = _signal(ctx, clients, failure)
     _upload_log(ctx)
-    if failure:
-        raise AgentError(failure)
+    if failure or signal_failure:
+        raise AgentError(failure or str(signal_failure))
     return ctx.state
 
 
@@ -119,17 +119,18 @@ def _files_and_timer(ctx: Context) -> str:
     return detail
 
 
-def _signal(ctx: Context, clients: AwsClients | None, failure: str | None) -> None:
+def _signal(ctx: Context, clients: AwsClients | None, failure: str | None) -> str | None:
+    """Send the outcome; the reason it could not be sent, else None."""
     s = ctx.settings
     if ctx.signaller is None:
         if clients is None or not s.node_id:
-            ctx.state.mark("signal", "failed", "instance id unknown: cannot signal")
-            return
+            reason = "instance id unknown: cannot signal CloudFormation"
+            ctx.state.mark("signal", "failed", reason)
+            ctx.log.error(reason)
+            return reason
         ctx.signaller = CfnSignal(clients.cfn, s.stack, s.signal_resource, s.node_id)
     signaller = ctx.signaller
-    outcome = _run_step(ctx, "signal", lambda: signaller.signal(failure is None) + (f" ({failure})" if failure else ""))
-    if outcome:
-        ctx.log.error(outcome)
+    return _run_step(ctx, "signal", lambda: signaller.signal(failure is None) + (f" ({failure})" if failure else ""))
 
 
 def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:

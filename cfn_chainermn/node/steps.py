@@ -33,6 +33,8 @@ STD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin
 ENV_FILE = ".cfn-chainermn.env"
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
+MOUNT_DEADLINE_S = 600.0  # a new mount target can take minutes to answer
+MOUNT_FIRST_DELAY_S = 2.0
 
 
 def identity(ctx: Context, imds: Imds | None) -> str:
@@ -117,7 +119,7 @@ def fstab_line(fs_id: str, region: str, mount_point: str) -> str:
     return f"{fs_id}.efs.{region}.amazonaws.com:/ {mount_point} nfs4 {EFS_OPTIONS} 0 0"
 
 
-def efs(ctx: Context, *, deadline_s: float = 600.0) -> str:
+def efs(ctx: Context) -> str:
     s = ctx.settings
     target = Path(s.mount_point) if s.local else ctx.system.path(s.mount_point)
     target.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,8 @@ def efs(ctx: Context, *, deadline_s: float = 600.0) -> str:
             os.chown(target, *ctx.owner)
         return f"shared folder {s.mount_point}" if s.local else f"no EFS; {s.mount_point} is a local directory"
     ctx.system.add_fstab(fstab_line(s.efs_id, s.region, s.mount_point))
-    deadline, delay = time.monotonic() + deadline_s, 2.0
+    deadline_s = MOUNT_DEADLINE_S
+    deadline, delay = time.monotonic() + deadline_s, MOUNT_FIRST_DELAY_S
     while not ctx.system.is_mounted(s.mount_point):
         try:
             ctx.system.mount(s.mount_point)

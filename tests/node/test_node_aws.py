@@ -18,9 +18,10 @@ from node_sim import USER_KEY, SimCluster
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent
+from cfn_chainermn.node import agent, steps
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.state import State
+from cfn_chainermn.node.system import System
 
 FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
          "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
@@ -198,3 +199,51 @@ def test_boot_without_required_flags_exits_2(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err
     assert "--stack is required" in err and "--bucket is required" in err and "--signal-resource" in err
 
+
+
+class _SlowMountTarget(System):
+    """The seam on a node whose EFS mount target answers only after `failures` tries."""
+
+    failures = 2
+
+    def mount(self, mount_point: str) -> None:
+        super().mount(mount_point)  # records the attempt under the test root
+        if len([x for x in self.recorded() if x == f"mount {mount_point}"]) <= self.failures:
+            raise AgentError("mount.nfs4: Connection timed out")
+
+    def is_mounted(self, mount_point: str) -> bool:
+        return len([x for x in self.recorded() if x == f"mount {mount_point}"]) > self.failures
+
+
+def test_efs_mount_retried_until_target_answers(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = sim_cluster
+    monkeypatch.setattr(agent, "System", _SlowMountTarget)
+    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
+    state = _boot(c, "master")
+    assert state.steps["efs"]["detail"] == "EFS fs-0123456789abcdef0 mounted at /efs via /etc/fstab"
+    root = c.nodes["master"].root
+    assert _SlowMountTarget(root).recorded().count("mount /efs") == 3
+    assert (root / "etc/fstab").read_text() == FSTAB + "\n"
+
+
+def test_efs_never_answers_fails_the_signal(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = sim_cluster
+    monkeypatch.setattr(agent, "System", _SlowMountTarget)
+    monkeypatch.setattr(_SlowMountTarget, "failures", 1000)
+    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(steps, "MOUNT_DEADLINE_S", 0.3)
+    with pytest.raises(AgentError, match="efs step failed: EFS fs-0123456789abcdef0 not mountable at /efs"):
+        agent.boot(c.settings("master"), c.clients("master", status="FAILURE"), echo=c.echo())
+    c.stubs[-1].assert_no_pending_responses()
+    log = _get(c, f"logs/{c.nodes['master'].instance_id}/agent.log").decode()
+    assert "security group allows NFS (2049)" in log
+
+
+def test_signal_api_failure_fails_the_boot(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    clients = c.clients("master", status=None)
+    c.stubs[-1].add_client_error("signal_resource", "ValidationError", "Stack demo does not exist")
+    with pytest.raises(AgentError, match="signal step failed: SignalResource failed: ValidationError"):
+        agent.boot(c.settings("master"), clients, echo=c.echo())
+    state = State.load(c.nodes["master"].root / "var/lib/cfn-chainermn/state.json")
+    assert state.ready and state.steps["signal"]["status"] == "failed"
