@@ -1,0 +1,136 @@
+"""NAME -> how to reach that cluster: a local cluster's state folder, or an AWS stack.
+
+Both give the same handle (master address and port, the user, the key to log in with, the
+master's host key as the node agent published it, the shared folder, the node list), so the
+job commands never care which one they talk to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cfn_chainermn import mpi
+from cfn_chainermn.errors import ConfigError, RemoteError
+from cfn_chainermn.hostfile import Node
+from cfn_chainermn.remote import LineSink, Remote
+
+STATE_FILE = "cluster.json"
+DEFAULT_STATE_DIR = ".local-cluster"
+AWS_USER = "chainer"
+AWS_PYTHON = "python3"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kind: str  # "local" or "aws"
+    master_host: str
+    ssh_port: int
+    user: str
+    key_file: str
+    master_host_key: str | None
+    shared: str
+    python: str | None
+    network: mpi.Network
+    list_nodes: Callable[[], list[Node]]
+    state_dir: str | None = None
+
+    def remote(self, *, accept_new_host_key: bool = False, connect_timeout: float = 10.0,
+               notice: LineSink | None = None) -> Remote:
+        return Remote(self.master_host, port=self.ssh_port, user=self.user, key_file=self.key_file,
+                      host_key=self.master_host_key, accept_new_host_key=accept_new_host_key,
+                      connect_timeout=connect_timeout, notice=notice)
+
+
+def read_state(state_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(state_dir) / STATE_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--state-dir: cannot read {path}: {exc}") from exc
+    return data
+
+
+def local_cluster(state_dir: str | Path, state: dict[str, Any]) -> Cluster:
+    """The handle of a local cluster from its recorded state."""
+    from cfn_chainermn.node import local_backend
+
+    root = Path(state_dir).resolve()
+    master = state["master_id"]
+    key = local_backend.host_keys(root).get(master)
+    return Cluster(
+        name=str(state["name"]), kind="local", master_host=str(state["master_ip"]), ssh_port=int(state["port"]),
+        user=str(state["user"]), key_file=str(Path(state["home"]) / ".ssh" / "id_ed25519"),
+        master_host_key=key, shared=str(state["shared"]), python=str(state["python"]),
+        network=mpi.Network(cidr=mpi.LOOPBACK_CIDR, instance_type=mpi.LOCAL_INSTANCE_TYPE,
+                            ssh_port=int(state["port"])),
+        list_nodes=lambda: local_backend.list_nodes(root), state_dir=str(root))
+
+
+@dataclass(frozen=True)
+class AwsAccess:
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    identity_file: str | None = None
+
+
+def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster:
+    """The handle of stack NAME: outputs for the master, the bucket for its host key."""
+    from cfn_chainermn import aws, inventory, params
+    from cfn_chainermn.stack import outputs
+
+    session = session or aws.make_session(access.profile, access.region)
+    cfn = aws.client(session, "cloudformation", access.endpoint_url)
+    s3 = aws.client(session, "s3", access.endpoint_url)
+    ec2 = aws.client(session, "ec2", access.endpoint_url)
+    out = outputs(cfn, name)
+    try:
+        host = out[params.OUT_MASTER_DNS] or out[params.OUT_MASTER_PRIVATE_IP]
+        master_id = out[params.OUT_MASTER_INSTANCE_ID]
+        bucket = out[params.OUT_BUCKET]
+    except KeyError as exc:
+        raise RemoteError(f"stack {name} has no output {exc}; is it a cfn-chainermn stack that finished "
+                          "creating? (`cfn-chainermn stack outputs NAME`)") from exc
+    if not access.identity_file:
+        raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
+                          "(or set CFN_CHAINERMN_IDENTITY_FILE)")
+    key = inventory.host_keys(s3, bucket).get(master_id)
+    subnet = _subnet_cidr(ec2, master_id)
+    nodes = [n for n in inventory.list_nodes(ec2, s3, name, bucket) if n.role == "master"]
+    itype = nodes[0].instance_type if nodes else ""
+    return Cluster(
+        name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
+        key_file=os.path.expanduser(access.identity_file), master_host_key=key,
+        shared=out.get(params.OUT_MOUNT_POINT, "/efs"), python=AWS_PYTHON,
+        network=mpi.Network(cidr=subnet, instance_type=itype),
+        list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket))
+
+
+def _subnet_cidr(ec2: Any, instance_id: str) -> str:
+    """The master's subnet CIDR: the network the ranks must keep to."""
+    from cfn_chainermn.inventory import aws_call
+
+    res = aws_call("DescribeInstances", lambda: ec2.describe_instances(InstanceIds=[instance_id]))
+    subnet_id = res["Reservations"][0]["Instances"][0]["SubnetId"]
+    sub = aws_call("DescribeSubnets", lambda: ec2.describe_subnets(SubnetIds=[subnet_id]))
+    return str(sub["Subnets"][0]["CidrBlock"])
+
+
+def resolve(name: str, *, state_dir: str | None, access: AwsAccess) -> Cluster:
+    """A local cluster when the state folder holds one called NAME, else the AWS stack NAME."""
+    folder = Path(state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR") or DEFAULT_STATE_DIR)
+    state = read_state(folder)
+    if state is not None and state.get("name") == name:
+        return local_cluster(folder, state)
+    if name == "local":
+        raise ConfigError(f"no local cluster in {folder}; start one with `cfn-chainermn local up"
+                          f"{'' if state_dir is None else ' --state-dir ' + str(state_dir)}`")
+    return aws_cluster(name, access)

@@ -1,0 +1,217 @@
+"""Jobs on the master: submit, attach, logs, list, cancel.
+
+Every job lives in `<shared>/jobs/<job-id>/` (script, hostfile, log, exit code, the process
+group id), so it can be followed or cancelled from any machine later. The job runs under
+`setsid` in a process group of its own with its output going to the log: a client that goes
+away cannot leave it half-dead. An attached client streams the log; a watchdog on the remote
+side notices the channel closing (Ctrl-C, lost network) and cancels the whole group, so no
+rank is orphaned. `--detach` simply skips the watchdog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import secrets
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cfn_chainermn import mpi
+from cfn_chainermn.errors import ConfigError, RemoteError
+from cfn_chainermn.remote import LineSink, Remote, stream_lines
+
+JOBS = "jobs"
+LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
+
+# Runs the job (argv in cmd.sh) in its own session/process group; `attach` streams the log and
+# cancels the group when the client's channel closes before the job ends.
+RUN_SH = """#!/bin/sh
+cd "$(dirname "$0")" || exit 126
+: > log
+exec 3<&0
+setsid sh ./cmd.sh < /dev/null > /dev/null 2>&1 3<&- &
+pid=$!
+echo "$pid" > pgid
+if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
+( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
+exec 3<&-
+tail -n +1 --pid="$pid" -f log
+[ -f exit_code ] && exit "$(cat exit_code)"
+exit 255
+"""
+
+CMD_SH = """#!/bin/sh
+cd "$(dirname "$0")" || exit 126
+exec >> log 2>&1 < /dev/null
+{command} &
+echo $! > mpiexec.pid
+wait $!
+rc=$?
+echo "$rc" > exit_code.tmp && mv exit_code.tmp exit_code
+"""
+
+# mpiexec first (it stops its remote daemons and ranks cleanly), then the group, then KILL.
+CANCEL_SH = """#!/bin/sh
+cd "$(dirname "$0")" || exit 126
+[ -f pgid ] || exit 0
+pg=$(cat pgid)
+alive() { kill -0 "-$pg" 2>/dev/null; }
+alive || exit 0
+[ -f exit_code ] || echo cancelled > cancelled
+[ -f mpiexec.pid ] && kill -TERM "$(cat mpiexec.pid)" 2>/dev/null
+i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+alive && kill -TERM "-$pg" 2>/dev/null
+i=0; while alive && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
+alive && kill -KILL "-$pg" 2>/dev/null
+[ -f exit_code ] || echo 143 > exit_code
+exit 0
+"""
+
+# One line per job: id, state, exit code, summary.
+LIST_SH = """cd {jobs} 2>/dev/null || exit 0
+for d in */; do d=${{d%/}}; [ -f "$d/pgid" ] || continue
+  if [ -f "$d/exit_code" ]; then rc=$(cat "$d/exit_code"); st=exited; [ -f "$d/cancelled" ] && st=cancelled
+  elif kill -0 "-$(cat "$d/pgid")" 2>/dev/null; then rc=-; st=running
+  else rc=-; st=lost; fi
+  printf '%s\\t%s\\t%s\\t%s\\n' "$d" "$st" "$rc" "$(cat "$d/summary" 2>/dev/null)"
+done
+"""
+
+
+@dataclass(frozen=True)
+class JobRef:
+    job_id: str
+    directory: str
+
+
+def new_job_id(now: float | None = None) -> str:
+    """Sortable and unique: UTC time plus 4 random hex digits."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def job_dir(shared: str, job_id: str) -> str:
+    if not job_id or "/" in job_id or job_id.startswith("."):
+        raise ConfigError(f"JOB: {job_id!r} is not a job id; `cfn-chainermn job list NAME` shows them")
+    return posixpath.join(shared, JOBS, job_id)
+
+
+def cmd_script(argv: Sequence[str]) -> str:
+    return CMD_SH.format(command=shlex.join(argv))
+
+
+def prepare(remote: Remote, *, shared: str, script: Path, files: Sequence[Path], hostfile_text: str,
+            job: mpi.Job, net: mpi.Network, job_id: str | None = None) -> tuple[JobRef, mpi.Job]:
+    """Upload the script, extra files, hostfile and the runner; the job with remote paths filled in."""
+    if not script.is_file():
+        raise ConfigError(f"SCRIPT: {script} is not a file")
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"--files: {f} is not a file")
+    ref = JobRef(job_id or new_job_id(), "")
+    ref = JobRef(ref.job_id, job_dir(shared, ref.job_id))
+    for path in (script, *files):
+        remote.put(path, posixpath.join(ref.directory, path.name))
+    hostfile = None
+    if hostfile_text:
+        hostfile = posixpath.join(ref.directory, "hostfile")
+        remote.put_text(hostfile_text, hostfile)
+    full = mpi.Job(program=posixpath.join(ref.directory, script.name), np=job.np, per_node=job.per_node,
+                   args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
+    argv = mpi.mpiexec_argv(full, net)
+    remote.put_text(cmd_script(argv), posixpath.join(ref.directory, "cmd.sh"), mode=0o755)
+    remote.put_text(CANCEL_SH, posixpath.join(ref.directory, "cancel.sh"), mode=0o755)
+    remote.put_text(RUN_SH, posixpath.join(ref.directory, "run.sh"), mode=0o755)
+    summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
+    remote.put_text(summary + "\n", posixpath.join(ref.directory, "summary"))
+    return ref, full
+
+
+def start(remote: Remote, ref: JobRef, *, detach: bool, on_line: LineSink) -> int:
+    """Run the uploaded job; attached: stream its log and return its exit code."""
+    run_sh = shlex.quote(posixpath.join(ref.directory, "run.sh"))
+    if detach:
+        rc, out = remote.capture(f"sh {run_sh} detach")
+        if rc != 0:
+            raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {out.strip()}")
+        return 0
+    chan = remote.open_command(f"sh {run_sh} attach")
+    try:
+        stream_lines(chan, on_line)
+        return int(chan.recv_exit_status())
+    except BaseException:
+        # Ctrl-C or a lost connection: cancel explicitly too, in case the watchdog cannot run.
+        chan.close()
+        with contextlib.suppress(Exception):  # best effort; the remote watchdog cancels too
+            cancel(remote, ref)
+        raise
+    finally:
+        chan.close()
+
+
+def cancel(remote: Remote, ref: JobRef) -> None:
+    """Stop the job's whole process group; returns once no process of it is left."""
+    path = shlex.quote(posixpath.join(ref.directory, "cancel.sh"))
+    rc, out = remote.capture(f"test -f {path} && sh {path}")
+    if rc != 0:
+        raise RemoteError(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)"
+                          if rc == 1 else f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
+
+
+def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
+    """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
+    d = shlex.quote(ref.directory)
+    if follow:
+        cmd = (f"cd {d} || exit 254; pg=$(cat pgid 2>/dev/null); "
+               "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then tail -n +1 --pid=\"$pg\" -f log; "
+               "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+               "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
+    else:
+        cmd = f"cd {d} || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
+    rc = remote.run(cmd, on_line=on_line)
+    if rc == 254:
+        raise RemoteError(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)")
+    return rc
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str  # running | exited | cancelled | lost
+    exit_code: int | None
+    summary: str
+
+
+def list_jobs(remote: Remote, shared: str) -> list[JobInfo]:
+    out = remote.check(LIST_SH.format(jobs=shlex.quote(posixpath.join(shared, JOBS))))
+    jobs = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 4:
+            continue
+        rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else None
+        jobs.append(JobInfo(parts[0], parts[1], rc, parts[3]))
+    return sorted(jobs, key=lambda j: j.job_id)
+
+
+def looks_like_launch_failure(lines: Sequence[str]) -> bool:
+    """mpiexec could not start its daemons (a node down, ssh refused): worth a node check."""
+    return any(mark in line for line in lines for mark in LAUNCH_FAILURE_MARKS)
+
+
+Tee = Callable[[str], None]
+
+
+def tee(sink: LineSink, keep: list[str], limit: int = 200) -> Tee:
+    """Pass lines on and remember the last `limit` of them."""
+
+    def on_line(line: str) -> None:
+        keep.append(line)
+        if len(keep) > limit:
+            del keep[0]
+        sink(line)
+
+    return on_line

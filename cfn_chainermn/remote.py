@@ -1,0 +1,210 @@
+"""SSH to a cluster node with paramiko: host key verified, output streamed, files over SFTP.
+
+Usage::
+
+    with Remote("203.0.113.10", user="chainer", key_file="~/.ssh/k.pem",
+                host_key="ssh-ed25519 AAAA...") as r:
+        rc = r.run("hostname", on_line=print)
+
+The expected host key comes from what the node agent published (the stack's key bucket, or
+the local cluster's folder). A key that differs is refused with a message that says so;
+only `accept_new_host_key=True` (the CLI's `--accept-new-host-key`) takes whatever the server
+shows, and even then the fingerprint is reported. Checking is never silently off.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from cfn_chainermn.errors import ConfigError, RemoteCommandError, RemoteError
+
+if TYPE_CHECKING:
+    import paramiko
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+LineSink = Callable[[str], None]
+
+
+def fingerprint(key_line: str) -> str:
+    """OpenSSH-style SHA256 fingerprint of an "ssh-ed25519 AAAA..." line."""
+    blob = base64.b64decode(key_line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def host_entry(host: str, port: int) -> str:
+    """The known_hosts name OpenSSH and paramiko use: `host`, or `[host]:port` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class Remote:
+    """One SSH connection to one host; keyword-only options, connect on first use."""
+
+    def __init__(self, host: str, *, user: str, key_file: str | os.PathLike[str], port: int = 22,
+                 host_key: str | None = None, accept_new_host_key: bool = False,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 notice: LineSink | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self.key_file = Path(os.path.expanduser(os.fspath(key_file)))
+        self.host_key = host_key
+        self.accept_new_host_key = accept_new_host_key
+        self.connect_timeout = connect_timeout
+        self.notice = notice
+        self._client: paramiko.SSHClient | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def __enter__(self) -> Remote:
+        self.connect()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def connect(self) -> paramiko.SSHClient:
+        """Open the connection once; every failure becomes a RemoteError that names the host."""
+        if self._client is not None:
+            return self._client
+        import paramiko
+
+        if not self.key_file.is_file():
+            raise ConfigError(f"--identity-file: {self.key_file} does not exist; give the private key of the "
+                              "cluster's key pair")
+        if self.host_key is None and not self.accept_new_host_key:
+            raise RemoteError(f"no published host key for {self.host}; wait for the node agent to publish it, "
+                              "or pass --accept-new-host-key to trust the key the server shows")
+        client = paramiko.SSHClient()
+        entry = host_entry(self.host, self.port)
+        if self.host_key is not None and not self.accept_new_host_key:
+            ktype, b64 = self.host_key.split()[:2]
+            client.get_host_keys().add(entry, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(b64)))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(self.host, port=self.port, username=self.user, key_filename=str(self.key_file),
+                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise RemoteError(
+                f"host key of {self.host}:{self.port} has CHANGED: it shows {fingerprint(_key_line(exc.key))}, "
+                f"the cluster published {fingerprint(self.host_key or '')}; refusing to connect (possible "
+                "man-in-the-middle). If the node was replaced, rerun with --accept-new-host-key") from exc
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):
+                raise RemoteError(f"{self.host}:{self.port} offered a host key of another type than the one "
+                                  "published; refusing (pass --accept-new-host-key to trust it)") from exc
+            raise RemoteError(f"SSH to {self.where} failed: {exc}") from exc
+        except OSError as exc:
+            client.close()
+            raise RemoteError(f"cannot reach {self.host}:{self.port} within {self.connect_timeout:g}s: "
+                              f"{exc.strerror or exc}") from exc
+        if self.accept_new_host_key and self.notice is not None:
+            shown = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+            self.notice(f"accepted host key {fingerprint(_key_line(shown))} of {self.host}:{self.port} "
+                        "(--accept-new-host-key)")
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def open_command(self, command: str) -> paramiko.Channel:
+        """Start `command` with stderr merged into stdout; the caller reads the channel."""
+        transport = self.connect().get_transport()
+        if transport is None:  # pragma: no cover - connect() guarantees one
+            raise RemoteError(f"SSH to {self.where}: no transport")
+        chan = transport.open_session()
+        chan.set_combine_stderr(True)
+        chan.exec_command(command)
+        return chan
+
+    def run(self, command: str, *, on_line: LineSink) -> int:
+        """Run `command`, hand every output line to `on_line` as it arrives, return its exit code."""
+        chan = self.open_command(command)
+        try:
+            stream_lines(chan, on_line)
+            return int(chan.recv_exit_status())
+        finally:
+            chan.close()
+
+    def capture(self, command: str) -> tuple[int, str]:
+        """Run `command`; its exit code and combined output."""
+        lines: list[str] = []
+        rc = self.run(command, on_line=lines.append)
+        return rc, "".join(f"{line}\n" for line in lines)
+
+    def check(self, command: str) -> str:
+        """Run `command`; its output, or RemoteCommandError on a non-zero exit."""
+        rc, out = self.capture(command)
+        if rc != 0:
+            raise RemoteCommandError(command, rc, out)
+        return out
+
+    def put_text(self, text: str | bytes, remote_path: str, *, mode: int = 0o644) -> None:
+        """Write a remote file over SFTP, creating its parent folders."""
+        data = text.encode() if isinstance(text, str) else text
+        sftp = self.connect().open_sftp()
+        try:
+            _makedirs(sftp, posixpath.dirname(remote_path))
+            with sftp.open(remote_path, "wb") as fh:
+                fh.write(data)
+            sftp.chmod(remote_path, mode)
+        except OSError as exc:
+            raise RemoteError(f"cannot write {remote_path} on {self.host}: {exc}") from exc
+        finally:
+            sftp.close()
+
+    def put(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
+        """Copy a local file, keeping its executable bit."""
+        path = Path(local_path)
+        mode = 0o755 if os.access(path, os.X_OK) else 0o644
+        self.put_text(path.read_bytes(), remote_path, mode=mode)
+
+
+def stream_lines(chan: Any, on_line: LineSink) -> None:
+    """Read a channel to EOF, calling `on_line` per complete line (partial last line included)."""
+    buf = b""
+    while True:
+        data = chan.recv(32768)
+        if not data:
+            break
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            on_line(line.decode("utf-8", "replace").rstrip("\r"))
+    if buf:
+        on_line(buf.decode("utf-8", "replace"))
+
+
+def _key_line(key: Any) -> str:
+    return f"{key.get_name()} {key.get_base64()}"
+
+
+def _makedirs(sftp: Any, path: str) -> None:
+    if not path or path == "/":
+        return
+    try:
+        sftp.stat(path)
+        return
+    except OSError:
+        pass
+    _makedirs(sftp, posixpath.dirname(path))
+    try:
+        sftp.mkdir(path)
+    except OSError:
+        sftp.stat(path)  # raced with another writer: fine if it exists now
