@@ -17,6 +17,7 @@ from cfn_chainermn.node.system import System, write_atomic
 
 AWS_SETTINGS = "/etc/cfn-chainermn/agent.json"
 AWS_STATE = "/var/lib/cfn-chainermn/state.json"
+AWS_LOCK = "/var/lib/cfn-chainermn/hostfile.lock"
 AWS_LOG = "/var/log/cfn-chainermn/agent.log"
 AWS_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -63,6 +64,10 @@ class Settings:
 
     def log_path(self) -> Path:
         return self.node_dir() / "agent.log" if self.local else System(self.root).path(AWS_LOG)
+
+    def lock_path(self) -> Path:
+        """Serialises hostfile writers: local nodes share one home, and the timer may race a boot."""
+        return Path(self.state_dir) / "hostfile.lock" if self.local else System(self.root).path(AWS_LOCK)
 
     def home_dir(self) -> str:
         return self.home or f"/home/{self.user}"

@@ -3,6 +3,7 @@ or raises a CfnChainermnError whose message is the reason signalled to CloudForm
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pwd
@@ -160,7 +161,18 @@ def ready(ctx: Context) -> str:
 
 
 def cluster_files(ctx: Context) -> str:
-    """Hostfile(s) and known_hosts from discovery. Raises before writing anything on API errors."""
+    """Hostfile(s) and known_hosts from discovery. Raises before writing anything on API errors.
+
+    Under a lock, so that of several writers of one file the last also saw the others' readiness.
+    """
+    lock = ctx.settings.lock_path()
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        return _cluster_files(ctx)
+
+
+def _cluster_files(ctx: Context) -> str:
     nodes = ctx.inventory.list_nodes()
     keys = ctx.inventory.host_keys()
     text = hostfile.render(nodes)

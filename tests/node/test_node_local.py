@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pwd
@@ -92,3 +93,56 @@ def test_local_missing_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run_with_boundary(cli, ["node", "boot", "--backend", "local", "--role", "worker"]) == 2
     err = capsys.readouterr().err
     assert "--state-dir is required with --backend local" in err and "--node-id" in err
+
+
+def test_concurrent_workers_sharing_a_home_end_with_every_node(tmp_path: Path) -> None:
+    """`local up` boots workers at once into one home; the shared files end with every node."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cfn_chainermn.node import agent
+    from cfn_chainermn.node.settings import Settings
+
+    d = tmp_path / "lc"
+    ids = ["m", "w1", "w2", "w3"]
+    for nid in ids:
+        (d / "nodes" / nid).mkdir(parents=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(d / "nodes" / nid / "ssh_host_ed25519_key")], check=True)
+    (d / "inventory.json").write_text(json.dumps({"nodes": [
+        {"instance_id": nid, "private_ip": f"127.0.0.{i + 2}", "role": "master" if i == 0 else "worker",
+         "slots": 1, "ssh_port": 22} for i, nid in enumerate(ids)]}))
+
+    def boot(i: int) -> bool:
+        nid = ids[i]
+        s = Settings(backend="local", state_dir=str(d), role="master" if i == 0 else "worker", node_id=nid,
+                     private_ip=f"127.0.0.{i + 2}", host_key=str(d / "nodes" / nid / "ssh_host_ed25519_key.pub"),
+                     user=USER, home=str(d / "home"), mount_point=str(d / "shared"), key_wait=20)
+        return agent.boot(s, echo=io.StringIO()).ready
+
+    assert boot(0)
+    with ThreadPoolExecutor(3) as pool:
+        assert all(pool.map(boot, [1, 2, 3]))
+    assert (d / "home/hostfile").read_text() == "".join(f"127.0.0.{i} slots=1\n" for i in range(2, 6))
+    assert len((d / "home/.ssh/known_hosts").read_text().splitlines()) == 4
+
+
+def test_hostfile_writers_wait_for_the_lock(tmp_path: Path) -> None:
+    """Writers of the shared hostfile are serialised, so the last writer saw the others' readiness."""
+    import fcntl
+    import threading
+
+    from cfn_chainermn.node import agent
+    from cfn_chainermn.node.settings import Settings
+
+    d = _cluster(tmp_path)
+    assert _boot(d, "m", "127.0.0.2", "master") == 0
+    settings = Settings.load(d / "nodes/m/agent.json")
+    with (d / "hostfile.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        t = threading.Thread(target=agent.refresh, args=(settings,), kwargs={"echo": io.StringIO()})
+        t.start()
+        t.join(0.5)
+        assert t.is_alive(), "refresh must wait while another writer holds the lock"
+        fcntl.flock(held, fcntl.LOCK_UN)
+    t.join(10)
+    assert not t.is_alive()
