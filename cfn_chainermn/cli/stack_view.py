@@ -1,0 +1,109 @@
+"""How stack commands show things: text for people, JSON for scripts (stdout only).
+
+Kept apart from the commands so each command stays a few lines and every view is one
+function of plain data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import click
+
+from cfn_chainermn.params import OUT_MASTER_DNS
+
+OUTPUT_CHOICE = click.Choice(["text", "json"])
+
+
+def say(message: str) -> None:
+    """Progress and diagnostics go to stderr, so stdout carries only results."""
+    click.echo(message, err=True)
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value or "")
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=_iso))
+
+
+def ordered_outputs(outputs: Mapping[str, str]) -> list[tuple[str, str]]:
+    """ClusterMasterPublicDNS first (what people ssh to), the rest by name."""
+    return sorted(outputs.items(), key=lambda kv: (kv[0] != OUT_MASTER_DNS, kv[0]))
+
+
+def outputs_text(outputs: Mapping[str, str]) -> str:
+    rows = ordered_outputs(outputs)
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def event_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "time": _iso(event.get("Timestamp")),
+        "resource": event.get("LogicalResourceId", ""),
+        "type": event.get("ResourceType", ""),
+        "physical_id": event.get("PhysicalResourceId", ""),
+        "status": event.get("ResourceStatus", ""),
+        "reason": event.get("ResourceStatusReason", ""),
+    }
+
+
+def stack_json(stack: Mapping[str, Any]) -> dict[str, Any]:
+    from cfn_chainermn.stack import outputs_of, parameters_of, simplify, tags_of
+
+    return {
+        "name": stack["StackName"],
+        "id": stack.get("StackId", ""),
+        "status": stack["StackStatus"],
+        "state": simplify(stack["StackStatus"]),
+        "reason": stack.get("StackStatusReason", ""),
+        "created": _iso(stack.get("CreationTime")),
+        "updated": _iso(stack.get("LastUpdatedTime")),
+        "parameters": parameters_of(stack),
+        "outputs": outputs_of(stack),
+        "tags": tags_of(stack),
+    }
+
+
+def status_text(stack: Mapping[str, Any]) -> str:
+    info = stack_json(stack)
+    p = info["parameters"]
+    lines = [
+        f"stack    {info['name']}",
+        f"state    {info['state']} ({info['status']}{': ' + info['reason'] if info['reason'] else ''})",
+        f"created  {info['created']}" + (f"  updated {info['updated']}" if info["updated"] else ""),
+    ]
+    if p:
+        spot = " (Spot)" if p.get("SpotWorkers") == "true" else ""
+        lines.append(f"nodes    1 x {p.get('MasterInstanceType', '?')} master + {p.get('WorkerCount', '?')} x "
+                     f"{p.get('WorkerInstanceType', '?')} workers{spot}")
+    if info["outputs"]:
+        lines += ["", outputs_text(info["outputs"])]
+    return "\n".join(lines)
+
+
+def list_rows(stacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from cfn_chainermn.stack import parameters_of, simplify
+
+    rows = []
+    for s in stacks:
+        p = parameters_of(s)
+        rows.append({"name": s["StackName"], "state": simplify(s["StackStatus"]), "status": s["StackStatus"],
+                     "created": _iso(s.get("CreationTime")), "workers": p.get("WorkerCount", ""),
+                     "instance_type": p.get("MasterInstanceType", "")})
+    return rows
+
+
+def list_text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no cfn-chainermn stacks in this region"
+    head = ("NAME", "STATE", "STATUS", "WORKERS", "TYPE", "CREATED")
+    table = [head] + [(r["name"], r["state"], r["status"], str(r["workers"]), r["instance_type"],
+                       r["created"][:19]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table)

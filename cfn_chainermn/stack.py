@@ -1,0 +1,249 @@
+"""CloudFormation calls for one cluster stack: create, change sets, delete, describe, outputs.
+
+Everything here takes a client and returns data or raises the package's errors; printing,
+prompting and waiting for the result live elsewhere (cli/stack_cmd.py, watch.py). Updates go
+through change sets so the user sees what will change before anything does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cfn_chainermn import __version__
+from cfn_chainermn.aws import aws_error, error_code, mapped
+from cfn_chainermn.errors import StackError
+
+# Tag on every stack this tool creates; `stack list` shows only stacks that carry it.
+TOOL_TAG = "cfn-chainermn:version"
+# CloudFormation's limit for an inline TemplateBody; larger templates go through S3.
+TEMPLATE_BODY_LIMIT = 51_200
+CAPABILITIES = ["CAPABILITY_IAM"]
+ON_FAILURE = {"rollback": "ROLLBACK", "delete": "DELETE", "keep": "DO_NOTHING"}
+
+
+class StackNotFound(StackError):
+    """The named stack does not exist (or was deleted)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"stack {name} not found; `cfn-chainermn stack list` shows yours")
+
+
+def simplify(status: str) -> str:
+    """CloudFormation's 23 statuses reduced to what a user acts on.
+
+    ROLLBACK_COMPLETE is "failed" (the create failed; only delete is left) while
+    UPDATE_ROLLBACK_COMPLETE is "rolled-back" (the update failed but the stack still works).
+    """
+    if status.endswith("_IN_PROGRESS"):
+        return "in-progress"
+    if status == "DELETE_COMPLETE":
+        return "deleted"
+    if status in ("UPDATE_ROLLBACK_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"):
+        return "rolled-back"
+    if status.endswith("_COMPLETE") and "ROLLBACK" not in status:
+        return "complete"
+    return "failed"
+
+
+def is_not_found(exc: BaseException) -> bool:
+    """CloudFormation reports a missing stack as ValidationError "... does not exist"."""
+    return error_code(exc) == "ValidationError" and "does not exist" in str(exc)
+
+
+def describe(cfn: Any, name: str) -> dict[str, Any]:
+    """The stack's description; StackNotFound when there is none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cfn.describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise StackNotFound(name) from None
+        raise
+    if not stacks:
+        raise StackNotFound(name)
+    stack: dict[str, Any] = stacks[0]
+    return stack
+
+
+def outputs_of(stack: Mapping[str, Any]) -> dict[str, str]:
+    return {o["OutputKey"]: str(o.get("OutputValue", "")) for o in stack.get("Outputs", [])}
+
+
+def parameters_of(stack: Mapping[str, Any]) -> dict[str, str]:
+    return {p["ParameterKey"]: str(p.get("ParameterValue", "")) for p in stack.get("Parameters", [])}
+
+
+def tags_of(stack: Mapping[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+
+
+def outputs(cfn: Any, name: str) -> dict[str, str]:
+    """The stack's outputs by name (the contract other areas use to find a cluster)."""
+    with mapped(f"reading stack {name}"):
+        return outputs_of(describe(cfn, name))
+
+
+def list_stacks(cfn: Any) -> list[dict[str, Any]]:
+    """This tool's live stacks (those tagged TOOL_TAG), oldest first."""
+    found: list[dict[str, Any]] = []
+    with mapped("listing stacks"):
+        for page in cfn.get_paginator("describe_stacks").paginate():
+            found.extend(s for s in page["Stacks"] if TOOL_TAG in tags_of(s))
+    return sorted(found, key=lambda s: s["CreationTime"])
+
+
+def stack_tags(extra: Mapping[str, str]) -> list[dict[str, str]]:
+    """The tool's marker tag plus the config's tags (CloudFormation copies them to resources)."""
+    tags = {TOOL_TAG: __version__, **dict(extra)}
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def compact(template_json: str) -> str:
+    """The template with insignificant whitespace removed (it counts toward the inline limit)."""
+    return json.dumps(json.loads(template_json), separators=(",", ":"), sort_keys=False)
+
+
+def template_source(body: str, upload: Callable[[str], str]) -> dict[str, str]:
+    """TemplateBody when it fits inline, else TemplateURL of the body uploaded by `upload`."""
+    if len(body.encode("utf-8")) < TEMPLATE_BODY_LIMIT:
+        return {"TemplateBody": body}
+    return {"TemplateURL": upload(body)}
+
+
+def _parameters(values: Mapping[str, str | None]) -> list[dict[str, Any]]:
+    """Parameter list; a value of None keeps the stack's previous value."""
+    return [
+        {"ParameterKey": k, "UsePreviousValue": True} if v is None else {"ParameterKey": k, "ParameterValue": v}
+        for k, v in values.items()
+    ]
+
+
+def create(cfn: Any, name: str, source: Mapping[str, str], params: Mapping[str, str],
+           tags: list[dict[str, str]], *, on_failure: str = "rollback") -> str:
+    """Start creating the stack; returns its StackId (events and waiting are watch.py's)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = cfn.create_stack(
+            StackName=name, **source, Parameters=_parameters(params), Capabilities=CAPABILITIES,
+            OnFailure=ON_FAILURE[on_failure], Tags=tags,
+        )
+    except ClientError as exc:
+        if error_code(exc) == "AlreadyExistsException":
+            raise StackError(
+                f"stack {name} already exists; `cfn-chainermn stack update {name}` changes it, "
+                f"or pick another name") from None
+        raise
+    return str(response["StackId"])
+
+
+@dataclass
+class ChangeSet:
+    """A created change set and what it would do, one line per resource."""
+
+    stack: str
+    name: str
+    arn: str = ""
+    changes: list[str] = field(default_factory=list)
+
+
+def _change_line(change: Mapping[str, Any]) -> str:
+    rc = change.get("ResourceChange", {})
+    replace = rc.get("Replacement", "")
+    note = " (replaces it)" if replace == "True" else " (may replace it)" if replace == "Conditional" else ""
+    return f"{rc.get('Action', '?'):<7} {rc.get('LogicalResourceId', '?')} {rc.get('ResourceType', '')}{note}"
+
+
+def create_change_set(cfn: Any, name: str, source: Mapping[str, str] | None,
+                      params: Mapping[str, str | None], tags: list[dict[str, str]] | None = None,
+                      *, delay: float = 5) -> ChangeSet | None:
+    """Create a change set and wait until it is ready; None (change set removed) when nothing changes.
+
+    `source` None reuses the stack's current template (scaling changes only parameters).
+    """
+    from botocore.exceptions import WaiterError
+
+    cs_name = f"cfn-chainermn-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    template: dict[str, Any] = dict(source) if source is not None else {"UsePreviousTemplate": True}
+    extra: dict[str, Any] = {"Tags": tags} if tags is not None else {}
+    with mapped(f"creating a change set for stack {name}"):
+        arn = cfn.create_change_set(
+            StackName=name, ChangeSetName=cs_name, ChangeSetType="UPDATE", **template,
+            Parameters=_parameters(params), Capabilities=CAPABILITIES, **extra,
+        )["Id"]
+    change_set = ChangeSet(stack=name, name=cs_name, arn=str(arn))
+    try:
+        cfn.get_waiter("change_set_create_complete").wait(
+            ChangeSetName=cs_name, StackName=name, WaiterConfig={"Delay": delay, "MaxAttempts": 120})
+    except WaiterError as exc:
+        reason = str((exc.last_response or {}).get("StatusReason", "")) or str(exc)
+        if "didn't contain changes" in reason or "No updates are to be performed" in reason:
+            discard(cfn, change_set)
+            return None
+        discard(cfn, change_set)
+        raise StackError(f"change set for stack {name} failed: {reason}") from None
+    with mapped(f"reading change set {cs_name}"):
+        for page in cfn.get_paginator("describe_change_set").paginate(ChangeSetName=cs_name, StackName=name):
+            change_set.changes.extend(_change_line(c) for c in page.get("Changes", []))
+    return change_set
+
+
+def execute_change_set(cfn: Any, change_set: ChangeSet) -> None:
+    with mapped(f"executing change set {change_set.name}"):
+        cfn.execute_change_set(ChangeSetName=change_set.name, StackName=change_set.stack)
+
+
+def discard(cfn: Any, change_set: ChangeSet) -> None:
+    with mapped(f"deleting change set {change_set.name}"):
+        cfn.delete_change_set(ChangeSetName=change_set.name, StackName=change_set.stack)
+
+
+def buckets_of(cfn: Any, stack_id: str) -> list[str]:
+    """Physical names of the stack's S3 buckets (the key bucket), from its resources."""
+    names: list[str] = []
+    with mapped(f"listing the resources of stack {stack_id}"):
+        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_id):
+            names.extend(
+                r["PhysicalResourceId"] for r in page["StackResourceSummaries"]
+                if r.get("ResourceType") == "AWS::S3::Bucket" and r.get("PhysicalResourceId")
+                and r.get("ResourceStatus") != "DELETE_COMPLETE"
+            )
+    return names
+
+
+def empty_bucket(s3: Any, bucket: str) -> int:
+    """Delete every object version and delete marker, so CloudFormation can delete the bucket."""
+    from botocore.exceptions import ClientError
+
+    removed = 0
+    try:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+                batch = keys[start:start + 1000]
+                result = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+                errors = result.get("Errors", [])
+                if errors:
+                    first = errors[0]
+                    raise StackError(
+                        f"could not empty bucket {bucket}: {first.get('Key')}: {first.get('Code')} "
+                        f"{first.get('Message', '')}".rstrip())
+                removed += len(batch)
+    except ClientError as exc:
+        if error_code(exc) == "NoSuchBucket":
+            return removed
+        raise aws_error(exc, f"emptying bucket {bucket}") from exc
+    return removed
+
+
+def delete(cfn: Any, stack_id: str) -> None:
+    """Start deleting the stack (by id, so it can be followed after the name is gone)."""
+    with mapped(f"deleting stack {stack_id}"):
+        cfn.delete_stack(StackName=stack_id)

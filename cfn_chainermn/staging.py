@@ -1,0 +1,138 @@
+"""The staging bucket: the node agent's wheel, and templates too big to pass inline.
+
+Nodes install the agent from here ("staged", the default) so a cluster runs exactly the code
+that created it, even an unreleased checkout; `--agent-source index` installs AgentPackage
+from a package index instead and `ami` expects it baked into the image. One bucket per
+account and region, created on first use: encrypted, public access blocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cfn_chainermn import __version__
+from cfn_chainermn.aws import Aws, aws_error, error_code, mapped
+from cfn_chainermn.errors import CfnChainermnError, ConfigError
+
+AGENT_SOURCES = ("staged", "index", "ami")
+AGENT_PREFIX = "agent/"
+TEMPLATE_PREFIX = "templates/"
+_PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "cfn_chainermn")
+
+
+def bucket_name(account: str, region: str) -> str:
+    return f"cfn-chainermn-staging-{account}-{region}"
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
+    """Create the bucket if missing, encrypted and private; refuse one owned by someone else."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return
+    except ClientError as exc:
+        code = error_code(exc)
+        if code in ("403", "AccessDenied", "Forbidden"):
+            raise CfnChainermnError(f"staging bucket {bucket} exists but is not readable with these credentials "
+                                    "(another account owns the name?); use --agent-source index") from None
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise aws_error(exc, f"checking staging bucket {bucket}") from exc
+    with mapped(f"creating staging bucket {bucket}"):
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **location)
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True})
+
+
+def project_root() -> Path | None:
+    """The source checkout this package runs from, if it is one (an installed wheel is not)."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def find_wheel(root: Path | None = None) -> Path | None:
+    """A wheel of this exact version in dist/ (from `pip wheel` or `python -m build`)."""
+    root = root or project_root()
+    if root is None:
+        return None
+    wheels = sorted((root / "dist").glob(f"cfn_chainermn-{__version__}-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
+    """`pip wheel --no-deps` of the checkout, built in a copy so the tree gets no build/ litter."""
+    root = root or project_root()
+    if root is None:
+        raise ConfigError("agent_source: cannot build the agent wheel from an installed package; "
+                          "pass --agent-wheel FILE or --agent-source index")
+    with tempfile.TemporaryDirectory(prefix="cfn-chainermn-src-") as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for name in _PROJECT_FILES:
+            path = root / name
+            if path.is_dir():
+                shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif path.is_file():
+                shutil.copy2(path, src / name)
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+               "--disable-pip-version-check", "-q", "-w", str(out_dir), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheels = sorted(out_dir.glob("cfn_chainermn-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        detail = (proc.stderr.strip().splitlines() or ["no wheel produced"])[-1]
+        raise CfnChainermnError(f"building the agent wheel failed: {detail}; pass --agent-wheel FILE "
+                                "or --agent-source index")
+    return wheels[-1]
+
+
+def upload_file(s3: Any, bucket: str, prefix: str, path: Path) -> str:
+    """Upload under a content-hash folder (the file name is kept: pip needs it); returns the key."""
+    data = path.read_bytes()
+    key = f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}/{path.name}"
+    with mapped(f"uploading {path.name} to s3://{bucket}"):
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+    return key
+
+
+class Stager:
+    """Uploads into the account's staging bucket, creating it on first use."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.aws = aws
+        self._bucket = ""
+
+    @property
+    def bucket(self) -> str:
+        if not self._bucket:
+            name = bucket_name(self.aws.account_id(), self.aws.region)
+            ensure_bucket(self.aws.client("s3"), name, self.aws.region)
+            self._bucket = name
+        return self._bucket
+
+    def agent_wheel(self, wheel: Path | None = None) -> str:
+        """Stage the agent wheel (given, found in dist/, or built); returns "bucket/key"."""
+        if wheel is None:
+            wheel = find_wheel()
+        if wheel is not None:
+            return f"{self.bucket}/{upload_file(self.aws.client('s3'), self.bucket, AGENT_PREFIX, wheel)}"
+        with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:
+            built = build_wheel(Path(tmp))
+            return f"{self.bucket}/{upload_file(self.aws.client('s3'), self.bucket, AGENT_PREFIX, built)}"
+
+    def template(self, stack_name: str, body: str) -> str:
+        """Upload a template body; returns the TemplateURL CloudFormation reads it from."""
+        with tempfile.TemporaryDirectory(prefix="cfn-chainermn-tpl-") as tmp:
+            path = Path(tmp) / f"{stack_name}.json"
+            path.write_text(body, encoding="utf-8")
+            key = upload_file(self.aws.client("s3"), self.bucket, TEMPLATE_PREFIX, path)
+        return f"https://{self.bucket}.s3.{self.aws.region}.amazonaws.com/{key}"

@@ -1,0 +1,123 @@
+"""A moto server on 127.0.0.1 that knows the Deep Learning AMI's public SSM parameter.
+
+moto resolves every `AWS::SSM::Parameter::Value<...>` parameter of a template, its Default
+included, through its SSM backend, and it refuses to create names under /aws/ through the
+API (as AWS does). The released template's ImageSsmParameter defaults to the DLAMI's public
+parameter, so moto needs that parameter in its backend, pointing at an AMI moto has: this
+module runs moto's threaded server in-process and writes the parameter straight into the
+backend. The template itself is never changed for the emulator.
+
+moto also keeps the *resolved* AMI id as such a parameter's previous value, and resolves it
+again on an update (UsePreviousValue), so an update of the stack looks up an SSM parameter
+named after the AMI id. Real CloudFormation keeps the parameter name; to let `stack scale`
+run against moto the seed also holds that parameter (`ami-...` -> itself).
+
+For the same reason moto believes every SSM- or Number-typed parameter changed on an update
+(it compares the resolved previous value with the raw new one), so it "modifies" the master
+instance, and moto's AWS::EC2::Instance has no update handler: the master would silently drop
+out of the stack and every later DescribeStacks would fail on its GetAtt outputs. An update
+that does not change the instance's properties leaves it in place on AWS, so the server keeps
+the instance too (`keep_instances_on_update`). Nothing else of moto is changed.
+
+Run `python tests/stack/moto_seeded.py --port 5055` for `make demo`; tests use `serve()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import urllib.request
+from datetime import datetime, timezone
+from typing import Any
+
+from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER
+
+ACCOUNT = "123456789012"  # moto's default account
+
+
+def demo_image(region: str) -> str:
+    """An Ubuntu image from moto's built-in catalogue (the DLAMI is Ubuntu too)."""
+    from moto.ec2.models import ec2_backends
+
+    images = sorted(ec2_backends[ACCOUNT][region].describe_images(), key=lambda i: i.id)
+    ubuntu = [i for i in images if "ubuntu" in (i.name or "").lower()]
+    return str((ubuntu or images)[0].id)
+
+
+def seed(region: str = "us-east-1", parameter: str = DEFAULT_AMI_SSM_PARAMETER) -> str:
+    """Put `parameter` -> an existing AMI into moto's SSM backend; returns the AMI id."""
+    from moto.ssm.models import Parameter, ssm_backends
+
+    image = demo_image(region)
+    backend: Any = ssm_backends[ACCOUNT][region]
+    for name in (parameter, image):
+        backend._parameters[name] = [Parameter(
+            account_id=ACCOUNT, name=name, value=image, parameter_type="String",
+            description="seeded by cfn-chainermn's tests", allowed_pattern=None, keyid=None,
+            last_modified_date=datetime.now(timezone.utc), version=1, data_type="aws:ec2:image",
+        )]
+    return image
+
+
+def keep_instances_on_update() -> None:
+    """Give moto's EC2 instance model the no-op update it lacks (see the module docstring)."""
+    from moto.ec2.models.instances import Instance
+
+    if "update_from_cloudformation_json" in vars(Instance):
+        return
+
+    def update(cls: type, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
+               account_id: str, region_name: str) -> Any:
+        return original_resource
+
+    Instance.update_from_cloudformation_json = classmethod(update)  # type: ignore[method-assign,assignment]
+
+
+class SeededMoto:
+    """moto's ThreadedMotoServer in this process, reset and re-seeded on demand."""
+
+    def __init__(self, port: int, region: str = "us-east-1") -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.region = region
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.image = ""
+
+    def start(self) -> SeededMoto:
+        keep_instances_on_update()
+        self.server.start()
+        self.image = seed(self.region)
+        return self
+
+    def reset(self) -> str:
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(req, timeout=10).read()
+        self.image = seed(self.region)
+        return self.image
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=5055)
+    parser.add_argument("--region", default="us-east-1")
+    args = parser.parse_args()
+    server = SeededMoto(args.port, args.region).start()
+    print(f"moto on {server.url} ({DEFAULT_AMI_SSM_PARAMETER} -> {server.image})", flush=True)
+    def stop(*_: Any) -> None:
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
