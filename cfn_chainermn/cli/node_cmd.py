@@ -140,7 +140,8 @@ def status(backend: str, state_dir: str, node_id: str, root: str, as_json: bool)
     from cfn_chainermn.node.state import State
 
     settings = Settings(backend=backend, state_dir=state_dir, node_id=node_id, root=root)
-    settings.check(boot=False)
+    if settings.local and not (state_dir and node_id):
+        raise ConfigError("--state-dir and --node-id are required with --backend local")
     path = settings.state_path()
     if not path.exists():
         raise ConfigError(f"no agent state at {path}: `cfn-chainermn node boot` has not run on this node")

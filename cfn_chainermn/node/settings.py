@@ -88,11 +88,13 @@ class Settings:
                                     ("--home", self.home)):
                     if not value:
                         problems.append(f"{flag} is required with --backend local")
-        elif boot:
-            for flag, value in (("--stack", self.stack), ("--bucket", self.bucket),
-                                ("--signal-resource", self.signal_resource)):
+        else:
+            required = [("--stack", self.stack), ("--bucket", self.bucket)]
+            required += [("--signal-resource", self.signal_resource)] if boot else []
+            why = "the template's UserData passes it" if boot else f"no settings saved at {self.settings_path()}"
+            for flag, value in required:
                 if not value:
-                    problems.append(f"{flag} is required on AWS (the template's UserData passes it)")
+                    problems.append(f"{flag} is required on AWS ({why}; `node boot` saves them)")
         if problems:
             raise ConfigError(problems)
 

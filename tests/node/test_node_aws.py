@@ -247,3 +247,9 @@ def test_signal_api_failure_fails_the_boot(sim_cluster: SimCluster) -> None:
         agent.boot(c.settings("master"), clients, echo=c.echo())
     state = State.load(c.nodes["master"].root / "var/lib/cfn-chainermn/state.json")
     assert state.ready and state.steps["signal"]["status"] == "failed"
+
+
+def test_refresh_before_boot_names_missing_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_with_boundary(cli, ["node", "refresh", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--stack is required on AWS (no settings saved at" in err and "agent.json" in err
