@@ -253,3 +253,28 @@ def test_refresh_before_boot_names_missing_settings(tmp_path: Path, capsys: pyte
     assert run_with_boundary(cli, ["node", "refresh", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--stack is required on AWS (no settings saved at" in err and "agent.json" in err
+
+
+def test_cli_boot_with_the_template_flags(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The exact AGENT COMMAND LINE of the UserData, plus the test-only --root/--endpoint-url/--imds-url."""
+    from cfn_chainermn.cli import node_cmd
+
+    c = sim_cluster
+    m = c.nodes["master"]
+    made = node_cmd._clients
+
+    def clients(settings: object) -> AwsClients:
+        real = made(settings)
+        assert real.ec2.meta.endpoint_url == c.moto_url and real.ec2.meta.region_name == "us-east-1"
+        return AwsClients(real.ec2, real.s3, c.clients("master").cfn)  # signal pinned by Stubber
+
+    monkeypatch.setattr(node_cmd, "_clients", clients)
+    rc = run_with_boundary(cli, [
+        "node", "boot", "--role", "master", "--stack", "demo", "--region", "us-east-1", "--bucket", c.bucket,
+        "--signal-resource", "ClusterMaster", "--mount-point", "/efs", "--efs-id", "fs-0123456789abcdef0",
+        "--root", str(m.root), "--endpoint-url", c.moto_url, "--imds-url", m.imds.url])
+    assert rc == 0, capsys.readouterr().err
+    c.stubs[-1].assert_no_pending_responses()
+    assert f"node {m.instance_id} (master): ready" in capsys.readouterr().out
+    assert (m.root / "home/chainer/hostfile").read_text() == f"{m.private_ip} slots=4\n"
