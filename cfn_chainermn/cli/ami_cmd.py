@@ -1,0 +1,189 @@
+"""`cfn-chainermn ami ...`: render, validate, build and list the cluster AMI.
+
+Thin commands over ami.py / ami_profiles.py / ami_packer.py; every bad input is a ConfigError
+(exit 2) raised before Packer or AWS is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cfn_chainermn.cli.options import aws_options
+
+OUTPUT = click.Choice(["text", "json"])
+
+
+def _recipe() -> Path:
+    from cfn_chainermn.ami import RECIPE_DIR
+
+    return Path(os.environ.get("CFN_CHAINERMN_AMI_DIR") or RECIPE_DIR)
+
+
+def _buildable(recipe: Path) -> list[str]:
+    from cfn_chainermn import ami_profiles
+
+    return [n for n in ami_profiles.available(recipe)
+            if not ami_profiles.read_raw(recipe, n).get("unsupported")]
+
+
+def _region(region: str | None) -> str:
+    value = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    if not value:
+        from cfn_chainermn.errors import ConfigError
+
+        raise ConfigError("region: not set; pass --region or set AWS_REGION")
+    return value
+
+
+def _placeholder_wheel(tmp: Path) -> Path:
+    """`packer validate` only checks that the file provisioner's source exists."""
+    from cfn_chainermn import __version__
+
+    wheel = tmp / f"cfn_chainermn-{__version__}-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    return wheel
+
+
+def _agent_wheel(given: Path | None, tmp: Path) -> Path:
+    from cfn_chainermn import staging
+
+    return given or staging.find_wheel() or staging.build_wheel(tmp)
+
+
+@click.group()
+def ami() -> None:
+    """The AMI recipe in ami/: version profiles, Packer template, provisioning scripts."""
+
+
+@ami.command("profiles")
+@click.option("--output", type=OUTPUT, default="text", show_default=True)
+def profiles(output: str) -> None:
+    """List the version profiles and what each pins."""
+    from cfn_chainermn import ami_profiles
+
+    recipe = _recipe()
+    rows: list[dict[str, Any]] = []
+    for name in ami_profiles.available(recipe):
+        raw = ami_profiles.read_raw(recipe, name)
+        if raw.get("unsupported"):
+            rows.append({"name": name, "buildable": False, "description": raw.get("description", ""),
+                         "reason": " ".join(str(raw["unsupported"]).split())})
+            continue
+        prof = ami_profiles.load(recipe, name)
+        rows.append({"name": name, "buildable": True, "description": prof.description,
+                     "versions": prof.versions()})
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}: {row['description']}")
+        if row["buildable"]:
+            click.echo("  " + ", ".join(f"{k} {v}" for k, v in row["versions"].items()))
+        else:
+            click.echo(f"  not buildable: {row['reason']}")
+
+
+@ami.command("render")
+@click.option("--profile", "profile_name", required=True, help="Version profile (see `ami profiles`).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+def render(profile_name: str, output_dir: Path) -> None:
+    """Write the Packer template and provisioning scripts of a profile into a directory."""
+    from cfn_chainermn import ami as ami_mod
+
+    written = ami_mod.render_profile(profile_name, output_dir, recipe_dir=_recipe())
+    for path in written:
+        click.echo(str(path))
+    click.echo(f"rendered profile {profile_name} into {output_dir} ({len(written)} files); "
+               f"next: cfn-chainermn ami validate --profile {profile_name}", err=True)
+
+
+@ami.command("validate")
+@click.option("--profile", "profile_name", default=None, help="One profile (default: every buildable one).")
+@click.option("--region", default=None, help="Region passed to packer validate (default AWS_REGION or us-east-1).")
+def validate(profile_name: str | None, region: str | None) -> None:
+    """shellcheck the rendered scripts and run `packer validate` on the template (offline)."""
+    from cfn_chainermn import ami as ami_mod
+    from cfn_chainermn import ami_packer
+
+    recipe = _recipe()
+    names = [profile_name] if profile_name else _buildable(recipe)
+    region = region or os.environ.get("AWS_REGION") or "us-east-1"
+    with tempfile.TemporaryDirectory(prefix="cfn-chainermn-ami-") as tmp:
+        wheel = _placeholder_wheel(Path(tmp))
+        for name in names:
+            out = Path(tmp) / name
+            written = ami_mod.render_profile(name, out, recipe_dir=recipe)
+            ami_packer.shellcheck(out)
+            ami_packer.packer_validate(out, region, wheel)
+            scripts = sum(1 for p in written if p.suffix == ".sh")
+            click.echo(f"ok {name}: shellcheck clean ({scripts} scripts), packer validate passed")
+
+
+@ami.command("build")
+@click.option("--profile", "profile_name", required=True, help="Version profile (see `ami profiles`).")
+@click.option("--region", default=None, help="Build region (else AWS_REGION).")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="Packer variable: instance_type, ami_regions, ami_public, ami_name_prefix, volume_size.")
+@click.option("--copy-to", multiple=True, metavar="REGION", help="Copy the AMI to this region too (repeatable).")
+@click.option("--public", is_flag=True, help="Make the AMI public (default private).")
+@click.option("--agent-wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="cfn-chainermn wheel to install (default: dist/, else built from this checkout).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to render (default out/ami/PROFILE).")
+def build(profile_name: str, region: str | None, variables: tuple[str, ...], copy_to: tuple[str, ...],
+          public: bool, agent_wheel: Path | None, output_dir: Path | None) -> None:
+    """Render, check, then `packer build`; prints the AMI id of each region."""
+    from cfn_chainermn import ami as ami_mod
+    from cfn_chainermn import ami_packer
+
+    build_region = _region(region)
+    extra = ami_packer.parse_vars(variables)
+    if copy_to:
+        extra["ami_regions"] = json.dumps(list(copy_to))
+    if public:
+        extra["ami_public"] = "true"
+    out = output_dir or Path("out") / "ami" / profile_name
+    ami_mod.render_profile(profile_name, out, recipe_dir=_recipe())
+    ami_packer.shellcheck(out)
+    with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:
+        wheel = _agent_wheel(agent_wheel, Path(tmp))
+        ami_packer.packer_validate(out, build_region, wheel, extra)
+        amis = ami_packer.packer_build(out, build_region, wheel, extra,
+                                       echo=lambda line: click.echo(line, err=True))
+    for reg, image in sorted(amis.items()):
+        click.echo(f"{reg}\t{image}")
+    first = amis.get(build_region) or next(iter(amis.values()))
+    click.echo(f"use it: cfn-chainermn stack create NAME --ami {first} ... (or `ami: {first}` in "
+               "cluster.yaml)", err=True)
+
+
+@ami.command("list")
+@click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's region).")
+@click.option("--output", type=OUTPUT, default="text", show_default=True)
+@aws_options
+def list_(region: str | None, output: str, aws_profile: str | None, aws_endpoint_url: str | None) -> None:
+    """This account's cfn-chainermn AMIs in a region, with the versions from their tags."""
+    from cfn_chainermn import ami_packer
+    from cfn_chainermn.aws import client, make_session, region_of
+
+    session = make_session(aws_profile, region)
+    region_of(session)
+    rows = ami_packer.list_images(client(session, "ec2", aws_endpoint_url))
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no cfn-chainermn AMIs in this region; build one with `cfn-chainermn ami build`", err=True)
+        return
+    for row in rows:
+        versions = row["versions"]
+        summary = " ".join(f"{k}={versions[k]}" for k in ("chainer", "cupy", "cuda", "openmpi")
+                           if k in versions)
+        vis = "public" if row["public"] else "private"
+        click.echo(f"{row['image_id']}\t{row['profile']}\t{row['created']}\t{row['state']}\t{vis}\t{summary}")
