@@ -18,9 +18,6 @@ class Bucket(Protocol):
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
         """Write an object; `secret` ones are encrypted at rest / private to the owner."""
 
-    def delete(self, key: str) -> None:
-        """Remove an object if present."""
-
 
 class Inventory(Protocol):
     def list_nodes(self) -> list[Node]:

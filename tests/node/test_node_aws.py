@@ -278,3 +278,15 @@ def test_cli_boot_with_the_template_flags(sim_cluster: SimCluster, monkeypatch: 
     c.stubs[-1].assert_no_pending_responses()
     assert f"node {m.instance_id} (master): ready" in capsys.readouterr().out
     assert (m.root / "home/chainer/hostfile").read_text() == f"{m.private_ip} slots=4\n"
+
+
+def test_missing_host_key_is_generated(sim_cluster: SimCluster) -> None:
+    """An image whose sshd has no host key yet: the agent runs `ssh-keygen -A` (under the root)."""
+    c = sim_cluster
+    m = c.nodes["master"]
+    for p in (m.root / "etc/ssh").iterdir():
+        p.unlink()
+    _boot(c, "master")
+    made = (m.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+    assert made[0] == "ssh-ed25519"
+    assert _get(c, f"nodes/{m.instance_id}/host_ed25519.pub").decode().split() == made[:2]
