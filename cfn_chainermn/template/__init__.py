@@ -65,9 +65,9 @@ def _sorted(value: Any) -> Any:
 
 def template_dict(cfg: ClusterConfig) -> dict[str, Any]:
     """The template as plain data in a stable, readable order: sections as AWS documents them,
-    parameters in console order, each resource's Type first, everything else sorted."""
+    parameters in console order, outputs most useful first, each resource's Type first, everything else sorted."""
     data = build_template(cfg).to_dict()
-    out = _first({k: (v if k == "Parameters" else _sorted(v)) for k, v in data.items()}, _TOP_ORDER)
+    out = _first({k: (v if k in ("Parameters", "Outputs") else _sorted(v)) for k, v in data.items()}, _TOP_ORDER)
     out["Resources"] = {name: _first(res, _RESOURCE_ORDER) for name, res in out["Resources"].items()}
     return out
 

@@ -28,8 +28,8 @@ _CIDR = r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$"
 
 
 def _optional_id(prefix: str) -> dict[str, str]:
-    """Empty (= create or skip it) or an id of the form PREFIX-0123abcd."""
-    return {"AllowedPattern": rf"^({prefix}-[0-9a-f]{{8,17}})?$",
+    """Empty (= create or skip it) or an AWS id: PREFIX- and 8 or 17 hex digits, as AWS issues them."""
+    return {"AllowedPattern": rf"^({prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}}))?$",
             "ConstraintDescription": f"empty or {prefix}-0123456789abcdef0"}
 
 
@@ -83,7 +83,7 @@ _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
                    {"AllowedPattern": r"^/[A-Za-z0-9._/-]{1,100}$",
                     "ConstraintDescription": "an absolute path such as /efs"}),
     "AgentPackage": ("Agent package", "pip requirement of the node agent, installed when the AMI lacks it.",
-                     {"AllowedPattern": rf"^{_NO_SHELL}[^'\"`$\\;\r\n]*$",
+                     {"AllowedPattern": r"""^[^'"`$\\;\n]*[^'"`$\\;\s][^'"`$\\;\n]*$""",
                       "ConstraintDescription": "a pip requirement such as cfn-chainermn==0.1.0"}),
     "AgentIndexUrl": ("Agent package index", "https package index for the agent; empty = PyPI.",
                       {"AllowedPattern": rf"^(https://{_NO_SHELL}+)?$",

@@ -1,0 +1,21 @@
+#!/bin/bash
+# cfn-chainermn node bootstrap: install the agent when missing, then run it.
+set -euo pipefail
+export PATH="/usr/local/bin:$PATH" PIP_BREAK_SYSTEM_PACKAGES=1
+pkg='cfn-chainermn==0.1.0' index='' wheel=''
+fail() {  # the agent never started: tell CloudFormation now rather than time out
+  tok=$(curl -sfS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)
+  iid=$(curl -sfS -H "X-aws-ec2-metadata-token: $tok" http://169.254.169.254/latest/meta-data/instance-id)
+  aws cloudformation signal-resource --region 'us-east-1' --stack-name 'demo' \
+    --logical-resource-id 'WorkerGroup' --unique-id "$iid" --status FAILURE
+  exit 1
+}
+if [ -n "$wheel" ]; then
+  { aws s3 cp "s3://$wheel" /tmp/ && python3 -m pip install "/tmp/${wheel##*/}"; } || fail
+elif ! cfn-chainermn --version 2>/dev/null | grep -qxF "cfn-chainermn, version ${pkg#*==}"; then
+  set --
+  [ -z "$index" ] || set -- --index-url "$index"
+  python3 -m pip install "$@" "$pkg" || fail
+fi
+exec cfn-chainermn node boot --role worker --stack 'demo' --region 'us-east-1' \
+  --bucket 'demo-keybucket-1a2b3c4d5e6f' --signal-resource 'WorkerGroup' --mount-point '/efs' --efs-id fs-0123456789abcdef0

@@ -1,0 +1,199 @@
+"""Targeted asserts on the template's data: the security and cluster properties that matter,
+checked directly rather than trusted to a linter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
+from cfn_chainermn.instances import INSTANCE_TYPES
+from cfn_chainermn.params import (
+    CLUSTER_TAG,
+    MASTER_RESOURCE,
+    ROLE_TAG,
+    WORKER_GROUP_RESOURCE,
+    template_parameters,
+)
+from cfn_chainermn.template import MAX_INLINE_BYTES, build_template, render
+
+R = "Resources"
+
+
+def props(t: dict[str, Any], name: str) -> dict[str, Any]:
+    p: dict[str, Any] = t[R][name]["Properties"]
+    return p
+
+
+def test_console_metadata_and_format(default_dict: dict[str, Any]) -> None:
+    assert default_dict["AWSTemplateFormatVersion"] == "2010-09-09"
+    assert default_dict["Description"].startswith("cfn-chainermn ")
+    iface = default_dict["Metadata"]["AWS::CloudFormation::Interface"]
+    grouped = [p for g in iface["ParameterGroups"] for p in g["Parameters"]]
+    assert sorted(grouped) == sorted(default_dict["Parameters"]) == sorted(iface["ParameterLabels"])
+    assert len(grouped) == len(set(grouped))
+    assert grouped[:2] == ["KeyName", "SshCidr"]
+
+
+def test_parameters_match_params_module_and_defaults_follow_config() -> None:
+    cfg = build({"workers": 7, "instance_type": "p3.16xlarge", "key_name": "k", "ssh_cidr": "198.51.100.0/24",
+                 "efs": {"mode": "none"}})
+    t = build_template(cfg).to_dict()
+    params = t["Parameters"]
+    assert set(params) == set(template_parameters(cfg))
+    assert {k: p.get("Default") for k, p in params.items()} == template_parameters(cfg)
+    assert params["WorkerCount"]["Type"] == "Number" and params["WorkerCount"]["MaxValue"] == 256
+    assert params["MasterInstanceType"]["AllowedValues"] == list(INSTANCE_TYPES)
+    assert params["ImageSsmParameter"]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    assert params["KeyName"]["Type"] == "AWS::EC2::KeyPair::KeyName"
+
+
+def test_key_name_and_ssh_cidr_have_no_default_unless_configured(default_dict: dict[str, Any]) -> None:
+    params = default_dict["Parameters"]
+    assert "Default" not in params["KeyName"] and "Default" not in params["SshCidr"]
+    assert params["ImageSsmParameter"]["Default"] == DEFAULT_AMI_SSM_PARAMETER
+    assert params["VpcId"]["Default"] == "" and params["EfsMode"]["Default"] == "new"
+
+
+def test_rules_cover_cross_parameter_constraints(default_dict: dict[str, Any]) -> None:
+    assert set(default_dict["Rules"]) == {"ExistingSubnetNeedsVpc", "NewSubnetInExistingVpcNeedsRouteTable",
+                                          "ExistingEfsNeedsIdAndSecurityGroup", "MaxIoNeedsBursting"}
+    for rule in default_dict["Rules"].values():
+        assert rule["Assertions"][0]["AssertDescription"]
+
+
+def test_imdsv2_only_and_encrypted_gp3_root_on_every_node(default_dict: dict[str, Any]) -> None:
+    master = props(default_dict, MASTER_RESOURCE)
+    worker = props(default_dict, "WorkerLaunchTemplate")["LaunchTemplateData"]
+    for node in (master, worker):
+        assert node["MetadataOptions"] == {"HttpEndpoint": "enabled", "HttpTokens": "required",
+                                           "HttpPutResponseHopLimit": 1}
+        ebs = node["BlockDeviceMappings"][0]["Ebs"]
+        assert ebs["Encrypted"] is True and ebs["VolumeType"] == "gp3"
+        assert ebs["VolumeSize"] == {"Ref": "RootVolumeSize"}
+        assert node["ImageId"] == {"Fn::If": ["HasImageId", {"Ref": "ImageId"}, {"Ref": "ImageSsmParameter"}]}
+    assert master["Tenancy"] == {"Ref": "Tenancy"} and worker["Placement"]["Tenancy"] == {"Ref": "Tenancy"}
+    assert worker["InstanceMarketOptions"]["Fn::If"][0] == "SpotWorkersOn"
+    assert "InstanceMarketOptions" not in master
+
+
+def test_cluster_placement_group_holds_master_and_workers(default_dict: dict[str, Any]) -> None:
+    assert props(default_dict, "PlacementGroup") == {"Strategy": "cluster"}
+    assert props(default_dict, MASTER_RESOURCE)["PlacementGroupName"] == {"Ref": "PlacementGroup"}
+    assert props(default_dict, WORKER_GROUP_RESOURCE)["PlacementGroup"] == {"Ref": "PlacementGroup"}
+
+
+def test_worker_group_scales_by_worker_count_and_counts_signals(default_dict: dict[str, Any]) -> None:
+    asg = default_dict[R][WORKER_GROUP_RESOURCE]
+    p = asg["Properties"]
+    assert (p["MinSize"], p["MaxSize"], p["DesiredCapacity"]) == ("0", {"Ref": "WorkerCount"}, {"Ref": "WorkerCount"})
+    assert asg["CreationPolicy"]["ResourceSignal"]["Count"] == {"Ref": "WorkerCount"}
+    assert default_dict[R][MASTER_RESOURCE]["CreationPolicy"]["ResourceSignal"]["Count"] == 1
+    rolling = asg["UpdatePolicy"]["AutoScalingRollingUpdate"]
+    assert rolling["WaitOnResourceSignals"] is True and "AutoScalingReplacingUpdate" not in asg["UpdatePolicy"]
+    tags = {t["Key"]: t for t in p["Tags"]}
+    assert tags[CLUSTER_TAG] == {"Key": CLUSTER_TAG, "Value": {"Ref": "AWS::StackName"}, "PropagateAtLaunch": True}
+    assert tags[ROLE_TAG]["Value"] == "worker" and tags[ROLE_TAG]["PropagateAtLaunch"] is True
+    master_tags = {t["Key"]: t["Value"] for t in props(default_dict, MASTER_RESOURCE)["Tags"]}
+    assert master_tags[CLUSTER_TAG] == {"Ref": "AWS::StackName"} and master_tags[ROLE_TAG] == "master"
+
+
+def test_security_group_rules_are_exact(default_dict: dict[str, Any]) -> None:
+    ssh = props(default_dict, "MasterSshSecurityGroup")["SecurityGroupIngress"]
+    assert ssh == [{"CidrIp": {"Ref": "SshCidr"}, "Description": "SSH from SshCidr", "FromPort": 22,
+                    "IpProtocol": "tcp", "ToPort": 22}]
+    assert props(default_dict, MASTER_RESOURCE)["SecurityGroupIds"] == [
+        {"Ref": "ClusterSecurityGroup"}, {"Ref": "MasterSshSecurityGroup"}]
+    worker = props(default_dict, "WorkerLaunchTemplate")["LaunchTemplateData"]
+    assert worker["SecurityGroupIds"] == [{"Ref": "ClusterSecurityGroup"}]  # no SSH from outside
+    self_rule = props(default_dict, "ClusterSecurityGroupSelfIngress")
+    assert self_rule["IpProtocol"] == "-1"
+    assert self_rule["GroupId"] == self_rule["SourceSecurityGroupId"] == {"Ref": "ClusterSecurityGroup"}
+    assert "SecurityGroupIngress" not in props(default_dict, "ClusterSecurityGroup")
+    nfs = props(default_dict, "EfsSecurityGroup")["SecurityGroupIngress"]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], r["SourceSecurityGroupId"]) for r in nfs] == [
+        ("tcp", 2049, 2049, {"Ref": "ClusterSecurityGroup"})]
+    existing = default_dict[R]["ExistingEfsNfsIngress"]
+    assert existing["Condition"] == "ExistingEfsIngress"
+    assert existing["Properties"]["GroupId"] == {"Ref": "EfsSecurityGroupId"}
+    assert (existing["Properties"]["FromPort"], existing["Properties"]["ToPort"]) == (2049, 2049)
+    cidrs = [r.get("CidrIp") for res in default_dict[R].values()
+             for r in res.get("Properties", {}).get("SecurityGroupIngress", [])]
+    assert "0.0.0.0/0" not in cidrs
+
+
+def test_key_bucket_is_private_encrypted_tls_only(default_dict: dict[str, Any]) -> None:
+    b = props(default_dict, "KeyBucket")
+    assert "BucketName" not in b  # CloudFormation names it: no stack name can break it
+    sse = b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse == {"SSEAlgorithm": "AES256"}
+    assert b["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True)
+    assert b["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {r["Id"]: r for r in b["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    assert "ExpirationInDays" not in rules["expire-old-versions"]  # the current key lives with the cluster
+    assert rules["expire-agent-logs"]["Prefix"] == "logs/"
+    (stmt,) = props(default_dict, "KeyBucketPolicy")["PolicyDocument"]["Statement"]
+    assert stmt["Effect"] == "Deny" and stmt["Principal"] == "*" and stmt["Action"] == "s3:*"
+    assert stmt["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def _statements(t: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    (policy,) = props(t, role)["Policies"]
+    out: dict[str, dict[str, Any]] = {}
+    for s in policy["PolicyDocument"]["Statement"]:
+        s = s["Fn::If"][1] if "Fn::If" in s else s
+        out[s["Sid"]] = s
+    return out
+
+
+def test_iam_least_privilege(default_dict: dict[str, Any]) -> None:
+    master, worker = _statements(default_dict, "MasterRole"), _statements(default_dict, "WorkerRole")
+    assert master["WriteClusterKey"]["Action"] == ["s3:GetObject", "s3:PutObject"]
+    assert worker["ReadClusterKey"]["Action"] == ["s3:GetObject"]
+    assert "WriteClusterKey" not in worker
+    for stmts in (master, worker):
+        star = [s["Sid"] for s in stmts.values() if "*" in s["Resource"]]
+        assert star == ["DiscoverClusterNodes"] and stmts["DiscoverClusterNodes"]["Action"] == ["ec2:DescribeInstances"]
+        assert stmts["SignalThisStack"]["Resource"] == [{"Ref": "AWS::StackId"}]
+        assert stmts["ReadAgentWheel"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${AgentWheelS3Path}"}]
+        assert all(not a.endswith("*") for s in stmts.values() for a in s["Action"])
+    wheel = props(default_dict, "MasterRole")["Policies"][0]["PolicyDocument"]["Statement"][-1]
+    assert wheel["Fn::If"][0] == "HasAgentWheel" and wheel["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert all("ManagedPolicyArns" not in props(default_dict, r) for r in ("MasterRole", "WorkerRole"))
+
+
+def test_efs_is_encrypted_and_kept_on_replacement(default_dict: dict[str, Any]) -> None:
+    fs = default_dict[R]["FileSystem"]
+    assert fs["Condition"] == "CreateEfs" and fs["Properties"]["Encrypted"] is True
+    assert (fs["DeletionPolicy"], fs["UpdateReplacePolicy"]) == ("Delete", "Retain")
+    assert props(default_dict, "MountTarget")["SubnetId"] == {
+        "Fn::If": ["CreateSubnet", {"Ref": "Subnet"}, {"Ref": "SubnetId"}]}
+
+
+def test_outputs(default_dict: dict[str, Any]) -> None:
+    out = default_dict["Outputs"]
+    assert next(iter(out)) == "ClusterMasterPublicDNS"
+    assert out["ClusterMasterPublicDNS"]["Value"] == {"Fn::GetAtt": [MASTER_RESOURCE, "PublicDnsName"]}
+    assert out["SshCommand"]["Value"] == {"Fn::Sub": "ssh -i ${KeyName}.pem chainer@${ClusterMaster.PublicDnsName}"}
+    assert out["EfsFileSystemId"]["Condition"] == "HasEfs"
+    assert [k for k, v in out.items() if "Condition" in v] == ["EfsFileSystemId"]
+    assert set(out) == {"ClusterMasterPublicDNS", "ClusterMasterPrivateIP", "ClusterMasterInstanceId",
+                        "KeyBucketName", "EfsFileSystemId", "WorkerGroupName", "MountPoint", "SshCommand"}
+
+
+def test_no_depends_on_a_conditional_resource(default_dict: dict[str, Any]) -> None:
+    res = default_dict[R]
+    for name, r in res.items():
+        deps = r.get("DependsOn", [])
+        for dep in [deps] if isinstance(deps, str) else deps:
+            assert "Condition" not in res[dep] or res[dep]["Condition"] == r.get("Condition"), (name, dep)
+
+
+def test_fits_inline_and_renders_deterministically() -> None:
+    cfg = ClusterConfig()
+    for fmt in ("compact", "yaml", "json"):
+        text = render(cfg, fmt)
+        assert len(text.encode()) < MAX_INLINE_BYTES, fmt
+        assert text == render(cfg, fmt)
+    assert "!Base64" not in render(cfg, "yaml")  # short-form tags crash moto
