@@ -52,7 +52,7 @@ def seed(region: str = "us-east-1", parameter: str = DEFAULT_AMI_SSM_PARAMETER) 
     image = demo_image(region)
     backend: Any = ssm_backends[ACCOUNT][region]
     for name in (parameter, image):
-        backend._parameters[name] = [Parameter(
+        backend._parameters[name] = [Parameter(  # type: ignore[abstract]
             account_id=ACCOUNT, name=name, value=image, parameter_type="String",
             description="seeded by cfn-chainermn's tests", allowed_pattern=None, keyid=None,
             last_modified_date=datetime.now(timezone.utc), version=1, data_type="aws:ec2:image",

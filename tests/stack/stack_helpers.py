@@ -1,0 +1,45 @@
+"""Shapes of CloudFormation answers for Stubber tests, and small helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+from typing import Any
+
+import boto3
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+NAME = "demo"
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{NAME}/0f1e2d3c-aaaa-bbbb-cccc-000000000001"
+T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stack(status: str, **extra: Any) -> dict[str, Any]:
+    """A DescribeStacks entry as CloudFormation returns it."""
+    return {"StackName": NAME, "StackId": STACK_ID, "CreationTime": T0, "StackStatus": status, **extra}
+
+
+def event(n: int, logical: str, status: str, reason: str = "", *, rtype: str = "",
+          physical: str = "") -> dict[str, Any]:
+    """A stack event; n orders them in time (larger = newer)."""
+    is_stack = logical == NAME
+    return {
+        "StackId": STACK_ID, "EventId": f"e-{n}", "StackName": NAME, "LogicalResourceId": logical,
+        "PhysicalResourceId": STACK_ID if is_stack else physical,
+        "ResourceType": "AWS::CloudFormation::Stack" if is_stack else (rtype or "AWS::EC2::Instance"),
+        "Timestamp": T0 + dt.timedelta(seconds=n), "ResourceStatus": status,
+        **({"ResourceStatusReason": reason} if reason else {}),
+    }
+
+
+def cluster_client(service: str) -> Any:
+    """A plain client for arranging or inspecting emulator state (not the code under test)."""
+    return boto3.session.Session(region_name=REGION).client(service)

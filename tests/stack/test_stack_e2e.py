@@ -1,0 +1,107 @@
+"""The CLI against moto on 127.0.0.1: create the released template's stack, scale it, delete it.
+
+Assertions are on what moto models (feasibility-aws.md §5): instances and their tags, the
+Auto Scaling group's size, buckets and objects. moto gives CloudFormation instances no public
+IP, so ClusterMasterPublicDNS is absent here; the other outputs are checked against the
+resources they name.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stack_helpers import cluster_client
+
+from cfn_chainermn import __version__
+from cfn_chainermn.params import CLUSTER_TAG, ROLE_TAG
+
+NAME = "e2e"
+
+
+def _instances(ec2: Any, role: str) -> dict[str, str]:
+    """Instance id -> state of this stack's nodes with `role`."""
+    found: dict[str, str] = {}
+    for r in ec2.describe_instances(Filters=[{"Name": f"tag:{CLUSTER_TAG}", "Values": [NAME]},
+                                             {"Name": f"tag:{ROLE_TAG}", "Values": [role]}])["Reservations"]:
+        for i in r["Instances"]:
+            found[i["InstanceId"]] = i["State"]["Name"]
+    return found
+
+
+def _running(states: dict[str, str]) -> int:
+    return sum(1 for s in states.values() if s == "running")
+
+
+def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
+    ec2, s3, asg, cfn = (cluster_client(s) for s in ("ec2", "s3", "autoscaling", "cloudformation"))
+    ec2.create_key_pair(KeyName="demo-key")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnet = next(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+                  if s["AvailabilityZone"] == "us-east-1a")
+
+    created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
+                      "--instance-type", "g5.xlarge", "--workers", "2", "--vpc-id", vpc, "--subnet-id", subnet,
+                      "--tag", "team=ml", "--yes")
+    assert created.code == 0, created.err
+    err = created.err.splitlines()
+    assert err[0].startswith("cost: 3 nodes, 3 GPUs: about $3.02/h")
+    assert f"preflight: ok: key pair demo-key; g5.xlarge offered in us-east-1a; image {emulator.image}" in err
+    assert any(line.endswith(f"{NAME:<22} CREATE_IN_PROGRESS             User Initiated") for line in err)
+    assert err[-1] == f"stack {NAME}: CREATE_COMPLETE"
+    outputs = dict(line.split(None, 1) for line in created.out.splitlines())
+
+    # The outputs name real resources: the master is running with its tags, the bucket exists.
+    masters = _instances(ec2, "master")
+    assert masters == {outputs["ClusterMasterInstanceId"]: "running"}
+    master = ec2.describe_instances(InstanceIds=list(masters))["Reservations"][0]["Instances"][0]
+    assert (master["InstanceType"], master["KeyName"], master["SubnetId"], master["ImageId"]) == (
+        "g5.xlarge", "demo-key", subnet, emulator.image)
+    bucket = outputs["KeyBucketName"]
+    s3.head_bucket(Bucket=bucket)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[outputs["WorkerGroupName"]])["AutoScalingGroups"][0]
+    assert group["DesiredCapacity"] == 2 and _running(_instances(ec2, "worker")) == 2
+
+    # The agent wheel was staged in the encrypted, private staging bucket and handed to the stack.
+    described = cfn.describe_stacks(StackName=NAME)["Stacks"][0]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+    staging, key = params["AgentWheelS3Path"].split("/", 1)
+    assert staging == "cfn-chainermn-staging-123456789012-us-east-1" and key.endswith("-py3-none-any.whl")
+    assert s3.head_object(Bucket=staging, Key=key)["ContentLength"] > 10_000
+    assert s3.get_public_access_block(Bucket=staging)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
+    rules = s3.get_bucket_encryption(Bucket=staging)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert {"Key": "cfn-chainermn:version", "Value": __version__} in described["Tags"]
+
+    shown = run_cli("stack", "outputs", NAME, "--output", "json")
+    assert shown.code == 0 and json.loads(shown.out)["KeyBucketName"] == bucket and shown.err == ""
+    events = run_cli("stack", "events", NAME)
+    assert events.code == 0 and events.out.splitlines()[-1].split()[1:] == [NAME, "CREATE_COMPLETE"]
+    listed = run_cli("stack", "list", "--output", "json")
+    assert [(r["name"], r["state"], r["workers"]) for r in json.loads(listed.out)] == [(NAME, "complete", "2")]
+
+    scaled = run_cli("stack", "scale", NAME, "--workers", "3", "--yes")
+    assert scaled.code == 0, scaled.err
+    assert scaled.err.splitlines()[-1] == f"stack {NAME}: UPDATE_COMPLETE"
+    groups = asg.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert [g["DesiredCapacity"] for g in groups] == [3]
+    assert _running(_instances(ec2, "worker")) == 3
+    assert _instances(ec2, "master") == masters  # scaling left the master alone
+
+    # Nodes write into the key bucket; versioning (set by the template, ignored by moto) is on.
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for n in range(3):
+        s3.put_object(Bucket=bucket, Key=f"logs/{master['InstanceId']}/agent.log", Body=f"boot {n}\n".encode())
+    s3.put_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub", Body=b"ssh-ed25519 AAAA")
+    s3.delete_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub")  # leaves a delete marker
+
+    deleted = run_cli("stack", "delete", NAME, "--yes")
+    assert deleted.code == 0, deleted.err
+    assert f"emptied bucket {bucket}: 5 object versions removed" in deleted.err
+    assert deleted.err.splitlines()[-1] == f"stack {NAME}: DELETE_COMPLETE"
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    states = {**_instances(ec2, "master"), **_instances(ec2, "worker")}
+    assert len(states) >= 6 and set(states.values()) == {"terminated"}
+    assert asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    gone = run_cli("stack", "status", NAME)
+    assert (gone.code, gone.err) == (3, f"error: stack {NAME} not found; `cfn-chainermn stack list` shows yours\n")

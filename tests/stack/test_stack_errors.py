@@ -1,0 +1,159 @@
+"""Bad input and broken access: exit codes, one line per problem, and no AWS call when input is bad."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from stack_helpers import NAME, STACK_ID, free_port
+
+GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
+EFS = "fs-0123456789abcdef0"
+
+# (args, expected stderr lines: each a prefix of one line, in order; nothing else may be printed)
+BAD_INPUT: list[tuple[list[str], list[str]]] = [
+    (["stack", "create", "1bad", *GOOD],
+     ["error: name: '1bad' is not a CloudFormation stack name; use 1-128 letters, digits and hyphens"]),
+    (["stack", "create", NAME, "--key-name", "k", "--ssh-cidr", "0.0.0.0/0"],
+     ["error: ssh_cidr: 0.0.0.0/0 opens SSH to the whole internet; give your own address"]),
+    (["stack", "create", NAME, *GOOD, "--instance-type", "p9.huge"],
+     ["error: instance_type: unknown instance type 'p9.huge'; choose one of p3.2xlarge"]),
+    (["stack", "create", NAME, *GOOD, "--vpc-cidr", "10.0.0.0/16", "--subnet-cidr", "10.1.0.0/24"],
+     ["error: network.subnet_cidr: 10.1.0.0/24 is outside network.vpc_cidr 10.0.0.0/16"]),
+    (["stack", "create", NAME, *GOOD, "--subnet-id", "subnet-0123456789abcdef0"],
+     ["error: network.vpc_id: required with an existing subnet; give --vpc-id"]),
+    (["stack", "create", NAME, *GOOD, "--efs", EFS],
+     ["error: efs.security_group_id: required with an existing EFS; give --efs-security-group"]),
+    (["stack", "create", NAME, *GOOD, "--efs", "bogus"],
+     ["error: --efs: 'bogus' is not none, new, or an EFS id"]),
+    (["stack", "create", NAME, *GOOD, "--workers", "-1"],
+     ["error: workers: -1 is out of range; give 0 to 256"]),
+    (["stack", "create", NAME, *GOOD, "--workers", "two"],
+     ["error: Invalid value for '--workers': 'two' is not a valid integer."]),
+    (["stack", "create", NAME, *GOOD, "--tag", "novalue"], ["error: --tag: 'novalue' is not KEY=VALUE"]),
+    (["stack", "create", NAME, *GOOD, "--region", "mars-1"],
+     ["error: region: 'mars-1' is not an AWS region name"]),
+    (["stack", "create", NAME], ["error: key_name: required", "error: ssh_cidr: required"]),
+    (["stack", "create", "9x", "--key-name", "k", "--ssh-cidr", "0.0.0.0/0", "--workers", "999"],
+     ["error: name: '9x'", "error: workers: 999 is out of range", "error: ssh_cidr: 0.0.0.0/0 opens SSH"]),
+    (["stack", "create", NAME, *GOOD, "--config", "/nonexistent/cluster.yaml"],
+     ["error: --config: cannot read /nonexistent/cluster.yaml"]),
+    (["stack", "create", NAME, *GOOD, "--agent-source", "pypi"],
+     ["error: Invalid value for '--agent-source': 'pypi' is not one of 'staged', 'index', 'ami'."]),
+    (["stack", "create", NAME, *GOOD, "--agent-wheel", "/nonexistent.whl"],
+     ["error: Invalid value for '--agent-wheel': File '/nonexistent.whl' does not exist."]),
+    (["stack", "create", NAME, *GOOD, "--agent-wheel", __file__, "--agent-source", "index"],
+     ["error: --agent-wheel: only used with --agent-source staged; drop one of them"]),
+    (["stack", "create", NAME, *GOOD, "--on-failure", "ignore"], ["error: Invalid value for '--on-failure'"]),
+    (["stack", "update", NAME, *GOOD, "--output", "yaml"], ["error: Invalid value for '--output': 'yaml'"]),
+    (["stack", "scale", NAME, "--workers", "-1"], ["error: --workers: -1 is out of range; give 0 to 256"]),
+    (["stack", "scale", NAME], ["error: Missing option '--workers'."]),
+    (["stack", "status", NAME, "--output", "xml"], ["error: Invalid value for '--output': 'xml'"]),
+    (["stack", "outputs"], ["error: Missing argument 'NAME'."]),
+    (["stack", "list", "--output", "table"], ["error: Invalid value for '--output': 'table'"]),
+    (["stack", "delete", NAME, "--force"], ["error: No such option '--force'."]),
+]
+
+
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to reach AWS fails the test: no session may even be made."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("bad input reached AWS")
+
+    monkeypatch.setattr("cfn_chainermn.cli.stack_cmd.connect", refuse)
+    monkeypatch.setattr("cfn_chainermn.aws.make_session", refuse)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUT, ids=[" ".join(a[1:4]) for a, _ in BAD_INPUT])
+def test_bad_input_exits_2_with_one_line_per_problem_before_any_aws_call(
+        no_aws: None, run_cli: Any, args: list[str], expected: list[str]) -> None:
+    result = run_cli(*args)
+    lines = result.err.splitlines()
+    assert result.code == 2, result.err
+    assert result.out == ""
+    assert len(lines) == len(expected), result.err
+    for line, prefix in zip(lines, expected, strict=True):
+        assert line.startswith(prefix), (line, prefix)
+
+
+@pytest.mark.parametrize("args", [["stack", "status", NAME], ["stack", "create", NAME, *GOOD, "--yes"]])
+def test_missing_credentials_is_a_clean_message(
+        monkeypatch: pytest.MonkeyPatch, run_cli: Any, args: list[str]) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    result = run_cli(*args)
+    assert result.code == 2
+    assert result.err.splitlines()[-1] == (
+        "error: no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile")
+    assert "Traceback" not in result.err
+
+
+_THROTTLED = (b'<ErrorResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/"><Error><Type>Sender</Type>'
+              b"<Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>r1</RequestId>"
+              b"</ErrorResponse>")
+_STACKS = (f'<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
+           f"<DescribeStacksResult><Stacks><member><StackName>{NAME}</StackName><StackId>{STACK_ID}</StackId>"
+           f"<CreationTime>2026-01-02T03:04:05Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus>"
+           f"</member></Stacks></DescribeStacksResult><ResponseMetadata><RequestId>r2</RequestId>"
+           f"</ResponseMetadata></DescribeStacksResponse>").encode()
+
+
+@pytest.fixture
+def throttling_endpoint() -> Iterator[tuple[str, list[bytes]]]:
+    """A CloudFormation endpoint on 127.0.0.1 that throttles the first request and answers the next."""
+    requests: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            requests.append(self.rfile.read(int(self.headers["Content-Length"])))
+            status, body = (400, _THROTTLED) if len(requests) == 1 else (200, _STACKS)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_throttling_is_retried_by_botocore(throttling_endpoint: tuple[str, list[bytes]], run_cli: Any) -> None:
+    """Through real HTTP: Stubber answers before botocore's retry handler, so it cannot show this."""
+    url, requests = throttling_endpoint
+    result = run_cli("stack", "status", NAME, "--endpoint-url", url)
+    assert result.code == 0, result.err
+    assert len(requests) == 2 and all(b"Action=DescribeStacks" in r for r in requests)
+    assert "state    complete (CREATE_COMPLETE)" in result.out
+
+
+def test_the_staged_wheel_is_built_from_this_checkout_without_litter(tmp_path: Path) -> None:
+    import zipfile
+
+    from cfn_chainermn.staging import build_wheel, project_root
+
+    root = project_root()
+    assert root is not None
+    before = {p.name for p in root.iterdir()}
+    wheel = build_wheel(tmp_path)
+    assert wheel.name.startswith("cfn_chainermn-") and wheel.suffix == ".whl"
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "cfn_chainermn/stack.py" in names and "cfn_chainermn/node/__init__.py" in names
+    assert {p.name for p in root.iterdir()} - before == set()

@@ -1,0 +1,103 @@
+"""Preflight against botocore Stubber: the look-ups it makes, and every problem reported at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cfn_chainermn import preflight
+from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, build
+from cfn_chainermn.errors import PreflightError
+
+VPC, SUBNET, OTHER_VPC = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "vpc-0fedcba9876543210"
+EFS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"
+AMI = "ami-0123456789abcdef0"
+
+
+def _offerings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"InstanceTypeOfferings": [{"InstanceType": t, "LocationType": "availability-zone", "Location": az}
+                                      for t, az in pairs]}
+
+
+def _quota(value: float, code: str) -> dict[str, Any]:
+    return {"Quota": {"ServiceCode": "ec2", "QuotaCode": code, "Value": value}}
+
+
+def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
+    cfg = build({"name": "demo", "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "p3.16xlarge",
+                 "worker_instance_type": "p3.8xlarge", "workers": 3, "spot_workers": True}, for_stack=True)
+    ec2, sq, ssm = stubbed("ec2"), stubbed("service-quotas"), stubbed("ssm")
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
+    ec2.add_response("describe_instance_type_offerings", _offerings([
+        ("p3.16xlarge", "us-east-1a"), ("p3.16xlarge", "us-east-1d"), ("p3.8xlarge", "us-east-1d")]), {
+        "LocationType": "availability-zone",
+        "Filters": [{"Name": "instance-type", "Values": ["p3.16xlarge", "p3.8xlarge"]}]})
+    # master On-Demand P (64 vCPUs); workers Spot P (3 x 32); the On-Demand quota was never
+    # adjusted, so its AWS default is read instead.
+    sq.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value",
+                        expected_params={"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    sq.add_response("get_aws_default_service_quota", _quota(64, "L-417A185B"),
+                    {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    sq.add_response("get_service_quota", _quota(96, "L-7212CCBC"), {"ServiceCode": "ec2", "QuotaCode": "L-7212CCBC"})
+    ssm.add_response("get_parameter", {"Parameter": {"Name": DEFAULT_AMI_SSM_PARAMETER, "Value": AMI}},
+                     {"Name": DEFAULT_AMI_SSM_PARAMETER})
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    result = preflight.run(stubbed, cfg)
+    assert (result.availability_zone, result.image_id, result.problems, result.warnings) == (
+        "us-east-1d", AMI, [], [])
+
+
+def test_every_problem_is_reported_together_with_the_numbers(stubbed: Any) -> None:
+    cfg = build({"name": "demo", "key_name": "missing", "ssh_cidr": "203.0.113.7/32", "instance_type": "p3.16xlarge",
+                 "workers": 2, "ami": AMI, "network": {"vpc_id": VPC, "subnet_id": SUBNET},
+                 "efs": {"mode": "existing", "file_system_id": EFS, "security_group_id": SG}}, for_stack=True)
+    ec2, sq, efs = stubbed("ec2"), stubbed("service-quotas"), stubbed("efs")
+    ec2.add_client_error("describe_key_pairs", "InvalidKeyPair.NotFound", "The key pair 'missing' does not exist")
+    ec2.add_response("describe_vpcs", {"Vpcs": [{"VpcId": VPC, "CidrBlock": "10.0.0.0/16"}]}, {"VpcIds": [VPC]})
+    ec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": SUBNET, "VpcId": OTHER_VPC,
+                                                       "AvailabilityZone": "us-east-1e"}]}, {"SubnetIds": [SUBNET]})
+    ec2.add_response("describe_instance_type_offerings", _offerings([("p3.16xlarge", "us-east-1a")]), None)
+    sq.add_response("get_service_quota", _quota(64, "L-417A185B"), {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    efs.add_response("describe_file_systems", {"FileSystems": [{
+        "OwnerId": "1", "CreationToken": "t", "FileSystemId": EFS, "CreationTime": "2026-01-01T00:00:00Z",
+        "LifeCycleState": "available", "NumberOfMountTargets": 1, "SizeInBytes": {"Value": 0},
+        "PerformanceMode": "generalPurpose", "Tags": []}]}, {"FileSystemId": EFS})
+    efs.add_response("describe_mount_targets", {"MountTargets": [{
+        "MountTargetId": "fsmt-0123456789abcdef0", "FileSystemId": EFS, "SubnetId": "subnet-0aaaaaaaaaaaaaaaa",
+        "VpcId": VPC,
+        "LifeCycleState": "available", "AvailabilityZoneName": "us-east-1a"}]}, {"FileSystemId": EFS})
+    ec2.add_response("describe_security_groups", {"SecurityGroups": [{"GroupId": SG, "VpcId": OTHER_VPC}]},
+                     {"GroupIds": [SG]})
+    ec2.add_client_error("describe_images", "InvalidAMIID.NotFound", f"The image id '[{AMI}]' does not exist",
+                         expected_params={"ImageIds": [AMI]})
+    with pytest.raises(PreflightError) as info:
+        preflight.run(stubbed, cfg)
+    assert str(info.value).splitlines() == [
+        "key_name: key pair 'missing' does not exist in us-east-1; create or import it there (aws ec2 "
+        "import-key-pair) or give another --key-name",
+        f"network.subnet_id: {SUBNET} is in {OTHER_VPC}, not in network.vpc_id {VPC}; give a subnet of {VPC}",
+        "instance_type: p3.16xlarge not offered in us-east-1e; AZs offering all of them: us-east-1a (give --az, "
+        "or a subnet in one of them)",
+        "quota: the cluster needs 192 vCPUs of Running On-Demand P instances (L-417A185B) but the quota in "
+        "us-east-1 is 64; request an increase in the Service Quotas console, or use fewer or smaller instances",
+        f"efs.file_system_id: {EFS} has no mount target in us-east-1e of {VPC} (it has: us-east-1a); add one "
+        "there or put the cluster in one of those AZs",
+        f"efs.security_group_id: {SG} is in {OTHER_VPC}, not {VPC}; give a group of the cluster's VPC",
+        f"ami: image {AMI} does not exist in us-east-1; give an AMI of this region",
+    ]
+    assert info.value.exit_code == 4
+
+
+def test_an_unreadable_quota_warns_instead_of_blocking(stubbed: Any) -> None:
+    cfg = build({"name": "demo", "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
+                 "workers": 0, "ami": AMI, "network": {"availability_zone": "us-east-1b"}}, for_stack=True)
+    ec2, sq = stubbed("ec2"), stubbed("service-quotas")
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, None)
+    ec2.add_response("describe_instance_type_offerings", _offerings([("g5.xlarge", "us-east-1b")]), None)
+    sq.add_client_error("get_service_quota", "AccessDeniedException", "not allowed")
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, None)
+    result = preflight.run(stubbed, cfg)
+    assert result.availability_zone == "us-east-1b"
+    assert result.warnings == ["could not read the quota Running On-Demand G and VT instances (L-DB2E81BA): "
+                               "AccessDeniedException: not allowed; the cluster needs 4 vCPUs of it"]
