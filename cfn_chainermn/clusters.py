@@ -103,9 +103,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
         raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
                           "(or set CFN_CHAINERMN_IDENTITY_FILE)")
     key = inventory.host_keys(s3, bucket).get(master_id)
-    subnet = _subnet_cidr(ec2, master_id)
-    nodes = [n for n in inventory.list_nodes(ec2, s3, name, bucket) if n.role == "master"]
-    itype = nodes[0].instance_type if nodes else ""
+    subnet, itype = _master_facts(ec2, master_id)
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
         key_file=os.path.expanduser(access.identity_file), master_host_key=key,
@@ -114,14 +112,14 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
         list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket))
 
 
-def _subnet_cidr(ec2: Any, instance_id: str) -> str:
-    """The master's subnet CIDR: the network the ranks must keep to."""
+def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
+    """The master's subnet CIDR (the network the ranks must keep to) and its instance type."""
     from cfn_chainermn.inventory import aws_call
 
     res = aws_call("DescribeInstances", lambda: ec2.describe_instances(InstanceIds=[instance_id]))
-    subnet_id = res["Reservations"][0]["Instances"][0]["SubnetId"]
-    sub = aws_call("DescribeSubnets", lambda: ec2.describe_subnets(SubnetIds=[subnet_id]))
-    return str(sub["Subnets"][0]["CidrBlock"])
+    inst = res["Reservations"][0]["Instances"][0]
+    sub = aws_call("DescribeSubnets", lambda: ec2.describe_subnets(SubnetIds=[inst["SubnetId"]]))
+    return str(sub["Subnets"][0]["CidrBlock"]), str(inst["InstanceType"])
 
 
 def resolve(name: str, *, state_dir: str | None, access: AwsAccess) -> Cluster:

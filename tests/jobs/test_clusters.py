@@ -1,0 +1,107 @@
+"""NAME -> cluster handle: the AWS path pinned with botocore Stubber, the local path from its state file."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from cfn_chainermn import clusters, params
+from cfn_chainermn.errors import ConfigError
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7w86mJ2pbTUtu3l2XyHZC4fDGD0E2ZqNYpVqlp2x0m"
+
+
+class FakeSession:
+    """Hands out the stubbed clients the way aws.client() asks for them."""
+
+    def __init__(self, clients: dict[str, Any]) -> None:
+        self.clients = clients
+
+    def client(self, service: str, endpoint_url: str | None = None, config: Any = None) -> Any:
+        return self.clients[service]
+
+
+def _body(data: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+def test_aws_cluster_from_outputs_bucket_and_ec2(tmp_path: Path) -> None:
+    key_file = tmp_path / "k.pem"
+    key_file.write_text("x")
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    with Stubber(cfn) as scfn, Stubber(s3) as ss3, Stubber(ec2) as sec2:
+        outputs = {params.OUT_MASTER_DNS: "ec2-203-0-113-10.compute-1.amazonaws.com",
+                   params.OUT_MASTER_PRIVATE_IP: "10.0.0.10", params.OUT_MASTER_INSTANCE_ID: "i-0master",
+                   params.OUT_BUCKET: "demo-keys", params.OUT_MOUNT_POINT: "/efs"}
+        scfn.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "demo", "StackStatus": "CREATE_COMPLETE",
+            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
+            {"StackName": "demo"})
+        ss3.add_response("list_objects_v2", {"Contents": [
+            {"Key": "nodes/i-0master/host_ed25519.pub"}, {"Key": "nodes/i-0master/ready"},
+            {"Key": "nodes/i-0w1/host_ed25519.pub"}], "IsTruncated": False},
+            {"Bucket": "demo-keys", "Prefix": "nodes/"})
+        ss3.add_response("get_object", {"Body": _body(f"{HOST_KEY} root@ip-10-0-0-10\n".encode())},
+                         {"Bucket": "demo-keys", "Key": "nodes/i-0master/host_ed25519.pub"})
+        ss3.add_response("get_object", {"Body": _body(b"ssh-ed25519 AAAAother\n")},
+                         {"Bucket": "demo-keys", "Key": "nodes/i-0w1/host_ed25519.pub"})
+        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
+            {"InstanceId": "i-0master", "SubnetId": "subnet-1", "InstanceType": "p3.16xlarge"}]}]},
+            {"InstanceIds": ["i-0master"]})
+        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
+                          {"SubnetIds": ["subnet-1"]})
+        cl = clusters.aws_cluster("demo", clusters.AwsAccess(identity_file=str(key_file)),
+                                  session=FakeSession({"cloudformation": cfn, "s3": s3, "ec2": ec2}))
+        for stub in (scfn, ss3, sec2):
+            stub.assert_no_pending_responses()
+    assert (cl.kind, cl.master_host, cl.ssh_port, cl.user) == ("aws", outputs[params.OUT_MASTER_DNS], 22, "chainer")
+    assert cl.master_host_key == HOST_KEY  # the comment is dropped, the key is the master's
+    assert cl.shared == "/efs" and cl.key_file == str(key_file)
+    assert (cl.network.cidr, cl.network.instance_type, cl.network.local) == ("10.0.0.0/24", "p3.16xlarge", False)
+
+
+def test_aws_cluster_needs_an_identity_file() -> None:
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    with Stubber(cfn) as scfn:
+        scfn.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "demo", "StackStatus": "CREATE_COMPLETE",
+            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+            "Outputs": [{"OutputKey": params.OUT_MASTER_DNS, "OutputValue": "h"},
+                        {"OutputKey": params.OUT_MASTER_INSTANCE_ID, "OutputValue": "i-1"},
+                        {"OutputKey": params.OUT_BUCKET, "OutputValue": "b"}]}]}, {"StackName": "demo"})
+        with pytest.raises(ConfigError, match=r"^--identity-file"):
+            clusters.aws_cluster("demo", clusters.AwsAccess(), session=FakeSession({
+                "cloudformation": cfn, "s3": None, "ec2": None}))
+
+
+def test_local_name_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no local cluster in .*local up"):
+        clusters.resolve("local", state_dir=str(tmp_path), access=clusters.AwsAccess())
+
+
+def test_local_cluster_handle_from_state(tmp_path: Path) -> None:
+    (tmp_path / "bucket" / "nodes" / "master").mkdir(parents=True)
+    (tmp_path / "bucket" / "nodes" / "master" / "host_ed25519.pub").write_text(HOST_KEY + " master@local\n")
+    (tmp_path / "inventory.json").write_text(json.dumps({"nodes": [
+        {"instance_id": "master", "private_ip": "127.0.0.2", "role": "master", "instance_type": "local",
+         "state": "running", "slots": 2, "ssh_port": 40000}]}))
+    (tmp_path / "cluster.json").write_text(json.dumps({
+        "name": "local", "user": "chainer", "home": "/h/chainer", "port": 40000, "python": "/v/bin/python",
+        "shared": "/s", "master_id": "master", "master_ip": "127.0.0.2"}))
+    cl = clusters.resolve("local", state_dir=str(tmp_path), access=clusters.AwsAccess())
+    assert (cl.kind, cl.master_host, cl.ssh_port, cl.user) == ("local", "127.0.0.2", 40000, "chainer")
+    assert cl.master_host_key == HOST_KEY and cl.key_file == "/h/chainer/.ssh/id_ed25519"
+    assert cl.network.cidr == "127.0.0.0/8" and cl.network.local
+    nodes = cl.list_nodes()
+    assert [(n.instance_id, n.slots, n.ready) for n in nodes] == [("master", 2, False)]

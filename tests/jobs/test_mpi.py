@@ -1,0 +1,84 @@
+"""mpiexec argv: the settings chosen from the instance type, and quoting."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from cfn_chainermn import mpi
+from cfn_chainermn.errors import ConfigError
+
+
+def _mca(argv: list[str]) -> dict[str, str]:
+    return {argv[i + 1]: argv[i + 2] for i, word in enumerate(argv) if word == "--mca"}
+
+
+def _x(argv: list[str]) -> dict[str, str]:
+    return dict(argv[i + 1].split("=", 1) for i, word in enumerate(argv) if word == "-x")
+
+
+LOCAL = mpi.Network(cidr=mpi.LOOPBACK_CIDR, instance_type="local", ssh_port=2222)
+
+
+def test_local_cluster_pins_loopback_and_unbinds() -> None:
+    job = mpi.Job(program="/s/jobs/1/train.py", np=3, per_node=1, args=("--dataset", "digits"),
+                  python="/v/bin/python", hostfile="/s/jobs/1/hostfile", workdir="/s/jobs/1")
+    argv = mpi.mpiexec_argv(job, LOCAL)
+    assert argv[:9] == ["mpiexec", "-n", "3", "-N", "1", "--hostfile", "/s/jobs/1/hostfile", "--wdir", "/s/jobs/1"]
+    assert argv[9:11] == ["--bind-to", "none"]
+    assert _mca(argv) == {
+        "btl_tcp_if_include": "127.0.0.0/8", "oob_tcp_if_include": "127.0.0.0/8", "plm_rsh_no_tree_spawn": "1",
+        "rtc": "^hwloc", "hwloc_base_binding_policy": "none", "mpi_yield_when_idle": "1",
+        "plm_rsh_args": "-p 2222"}
+    assert _x(argv) == {}
+    assert argv[-4:] == ["/v/bin/python", "/s/jobs/1/train.py", "--dataset", "digits"]
+
+
+def test_gpu_instance_gets_subnet_and_nccl_sockets_without_binding_changes() -> None:
+    net = mpi.Network(cidr="10.0.0.0/24", instance_type="p3.16xlarge")
+    argv = mpi.mpiexec_argv(mpi.Job(program="/efs/train_mnist.py", np=32, per_node=8, args=("-g",),
+                                    python="python3"), net)
+    assert "--bind-to" not in argv and "--hostfile" not in argv
+    mca = _mca(argv)
+    assert mca["btl_tcp_if_include"] == mca["oob_tcp_if_include"] == "10.0.0.0/24"
+    assert "mpi_yield_when_idle" not in mca and "plm_rsh_args" not in mca
+    assert _x(argv) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
+    assert argv[-3:] == ["python3", "/efs/train_mnist.py", "-g"]
+
+
+@pytest.mark.parametrize(("itype", "rdma"), [("p4d.24xlarge", True), ("p3dn.24xlarge", False)])
+def test_efa_instances_use_the_efa_provider(itype: str, rdma: bool) -> None:
+    env = mpi.nccl_env(itype)
+    assert env["FI_PROVIDER"] == "efa"
+    assert ("FI_EFA_USE_DEVICE_RDMA" in env) is rdma
+    assert "NCCL_SOCKET_IFNAME" not in env
+
+
+def test_user_env_follows_and_overrides_nccl_defaults() -> None:
+    net = mpi.Network(cidr="10.0.0.0/24", instance_type="g5.12xlarge")
+    job = mpi.Job(program="a.sh", np=4, env=mpi.parse_env(["NCCL_DEBUG=INFO", "MSG=hello world"]))
+    argv = mpi.mpiexec_argv(job, net)
+    assert _x(argv)["NCCL_DEBUG"] == "INFO" and _x(argv)["MSG"] == "hello world"
+    assert argv[-1] == "a.sh"  # not a .py: run as is, no interpreter
+
+
+def test_shell_line_quotes_every_word() -> None:
+    argv = mpi.mpiexec_argv(mpi.Job(program="/s/x.py", np=1, args=("a b", "$(rm -rf ~)", "'q'"), python="py"),
+                            LOCAL)
+    line = mpi.shell_line(argv)
+    assert shlex.split(line) == argv
+    assert "'$(rm -rf ~)'" in line
+
+
+@pytest.mark.parametrize(("item", "fragment"), [("NOEQUALS", "NAME=VALUE"), ("1X=2", "NAME=VALUE"),
+                                                ("=v", "NAME=VALUE")])
+def test_bad_env_is_a_usage_error(item: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        mpi.parse_env([item])
+
+
+@pytest.mark.parametrize(("np", "per_node", "flag"), [(0, None, "-n"), (2, 0, "-N")])
+def test_bad_counts_name_the_flag(np: int, per_node: int | None, flag: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{flag}:"):
+        mpi.mpiexec_argv(mpi.Job(program="x", np=np, per_node=per_node), LOCAL)

@@ -1,0 +1,177 @@
+"""End to end on a real 3-node local cluster: real sshd, real OpenMPI, real ChainerMN."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from localcluster import ROOT, LocalCluster, pids_matching, rank_pids, report_rows, wait_until
+
+pytestmark = pytest.mark.slow
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+EXAMPLE = ROOT / "examples" / "train_mnist.py"
+
+
+def test_hostfile_lists_three_ready_nodes(cluster: LocalCluster) -> None:
+    res = cluster.cli("hostfile", "local")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "127.0.0.2 slots=1\n127.0.0.3 slots=1\n127.0.0.4 slots=1\n"
+    res = cluster.cli("hostfile", "local", "--wait", "4", "--timeout", "0.5")
+    assert res.returncode == 5
+    assert "only 3 of 4 nodes ready" in res.stderr
+
+
+def test_train_mnist_streams_epochs_and_learns(cluster: LocalCluster) -> None:
+    proc = subprocess.Popen(
+        cluster.args("job", "submit", "local", "-n", "3", "-N", "1", str(EXAMPLE), "--",
+                     "--dataset", "digits", "--epoch", "3"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    arrivals: list[tuple[float, str]] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        arrivals.append((time.monotonic(), line))
+    rc = proc.wait(timeout=120)
+    out = "".join(line for _, line in arrivals)
+    assert rc == 0, out + (proc.stderr.read() if proc.stderr else "")
+    assert "Num process (COMM_WORLD): 3" in out
+    assert "Using naive communicator" in out and "Num unit: 1000" in out
+    assert "Num Minibatch-size: 100" in out and "Num epoch: 3" in out
+    header = next(line for _, line in arrivals if "validation/main/accuracy" in line)
+    for col in ("epoch", "main/loss", "validation/main/loss", "main/accuracy", "elapsed_time"):
+        assert col in header
+    rows = report_rows(out)
+    assert [r[0] for r in rows] == [1, 2, 3]
+    assert rows[-1][4] > rows[0][4], f"validation accuracy did not rise: {rows}"
+    assert rows[-1][1] < rows[0][1], f"loss did not fall: {rows}"
+    # Streamed: the epoch lines reached us one by one, not all at the end.
+    epoch_times = [t for t, line in arrivals if report_rows(line)]
+    assert epoch_times[-1] - epoch_times[0] > 0.1
+
+
+def test_exit_code_of_a_failing_rank_is_returned(cluster: LocalCluster) -> None:
+    res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", str(SCRIPTS / "exit_on_rank1.py"))
+    assert res.returncode == 3, res.stdout + res.stderr
+    assert "rank 1 of 3" in res.stdout
+    assert "exited 3" in res.stderr
+
+
+def test_detached_job_survives_the_client_and_logs_follow_it(cluster: LocalCluster) -> None:
+    res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--detach", str(SCRIPTS / "ticker.py"), "--",
+                      "4")
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip()
+    # The client has exited (disconnected); the job goes on.
+    assert wait_until(lambda: len(rank_pids(job_id, "ticker.py")) == 3, 10)
+    listed = cluster.cli("job", "list", "local")
+    assert f"{job_id}  running" in listed.stdout
+    follow = cluster.cli("job", "logs", "local", job_id, "--follow", timeout=60)
+    assert follow.returncode == 0, follow.stderr
+    assert "tick 0" in follow.stdout and follow.stdout.rstrip().endswith("finished")
+    listed = cluster.cli("job", "list", "local")
+    assert f"{job_id}  exited" in listed.stdout
+    assert (cluster.shared / "jobs" / job_id / "exit_code").read_text().strip() == "0"
+
+
+def _start_ticker(cluster: LocalCluster, detach: bool) -> tuple[str, subprocess.CompletedProcess[str] | None]:
+    args = ["job", "submit", "local", "-n", "3", "-N", "1", *(["--detach"] if detach else []),
+            str(SCRIPTS / "ticker.py"), "--", "120"]
+    res = cluster.cli(*args)
+    return res.stdout.strip(), res
+
+
+def test_cancel_leaves_no_ranks(cluster: LocalCluster) -> None:
+    job_id, res = _start_ticker(cluster, detach=True)
+    assert res is not None and res.returncode == 0, res.stderr if res else ""
+    assert wait_until(lambda: len(rank_pids(job_id, "ticker.py")) == 3, 15)
+    started = time.monotonic()
+    cancel = cluster.cli("job", "cancel", "local", job_id)
+    assert cancel.returncode == 0, cancel.stderr
+    assert time.monotonic() - started < 15
+    assert wait_until(lambda: not pids_matching(job_id), 5), pids_matching(job_id)
+    assert f"{job_id}  cancelled" in cluster.cli("job", "list", "local").stdout
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "killed"])
+def test_client_going_away_cancels_the_job(cluster: LocalCluster, how: str) -> None:
+    before = set((cluster.shared / "jobs").iterdir()) if (cluster.shared / "jobs").exists() else set()
+    proc = subprocess.Popen(cluster.args("job", "submit", "local", "-n", "3", "-N", "1",
+                                         str(SCRIPTS / "ticker.py"), "--", "120"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("tick 1"):
+            break
+    (job_dir,) = set((cluster.shared / "jobs").iterdir()) - before
+    assert len(rank_pids(job_dir.name, "ticker.py")) == 3
+    proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+    rc = proc.wait(timeout=30)
+    assert rc == (130 if how == "ctrl-c" else -9)
+    assert wait_until(lambda: not pids_matching(job_dir.name), 12), pids_matching(job_dir.name)
+    assert (job_dir / "cancelled").exists()
+
+
+def test_bare_mpiexec_on_the_master_needs_no_hostfile(cluster: LocalCluster) -> None:
+    shared = cluster.shared
+    target = shared / "train_mnist.py"
+    shutil.copy(EXAMPLE, target)
+    python = str(cluster.state["python"])
+    res = cluster.cli("ssh", "local", "--", f"cd && mpiexec -n 3 -N 1 {python} {target} --dataset digits --epoch 2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Num process (COMM_WORLD): 3" in res.stdout
+    assert [r[0] for r in report_rows(res.stdout)] == [1, 2]
+
+
+def test_cluster_check_all_ok(cluster: LocalCluster) -> None:
+    res = cluster.cli("cluster", "check", "local")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:4] == ["NODE", "ADDRESS", "ROLE", "SSH"]
+    assert [line.split()[:4] for line in lines[1:4]] == [
+        ["master", "127.0.0.2", "master", "ok"], ["worker-1", "127.0.0.3", "worker", "ok"],
+        ["worker-2", "127.0.0.4", "worker", "ok"]]
+    assert lines[-1] == "all 3 nodes ok"
+
+
+def test_stopped_node_is_named_fast_by_check_and_submit(cluster: LocalCluster) -> None:
+    pid = cluster.sshd_pid("worker-2")
+    subprocess.run(["kill", str(pid)], check=True)
+    assert wait_until(lambda: not pids_matching("nodes/worker-2/sshd_config"), 5)
+    try:
+        started = time.monotonic()
+        res = cluster.cli("cluster", "check", "local")
+        assert time.monotonic() - started < 8
+        assert res.returncode == 5
+        assert "worker-2 (127.0.0.4) unreachable" in res.stderr and "Connection refused" in res.stderr
+        assert "1 of 3 nodes failed" in res.stderr
+        started = time.monotonic()
+        res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", str(SCRIPTS / "exit_on_rank1.py"))
+        assert time.monotonic() - started < 15
+        assert res.returncode == 5, res.stdout + res.stderr
+        assert "could not start its ranks: worker-2 (127.0.0.4) unreachable" in res.stderr
+    finally:
+        cluster.start_sshd("worker-2")
+    assert wait_until(lambda: cluster.cli("cluster", "check", "local").returncode == 0, 10)
+
+
+def test_tampered_host_key_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    published = cluster.state_dir / "bucket" / "nodes" / "master" / "host_ed25519.pub"
+    good = published.read_text()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    published.write_text((tmp_path / "other.pub").read_text())
+    try:
+        res = cluster.cli("ssh", "local", "--", "true")
+        assert res.returncode == 5
+        assert "host key of 127.0.0.2" in res.stderr and "has CHANGED" in res.stderr
+        assert "--accept-new-host-key" in res.stderr
+        res = cluster.cli("job", "submit", "local", "-n", "1", str(SCRIPTS / "exit_on_rank1.py"))
+        assert res.returncode == 5 and "has CHANGED" in res.stderr
+        # The explicit opt-in connects, and says which key it accepted.
+        res = cluster.cli("ssh", "local", "--accept-new-host-key", "--", "echo", "in")
+        assert res.returncode == 0 and res.stdout == "in\n"
+        assert "accepted host key SHA256:" in res.stderr
+    finally:
+        published.write_text(good)
