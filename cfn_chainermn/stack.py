@@ -64,7 +64,7 @@ def describe(cfn: Any, name: str) -> dict[str, Any]:
     except ClientError as exc:
         if is_not_found(exc):
             raise StackNotFound(name) from None
-        raise
+        raise aws_error(exc, f"reading stack {name}") from exc
     if not stacks:
         raise StackNotFound(name)
     stack: dict[str, Any] = stacks[0]
@@ -139,7 +139,7 @@ def create(cfn: Any, name: str, source: Mapping[str, str], params: Mapping[str, 
             raise StackError(
                 f"stack {name} already exists; `cfn-chainermn stack update {name}` changes it, "
                 f"or pick another name") from None
-        raise
+        raise aws_error(exc, f"creating stack {name}") from exc
     return str(response["StackId"])
 
 

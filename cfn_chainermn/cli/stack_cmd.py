@@ -17,6 +17,7 @@ from cfn_chainermn.aws import Aws
 from cfn_chainermn.cli.options import aws_options, cluster_options, config_from_options
 from cfn_chainermn.cli.stack_flow import (
     apply_change_set,
+    check_quota_for,
     confirm,
     follow_stack,
     prepare,
@@ -30,6 +31,8 @@ from cfn_chainermn.cli.stack_view import (
     event_json,
     list_rows,
     list_text,
+    node_json,
+    nodes_text,
     outputs_text,
     say,
     stack_json,
@@ -171,6 +174,8 @@ def scale(name: str, workers: int, region: str | None, aws_profile: str | None, 
         return
     with contextlib.suppress(KeyError):
         say(f"cost: {estimate(params['MasterInstanceType'], params['WorkerInstanceType'], workers).describe()}")
+    if workers > int(params["WorkerCount"] or 0):
+        check_quota_for(aws, name, params, workers)
     values: dict[str, str | None] = {key: None for key in params}
     values["WorkerCount"] = str(workers)
     change_set = create_change_set(aws.client("cloudformation"), name, None, values)
@@ -243,10 +248,30 @@ def status(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
     aws = connect(aws_profile, region, aws_endpoint_url)
     with mapped(f"reading stack {name}"):
         current = describe(aws.client("cloudformation"), name)
+    nodes = _nodes(aws, name, current)
     if output == "json":
-        emit_json(stack_json(current))
+        emit_json({**stack_json(current), "nodes": None if nodes is None else [node_json(n) for n in nodes]})
     else:
         click.echo(status_text(current))
+        if nodes is not None:
+            click.echo(nodes_text(nodes))
+
+
+def _nodes(aws: Aws, name: str, current: dict[str, Any]) -> list[Any] | None:
+    """The stack's live instances and readiness (None when the stack has no key bucket yet)."""
+    from cfn_chainermn.errors import AwsError
+    from cfn_chainermn.inventory import list_nodes
+    from cfn_chainermn.params import OUT_BUCKET
+    from cfn_chainermn.stack import outputs_of
+
+    bucket = outputs_of(current).get(OUT_BUCKET)
+    if not bucket:
+        return None
+    try:
+        return list_nodes(aws.client("ec2"), aws.client("s3"), name, bucket)
+    except AwsError as exc:
+        say(f"warning: could not list the nodes: {exc}")
+        return None
 
 
 @stack.command()

@@ -135,6 +135,25 @@ def prepare(aws: Aws, cfg: ClusterConfig, current_az: str = "") -> ClusterConfig
     return cfg
 
 
+def check_quota_for(aws: Aws, name: str, params: dict[str, str], workers: int) -> None:
+    """Before growing a stack: the vCPU quota still covers it (PreflightError if not)."""
+    from cfn_chainermn import preflight
+    from cfn_chainermn.errors import PreflightError
+    from cfn_chainermn.instances import INSTANCE_TYPES
+
+    master, worker = params.get("MasterInstanceType", ""), params.get("WorkerInstanceType", "")
+    if master not in INSTANCE_TYPES or worker not in INSTANCE_TYPES:
+        return
+    probe = ClusterConfig(name=name, instance_type=master, worker_instance_type=worker, workers=workers,
+                          spot_workers=params.get("SpotWorkers") == "true")
+    result = preflight.Result()
+    preflight.check_quotas(aws, probe, result)
+    for warning in result.warnings:
+        say(f"warning: {warning}")
+    if result.problems:
+        raise PreflightError("\n".join(result.problems))
+
+
 def template_and_parameters(aws: Aws, cfg: ClusterConfig, agent_source: str,
                              agent_wheel: Path | None) -> tuple[dict[str, str], dict[str, str]]:
     """Stage what needs staging; the template source and the stack parameters."""

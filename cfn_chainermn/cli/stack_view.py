@@ -87,6 +87,20 @@ def status_text(stack: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def node_json(node: Any) -> dict[str, Any]:
+    return {"instance_id": node.instance_id, "role": node.role, "private_ip": node.private_ip,
+            "instance_type": node.instance_type, "state": node.state, "ready": node.ready, "slots": node.slots}
+
+
+def nodes_text(nodes: list[Any]) -> str:
+    """One line per node: role, id, private IP, type, EC2 state, and whether its agent finished."""
+    if not nodes:
+        return "nodes    none running"
+    rows = [f"  {n.role:<7} {n.instance_id:<20} {n.private_ip or '-':<15} {n.instance_type:<14} {n.state:<8} "
+            f"{'ready' if n.ready else 'not ready'}" for n in nodes]
+    return "\n".join([f"nodes    {sum(n.ready for n in nodes)} of {len(nodes)} ready", *rows])
+
+
 def list_rows(stacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from cfn_chainermn.stack import parameters_of, simplify
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,8 @@ def test_scale_shows_the_change_set_and_a_no_discards_it(stubbed: Any, run_cli: 
               "WorkerCount": "2"}
     cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
         {"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])]}, {"StackName": NAME})
+    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 64.0}},
+                                           {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"})
     cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
         "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE", "UsePreviousTemplate": True,
         "Capabilities": ["CAPABILITY_IAM"], "Parameters": [
@@ -232,6 +235,20 @@ def test_scale_shows_the_change_set_and_a_no_discards_it(stubbed: Any, run_cli: 
     assert result.err.rstrip().endswith("nothing was changed (pass --yes to skip this question)")
 
 
+def test_scale_up_beyond_the_vcpu_quota_stops_before_any_change(stubbed: Any, run_cli: Any) -> None:
+    params = {"MasterInstanceType": "p3.16xlarge", "WorkerInstanceType": "p3.16xlarge", "WorkerCount": "3",
+              "SpotWorkers": "false"}
+    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Parameters=[
+        {"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])]}, {"StackName": NAME})
+    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 512.0}},
+                                           {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
+    result = run_cli("stack", "scale", NAME, "--workers", "16", "--yes")
+    assert result.code == 4
+    assert result.err.splitlines()[-1] == (
+        "error: quota: the cluster needs 1088 vCPUs of Running On-Demand P instances (L-417A185B) but the quota in "
+        "us-east-1 is 512; request an increase in the Service Quotas console, or use fewer or smaller instances")
+
+
 def test_ctrl_c_stops_watching_not_the_stack(stubbed: Any, run_cli: Any, monkeypatch: Any) -> None:
     cfn = stubbed("cloudformation")
     cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_IN_PROGRESS")]}, {"StackName": NAME})
@@ -248,16 +265,23 @@ def test_ctrl_c_stops_watching_not_the_stack(stubbed: Any, run_cli: Any, monkeyp
         f"stopped watching; stack {NAME} carries on. Resume with: cfn-chainermn stack watch {NAME}")
 
 
-def test_status_json_goes_to_stdout_alone(stubbed: Any, run_cli: Any) -> None:
+def test_status_json_goes_to_stdout_alone_with_the_nodes(stubbed: Any, run_cli: Any) -> None:
     stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack("UPDATE_ROLLBACK_COMPLETE", Outputs=[
         {"OutputKey": "KeyBucketName", "OutputValue": BUCKET}])]}, {"StackName": NAME})
+    stubbed("ec2").add_response("describe_instances", {"Reservations": [{"Instances": [
+        {"InstanceId": WORKER, "PrivateIpAddress": "10.0.0.7", "InstanceType": "p3.16xlarge",
+         "State": {"Name": "running"}, "Tags": [{"Key": "cfn-chainermn:role", "Value": "worker"}]},
+        {"InstanceId": MASTER, "PrivateIpAddress": "10.0.0.5", "InstanceType": "p3.16xlarge",
+         "State": {"Name": "running"}, "Tags": [{"Key": "cfn-chainermn:role", "Value": "master"}]}]}]}, None)
+    stubbed("s3").add_response("list_objects_v2", {"Contents": [{"Key": f"nodes/{MASTER}/ready"}]},
+                               {"Bucket": BUCKET, "Prefix": "nodes/"})
     result = run_cli("stack", "status", NAME, "--output", "json")
     assert result.code == 0 and result.err == ""
-    import json
-
     data = json.loads(result.out)
     assert (data["name"], data["status"], data["state"], data["outputs"]) == (
         NAME, "UPDATE_ROLLBACK_COMPLETE", "rolled-back", {"KeyBucketName": BUCKET})
+    assert [(n["role"], n["instance_id"], n["ready"], n["slots"]) for n in data["nodes"]] == [
+        ("master", MASTER, True, 8), ("worker", WORKER, False, 8)]
 
 
 def test_stack_not_found_is_one_clean_line(stubbed: Any, run_cli: Any) -> None:

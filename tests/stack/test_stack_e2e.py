@@ -9,6 +9,7 @@ resources they name.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from stack_helpers import cluster_client
@@ -72,6 +73,17 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     rules = s3.get_bucket_encryption(Bucket=staging)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert {"Key": "cfn-chainermn:version", "Value": __version__} in described["Tags"]
+
+    # The stack runs the released template (the config only changes parameter values).
+    released = json.loads((Path(__file__).parents[2] / "templates" / "chainermn-cluster.json").read_text())
+    body = cfn.get_template(StackName=NAME)["TemplateBody"]
+    running = json.loads(body) if isinstance(body, str) else body
+    assert running["Resources"] == released["Resources"] and running["Outputs"] == released["Outputs"]
+
+    status = run_cli("stack", "status", NAME)
+    assert status.code == 0, status.err
+    assert "nodes    0 of 3 ready" in status.out  # no agent runs in moto: present, not ready
+    assert f"  master  {outputs['ClusterMasterInstanceId']}" in status.out
 
     shown = run_cli("stack", "outputs", NAME, "--output", "json")
     assert shown.code == 0 and json.loads(shown.out)["KeyBucketName"] == bucket and shown.err == ""
