@@ -35,10 +35,9 @@ def _key_bucket(t: Template) -> s3.Bucket:
         "KeyBucket",
         DeletionPolicy="Delete", UpdateReplacePolicy="Delete",  # `stack delete` empties it first
         BucketEncryption=s3.BucketEncryption(ServerSideEncryptionConfiguration=[
+            # SSE-S3: no KMS key to pay for or to grant the node roles (a Bucket Key only matters for KMS).
             s3.ServerSideEncryptionRule(
-                ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
-                BucketKeyEnabled=True,
-            )]),
+                ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"))]),
         PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
             BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True),
         OwnershipControls=s3.OwnershipControls(Rules=[
