@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+import pytest
 
 from cfn_chainermn.config import build
 from cfn_chainermn.params import CLUSTER_TAG, ROLE_TAG
@@ -20,12 +21,13 @@ from cfn_chainermn.template import render
 MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 
 
-def test_stack_create_complete_on_moto(moto: Any) -> None:
+@pytest.mark.parametrize("fmt", ["compact", "yaml"])  # the YAML as released: moto must parse its long form
+def test_stack_create_complete_on_moto(moto: Any, fmt: str) -> None:
     kw = {"endpoint_url": moto.url, "region_name": "us-east-1"}
     ec2, cfn = boto3.client("ec2", **kw), boto3.client("cloudformation", **kw)
     ec2.create_key_pair(KeyName="k")
     cfg = build({"workers": 2, "ami_ssm_parameter": MOTO_AMI_PARAMETER})
-    cfn.create_stack(StackName="demo", TemplateBody=render(cfg, "compact"), Capabilities=["CAPABILITY_IAM"],
+    cfn.create_stack(StackName="demo", TemplateBody=render(cfg, fmt), Capabilities=["CAPABILITY_IAM"],
                      Parameters=[{"ParameterKey": "KeyName", "ParameterValue": "k"},
                                  {"ParameterKey": "SshCidr", "ParameterValue": "203.0.113.7/32"}])
     cfn.get_waiter("stack_create_complete").wait(StackName="demo", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
