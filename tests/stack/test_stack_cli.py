@@ -291,3 +291,48 @@ def test_stack_not_found_is_one_clean_line(stubbed: Any, run_cli: Any) -> None:
     result = run_cli("stack", "outputs", "nope")
     assert (result.code, result.out) == (3, "")
     assert result.err == "error: stack nope not found; `cfn-chainermn stack list` shows yours\n"
+
+
+def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(stubbed: Any, run_cli: Any) -> None:
+    cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+        {"ParameterKey": "AvailabilityZone", "ParameterValue": "us-east-1d"},
+        {"ParameterKey": "WorkerCount", "ParameterValue": "2"}])]}, {"StackName": NAME})
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
+    ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
+        {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": az}
+        for az in ("us-east-1a", "us-east-1d")]}, None)
+    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 64.0}}, None)
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
+                 "workers": 4, "ami": AMI, "tags": {"team": "ml"}, "agent_package": "cfn-chainermn==0.1.0",
+                 "network": {"availability_zone": "us-east-1d"}}, for_stack=True)
+    cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
+        "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE",
+        "TemplateBody": compact(render(cfg, "json")), "Capabilities": ["CAPABILITY_IAM"],
+        "Tags": stack_tags({"team": "ml"}),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(cfg).items()]})
+    cfn.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"}, None)
+    cfn.add_response("describe_change_set", {"Changes": [{"ResourceChange": {
+        "Action": "Modify", "LogicalResourceId": "WorkerGroup", "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
+        "Replacement": "False"}}]}, None)
+    cfn.add_response("describe_stack_events", {"StackEvents": [event(1, NAME, "CREATE_COMPLETE")]},
+                     {"StackName": STACK_ID})
+    cfn.add_response("execute_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
+    cfn.add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Outputs=[
+        {"OutputKey": "KeyBucketName", "OutputValue": BUCKET}])]}, {"StackName": NAME})
+    cfn.add_response("describe_stack_events", {"StackEvents": [
+        event(4, NAME, "UPDATE_COMPLETE"), event(3, "WorkerGroup", "UPDATE_COMPLETE",
+                                                 rtype="AWS::AutoScaling::AutoScalingGroup"),
+        event(2, NAME, "UPDATE_IN_PROGRESS", "User Initiated"), event(1, NAME, "CREATE_COMPLETE")]}, None)
+    result = run_cli("stack", "update", NAME, "--key-name", "k", "--ssh-cidr", "203.0.113.7/32", "--instance-type",
+                     "g5.xlarge", "--workers", "4", "--ami", AMI, "--tag", "team=ml", "--agent-source", "index",
+                     "--yes", "--output", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"KeyBucketName": BUCKET}
+    err = result.err.splitlines()
+    assert "preflight: ok: key pair k; g5.xlarge offered in us-east-1d; image " + AMI in err
+    assert "  Modify  WorkerGroup AWS::AutoScaling::AutoScalingGroup" in err
+    assert [line.split()[1:3] for line in err if line[:2].isdigit()] == [
+        [NAME, "UPDATE_IN_PROGRESS"], ["WorkerGroup", "UPDATE_COMPLETE"], [NAME, "UPDATE_COMPLETE"]]
+    assert err[-1] == f"stack {NAME}: UPDATE_COMPLETE"
