@@ -254,7 +254,7 @@ def status(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
     else:
         click.echo(status_text(current))
         if nodes is not None:
-            click.echo(nodes_text(nodes))
+            click.echo("\n" + nodes_text(nodes))
 
 
 def _nodes(aws: Aws, name: str, current: dict[str, Any]) -> list[Any] | None:

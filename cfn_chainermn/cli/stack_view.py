@@ -80,7 +80,7 @@ def status_text(stack: Mapping[str, Any]) -> str:
     ]
     if p:
         spot = " (Spot)" if p.get("SpotWorkers") == "true" else ""
-        lines.append(f"nodes    1 x {p.get('MasterInstanceType', '?')} master + {p.get('WorkerCount', '?')} x "
+        lines.append(f"size     1 x {p.get('MasterInstanceType', '?')} master + {p.get('WorkerCount', '?')} x "
                      f"{p.get('WorkerInstanceType', '?')} workers{spot}")
     if info["outputs"]:
         lines += ["", outputs_text(info["outputs"])]

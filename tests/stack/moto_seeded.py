@@ -19,12 +19,17 @@ out of the stack and every later DescribeStacks would fail on its GetAtt outputs
 that does not change the instance's properties leaves it in place on AWS, so the server keeps
 the instance too (`keep_instances_on_update`). Nothing else of moto is changed.
 
-Run `python tests/stack/moto_seeded.py --port 5055` for `make demo`; tests use `serve()`.
+Run `python tests/stack/moto_seeded.py --port 5055 --key-name demo-key` for `make demo`: once
+ready it prints one JSON line {"url", "image", "key_name", "vpc_id", "subnet_id"}: a key pair
+it created, and moto's default VPC with its us-east-1a subnet (a stack with a new VPC cannot
+be deleted in moto: its SubnetRouteTableAssociation makes DeleteStack fail with
+DependencyViolation, feasibility-aws.md §5). Tests use `SeededMoto`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import urllib.request
@@ -101,13 +106,30 @@ class SeededMoto:
         self.server.stop()
 
 
+def prepare(url: str, region: str, key_name: str) -> dict[str, str]:
+    """A key pair, and the default VPC's subnet in the first AZ: what a demo stack needs."""
+    import boto3
+
+    ec2 = boto3.client("ec2", endpoint_url=url, region_name=region, aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    ec2.create_key_pair(KeyName=key_name)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    subnet = min(subnets, key=lambda s: s["AvailabilityZone"])["SubnetId"]
+    return {"key_name": key_name, "vpc_id": vpc, "subnet_id": subnet}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=5055)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--key-name", default="", help="also create this key pair and report the default VPC")
     args = parser.parse_args()
     server = SeededMoto(args.port, args.region).start()
-    print(f"moto on {server.url} ({DEFAULT_AMI_SSM_PARAMETER} -> {server.image})", flush=True)
+    ready: dict[str, str] = {"url": server.url, "image": server.image, "ssm_parameter": DEFAULT_AMI_SSM_PARAMETER}
+    if args.key_name:
+        ready.update(prepare(server.url, args.region, args.key_name))
+    print(json.dumps(ready), flush=True)
     def stop(*_: Any) -> None:
         server.stop()
         sys.exit(0)
