@@ -64,6 +64,10 @@ def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: s
         "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
         "UsePAM no", f"AllowUsers {user}", "PermitRootLogin no", "X11Forwarding no", "AllowTcpForwarding no",
         "PrintMotd no", "UseDNS no", "MaxStartups 200:30:400", "MaxSessions 50",
+        # Every node has the same hostname, so OpenMPI's session folders (/tmp/ompi.HOST.UID/...)
+        # would be shared between "nodes"; one job's cleanup then races the next job's start and
+        # hangs it. A TMPDIR per node gives each its own, as separate machines would have.
+        f"SetEnv TMPDIR={d / 'tmp'}",
         "Subsystem sftp internal-sftp", "LogLevel INFO", "",
     ])
 
@@ -177,7 +181,8 @@ def _write_state(root: Path, state: dict[str, Any]) -> None:
 
 def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool) -> None:
     d = root / "nodes" / node
-    d.mkdir(parents=True, exist_ok=True)
+    (d / "tmp").mkdir(parents=True, exist_ok=True)
+    os.chmod(d / "tmp", 0o1777)
     key = d / "ssh_host_ed25519_key"
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{node}@local", "-f", str(key)], "ssh-keygen")
     conf = d / "sshd_config"

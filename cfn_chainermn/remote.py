@@ -59,6 +59,8 @@ class Remote:
         self.connect_timeout = connect_timeout
         self.notice = notice
         self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._made: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -119,6 +121,9 @@ class Remote:
         return client
 
     def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -158,16 +163,19 @@ class Remote:
     def put_text(self, text: str | bytes, remote_path: str, *, mode: int = 0o644) -> None:
         """Write a remote file over SFTP, creating its parent folders."""
         data = text.encode() if isinstance(text, str) else text
-        sftp = self.connect().open_sftp()
+        if self._sftp is None:  # one SFTP session per connection: a job uploads several files
+            self._sftp = self.connect().open_sftp()
+        sftp = self._sftp
         try:
-            _makedirs(sftp, posixpath.dirname(remote_path))
+            parent = posixpath.dirname(remote_path)
+            if parent not in self._made:
+                _makedirs(sftp, parent)
+                self._made.add(parent)
             with sftp.open(remote_path, "wb") as fh:
                 fh.write(data)
             sftp.chmod(remote_path, mode)
         except OSError as exc:
             raise RemoteError(f"cannot write {remote_path} on {self.host}: {exc}") from exc
-        finally:
-            sftp.close()
 
     def put(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
         """Copy a local file, keeping its executable bit."""

@@ -1,0 +1,68 @@
+"""`local up` / `local down`: a second cluster beside the session one, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from localcluster import CLI, ROOT, LocalCluster, down, make_state_dir, pids_matching, up, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def test_second_cluster_gets_its_own_user_and_down_removes_everything(cluster: LocalCluster) -> None:
+    state_dir = make_state_dir("cfnmn-life-")
+    run_sshd_before = Path("/run/sshd").exists()
+    try:
+        res = up(state_dir, 1)
+        assert res.returncode == 0, res.stdout + res.stderr
+        state = json.loads((state_dir / "cluster.json").read_text())
+        # `chainer` belongs to the session cluster, so this one made a user of its own.
+        assert state["user"] != cluster.state["user"] and state["user"].startswith("cfnmn-")
+        assert pwd.getpwnam(state["user"]).pw_dir == state["home"]
+        assert state["port"] != cluster.state["port"]
+        listed = subprocess.run([*CLI, "hostfile", "local", "--state-dir", str(state_dir)], capture_output=True,
+                                text=True, cwd=ROOT, timeout=60)
+        assert listed.stdout == "127.0.0.2 slots=1\n127.0.0.3 slots=1\n"
+        again = up(state_dir, 1)
+        assert again.returncode == 2 and "already up" in again.stderr
+        res = down(state_dir)
+        assert res.returncode == 0, res.stderr
+        assert not pids_matching(str(state_dir))
+        with pytest.raises(KeyError):
+            pwd.getpwnam(state["user"])
+        assert not (state_dir / "cluster.json").exists()
+        assert Path("/run/sshd").exists() == run_sshd_before or Path("/run/sshd").exists()
+        # The session cluster is untouched.
+        assert cluster.cli("cluster", "check", "local").returncode == 0
+        res = down(state_dir)
+        assert res.returncode == 0 and "no local cluster" in res.stdout
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+def test_up_refuses_a_folder_the_cluster_user_cannot_reach(tmp_path: Path) -> None:
+    if not shutil.which("useradd"):
+        pytest.skip("needs useradd")
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    res = up(hidden / "cluster", 1)
+    if res.returncode == 0:  # pragma: no cover - only when not root
+        down(hidden / "cluster")
+        pytest.skip("not root: the cluster runs as the caller")
+    assert res.returncode == 2
+    assert "not searchable by other users" in res.stderr and "--state-dir" in res.stderr
+    assert wait_until(lambda: not pids_matching(str(hidden)), 2)
+
+
+def test_job_commands_without_a_cluster_exit_2_with_the_fix(tmp_path: Path) -> None:
+    res = subprocess.run([*CLI, "job", "list", "local", "--state-dir", str(tmp_path)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: no local cluster in {tmp_path}; start one with `cfn-chainermn local up " \
+                                 f"--state-dir {tmp_path}`"
