@@ -110,8 +110,7 @@ def parse_machine_line(line: str, into: MachineReadable) -> str | None:
         key = f"{target}/{data[0]}"
         into.artifacts.setdefault(key, {})[data[1]] = ",".join(data[2:])
     if kind == "error" and data:
-        into.errors.append(data[0])
-        return data[0]
+        into.errors.append(data[-1])
     return None
 
 
@@ -140,6 +139,15 @@ def read_manifest(path: Path) -> dict[str, str]:
     return parse_artifact_id(str(mine[-1].get("artifact_id", "")))
 
 
+def build_failure(seen: MachineReadable, rc: int) -> str:
+    """The most useful line: a provisioning script's FATAL message, else Packer's last error."""
+    lines = [ln.strip() for err in seen.errors for ln in err.splitlines() if ln.strip()]
+    fatal = [ln for ln in lines if "FATAL:" in ln]
+    if fatal:
+        return fatal[0][fatal[0].index("FATAL:"):]
+    return lines[-1] if lines else f"packer exited with status {rc}"
+
+
 def packer_build(out_dir: Path, region: str, wheel: Path, variables: Mapping[str, str],
                  echo: Callable[[str], None], runner: Callable[..., Any] = subprocess.Popen,
                  ) -> dict[str, str]:
@@ -157,8 +165,7 @@ def packer_build(out_dir: Path, region: str, wheel: Path, variables: Mapping[str
             echo(shown)
     rc = proc.wait()
     if rc != 0:
-        detail = seen.errors[-1] if seen.errors else f"exit status {rc}"
-        raise AmiError(f"packer build failed: {detail.strip().splitlines()[-1] if detail.strip() else rc}")
+        raise AmiError(f"packer build failed: {build_failure(seen, rc)}")
     from_manifest = read_manifest(manifest)
     from_stream = {}
     for values in seen.artifacts.values():

@@ -90,6 +90,11 @@ def available(recipe_dir: Path) -> list[str]:
     return sorted(p.stem for p in profiles_dir(recipe_dir).glob("*.yaml"))
 
 
+def buildable(recipe_dir: Path) -> list[str]:
+    """Profiles that can be rendered (an `unsupported:` profile only explains why not)."""
+    return [n for n in available(recipe_dir) if not read_raw(recipe_dir, n).get("unsupported")]
+
+
 def read_raw(recipe_dir: Path, name: str) -> dict[str, Any]:
     """The profile's YAML mapping; an unknown name lists the known ones."""
     path = profiles_dir(recipe_dir) / f"{name}.yaml"

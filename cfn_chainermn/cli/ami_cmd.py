@@ -25,13 +25,6 @@ def _recipe() -> Path:
     return Path(os.environ.get("CFN_CHAINERMN_AMI_DIR") or RECIPE_DIR)
 
 
-def _buildable(recipe: Path) -> list[str]:
-    from cfn_chainermn import ami_profiles
-
-    return [n for n in ami_profiles.available(recipe)
-            if not ami_profiles.read_raw(recipe, n).get("unsupported")]
-
-
 def _region(region: str | None) -> str:
     value = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
     if not value:
@@ -109,10 +102,10 @@ def render(profile_name: str, output_dir: Path) -> None:
 def validate(profile_name: str | None, region: str | None) -> None:
     """shellcheck the rendered scripts and run `packer validate` on the template (offline)."""
     from cfn_chainermn import ami as ami_mod
-    from cfn_chainermn import ami_packer
+    from cfn_chainermn import ami_packer, ami_profiles
 
     recipe = _recipe()
-    names = [profile_name] if profile_name else _buildable(recipe)
+    names = [profile_name] if profile_name else ami_profiles.buildable(recipe)
     region = region or os.environ.get("AWS_REGION") or "us-east-1"
     with tempfile.TemporaryDirectory(prefix="cfn-chainermn-ami-") as tmp:
         wheel = _placeholder_wheel(Path(tmp))

@@ -1,0 +1,179 @@
+"""`cfn-chainermn ami ...`: bad input (exit 2, one line), build output parsing, ami list."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfn_chainermn import ami_packer
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.errors import AmiError
+
+DATA = Path(__file__).parent / "data"
+
+
+def fails_with(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
+    """Exit 2, exactly one `error:` line on stderr containing every needle, nothing on stdout."""
+    assert run_with_boundary(cli, args) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in err and out == ""
+    return lines[0]
+
+
+def test_unknown_profile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    fails_with(capsys, ["ami", "render", "--profile", "nope", "-o", str(tmp_path / "o")],
+               "--profile: unknown profile 'nope'", "chainer-ami-0.1.0, current, efa")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unsupported_profile_says_why(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    fails_with(capsys, ["ami", "render", "--profile", "efa", "-o", str(tmp_path / "o")],
+               "profile efa: no EFA profile can be built", "CUDA >= 11.8")
+
+
+@pytest.mark.parametrize("change,needles", [
+    (lambda d: d["python"]["packages"].__setitem__(
+        next(i for i, p in enumerate(d["python"]["packages"]) if p["name"] == "cupy-cuda110"),
+        {"name": "cupy-cuda102", "version": "7.8.0", "gpu": True, "sha256": ["0" * 64]}),
+     ("python.packages[cupy-cuda102]: built for CUDA 10.2 but cuda.version is 11.0", "use cupy-cuda110")),
+    (lambda d: [p.__setitem__("version", "8.0.0") for p in d["python"]["packages"]
+                if p["name"] == "cupy-cuda110"],
+     ("cupy-cuda110]: version 8.0.0 does not fit chainer 7.8.1", "pin cupy-cuda110 7.x")),
+    (lambda d: [p.__setitem__("version", "2.0.0") for p in d["python"]["packages"] if p["name"] == "numpy"],
+     ("python.packages[numpy]: 2.0.0 breaks chainer 7.8.1", "pin numpy<2")),
+    (lambda d: d["openmpi"].pop("prefix"), ("openmpi.prefix: missing; set it in current.yaml",)),
+    (lambda d: d["cuda"].__setitem__("gpg_fingerprint", "abc"), ("cuda.gpg_fingerprint",)),
+])
+def test_incompatible_or_incomplete_profile(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                            edit_profile: Callable[..., None], change: Any,
+                                            needles: tuple[str, ...]) -> None:
+    edit_profile("current", change)
+    fails_with(capsys, ["ami", "render", "--profile", "current", "-o", str(tmp_path / "o")],
+               "profile current: ", *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_null_checksum_is_refused_at_render(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                            edit_profile: Callable[..., None]) -> None:
+    edit_profile("current", lambda d: d["openmpi"].__setitem__("sha256", None))
+    assert run_with_boundary(cli, ["ami", "profiles"]) == 0  # it still loads, as documentation
+    capsys.readouterr()
+    fails_with(capsys, ["ami", "render", "--profile", "current", "-o", str(tmp_path / "o")],
+               "openmpi.sha256 is null; fill it with the sha256 published for https://download.open-mpi.org/")
+    assert not (tmp_path / "o").exists()
+
+
+def test_template_variable_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                   recipe_copy: Path) -> None:
+    script = recipe_copy / "scripts" / "60-system.sh.j2"
+    script.write_text(script.read_text().replace("{{ p.name }}", "{{ p.no_such_field }}"))
+    fails_with(capsys, ["ami", "render", "--profile", "current", "-o", str(tmp_path / "o")],
+               "ami/scripts/60-system.sh.j2: ", "no_such_field")
+
+
+def test_build_bad_input(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    fails_with(capsys, ["ami", "build", "--profile", "current"], "region: not set; pass --region")
+    fails_with(capsys, ["ami", "build", "--profile", "current", "--region", "us-east-1", "--var", "bogus=1"],
+               "--var bogus: unknown variable", "instance_type")
+    fails_with(capsys, ["ami", "build", "--profile", "current", "--region", "us-east-1", "--var", "novalue"],
+               "expected NAME=VALUE")
+
+
+def test_parse_machine_readable_and_manifest() -> None:
+    seen = ami_packer.MachineReadable()
+    shown = [ami_packer.parse_machine_line(line, seen)
+             for line in (DATA / "packer-build-machine-readable.txt").read_text().splitlines()]
+    assert "    amazon-ebs.chainermn: Copying to: us-west-2" in shown
+    assert seen.artifacts["amazon-ebs.chainermn/0"]["id"] == (
+        "us-east-1:ami-0123456789abcdef0,us-west-2:ami-0fedcba9876543210")
+    assert seen.errors == []
+    assert ami_packer.read_manifest(DATA / "packer-manifest.json") == {
+        "us-east-1": "ami-0123456789abcdef0", "us-west-2": "ami-0fedcba9876543210"}
+    with pytest.raises(AmiError, match="unexpected artifact id"):
+        ami_packer.parse_artifact_id("us-east-1:not-an-ami")
+
+
+def _replay(transcript: str, manifest: Path | None, rc: int) -> Callable[..., Any]:
+    """Run a recorded `packer build -machine-readable` session in the build directory."""
+
+    def runner(cmd: list[str], cwd: Path, **kwargs: Any) -> Any:
+        assert cmd[1:4] == ["build", "-machine-readable", "-color=false"] and cmd[-1] == "."
+        assert "region=us-east-1" in cmd and any(a.startswith("agent_wheel_sha256=") for a in cmd)
+        copy = f"cp {manifest} packer-manifest.json; " if manifest else ""
+        return subprocess.Popen(["sh", "-c", f"{copy}cat {DATA / transcript}; exit {rc}"],
+                                cwd=cwd, **kwargs)
+
+    return runner
+
+
+def test_packer_build_reports_ami_per_region(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ami_packer, "_tool", lambda name, hint: name)
+    wheel = tmp_path / "cfn_chainermn-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel")
+    echoed: list[str] = []
+    amis = ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, echoed.append,
+                                   runner=_replay("packer-build-machine-readable.txt",
+                                                  DATA / "packer-manifest.json", 0))
+    assert amis == {"us-east-1": "ami-0123456789abcdef0", "us-west-2": "ami-0fedcba9876543210"}
+    assert any("Creating AMI" in line for line in echoed)
+
+
+def test_packer_build_failure_names_the_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ami_packer, "_tool", lambda name, hint: name)
+    wheel = tmp_path / "w.whl"
+    wheel.write_bytes(b"")
+    with pytest.raises(AmiError, match=r"packer build failed: FATAL: sha256 mismatch for /tmp/tmp.x/openmpi"):
+        ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, lambda s: None,
+                                runner=_replay("packer-build-failed.txt", None, 1))
+
+
+def test_packer_build_stream_and_manifest_must_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ami_packer, "_tool", lambda name, hint: name)
+    other = tmp_path / "other-manifest.json"
+    data = json.loads((DATA / "packer-manifest.json").read_text())
+    data["builds"][-1]["artifact_id"] = "us-east-1:ami-0bbbbbbbbbbbbbbbb"
+    other.write_text(json.dumps(data))
+    wheel = tmp_path / "w.whl"
+    wheel.write_bytes(b"")
+    with pytest.raises(AmiError, match="disagree"):
+        ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, lambda s: None,
+                                runner=_replay("packer-build-machine-readable.txt", other, 0))
+
+
+def test_ami_list_reads_versions_from_tags(moto: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import boto3
+
+    from cfn_chainermn import ami_profiles
+    from cfn_chainermn.ami import RECIPE_DIR, tags
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto.url)
+    base = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    inst = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    mine = ec2.create_image(InstanceId=inst, Name="cfn-chainermn-current-1")["ImageId"]
+    other = ec2.create_image(InstanceId=inst, Name="someone-elses")["ImageId"]
+    profile_tags = tags(ami_profiles.load(RECIPE_DIR, "current"))
+    ec2.create_tags(Resources=[mine], Tags=[{"Key": k, "Value": v} for k, v in profile_tags.items()])
+    ec2.create_tags(Resources=[other], Tags=[{"Key": "Name", "Value": "x"}])
+    args = ["ami", "list", "--region", "us-east-1", "--endpoint-url", moto.url]
+    assert run_with_boundary(cli, [*args, "--output", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["image_id"] for r in rows] == [mine]
+    assert rows[0]["profile"] == "current"
+    assert rows[0]["versions"]["chainer"] == "7.8.1"
+    assert rows[0]["versions"]["cupy"] == "cupy-cuda110==7.8.0"
+    assert rows[0]["versions"]["openmpi"] == "4.1.6"
+    assert run_with_boundary(cli, args) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{mine}\tcurrent\t") and "chainer=7.8.1 cupy=cupy-cuda110==7.8.0 cuda=11.0" in line

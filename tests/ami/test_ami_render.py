@@ -1,0 +1,152 @@
+"""The rendered AMI recipe: golden files, what each step must contain, shellcheck, packer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn import ami_profiles
+from cfn_chainermn.ami import RECIPE_DIR, STEPS
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+
+BUILDABLE = ami_profiles.buildable(RECIPE_DIR)
+
+FILES = [f"scripts/{s}.sh" for s in STEPS] + ["chainermn.pkr.hcl", "ami-manifest.json"]
+
+
+def code(text: str) -> str:
+    """The text without its comment lines (comments may name what the code must not do)."""
+    return "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+
+
+@pytest.mark.parametrize("profile", BUILDABLE)
+@pytest.mark.parametrize("name", FILES)
+def test_golden(rendered: dict[str, Path], golden: Callable[[str, str], None], profile: str,
+                name: str) -> None:
+    golden(f"ami/{profile}/{name}", (rendered[profile] / name).read_text())
+
+
+@pytest.mark.parametrize("profile,cuda", [("current", "/usr/local/cuda-11.0"),
+                                          ("chainer-ami-0.1.0", "/usr/local/cuda-9.0")])
+def test_openmpi_step_configures_cuda_and_checks_it(rendered: dict[str, Path], profile: str,
+                                                    cuda: str) -> None:
+    text = (rendered[profile] / "scripts/30-openmpi.sh").read_text()
+    assert f"./configure --prefix=/usr/local/mpi --with-cuda={cuda} " in text
+    prof = ami_profiles.load(RECIPE_DIR, profile)
+    assert f"OMPI_SHA256={prof.openmpi['sha256']}\n" in text
+    main = text[text.index("\nmain() {"):]
+    # the tarball is verified before anything is built from it
+    assert main.index('download_verified "$OMPI_URL" "$OMPI_SHA256"') < main.index('build "$work"')
+    assert "ompi_info\" --parsable --all | grep -q 'mpi_built_with_cuda_support:value:true'" in text
+    assert "plm_rsh_no_tree_spawn = 1" in text and "rtc = ^hwloc" in text
+    assert "btl_tcp_if_include" not in text  # per cluster: the node agent writes it
+
+
+@pytest.mark.parametrize("profile", BUILDABLE)
+def test_no_dpkg_kill_and_proper_waits(rendered: dict[str, Path], profile: str) -> None:
+    scripts = {p.name: p.read_text() for p in (rendered[profile] / "scripts").glob("*.sh")}
+    for name, text in scripts.items():
+        assert not re.search(r"\b(killall|pkill)\b|kill\s+.*dpkg|rm\s+(-\w+\s+)*/var/lib/dpkg/lock",
+                             code(text)), name
+        assert text.startswith("#!/usr/bin/env bash\n") and "set -euo pipefail" in text, name
+        assert 'die "sha256 mismatch for $file' in text, name
+    boot = scripts["10-wait-for-boot.sh"]
+    assert "cloud-init status --wait" in boot and "wait_for_dpkg_lock 1800" in boot
+    assert "DPkg::Lock::Timeout=600" in boot
+
+
+@pytest.mark.parametrize("profile", BUILDABLE)
+def test_python_step_pins_everything_with_hashes(rendered: dict[str, Path], profile: str) -> None:
+    text = (rendered[profile] / "scripts/40-python-stack.sh").read_text()
+    reqs = re.findall(r"^([A-Za-z][\w.-]*)==\S+.*$", text, flags=re.M)
+    prof = ami_profiles.load(RECIPE_DIR, profile)
+    assert sorted(reqs) == sorted(p.name for p in prof.packages)
+    for line in re.findall(r"^[A-Za-z][\w.-]*==.*$", text, flags=re.M):
+        assert re.search(r"--hash=sha256:[0-9a-f]{64}", line), line
+    assert text.count("--require-hashes") >= 2
+
+
+def test_current_manifest_tags_and_agent(rendered: dict[str, Path]) -> None:
+    hcl = (rendered["current"] / "chainermn.pkr.hcl").read_text()
+    assert "required_plugins" not in code(hcl) and "source_ami_filter" in hcl
+    assert not re.search(r'"ami-[0-9a-f]+"', hcl)  # the base AMI is found by filter, never pinned
+    assert 'ami_groups      = var.ami_public ? ["all"] : []' in hcl
+    assert '"cfn-chainermn:chainer" = "7.8.1"' in hcl
+    assert '"cfn-chainermn:cupy" = "cupy-cuda110==7.8.0"' in hcl
+    assert 'post-processor "manifest"' in hcl
+    agent = (rendered["current"] / "scripts/50-agent.sh").read_text()
+    assert 'verify_sha256 "$wheel" "$want"' in agent and "uv==0.5.31 --hash=sha256:" in agent
+    system = (rendered["current"] / "scripts/60-system.sh").read_text()
+    assert "MaxStartups 200:30:400" in system and "sshd -t" in system
+    smoke = (rendered["current"] / "scripts/90-smoke-and-manifest.sh").read_text()
+    assert "gpu_mnist" in smoke and '"pure_nccl"' in smoke and "/etc/cfn-chainermn/ami-manifest.json" in smoke
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (make install adds it)")
+@pytest.mark.parametrize("profile", BUILDABLE)
+def test_shellcheck_clean(rendered: dict[str, Path], profile: str) -> None:
+    scripts = sorted(str(p) for p in (rendered[profile] / "scripts").glob("*.sh"))
+    proc = subprocess.run(["shellcheck", "--format=gcc", *scripts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("packer") is None or shutil.which("shellcheck") is None,
+                    reason="packer/shellcheck not installed (make install adds them)")
+def test_ami_validate_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_with_boundary(cli, ["ami", "validate"]) == 0
+    out = capsys.readouterr().out
+    for name in BUILDABLE:
+        assert f"ok {name}: shellcheck clean (7 scripts), packer validate passed" in out
+
+
+def _stub_bin(tmp_path: Path) -> Path:
+    """Commands the OpenMPI step would run after the download; they must never be reached."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("apt-get", "dpkg-query", "fuser", "make", "tar"):
+        (bin_dir / name).write_text(f"#!/bin/sh\necho {name} >>{tmp_path}/reached\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def test_openmpi_step_fails_on_checksum_mismatch(tmp_path: Path, edit_profile: Callable[..., None],
+                                                 recipe_copy: Path) -> None:
+    tarball = tmp_path / "openmpi-4.1.6.tar.bz2"
+    tarball.write_bytes(b"not the real tarball")
+    wrong = hashlib.sha256(b"something else").hexdigest()
+
+    def change(data: dict) -> None:
+        data["openmpi"]["url"] = tarball.as_uri()
+        data["openmpi"]["sha256"] = wrong
+
+    edit_profile("current", change)
+    out = tmp_path / "out"
+    assert run_with_boundary(cli, ["ami", "render", "--profile", "current", "-o", str(out)]) == 0
+    script = out / "scripts/30-openmpi.sh"
+    env = dict(os.environ, PATH=f"{_stub_bin(tmp_path)}:{os.environ['PATH']}", TMPDIR=str(tmp_path))
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode != 0
+    assert f"sha256 mismatch for {tmp_path}/" in proc.stderr
+    assert f"expected {wrong}, got {hashlib.sha256(tarball.read_bytes()).hexdigest()}" in proc.stderr
+    assert not (tmp_path / "reached").exists()  # nothing after the failed check ran
+    assert not list(tmp_path.glob("tmp.*/openmpi.tar.bz2*"))  # the bad download was removed
+
+
+def test_download_verified_accepts_the_right_file(rendered: dict[str, Path], tmp_path: Path) -> None:
+    src = tmp_path / "payload.bin"
+    src.write_bytes(b"payload")
+    good = hashlib.sha256(b"payload").hexdigest()
+    script = rendered["current"] / "scripts/30-openmpi.sh"
+    cmd = f'source "{script}"; download_verified "{src.as_uri()}" {good} "{tmp_path}/dest"'
+    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "dest").read_bytes() == b"payload"
+    assert not (tmp_path / "dest.part").exists()

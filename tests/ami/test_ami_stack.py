@@ -1,0 +1,94 @@
+"""The `current` profile's Python-stack step, executed for real (CPU variant, minus CuPy).
+
+The rendered 40-python-stack.sh installs the profile's exact pins (hash-checked, from PyPI)
+into a fresh venv made from /usr/bin/python3, building mpi4py against this machine's OpenMPI;
+then the installed stack runs a 2-process ChainerMN job under mpiexec on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn import ami, ami_profiles
+
+PYTHON = "/usr/bin/python3"
+DATA = Path(__file__).parent / "data"
+# Downloads and built wheels (chainer, mpi4py, gym, ...) survive between runs.
+PIP_CACHE = Path(os.environ.get("CFN_CHAINERMN_PIP_CACHE")
+                 or Path(tempfile.gettempdir()) / "cfn-chainermn-ami-pip-cache")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(PYTHON).exists(), reason=f"{PYTHON} is missing"),
+    pytest.mark.skipif(shutil.which("mpicc") is None or shutil.which("mpiexec") is None,
+                       reason="OpenMPI (mpicc, mpiexec) is missing; make install adds libopenmpi-dev"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Render the CPU variant of the step and run it; returns the venv."""
+    root = tmp_path_factory.mktemp("ami-stack")
+    venv = root / "venv"
+    mpicc = Path(shutil.which("mpicc") or "")
+    profile = ami.cpu_variant(ami_profiles.load(ami.RECIPE_DIR, "current"), venv=str(venv),
+                              mpi_prefix=str(mpicc.parent.parent), interpreter=PYTHON)
+    assert not any(p.name.startswith("cupy") for p in profile.packages)
+    ami.render(profile, root / "out", pip_cache_dir=str(PIP_CACHE), steps=("40-python-stack",))
+    script = root / "out" / "scripts" / "40-python-stack.sh"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    env["PIP_CONFIG_FILE"] = os.devnull  # the AMI has no site pip.conf either
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    for module in ("chainer", "chainermn", "chainercv", "chainercv.links", "chainerrl", "chainerrl.agents"):
+        assert f"ok import {module}\n" in proc.stdout, proc.stdout
+    assert f"ok {len([p for p in profile.packages if not p.marker])} pinned distributions" in proc.stdout
+    return venv
+
+
+def test_versions_are_the_profile_pins(stack: Path) -> None:
+    code = ("import chainer, numpy, mpi4py, gym, pkg_resources as r;"
+            "print(chainer.__version__, numpy.__version__, mpi4py.__version__, gym.__version__,"
+            " r.get_distribution('chainercv').version, r.get_distribution('chainerrl').version)")
+    out = subprocess.run([str(stack / "bin/python"), "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ["7.8.1", "1.24.4", "3.1.6", "0.22.0", "0.13.1", "0.8.0"]
+    prefix = subprocess.run([str(stack / "bin/python"), "-c", "import sys; print(sys.prefix)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert prefix == str(stack)  # the fresh venv, not the project's
+
+
+def test_rebuilt_nms_module_selects_boxes(stack: Path) -> None:
+    """The ChainerCV extension rebuilt from the recipe's .pyx keeps the greedy NMS semantics."""
+    code = """
+import numpy as np
+from chainercv.utils.bbox._nms_gpu_post import _nms_gpu_post
+# 3 boxes, one 64-bit word each: box 0 overlaps box 1, box 1 overlaps box 2
+mask = np.array([0b010, 0b100, 0], dtype=np.uint64)
+keep, n = _nms_gpu_post(mask, 3, 64, 1)
+print(list(keep[:n]))
+"""
+    out = subprocess.run([str(stack / "bin/python"), "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[0, 2]"
+
+
+def test_two_process_chainermn_job(stack: Path, tmp_path: Path) -> None:
+    cmd = ["mpiexec", "--oversubscribe", "-n", "2", "--bind-to", "none",
+           "--mca", "btl_tcp_if_include", "127.0.0.0/8", "--mca", "oob_tcp_if_include", "127.0.0.0/8",
+           "--mca", "rtc", "^hwloc", "--mca", "mpi_yield_when_idle", "1"]
+    if os.geteuid() == 0:
+        cmd.append("--allow-run-as-root")
+    cmd += [str(stack / "bin/python"), str(DATA / "mn_smoke.py")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    out = proc.stdout + proc.stderr
+    # mpiexec exits 0 when it refuses to run as root, so the job's own output is the proof
+    assert proc.returncode == 0, out
+    assert "rank 0/2 up" in out and "rank 1/2 up" in out, out
+    assert "mn-smoke size=2 accuracy=" in out and "weights_in_sync=True" in out, out

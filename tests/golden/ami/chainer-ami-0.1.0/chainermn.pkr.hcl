@@ -1,0 +1,128 @@
+# cfn-chainermn AMI, profile "chainer-ami-0.1.0": The 2018 reference AMI's versions - CUDA 9.0, OpenMPI 2.1.3, CuPy 4.1.0, Chainer 4.1.0, ChainerMN 1.3.0 - for python2 and python3
+# Rendered by `cfn-chainermn ami render`; build it with `cfn-chainermn ami build`.
+# Written for Packer's HCL2 as in Debian's packer 1.6.6: the amazon-ebs builder is built in, so
+# there is no `packer { required_plugins {...} }` block and no `packer init`.
+
+variable "region" {
+  type        = string
+  description = "Region the build instance runs in and the AMI is registered in."
+}
+
+variable "instance_type" {
+  type    = string
+  default = "p2.xlarge"
+}
+
+variable "ami_regions" {
+  type        = list(string)
+  default     = []
+  description = "Regions the finished AMI is copied to."
+}
+
+variable "ami_public" {
+  type        = bool
+  default     = false
+  description = "true makes the AMI (and its copies) public."
+}
+
+variable "ami_name_prefix" {
+  type    = string
+  default = "cfn-chainermn-chainer-ami-0.1.0"
+}
+
+variable "volume_size" {
+  type    = number
+  default = 100
+}
+
+variable "agent_wheel" {
+  type        = string
+  description = "Local path of the cfn-chainermn 0.1.0 wheel to install."
+}
+
+variable "agent_wheel_sha256" {
+  type = string
+}
+
+locals {
+  stamp = regex_replace(timestamp(), "[- TZ:]", "")
+}
+
+source "amazon-ebs" "chainermn" {
+  region        = var.region
+  instance_type = var.instance_type
+  ssh_username  = "ubuntu"
+  source_ami_filter {
+    filters = {
+      name                = "Deep Learning Base AMI (Ubuntu) Version 4.0"
+      root-device-type    = "ebs"
+      virtualization-type = "hvm"
+      architecture        = "x86_64"
+    }
+    owners      = ["amazon"]
+    most_recent = true
+  }
+  ami_name        = "${var.ami_name_prefix}-${local.stamp}"
+  ami_description = "cfn-chainermn 0.1.0 The 2018 reference AMI's versions - CUDA 9.0, OpenMPI 2.1.3, CuPy 4.1.0, Chainer 4.1.0, ChainerMN 1.3.0 - for python2 and python3"
+  ami_regions     = var.ami_regions
+  ami_groups      = var.ami_public ? ["all"] : []
+  launch_block_device_mappings {
+    device_name           = "/dev/sda1"
+    volume_size           = var.volume_size
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    delete_on_termination = true
+  }
+  tags = {
+    "Name" = "cfn-chainermn-chainer-ami-0.1.0"
+    "cfn-chainermn:ami-profile" = "chainer-ami-0.1.0"
+    "cfn-chainermn:version" = "0.1.0"
+    "cfn-chainermn:cuda" = "9.0"
+    "cfn-chainermn:openmpi" = "2.1.3"
+    "cfn-chainermn:nccl" = "2 (bundled)"
+    "cfn-chainermn:python" = "2.7+3.5"
+    "cfn-chainermn:chainer" = "4.1.0"
+    "cfn-chainermn:chainermn" = "1.3.0"
+    "cfn-chainermn:chainercv" = "0.9.0"
+    "cfn-chainermn:chainerrl" = "0.3.0"
+    "cfn-chainermn:numpy" = "1.14.5"
+    "cfn-chainermn:gym" = "0.10.5"
+    "cfn-chainermn:cupy" = "cupy-cuda90==4.1.0"
+  }
+  run_tags = {
+    "Name" = "cfn-chainermn AMI build (chainer-ami-0.1.0)"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.chainermn"]
+
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/cfn-chainermn"]
+  }
+
+  provisioner "file" {
+    source      = var.agent_wheel
+    destination = "/tmp/cfn-chainermn/"
+  }
+
+  provisioner "shell" {
+    execute_command = "{{ .Vars }} sudo -E -H bash '{{ .Path }}'"
+    scripts         = ["scripts/10-wait-for-boot.sh", "scripts/20-cuda.sh"]
+  }
+
+  provisioner "shell" {
+    execute_command  = "{{ .Vars }} sudo -E -H bash '{{ .Path }}'"
+    environment_vars = [
+      "AGENT_WHEEL=/tmp/cfn-chainermn/${basename(var.agent_wheel)}",
+      "AGENT_WHEEL_SHA256=${var.agent_wheel_sha256}",
+    ]
+    scripts = ["scripts/30-openmpi.sh", "scripts/40-python-stack.sh", "scripts/50-agent.sh", "scripts/60-system.sh", "scripts/90-smoke-and-manifest.sh"]
+  }
+
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = true
+  }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Step 2: CUDA 9.0 at /usr/local/cuda-9.0 (base-ami).
+set -euo pipefail
+umask 022
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+log() { printf '[%s %s] %s\n' "$(date -u +%H:%M:%S)" "${0##*/}" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+# verify_sha256 FILE SHA256: the build stops on any mismatch; the file is removed.
+verify_sha256() {
+  local file=$1 want=$2 got
+  [[ $want =~ ^[0-9a-f]{64}$ ]] || die "not a sha256 for $file: '$want'"
+  got=$(sha256sum "$file" | cut -d' ' -f1)
+  if [[ $got != "$want" ]]; then
+    rm -f "$file"
+    die "sha256 mismatch for $file: expected $want, got $got"
+  fi
+}
+
+# download_verified URL SHA256 DEST: fetch to DEST.part, check it, then move it into place,
+# so a partial or tampered download never sits at DEST.
+download_verified() {
+  local url=$1 want=$2 dest=$3
+  [[ $want =~ ^[0-9a-f]{64}$ ]] || die "not a sha256 for $url: '$want'"
+  log "download $url"
+  curl -fsSL --retry 5 --retry-delay 5 --proto '=https,file' -o "$dest.part" "$url" \
+    || die "download failed: $url"
+  verify_sha256 "$dest.part" "$want"
+  mv "$dest.part" "$dest"
+}
+
+# wait_for_dpkg_lock [SECONDS]: unattended-upgrades and apt-daily hold these locks right after
+# boot; wait for them to be released (never kill dpkg: that corrupts its database).
+wait_for_dpkg_lock() {
+  local limit=${1:-900} waited=0
+  local locks=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+  while fuser "${locks[@]}" >/dev/null 2>&1; do
+    ((waited < limit)) || die "the dpkg/apt lock is still held after ${limit}s: $(fuser -v "${locks[@]}" 2>&1 | tr '\n' ' ')"
+    ((waited % 60)) || log "waiting for the dpkg/apt lock (${waited}s)"
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+
+apt_get() {
+  wait_for_dpkg_lock 900
+  apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"
+}
+
+CUDA_PATH=/usr/local/cuda-9.0
+CUDA_VERSION=9.0
+
+check_cuda() {
+  [[ -x "$CUDA_PATH/bin/nvcc" ]] || die "no nvcc under $CUDA_PATH; this profile needs CUDA $CUDA_VERSION there"
+  "$CUDA_PATH/bin/nvcc" --version | grep -q "release $CUDA_VERSION," \
+    || die "$CUDA_PATH/bin/nvcc is not CUDA $CUDA_VERSION: $("$CUDA_PATH/bin/nvcc" --version | tail -n 1)"
+  log "CUDA $CUDA_VERSION found at $CUDA_PATH"
+}
+
+main() {
+  check_cuda
+  echo "$CUDA_PATH/lib64" >/etc/ld.so.conf.d/cfn-chainermn-cuda.conf
+  ldconfig
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

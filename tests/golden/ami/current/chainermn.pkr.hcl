@@ -1,0 +1,135 @@
+# cfn-chainermn AMI, profile "current": CUDA 11.0 + CuPy 7.8.0 + Chainer 7.8.1 (ChainerMN inside) + CUDA-aware OpenMPI 4.1.6, Python 3.8 on Ubuntu 20.04
+# Rendered by `cfn-chainermn ami render`; build it with `cfn-chainermn ami build`.
+# Written for Packer's HCL2 as in Debian's packer 1.6.6: the amazon-ebs builder is built in, so
+# there is no `packer { required_plugins {...} }` block and no `packer init`.
+
+variable "region" {
+  type        = string
+  description = "Region the build instance runs in and the AMI is registered in."
+}
+
+variable "instance_type" {
+  type    = string
+  default = "g4dn.xlarge"
+}
+
+variable "ami_regions" {
+  type        = list(string)
+  default     = []
+  description = "Regions the finished AMI is copied to."
+}
+
+variable "ami_public" {
+  type        = bool
+  default     = false
+  description = "true makes the AMI (and its copies) public."
+}
+
+variable "ami_name_prefix" {
+  type    = string
+  default = "cfn-chainermn-current"
+}
+
+variable "volume_size" {
+  type    = number
+  default = 100
+}
+
+variable "agent_wheel" {
+  type        = string
+  description = "Local path of the cfn-chainermn 0.1.0 wheel to install."
+}
+
+variable "agent_wheel_sha256" {
+  type = string
+}
+
+locals {
+  stamp = regex_replace(timestamp(), "[- TZ:]", "")
+}
+
+source "amazon-ebs" "chainermn" {
+  region        = var.region
+  instance_type = var.instance_type
+  ssh_username  = "ubuntu"
+  source_ami_filter {
+    filters = {
+      name                = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"
+      root-device-type    = "ebs"
+      virtualization-type = "hvm"
+      architecture        = "x86_64"
+    }
+    owners      = ["099720109477"]
+    most_recent = true
+  }
+  ami_name        = "${var.ami_name_prefix}-${local.stamp}"
+  ami_description = "cfn-chainermn 0.1.0 CUDA 11.0 + CuPy 7.8.0 + Chainer 7.8.1 (ChainerMN inside) + CUDA-aware OpenMPI 4.1.6, Python 3.8 on Ubuntu 20.04"
+  ami_regions     = var.ami_regions
+  ami_groups      = var.ami_public ? ["all"] : []
+  launch_block_device_mappings {
+    device_name           = "/dev/sda1"
+    volume_size           = var.volume_size
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    delete_on_termination = true
+  }
+  tags = {
+    "Name" = "cfn-chainermn-current"
+    "cfn-chainermn:ami-profile" = "current"
+    "cfn-chainermn:version" = "0.1.0"
+    "cfn-chainermn:cuda" = "11.0"
+    "cfn-chainermn:openmpi" = "4.1.6"
+    "cfn-chainermn:nccl" = "2.7.8"
+    "cfn-chainermn:python" = "3.8"
+    "cfn-chainermn:chainer" = "7.8.1"
+    "cfn-chainermn:chainercv" = "0.13.1"
+    "cfn-chainermn:chainerrl" = "0.8.0"
+    "cfn-chainermn:numpy" = "1.24.4"
+    "cfn-chainermn:gym" = "0.22.0"
+    "cfn-chainermn:cupy" = "cupy-cuda110==7.8.0"
+    "cfn-chainermn:chainermn" = "in chainer 7.8.1"
+  }
+  run_tags = {
+    "Name" = "cfn-chainermn AMI build (current)"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.chainermn"]
+
+  provisioner "shell" {
+    inline = ["mkdir -p /tmp/cfn-chainermn"]
+  }
+
+  provisioner "file" {
+    source      = var.agent_wheel
+    destination = "/tmp/cfn-chainermn/"
+  }
+
+  provisioner "shell" {
+    execute_command = "{{ .Vars }} sudo -E -H bash '{{ .Path }}'"
+    scripts         = ["scripts/10-wait-for-boot.sh", "scripts/20-cuda.sh"]
+  }
+
+  # the NVIDIA driver just installed loads on the next boot
+  provisioner "shell" {
+    inline            = ["sudo systemctl reboot"]
+    expect_disconnect = true
+  }
+
+  provisioner "shell" {
+    pause_before     = "60s"
+    execute_command  = "{{ .Vars }} sudo -E -H bash '{{ .Path }}'"
+    environment_vars = [
+      "AGENT_WHEEL=/tmp/cfn-chainermn/${basename(var.agent_wheel)}",
+      "AGENT_WHEEL_SHA256=${var.agent_wheel_sha256}",
+    ]
+    scripts = ["scripts/30-openmpi.sh", "scripts/40-python-stack.sh", "scripts/50-agent.sh", "scripts/60-system.sh", "scripts/90-smoke-and-manifest.sh"]
+  }
+
+  post-processor "manifest" {
+    output     = "packer-manifest.json"
+    strip_path = true
+  }
+}

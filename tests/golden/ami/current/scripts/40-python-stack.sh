@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Step 4: the Python stack in the venv /opt/chainer.
+# Every package is pinned and hash-checked (pip --require-hashes); dependencies are listed
+# explicitly, so nothing unpinned is pulled in.
+set -euo pipefail
+umask 022
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+
+log() { printf '[%s %s] %s\n' "$(date -u +%H:%M:%S)" "${0##*/}" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+# verify_sha256 FILE SHA256: the build stops on any mismatch; the file is removed.
+verify_sha256() {
+  local file=$1 want=$2 got
+  [[ $want =~ ^[0-9a-f]{64}$ ]] || die "not a sha256 for $file: '$want'"
+  got=$(sha256sum "$file" | cut -d' ' -f1)
+  if [[ $got != "$want" ]]; then
+    rm -f "$file"
+    die "sha256 mismatch for $file: expected $want, got $got"
+  fi
+}
+
+# download_verified URL SHA256 DEST: fetch to DEST.part, check it, then move it into place,
+# so a partial or tampered download never sits at DEST.
+download_verified() {
+  local url=$1 want=$2 dest=$3
+  [[ $want =~ ^[0-9a-f]{64}$ ]] || die "not a sha256 for $url: '$want'"
+  log "download $url"
+  curl -fsSL --retry 5 --retry-delay 5 --proto '=https,file' -o "$dest.part" "$url" \
+    || die "download failed: $url"
+  verify_sha256 "$dest.part" "$want"
+  mv "$dest.part" "$dest"
+}
+
+# wait_for_dpkg_lock [SECONDS]: unattended-upgrades and apt-daily hold these locks right after
+# boot; wait for them to be released (never kill dpkg: that corrupts its database).
+wait_for_dpkg_lock() {
+  local limit=${1:-900} waited=0
+  local locks=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+  while fuser "${locks[@]}" >/dev/null 2>&1; do
+    ((waited < limit)) || die "the dpkg/apt lock is still held after ${limit}s: $(fuser -v "${locks[@]}" 2>&1 | tr '\n' ' ')"
+    ((waited % 60)) || log "waiting for the dpkg/apt lock (${waited}s)"
+    sleep 5
+    waited=$((waited + 5))
+  done
+}
+
+apt_get() {
+  wait_for_dpkg_lock 900
+  apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"
+}
+
+export MPICC=/usr/local/mpi/bin/mpicc
+PIP_OPTS=(--disable-pip-version-check --no-cache-dir)
+
+write_requirements() {
+  local dir=$1
+  cat >"$dir/build.txt" <<'REQ'
+setuptools==73.0.1 --hash=sha256:b208925fcb9f7af924ed2dc04708ea89791e24bde0d3020b27df0e116088b34e --hash=sha256:d59a3e788ab7e012ab2c4baed1b376da6366883ee20d7a5fc426816e3d7b1193
+wheel==0.45.1 --hash=sha256:708e7481cc80179af0e556bbf0cc00b8444c7321e2700b8d8580231d13017248 --hash=sha256:661e1abd9198507b1409a20c02106d9670b2576e916d58f520316666abca6729
+Cython==3.0.11 --hash=sha256:3999fb52d3328a6a5e8c63122b0a8bd110dfcdb98dda585a3def1426b991cba7 --hash=sha256:52205347e916dd65d2400b977df4c697390c3aae0e96275a438cc4ae85dadc08 --hash=sha256:0e25f6425ad4a700d7f77cd468da9161e63658837d1bc34861a9861a4ef6346d --hash=sha256:7146dd2af8682b4ca61331851e6aebce9fe5158e75300343f80c07ca80b1faff
+numpy==1.24.4 --hash=sha256:7215847ce88a85ce39baf9e89070cb860c98fdddacbaa6c0da3ffb31b3350bd5 --hash=sha256:dd80e219fd4c71fc3699fc1dadac5dcf4fd882bfc6f7ec53d30fa197b8ee22dc --hash=sha256:80f5e3a4e498641401868df4208b74581206afbee7cf7b8329daae82676d9463
+REQ
+  cat >"$dir/main.txt" <<'REQ'
+six==1.17.0 --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274 --hash=sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81
+filelock==3.16.1 --hash=sha256:2082e5703d51fbf98ea75855d9d5527e33d8ff23099bec374a134febee6946b0 --hash=sha256:c249fbfcd5db47e5e2d6d62198e565475ee65e4831e2561c8e313fa7eb961435
+protobuf==4.25.8 --hash=sha256:83e6e54e93d2b696a92cad6e6efc924f3850f82b52e1563778dfab8b355101b0 --hash=sha256:15a0af558aa3b13efef102ae6e4f3efac06f1eea11afb3a57db2901447d9fb59 --hash=sha256:6135cf8affe1fc6f76cced2641e4ea8d3e59518d1f24ae41ba97bcad82d397cd
+typing_extensions==4.13.2 --hash=sha256:a439e7c04b49fec3e5d3e2beaa21755cadbbdc391694e28ccdd36ca4a1408f8c --hash=sha256:e6c81219bd689f51865d9e372991c540bda33a0379d5573cddb9a3a23f7caaef
+chainer==7.8.1 --hash=sha256:179f06176f8d7a42385bc7811956db04e68213cfe30f5081491b9e2b6ff70de8
+mpi4py==3.1.6 --hash=sha256:c8fa625e0f92b082ef955bfb52f19fa6691d29273d7d71135d295aa143dee6cb
+fastrlock==0.8.2 --hash=sha256:c6bffa978793bea5e1b00e677062e53a62255439339591b70e209fa1552d5ee0 --hash=sha256:75c07726c8b1a52147fd7987d6baaa318c5dced1416c3f25593e40f56e10755b --hash=sha256:ad1bc61c7f6b0e58106aaab034916b6cb041757f708b07fbcdd9d6e1ac629225 --hash=sha256:87f4e01b042c84e6090dbc4fbe3415ddd69f6bc0130382323f9d3f1b8dd71b46 --hash=sha256:d34546ad2e4a480b94b6797bcc5a322b3c705c4c74c3e4e545c4a3841c1b2d59 --hash=sha256:644ec9215cf9c4df8028d8511379a15d9c1af3e16d80e47f1b6fdc6ba118356a
+cupy-cuda110==7.8.0 --hash=sha256:3508fb0d2be86322820a4c33a1bf4a8293785a6f10aec31d1c05e0a3ad85e9c9
+Pillow==10.4.0 --hash=sha256:5e84b6cc6a4a3d76c153a6b19270b3526a5a8ed6b09501d3af891daa2a9de7d6 --hash=sha256:76a911dfe51a36041f2e756b00f96ed84677cdeb75d25c767f296c1c1eda1319 --hash=sha256:7a8d4bade9952ea9a77d0c3e49cbd8b2890a399422258a77f357b9cc9be8d680 --hash=sha256:950be4d8ba92aca4b2bb0741285a46bfae3ca699ef913ec8416c1b78eadd64cd --hash=sha256:166c1cd4d24309b30d61f79f4a9114b7b2313d7450912277855ff5dfd7cd4a06
+cached-property==2.0.1 --hash=sha256:f617d70ab1100b7bcf6e42228f9ddcb78c676ffa167278d9f730d1c2fba69ccb --hash=sha256:484d617105e3ee0e4f1f58725e72a8ef9e93deee462222dbd51cd91230897641
+scipy==1.10.1 --hash=sha256:15a35c4242ec5f292c3dd364a7c71a61be87a3d4ddcc693372813c0b73c9af1d --hash=sha256:07c3457ce0b3ad5124f98a86533106b643dd811dd61b548e78cf4c8786652f6f --hash=sha256:2cf9dfb80a7b4589ba4c40ce7588986d6d5cebc5457cad2c2880f6bc2d42f3a5
+cloudpickle==3.1.1 --hash=sha256:c8c5a44295039331ee9dad40ba100a9c7297b6f988e50e87ccdf3765a668350e --hash=sha256:b216fa8ae4019d5482a8ac3c95d8f6346115d8835911fd4aefd1a445e4242c64
+gym_notices==0.0.8 --hash=sha256:ad25e200487cafa369728625fe064e88ada1346618526102659b4640f2b4b911 --hash=sha256:e5f82e00823a166747b4c2a07de63b6560b1acb880638547e0cabf825a01e463
+zipp==3.20.2 ; python_version < "3.10" --hash=sha256:a817ac80d6cf4b23bf7f2828b7cabf326f15a001bea8b1f9b49631780ba28350 --hash=sha256:bc9eb26f4506fda01b81bcde0ca78103b6e62f991b381fec825435c836edbc29
+importlib_metadata==8.5.0 ; python_version < "3.10" --hash=sha256:45e54197d28b7a7f1559e60b95e7c567032b602131fbd588f1497f47880aa68b --hash=sha256:71522656f0abace1d072b9e5481a48f07c138e00f079c38c8f883823f9c26bd7
+pygame==2.6.1 --hash=sha256:ce8cc108b92de9b149b344ad2e25eedbe773af0dc41dfb24d1f07f679b558c60 --hash=sha256:21160d9093533eb831f1b708e630706e5ac16b30750571ec27bc3b8364814f38 --hash=sha256:56fb02ead529cee00d415c3e007f75e0780c655909aaa8e8bf616ee09c9feb1f
+gym==0.22.0 --hash=sha256:339144c89951758187c378111919bc0e2f1695f9e9d9699e3f19279a6398148d
+chainerrl==0.8.0 --hash=sha256:ee153b891360f35f88ab19017b4b5cad66f2df1cbf77dfb3cd66e4fd63a677b0
+REQ
+  cat >"$dir/chainercv.txt" <<'REQ'
+chainercv==0.13.1 --hash=sha256:84214bd2fc191dacd73a95342ac45ded36232fc588825458752ec57df5e97ded
+REQ
+}
+
+# chainercv 0.13.1: its sdist has only Cython-0.28 C for _nms_gpu_post, which
+# fails on Python >= 3.11 (longintrepr.h); rebuild that module from .pyx source with Cython.
+install_chainercv() {
+  local py=$1 dir=$2 src
+  "$py" -m pip download "${PIP_OPTS[@]}" --no-deps --no-build-isolation --no-binary :all: \
+    --require-hashes -r "$dir/chainercv.txt" -d "$dir/sdist"
+  tar -xzf "$dir/sdist/chainercv-0.13.1.tar.gz" -C "$dir"
+  src="$dir/chainercv-0.13.1"
+  rm -f "$src/chainercv/utils/bbox/_nms_gpu_post.c"
+  cat >"$src/chainercv/utils/bbox/_nms_gpu_post.pyx" <<'PYX'
+# Host-side half of ChainerCV's GPU non-maximum suppression, rewritten for cfn-chainermn's
+# AMI recipe: the chainercv 0.13.1 sdist ships only C generated by Cython 0.28, which no longer
+# compiles on Python >= 3.11, and not this source. Plain Python semantics, compiled by Cython.
+import numpy as np
+
+
+def _nms_gpu_post(mask, n_bbox, threads_per_block, col_blocks):
+    """Greedy pass over the GPU's suppression bitmask.
+
+    mask holds, for box i, col_blocks 64-bit words at i * col_blocks; bit b of word w says that
+    box i overlaps box w * threads_per_block + b. Keeps boxes in score order, dropping any box
+    already overlapped by a kept one. Returns (indices, count).
+    """
+    keep = np.zeros((n_bbox,), dtype=np.int32)
+    suppressed = np.zeros((col_blocks,), dtype=np.uint64)
+    kept = 0
+    for box in range(n_bbox):
+        word, bit = divmod(box, threads_per_block)
+        if (int(suppressed[word]) >> bit) & 1:
+            continue
+        keep[kept] = box
+        kept += 1
+        row = box * col_blocks
+        suppressed[word:] |= mask[row + word:row + col_blocks]
+    return keep, kept
+PYX
+  "$py" -m pip install "${PIP_OPTS[@]}" --no-deps --no-build-isolation "$src"
+}
+
+smoke() {
+  local py=$1
+  "$py" - <<'PY'
+from __future__ import print_function
+import warnings
+warnings.simplefilter("ignore")
+import importlib
+import pkg_resources
+pinned = {
+    "setuptools": "73.0.1",
+    "wheel": "0.45.1",
+    "Cython": "3.0.11",
+    "numpy": "1.24.4",
+    "six": "1.17.0",
+    "filelock": "3.16.1",
+    "protobuf": "4.25.8",
+    "typing_extensions": "4.13.2",
+    "chainer": "7.8.1",
+    "mpi4py": "3.1.6",
+    "fastrlock": "0.8.2",
+    "cupy-cuda110": "7.8.0",
+    "Pillow": "10.4.0",
+    "chainercv": "0.13.1",
+    "cached-property": "2.0.1",
+    "scipy": "1.10.1",
+    "cloudpickle": "3.1.1",
+    "gym_notices": "0.0.8",
+    "pygame": "2.6.1",
+    "gym": "0.22.0",
+    "chainerrl": "0.8.0",
+}
+for dist, version in sorted(pinned.items()):
+    got = pkg_resources.get_distribution(dist).version
+    assert got == version, "%s is %s, expected %s" % (dist, got, version)
+for module in ["chainer", "chainermn", "chainercv", "chainercv.links", "chainerrl", "chainerrl.agents", "cupy"]:
+    importlib.import_module(module)
+    print("ok import", module)
+print("ok %d pinned distributions" % len(pinned))
+PY
+}
+
+main() {
+  apt_get install --no-install-recommends python3-venv python3-dev build-essential
+  local interp py dir
+  local interpreters=(/usr/bin/python3)
+  for interp in "${interpreters[@]}"; do
+    [[ -x /opt/chainer/bin/python ]] || "$interp" -m venv /opt/chainer
+    py=/opt/chainer/bin/python
+    dir=$(mktemp -d)
+    write_requirements "$dir"
+    log "installing the pinned stack with $py"
+    "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps -r "$dir/build.txt"
+    "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps --no-build-isolation -r "$dir/main.txt"
+    install_chainercv "$py" "$dir"
+    "$py" -m pip check || die "pip check found broken requirements in $py's environment"
+    smoke "$py"
+    rm -rf "$dir"
+  done
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
