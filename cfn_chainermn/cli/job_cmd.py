@@ -94,8 +94,8 @@ def job() -> None:
 
 @job.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
-@click.option("-n", "np", type=int, required=True, help="Number of ranks (processes).")
-@click.option("-N", "per_node", type=int, default=None, help="Ranks per node (e.g. GPUs per node).")
+@click.option("-n", "np", type=click.IntRange(min=1), required=True, help="Number of ranks (processes).")
+@click.option("-N", "per_node", type=click.IntRange(min=1), default=None, help="Ranks per node (e.g. GPUs per node).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment for every rank (repeatable).")
 @click.option("--files", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Extra file to upload next to the script (repeatable).")
@@ -160,6 +160,7 @@ def logs(name: str, job_id: str, follow: bool, access: dict[str, Any]) -> int:
     """Print the log of job JOB on NAME."""
     from cfn_chainermn import jobs
 
+    jobs.job_dir("", job_id)  # a bad id is a usage error before any connection
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
         ref = jobs.JobRef(job_id, jobs.job_dir(cluster.shared, job_id))
@@ -192,6 +193,7 @@ def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
     """Stop job JOB on NAME and every rank it started."""
     from cfn_chainermn import jobs
 
+    jobs.job_dir("", job_id)
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
         jobs.cancel(remote, jobs.JobRef(job_id, jobs.job_dir(cluster.shared, job_id)))

@@ -1,0 +1,40 @@
+"""Usage errors of the job commands: one line, exit 2, before any connection is made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["-n", "0"], "Invalid value for '-n'"),
+    (["-n", "2", "-N", "0"], "Invalid value for '-N'"),
+    (["-n", "2", "--env", "NOPE"], "--env: 'NOPE' is not NAME=VALUE"),
+])
+def test_bad_submit_flags_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                 fragment: str) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("print(1)\n")
+    rc = run_with_boundary(cli, ["job", "submit", "local", "--state-dir", str(tmp_path), *args, str(script)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert fragment in err and err.startswith("error: ")
+    assert "Traceback" not in err
+
+
+def test_unknown_job_id_is_refused_before_connecting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("logs", "cancel"):
+        rc = run_with_boundary(cli, ["job", command, "local", "../etc", "--state-dir", str(tmp_path)])
+        assert rc == 2
+        assert "JOB: '../etc' is not a job id; `cfn-chainermn job list NAME` shows them" in capsys.readouterr().err
+
+
+def test_no_local_cluster_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "cluster.json").write_text('{"name": "other"}')
+    rc = run_with_boundary(cli, ["cluster", "check", "local", "--state-dir", str(tmp_path)])
+    assert rc == 2
+    assert "no local cluster in" in capsys.readouterr().err
