@@ -18,7 +18,7 @@ STUB = """#!/bin/bash
 echo "$(basename "$0") $*" >> "$STUB_LOG"
 case "$(basename "$0") $1" in
   "cfn-chainermn --version") [ -n "${AGENT_VERSION:-}" ] || exit 127; echo "cfn-chainermn, version $AGENT_VERSION";;
-  "python3 -m") exit "${PIP_RC:-0}";;
+  "python3 -m") [ "$3" != --version ] || exit "${PIP_MISSING:-0}"; exit "${PIP_RC:-0}";;
   "curl -sfS") case "$*" in *api/token*) echo TOKEN;; *) echo i-0123456789abcdef0;; esac;;
 esac
 """
@@ -55,7 +55,7 @@ def test_shellcheck_clean(tmp_path: Path) -> None:
 def run(tmp_path: Path, role: str, env: dict[str, str] | None = None, **values: str) -> tuple[int, list[str]]:
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
-    for name in ("curl", "aws", "python3", "cfn-chainermn"):
+    for name in ("curl", "aws", "python3", "cfn-chainermn", "apt-get"):
         (stubs / name).write_text(STUB)
         (stubs / name).chmod(0o755)
     text = rendered(role, **values)
@@ -84,16 +84,25 @@ def test_missing_or_other_version_is_installed_from_the_index(tmp_path: Path) ->
     rc, calls = run(tmp_path, "worker", {"AGENT_VERSION": "0.0.9"}, EfsArg="",
                     AgentIndexUrl="https://pypi.example.org/simple")
     assert rc == 0
-    assert calls[1] == "python3 -m pip install --index-url https://pypi.example.org/simple cfn-chainermn==0.1.0"
-    assert calls[2] == BOOT.format(role="worker", signal="WorkerGroup")  # no --efs-id without EFS
+    assert calls[1:3] == ["python3 -m pip --version",
+                          "python3 -m pip install --index-url https://pypi.example.org/simple cfn-chainermn==0.1.0"]
+    assert calls[3] == BOOT.format(role="worker", signal="WorkerGroup")  # no --efs-id without EFS
 
 
 def test_staged_wheel_is_installed_from_s3(tmp_path: Path) -> None:
     rc, calls = run(tmp_path, "worker", AgentWheelS3Path="stage-bucket/agent/cfn_chainermn-0.1.0-py3-none-any.whl")
     assert rc == 0
-    assert calls[:2] == ["aws s3 cp s3://stage-bucket/agent/cfn_chainermn-0.1.0-py3-none-any.whl /tmp/",
-                         "python3 -m pip install /tmp/cfn_chainermn-0.1.0-py3-none-any.whl"]
-    assert calls[2].startswith("cfn-chainermn node boot --role worker ")
+    assert calls[:3] == ["aws s3 cp s3://stage-bucket/agent/cfn_chainermn-0.1.0-py3-none-any.whl /tmp/",
+                         "python3 -m pip --version", "python3 -m pip install /tmp/cfn_chainermn-0.1.0-py3-none-any.whl"]
+    assert calls[3].startswith("cfn-chainermn node boot --role worker ")
+
+
+def test_missing_pip_comes_from_apt(tmp_path: Path) -> None:
+    rc, calls = run(tmp_path, "master", {"PIP_MISSING": "1"})
+    assert rc == 0
+    assert calls[1:5] == ["python3 -m pip --version", "apt-get -o DPkg::Lock::Timeout=600 update -q",
+                          "apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-pip",
+                          "python3 -m pip install cfn-chainermn==0.1.0"]
 
 
 def test_failed_install_signals_failure_and_stops(tmp_path: Path) -> None:

@@ -10,12 +10,16 @@ fail() {  # the agent never started: tell CloudFormation now rather than time ou
     --logical-resource-id 'ClusterMaster' --unique-id "$iid" --status FAILURE
   exit 1
 }
+pip_install() {  # Deep Learning AMIs ship pip; a plain Ubuntu image may not
+  { python3 -m pip --version >/dev/null 2>&1 || { apt-get -o DPkg::Lock::Timeout=600 update -q &&
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-pip; }; } && python3 -m pip install "$@"
+}
 if [ -n "$wheel" ]; then
-  { aws s3 cp "s3://$wheel" /tmp/ && python3 -m pip install "/tmp/${wheel##*/}"; } || fail
+  { aws s3 cp "s3://$wheel" /tmp/ && pip_install "/tmp/${wheel##*/}"; } || fail
 elif ! cfn-chainermn --version 2>/dev/null | grep -qxF "cfn-chainermn, version ${pkg#*==}"; then
   set --
   [ -z "$index" ] || set -- --index-url "$index"
-  python3 -m pip install "$@" "$pkg" || fail
+  pip_install "$@" "$pkg" || fail
 fi
 exec cfn-chainermn node boot --role master --stack 'demo' --region 'us-east-1' \
   --bucket 'demo-keybucket-1a2b3c4d5e6f' --signal-resource 'ClusterMaster' --mount-point '/efs' --efs-id fs-0123456789abcdef0
