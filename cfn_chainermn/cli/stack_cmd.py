@@ -223,8 +223,13 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
 @click.argument("name")
 @_region_option
 @aws_options
-def watch(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None) -> None:
-    """Follow stack NAME's current operation until it settles (Ctrl-C stops watching only)."""
+@_output_option
+def watch(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
+          output: str) -> None:
+    """Follow stack NAME's current operation until it settles, then print its outputs.
+
+    Ctrl-C stops watching, not the stack. Exit 0 when the operation ended well, 3 otherwise.
+    """
     from cfn_chainermn.stack import describe, simplify
 
     aws = connect(aws_profile, region, aws_endpoint_url)
@@ -232,6 +237,8 @@ def watch(name: str, region: str | None, aws_profile: str | None, aws_endpoint_u
     outcome, logs = follow_stack(aws, name, stack_id)
     want = outcome.status if simplify(outcome.status) in ("complete", "deleted") else "success"
     report(aws, name, stack_id, outcome, want, logs)
+    if outcome.stack is not None:
+        print_outputs(outcome.stack, output)
 
 
 @stack.command()

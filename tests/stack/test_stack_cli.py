@@ -336,3 +336,18 @@ def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(s
     assert [line.split()[1:3] for line in err if line[:2].isdigit()] == [
         [NAME, "UPDATE_IN_PROGRESS"], ["WorkerGroup", "UPDATE_COMPLETE"], [NAME, "UPDATE_COMPLETE"]]
     assert err[-1] == f"stack {NAME}: UPDATE_COMPLETE"
+
+
+def test_watch_of_a_settled_stack_shows_its_last_operation_and_outputs(stubbed: Any, run_cli: Any) -> None:
+    cfn = stubbed("cloudformation")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE")]}, {"StackName": NAME})
+    cfn.add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Outputs=[
+        {"OutputKey": "KeyBucketName", "OutputValue": BUCKET}])]}, {"StackName": NAME})
+    cfn.add_response("describe_stack_events", {"StackEvents": [
+        event(4, NAME, "UPDATE_COMPLETE"), event(3, NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
+        event(2, NAME, "CREATE_COMPLETE")]}, {"StackName": STACK_ID})
+    result = run_cli("stack", "watch", NAME, "--output", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == {"KeyBucketName": BUCKET}
+    assert [line.split()[2] for line in result.err.splitlines()[:2]] == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"]
+    assert result.err.splitlines()[-1] == f"stack {NAME}: UPDATE_COMPLETE"

@@ -53,6 +53,8 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
     (["stack", "scale", NAME, "--workers", "-1"], ["error: --workers: -1 is out of range; give 0 to 256"]),
     (["stack", "scale", NAME], ["error: Missing option '--workers'."]),
     (["stack", "status", NAME, "--output", "xml"], ["error: Invalid value for '--output': 'xml'"]),
+    (["stack", "watch", NAME, "--output", "yaml"], ["error: Invalid value for '--output': 'yaml'"]),
+    (["stack", "events", NAME, "--output", "csv"], ["error: Invalid value for '--output': 'csv'"]),
     (["stack", "outputs"], ["error: Missing argument 'NAME'."]),
     (["stack", "list", "--output", "table"], ["error: Invalid value for '--output': 'table'"]),
     (["stack", "delete", NAME, "--force"], ["error: No such option '--force'."]),
