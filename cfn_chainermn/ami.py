@@ -48,10 +48,21 @@ def tags(profile: Profile) -> dict[str, str]:
 
 def manifest(profile: Profile) -> dict[str, Any]:
     """The JSON written to /etc/cfn-chainermn/ami-manifest.json on the image."""
+    path, ld_path = search_dirs(profile)
     return {"profile": profile.name, "cfn_chainermn": __version__, "versions": profile.versions(),
             "openmpi_prefix": profile.openmpi["prefix"], "cuda_path": profile.cuda["path"],
             "python": stack_python(profile), "agent": f"{profile.agent['prefix']}/venv/bin/cfn-chainermn",
+            # what jobs need first on PATH / LD_LIBRARY_PATH (for the agent's mca_base_env_list)
+            "env": {"PATH": path, "LD_LIBRARY_PATH": ld_path},
             "packages": {p.name: p.version for p in profile.packages}}
+
+
+def search_dirs(profile: Profile) -> tuple[list[str], list[str]]:
+    """The stack's bin and lib dirs: the Chainer interpreter, CUDA-aware MPI, CUDA."""
+    venv = profile.python.get("venv")
+    bins = ([f"{venv}/bin"] if venv else []) + [f"{profile.openmpi['prefix']}/bin",
+                                                f"{profile.cuda['path']}/bin"]
+    return bins, [f"{profile.openmpi['prefix']}/lib", f"{profile.cuda['path']}/lib64"]
 
 
 def stack_python(profile: Profile) -> str:
@@ -95,7 +106,6 @@ def context(profile: Profile, recipe_dir: Path, *, pip_cache_dir: str = "") -> d
     pkgs = profile.packages
     plain = [p for p in pkgs if p.stage != "build" and not p.patch]
     reboot = bool(profile.cuda.get("driver_packages")) and profile.cuda["source"] == "nvidia-apt"
-    venv = profile.python.get("venv")
     imports = list(IMPORTS) + (["cupy"] if any(p.gpu and CUPY.match(p.name) for p in pkgs) else [])
     return {
         "p": profile, "recipe": recipe_settings(recipe_dir), "tool_version": __version__,
@@ -104,9 +114,7 @@ def context(profile: Profile, recipe_dir: Path, *, pip_cache_dir: str = "") -> d
         "pip_cache_dir": pip_cache_dir,
         "smoke_versions": {p.name: p.version for p in pkgs if not p.marker},
         "smoke_imports": imports, "smoke_python": stack_python(profile),
-        "path_dirs": [f"{profile.cuda['path']}/bin", f"{profile.openmpi['prefix']}/bin"]
-        + ([f"{venv}/bin"] if venv else []),
-        "ld_dirs": [f"{profile.cuda['path']}/lib64", f"{profile.openmpi['prefix']}/lib"],
+        "path_dirs": search_dirs(profile)[0], "ld_dirs": search_dirs(profile)[1],
         "manifest_json": json.dumps(manifest(profile), indent=2, sort_keys=True),
         "tags": tags(profile), "reboot": reboot,
         "scripts_before_reboot": [f"scripts/{s}.sh" for s in BEFORE_REBOOT],

@@ -99,12 +99,13 @@ build {
   sources = ["source.amazon-ebs.chainermn"]
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/cfn-chainermn"]
+    inline = ["mkdir -p /var/tmp/cfn-chainermn"]
   }
 
+  # /var/tmp, not /tmp: the upload must survive the reboot below
   provisioner "file" {
     source      = var.agent_wheel
-    destination = "/tmp/cfn-chainermn/"
+    destination = "/var/tmp/cfn-chainermn/"
   }
 
   provisioner "shell" {
@@ -122,7 +123,7 @@ build {
     pause_before     = "60s"
     execute_command  = "{{ .Vars }} sudo -E -H bash '{{ .Path }}'"
     environment_vars = [
-      "AGENT_WHEEL=/tmp/cfn-chainermn/${basename(var.agent_wheel)}",
+      "AGENT_WHEEL=/var/tmp/cfn-chainermn/${basename(var.agent_wheel)}",
       "AGENT_WHEEL_SHA256=${var.agent_wheel_sha256}",
     ]
     scripts = ["scripts/30-openmpi.sh", "scripts/40-python-stack.sh", "scripts/50-agent.sh", "scripts/60-system.sh", "scripts/90-smoke-and-manifest.sh"]

@@ -74,8 +74,8 @@ configure_sshd() {
 write_profile() {
   cat >/etc/profile.d/cfn-chainermn.sh <<'ENV'
 # cfn-chainermn AMI (chainer-ami-0.1.0): CUDA, CUDA-aware OpenMPI and the Chainer stack first on PATH
-export PATH=/usr/local/cuda-9.0/bin:/usr/local/mpi/bin:$PATH
-export LD_LIBRARY_PATH=/usr/local/cuda-9.0/lib64:/usr/local/mpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PATH=/usr/local/mpi/bin:/usr/local/cuda-9.0/bin:$PATH
+export LD_LIBRARY_PATH=/usr/local/mpi/lib:/usr/local/cuda-9.0/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 ENV
 }
 

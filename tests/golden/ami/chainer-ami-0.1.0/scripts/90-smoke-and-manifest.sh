@@ -131,6 +131,16 @@ write_manifest() {
   "agent": "/opt/cfn-chainermn/venv/bin/cfn-chainermn",
   "cfn_chainermn": "0.1.0",
   "cuda_path": "/usr/local/cuda-9.0",
+  "env": {
+    "LD_LIBRARY_PATH": [
+      "/usr/local/mpi/lib",
+      "/usr/local/cuda-9.0/lib64"
+    ],
+    "PATH": [
+      "/usr/local/mpi/bin",
+      "/usr/local/cuda-9.0/bin"
+    ]
+  },
   "openmpi_prefix": "/usr/local/mpi",
   "packages": {
     "Pillow": "5.1.0",
@@ -195,7 +205,7 @@ PY
 cleanup() {
   systemctl start apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
   apt-get clean
-  rm -rf /tmp/cfn-chainermn
+  rm -rf /var/tmp/cfn-chainermn
   # new instances run cloud-init afresh (new host keys, new instance id)
   cloud-init clean --logs 2>/dev/null || true
 }

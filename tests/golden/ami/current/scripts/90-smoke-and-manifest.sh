@@ -131,6 +131,17 @@ write_manifest() {
   "agent": "/opt/cfn-chainermn/venv/bin/cfn-chainermn",
   "cfn_chainermn": "0.1.0",
   "cuda_path": "/usr/local/cuda-11.0",
+  "env": {
+    "LD_LIBRARY_PATH": [
+      "/usr/local/mpi/lib",
+      "/usr/local/cuda-11.0/lib64"
+    ],
+    "PATH": [
+      "/opt/chainer/bin",
+      "/usr/local/mpi/bin",
+      "/usr/local/cuda-11.0/bin"
+    ]
+  },
   "openmpi_prefix": "/usr/local/mpi",
   "packages": {
     "Cython": "3.0.11",
@@ -192,7 +203,7 @@ PY
 cleanup() {
   systemctl start apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
   apt-get clean
-  rm -rf /tmp/cfn-chainermn
+  rm -rf /var/tmp/cfn-chainermn
   # new instances run cloud-init afresh (new host keys, new instance id)
   cloud-init clean --logs 2>/dev/null || true
 }
