@@ -30,16 +30,22 @@ def _instances(ec2: Any, role: str) -> dict[str, str]:
     return found
 
 
+def _arrange(ec2: Any) -> tuple[str, str]:
+    """A key pair, and moto's default VPC with its us-east-1a subnet (moto cannot delete a stack's
+    new VPC: its SubnetRouteTableAssociation makes DeleteStack fail)."""
+    ec2.create_key_pair(KeyName="demo-key")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    return vpc, next(s["SubnetId"] for s in subnets if s["AvailabilityZone"] == "us-east-1a")
+
+
 def _running(states: dict[str, str]) -> int:
     return sum(1 for s in states.values() if s == "running")
 
 
 def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     ec2, s3, asg, cfn = (cluster_client(s) for s in ("ec2", "s3", "autoscaling", "cloudformation"))
-    ec2.create_key_pair(KeyName="demo-key")
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    subnet = next(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
-                  if s["AvailabilityZone"] == "us-east-1a")
+    vpc, subnet = _arrange(ec2)
 
     created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
                       "--instance-type", "g5.xlarge", "--workers", "2", "--vpc-id", vpc, "--subnet-id", subnet,
@@ -117,3 +123,25 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     assert asg.describe_auto_scaling_groups()["AutoScalingGroups"] == []
     gone = run_cli("stack", "status", NAME)
     assert (gone.code, gone.err) == (3, f"error: stack {NAME} not found; `cfn-chainermn stack list` shows yours\n")
+
+
+def test_a_template_over_the_inline_limit_goes_through_the_staging_bucket(
+        emulator: Any, run_cli: Any, monkeypatch: Any) -> None:
+    monkeypatch.setattr("cfn_chainermn.stack.TEMPLATE_BODY_LIMIT", 1000)  # the real body is ~27 KB
+    ec2, s3, cfn = (cluster_client(s) for s in ("ec2", "s3", "cloudformation"))
+    vpc, subnet = _arrange(ec2)
+    created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
+                      "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
+                      "--agent-source", "index", "--yes")
+    assert created.code == 0, created.err
+    staging = "cfn-chainermn-staging-123456789012-us-east-1"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=staging, Prefix="templates/")["Contents"]]
+    assert len(keys) == 1 and keys[0].endswith(f"/{NAME}.json")
+    uploaded = json.loads(s3.get_object(Bucket=staging, Key=keys[0])["Body"].read())
+    body = cfn.get_template(StackName=NAME)["TemplateBody"]
+    assert (json.loads(body) if isinstance(body, str) else body)["Resources"] == uploaded["Resources"]
+    described = cfn.describe_stacks(StackName=NAME)["Stacks"][0]
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+    assert (params["AgentWheelS3Path"], params["WorkerCount"]) == ("", "0")
+    assert "agent: staged" not in created.err
+    assert run_cli("stack", "delete", NAME, "--yes").code == 0
