@@ -159,3 +159,11 @@ def test_the_staged_wheel_is_built_from_this_checkout_without_litter(tmp_path: P
     names = zipfile.ZipFile(wheel).namelist()
     assert "cfn_chainermn/stack.py" in names and "cfn_chainermn/node/__init__.py" in names
     assert {p.name for p in root.iterdir()} - before == set()
+
+
+def test_an_unknown_profile_is_a_usage_error(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    result = run_cli("stack", "list", "--profile", "nope")
+    assert result.code == 2
+    assert result.err == ("error: The config profile (nope) could not be found; check --profile / AWS_PROFILE "
+                          "against ~/.aws/config\n")
