@@ -12,12 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from stack_helpers import cluster_client
 
 from cfn_chainermn import __version__
 from cfn_chainermn.params import CLUSTER_TAG, ROLE_TAG
 
 NAME = "e2e"
+# moto says so for AWS::EC2::PlacementGroup and AWS::S3::BucketPolicy (feasibility-aws.md §5).
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto:UserWarning")
 
 
 def _instances(ec2: Any, role: str) -> dict[str, str]:
