@@ -105,7 +105,16 @@ def stack() -> None:
 @_output_option
 def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
            agent_wheel: Path | None, on_failure: str, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
-    """Create the cluster stack NAME, follow its events and print its outputs."""
+    """Create the cluster stack NAME, follow its events and print its outputs.
+
+    Validates, estimates the cost, runs preflight checks (key pair, instance offerings, vCPU
+    quota, network, EFS, AMI), asks, stages the node agent, creates, and streams events.
+
+    \b
+    Examples:
+      cfn-chainermn stack create demo --key-name K --ssh-cidr 203.0.113.7/32 --workers 3 --instance-type p3.16xlarge
+      cfn-chainermn stack create demo --config cluster.yaml --yes --output json > outputs.json
+    """
     from cfn_chainermn.instances import estimate
     from cfn_chainermn.stack import create as create_stack
     from cfn_chainermn.stack import stack_tags
