@@ -104,12 +104,14 @@ def _environment(recipe_dir: Path) -> Any:
 def context(profile: Profile, recipe_dir: Path, *, pip_cache_dir: str = "") -> dict[str, Any]:
     """Everything the templates may use; a name missing here fails rendering (StrictUndefined)."""
     pkgs = profile.packages
-    plain = [p for p in pkgs if p.stage != "build" and not p.patch]
+    plain = [p for p in pkgs if p.stage != "build" and not p.patch and p.name != "pip"]
     reboot = bool(profile.cuda.get("driver_packages")) and profile.cuda["source"] == "nvidia-apt"
     imports = list(IMPORTS) + (["cupy"] if any(p.gpu and CUPY.match(p.name) for p in pkgs) else [])
     return {
         "p": profile, "recipe": recipe_settings(recipe_dir), "tool_version": __version__,
-        "build_packages": [p for p in pkgs if p.stage == "build"], "main_packages": plain,
+        "pip_packages": [p for p in pkgs if p.name == "pip"],
+        "build_packages": [p for p in pkgs if p.stage == "build" and p.name != "pip"],
+        "main_packages": plain,
         "patched_packages": [p for p in pkgs if p.patch and p.stage != "build"],
         "pip_cache_dir": pip_cache_dir,
         "smoke_versions": {p.name: p.version for p in pkgs if not p.marker},

@@ -141,7 +141,7 @@ def load(recipe_dir: Path, name: str) -> Profile:
     cuda = section("cuda", ("version", "path", "source"))
     openmpi = section("openmpi", ("version", "url", "sha256", "prefix"))
     python = section("python", ("interpreters", "version", "packages"))
-    agent = section("agent", ("uv_version", "uv_sha256", "python", "prefix"))
+    agent = section("agent", ("pip_version", "pip_sha256", "uv_version", "uv_sha256", "python", "prefix"))
     nccl: dict[str, Any] = raw["nccl"] if isinstance(raw.get("nccl"), dict) else {}
     packages = _packages(python.get("packages") or [], where, problems)
     problems += _compatibility(where, cuda, openmpi, agent, packages)
@@ -215,9 +215,9 @@ def _compatibility(where: str, cuda: dict[str, Any], openmpi: dict[str, Any],
     if openmpi and tuple(_ints(str(openmpi.get("version", "0")))) < (1, 7):
         problems.append(f"{where}: openmpi.version: {openmpi.get('version')} has no CUDA support; "
                         "use 1.7 or newer")
-    for h in agent.get("uv_sha256") or []:
-        if not SHA256.match(str(h)):
-            problems.append(f"{where}: agent.uv_sha256: {h!r} is not a sha256")
+    for key in ("pip_sha256", "uv_sha256"):
+        problems += [f"{where}: agent.{key}: {h!r} is not a sha256" for h in agent.get(key) or []
+                     if not SHA256.match(str(h))]
     return problems
 
 

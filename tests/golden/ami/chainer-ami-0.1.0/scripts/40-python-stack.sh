@@ -55,6 +55,9 @@ PIP_OPTS=(--disable-pip-version-check --no-cache-dir)
 
 write_requirements() {
   local dir=$1
+  cat >"$dir/pip.txt" <<'REQ'
+pip==20.3.4 --hash=sha256:217ae5161a0e08c0fb873858806e3478c9775caffce5168b50ec885e358c199d --hash=sha256:6773934e5f5fc3eaa8c5a44949b5b924fc122daa0a8aa9f80c835b4ca2a543fc
+REQ
   cat >"$dir/build.txt" <<'REQ'
 setuptools==39.2.0 --hash=sha256:8fca9275c89964f13da985c3656cb00ba029d7f3916b37990927ffdf264e7926 --hash=sha256:f7cddbb5f5c640311eb00eab6e849f7701fa70bf6a183fc8a2c33dd1d1672fb2
 wheel==0.31.1 --hash=sha256:80044e51ec5bbf6c894ba0bc48d26a8c20a9ba629f4ca19ea26ecfcf87685f5f --hash=sha256:0a2e54558a0628f2145d2fc822137e322412115173e8a2ddbe1c9024338ae83c
@@ -96,6 +99,7 @@ warnings.simplefilter("ignore")
 import importlib
 import pkg_resources
 pinned = {
+    "pip": "20.3.4",
     "setuptools": "39.2.0",
     "wheel": "0.31.1",
     "numpy": "1.14.5",
@@ -142,6 +146,8 @@ main() {
     dir=$(mktemp -d)
     write_requirements "$dir"
     log "installing the pinned stack with $py"
+    # a known pip first: the distribution's may predate --no-build-isolation or manylinux2014
+    "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps -r "$dir/pip.txt"
     "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps -r "$dir/build.txt"
     "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps --no-build-isolation -r "$dir/main.txt"
     "$py" -m pip check || die "pip check found broken requirements in $py's environment"

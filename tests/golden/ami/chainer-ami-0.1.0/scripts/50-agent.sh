@@ -60,10 +60,16 @@ main() {
   verify_sha256 "$wheel" "$want"
   apt_get install --no-install-recommends python3-venv
   dir=$(mktemp -d)
+  cat >"$dir/pip.txt" <<'REQ'
+pip==20.3.4 --hash=sha256:217ae5161a0e08c0fb873858806e3478c9775caffce5168b50ec885e358c199d --hash=sha256:6773934e5f5fc3eaa8c5a44949b5b924fc122daa0a8aa9f80c835b4ca2a543fc
+REQ
   cat >"$dir/uv.txt" <<'REQ'
 uv==0.5.31 --hash=sha256:d07e9db12a55005a28bb49ecfa444a0221702158fc021f79e26d8e174f1ebdf9
 REQ
   [[ -x "$PREFIX/bootstrap/bin/python" ]] || python3 -m venv "$PREFIX/bootstrap"
+  # the distribution's pip may predate uv's manylinux2014 wheel tags
+  "$PREFIX/bootstrap/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
+    --require-hashes --no-deps -r "$dir/pip.txt"
   "$PREFIX/bootstrap/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
     --require-hashes --no-deps -r "$dir/uv.txt"
   "$PREFIX/bootstrap/bin/uv" python install 3.11

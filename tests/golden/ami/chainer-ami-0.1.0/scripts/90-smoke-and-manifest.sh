@@ -160,6 +160,7 @@ write_manifest() {
     "idna": "2.7",
     "mpi4py": "3.0.0",
     "numpy": "1.14.5",
+    "pip": "20.3.4",
     "protobuf": "3.6.0",
     "pycparser": "2.18",
     "pyglet": "1.3.2",

@@ -55,6 +55,9 @@ PIP_OPTS=(--disable-pip-version-check --no-cache-dir)
 
 write_requirements() {
   local dir=$1
+  cat >"$dir/pip.txt" <<'REQ'
+pip==24.3.1 --hash=sha256:3790624780082365f47549d032f3770eeb2b1e8bd1f7b2e02dace1afa361b4ed --hash=sha256:ebcb60557f2aefabc2e0f918751cd24ea0d56d8ec5445fe1807f1d2109660b99
+REQ
   cat >"$dir/build.txt" <<'REQ'
 setuptools==73.0.1 --hash=sha256:b208925fcb9f7af924ed2dc04708ea89791e24bde0d3020b27df0e116088b34e --hash=sha256:d59a3e788ab7e012ab2c4baed1b376da6366883ee20d7a5fc426816e3d7b1193
 wheel==0.45.1 --hash=sha256:708e7481cc80179af0e556bbf0cc00b8444c7321e2700b8d8580231d13017248 --hash=sha256:661e1abd9198507b1409a20c02106d9670b2576e916d58f520316666abca6729
@@ -134,6 +137,7 @@ warnings.simplefilter("ignore")
 import importlib
 import pkg_resources
 pinned = {
+    "pip": "24.3.1",
     "setuptools": "73.0.1",
     "wheel": "0.45.1",
     "Cython": "3.0.11",
@@ -176,6 +180,8 @@ main() {
     dir=$(mktemp -d)
     write_requirements "$dir"
     log "installing the pinned stack with $py"
+    # a known pip first: the distribution's may predate --no-build-isolation or manylinux2014
+    "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps -r "$dir/pip.txt"
     "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps -r "$dir/build.txt"
     "$py" -m pip install "${PIP_OPTS[@]}" --require-hashes --no-deps --no-build-isolation -r "$dir/main.txt"
     install_chainercv "$py" "$dir"

@@ -60,10 +60,16 @@ main() {
   verify_sha256 "$wheel" "$want"
   apt_get install --no-install-recommends python3-venv
   dir=$(mktemp -d)
+  cat >"$dir/pip.txt" <<'REQ'
+pip==24.3.1 --hash=sha256:3790624780082365f47549d032f3770eeb2b1e8bd1f7b2e02dace1afa361b4ed --hash=sha256:ebcb60557f2aefabc2e0f918751cd24ea0d56d8ec5445fe1807f1d2109660b99
+REQ
   cat >"$dir/uv.txt" <<'REQ'
 uv==0.5.31 --hash=sha256:d07e9db12a55005a28bb49ecfa444a0221702158fc021f79e26d8e174f1ebdf9
 REQ
   [[ -x "$PREFIX/bootstrap/bin/python" ]] || python3 -m venv "$PREFIX/bootstrap"
+  # the distribution's pip may predate uv's manylinux2014 wheel tags
+  "$PREFIX/bootstrap/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
+    --require-hashes --no-deps -r "$dir/pip.txt"
   "$PREFIX/bootstrap/bin/python" -m pip install --disable-pip-version-check --no-cache-dir \
     --require-hashes --no-deps -r "$dir/uv.txt"
   "$PREFIX/bootstrap/bin/uv" python install 3.11

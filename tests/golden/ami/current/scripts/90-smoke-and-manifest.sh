@@ -159,6 +159,7 @@ write_manifest() {
     "importlib_metadata": "8.5.0",
     "mpi4py": "3.1.6",
     "numpy": "1.24.4",
+    "pip": "24.3.1",
     "protobuf": "4.25.8",
     "pygame": "2.6.1",
     "scipy": "1.10.1",
