@@ -39,7 +39,7 @@ $(CHECKOV_STAMP):
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
 
 lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check cfn_chainermn tests benchmarks examples
+	$(BIN)/ruff check cfn_chainermn tests benchmarks examples scripts
 	$(BIN)/mypy
 
 test: install lint ## run the whole test suite

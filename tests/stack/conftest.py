@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto_seeded import SeededMoto
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from aws_emulator import SeededMoto  # scripts/ is not a package
 from stack_helpers import REGION, free_port
 
 from cfn_chainermn.aws import Aws

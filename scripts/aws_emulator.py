@@ -19,7 +19,7 @@ out of the stack and every later DescribeStacks would fail on its GetAtt outputs
 that does not change the instance's properties leaves it in place on AWS, so the server keeps
 the instance too (`keep_instances_on_update`). Nothing else of moto is changed.
 
-Run `python tests/stack/moto_seeded.py --port 5055 --key-name demo-key` for `make demo`: once
+Run `python scripts/aws_emulator.py --port 5055 --key-name demo-key` for `make demo`: once
 ready it prints one JSON line {"url", "image", "key_name", "vpc_id", "subnet_id"}: a key pair
 it created, and moto's default VPC with its us-east-1a subnet (a stack with a new VPC cannot
 be deleted in moto: its SubnetRouteTableAssociation makes DeleteStack fail with
