@@ -40,12 +40,14 @@ def expected_gpus(node: Node) -> int:
     return gpus_of(node.instance_type, default=0)
 
 
-def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT) -> str:
+def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT,
+                 ssh_config: str | None = None) -> str:
     """A shell script that sshes to every node in parallel and prints `== id` blocks."""
     lines = ['d=$(mktemp -d) || exit 1']
     for n in nodes:
         out = shlex.quote(n.instance_id)
-        ssh = shlex.join(["timeout", str(timeout * 3), "ssh", "-o", "BatchMode=yes", "-o",
+        config = ["-F", ssh_config] if ssh_config else []
+        ssh = shlex.join(["timeout", str(timeout * 3), "ssh", *config, "-o", "BatchMode=yes", "-o",
                           f"ConnectTimeout={timeout}", "-p", str(port), n.private_ip, PROBE])
         lines.append(f'( {ssh} 2>&1; echo "rc=$?" ) > "$d"/{out} 2>&1 < /dev/null &')
     lines += ["wait", 'for f in "$d"/*; do [ -f "$f" ] || continue; echo "== ${f##*/}"; cat "$f"; done',
@@ -82,9 +84,10 @@ def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
     return results
 
 
-def check(master: Remote, nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT) -> list[NodeResult]:
+def check(master: Remote, nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT,
+          ssh_config: str | None = None) -> list[NodeResult]:
     """Probe every node from the master; never raises for a bad node, only for the master itself."""
-    _, out = master.capture(probe_script(nodes, port, timeout))
+    _, out = master.capture(probe_script(nodes, port, timeout, ssh_config))
     return parse(out, nodes)
 
 

@@ -39,6 +39,7 @@ class Cluster:
     network: mpi.Network
     list_nodes: Callable[[], list[Node]]
     state_dir: str | None = None
+    ssh_config: str | None = None  # `ssh -F` file on the master, when ~/.ssh is not the cluster's
 
     def remote(self, *, accept_new_host_key: bool = False, connect_timeout: float = 10.0,
                notice: LineSink | None = None) -> Remote:
@@ -65,13 +66,19 @@ def local_cluster(state_dir: str | Path, state: dict[str, Any]) -> Cluster:
     root = Path(state_dir).resolve()
     master = state["master_id"]
     key = local_backend.host_keys(root).get(master)
+    ssh_config = None
+    extra: tuple[tuple[str, str], ...] = ()
+    if not state.get("as_root", True):
+        # Run as an ordinary user: ssh reads ~/.ssh of the real home, not the cluster's.
+        ssh_config = str(Path(state["home"]) / ".ssh" / "config")
+        extra = (("plm_rsh_agent", f"ssh -F {ssh_config}"),)
     return Cluster(
         name=str(state["name"]), kind="local", master_host=str(state["master_ip"]), ssh_port=int(state["port"]),
         user=str(state["user"]), key_file=str(Path(state["home"]) / ".ssh" / "id_ed25519"),
         master_host_key=key, shared=str(state["shared"]), python=str(state["python"]),
         network=mpi.Network(cidr=mpi.LOOPBACK_CIDR, instance_type=mpi.LOCAL_INSTANCE_TYPE,
-                            ssh_port=int(state["port"])),
-        list_nodes=lambda: local_backend.list_nodes(root), state_dir=str(root))
+                            ssh_port=int(state["port"]), extra_mca=extra),
+        list_nodes=lambda: local_backend.list_nodes(root), state_dir=str(root), ssh_config=ssh_config)
 
 
 @dataclass(frozen=True)

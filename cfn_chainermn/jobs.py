@@ -34,6 +34,8 @@ cd "$(dirname "$0")" || exit 126
 exec 3<&0
 setsid sh ./cmd.sh < /dev/null > /dev/null 2>&1 3<&- &
 pid=$!
+# setsid() happens in the child a moment later: wait for the group, so cancel can find it.
+i=0; while ! kill -0 "-$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
 echo "$pid" > pgid
 if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
 ( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
@@ -61,8 +63,10 @@ pg=$(cat pgid)
 alive() { kill -0 "-$pg" 2>/dev/null; }
 alive || exit 0
 [ -f exit_code ] || echo cancelled > cancelled
-[ -f mpiexec.pid ] && kill -TERM "$(cat mpiexec.pid)" 2>/dev/null
-i=0; while alive && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+mp=$(cat mpiexec.pid 2>/dev/null)
+if [ -n "$mp" ] && kill -TERM "$mp" 2>/dev/null; then
+  i=0; while kill -0 "$mp" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+fi
 alive && kill -TERM "-$pg" 2>/dev/null
 i=0; while alive && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
 alive && kill -KILL "-$pg" 2>/dev/null

@@ -67,7 +67,7 @@ def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: s
         # Every node has the same hostname, so OpenMPI's session folders (/tmp/ompi.HOST.UID/...)
         # would be shared between "nodes"; one job's cleanup then races the next job's start and
         # hangs it. A TMPDIR per node gives each its own, as separate machines would have.
-        f"SetEnv TMPDIR={d / 'tmp'}",
+        f"SetEnv TMPDIR={d / 'tmp'}" + ("" if as_root else f" HOME={home}"),
         "Subsystem sftp internal-sftp", "LogLevel INFO", "",
     ])
 
@@ -135,7 +135,7 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
     user = _user_name(root) if as_root else getpass.getuser()
     home = root / "home" / user
     state: dict[str, Any] = {
-        "name": spec.name, "user": user, "home": str(home), "port": port, "python": spec.python,
+        "name": spec.name, "user": user, "home": str(home), "port": port, "python": spec.python, "as_root": as_root,
         "shared": str(root / "shared"), "master_id": ids[0], "master_ip": ips[0], "created_user": False,
         "created_run_sshd": False,
         "nodes": [{"id": n, "ip": ip, "slots": spec.slots} for n, ip in zip(ids, ips, strict=True)],

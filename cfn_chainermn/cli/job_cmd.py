@@ -144,7 +144,8 @@ def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> No
     from cfn_chainermn import check
     from cfn_chainermn.errors import RemoteError
 
-    bad = check.failures(check.check(remote, cluster.list_nodes(), cluster.network.ssh_port))
+    bad = check.failures(check.check(remote, cluster.list_nodes(), cluster.network.ssh_port,
+                                         ssh_config=cluster.ssh_config))
     if bad:
         names = "; ".join(f"{r.node.instance_id} ({r.node.private_ip}) {r.status.lower()}: {r.detail}" for r in bad)
         raise RemoteError(f"job {job_id} could not start its ranks: {names}; "
@@ -256,7 +257,7 @@ def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
     cl = _resolve(name, access)
     nodes = cl.list_nodes()
     with _remote(cl, access) as remote:
-        results = check.check(remote, nodes, cl.network.ssh_port, connect_timeout)
+        results = check.check(remote, nodes, cl.network.ssh_port, connect_timeout, cl.ssh_config)
     click.echo(check.table(results), nl=False)
     bad = check.failures(results)
     if bad:

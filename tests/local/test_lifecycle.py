@@ -66,3 +66,35 @@ def test_job_commands_without_a_cluster_exit_2_with_the_fix(tmp_path: Path) -> N
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: no local cluster in {tmp_path}; start one with `cfn-chainermn local up " \
                                  f"--state-dir {tmp_path}`"
+
+
+def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
+    import os
+
+    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("su"):
+        pytest.skip("needs root to make an ordinary user for the test")
+    user = "cfnmn-plain"
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, capture_output=True)
+    state_dir = make_state_dir("cfnmn-plain-")
+    shutil.chown(state_dir.parent, user)
+    script = ROOT / "tests" / "local" / "scripts" / "exit_on_rank1.py"
+    cli = " ".join(CLI)
+
+    def as_user(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["su", user, "-c", f"cd {ROOT} && {command}"], capture_output=True, text=True,
+                              timeout=180)
+
+    try:
+        res = as_user(f"{cli} local up --workers 1 --state-dir {state_dir}")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"user {user}" in res.stdout
+        res = as_user(f"{cli} job submit local --state-dir {state_dir} -n 2 -N 1 {script}")
+        assert res.returncode == 3, res.stdout + res.stderr
+        assert "rank 1 of 2" in res.stdout
+        res = as_user(f"{cli} local down --state-dir {state_dir}")
+        assert res.returncode == 0, res.stderr
+        assert wait_until(lambda: not pids_matching(str(state_dir)), 5)
+    finally:
+        as_user(f"{cli} local down --state-dir {state_dir}")
+        subprocess.run(["userdel", "-r", user], capture_output=True)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
