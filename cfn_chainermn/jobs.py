@@ -35,7 +35,8 @@ exec 3<&0
 setsid sh ./cmd.sh < /dev/null > /dev/null 2>&1 3<&- &
 pid=$!
 # setsid() happens in the child a moment later: wait for the group, so cancel can find it.
-i=0; while ! kill -0 "-$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
+i=0
+while ! kill -0 "-$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
 echo "$pid" > pgid
 if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
 ( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
