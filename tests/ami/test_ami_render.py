@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,3 +151,26 @@ def test_download_verified_accepts_the_right_file(rendered: dict[str, Path], tmp
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "dest").read_bytes() == b"payload"
     assert not (tmp_path / "dest.part").exists()
+
+
+@pytest.mark.skipif(shutil.which("fuser") is None, reason="fuser (psmisc) is not installed")
+def test_dpkg_lock_wait_waits_then_gives_up(rendered: dict[str, Path], tmp_path: Path) -> None:
+    """A held lock is waited for (not broken); past the deadline the step fails and says so."""
+    lock = tmp_path / "lock-frontend"
+    lock.write_text("")
+    script = rendered["current"] / "scripts/10-wait-for-boot.sh"
+    holder = subprocess.Popen(["sh", "-c", f"exec sleep 30 3<'{lock}'"])
+    try:
+        time.sleep(0.3)
+        gave_up = subprocess.run(["bash", "-c", f'source "{script}"; wait_for_dpkg_lock 0 "{lock}"'],
+                                 capture_output=True, text=True, timeout=30)
+        assert gave_up.returncode == 1 and "the dpkg/apt lock is still held after 0s" in gave_up.stderr
+        assert holder.poll() is None  # the holder was left alone
+        waiter = subprocess.Popen(["bash", "-c", f'source "{script}"; wait_for_dpkg_lock 60 "{lock}"'],
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        assert waiter.poll() is None  # still waiting while the lock is held
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waiter.wait(timeout=30) == 0

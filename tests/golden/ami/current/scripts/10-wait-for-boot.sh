@@ -30,13 +30,23 @@ download_verified() {
   mv "$dest.part" "$dest"
 }
 
-# wait_for_dpkg_lock [SECONDS]: unattended-upgrades and apt-daily hold these locks right after
-# boot; wait for them to be released (never kill dpkg: that corrupts its database).
+# lock_held LOCKFILE...: a process holds one of them (fuser from psmisc; else look for apt/dpkg).
+lock_held() {
+  if command -v fuser >/dev/null 2>&1; then
+    fuser "$@" >/dev/null 2>&1
+  else
+    pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1
+  fi
+}
+
+# wait_for_dpkg_lock [SECONDS [LOCKFILE...]]: unattended-upgrades and apt-daily hold these locks
+# right after boot; wait for them to be released (never kill dpkg: that corrupts its database).
 wait_for_dpkg_lock() {
   local limit=${1:-900} waited=0
-  local locks=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
-  while fuser "${locks[@]}" >/dev/null 2>&1; do
-    ((waited < limit)) || die "the dpkg/apt lock is still held after ${limit}s: $(fuser -v "${locks[@]}" 2>&1 | tr '\n' ' ')"
+  local locks=("${@:2}")
+  ((${#locks[@]})) || locks=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+  while lock_held "${locks[@]}"; do
+    ((waited < limit)) || die "the dpkg/apt lock is still held after ${limit}s: $(pgrep -a 'apt|dpkg|unattended' | tr '\n' ' ')"
     ((waited % 60)) || log "waiting for the dpkg/apt lock (${waited}s)"
     sleep 5
     waited=$((waited + 5))
@@ -62,9 +72,9 @@ main() {
       waited=$((waited + 5))
     done
   fi
-  # Stop the periodic apt jobs for the rest of the build (the last step starts them again),
-  # then wait for any run already in progress to release the lock.
-  systemctl stop apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service 2>/dev/null || true
+  # Stop the timers of the periodic apt jobs for the rest of the build (the last step starts
+  # them again); a run already in progress is left to finish, and we wait for its lock.
+  systemctl stop apt-daily.timer apt-daily-upgrade.timer 2>/dev/null || true
   wait_for_dpkg_lock 1800
   apt_get update
   apt_get install --no-install-recommends ca-certificates curl psmisc
