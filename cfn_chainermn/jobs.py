@@ -41,7 +41,7 @@ echo "$pid" > pgid
 if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
 ( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
 exec 3<&-
-tail -n +1 --pid="$pid" -f log
+tail -s 0.1 -n +1 --pid="$pid" -f log
 [ -f exit_code ] && exit "$(cat exit_code)"
 exit 255
 """
@@ -171,7 +171,7 @@ def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int
     d = shlex.quote(ref.directory)
     if follow:
         cmd = (f"cd {d} || exit 254; pg=$(cat pgid 2>/dev/null); "
-               "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then tail -n +1 --pid=\"$pg\" -f log; "
+               "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then tail -s 0.1 -n +1 --pid=\"$pg\" -f log; "
                "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
                "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
     else:
