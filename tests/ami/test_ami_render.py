@@ -174,3 +174,31 @@ def test_dpkg_lock_wait_waits_then_gives_up(rendered: dict[str, Path], tmp_path:
         holder.kill()
         holder.wait()
     assert waiter.wait(timeout=30) == 0
+
+
+def test_agent_lock_covers_the_package_dependencies() -> None:
+    """ami/files/agent-requirements.txt pins exactly this package's dependency closure."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    lock = {norm(m.group(1)): m.group(2) for m in re.finditer(
+        r"^([A-Za-z][\w.-]*)==(\S+) \\$", (RECIPE_DIR / "files/agent-requirements.txt").read_text(), re.M)}
+    env = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
+    closure: set[str] = set()
+    todo = ["cfn-chainermn"]
+    while todo:
+        dist = metadata.distribution(todo.pop())
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker and not req.marker.evaluate(env):
+                continue
+            if dist.metadata["Name"] == "cfn-chainermn":
+                assert req.specifier.contains(lock.get(norm(req.name), "0")), f"lock lacks {req}"
+            if norm(req.name) not in closure:
+                closure.add(norm(req.name))
+                todo.append(req.name)
+    assert closure == set(lock), f"refresh ami/files/agent-requirements.txt: {closure ^ set(lock)}"
