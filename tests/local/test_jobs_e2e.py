@@ -175,3 +175,10 @@ def test_tampered_host_key_is_refused(cluster: LocalCluster, tmp_path: Path) -> 
         assert "accepted host key SHA256:" in res.stderr
     finally:
         published.write_text(good)
+
+
+def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluster) -> None:
+    res = subprocess.run(cluster.args("ssh", "local"), input="echo shell-of-$(id -un)\nexit 7\n",
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert res.returncode == 7, res.stderr
+    assert f"shell-of-{cluster.state['user']}" in res.stdout
