@@ -22,12 +22,13 @@ $(SYSDEPS_STAMP): scripts/install-sysdeps.sh
 	bash scripts/install-sysdeps.sh
 	@touch $@
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -U pip 'setuptools<81' wheel
+	# setuptools 74 dropped distutils.msvccompiler, which `import chainer` reaches via numpy.distutils.
+	$(PIP) install -U pip 'setuptools<74' wheel
 	$(PIP) install -e '.[test]'
 	# Chainer 7.8.1 is an sdist whose setup.py needs pkg_resources, and it breaks on numpy 2.
-	$(PIP) install --no-build-isolation 'numpy<2' 'chainer==7.8.1' mpi4py scikit-learn
+	$(PIP) install --no-build-isolation 'setuptools<74' 'numpy<2' 'chainer==7.8.1' mpi4py scikit-learn
 	@touch $@
 
 $(CHECKOV_STAMP):
