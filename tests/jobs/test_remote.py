@@ -1,0 +1,54 @@
+"""Remote: failures become one clear RemoteError naming the host, and fingerprints match OpenSSH's."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn.errors import ConfigError, RemoteError
+from cfn_chainermn.remote import Remote, fingerprint, host_entry
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Path:
+    path = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+def test_fingerprint_matches_ssh_keygen(key: Path) -> None:
+    line = (key.with_suffix(".pub")).read_text()
+    expected = subprocess.run(["ssh-keygen", "-l", "-f", str(key.with_suffix(".pub"))], capture_output=True,
+                              text=True, check=True).stdout.split()[1]
+    assert fingerprint(line) == expected
+
+
+def test_known_hosts_names() -> None:
+    assert host_entry("10.0.0.4", 22) == "10.0.0.4"
+    assert host_entry("127.0.0.2", 2222) == "[127.0.0.2]:2222"
+
+
+def test_refused_connection_names_the_host_fast(key: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    remote = Remote("127.0.0.1", port=port, user="u", key_file=key,
+                    host_key=key.with_suffix(".pub").read_text(), connect_timeout=3)
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=rf"^cannot reach 127\.0\.0\.1:{port} within 3s"):
+        remote.connect()
+    assert time.monotonic() - started < 3
+
+
+def test_missing_key_file_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--identity-file: .* does not exist"):
+        Remote("127.0.0.1", user="u", key_file=tmp_path / "nope", host_key="ssh-ed25519 AAAA").connect()
+
+
+def test_no_published_key_refuses_unless_opted_in(key: Path) -> None:
+    with pytest.raises(RemoteError, match=r"no published host key for 127\.0\.0\.1.*--accept-new-host-key"):
+        Remote("127.0.0.1", user="u", key_file=key, host_key=None).connect()
