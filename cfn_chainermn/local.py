@@ -125,6 +125,8 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
     old = clusters.read_state(root)
     if old is not None and procs.alive_sshd(root, old):
         raise ConfigError(f"a local cluster is already up in {root}; `cfn-chainermn local down --state-dir {root}`")
+    if old is not None:  # left over from a run that died: clear its processes and user first
+        down(root, log=log)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o755)
     for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):

@@ -98,3 +98,25 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
         as_user(f"{cli} local down --state-dir {state_dir}")
         subprocess.run(["userdel", "-r", user], capture_output=True)
         shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> None:
+    import os
+    import signal
+
+    state_dir = make_state_dir("cfnmn-crash-")
+    try:
+        assert up(state_dir, 0).returncode == 0
+        first = json.loads((state_dir / "cluster.json").read_text())
+        # The sshd dies without `local down`: the state file and the user stay behind.
+        os.kill(int((state_dir / "nodes" / "master" / "sshd.pid").read_text()), signal.SIGKILL)
+        assert wait_until(lambda: not pids_matching(str(state_dir / "nodes" / "master" / "sshd_config")), 5)
+        res = up(state_dir, 0)
+        assert res.returncode == 0, res.stdout + res.stderr
+        second = json.loads((state_dir / "cluster.json").read_text())
+        # The old user was removed, then made again: so the next `local down` removes it too.
+        assert second["user"] == first["user"] and second["created_user"] is True
+        assert cluster.cli("hostfile", "local").returncode == 0
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
