@@ -32,6 +32,7 @@ LIB_DIRS = ("/opt/amazon/openmpi/lib64", "/opt/amazon/openmpi/lib", "/opt/amazon
             "/usr/local/cuda/lib64", "/usr/local/cuda/extras/CUPTI/lib64", "/usr/local/mpi/lib")
 STD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 ENV_FILE = ".cfn-chainermn.env"
+AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI recipe
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
 MOUNT_DEADLINE_S = 600.0  # a new mount target can take minutes to answer
@@ -55,15 +56,38 @@ def identity(ctx: Context, imds: Imds | None) -> str:
 
 
 def search_path(ctx: Context) -> tuple[str, str]:
-    """PATH and LD_LIBRARY_PATH that the remote orted and python need (only dirs that exist)."""
+    """PATH and LD_LIBRARY_PATH that the remote orted and python need (only dirs that exist).
+
+    On an image built by `cfn-chainermn ami build`, the manifest names the Chainer stack's
+    interpreter, MPI and CUDA dirs: they go first, and the agent's own interpreter (a venv of
+    its own there) goes last so `python` in a job is the training stack's. Locally the agent's
+    interpreter is the project venv, the one jobs use.
+    """
     def exists(d: str) -> bool:
         return (Path(d) if ctx.settings.local else ctx.system.path(d)).is_dir()
 
-    bins = [str(Path(sys.executable).parent), *(d for d in BIN_DIRS if exists(d)), *STD_PATH]
+    agent_bin = str(Path(sys.executable).parent)
     if ctx.settings.local:
-        bins += os.environ.get("PATH", "").split(os.pathsep)
-    libs = [] if ctx.settings.local else [d for d in LIB_DIRS if exists(d)]
-    return ":".join(dict.fromkeys(b for b in bins if b)), ":".join(libs)
+        bins = [agent_bin, *STD_PATH, *os.environ.get("PATH", "").split(os.pathsep)]
+        return ":".join(dict.fromkeys(b for b in bins if b)), ""
+    first_bins, first_libs = _manifest_dirs(ctx)
+    bins = [*first_bins, *BIN_DIRS, *STD_PATH, agent_bin]
+    libs = [*first_libs, *LIB_DIRS]
+    always = {*STD_PATH, agent_bin}  # the running interpreter's dir exists by definition
+    return (":".join(dict.fromkeys(b for b in bins if exists(b) or b in always)),
+            ":".join(dict.fromkeys(d for d in libs if exists(d))))
+
+
+def _manifest_dirs(ctx: Context) -> tuple[list[str], list[str]]:
+    """env.PATH / env.LD_LIBRARY_PATH from the AMI manifest; empty on a stock image."""
+    try:
+        data = json.loads(ctx.system.path(AMI_MANIFEST).read_text(encoding="utf-8"))
+        env = data.get("env", {}) if isinstance(data, dict) else {}
+        bins = [str(d) for d in env.get("PATH", []) if isinstance(d, str)]
+        libs = [str(d) for d in env.get("LD_LIBRARY_PATH", []) if isinstance(d, str)]
+    except (OSError, ValueError, AttributeError):
+        return [], []
+    return bins, libs
 
 
 def user(ctx: Context) -> str:
