@@ -135,8 +135,14 @@ def _exists(pid: int) -> bool:
         return False
 
 
+def _is_sshd(proc: Proc) -> bool:
+    """sshd retitles itself ("sshd: /usr/sbin/sshd -f ... [listener]"), so look at the first word."""
+    first = proc.cmdline.split(" ", 1)[0]
+    return first in ("sshd", "sshd:") or first.endswith("/sshd")
+
+
 def any_sshd() -> bool:
-    return any(p.cmdline.split(" ", 1)[0].endswith("sshd") for p in processes())
+    return any(_is_sshd(p) for p in processes())
 
 
 def running_state_dirs(marker: str) -> list[Path]:
@@ -144,7 +150,7 @@ def running_state_dirs(marker: str) -> list[Path]:
     roots = set()
     for p in processes():
         words = p.cmdline.split()
-        if not words or not words[0].endswith("sshd") or "-f" not in words:
+        if not _is_sshd(p) or "-f" not in words:
             continue
         conf = Path(words[words.index("-f") + 1]) if words.index("-f") + 1 < len(words) else None
         try:
