@@ -108,25 +108,30 @@ def cmd_script(argv: Sequence[str]) -> str:
     return CMD_SH.format(command=shlex.join(argv))
 
 
+RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "mpiexec.pid",
+                      "exit_code", "exit_code.tmp", "cancelled"})
+
+
 def prepare(remote: Remote, *, shared: str, script: Path, files: Sequence[Path], hostfile_text: str,
             job: mpi.Job, net: mpi.Network, job_id: str | None = None) -> tuple[JobRef, mpi.Job]:
     """Upload the script, extra files, hostfile and the runner; the job with remote paths filled in."""
-    if not script.is_file():
-        raise ConfigError(f"SCRIPT: {script} is not a file")
-    for f in files:
-        if not f.is_file():
-            raise ConfigError(f"--files: {f} is not a file")
-    ref = JobRef(job_id or new_job_id(), "")
-    ref = JobRef(ref.job_id, job_dir(shared, ref.job_id))
-    for path in (script, *files):
-        remote.put(path, posixpath.join(ref.directory, path.name))
-    hostfile = None
-    if hostfile_text:
-        hostfile = posixpath.join(ref.directory, "hostfile")
-        remote.put_text(hostfile_text, hostfile)
+    names: set[str] = set()
+    for flag, path in [("SCRIPT", script), *(("--files", f) for f in files)]:
+        if not path.is_file():
+            raise ConfigError(f"{flag}: {path} is not a file")
+        if path.name in RESERVED or path.name in names:
+            raise ConfigError(f"{flag}: {path.name!r} clashes with another file of the job folder; rename it")
+        names.add(path.name)
+    job_id = job_id or new_job_id()
+    ref = JobRef(job_id, job_dir(shared, job_id))
+    hostfile = posixpath.join(ref.directory, "hostfile") if hostfile_text else None
     full = mpi.Job(program=posixpath.join(ref.directory, script.name), np=job.np, per_node=job.per_node,
                    args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
-    argv = mpi.mpiexec_argv(full, net)
+    argv = mpi.mpiexec_argv(full, net)  # bad counts fail here, before anything is uploaded
+    for path in (script, *files):
+        remote.put(path, posixpath.join(ref.directory, path.name))
+    if hostfile:
+        remote.put_text(hostfile_text, hostfile)
     remote.put_text(cmd_script(argv), posixpath.join(ref.directory, "cmd.sh"), mode=0o755)
     remote.put_text(CANCEL_SH, posixpath.join(ref.directory, "cancel.sh"), mode=0o755)
     remote.put_text(RUN_SH, posixpath.join(ref.directory, "run.sh"), mode=0o755)

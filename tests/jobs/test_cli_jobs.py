@@ -38,3 +38,20 @@ def test_no_local_cluster_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFi
     rc = run_with_boundary(cli, ["cluster", "check", "local", "--state-dir", str(tmp_path)])
     assert rc == 2
     assert "no local cluster in" in capsys.readouterr().err
+
+
+def test_files_that_clash_with_the_job_folder_are_refused(tmp_path: Path) -> None:
+    from cfn_chainermn import jobs, mpi
+    from cfn_chainermn.errors import ConfigError
+
+    script = tmp_path / "train.py"
+    script.write_text("")
+    other = tmp_path / "sub"
+    other.mkdir()
+    for name in ("hostfile", "train.py"):
+        clash = other / name
+        clash.write_text("")
+        with pytest.raises(ConfigError, match=rf"^--files: '{name}' clashes"):
+            jobs.prepare(None, shared="/s", script=script, files=[clash], hostfile_text="",  # type: ignore[arg-type]
+                         job=mpi.Job(program="train.py", np=1),
+                         net=mpi.Network(cidr="127.0.0.0/8", instance_type="local"))
