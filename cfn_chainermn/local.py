@@ -99,12 +99,13 @@ def _user_name(root: Path) -> str:
     return "cfnmn-" + hashlib.sha256(str(root).encode()).hexdigest()[:6]
 
 
-def _check_searchable(root: Path) -> None:
+def _check_searchable(root: Path, flag: str = "--state-dir",
+                      fix: str = "Pick a folder such as /tmp/cluster or ./.local-cluster") -> None:
     for parent in [root, *root.parents]:
         if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            raise ConfigError(f"--state-dir: {parent} is not searchable by other users (mode "
-                              f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach its "
-                              "home there. Pick a folder such as /tmp/cluster or ./.local-cluster")
+            raise ConfigError(f"{flag}: {parent} is not searchable by other users (mode "
+                              f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach "
+                              f"{root} there. {fix}")
 
 
 def _run(argv: list[str], what: str) -> str:
@@ -122,6 +123,9 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
     as_root = os.geteuid() == 0
     if as_root:
         _check_searchable(root)
+        # jobs run as the cluster user with this interpreter: a venv under /root cannot work
+        _check_searchable(Path(spec.python).parent, "--python",
+                          "Make the project's venv in a folder other users can reach, or pass --python")
     old = clusters.read_state(root)
     if old is not None and procs.alive_sshd(root, old):
         raise ConfigError(f"a local cluster is already up in {root}; `cfn-chainermn local down --state-dir {root}`")

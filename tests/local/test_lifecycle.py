@@ -121,3 +121,24 @@ def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> N
     finally:
         down(state_dir)
         shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+def test_up_refuses_an_interpreter_the_cluster_user_cannot_reach(tmp_path: Path) -> None:
+    """As root, a venv under a mode-700 folder (e.g. /root) would make every job fail later."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("not root: the cluster runs as the caller")
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    python = hidden / "python"
+    python.symlink_to(Path(shutil.which("python3") or "/usr/bin/python3"))
+    state = make_state_dir("cfnmn-py-")
+    try:
+        res = subprocess.run([*CLI, "local", "up", "--workers", "0", "--state-dir", str(state),
+                              "--python", str(python)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.startswith("error: --python: ") and "not searchable by other users" in res.stderr
+        assert not state.exists()  # refused before anything was created
+    finally:
+        shutil.rmtree(state.parent, ignore_errors=True)
