@@ -55,7 +55,7 @@ def test_errors_become_lines_and_codes(
 ) -> None:
     assert run_with_boundary(_command(exc), []) == code
     err = capsys.readouterr().err
-    assert [ln for ln in err.splitlines() if ln][0] == line
+    assert next(ln for ln in err.splitlines() if ln) == line
     assert "Traceback" not in err
 
 

@@ -31,7 +31,7 @@ def test_slots_follow_gpus() -> None:
 
 
 def test_unknown_type_names_known_ones() -> None:
-    with pytest.raises(KeyError, match="known: p3.2xlarge"):
+    with pytest.raises(KeyError, match=r"known: p3\.2xlarge"):
         lookup("p9.huge")
 
 
