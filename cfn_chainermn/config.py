@@ -207,7 +207,11 @@ def load(
     overrides: Mapping[str, Any] | None = None,
     *,
     for_stack: bool = False,
+    base: Mapping[str, Any] | None = None,
 ) -> ClusterConfig:
-    """cluster.yaml (optional) plus CLI overrides, validated."""
-    data = load_file(path) if path else {}
+    """cluster.yaml (optional) plus CLI overrides, validated.
+
+    `base` (dotted fields, e.g. a stack's current settings) sits under the file and the flags.
+    """
+    data = merge(merge({}, base or {}), load_file(path) if path else {})
     return build(merge(data, overrides or {}), for_stack=for_stack)

@@ -7,6 +7,8 @@ and the CLI can never disagree about what a setting means.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cfn_chainermn.config import ClusterConfig
 
 # Logical ids that the node agent signals and the CLI reports on.
@@ -63,3 +65,32 @@ OUT_SSH_COMMAND = "SshCommand"
 KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only
 NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
 LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
+
+# Parameter -> cluster.yaml field, for reading a stack's settings back (`stack update`).
+_FIELDS: dict[str, str] = {
+    "KeyName": "key_name", "SshCidr": "ssh_cidr", "MasterInstanceType": "instance_type",
+    "WorkerInstanceType": "worker_instance_type", "WorkerCount": "workers", "SpotWorkers": "spot_workers",
+    "ImageId": "ami", "ImageSsmParameter": "ami_ssm_parameter", "RootVolumeSize": "root_volume_size",
+    "Tenancy": "tenancy", "VpcId": "network.vpc_id", "SubnetId": "network.subnet_id",
+    "RouteTableId": "network.route_table_id", "VpcCidr": "network.vpc_cidr", "SubnetCidr": "network.subnet_cidr",
+    "AvailabilityZone": "network.availability_zone", "EfsMode": "efs.mode", "EfsFileSystemId": "efs.file_system_id",
+    "EfsSecurityGroupId": "efs.security_group_id", "EfsPerformanceMode": "efs.performance_mode",
+    "EfsThroughputMode": "efs.throughput_mode", "MountPoint": "efs.mount_point",
+    "AgentPackage": "agent_package", "AgentIndexUrl": "agent_index_url",
+}
+
+
+def config_overrides(parameters: Mapping[str, str]) -> dict[str, object]:
+    """A stack's current parameters as dotted config fields: the base that `stack update` edits.
+
+    The inverse of template_parameters, so an update that names one flag changes one thing.
+    SSH from anywhere was opted into when the stack was made, so it stays allowed.
+    """
+    out: dict[str, object] = {}
+    for key, value in parameters.items():
+        path = _FIELDS.get(key)
+        if path is not None:
+            out[path] = value
+    if out.get("ssh_cidr") == "0.0.0.0/0":
+        out["allow_ssh_from_anywhere"] = True
+    return out

@@ -7,7 +7,7 @@ leave the file (or the default) alone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -107,14 +107,14 @@ def cluster_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_options(kwargs: dict[str, Any], *, name: str | None = None,
-                        for_stack: bool = False) -> ClusterConfig:
-    """The validated config for a command: --config file, then flags, then the NAME argument."""
+def config_from_options(kwargs: dict[str, Any], *, name: str | None = None, for_stack: bool = False,
+                        base: Mapping[str, Any] | None = None) -> ClusterConfig:
+    """The validated config for a command: `base`, then the --config file, then flags, then NAME."""
     path = kwargs.pop("opt_config", None)
     overrides = cluster_overrides(kwargs)
     if name is not None:
         overrides["name"] = name
-    return load(path, overrides, for_stack=for_stack)
+    return load(path, overrides, for_stack=for_stack, base=base)
 
 
 def aws_options(func: F) -> F:

@@ -146,12 +146,21 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 @_output_option
 def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
            agent_wheel: Path | None, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
-    """Change stack NAME to the given settings (give the full config, as for create)."""
-    from cfn_chainermn.stack import create_change_set, describe, parameters_of, stack_tags
+    """Change stack NAME: the flags and --config given, on top of the stack's current settings.
 
-    cfg = _cluster_config(name, agent_source, agent_wheel, kwargs)
-    aws = connect(aws_profile, cfg.region or None, aws_endpoint_url)
+    Settings not given keep the values the stack has now; the change set is shown before it runs.
+    """
+    from cfn_chainermn.params import config_overrides
+    from cfn_chainermn.stack import create_change_set, describe, parameters_of, stack_tags, tags_of
+
+    given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
+    if agent_wheel is not None and agent_source != "staged":
+        raise ConfigError("--agent-wheel: only used with --agent-source staged; drop one of them")
+    aws = connect(aws_profile, given.region or None, aws_endpoint_url)
     current = describe(aws.client("cloudformation"), name)
+    base: dict[str, Any] = config_overrides(parameters_of(current))
+    base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(("aws:", "cfn-chainermn:"))}
+    cfg = config_from_options(kwargs, name=name, for_stack=True, base=base)
     cfg = prepare(aws, cfg, parameters_of(current).get("AvailabilityZone", ""))
     source, params = template_and_parameters(aws, cfg, agent_source, agent_wheel)
     change_set = create_change_set(aws.client("cloudformation"), name, source, dict(params), stack_tags(cfg.tags))

@@ -351,3 +351,40 @@ def test_watch_of_a_settled_stack_shows_its_last_operation_and_outputs(stubbed: 
     assert json.loads(result.out) == {"KeyBucketName": BUCKET}
     assert [line.split()[2] for line in result.err.splitlines()[:2]] == ["UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"]
     assert result.err.splitlines()[-1] == f"stack {NAME}: UPDATE_COMPLETE"
+
+
+def test_update_with_one_flag_keeps_every_other_setting_of_the_stack(stubbed: Any, run_cli: Any) -> None:
+    """`stack update demo --instance-type g5.2xlarge` changes the type and nothing else."""
+    current = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
+                     "workers": 3, "ami": AMI, "spot_workers": True, "root_volume_size": 200,
+                     "efs": {"mode": "none", "mount_point": "/shared"},
+                     "network": {"availability_zone": "us-east-1d", "vpc_cidr": "10.9.0.0/16",
+                                 "subnet_cidr": "10.9.1.0/24"}}, for_stack=True)
+    cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+        {"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(current).items()],
+        Tags=[{"Key": "team", "Value": "ml"}, {"Key": "cfn-chainermn:version", "Value": "0.1.0"}])]},
+        {"StackName": NAME})
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
+    ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
+        {"InstanceType": t, "LocationType": "availability-zone", "Location": "us-east-1d"}
+        for t in ("g5.2xlarge", "g5.xlarge")]}, None)
+    quotas = stubbed("service-quotas")
+    for _ in ("on-demand master", "spot workers"):
+        quotas.add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    wanted = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.2xlarge",
+                    "worker_instance_type": "g5.xlarge", "workers": 3, "ami": AMI, "spot_workers": True,
+                    "root_volume_size": 200, "tags": {"team": "ml"}, "efs": {"mode": "none", "mount_point": "/shared"},
+                    "network": {"availability_zone": "us-east-1d", "vpc_cidr": "10.9.0.0/16",
+                                "subnet_cidr": "10.9.1.0/24"}}, for_stack=True)
+    cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
+        "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE",
+        "TemplateBody": compact(render(wanted, "json")), "Capabilities": ["CAPABILITY_IAM"],
+        "Tags": stack_tags({"team": "ml"}),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
+    cfn.add_response("describe_change_set", {"Status": "FAILED", "StatusReason": "stop here"}, None)
+    cfn.add_response("delete_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
+    result = run_cli("stack", "update", NAME, "--instance-type", "g5.2xlarge", "--agent-source", "index", "--yes")
+    # create_change_set's expected parameters are the assertion: every other setting came from the stack
+    assert result.err.splitlines()[-1] == f"error: change set for stack {NAME} failed: stop here", result.err
