@@ -18,6 +18,7 @@ import base64
 import hashlib
 import os
 import posixpath
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 LineSink = Callable[[str], None]
+
+
+def _skip_invoke() -> None:
+    """Keep paramiko from importing `invoke` (~60 ms of every job's start-up).
+
+    paramiko needs invoke only for `Match exec` in an OpenSSH config file, which this module
+    never reads; paramiko treats a failed import of it as "feature unavailable".
+    """
+    if "paramiko" not in sys.modules:
+        sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
 
 
 def fingerprint(key_line: str) -> str:
@@ -77,6 +88,7 @@ class Remote:
         """Open the connection once; every failure becomes a RemoteError that names the host."""
         if self._client is not None:
             return self._client
+        _skip_invoke()
         import paramiko
 
         if not self.key_file.is_file():
