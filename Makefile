@@ -46,7 +46,7 @@ lint: $(STAMP) ## ruff and mypy
 test: install lint ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-golden: install ## refresh golden files (review the diff before committing)
+golden: install templates ## refresh golden files and the released templates (review the diff before committing)
 	$(BIN)/python -m pytest -q --update-golden -m "not slow" || true
 	$(BIN)/python -m pytest -q -m "not slow"
 
