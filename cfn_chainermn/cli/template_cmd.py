@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from cfn_chainermn.cli.options import cluster_options, config_from_options
-from cfn_chainermn.errors import CfnChainermnError
+from cfn_chainermn.errors import ConfigError
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -58,7 +58,7 @@ def template(fmt: str, output: Path | None, **kwargs: Any) -> None:
     try:
         _write_atomically(output, text)
     except OSError as exc:
-        raise CfnChainermnError(f"-o: cannot write {output}: {exc.strerror}") from None
+        raise ConfigError(f"-o: cannot write {output}: {exc.strerror}; give a file in a writable folder") from None
     compact = len(render(cfg, "compact").encode())
     click.echo(f"wrote {output} ({len(text.encode()):,} bytes; {compact:,} bytes as sent inline, "
                f"limit {MAX_INLINE_BYTES:,})", err=True)

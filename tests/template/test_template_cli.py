@@ -76,7 +76,7 @@ def test_bad_input_exits_2_with_one_line(args: list[str], expect: str, capsys: p
 
 def test_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("")
-    assert run_with_boundary(cli, ["template", "-o", str(tmp_path / "file" / "x.yaml")]) == 1
+    assert run_with_boundary(cli, ["template", "-o", str(tmp_path / "file" / "x.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: -o: cannot write")
 
