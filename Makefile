@@ -22,19 +22,20 @@ $(SYSDEPS_STAMP): scripts/install-sysdeps.sh
 	bash scripts/install-sysdeps.sh
 	@touch $@
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# setuptools 74 dropped distutils.msvccompiler, which `import chainer` reaches via numpy.distutils.
 	$(PIP) install -U pip 'setuptools<74' wheel
-	$(PIP) install -e '.[test]'
+	# constraints.txt pins what the suite was verified with: a new cfn-lint or moto release must not break CI.
+	$(PIP) install -c constraints.txt -e '.[test]'
 	# Chainer 7.8.1 is an sdist whose setup.py needs pkg_resources, and it breaks on numpy 2.
-	$(PIP) install --no-build-isolation 'setuptools<74' 'numpy<2' 'chainer==7.8.1' mpi4py scikit-learn
+	$(PIP) install -c constraints.txt --no-build-isolation 'setuptools<74' 'numpy<2' 'chainer==7.8.1' mpi4py scikit-learn
 	@touch $@
 
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	# checkov pins an old boto3, so it lives in a venv of its own.
-	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install checkov
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install 'checkov==3.3.30'
 	@touch $@
 
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root

@@ -2,7 +2,9 @@
 # Debian packages the tests and the demo need. Installs only what is missing, and only as root;
 # as another user it names what to install and carries on (the tests that need them skip).
 set -euo pipefail
-pkgs=(openssh-server openssh-client openmpi-bin libopenmpi-dev packer shellcheck iproute2 procps)
+# python3-venv/-dev: the venvs and the mpi4py build; psmisc: fuser for the AMI lock-wait test.
+pkgs=(python3-venv python3-dev openssh-server openssh-client openmpi-bin libopenmpi-dev packer shellcheck iproute2
+      procps psmisc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
