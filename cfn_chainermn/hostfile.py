@@ -45,6 +45,3 @@ def render(nodes: Iterable[Node]) -> str:
     """Hostfile text for OpenMPI; empty string when no node is usable."""
     return "".join(f"{n.private_ip} slots={n.slots}\n" for n in members(nodes))
 
-
-def total_slots(nodes: Iterable[Node]) -> int:
-    return sum(n.slots for n in members(nodes))

@@ -101,3 +101,11 @@ print("HEAVY=" + ",".join(heavy))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "HEAVY=", out.stdout[-500:]
+
+
+def test_debug_is_a_leading_option_only() -> None:
+    from cfn_chainermn.cli import _leading_debug
+
+    assert _leading_debug(["--debug", "stack", "list"])
+    assert not _leading_debug(["job", "submit", "local", "-n", "2", "t.py", "--", "--debug"])
+    assert not _leading_debug(["-h", "--", "--debug"])

@@ -63,8 +63,18 @@ def cli(debug: bool) -> None:
     state.debug = debug or state.debug
 
 
+def _leading_debug(args: list[str]) -> bool:
+    """`--debug` among the options before the command word; a job's own `--debug` is not ours."""
+    for arg in args:
+        if arg == "--debug":
+            return True
+        if arg == "--" or not arg.startswith("-"):
+            return False
+    return False
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
-    state.debug = "--debug" in args
+    state.debug = _leading_debug(args)
     sys.exit(run_with_boundary(cli, args))
