@@ -17,8 +17,11 @@ from cfn_chainermn import __version__
 from cfn_chainermn.aws import aws_error, error_code, mapped
 from cfn_chainermn.errors import StackError
 
-# Tag on every stack this tool creates; `stack list` shows only stacks that carry it.
+# Tag on every stack this tool creates; `stack list` shows only stacks that carry it, and
+# delete/update/scale refuse a stack without it (a mistyped name must not touch others' stacks).
 TOOL_TAG = "cfn-chainermn:version"
+# The template's key bucket: the one resource `stack delete` empties (cfn_chainermn/template/storage.py).
+KEY_BUCKET_RESOURCE = "KeyBucket"
 # CloudFormation's limit for an inline TemplateBody; larger templates go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
 CAPABILITIES = ["CAPABILITY_IAM"]
@@ -68,6 +71,20 @@ def describe(cfn: Any, name: str) -> dict[str, Any]:
     if not stacks:
         raise StackNotFound(name)
     stack: dict[str, Any] = stacks[0]
+    return stack
+
+
+def require_tool_stack(stack: Mapping[str, Any], name: str, action: str) -> None:
+    """Refuse to `action` a stack this tool did not create (it lacks TOOL_TAG)."""
+    if TOOL_TAG not in tags_of(stack):
+        raise StackError(f"stack {name} has no {TOOL_TAG} tag, so cfn-chainermn did not create it; refusing to "
+                         f"{action} it (check the name; `cfn-chainermn stack list` shows yours)")
+
+
+def describe_own(cfn: Any, name: str, action: str) -> dict[str, Any]:
+    """The stack's description, when it is one of this tool's clusters (see require_tool_stack)."""
+    stack = describe(cfn, name)
+    require_tool_stack(stack, name, action)
     return stack
 
 
@@ -204,17 +221,18 @@ def discard(cfn: Any, change_set: ChangeSet) -> None:
         cfn.delete_change_set(ChangeSetName=change_set.name, StackName=change_set.stack)
 
 
-def buckets_of(cfn: Any, stack_id: str) -> list[str]:
-    """Physical names of the stack's S3 buckets (the key bucket), from its resources."""
-    names: list[str] = []
+def key_bucket_of(cfn: Any, stack_id: str) -> str | None:
+    """Physical name of the stack's key bucket (logical id KEY_BUCKET_RESOURCE), None if it has none.
+
+    Only this resource: any other bucket in the stack is not ours to empty.
+    """
     with mapped(f"listing the resources of stack {stack_id}"):
         for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_id):
-            names.extend(
-                r["PhysicalResourceId"] for r in page["StackResourceSummaries"]
-                if r.get("ResourceType") == "AWS::S3::Bucket" and r.get("PhysicalResourceId")
-                and r.get("ResourceStatus") != "DELETE_COMPLETE"
-            )
-    return names
+            for r in page["StackResourceSummaries"]:
+                if (r.get("LogicalResourceId") == KEY_BUCKET_RESOURCE and r.get("ResourceType") == "AWS::S3::Bucket"
+                        and r.get("PhysicalResourceId") and r.get("ResourceStatus") != "DELETE_COMPLETE"):
+                    return str(r["PhysicalResourceId"])
+    return None
 
 
 def empty_bucket(s3: Any, bucket: str) -> int:

@@ -151,13 +151,13 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
     Settings not given keep the values the stack has now; the change set is shown before it runs.
     """
     from cfn_chainermn.params import config_overrides
-    from cfn_chainermn.stack import create_change_set, describe, parameters_of, stack_tags, tags_of
+    from cfn_chainermn.stack import create_change_set, describe_own, parameters_of, stack_tags, tags_of
 
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
     if agent_wheel is not None and agent_source != "staged":
         raise ConfigError("--agent-wheel: only used with --agent-source staged; drop one of them")
     aws = connect(aws_profile, given.region or None, aws_endpoint_url)
-    current = describe(aws.client("cloudformation"), name)
+    current = describe_own(aws.client("cloudformation"), name, "update")
     base: dict[str, Any] = config_overrides(parameters_of(current))
     base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(("aws:", "cfn-chainermn:"))}
     cfg = config_from_options(kwargs, name=name, for_stack=True, base=base)
@@ -178,12 +178,12 @@ def scale(name: str, workers: int, region: str | None, aws_profile: str | None, 
           wait: bool, yes: bool, output: str) -> None:
     """Change the number of workers of stack NAME (everything else stays as it is)."""
     from cfn_chainermn.instances import estimate
-    from cfn_chainermn.stack import create_change_set, describe, parameters_of
+    from cfn_chainermn.stack import create_change_set, describe_own, parameters_of
 
     if not 0 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: {workers} is out of range; give 0 to {MAX_WORKERS} (0 = master only)")
     aws = connect(aws_profile, region, aws_endpoint_url)
-    current = describe(aws.client("cloudformation"), name)
+    current = describe_own(aws.client("cloudformation"), name, "scale")
     params = parameters_of(current)
     if "WorkerCount" not in params:
         raise StackError(f"stack {name} has no WorkerCount parameter; it is not a cfn-chainermn cluster")
@@ -207,18 +207,22 @@ def scale(name: str, workers: int, region: str | None, aws_profile: str | None, 
 @_change_options
 def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
            wait: bool, yes: bool) -> None:
-    """Delete stack NAME: empty its key bucket (every version), delete, wait, report."""
-    from cfn_chainermn.stack import buckets_of, describe, empty_bucket
+    """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
+
+    Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
+    """
+    from cfn_chainermn.stack import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
     from cfn_chainermn.stack import delete as delete_stack
     from cfn_chainermn.watch import EventStream
 
     aws = connect(aws_profile, region, aws_endpoint_url)
     cfn, s3 = aws.client("cloudformation"), aws.client("s3")
-    stack_id = describe(cfn, name)["StackId"]
+    stack_id = describe_own(cfn, name, "delete")["StackId"]
     if not yes:
         confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
     for attempt in (1, 2):
-        for bucket in buckets_of(cfn, stack_id):
+        bucket = key_bucket_of(cfn, stack_id)
+        if bucket is not None:
             say(f"emptied bucket {bucket}: {empty_bucket(s3, bucket)} object versions removed")
         stream = EventStream(cfn, stack_id)
         stream.skip_existing()
@@ -230,7 +234,7 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
         outcome, logs = follow_stack(aws, name, stack_id, stream)
         failure = outcome.failure
         if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
-                and failure.get("ResourceType") == "AWS::S3::Bucket"):
+                and failure.get("LogicalResourceId") == KEY_BUCKET_RESOURCE):
             say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
             continue
         report(aws, name, stack_id, outcome, "DELETE_COMPLETE", logs)

@@ -60,15 +60,15 @@ def show_node_logs(aws: Aws, name: str, stack_id: str, event: dict[str, Any]) ->
     """Print the agent log tail of the nodes behind a failure; the instance ids shown."""
     from cfn_chainermn.diagnose import concerns_nodes, node_logs
     from cfn_chainermn.errors import CfnChainermnError
-    from cfn_chainermn.stack import buckets_of
+    from cfn_chainermn.stack import key_bucket_of
 
     if not concerns_nodes(event):
         return []
     try:
-        buckets = buckets_of(aws.client("cloudformation"), stack_id)
+        bucket = key_bucket_of(aws.client("cloudformation"), stack_id)
     except CfnChainermnError:
-        buckets = []
-    logs = node_logs(aws.client("ec2"), aws.client("s3"), buckets[0] if buckets else None, name, event)
+        bucket = None
+    logs = node_logs(aws.client("ec2"), aws.client("s3"), bucket, name, event)
     for log in logs:
         say(log.render())
     if not logs:

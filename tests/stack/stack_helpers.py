@@ -13,7 +13,8 @@ ACCOUNT = "123456789012"
 NAME = "demo"
 STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{NAME}/0f1e2d3c-aaaa-bbbb-cccc-000000000001"
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-
+# The tag `stack create` puts on every stack; delete/update/scale refuse a stack without it.
+OWN = [{"Key": "cfn-chainermn:version", "Value": "0.1.0"}]
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY
-from stack_helpers import ACCOUNT, NAME, STACK_ID, event, stack
+from stack_helpers import ACCOUNT, NAME, OWN, STACK_ID, event, stack
 
 from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, build
 from cfn_chainermn.params import template_parameters
@@ -173,10 +173,14 @@ def test_signal_timeout_shows_the_not_ready_workers_console_output(stubbed: Any,
                        f"(AWS::AutoScaling::AutoScalingGroup) CREATE_FAILED: {reason}")
 
 
-def test_delete_empties_the_bucket_then_reports_delete_failed(stubbed: Any, run_cli: Any) -> None:
+def test_delete_empties_the_key_bucket_only_then_reports_delete_failed(stubbed: Any, run_cli: Any) -> None:
     cfn, s3 = stubbed("cloudformation"), stubbed("s3")
-    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE")]}, {"StackName": NAME})
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Tags=OWN)]}, {"StackName": NAME})
+    # Another bucket listed first (say one added by hand with DeletionPolicy Retain) is not emptied:
+    # the only list_object_versions/delete_objects queued are the key bucket's.
     cfn.add_response("list_stack_resources", {"StackResourceSummaries": [
+        {"LogicalResourceId": "DataBucket", "PhysicalResourceId": "team-data", "ResourceType": "AWS::S3::Bucket",
+         "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"},
         {"LogicalResourceId": "KeyBucket", "PhysicalResourceId": BUCKET, "ResourceType": "AWS::S3::Bucket",
          "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"}]},
         {"StackName": STACK_ID})
@@ -209,7 +213,7 @@ def test_scale_shows_the_change_set_and_a_no_discards_it(stubbed: Any, run_cli: 
     cfn = stubbed("cloudformation")
     params = {"KeyName": "k", "MasterInstanceType": "g5.xlarge", "WorkerInstanceType": "g5.xlarge",
               "WorkerCount": "2"}
-    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Tags=OWN, Parameters=[
         {"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])]}, {"StackName": NAME})
     stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 64.0}},
                                            {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"})
@@ -238,8 +242,9 @@ def test_scale_shows_the_change_set_and_a_no_discards_it(stubbed: Any, run_cli: 
 def test_scale_up_beyond_the_vcpu_quota_stops_before_any_change(stubbed: Any, run_cli: Any) -> None:
     params = {"MasterInstanceType": "p3.16xlarge", "WorkerInstanceType": "p3.16xlarge", "WorkerCount": "3",
               "SpotWorkers": "false"}
-    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Parameters=[
-        {"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])]}, {"StackName": NAME})
+    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack(
+        "UPDATE_COMPLETE", Tags=OWN,
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])]}, {"StackName": NAME})
     stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 512.0}},
                                            {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
     result = run_cli("stack", "scale", NAME, "--workers", "16", "--yes")
@@ -295,7 +300,7 @@ def test_stack_not_found_is_one_clean_line(stubbed: Any, run_cli: Any) -> None:
 
 def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(stubbed: Any, run_cli: Any) -> None:
     cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
-    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Tags=OWN, Parameters=[
         {"ParameterKey": "AvailabilityZone", "ParameterValue": "us-east-1d"},
         {"ParameterKey": "WorkerCount", "ParameterValue": "2"}])]}, {"StackName": NAME})
     ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
@@ -388,3 +393,26 @@ def test_update_with_one_flag_keeps_every_other_setting_of_the_stack(stubbed: An
     result = run_cli("stack", "update", NAME, "--instance-type", "g5.2xlarge", "--agent-source", "index", "--yes")
     # create_change_set's expected parameters are the assertion: every other setting came from the stack
     assert result.err.splitlines()[-1] == f"error: change set for stack {NAME} failed: stop here", result.err
+
+
+@pytest.mark.parametrize("args", [["delete", "--yes"], ["update", "--workers", "3", "--yes"],
+                                  ["scale", "--workers", "3", "--yes"]], ids=lambda a: a[0])
+def test_changing_commands_refuse_a_stack_this_tool_did_not_create(
+        stubbed: Any, run_cli: Any, args: list[str]) -> None:
+    """A mistyped name must not empty, change or delete someone else's stack: one describe, then stop."""
+    params = [{"ParameterKey": "WorkerCount", "ParameterValue": "2"}]
+    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack(
+        "CREATE_COMPLETE", Parameters=params, Tags=[{"Key": "team", "Value": "data"}])]}, {"StackName": NAME})
+    result = run_cli("stack", args[0], NAME, *args[1:])
+    assert (result.code, result.out) == (3, "")
+    assert result.err == (f"error: stack {NAME} has no cfn-chainermn:version tag, so cfn-chainermn did not create "
+                          f"it; refusing to {args[0]} it (check the name; `cfn-chainermn stack list` shows yours)\n")
+
+
+def test_the_bucket_delete_empties_is_the_templates_key_bucket() -> None:
+    from cfn_chainermn.stack import KEY_BUCKET_RESOURCE
+
+    cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32"}, for_stack=True)
+    resources = json.loads(render(cfg, "json"))["Resources"]
+    assert resources[KEY_BUCKET_RESOURCE]["Type"] == "AWS::S3::Bucket"
+    assert [k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"] == [KEY_BUCKET_RESOURCE]
