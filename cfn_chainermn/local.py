@@ -33,6 +33,9 @@ from cfn_chainermn.errors import ConfigError, RemoteError
 SSHD = "/usr/sbin/sshd"
 RUN_SSHD = Path("/run/sshd")
 MARKER = "# cfn-chainermn local cluster node"
+# Kept by `down`: the next `up` may clear only a folder that holds it.
+OWNER_FILE = ".cfn-chainermn-local-cluster"
+OWNER_TEXT = "made by `cfn-chainermn local up`; `local up` reuses (and clears) only folders holding this file\n"
 Log = Callable[[str], None]
 
 
@@ -108,6 +111,54 @@ def _check_searchable(root: Path, flag: str = "--state-dir",
                               f"{root} there. {fix}")
 
 
+def _is_ours(root: Path) -> bool:
+    """Our mark, or the state file of a cluster that an older version started (it had no mark)."""
+    if (root / OWNER_FILE).is_file():
+        return True
+    try:
+        state = json.loads((root / clusters.STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and {"master_id", "nodes", "port", "user"} <= state.keys()
+
+
+def _unusable(root: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"--state-dir: cannot use {root}: {exc.strerror or exc}; give a folder you can write, "
+                       "such as /tmp/cluster")
+
+
+def _refuse_foreign(root: Path) -> None:
+    """Refuse a folder that `local up` did not make: it would clear nodes/, bucket/ and home/ in it."""
+    try:
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--state-dir: {root} is not a folder; give a new or empty folder such as /tmp/cluster")
+        if root.exists() and not _is_ours(root) and any(root.iterdir()):
+            raise ConfigError(f"--state-dir: {root} is not empty and holds no cfn-chainermn local cluster; give a "
+                              "new or empty folder such as /tmp/cluster (nothing in it was changed)")
+    except OSError as exc:
+        raise _unusable(root, exc) from exc
+
+
+def _prepare(root: Path) -> None:
+    """Make the folder (0o755 only where we create it), mark it ours, clear the last run's files."""
+    try:
+        for folder in reversed([root, *root.parents]):
+            if not folder.exists():
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir()
+                    os.chmod(folder, 0o755)  # not the umask: the cluster user must reach it
+        _refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
+        (root / OWNER_FILE).write_text(OWNER_TEXT, encoding="utf-8")
+        for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):
+            path = root / sub
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    except OSError as exc:
+        raise _unusable(root, exc) from exc
+
+
 def _run(argv: list[str], what: str) -> str:
     res = subprocess.run(argv, capture_output=True, text=True)
     if res.returncode != 0:
@@ -126,19 +177,13 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
         # jobs run as the cluster user with this interpreter: a venv under /root cannot work
         _check_searchable(Path(spec.python).parent, "--python",
                           "Make the project's venv in a folder other users can reach, or pass --python")
+    _refuse_foreign(root)
     old = clusters.read_state(root)
     if old is not None and procs.alive_sshd(root, old):
         raise ConfigError(f"a local cluster is already up in {root}; `cfn-chainermn local down --state-dir {root}`")
     if old is not None:  # left over from a run that died: clear its processes and user first
         down(root, log=log)
-    root.mkdir(parents=True, exist_ok=True)
-    os.chmod(root, 0o755)
-    for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):
-        path = root / sub
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    _prepare(root)
     ids = node_ids(spec.workers)
     ips = [f"127.0.0.{i + 2}" for i in range(len(ids))]
     port = pick_port(ips)

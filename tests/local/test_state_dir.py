@@ -1,0 +1,77 @@
+"""`local up` touches only a state folder it made: a foreign folder is refused before any change."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+from localcluster import down, make_state_dir, pids_matching
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+
+
+def _up(state_dir: Path | str) -> int:
+    return run_with_boundary(cli, ["local", "up", "--workers", "0", "--state-dir", str(state_dir)])
+
+
+def test_up_refuses_a_non_empty_folder_it_did_not_make(capsys: pytest.CaptureFixture[str]) -> None:
+    """E.g. `--state-dir ~` or `/`: clearing home/ there, or making it world-readable, would be a disaster."""
+    state_dir = make_state_dir("cfnmn-foreign-")
+    (state_dir / "home" / "me").mkdir(parents=True)
+    (state_dir / "home" / "me" / "notes.txt").write_text("mine\n")
+    (state_dir / "keep.txt").write_text("mine too\n")
+    state_dir.chmod(0o751)
+    try:
+        rc = _up(state_dir)
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert err == (f"error: --state-dir: {state_dir} is not empty and holds no cfn-chainermn local cluster; "
+                       "give a new or empty folder such as /tmp/cluster (nothing in it was changed)\n")
+        assert (state_dir / "home" / "me" / "notes.txt").read_text() == "mine\n"
+        assert sorted(p.name for p in state_dir.iterdir()) == ["home", "keep.txt"]
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o751
+        assert not pids_matching(str(state_dir))
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("under", ["/proc", "file"])
+def test_a_state_dir_that_cannot_be_made_is_a_usage_error(under: str, capsys: pytest.CaptureFixture[str]) -> None:
+    scratch = make_state_dir("cfnmn-unusable-").parent  # reachable by others, unlike pytest's tmp_path
+    parent = Path(under) if under.startswith("/") else scratch / under
+    if under == "file":
+        parent.write_text("not a folder\n")
+        parent.chmod(0o755)  # passes the searchable check; making a folder under it still fails
+    state_dir = parent / "cfnmn-state"
+    try:
+        rc = _up(state_dir)
+    finally:
+        shutil.rmtree(scratch)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: --state-dir: ") and str(state_dir) in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not state_dir.exists()
+
+
+@pytest.mark.slow
+def test_up_keeps_the_mode_of_an_existing_folder_and_reuses_its_own_after_down() -> None:
+    state_dir = make_state_dir("cfnmn-reuse-")
+    state_dir.mkdir(mode=0o711)
+    state_dir.chmod(0o711)  # searchable by the cluster user, yet not readable: not ours to widen
+    try:
+        assert _up(state_dir) == 0
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o711
+        assert down(state_dir).returncode == 0
+        (state_dir / "shared" / "result.txt").write_text("kept\n")
+        # nodes/, home/, shared/ are left from the first run: still ours, so up clears and reuses it
+        assert _up(state_dir) == 0
+        assert (state_dir / "shared" / "result.txt").read_text() == "kept\n"
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o711
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
