@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+CLOSED_PORT = 9  # discard: nothing listens on it here
 GOLDEN = ROOT / "tests" / "golden"
 
 
@@ -25,11 +26,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Dummy credentials and no shared config, so no test can talk to a real account."""
+    """Dummy credentials, no shared config, and every default endpoint a closed local port.
+
+    A boto3 client that a test forgets to point at moto or a Stubber then fails on 127.0.0.1
+    instead of reaching *.amazonaws.com.
+    """
     home = tmp_path_factory.mktemp("aws-home")
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-                "AWS_ENDPOINT_URL"):
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{CLOSED_PORT}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
