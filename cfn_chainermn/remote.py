@@ -9,7 +9,8 @@ Usage::
 The expected host key comes from what the node agent published (the stack's key bucket, or
 the local cluster's folder). A key that differs is refused with a message that says so;
 only `accept_new_host_key=True` (the CLI's `--accept-new-host-key`) takes whatever the server
-shows, and even then the fingerprint is reported. Checking is never silently off.
+shows, and even then the fingerprint is reported (to `notice`, which that option requires).
+Checking is never silently off.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class Remote:
                  host_key: str | None = None, accept_new_host_key: bool = False,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  notice: LineSink | None = None) -> None:
+        if accept_new_host_key and notice is None:  # the one report of what was trusted: never skipped
+            raise ValueError("Remote(accept_new_host_key=True) needs notice=: the accepted key's fingerprint "
+                             "must be reported")
         self.host = host
         self.port = port
         self.user = user

@@ -52,3 +52,13 @@ def test_missing_key_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_no_published_key_refuses_unless_opted_in(key: Path) -> None:
     with pytest.raises(RemoteError, match=r"no published host key for 127\.0\.0\.1.*--accept-new-host-key"):
         Remote("127.0.0.1", user="u", key_file=key, host_key=None).connect()
+
+
+def test_accepting_a_new_host_key_requires_somewhere_to_report_it(key: Path) -> None:
+    """Otherwise AutoAddPolicy would trust whatever the server shows without a word."""
+    with pytest.raises(ValueError, match=r"accept_new_host_key=True\) needs notice="):
+        Remote("127.0.0.1", user="u", key_file=key, host_key=None, accept_new_host_key=True)
+    notices: list[str] = []
+    remote = Remote("127.0.0.1", user="u", key_file=key, host_key=None, accept_new_host_key=True,
+                    notice=notices.append)
+    assert remote.notice is not None and remote.accept_new_host_key
