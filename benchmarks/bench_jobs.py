@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -78,7 +79,7 @@ def bare_ssh_argv(c: Cluster, script: Path) -> list[str]:
     argv = mpi.mpiexec_argv(mpi.Job(program=str(remote_script), np=3, per_node=1), net)
     return ["ssh", "-i", f"{state['home']}/.ssh/id_ed25519", "-p", str(state["port"]), "-o", "BatchMode=yes",
             "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
-            f"{state['user']}@{state['master_ip']}", mpi.shell_line(argv)]
+            f"{state['user']}@{state['master_ip']}", shlex.join(argv)]
 
 
 def launch_overhead(repeat: int) -> float:

@@ -10,8 +10,7 @@ their keys are there), `rtc ^hwloc` (about 3% of launches crash without it), and
 from __future__ import annotations
 
 import re
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cfn_chainermn.errors import ConfigError
@@ -120,9 +119,3 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
     argv.append(job.program)
     argv += list(job.args)
     return argv
-
-
-def shell_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-    """argv as one shell-safe line (every word quoted), optionally prefixed by `env K=V`."""
-    prefix = ["env", *(f"{k}={v}" for k, v in env.items())] if env else []
-    return shlex.join([*prefix, *argv])

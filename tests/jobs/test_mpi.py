@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
 from cfn_chainermn import mpi
@@ -61,14 +59,6 @@ def test_user_env_follows_and_overrides_nccl_defaults() -> None:
     argv = mpi.mpiexec_argv(job, net)
     assert _x(argv)["NCCL_DEBUG"] == "INFO" and _x(argv)["MSG"] == "hello world"
     assert argv[-1] == "a.sh"  # not a .py: run as is, no interpreter
-
-
-def test_shell_line_quotes_every_word() -> None:
-    argv = mpi.mpiexec_argv(mpi.Job(program="/s/x.py", np=1, args=("a b", "$(rm -rf ~)", "'q'"), python="py"),
-                            LOCAL)
-    line = mpi.shell_line(argv)
-    assert shlex.split(line) == argv
-    assert "'$(rm -rf ~)'" in line
 
 
 @pytest.mark.parametrize(("item", "fragment"), [("NOEQUALS", "NAME=VALUE"), ("1X=2", "NAME=VALUE"),
