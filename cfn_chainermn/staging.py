@@ -1,7 +1,8 @@
 """The staging bucket: the node agent's wheel, and templates too big to pass inline.
 
 Nodes install the agent from here ("staged", the default) so a cluster runs exactly the code
-that created it, even an unreleased checkout; `--agent-source index` installs AgentPackage
+that created it, even an unreleased checkout (the wheel is built afresh for each stack unless
+`--agent-wheel` names one of this version); `--agent-source index` installs AgentPackage
 from a package index instead and `ami` expects it baked into the image. One bucket per
 account and region, created on first use: encrypted, public access blocked.
 """
@@ -61,12 +62,50 @@ def project_root() -> Path | None:
 
 
 def find_wheel(root: Path | None = None) -> Path | None:
-    """A wheel of this exact version in dist/ (from `pip wheel` or `python -m build`)."""
+    """A wheel of this exact version in dist/ (from `pip wheel` or `python -m build`).
+
+    Not used by `stack`: a dist/ wheel may predate the code that runs now (same version, older
+    code), so stacks always get a fresh build or the wheel named with --agent-wheel.
+    """
     root = root or project_root()
     if root is None:
         return None
     wheels = sorted((root / "dist").glob(f"cfn_chainermn-{__version__}-*.whl"))
     return wheels[-1] if wheels else None
+
+
+def wheel_problem(path: Path) -> str | None:
+    """Why `path` is not a wheel of this package's version for any platform (None when it is).
+
+    Read from the file name (PEP 427: name-version[-build]-python-abi-platform.whl), so a wrong
+    wheel is refused before anything is sent to AWS.
+    """
+    want = f"cfn_chainermn-{__version__}-py3-none-any.whl"
+    parts = path.name[:-len(".whl")].split("-") if path.name.endswith(".whl") else []
+    if len(parts) not in (5, 6):
+        return f"{path.name} is not a wheel file name; give {want}"
+    dist, version, (python, abi, platform) = parts[0], parts[1], parts[-3:]
+    if dist.lower().replace(".", "_") != "cfn_chainermn":
+        return f"{path.name} is a wheel of {dist}, not cfn_chainermn; give {want}"
+    if version != __version__:
+        return (f"{path.name} is version {version} but this cfn-chainermn is {__version__}; the nodes must run "
+                f"the version that creates the stack: give {want}")
+    if "py3" not in python.split(".") or abi != "none" or platform != "any":
+        return f"{path.name} is built for {python}-{abi}-{platform}, not py3-none-any; give {want}"
+    return None
+
+
+def check_agent_options(agent_source: str, agent_wheel: Path | None) -> None:
+    """The agent flags make sense together, before any AWS call (ConfigError, exit 2)."""
+    if agent_wheel is not None and agent_source != "staged":
+        raise ConfigError("--agent-wheel: only used with --agent-source staged; drop one of them")
+    if agent_wheel is not None:
+        problem = wheel_problem(agent_wheel)
+        if problem:
+            raise ConfigError(f"--agent-wheel: {problem}")
+    elif agent_source == "staged" and project_root() is None:
+        raise ConfigError("--agent-source: staged needs a source checkout to build the agent wheel from; "
+                          "pass --agent-wheel FILE (a wheel of this version) or --agent-source index")
 
 
 def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
@@ -120,9 +159,10 @@ class Stager:
         return self._bucket
 
     def agent_wheel(self, wheel: Path | None = None) -> str:
-        """Stage the agent wheel (given, found in dist/, or built); returns "bucket/key"."""
-        if wheel is None:
-            wheel = find_wheel()
+        """Stage the agent wheel (the one given, else built from this checkout now); returns "bucket/key".
+
+        Built every time rather than taken from dist/, so the nodes run the code that runs here.
+        """
         if wheel is not None:
             return f"{self.bucket}/{upload_file(self.aws.client('s3'), self.bucket, AGENT_PREFIX, wheel)}"
         with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from cfn_chainermn import __version__
 from cfn_chainermn.aws import Aws
 from cfn_chainermn.cli.options import aws_options, cluster_options, config_from_options
 from cfn_chainermn.cli.stack_flow import (
@@ -40,7 +41,7 @@ from cfn_chainermn.cli.stack_view import (
 )
 from cfn_chainermn.config import MAX_WORKERS, ClusterConfig
 from cfn_chainermn.errors import ConfigError, StackError
-from cfn_chainermn.staging import AGENT_SOURCES
+from cfn_chainermn.staging import AGENT_SOURCES, check_agent_options
 
 
 def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
@@ -68,7 +69,8 @@ def _change_options(func: Any) -> Any:
 def _agent_options(func: Any) -> Any:
     func = click.option("--agent-wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                         default=None,
-                        help="Agent wheel to stage (default: dist/, else built from this checkout).")(func)
+                        help=f"Agent wheel to stage: cfn_chainermn-{__version__}-py3-none-any.whl "
+                             "(default: built from this checkout, afresh each time).")(func)
     return click.option("--agent-source", type=click.Choice(AGENT_SOURCES), default="staged", show_default=True,
                         help="Where nodes get the agent: this package staged in S3, AgentPackage from a "
                              "package index, or already on the AMI.")(func)
@@ -76,8 +78,7 @@ def _agent_options(func: Any) -> Any:
 
 def _cluster_config(name: str, agent_source: str, agent_wheel: Path | None, kwargs: dict[str, Any]) -> ClusterConfig:
     cfg = config_from_options(kwargs, name=name, for_stack=True)
-    if agent_wheel is not None and agent_source != "staged":
-        raise ConfigError("--agent-wheel: only used with --agent-source staged; drop one of them")
+    check_agent_options(agent_source, agent_wheel)
     return cfg
 
 
@@ -154,8 +155,7 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
     from cfn_chainermn.stack import create_change_set, describe_own, parameters_of, stack_tags, tags_of
 
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
-    if agent_wheel is not None and agent_source != "staged":
-        raise ConfigError("--agent-wheel: only used with --agent-source staged; drop one of them")
+    check_agent_options(agent_source, agent_wheel)
     aws = connect(aws_profile, given.region or None, aws_endpoint_url)
     current = describe_own(aws.client("cloudformation"), name, "update")
     base: dict[str, Any] = config_overrides(parameters_of(current))

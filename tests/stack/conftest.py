@@ -60,6 +60,18 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
         stubber.deactivate()
 
 
+@pytest.fixture
+def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to reach AWS fails the test: no session may even be made."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("bad input reached AWS")
+
+    monkeypatch.setattr("cfn_chainermn.cli.stack_cmd.connect", refuse)
+    monkeypatch.setattr("cfn_chainermn.aws.make_session", refuse)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
+
+
 @dataclass
 class Result:
     code: int

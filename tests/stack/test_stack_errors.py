@@ -61,18 +61,6 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
 ]
 
 
-@pytest.fixture
-def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to reach AWS fails the test: no session may even be made."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("bad input reached AWS")
-
-    monkeypatch.setattr("cfn_chainermn.cli.stack_cmd.connect", refuse)
-    monkeypatch.setattr("cfn_chainermn.aws.make_session", refuse)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
-
-
 @pytest.mark.parametrize(("args", "expected"), BAD_INPUT, ids=[" ".join(a[1:4]) for a, _ in BAD_INPUT])
 def test_bad_input_exits_2_with_one_line_per_problem_before_any_aws_call(
         no_aws: None, run_cli: Any, args: list[str], expected: list[str]) -> None:
