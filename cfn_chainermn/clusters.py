@@ -90,7 +90,11 @@ class AwsAccess:
 
 
 def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster:
-    """The handle of stack NAME: outputs for the master, the bucket for its host key."""
+    """The handle of stack NAME: outputs for the master, the bucket for its host key.
+
+    The host key comes from cluster-key/ (written by the master's role only), never from
+    nodes/<master-id>/, which any node of the stack can overwrite.
+    """
     from cfn_chainermn import aws, inventory, params
     from cfn_chainermn.stack import outputs
 
@@ -109,7 +113,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
     if not access.identity_file:
         raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
                           "(or set CFN_CHAINERMN_IDENTITY_FILE)")
-    key = inventory.host_keys(s3, bucket).get(master_id)
+    key = inventory.master_host_key(s3, bucket)
     subnet, itype = _master_facts(ec2, master_id)
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,

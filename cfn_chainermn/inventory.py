@@ -13,11 +13,13 @@ from typing import Any, TypeVar
 
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.hostfile import Node
-from cfn_chainermn.params import CLUSTER_TAG, NODES_PREFIX, ROLE_TAG
+from cfn_chainermn.params import CLUSTER_TAG, MASTER_HOST_KEY, NODES_PREFIX, ROLE_TAG
 
 LIVE_STATES = ("pending", "running")
 READY_NAME = "ready"
 HOST_KEY_NAME = "host_ed25519.pub"
+# Error codes S3 answers for "no such object" (GetObject: NoSuchKey; HEAD-style: 404/NotFound).
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
 T = TypeVar("T")
 
@@ -94,15 +96,40 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return aws_call("GetObject", get)
 
 
+def key_line(text: str) -> str:
+    """ "ssh-ed25519 AAAA..." from a .pub file's text: type and key, no comment ("" when empty)."""
+    return " ".join(text.strip().split()[:2])
+
+
 def host_keys(s3: Any, bucket: str) -> dict[str, str]:
-    """instance id -> its published "ssh-ed25519 AAAA..." host key (one line, no comment)."""
+    """instance id -> its published "ssh-ed25519 AAAA..." host key (one line, no comment).
+
+    Every node can write under nodes/, so these keys are good for known_hosts inside the cluster
+    (whose trust is flat: every node holds the cluster key) but not for pinning the master from
+    outside it: that is master_host_key's job.
+    """
     keys = aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket)))
     out: dict[str, str] = {}
     for key in keys:
         iid, name = _split(key)
         if name != HOST_KEY_NAME:
             continue
-        line = get_bytes(s3, bucket, key).decode("utf-8", "replace").strip()
+        line = key_line(get_bytes(s3, bucket, key).decode("utf-8", "replace"))
         if line:
-            out[iid] = " ".join(line.split()[:2])
+            out[iid] = line
     return out
+
+
+def master_host_key(s3: Any, bucket: str) -> str | None:
+    """The master's host key from cluster-key/, which only the master's role may write; None if absent.
+
+    The CLI pins the master's SSH host key from here, so a worker that overwrites
+    nodes/<master-id>/host_ed25519.pub cannot make the CLI trust a key of its choosing.
+    """
+    try:
+        data = get_bytes(s3, bucket, MASTER_HOST_KEY)
+    except AwsError as exc:
+        if exc.code in MISSING_CODES:
+            return None
+        raise
+    return key_line(data.decode("utf-8", "replace")) or None

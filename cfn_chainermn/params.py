@@ -63,6 +63,9 @@ OUT_SSH_COMMAND = "SshCommand"
 
 # Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
 KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only
+# The master's sshd host key, published by the master under the prefix only it may write: the
+# CLI pins the master from this object, never from nodes/ (which every node can write).
+MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"
 NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
 LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
 

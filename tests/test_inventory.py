@@ -1,9 +1,13 @@
-"""inventory.list_nodes / host_keys, pinned call by call with botocore Stubber."""
+"""inventory.list_nodes / host_keys / master_host_key, pinned call by call with botocore Stubber;
+and the CLI's pin of the master's host key against a forged nodes/ record, on a moto bucket."""
 
 from __future__ import annotations
 
+import datetime
 import io
 from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -11,8 +15,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from cfn_chainermn import hostfile, inventory
-from cfn_chainermn.errors import AwsError
+from cfn_chainermn import clusters, hostfile, inventory, params
+from cfn_chainermn.errors import AwsError, RemoteError
 
 FILTERS = [
     {"Name": "tag:cfn-chainermn:cluster", "Values": ["demo"]},
@@ -101,3 +105,67 @@ def test_host_keys_reads_each_published_key(clients: tuple[Any, Stubber, Any, St
     ss.add_response("get_object", {"Body": _body("ssh-ed25519 AAAAw1\n")},
                     {"Bucket": "kb", "Key": "nodes/i-w1/host_ed25519.pub"})
     assert inventory.host_keys(s3, "kb") == {"i-m": "ssh-ed25519 AAAAm", "i-w1": "ssh-ed25519 AAAAw1"}
+
+
+def test_master_host_key_reads_only_the_cluster_key_prefix(clients: tuple[Any, Stubber, Any, Stubber]) -> None:
+    _, _, s3, ss = clients
+    ss.add_response("get_object", {"Body": _body("ssh-ed25519 AAAAm root@ip-10-0-0-10\n")},
+                    {"Bucket": "kb", "Key": "cluster-key/master_host_ed25519.pub"})
+    assert inventory.master_host_key(s3, "kb") == "ssh-ed25519 AAAAm"
+    ss.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", http_status_code=404,
+                        expected_params={"Bucket": "kb", "Key": "cluster-key/master_host_ed25519.pub"})
+    assert inventory.master_host_key(s3, "kb") is None  # not published yet: the CLI refuses to pin nothing
+    ss.add_client_error("get_object", "AccessDenied", "Access Denied", http_status_code=403,
+                        expected_params={"Bucket": "kb", "Key": "cluster-key/master_host_ed25519.pub"})
+    with pytest.raises(AwsError, match="AccessDenied"):
+        inventory.master_host_key(s3, "kb")
+
+
+MASTER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7w86mJ2pbTUtu3l2XyHZC4fDGD0E2ZqNYpVqlp2x0m"
+FORGED_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIForgedByAWorkerForgedByAWorkerForgedByAW"
+
+
+def _aws_cluster(moto_s3: Any, key_file: Path) -> clusters.Cluster:
+    """clusters.aws_cluster over the moto bucket "demo-keys"; the stack and its master pinned by Stubber."""
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    outputs = {params.OUT_MASTER_DNS: "ec2-203-0-113-10.compute-1.amazonaws.com",
+               params.OUT_MASTER_PRIVATE_IP: "10.0.0.10", params.OUT_MASTER_INSTANCE_ID: "i-0master",
+               params.OUT_BUCKET: "demo-keys", params.OUT_MOUNT_POINT: "/efs"}
+    with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
+        scfn.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "demo", "StackStatus": "CREATE_COMPLETE",
+            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}, {"StackName": "demo"})
+        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
+            {"InstanceId": "i-0master", "SubnetId": "subnet-1", "InstanceType": "p3.16xlarge"}]}]},
+            {"InstanceIds": ["i-0master"]})
+        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
+                          {"SubnetIds": ["subnet-1"]})
+        made = {"cloudformation": cfn, "s3": moto_s3, "ec2": ec2}
+        session = SimpleNamespace(client=lambda service, **_: made[service])  # what aws.client() calls
+        cl = clusters.aws_cluster("demo", clusters.AwsAccess(identity_file=str(key_file)), session=session)
+        scfn.assert_no_pending_responses()
+        sec2.assert_no_pending_responses()
+    return cl
+
+
+def test_cli_pins_the_master_key_from_cluster_key_not_a_forged_node_record(moto: Any, tmp_path: Path) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto.url)
+    s3.create_bucket(Bucket="demo-keys")
+    key_file = tmp_path / "id"
+    key_file.write_text("not used: nothing connects")
+    # a worker overwrote the master's node record (its IAM allows nodes/*) ...
+    s3.put_object(Bucket="demo-keys", Key="nodes/i-0master/host_ed25519.pub", Body=f"{FORGED_KEY} evil\n".encode())
+    s3.put_object(Bucket="demo-keys", Key="nodes/i-0master/ready", Body=b"{}")
+    assert inventory.host_keys(s3, "demo-keys") == {"i-0master": FORGED_KEY}  # the forgery is really there
+    # ... and before the master published its key under cluster-key/, the CLI pins nothing
+    cl = _aws_cluster(s3, key_file)
+    assert cl.master_host_key is None
+    with pytest.raises(RemoteError, match="no published host key for ec2-203-0-113-10"):
+        cl.remote().connect()  # refuses before any network I/O unless --accept-new-host-key
+    # once the master wrote cluster-key/master_host_ed25519.pub, that is the key pinned, forgery or not
+    s3.put_object(Bucket="demo-keys", Key=params.MASTER_HOST_KEY, Body=f"{MASTER_KEY} root@ip-10-0-0-10\n".encode())
+    cl = _aws_cluster(s3, key_file)
+    assert cl.master_host_key == MASTER_KEY
+    assert cl.master_host_key != inventory.host_keys(s3, "demo-keys")["i-0master"]

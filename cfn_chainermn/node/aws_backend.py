@@ -21,13 +21,15 @@ class S3Bucket:
         try:
             return inventory.get_bytes(self.s3, self.name, key)
         except AwsError as exc:
-            if exc.code in ("NoSuchKey", "404", "NotFound"):
+            if exc.code in inventory.MISSING_CODES:
                 return None
             raise
 
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
-        extra = {"ServerSideEncryption": "AES256"} if secret else {}
-        inventory.aws_call("PutObject", lambda: self.s3.put_object(Bucket=self.name, Key=key, Body=data, **extra))
+        """Every object is written SSE-S3 explicitly, not only by the bucket's default: the
+        encryption then holds even where that default was changed."""
+        inventory.aws_call("PutObject", lambda: self.s3.put_object(
+            Bucket=self.name, Key=key, Body=data, ServerSideEncryption="AES256"))
 
 
 class AwsInventory:

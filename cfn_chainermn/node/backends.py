@@ -16,7 +16,7 @@ class Bucket(Protocol):
         """The object's bytes, or None when it does not exist (other failures raise)."""
 
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
-        """Write an object; `secret` ones are encrypted at rest / private to the owner."""
+        """Write an object (S3: always SSE-S3); `secret` ones are also owner-only in a local folder."""
 
 
 class Inventory(Protocol):

@@ -1,9 +1,9 @@
 """Cluster SSH: the shared user key, authorized_keys, host keys, known_hosts and ssh config.
 
 The master makes one ed25519 key and uploads it (encrypted) under cluster-key/; workers wait
-for it with backoff. Every node publishes its host key under nodes/<id>/, and known_hosts lists
-all of them, so `StrictHostKeyChecking yes` holds inside the cluster (the 2018 scripts turned
-it off and pointed known_hosts at /dev/null).
+for it with backoff. Every node publishes its host key under nodes/<id>/ (the master also under
+cluster-key/, for the CLI to pin), and known_hosts lists all of them, so `StrictHostKeyChecking
+yes` holds inside the cluster (the 2018 scripts turned it off and pointed known_hosts at /dev/null).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from cfn_chainermn.inventory import HOST_KEY_NAME
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.settings import AWS_HOST_KEY
 from cfn_chainermn.node.system import write_atomic
-from cfn_chainermn.params import KEY_PREFIX, NODES_PREFIX
+from cfn_chainermn.params import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 
 PRIVATE = KEY_PREFIX + "id_ed25519"
 PUBLIC = KEY_PREFIX + "id_ed25519.pub"
@@ -137,9 +137,12 @@ def setup(ctx: Context) -> str:
     write_atomic(auth, merge_authorized(existing, [pub.decode(), *ctx.public_keys]), 0o600, ctx.owner)
     write_atomic(ssh_dir / "config", ssh_config(ctx), 0o600, ctx.owner)
     host_key = host_public_key(ctx).encode() + b"\n"
-    key = f"{NODES_PREFIX}{s.node_id}/{HOST_KEY_NAME}"
-    if ctx.bucket.get(key) != host_key:
-        ctx.bucket.put(key, host_key)
+    # nodes/<id>/ feeds known_hosts inside the cluster; the master's copy under cluster-key/ (which
+    # workers cannot write) is the one the CLI pins, so no worker can stand in for the master.
+    keys = [f"{NODES_PREFIX}{s.node_id}/{HOST_KEY_NAME}"] + ([MASTER_HOST_KEY] if s.role == "master" else [])
+    for key in keys:
+        if ctx.bucket.get(key) != host_key:
+            ctx.bucket.put(key, host_key)
     return f"{how}; host key published"
 
 

@@ -15,6 +15,7 @@ import pytest
 from botocore.stub import Stubber
 from node_sim import USER_KEY, SimCluster
 
+from cfn_chainermn import inventory
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
@@ -53,6 +54,13 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
 
     obj = c.s3.head_object(Bucket=c.bucket, Key="cluster-key/id_ed25519")
     assert obj["ServerSideEncryption"] == "AES256"
+    # the CLI's trust anchor: the master's host key under cluster-key/ (workers' IAM cannot write
+    # there), SSE-S3 although moto's bucket has no default encryption. Workers booted after the
+    # master, so had they written it, it would now hold w2's key.
+    pinned = c.s3.head_object(Bucket=c.bucket, Key="cluster-key/master_host_ed25519.pub")
+    assert pinned["ServerSideEncryption"] == "AES256"
+    assert _get(c, "cluster-key/master_host_ed25519.pub").decode() == m.host_key + "\n"
+    assert inventory.master_host_key(c.s3, c.bucket) == m.host_key
     cluster_pub = _get(c, "cluster-key/id_ed25519.pub").decode().strip()
     expected_hosts = "".join(f"{n.private_ip} slots={s}\n" for n, s in ((m, 4), *sorted(
         [(w1, 1), (w2, 1)], key=lambda x: tuple(int(p) for p in x[0].private_ip.split(".")))))
@@ -78,6 +86,9 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
         assert "rtc = ^hwloc\n" in mca and "plm_rsh_args" not in mca
         assert json.loads(_get(c, f"nodes/{node.instance_id}/ready"))["private_ip"] == node.private_ip
         assert _get(c, f"nodes/{node.instance_id}/host_ed25519.pub").decode().strip() == node.host_key
+        for name in ("ready", "host_ed25519.pub"):
+            head = c.s3.head_object(Bucket=c.bucket, Key=f"nodes/{node.instance_id}/{name}")
+            assert head["ServerSideEncryption"] == "AES256"
         assert (node.root / "etc/systemd/system/cfn-chainermn-refresh.timer").exists()
     # the master (refreshed) and the last worker see every ready node; known_hosts has all host keys
     for node in (m, w2):

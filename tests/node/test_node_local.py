@@ -69,6 +69,8 @@ def test_local_boot_two_nodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (d / "shared").is_dir()
     assert (d / "bucket/logs/w1/agent.log").exists()
     assert local_backend.host_keys(d) == {"m": m_key, "w1": w_key}
+    # only the master publishes under cluster-key/ (the worker booted last and did not overwrite it)
+    assert (d / "bucket/cluster-key/master_host_ed25519.pub").read_text() == m_key + "\n"
     assert [n.ready for n in local_backend.list_nodes(d)] == [True, True]
     # node status: exit 0 and one line per step
     capsys.readouterr()

@@ -3,12 +3,14 @@ checked directly rather than trusted to a linter."""
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Any
 
 from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
 from cfn_chainermn.instances import INSTANCE_TYPES
 from cfn_chainermn.params import (
     CLUSTER_TAG,
+    MASTER_HOST_KEY,
     MASTER_RESOURCE,
     ROLE_TAG,
     WORKER_GROUP_RESOURCE,
@@ -161,6 +163,34 @@ def test_iam_least_privilege(default_dict: dict[str, Any]) -> None:
     wheel = props(default_dict, "MasterRole")["Policies"][0]["PolicyDocument"]["Statement"][-1]
     assert wheel["Fn::If"][0] == "HasAgentWheel" and wheel["Fn::If"][2] == {"Ref": "AWS::NoValue"}
     assert all("ManagedPolicyArns" not in props(default_dict, r) for r in ("MasterRole", "WorkerRole"))
+
+
+def _may_write(t: dict[str, Any], role: str, key: str) -> list[str]:
+    """Sids of `role`'s statements that allow writing object `key` of the key bucket.
+
+    IAM's `*` in an ARN matches any characters, "/" included, as fnmatchcase's does.
+    """
+    arn = f"${{KeyBucket.Arn}}/{key}"
+    sids = []
+    for sid, s in _statements(t, role).items():
+        if s["Effect"] != "Allow" or not any(a in ("*", "s3:*") or a.startswith(("s3:Put", "s3:Delete"))
+                                             for a in s["Action"]):
+            continue
+        for r in s["Resource"]:
+            pattern = r if isinstance(r, str) else r.get("Fn::Sub", "")
+            if isinstance(pattern, str) and fnmatchcase(arn, pattern):
+                sids.append(sid)
+    return sids
+
+
+def test_only_the_master_can_write_the_host_key_the_cli_pins(default_dict: dict[str, Any]) -> None:
+    # the CLI pins the master's SSH host key from this object: a worker must not be able to replace it
+    assert MASTER_HOST_KEY.startswith("cluster-key/")
+    assert _may_write(default_dict, "WorkerRole", MASTER_HOST_KEY) == []
+    assert _may_write(default_dict, "WorkerRole", "cluster-key/id_ed25519") == []
+    assert _may_write(default_dict, "MasterRole", MASTER_HOST_KEY) == ["WriteClusterKey"]
+    # the check can fail: workers do write their own records under nodes/
+    assert _may_write(default_dict, "WorkerRole", "nodes/i-0123456789abcdef0/ready") == ["PublishNodeRecords"]
 
 
 def test_efs_is_encrypted_and_kept_on_replacement(default_dict: dict[str, Any]) -> None:
