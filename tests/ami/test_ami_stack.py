@@ -1,8 +1,10 @@
 """The `current` profile's Python-stack step, executed for real (CPU variant, minus CuPy).
 
-The rendered 40-python-stack.sh installs the profile's exact pins (hash-checked, from PyPI)
-into a fresh venv made from /usr/bin/python3, building mpi4py against this machine's OpenMPI;
-then the installed stack runs a 2-process ChainerMN job under mpiexec on loopback.
+The rendered 40-python-stack.sh installs the profile's exact pins (hash-checked) into a fresh
+venv made from /usr/bin/python3, building mpi4py against this machine's OpenMPI; then the
+installed stack runs a 2-process ChainerMN job under mpiexec on loopback. Tests stay off the
+network: pip reads only the wheelhouse `make install` downloaded (cfn_chainermn.ami_wheelhouse),
+and any attempt to reach an index or proxy goes to a closed loopback port and fails the step.
 """
 
 from __future__ import annotations
@@ -10,18 +12,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
+import sys
 from pathlib import Path
 
 import pytest
 
-from cfn_chainermn import ami, ami_profiles
+from cfn_chainermn import ami, ami_profiles, ami_wheelhouse
 
 PYTHON = "/usr/bin/python3"
 DATA = Path(__file__).parent / "data"
-# Downloads and built wheels (chainer, mpi4py, gym, ...) survive between runs.
-PIP_CACHE = Path(os.environ.get("CFN_CHAINERMN_PIP_CACHE")
-                 or Path(tempfile.gettempdir()) / "cfn-chainermn-ami-pip-cache")
+WHEELHOUSE = Path(os.environ.get("CFN_CHAINERMN_AMI_WHEELHOUSE") or ami_wheelhouse.DEFAULT_DIR)
+# Wheels built from the sdists (chainer, mpi4py, gym, ...) survive between runs; ignored with it.
+PIP_CACHE = WHEELHOUSE / ".pip-cache"
+CLOSED = "http://127.0.0.1:9/"  # the discard port: nothing listens, a network attempt fails fast
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,22 +37,49 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Render the CPU variant of the step and run it; returns the venv."""
+    if not (WHEELHOUSE / ami_wheelhouse.STAMP).is_file():
+        pytest.skip(f"no wheelhouse at {WHEELHOUSE}: run `.venv/bin/python -m cfn_chainermn.ami_wheelhouse "
+                    f"{WHEELHOUSE}` (make install does) to run the Python-stack step offline")
     root = tmp_path_factory.mktemp("ami-stack")
     venv = root / "venv"
     mpicc = Path(shutil.which("mpicc") or "")
     profile = ami.cpu_variant(ami_profiles.load(ami.RECIPE_DIR, "current"), venv=str(venv),
                               mpi_prefix=str(mpicc.parent.parent), interpreter=PYTHON)
     assert not any(p.name.startswith("cupy") for p in profile.packages)
+    stale = ami_wheelhouse.problem(profile, WHEELHOUSE, PYTHON)
+    assert stale is None, stale
     ami.render(profile, root / "out", pip_cache_dir=str(PIP_CACHE), steps=("40-python-stack",))
     script = root / "out" / "scripts" / "40-python-stack.sh"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy") and not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # the AMI has no site pip.conf either
+    env.update(offline_env(WHEELHOUSE))
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     for module in ("chainer", "chainermn", "chainercv", "chainercv.links", "chainerrl", "chainerrl.agents"):
         assert f"ok import {module}\n" in proc.stdout, proc.stdout
     assert f"ok {len([p for p in profile.packages if not p.marker])} pinned distributions" in proc.stdout
     return venv
+
+
+def offline_env(wheelhouse: Path) -> dict[str, str]:
+    """pip finds packages only in the wheelhouse; an index or proxy it tries is a closed port."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse), "PIP_INDEX_URL": CLOSED,
+            "PIP_RETRIES": "0", "PIP_TIMEOUT": "3",
+            "http_proxy": CLOSED, "https_proxy": CLOSED, "HTTP_PROXY": CLOSED, "HTTPS_PROXY": CLOSED,
+            "no_proxy": "", "NO_PROXY": "", "ALL_PROXY": CLOSED, "UV_OFFLINE": "1"}
+
+
+def test_offline_env_fails_a_download_it_cannot_serve(tmp_path: Path) -> None:
+    """The tripwire works: a pin that is not in the wheelhouse fails instead of being fetched."""
+    (tmp_path / "req.txt").write_text("six==1.16.0 --hash=sha256:" + "0" * 64 + "\n")
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, **offline_env(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "-d",
+                           str(tmp_path / "d"), "-r", str(tmp_path / "req.txt")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "No matching distribution found for six==1.16.0" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
 
 
 def test_versions_are_the_profile_pins(stack: Path) -> None:
