@@ -22,6 +22,8 @@ from cfn_chainermn.errors import AmiError, ConfigError
 # Variables of chainermn.pkr.hcl a user may set with --var.
 USER_VARIABLES = ("instance_type", "ami_regions", "ami_public", "ami_name_prefix", "volume_size")
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
+# `packer validate` needs every variable set; it opens nothing, so a documentation range will do.
+VALIDATE_SSH_CIDR = "192.0.2.0/24"
 
 
 def _tool(name: str, install_hint: str) -> str:
@@ -52,10 +54,28 @@ def parse_vars(pairs: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def packer_args(region: str, wheel: Path, variables: Mapping[str, str]) -> list[str]:
+def check_ssh_cidr(value: str | None, allow_anywhere: bool = False) -> str:
+    """The build instance's SSH source range, checked like the cluster's ssh_cidr."""
+    from cfn_chainermn.validation import _check_cidr, _network
+
+    if not value:
+        raise ConfigError("--ssh-cidr: required; give the address Packer connects from "
+                          "(for example 203.0.113.7/32)")
+    problems: list[str] = []
+    _check_cidr("--ssh-cidr", value, problems, min_prefix=0, max_prefix=32)
+    net = _network(value)
+    if not problems and net is not None and net.prefixlen == 0 and not allow_anywhere:
+        problems.append("--ssh-cidr: 0.0.0.0/0 opens the build instance's SSH to the whole internet; "
+                        "give your own address (for example 203.0.113.7/32) or pass --allow-ssh-from-anywhere")
+    if problems:
+        raise ConfigError(problems)
+    return value
+
+
+def packer_args(region: str, wheel: Path, variables: Mapping[str, str], ssh_cidr: str) -> list[str]:
     if not region:
         raise ConfigError("region: not set; pass --region or set AWS_REGION")
-    args = ["-var", f"region={region}", "-var", f"agent_wheel={wheel}",
+    args = ["-var", f"region={region}", "-var", f"ssh_cidr={ssh_cidr}", "-var", f"agent_wheel={wheel}",
             "-var", f"agent_wheel_sha256={sha256_file(wheel)}"]
     for key, value in variables.items():
         args += ["-var", f"{key}={value}"]
@@ -74,9 +94,9 @@ def shellcheck(out_dir: Path) -> None:
 
 
 def packer_validate(out_dir: Path, region: str, wheel: Path,
-                    variables: Mapping[str, str] | None = None) -> None:
+                    variables: Mapping[str, str] | None = None, ssh_cidr: str = VALIDATE_SSH_CIDR) -> None:
     exe = _tool("packer", "install it (Debian: apt-get install packer; see scripts/install-sysdeps.sh)")
-    cmd = [exe, "validate", *packer_args(region, wheel, variables or {}), "."]
+    cmd = [exe, "validate", *packer_args(region, wheel, variables or {}, ssh_cidr), "."]
     proc = subprocess.run(cmd, cwd=out_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AmiError(f"packer validate failed in {out_dir}:\n" + (proc.stdout + proc.stderr).strip())
@@ -149,13 +169,14 @@ def build_failure(seen: MachineReadable, rc: int) -> str:
 
 
 def packer_build(out_dir: Path, region: str, wheel: Path, variables: Mapping[str, str],
-                 echo: Callable[[str], None], runner: Callable[..., Any] = subprocess.Popen,
-                 ) -> dict[str, str]:
+                 echo: Callable[[str], None], runner: Callable[..., Any] = subprocess.Popen, *,
+                 ssh_cidr: str) -> dict[str, str]:
     """Run `packer build -machine-readable`; returns {region: ami id}, checked twice."""
     exe = _tool("packer", "install it (Debian: apt-get install packer)")
     manifest = out_dir / "packer-manifest.json"
     manifest.unlink(missing_ok=True)
-    cmd = [exe, "build", "-machine-readable", "-color=false", *packer_args(region, wheel, variables), "."]
+    cmd = [exe, "build", "-machine-readable", "-color=false",
+           *packer_args(region, wheel, variables, ssh_cidr), "."]
     seen = MachineReadable()
     proc = runner(cmd, cwd=out_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None

@@ -121,21 +121,26 @@ def validate(profile_name: str | None, region: str | None) -> None:
 @ami.command("build")
 @click.option("--profile", "profile_name", required=True, help="Version profile (see `ami profiles`).")
 @click.option("--region", default=None, help="Build region (else AWS_REGION).")
+@click.option("--ssh-cidr", default=None, metavar="CIDR",
+              help="Required: where Packer connects from; the build instance's SSH is open to this range only.")
+@click.option("--allow-ssh-from-anywhere", is_flag=True, help="Permit --ssh-cidr 0.0.0.0/0.")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="Packer variable: instance_type, ami_regions, ami_public, ami_name_prefix, volume_size.")
 @click.option("--copy-to", multiple=True, metavar="REGION", help="Copy the AMI to this region too (repeatable).")
-@click.option("--public", is_flag=True, help="Make the AMI public (default private).")
+@click.option("--public", is_flag=True, help="Make the AMI public, and so unencrypted (default private, encrypted).")
 @click.option("--agent-wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="cfn-chainermn wheel to install (default: dist/, else built from this checkout).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to render (default out/ami/PROFILE).")
-def build(profile_name: str, region: str | None, variables: tuple[str, ...], copy_to: tuple[str, ...],
-          public: bool, agent_wheel: Path | None, output_dir: Path | None) -> None:
+def build(profile_name: str, region: str | None, ssh_cidr: str | None, allow_ssh_from_anywhere: bool,
+          variables: tuple[str, ...], copy_to: tuple[str, ...], public: bool, agent_wheel: Path | None,
+          output_dir: Path | None) -> None:
     """Render, check, then `packer build`; prints the AMI id of each region."""
     from cfn_chainermn import ami as ami_mod
     from cfn_chainermn import ami_packer
 
     build_region = _region(region)
+    cidr = ami_packer.check_ssh_cidr(ssh_cidr, allow_ssh_from_anywhere)
     extra = ami_packer.parse_vars(variables)
     if copy_to:
         extra["ami_regions"] = json.dumps(list(copy_to))
@@ -146,9 +151,9 @@ def build(profile_name: str, region: str | None, variables: tuple[str, ...], cop
     ami_packer.shellcheck(out)
     with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:
         wheel = _agent_wheel(agent_wheel, Path(tmp))
-        ami_packer.packer_validate(out, build_region, wheel, extra)
+        ami_packer.packer_validate(out, build_region, wheel, extra, ssh_cidr=cidr)
         amis = ami_packer.packer_build(out, build_region, wheel, extra,
-                                       echo=lambda line: click.echo(line, err=True))
+                                       echo=lambda line: click.echo(line, err=True), ssh_cidr=cidr)
     for reg, image in sorted(amis.items()):
         click.echo(f"{reg}\t{image}")
     first = amis.get(build_region) or next(iter(amis.values()))

@@ -16,6 +16,7 @@ from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AmiError
 
 DATA = Path(__file__).parent / "data"
+CIDR = "203.0.113.7/32"
 
 
 def fails_with(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
@@ -85,10 +86,54 @@ def test_build_bad_input(capsys: pytest.CaptureFixture[str], monkeypatch: pytest
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     fails_with(capsys, ["ami", "build", "--profile", "current"], "region: not set; pass --region")
-    fails_with(capsys, ["ami", "build", "--profile", "current", "--region", "us-east-1", "--var", "bogus=1"],
+    base = ["ami", "build", "--profile", "current", "--region", "us-east-1"]
+    fails_with(capsys, [*base, "--ssh-cidr", "203.0.113.7/32", "--var", "bogus=1"],
                "--var bogus: unknown variable", "instance_type")
-    fails_with(capsys, ["ami", "build", "--profile", "current", "--region", "us-east-1", "--var", "novalue"],
-               "expected NAME=VALUE")
+    fails_with(capsys, [*base, "--ssh-cidr", "203.0.113.7/32", "--var", "novalue"], "expected NAME=VALUE")
+    # the SSH source is validated, like --var, before anything is rendered or built
+    fails_with(capsys, [*base, "--ssh-cidr", "203.0.113.7/32", "--var", "ssh_cidr=0.0.0.0/0"],
+               "--var ssh_cidr: unknown variable")
+
+
+@pytest.mark.parametrize("args,needles", [
+    ([], ("--ssh-cidr: required", "203.0.113.7/32")),
+    (["--ssh-cidr", "0.0.0.0/0"], ("--ssh-cidr: 0.0.0.0/0 opens the build instance's SSH to the whole internet",
+                                   "--allow-ssh-from-anywhere")),
+    (["--ssh-cidr", "203.0.113.7/24"], ("--ssh-cidr: '203.0.113.7/24' is not an IPv4 network",)),
+    (["--ssh-cidr", "example.com"], ("--ssh-cidr: 'example.com' is not an IPv4 network",)),
+])
+def test_build_needs_a_narrow_ssh_cidr(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                       args: list[str], needles: tuple[str, ...]) -> None:
+    """Packer's temporary security group would otherwise open SSH to 0.0.0.0/0."""
+    fails_with(capsys, ["ami", "build", "--profile", "current", "--region", "us-east-1",
+                        "-o", str(tmp_path / "o"), *args], *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_build_passes_the_ssh_cidr_to_packer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--ssh-cidr reaches both packer validate and packer build; 0.0.0.0/0 only when asked for."""
+    seen: list[list[str]] = []
+
+    def validate(out: Path, region: str, wheel: Path, variables: Any, ssh_cidr: str) -> None:
+        seen.append(["validate", ssh_cidr])
+
+    def build(out: Path, region: str, wheel: Path, variables: Any, echo: Any, *, ssh_cidr: str) -> dict[str, str]:
+        seen.append(["build", ssh_cidr])
+        return {"us-east-1": "ami-0123456789abcdef0"}
+
+    monkeypatch.setattr(ami_packer, "shellcheck", lambda out: None)
+    monkeypatch.setattr(ami_packer, "packer_validate", validate)
+    monkeypatch.setattr(ami_packer, "packer_build", build)
+    wheel = tmp_path / "w.whl"
+    wheel.write_bytes(b"")
+    base = ["ami", "build", "--profile", "current", "--region", "us-east-1", "--agent-wheel", str(wheel),
+            "-o", str(tmp_path / "o")]
+    assert run_with_boundary(cli, [*base, "--ssh-cidr", "198.51.100.0/24"]) == 0
+    assert run_with_boundary(cli, [*base, "--ssh-cidr", "0.0.0.0/0", "--allow-ssh-from-anywhere"]) == 0
+    assert seen == [["validate", "198.51.100.0/24"], ["build", "198.51.100.0/24"],
+                    ["validate", "0.0.0.0/0"], ["build", "0.0.0.0/0"]]
+    assert "us-east-1\tami-0123456789abcdef0" in capsys.readouterr().out
 
 
 def test_parse_machine_readable_and_manifest() -> None:
@@ -111,6 +156,7 @@ def _replay(transcript: str, manifest: Path | None, rc: int) -> Callable[..., An
     def runner(cmd: list[str], cwd: Path, **kwargs: Any) -> Any:
         assert cmd[1:4] == ["build", "-machine-readable", "-color=false"] and cmd[-1] == "."
         assert "region=us-east-1" in cmd and any(a.startswith("agent_wheel_sha256=") for a in cmd)
+        assert cmd[cmd.index("ssh_cidr=203.0.113.7/32") - 1] == "-var"
         copy = f"cp {manifest} packer-manifest.json; " if manifest else ""
         return subprocess.Popen(["sh", "-c", f"{copy}cat {DATA / transcript}; exit {rc}"],
                                 cwd=cwd, **kwargs)
@@ -125,7 +171,7 @@ def test_packer_build_reports_ami_per_region(tmp_path: Path, monkeypatch: pytest
     echoed: list[str] = []
     amis = ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, echoed.append,
                                    runner=_replay("packer-build-machine-readable.txt",
-                                                  DATA / "packer-manifest.json", 0))
+                                                  DATA / "packer-manifest.json", 0), ssh_cidr=CIDR)
     assert amis == {"us-east-1": "ami-0123456789abcdef0", "us-west-2": "ami-0fedcba9876543210"}
     assert any("Creating AMI" in line for line in echoed)
 
@@ -136,7 +182,7 @@ def test_packer_build_failure_names_the_script(tmp_path: Path, monkeypatch: pyte
     wheel.write_bytes(b"")
     with pytest.raises(AmiError, match=r"packer build failed: FATAL: sha256 mismatch for /tmp/tmp.x/openmpi"):
         ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, lambda s: None,
-                                runner=_replay("packer-build-failed.txt", None, 1))
+                                runner=_replay("packer-build-failed.txt", None, 1), ssh_cidr=CIDR)
 
 
 def test_packer_build_stream_and_manifest_must_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +195,7 @@ def test_packer_build_stream_and_manifest_must_agree(tmp_path: Path, monkeypatch
     wheel.write_bytes(b"")
     with pytest.raises(AmiError, match="disagree"):
         ami_packer.packer_build(tmp_path, "us-east-1", wheel, {}, lambda s: None,
-                                runner=_replay("packer-build-machine-readable.txt", other, 0))
+                                runner=_replay("packer-build-machine-readable.txt", other, 0), ssh_cidr=CIDR)
 
 
 def test_ami_list_reads_versions_from_tags(moto: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,6 +108,32 @@ def test_ami_validate_command(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"ok {name}: shellcheck clean (7 scripts), packer validate passed" in out
 
 
+@pytest.mark.parametrize("profile", BUILDABLE)
+def test_builder_ssh_is_not_open_to_the_world_and_boot_is_encrypted(rendered: dict[str, Path],
+                                                                    profile: str) -> None:
+    hcl = code((rendered[profile] / "chainermn.pkr.hcl").read_text())
+    variable = re.search(r'^variable "ssh_cidr" \{\n(.*?)^\}', hcl, re.M | re.S)
+    assert variable is not None and not re.search(r"^\s*default\s*=", variable.group(1), re.M)  # no fallback
+    source = hcl[hcl.index('source "amazon-ebs"'):hcl.index("\nbuild {")]
+    assert re.search(r"^  temporary_security_group_source_cidrs = \[var\.ssh_cidr\]$", source, re.M)
+    assert "0.0.0.0/0" not in hcl
+    # encrypted unless made public (AWS refuses to make an encrypted AMI public)
+    assert re.search(r"^  encrypt_boot = ! var\.ami_public$", source, re.M)
+
+
+@pytest.mark.skipif(shutil.which("packer") is None, reason="packer not installed (make install adds it)")
+def test_packer_refuses_a_build_without_ssh_cidr(rendered: dict[str, Path], tmp_path: Path) -> None:
+    wheel = tmp_path / "w.whl"
+    wheel.write_bytes(b"")
+    args = ["packer", "validate", "-var", "region=us-east-1", "-var", f"agent_wheel={wheel}",
+            "-var", "agent_wheel_sha256=" + "0" * 64]
+    proc = subprocess.run([*args, "."], cwd=rendered["current"], capture_output=True, text=True)
+    assert proc.returncode != 0 and 'Unset variable "ssh_cidr"' in proc.stdout + proc.stderr
+    proc = subprocess.run([*args, "-var", "ssh_cidr=203.0.113.7/32", "."], cwd=rendered["current"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def _stub_bin(tmp_path: Path) -> Path:
     """Commands the OpenMPI step would run after the download; they must never be reached."""
     bin_dir = tmp_path / "bin"

@@ -22,7 +22,12 @@ variable "ami_regions" {
 variable "ami_public" {
   type        = bool
   default     = false
-  description = "true makes the AMI (and its copies) public."
+  description = "true makes the AMI (and its copies) public, and so unencrypted: AWS cannot make an encrypted AMI public."
+}
+
+variable "ssh_cidr" {
+  type        = string
+  description = "Address range Packer's temporary security group lets SSH in from: the machine running Packer, e.g. 203.0.113.7/32. No default: never the whole internet unless asked for."
 }
 
 variable "ami_name_prefix" {
@@ -52,6 +57,8 @@ source "amazon-ebs" "chainermn" {
   region        = var.region
   instance_type = var.instance_type
   ssh_username  = "ubuntu"
+  # the temporary security group opens SSH to this range only (Packer's default is 0.0.0.0/0)
+  temporary_security_group_source_cidrs = [var.ssh_cidr]
   source_ami_filter {
     filters = {
       name                = "ubuntu/images/hvm-ssd/ubuntu-focal-20.04-amd64-server-*"
@@ -66,6 +73,8 @@ source "amazon-ebs" "chainermn" {
   ami_description = "cfn-chainermn 0.1.0 CUDA 11.0 + CuPy 7.8.0 + Chainer 7.8.1 (ChainerMN inside) + CUDA-aware OpenMPI 4.1.6, Python 3.8 on Ubuntu 20.04"
   ami_regions     = var.ami_regions
   ami_groups      = var.ami_public ? ["all"] : []
+  # root volume and AMI snapshots encrypted (the account's EBS key); a public AMI cannot be encrypted
+  encrypt_boot = ! var.ami_public
   launch_block_device_mappings {
     device_name           = "/dev/sda1"
     volume_size           = var.volume_size
