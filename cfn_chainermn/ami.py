@@ -158,10 +158,14 @@ def render(profile: Profile, out_dir: Path, *, recipe_dir: Path = RECIPE_DIR,
     written = []
     for rel, text in rendered.items():
         path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        if path.suffix == ".sh":
-            path.chmod(0o755)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if path.suffix == ".sh":
+                path.chmod(0o755)
+        except OSError as exc:
+            raise ConfigError(f"-o {out_dir}: cannot write {path}: {exc.strerror or exc}; "
+                              "give -o a directory you can create and write") from exc
         written.append(path)
     return written
 

@@ -74,6 +74,15 @@ def test_null_checksum_is_refused_at_render(capsys: pytest.CaptureFixture[str], 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("where", ["/proc/x", "FILE/sub"])
+def test_unwritable_output_dir(capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str) -> None:
+    """-o where nothing can be created: one line naming -o, exit 2, no traceback."""
+    (tmp_path / "FILE").write_text("")
+    out = where.replace("FILE", str(tmp_path / "FILE"))
+    fails_with(capsys, ["ami", "render", "--profile", "current", "-o", out],
+               f"-o {out}: cannot write {out}/", "give -o a directory you can create and write")
+
+
 def test_template_variable_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                    recipe_copy: Path) -> None:
     script = recipe_copy / "scripts" / "60-system.sh.j2"
