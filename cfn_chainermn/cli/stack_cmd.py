@@ -1,8 +1,10 @@
-"""`cfn-chainermn stack ...`: create, watch, scale, update and delete cluster stacks.
+"""`cfn-chainermn stack ...`: create, update, scale and delete cluster stacks.
 
-Each command is a few lines over stack.py, watch.py, preflight.py and staging.py. Bad input
-fails before the first AWS call; preflight runs before the first write; every write that
-changes an existing stack goes through a change set that is shown first.
+The read-only commands (watch, status, outputs, events, list) live in cli/stack_read.py and are
+registered on the same group at the end of this module. Each command is a few lines over
+stack.py, watch.py, preflight.py and staging.py. Bad input fails before the first AWS call;
+preflight runs before the first write; every write that changes an existing stack goes
+through a change set that is shown first.
 """
 
 from __future__ import annotations
@@ -14,50 +16,25 @@ from typing import Any
 import click
 
 from cfn_chainermn import __version__
-from cfn_chainermn.aws import Aws
+from cfn_chainermn.cli import stack_flow
 from cfn_chainermn.cli.options import aws_options, cluster_options, config_from_options
 from cfn_chainermn.cli.stack_flow import (
     apply_change_set,
     check_quota_for,
     confirm,
     follow_stack,
+    output_option,
     prepare,
     print_outputs,
+    region_option,
     report,
     template_and_parameters,
 )
-from cfn_chainermn.cli.stack_view import (
-    OUTPUT_CHOICE,
-    emit_json,
-    event_json,
-    list_rows,
-    list_text,
-    node_json,
-    nodes_text,
-    outputs_text,
-    say,
-    stack_json,
-    status_text,
-)
+from cfn_chainermn.cli.stack_read import READ_COMMANDS
+from cfn_chainermn.cli.stack_view import say
 from cfn_chainermn.config import MAX_WORKERS, ClusterConfig
 from cfn_chainermn.errors import ConfigError, StackError
 from cfn_chainermn.staging import AGENT_SOURCES, check_agent_options
-
-
-def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
-    """The AWS access of one command (tests replace this to hand in stubbed clients)."""
-    from cfn_chainermn.aws import make_session
-
-    return Aws(make_session(profile, region), endpoint_url)
-
-
-def _region_option(func: Any) -> Any:
-    return click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's region).")(func)
-
-
-def _output_option(func: Any) -> Any:
-    return click.option("--output", "output", type=OUTPUT_CHOICE, default="text", show_default=True,
-                        help="text for people, json for scripts (on stdout; messages go to stderr).")(func)
 
 
 def _change_options(func: Any) -> Any:
@@ -103,7 +80,7 @@ def stack() -> None:
 @click.option("--on-failure", type=click.Choice(["rollback", "delete", "keep"]), default="rollback",
               show_default=True, help="What CloudFormation does when the create fails (keep = leave for debugging).")
 @_change_options
-@_output_option
+@output_option
 def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
            agent_wheel: Path | None, on_failure: str, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
     """Create the cluster stack NAME, follow its events and print its outputs.
@@ -122,7 +99,7 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 
     cfg = _cluster_config(name, agent_source, agent_wheel, kwargs)
     say(f"cost: {estimate(cfg.instance_type, cfg.worker_type, cfg.workers).describe()}")
-    aws = connect(aws_profile, cfg.region or None, aws_endpoint_url)
+    aws = stack_flow.connect(aws_profile, cfg.region or None, aws_endpoint_url)
     cfg = prepare(aws, cfg)
     if not yes:
         confirm(f"Create stack {name} in {aws.region}?")
@@ -144,7 +121,7 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 @aws_options
 @_agent_options
 @_change_options
-@_output_option
+@output_option
 def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
            agent_wheel: Path | None, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
     """Change stack NAME: the flags and --config given, on top of the stack's current settings.
@@ -156,7 +133,7 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
     check_agent_options(agent_source, agent_wheel)
-    aws = connect(aws_profile, given.region or None, aws_endpoint_url)
+    aws = stack_flow.connect(aws_profile, given.region or None, aws_endpoint_url)
     current = describe_own(aws.client("cloudformation"), name, "update")
     base: dict[str, Any] = config_overrides(parameters_of(current))
     base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(("aws:", "cfn-chainermn:"))}
@@ -170,10 +147,10 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 @stack.command()
 @click.argument("name")
 @click.option("--workers", type=int, required=True, help=f"New number of workers (0 to {MAX_WORKERS}).")
-@_region_option
+@region_option
 @aws_options
 @_change_options
-@_output_option
+@output_option
 def scale(name: str, workers: int, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
           wait: bool, yes: bool, output: str) -> None:
     """Change the number of workers of stack NAME (everything else stays as it is)."""
@@ -182,7 +159,7 @@ def scale(name: str, workers: int, region: str | None, aws_profile: str | None, 
 
     if not 0 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: {workers} is out of range; give 0 to {MAX_WORKERS} (0 = master only)")
-    aws = connect(aws_profile, region, aws_endpoint_url)
+    aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     current = describe_own(aws.client("cloudformation"), name, "scale")
     params = parameters_of(current)
     if "WorkerCount" not in params:
@@ -202,7 +179,7 @@ def scale(name: str, workers: int, region: str | None, aws_profile: str | None, 
 
 @stack.command()
 @click.argument("name")
-@_region_option
+@region_option
 @aws_options
 @_change_options
 def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
@@ -215,7 +192,7 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
     from cfn_chainermn.stack import delete as delete_stack
     from cfn_chainermn.watch import EventStream
 
-    aws = connect(aws_profile, region, aws_endpoint_url)
+    aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     cfn, s3 = aws.client("cloudformation"), aws.client("s3")
     stack_id = describe_own(cfn, name, "delete")["StackId"]
     if not yes:
@@ -241,122 +218,5 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
         return
 
 
-@stack.command()
-@click.argument("name")
-@_region_option
-@aws_options
-@_output_option
-def watch(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
-          output: str) -> None:
-    """Follow stack NAME's current operation until it settles, then print its outputs.
-
-    Ctrl-C stops watching, not the stack. Exit 0 when the operation ended well, 3 otherwise.
-    """
-    from cfn_chainermn.stack import describe, simplify
-
-    aws = connect(aws_profile, region, aws_endpoint_url)
-    stack_id = describe(aws.client("cloudformation"), name)["StackId"]
-    outcome, logs = follow_stack(aws, name, stack_id)
-    want = outcome.status if simplify(outcome.status) in ("complete", "deleted") else "success"
-    report(aws, name, stack_id, outcome, want, logs)
-    if outcome.stack is not None:
-        print_outputs(outcome.stack, output)
-
-
-@stack.command()
-@click.argument("name")
-@_region_option
-@aws_options
-@_output_option
-def status(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
-           output: str) -> None:
-    """Show stack NAME's state, size and outputs."""
-    from cfn_chainermn.aws import mapped
-    from cfn_chainermn.stack import describe
-
-    aws = connect(aws_profile, region, aws_endpoint_url)
-    with mapped(f"reading stack {name}"):
-        current = describe(aws.client("cloudformation"), name)
-    nodes = _nodes(aws, name, current)
-    if output == "json":
-        emit_json({**stack_json(current), "nodes": None if nodes is None else [node_json(n) for n in nodes]})
-    else:
-        click.echo(status_text(current))
-        if nodes is not None:
-            click.echo("\n" + nodes_text(nodes))
-
-
-def _nodes(aws: Aws, name: str, current: dict[str, Any]) -> list[Any] | None:
-    """The stack's live instances and readiness (None when the stack has no key bucket yet)."""
-    from cfn_chainermn.errors import AwsError
-    from cfn_chainermn.inventory import list_nodes
-    from cfn_chainermn.params import OUT_BUCKET
-    from cfn_chainermn.stack import outputs_of
-
-    bucket = outputs_of(current).get(OUT_BUCKET)
-    if not bucket:
-        return None
-    try:
-        return list_nodes(aws.client("ec2"), aws.client("s3"), name, bucket)
-    except AwsError as exc:
-        say(f"warning: could not list the nodes: {exc}")
-        return None
-
-
-@stack.command()
-@click.argument("name")
-@_region_option
-@aws_options
-@_output_option
-def outputs(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
-            output: str) -> None:
-    """Print stack NAME's outputs (ClusterMasterPublicDNS first)."""
-    from cfn_chainermn.stack import outputs as stack_outputs
-
-    aws = connect(aws_profile, region, aws_endpoint_url)
-    values = stack_outputs(aws.client("cloudformation"), name)
-    if output == "json":
-        emit_json(values)
-    elif values:
-        click.echo(outputs_text(values))
-    else:
-        say(f"stack {name} has no outputs yet")
-
-
-@stack.command()
-@click.argument("name")
-@_region_option
-@aws_options
-@_output_option
-def events(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
-           output: str) -> None:
-    """Print the events of stack NAME's latest operation, oldest first."""
-    from cfn_chainermn.aws import mapped
-    from cfn_chainermn.stack import describe
-    from cfn_chainermn.watch import EventStream, format_event
-
-    aws = connect(aws_profile, region, aws_endpoint_url)
-    cfn = aws.client("cloudformation")
-    with mapped(f"reading the events of stack {name}"):
-        found = EventStream(cfn, describe(cfn, name)["StackId"]).poll()
-    if output == "json":
-        emit_json([event_json(e) for e in found])
-    else:
-        for event in found:
-            click.echo(format_event(event))
-
-
-@stack.command(name="list")
-@_region_option
-@aws_options
-@_output_option
-def list_cmd(region: str | None, aws_profile: str | None, aws_endpoint_url: str | None, output: str) -> None:
-    """List this tool's stacks in the region (those tagged cfn-chainermn:version)."""
-    from cfn_chainermn.stack import list_stacks
-
-    aws = connect(aws_profile, region, aws_endpoint_url)
-    rows = list_rows(list_stacks(aws.client("cloudformation")))
-    if output == "json":
-        emit_json(rows)
-    else:
-        click.echo(list_text(rows))
+for _command in READ_COMMANDS:
+    stack.add_command(_command)

@@ -1,4 +1,5 @@
-"""The steps stack commands share: preflight, staging, following a stack, reporting the result.
+"""The steps stack commands share: AWS access, common options, preflight, staging, following a
+stack, reporting the result.
 
 Printing goes through `say` (stderr); results (outputs) go to stdout. A failure ends in a
 StackError that names the first failed resource, after the failed node's agent log is shown.
@@ -13,13 +14,29 @@ from typing import Any
 import click
 
 from cfn_chainermn.aws import Aws
-from cfn_chainermn.cli.stack_view import emit_json, outputs_text, say
+from cfn_chainermn.cli.stack_view import OUTPUT_CHOICE, emit_json, outputs_text, say
 from cfn_chainermn.config import ClusterConfig
 from cfn_chainermn.errors import StackError
 from cfn_chainermn.watch import MAX_MINUTES, POLL_SECONDS, Outcome
 
 EXIT_DECLINED = 1
 EXIT_INTERRUPTED = 130
+
+
+def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
+    """The AWS access of one command (tests replace this to hand in stubbed clients)."""
+    from cfn_chainermn.aws import make_session
+
+    return Aws(make_session(profile, region), endpoint_url)
+
+
+def region_option(func: Any) -> Any:
+    return click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's region).")(func)
+
+
+def output_option(func: Any) -> Any:
+    return click.option("--output", "output", type=OUTPUT_CHOICE, default="text", show_default=True,
+                        help="text for people, json for scripts (on stdout; messages go to stderr).")(func)
 
 
 def confirm(question: str) -> None:

@@ -51,7 +51,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
     end every queued answer must have been asked for.
     """
     stub = Stubbed()
-    monkeypatch.setattr("cfn_chainermn.cli.stack_cmd.connect", lambda *a, **k: stub)
+    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", lambda *a, **k: stub)
     monkeypatch.setattr("cfn_chainermn.watch.POLL_SECONDS", 0)
     monkeypatch.setattr("cfn_chainermn.cli.stack_flow.POLL_SECONDS", 0)
     yield stub
@@ -67,7 +67,7 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("bad input reached AWS")
 
-    monkeypatch.setattr("cfn_chainermn.cli.stack_cmd.connect", refuse)
+    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", refuse)
     monkeypatch.setattr("cfn_chainermn.aws.make_session", refuse)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
 
