@@ -202,29 +202,89 @@ def test_dpkg_lock_wait_waits_then_gives_up(rendered: dict[str, Path], tmp_path:
     assert waiter.wait(timeout=30) == 0
 
 
+LOCK_ENTRY = re.compile(r"^([A-Za-z][\w.-]*)==(\S+) \\\n(?:    --hash=sha256:[0-9a-f]{64}(?: \\)?\n)+"
+                        r"    # via (.+)$", re.M)
+TARGET = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _agent_lock(text: str) -> dict[str, tuple[str, set[str]]]:
+    """{name: (pinned version, names its `# via` line says require it)}."""
+    entries = {_norm(m[1]): (m[2], {_norm(v) for v in m[3].split(", ")}) for m in LOCK_ENTRY.finditer(text)}
+    assert len(entries) == len(re.findall(r"^[A-Za-z][\w.-]*==", text, re.M)), "an entry lacks hashes or `# via`"
+    return entries
+
+
+def _lock_problems(lock: dict[str, tuple[str, set[str]]], declared: list[str]) -> list[str]:
+    """The lock against pyproject's dependencies and its own `# via` graph (no installed versions)."""
+    from packaging.requirements import Requirement
+
+    problems = []
+    direct = {_norm(r.name): r for r in map(Requirement, declared) if not r.marker or r.marker.evaluate(TARGET)}
+    for name, req in direct.items():
+        if name not in lock:
+            problems.append(f"{req} is not pinned")
+        elif not req.specifier.contains(lock[name][0], prereleases=True):
+            problems.append(f"{name}=={lock[name][0]} does not satisfy {req}")
+    via_root = {name for name, (_, via) in lock.items() if "cfn-chainermn" in via}
+    if via_root != set(direct):
+        problems.append(f"`# via cfn-chainermn` marks {sorted(via_root)}, pyproject declares {sorted(direct)}")
+    problems += [f"{name}: `# via {parent}` is neither cfn-chainermn nor pinned" for name, (_, via) in lock.items()
+                 for parent in via - {"cfn-chainermn"} if parent not in lock]
+    reached, todo = set(), ["cfn-chainermn"]
+    while todo:
+        parent = todo.pop()
+        for name, (_, via) in lock.items():
+            if parent in via and name not in reached:
+                reached.add(name)
+                todo.append(name)
+    problems += [f"{name} is pinned but nothing requires it" for name in sorted(set(lock) - reached)]
+    return problems
+
+
 def test_agent_lock_covers_the_package_dependencies() -> None:
-    """ami/files/agent-requirements.txt pins exactly this package's dependency closure."""
+    """ami/files/agent-requirements.txt pins exactly what pyproject.toml declares, and what that needs.
+
+    The sources of truth are pinned: pyproject.toml and the lock's own `# via` lines; what
+    happens to be installed in .venv (versions float) only cross-checks pins it has exactly.
+    """
+    import tomllib
     from importlib import metadata
 
     from packaging.requirements import Requirement
 
-    def norm(name: str) -> str:
-        return re.sub(r"[-_.]+", "-", name).lower()
+    lock = _agent_lock((RECIPE_DIR / "files/agent-requirements.txt").read_text())
+    project = tomllib.loads((RECIPE_DIR.parent / "pyproject.toml").read_text())["project"]
+    assert _lock_problems(lock, project["dependencies"]) == []
+    # a pinned version's metadata never changes: where .venv has exactly the pin, its requirements
+    # must be the entries that say `# via` it, each satisfied by its pin
+    for name, (version, _) in lock.items():
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if dist.version != version:
+            continue
+        reqs = [r for r in map(Requirement, dist.requires or []) if not r.marker or r.marker.evaluate(TARGET)]
+        assert {_norm(r.name) for r in reqs} == {n for n, (_, via) in lock.items() if name in via}, name
+        for req in reqs:
+            assert req.specifier.contains(lock[_norm(req.name)][0], prereleases=True), f"{name} needs {req}"
 
-    lock = {norm(m.group(1)): m.group(2) for m in re.finditer(
-        r"^([A-Za-z][\w.-]*)==(\S+) \\$", (RECIPE_DIR / "files/agent-requirements.txt").read_text(), re.M)}
-    env = {"python_version": "3.11", "sys_platform": "linux", "platform_system": "Linux", "extra": ""}
-    closure: set[str] = set()
-    todo = ["cfn-chainermn"]
-    while todo:
-        dist = metadata.distribution(todo.pop())
-        for text in dist.requires or []:
-            req = Requirement(text)
-            if req.marker and not req.marker.evaluate(env):
-                continue
-            if dist.metadata["Name"] == "cfn-chainermn":
-                assert req.specifier.contains(lock.get(norm(req.name), "0")), f"lock lacks {req}"
-            if norm(req.name) not in closure:
-                closure.add(norm(req.name))
-                todo.append(req.name)
-    assert closure == set(lock), f"refresh ami/files/agent-requirements.txt: {closure ^ set(lock)}"
+
+@pytest.mark.parametrize("edit,problem", [
+    (lambda t: t.replace("    # via cfn-chainermn, cfn-flip\n", "    # via cfn-flip\n", 1),
+     "`# via cfn-chainermn` marks"),
+    (lambda t: t.replace("    # via botocore\n", "    # via nothing-pinned\n", 1), "is neither cfn-chainermn nor pinned"),
+    (lambda t: t.replace("    # via paramiko\n", "    # via bcrypt\n", 1), "bcrypt is pinned but nothing requires it"),
+    (lambda t: re.sub(r"^awacs==2\.6\.1", "awacs==2.3.0", t, flags=re.M), "awacs==2.3.0 does not satisfy awacs>=2.4"),
+])
+def test_agent_lock_check_catches(edit: Callable[[str], str], problem: str) -> None:
+    """The check can fail: a wrong `# via`, an orphan pin, a pin outside pyproject's range."""
+    import tomllib
+
+    text = edit((RECIPE_DIR / "files/agent-requirements.txt").read_text())
+    declared = tomllib.loads((RECIPE_DIR.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(problem in p for p in _lock_problems(_agent_lock(text), declared))
