@@ -251,9 +251,9 @@ def test_agent_lock_covers_the_package_dependencies() -> None:
     The sources of truth are pinned: pyproject.toml and the lock's own `# via` lines; what
     happens to be installed in .venv (versions float) only cross-checks pins it has exactly.
     """
-    import tomllib
     from importlib import metadata
 
+    import tomllib
     from packaging.requirements import Requirement
 
     lock = _agent_lock((RECIPE_DIR / "files/agent-requirements.txt").read_text())
@@ -277,7 +277,8 @@ def test_agent_lock_covers_the_package_dependencies() -> None:
 @pytest.mark.parametrize("edit,problem", [
     (lambda t: t.replace("    # via cfn-chainermn, cfn-flip\n", "    # via cfn-flip\n", 1),
      "`# via cfn-chainermn` marks"),
-    (lambda t: t.replace("    # via botocore\n", "    # via nothing-pinned\n", 1), "is neither cfn-chainermn nor pinned"),
+    (lambda t: t.replace("    # via botocore\n", "    # via nothing-pinned\n", 1),
+     "is neither cfn-chainermn nor pinned"),
     (lambda t: t.replace("    # via paramiko\n", "    # via bcrypt\n", 1), "bcrypt is pinned but nothing requires it"),
     (lambda t: re.sub(r"^awacs==2\.6\.1", "awacs==2.3.0", t, flags=re.M), "awacs==2.3.0 does not satisfy awacs>=2.4"),
 ])
