@@ -19,7 +19,11 @@ echo "$(basename "$0") $*" >> "$STUB_LOG"
 case "$(basename "$0") $1" in
   "cfn-chainermn --version") [ -n "${AGENT_VERSION:-}" ] || exit 127; echo "cfn-chainermn, version $AGENT_VERSION";;
   "python3 -m") [ "$3" != --version ] || exit "${PIP_MISSING:-0}"; exit "${PIP_RC:-0}";;
-  "curl -sfS") case "$*" in *api/token*) echo TOKEN;; *) echo i-0123456789abcdef0;; esac;;
+  "curl -sfS") case "$*" in
+    *api/token*) [ -z "${IMDS_DOWN:-}" ] || exit 7; echo TOKEN;;
+    *"token: TOKEN"*) echo i-0123456789abcdef0;;
+    *) exit 22;;  # IMDSv2 answers 401 without a token; curl -f exits 22
+  esac;;
 esac
 """
 
@@ -113,4 +117,16 @@ def test_failed_install_signals_failure_and_stops(tmp_path: Path) -> None:
     token_call, id_call = calls[-3], calls[-2]
     assert "X-aws-ec2-metadata-token-ttl-seconds" in token_call and "-X PUT" in token_call  # IMDSv2
     assert "X-aws-ec2-metadata-token: TOKEN" in id_call
+    assert not any(c.startswith("cfn-chainermn node boot") for c in calls)
+
+
+def test_failure_is_signalled_even_when_imds_fails(tmp_path: Path) -> None:
+    """fail() runs under `set -euo pipefail`: a failing curl must not skip the signal, or the
+    stack waits for its timeout instead of failing now."""
+    rc, calls = run(tmp_path, "master", {"PIP_RC": "1", "IMDS_DOWN": "1"})
+    assert rc == 1
+    curls = [c for c in calls if c.startswith("curl ")]
+    assert len(curls) == 2 and "api/token" in curls[0] and "meta-data/instance-id" in curls[1]
+    assert calls[-1] == ("aws cloudformation signal-resource --region us-east-1 --stack-name demo "
+                         "--logical-resource-id ClusterMaster --unique-id  --status FAILURE")
     assert not any(c.startswith("cfn-chainermn node boot") for c in calls)

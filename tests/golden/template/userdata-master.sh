@@ -4,6 +4,7 @@ set -euo pipefail
 export PATH="/usr/local/bin:$PATH" PIP_BREAK_SYSTEM_PACKAGES=1
 pkg='cfn-chainermn==0.1.0' index='' wheel=''
 fail() {  # the agent never started: tell CloudFormation now rather than time out
+  set +e  # best effort: a failed IMDS call must not end the script before the signal is tried
   tok=$(curl -sfS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)
   iid=$(curl -sfS -H "X-aws-ec2-metadata-token: $tok" http://169.254.169.254/latest/meta-data/instance-id)
   aws cloudformation signal-resource --region 'us-east-1' --stack-name 'demo' \
