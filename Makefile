@@ -39,6 +39,8 @@ $(CHECKOV_STAMP):
 	@touch $@
 
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
+	@# the AMI recipe's pinned CPU stack, downloaded now so its test installs it with no network
+	$(BIN)/python -m cfn_chainermn.ami_wheelhouse .cache/ami-wheelhouse
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check cfn_chainermn tests benchmarks examples scripts
@@ -63,6 +65,6 @@ bench: install ## benchmarks, as ratios against baselines timed in the same run
 
 clean: ## remove the venvs, caches and local state
 	-test -x $(BIN)/cfn-chainermn && $(BIN)/cfn-chainermn local down --all 2>/dev/null
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
+	rm -rf $(VENV) $(CHECKOV_VENV) .cache/ami-wheelhouse .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
 
 .PHONY: help install lint test golden templates demo bench clean
