@@ -61,19 +61,6 @@ def project_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def find_wheel(root: Path | None = None) -> Path | None:
-    """A wheel of this exact version in dist/ (from `pip wheel` or `python -m build`).
-
-    Not used by `stack`: a dist/ wheel may predate the code that runs now (same version, older
-    code), so stacks always get a fresh build or the wheel named with --agent-wheel.
-    """
-    root = root or project_root()
-    if root is None:
-        return None
-    wheels = sorted((root / "dist").glob(f"cfn_chainermn-{__version__}-*.whl"))
-    return wheels[-1] if wheels else None
-
-
 def wheel_problem(path: Path) -> str | None:
     """Why `path` is not a wheel of this package's version for any platform (None when it is).
 

@@ -44,9 +44,19 @@ def _placeholder_wheel(tmp: Path) -> Path:
 
 
 def _agent_wheel(given: Path | None, tmp: Path) -> Path:
-    from cfn_chainermn import staging
+    """The wheel the image installs: the one given (checked), else a fresh build of this checkout.
 
-    return given or staging.find_wheel() or staging.build_wheel(tmp)
+    Never a dist/ leftover: it may carry the same version as older code.
+    """
+    from cfn_chainermn import staging
+    from cfn_chainermn.errors import ConfigError
+
+    if given is not None:
+        problem = staging.wheel_problem(given)
+        if problem:
+            raise ConfigError(f"--agent-wheel: {problem}")
+        return given
+    return staging.build_wheel(tmp)
 
 
 @click.group()

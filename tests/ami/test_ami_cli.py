@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import ami_packer
+from cfn_chainermn import __version__, ami_packer
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AmiError
@@ -134,7 +134,13 @@ def test_build_passes_the_ssh_cidr_to_packer(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(ami_packer, "shellcheck", lambda out: None)
     monkeypatch.setattr(ami_packer, "packer_validate", validate)
     monkeypatch.setattr(ami_packer, "packer_build", build)
-    wheel = tmp_path / "w.whl"
+    stray = tmp_path / "w.whl"
+    stray.write_bytes(b"")
+    wrong = ["ami", "build", "--profile", "current", "--region", "us-east-1", "--agent-wheel", str(stray),
+             "-o", str(tmp_path / "o"), "--ssh-cidr", "198.51.100.0/24"]
+    assert run_with_boundary(cli, wrong) == 2  # not a wheel of this version: refused before packer runs
+    assert "--agent-wheel: w.whl is not a wheel file name" in capsys.readouterr().err and seen == []
+    wheel = tmp_path / f"cfn_chainermn-{__version__}-py3-none-any.whl"
     wheel.write_bytes(b"")
     base = ["ami", "build", "--profile", "current", "--region", "us-east-1", "--agent-wheel", str(wheel),
             "-o", str(tmp_path / "o")]
