@@ -48,14 +48,9 @@ def test_aws_cluster_from_outputs_bucket_and_ec2(tmp_path: Path) -> None:
             "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
             "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
             {"StackName": "demo"})
-        ss3.add_response("list_objects_v2", {"Contents": [
-            {"Key": "nodes/i-0master/host_ed25519.pub"}, {"Key": "nodes/i-0master/ready"},
-            {"Key": "nodes/i-0w1/host_ed25519.pub"}], "IsTruncated": False},
-            {"Bucket": "demo-keys", "Prefix": "nodes/"})
+        # the master's host key comes from cluster-key/ (only the master may write it), not nodes/
         ss3.add_response("get_object", {"Body": _body(f"{HOST_KEY} root@ip-10-0-0-10\n".encode())},
-                         {"Bucket": "demo-keys", "Key": "nodes/i-0master/host_ed25519.pub"})
-        ss3.add_response("get_object", {"Body": _body(b"ssh-ed25519 AAAAother\n")},
-                         {"Bucket": "demo-keys", "Key": "nodes/i-0w1/host_ed25519.pub"})
+                         {"Bucket": "demo-keys", "Key": params.MASTER_HOST_KEY})
         sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
             {"InstanceId": "i-0master", "SubnetId": "subnet-1", "InstanceType": "p3.16xlarge"}]}]},
             {"InstanceIds": ["i-0master"]})
