@@ -8,6 +8,7 @@ StackError that names the first failed resource, after the failed node's agent l
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,28 @@ def connect(profile: str | None, region: str | None, endpoint_url: str | None) -
 
 
 def region_option(func: Any) -> Any:
-    return click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's region).")(func)
+    """`--region`, and `--config` whose `region:` applies when no --region is given.
+
+    The cluster.yaml a stack was created with then finds it again in later commands.
+    """
+
+    @click.option("--region", default=None, help="AWS region (else --config's region, AWS_REGION, the profile's).")
+    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+                  help="cluster.yaml the stack was created with (its region is used).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, config_file: str | None = None, region: str | None = None, **kwargs: Any) -> Any:
+        return func(*args, region=region or region_from_config(config_file), **kwargs)
+
+    return wrapper
+
+
+def region_from_config(path: str | None) -> str | None:
+    """The region of a validated cluster.yaml, or None (no file, or no region in it)."""
+    if not path:
+        return None
+    from cfn_chainermn.config import load
+
+    return load(path).region or None
 
 
 def output_option(func: Any) -> Any:
