@@ -5,6 +5,7 @@ Clients are made at the CLI edge and passed in.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cfn_chainermn import inventory
@@ -46,6 +47,11 @@ class AwsInventory:
         return 22
 
 
+# CloudFormation's answer when nothing waits for a signal: a worker added by `stack scale` or by
+# Auto Scaling replacing a spot worker boots after WorkerGroup reached *_COMPLETE.
+_NOT_AWAITED = re.compile(r"Resource (\S+) is in ([A-Z_]+) state and cannot be signall?ed")
+
+
 class CfnSignal:
     """cfn-signal's job, done with boto3 so the agent needs no helper scripts on the AMI."""
 
@@ -53,7 +59,16 @@ class CfnSignal:
         self.cfn, self.stack, self.resource, self.instance_id = cfn, stack, resource, instance_id
 
     def signal(self, success: bool) -> str:
+        """Send the signal. A resource already complete awaits none: that is not a failure (the
+        node is as ready as its steps say); every other error still raises AwsError."""
         status = "SUCCESS" if success else "FAILURE"
-        inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
-            StackName=self.stack, LogicalResourceId=self.resource, UniqueId=self.instance_id, Status=status))
+        try:
+            inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
+                StackName=self.stack, LogicalResourceId=self.resource, UniqueId=self.instance_id, Status=status))
+        except AwsError as exc:
+            found = _NOT_AWAITED.search(str(exc)) if exc.code == "ValidationError" else None
+            if found is None:
+                raise
+            return (f"no signal awaited (resource already complete): {self.stack}/{found.group(1)} "
+                    f"is {found.group(2)}, {status} not sent")
         return f"{status} sent to {self.stack}/{self.resource}"
