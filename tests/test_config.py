@@ -72,6 +72,18 @@ def test_stack_needs_key_and_cidr() -> None:
         ({"agent_package": "x; rm -rf /"}, "agent_package:"),
         ({"agent_index_url": "http://insecure"}, "agent_index_url: give an https://"),
         ({"colour": "red"}, "colour: unknown field"),
+        ({"key_name": "k\u00e9y"}, "key_name: must be 1-255 printable ASCII characters"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0", "subnet_id": "subnet-x"}},
+         "network.subnet_id: 'subnet-x' is not a valid id"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0", "route_table_id": "rtb-1"}},
+         "network.route_table_id: 'rtb-1' is not a valid id"),
+        ({"efs": {"mode": "existing", "file_system_id": "fs-0123456789abcdef0", "security_group_id": "sg-1"}},
+         "efs.security_group_id: 'sg-1' is not a valid id"),
+        ({"efs": {"performance_mode": "fast"}}, "efs.performance_mode: choose one of generalPurpose, maxIO"),
+        ({"efs": {"throughput_mode": "max"}}, "efs.throughput_mode: choose one of elastic, bursting"),
+        ({"ami_ssm_parameter": "no-slash"}, "ami_ssm_parameter: must be an SSM parameter path"),
+        ({"tags": {"team": "x" * 257}}, "tags.team: value is longer than 256 characters"),
+        ({"tags": {f"t{i}": "v" for i in range(41)}}, "tags: more than 40 tags"),
     ],
 )
 def test_each_problem_names_its_field(data: dict[str, object], expected: str) -> None:

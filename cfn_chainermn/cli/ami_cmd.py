@@ -139,7 +139,7 @@ def validate(profile_name: str | None, region: str | None) -> None:
 @click.option("--copy-to", multiple=True, metavar="REGION", help="Copy the AMI to this region too (repeatable).")
 @click.option("--public", is_flag=True, help="Make the AMI public, and so unencrypted (default private, encrypted).")
 @click.option("--agent-wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="cfn-chainermn wheel to install (default: dist/, else built from this checkout).")
+              help="cfn-chainermn wheel of this version to install (default: a fresh build of this checkout).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to render (default out/ami/PROFILE).")
 def build(profile_name: str, region: str | None, ssh_cidr: str | None, allow_ssh_from_anywhere: bool,
