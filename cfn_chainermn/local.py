@@ -52,7 +52,17 @@ def node_ids(workers: int) -> list[str]:
     return ["master", *(f"worker-{i}" for i in range(1, workers + 1))]
 
 
-def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool) -> str:
+def session_path(python: str) -> str:
+    """PATH of every ssh session on a node: the cluster's interpreter dir first.
+
+    So a bare `python` (typed on the master, or run by a remote orted) is the project venv's,
+    as on an AMI, without touching any real ~/.bashrc: sshd sets it, from the state folder.
+    """
+    return f"{Path(python).parent}:/usr/local/bin:/usr/bin:/bin"
+
+
+def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool,
+                python: str = sys.executable) -> str:
     """One node's sshd_config: its address, its key and pid file, keys only, many startups."""
     d = root / "nodes" / node
     return "\n".join([
@@ -70,7 +80,11 @@ def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: s
         # Every node has the same hostname, so OpenMPI's session folders (/tmp/ompi.HOST.UID/...)
         # would be shared between "nodes"; one job's cleanup then races the next job's start and
         # hangs it. A TMPDIR per node gives each its own, as separate machines would have.
-        f"SetEnv TMPDIR={d / 'tmp'}" + ("" if as_root else f" HOME={home}"),
+        # Only the first SetEnv line counts, so everything goes on this one. As an ordinary user,
+        # ssh (mpiexec's launcher) reads ~/.ssh of the real home whatever HOME says: a bare
+        # mpiexec on the master must be told the cluster's ssh config.
+        f"SetEnv TMPDIR={d / 'tmp'} PATH={session_path(python)}"
+        + ("" if as_root else f' HOME={home} "OMPI_MCA_plm_rsh_agent=ssh -F {home}/.ssh/config"'),
         # All "nodes" share this machine's cores: the default post-quantum hybrid key exchange
         # costs ~100 ms of CPU per login, which mpiexec and `cluster check` pay once per node.
         # Plain curve25519 is still a strong exchange, and the traffic never leaves loopback.
@@ -215,7 +229,7 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
         log(f"nodes {', '.join(ips)} on port {port}, user {user}")
         for node, ip in zip(ids, ips, strict=True):
-            _start_node(root, node, ip, port, user, str(home), as_root)
+            _start_node(root, node, ip, port, user, str(home), as_root, spec.python)
         inventory = {"nodes": [{"instance_id": n, "private_ip": ip, "role": "master" if n == ids[0] else "worker",
                                 "instance_type": "local", "state": "running", "slots": spec.slots,
                                 "ssh_port": port} for n, ip in zip(ids, ips, strict=True)]}
@@ -234,15 +248,16 @@ def _write_state(root: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool) -> None:
+def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool,
+                python: str) -> None:
     d = root / "nodes" / node
     (d / "tmp").mkdir(parents=True, exist_ok=True)
     os.chmod(d / "tmp", 0o1777)
     key = d / "ssh_host_ed25519_key"
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{node}@local", "-f", str(key)], "ssh-keygen")
     conf = d / "sshd_config"
-    conf.write_text(sshd_config(root=root, node=node, ip=ip, port=port, user=user, home=home, as_root=as_root),
-                    encoding="utf-8")
+    conf.write_text(sshd_config(root=root, node=node, ip=ip, port=port, user=user, home=home, as_root=as_root,
+                                python=python), encoding="utf-8")
     _run([SSHD, "-t", "-f", str(conf)], f"sshd config check of {node}")
     _run([SSHD, "-f", str(conf), "-E", str(d / "sshd.log")], f"sshd of {node}")
 

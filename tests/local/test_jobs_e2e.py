@@ -118,9 +118,16 @@ def test_bare_mpiexec_on_the_master_needs_no_hostfile(cluster: LocalCluster) -> 
     shared = cluster.shared
     target = shared / "train_mnist.py"
     shutil.copy(EXAMPLE, target)
-    python = str(cluster.state["python"])
-    res = cluster.cli("ssh", "local", "--", f"cd && mpiexec -n 3 -N 1 {python} {target} --dataset digits --epoch 2")
+    venv = Path(str(cluster.state["python"])).parent.parent
+    # Bare `python`, as the issue types it: this machine has no /usr/bin/python, so it must be the
+    # cluster's interpreter on the master (the shell) and on every worker (found by orted).
+    res = cluster.cli("ssh", "local", "--",
+                      "cd && command -v python && "
+                      "mpiexec -n 3 -N 1 python -c 'import sys; print(\"rank-prefix\", sys.prefix)'"
+                      f" && mpiexec -n 3 -N 1 python {target} --dataset digits --epoch 2")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[0] == str(venv / "bin" / "python")
+    assert [line for line in res.stdout.splitlines() if line.startswith("rank-prefix")] == [f"rank-prefix {venv}"] * 3
     assert "Num process (COMM_WORLD): 3" in res.stdout
     assert [r[0] for r in report_rows(res.stdout)] == [1, 2]
 

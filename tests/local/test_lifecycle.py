@@ -81,6 +81,9 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
     shutil.chown(state_dir.parent, user)
     script = ROOT / "tests" / "local" / "scripts" / "exit_on_rank1.py"
     cli = " ".join(CLI)
+    bashrc = Path(pwd.getpwnam(user).pw_dir) / ".bashrc"
+    bashrc.touch()
+    bashrc_before = bashrc.read_bytes()
 
     def as_user(command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["su", user, "-c", f"cd {ROOT} && {command}"], capture_output=True, text=True,
@@ -93,6 +96,13 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
         res = as_user(f"{cli} job submit local --state-dir {state_dir} -n 2 -N 1 {script}")
         assert res.returncode == 3, res.stdout + res.stderr
         assert "rank 1 of 2" in res.stdout
+        # A bare `python` is the cluster's on every node, set by each node's sshd: the user's real
+        # ~/.bashrc is left as it was.
+        res = as_user(f"{cli} ssh local --state-dir {state_dir} -- "
+                      "\"mpiexec -n 2 -N 1 python -c 'import sys; print(sys.prefix)'\"")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.splitlines() == [str(Path(CLI[0]).parent.parent)] * 2
+        assert bashrc.read_bytes() == bashrc_before
         res = as_user(f"{cli} local down --state-dir {state_dir}")
         assert res.returncode == 0, res.stderr
         assert wait_until(lambda: not pids_matching(str(state_dir)), 5)
