@@ -95,7 +95,14 @@ def nccl_env(instance_type: str) -> dict[str, str]:
 
 
 def mpiexec_argv(job: Job, net: Network) -> list[str]:
-    """The full argv: `mpiexec -n NP [-N K] --bind-to none? --mca ... -x ... PROGRAM ARGS`."""
+    """The full argv: `[env K=V ...] mpiexec -n NP [-N K] --bind-to none? --mca ... PROGRAM ARGS`.
+
+    The node agent's mca-params.conf sets `mca_base_env_list` (PATH for the ranks), and
+    OpenMPI refuses `-x` beside it. So the job's variables are set in mpiexec's own
+    environment and forwarded by NAME in a `mca_base_env_list` of the command line (which
+    replaces the file's; PATH is forwarded the same way): values never go through its `;`
+    list, so any value passes as is.
+    """
     if job.np < 1:
         raise ConfigError(f"-n: {job.np} ranks; give at least 1")
     if job.per_node is not None and job.per_node < 1:
@@ -112,8 +119,10 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
     for key, value in mca_settings(net).items():
         argv += ["--mca", key, value]
     env: dict[str, str] = {**nccl_env(net.instance_type), **dict(job.env)}
-    for key, value in env.items():
-        argv += ["-x", f"{key}={value}"]
+    if env:
+        names = dict.fromkeys(["PATH", *env])
+        argv = ["env", *(f"{key}={value}" for key, value in env.items()), *argv,
+                "--mca", "mca_base_env_list", ";".join(names)]
     if job.python and job.program.endswith(".py"):
         argv.append(job.python)
     argv.append(job.program)

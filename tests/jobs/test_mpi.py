@@ -13,7 +13,15 @@ def _mca(argv: list[str]) -> dict[str, str]:
 
 
 def _x(argv: list[str]) -> dict[str, str]:
-    return dict(argv[i + 1].split("=", 1) for i, word in enumerate(argv) if word == "-x")
+    """The variables every rank gets: set by `env` before mpiexec, forwarded by name."""
+    assert "-x" not in argv  # OpenMPI refuses -x beside the agent's mca_base_env_list
+    if argv[0] != "env":
+        assert "mca_base_env_list" not in _mca(argv)  # the agent's file (PATH) applies as is
+        return {}
+    start = argv.index("mpiexec")
+    env = dict(word.split("=", 1) for word in argv[1:start])
+    assert _mca(argv)["mca_base_env_list"].split(";") == ["PATH", *env]
+    return env
 
 
 LOCAL = mpi.Network(cidr=mpi.LOOPBACK_CIDR, instance_type="local", ssh_port=2222)
@@ -55,9 +63,9 @@ def test_efa_instances_use_the_efa_provider(itype: str, rdma: bool) -> None:
 
 def test_user_env_follows_and_overrides_nccl_defaults() -> None:
     net = mpi.Network(cidr="10.0.0.0/24", instance_type="g5.12xlarge")
-    job = mpi.Job(program="a.sh", np=4, env=mpi.parse_env(["NCCL_DEBUG=INFO", "MSG=hello world"]))
+    job = mpi.Job(program="a.sh", np=4, env=mpi.parse_env(["NCCL_DEBUG=INFO", "MSG=hello world; $HOME"]))
     argv = mpi.mpiexec_argv(job, net)
-    assert _x(argv)["NCCL_DEBUG"] == "INFO" and _x(argv)["MSG"] == "hello world"
+    assert _x(argv)["NCCL_DEBUG"] == "INFO" and _x(argv)["MSG"] == "hello world; $HOME"
     assert argv[-1] == "a.sh"  # not a .py: run as is, no interpreter
 
 
