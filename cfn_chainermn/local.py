@@ -126,9 +126,14 @@ def _check_searchable(root: Path, flag: str = "--state-dir",
 
 
 def _is_ours(root: Path) -> bool:
-    """Our mark, or the state file of a cluster that an older version started (it had no mark)."""
+    """Our mark, or what an older version (no mark) left: its state file, or, after its `down`
+    removed that, a node's sshd_config that names this very folder on its first line."""
     if (root / OWNER_FILE).is_file():
         return True
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for conf in (root / "nodes").glob("*/sshd_config"):
+            if conf.read_text(encoding="utf-8").partition("\n")[0] == f"{MARKER} state={root}":
+                return True
     try:
         state = json.loads((root / clusters.STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from localcluster import down, make_state_dir, pids_matching
 
+from cfn_chainermn import local
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.errors import ConfigError
 
 
 def _up(state_dir: Path | str) -> int:
@@ -75,3 +77,18 @@ def test_up_keeps_the_mode_of_an_existing_folder_and_reuses_its_own_after_down()
     finally:
         down(state_dir)
         shutil.rmtree(state_dir.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("claimed", "ours"), [("self", True), ("other", False)])
+def test_a_folder_an_older_version_left_is_ours_only_when_its_nodes_name_it(tmp_path: Path, claimed: str,
+                                                                            ours: bool) -> None:
+    """Before the owner mark, `down` left nodes/, home/, ... and no state file (an old `.demo/cluster`)."""
+    root = tmp_path / "cluster"
+    (root / "nodes" / "master").mkdir(parents=True)
+    (root / "home").mkdir()
+    named = root if claimed == "self" else tmp_path / "elsewhere"
+    (root / "nodes" / "master" / "sshd_config").write_text(f"{local.MARKER} state={named}\nPort 1\n")
+    assert local._is_ours(root) is ours
+    if not ours:
+        with pytest.raises(ConfigError, match="holds no cfn-chainermn local cluster"):
+            local._refuse_foreign(root)
