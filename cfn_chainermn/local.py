@@ -232,6 +232,8 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
             os.chmod(folder, 0o755)
             if as_root:
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
+        if as_root:
+            _hand_over(root / "shared", entry.pw_uid, entry.pw_gid)
         log(f"nodes {', '.join(ips)} on port {port}, user {user}")
         for node, ip in zip(ids, ips, strict=True):
             _start_node(root, node, ip, port, user, str(home), as_root, spec.python)
@@ -244,6 +246,21 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
         down(root, log=lambda _m: None)
         raise
     return state
+
+
+def _hand_over(folder: Path, uid: int, gid: int) -> None:
+    """Give what an earlier run left in shared/ to this run's user.
+
+    shared/ outlives `down` (results), but the user may differ between runs (`chainer` when
+    free, else `cfnmn-<hash>`): a jobs/ folder of the last one would refuse every upload.
+    Links are changed themselves, never followed.
+    """
+    for top, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def _write_state(root: Path, state: dict[str, Any]) -> None:

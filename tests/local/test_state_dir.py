@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import shutil
 import stat
 from pathlib import Path
@@ -70,9 +73,25 @@ def test_up_keeps_the_mode_of_an_existing_folder_and_reuses_its_own_after_down()
         assert stat.S_IMODE(state_dir.stat().st_mode) == 0o711
         assert down(state_dir).returncode == 0
         (state_dir / "shared" / "result.txt").write_text("kept\n")
+        outside = state_dir.parent / "outside.txt"
+        outside.write_text("not the cluster's\n")
+        if os.geteuid() == 0:
+            # The last run's user may not be this run's (`chainer` taken meanwhile): its jobs/
+            # would refuse every upload unless handed over. A link is not followed.
+            (state_dir / "shared" / "jobs" / "old").mkdir(parents=True)
+            (state_dir / "shared" / "jobs" / "old" / "link").symlink_to(outside)
+            for path in ("jobs", "jobs/old", "jobs/old/link", "result.txt"):
+                os.chown(state_dir / "shared" / path, 54321, 54321, follow_symlinks=False)
         # nodes/, home/, shared/ are left from the first run: still ours, so up clears and reuses it
         assert _up(state_dir) == 0
         assert (state_dir / "shared" / "result.txt").read_text() == "kept\n"
+        if os.geteuid() == 0:
+            user = json.loads((state_dir / "cluster.json").read_text())["user"]
+            owner = (pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+            for path in ("jobs", "jobs/old", "jobs/old/link", "result.txt"):
+                st = os.lstat(state_dir / "shared" / path)
+                assert (st.st_uid, st.st_gid) == owner, path
+            assert os.stat(outside).st_uid == 0
         assert stat.S_IMODE(state_dir.stat().st_mode) == 0o711
     finally:
         down(state_dir)
