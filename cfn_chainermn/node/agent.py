@@ -89,7 +89,7 @@ def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | 
     if imds is None and not settings.local:
         imds = Imds(settings.imds_url)
     plan: list[tuple[str, Callable[[], str]]] = [
-        ("identity", lambda: steps.identity(ctx, imds)),
+        ("identity", lambda: f"{steps.identity(ctx, imds)}; {steps.retract_ready(ctx)}"),
         ("user", lambda: steps.user(ctx)),
         ("ssh", lambda: steps.ssh_step(ctx)),
         ("efs", lambda: steps.efs(ctx)),

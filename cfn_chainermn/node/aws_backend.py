@@ -32,6 +32,9 @@ class S3Bucket:
         inventory.aws_call("PutObject", lambda: self.s3.put_object(
             Bucket=self.name, Key=key, Body=data, ServerSideEncryption="AES256"))
 
+    def delete(self, key: str) -> None:
+        inventory.aws_call("DeleteObject", lambda: self.s3.delete_object(Bucket=self.name, Key=key))
+
 
 class AwsInventory:
     def __init__(self, ec2: Any, s3: Any, stack: str, bucket: str) -> None:

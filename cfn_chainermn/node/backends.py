@@ -18,6 +18,9 @@ class Bucket(Protocol):
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
         """Write an object (S3: always SSE-S3); `secret` ones are also owner-only in a local folder."""
 
+    def delete(self, key: str) -> None:
+        """Remove an object; one that does not exist is not an error."""
+
 
 class Inventory(Protocol):
     def list_nodes(self) -> list[Node]:

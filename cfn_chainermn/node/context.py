@@ -50,6 +50,9 @@ class Context:
     state: State
     owner: tuple[int, int] = (-1, -1)
     public_keys: list[str] = field(default_factory=list)
+    # The ready marker this boot retracted (None: there was none), so that an unchanged node
+    # re-publishes the same bytes and a second boot changes nothing.
+    retracted_ready: bytes | None = None
 
     def home(self) -> Path:
         """The user's home as a path on this machine (under the root directory on AWS)."""

@@ -34,6 +34,9 @@ class DirBucket:
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
         write_atomic(self._path(key), data, 0o600 if secret else 0o644)
 
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
 
 def _entries(state_dir: Path) -> list[dict[str, Any]]:
     path = state_dir / "inventory.json"

@@ -169,17 +169,29 @@ def efs(ctx: Context) -> str:
     return f"EFS {s.efs_id} mounted at {s.mount_point} via /etc/fstab"
 
 
+def retract_ready(ctx: Context) -> str:
+    """Delete this node's ready marker at the start of a boot (right after identity names the
+    node), so a boot that fails later leaves the node out of every hostfile instead of ready
+    from an earlier boot. The ready step publishes it again once every step succeeded."""
+    key = f"{NODES_PREFIX}{ctx.settings.node_id}/{READY_NAME}"
+    ctx.retracted_ready = ctx.bucket.get(key)
+    if ctx.retracted_ready is None:
+        return "not marked ready"
+    ctx.bucket.delete(key)
+    return f"readiness retracted ({key}) until every step succeeds"
+
+
 def ready(ctx: Context) -> str:
     s = ctx.settings
     key = f"{NODES_PREFIX}{s.node_id}/{READY_NAME}"
     mark = {"instance_id": s.node_id, "private_ip": s.private_ip, "role": s.role, "instance_type": s.instance_type}
-    old = ctx.bucket.get(key)
+    old = ctx.retracted_ready
     try:
         same = old is not None and {k: json.loads(old).get(k) for k in mark} == mark
     except ValueError:
         same = False
-    if not same:
-        ctx.bucket.put(key, json.dumps({**mark, "time": now()}, sort_keys=True).encode())
+    body = old if old is not None and same else json.dumps({**mark, "time": now()}, sort_keys=True).encode()
+    ctx.bucket.put(key, body)  # the marker retracted at boot start comes back only here
     ctx.state.ready = True
     return f"marked ready at {key}"
 

@@ -1,10 +1,10 @@
 """IAM roles and instance profiles of the master and the workers.
 
 Least privilege, written out per statement: the master may write cluster-key/ (the cluster key
-and its own host key, which the CLI pins), workers may only read it; every node publishes its
-records and logs; ec2:DescribeInstances is the one action on "*" because EC2 does not support
-resource-level permissions for it. No managed policies: the AWS ones grant wildcards this
-cluster does not need.
+and its own host key, which the CLI pins), workers may only read it; every node publishes (and
+retracts) its records and writes logs; ec2:DescribeInstances is the one action on "*" because
+EC2 does not support resource-level permissions for it. No managed policies: the AWS ones grant
+wildcards this cluster does not need.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def node_statements(role: str) -> list[Any]:
         # nodes/* for every node: IAM cannot scope it to nodes/<own instance id>/ (no policy variable
         # holds the bare instance id; aws:userid is "<role id>:<instance id>"). So no reader outside
         # the cluster trusts nodes/: the CLI pins the master from cluster-key/, which only it writes.
-        _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject"], [_objects(NODES_PREFIX)]),
+        # DeleteObject: a node retracts its own ready marker when it (re)boots, same scope as PutObject.
+        _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                   [_objects(NODES_PREFIX)]),
         _statement("WriteAgentLogs", ["s3:PutObject"], [_objects(LOGS_PREFIX)]),
         If("HasAgentWheel",
            _statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),

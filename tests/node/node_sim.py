@@ -4,7 +4,11 @@ moto-backed cluster whose nodes boot into temporary root directories."""
 from __future__ import annotations
 
 import io
+import json
+import os
+import pwd
 import secrets
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -119,3 +123,26 @@ class SimCluster:
         return io.StringIO()
 
 
+
+
+LOCAL_USER = pwd.getpwuid(os.getuid()).pw_name
+
+
+def local_cluster(d: Path, ids: list[str]) -> None:
+    """A local cluster folder as `local up` leaves it: host keys per node and inventory.json
+    (node i at 127.0.0.<i + 2>, the first one the master, one slot each, port 22)."""
+    for nid in ids:
+        (d / "nodes" / nid).mkdir(parents=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        str(d / "nodes" / nid / "ssh_host_ed25519_key")], check=True)
+    (d / "inventory.json").write_text(json.dumps({"nodes": [
+        {"instance_id": nid, "private_ip": f"127.0.0.{i + 2}", "role": "master" if i == 0 else "worker",
+         "slots": 1, "ssh_port": 22} for i, nid in enumerate(ids)]}))
+
+
+def local_settings(d: Path, ids: list[str], i: int, **over: Any) -> Settings:
+    """Boot settings of node i of local_cluster(d, ids), as `local up` passes them."""
+    nid = ids[i]
+    return Settings(backend="local", state_dir=str(d), role="master" if i == 0 else "worker", node_id=nid,
+                    private_ip=f"127.0.0.{i + 2}", host_key=str(d / "nodes" / nid / "ssh_host_ed25519_key.pub"),
+                    user=LOCAL_USER, home=str(d / "home"), mount_point=str(d / "shared"), key_wait=20).merged(over)

@@ -101,25 +101,16 @@ def test_concurrent_workers_sharing_a_home_end_with_every_node(tmp_path: Path) -
     """`local up` boots workers at once into one home; the shared files end with every node."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from node_sim import local_cluster, local_settings
+
     from cfn_chainermn.node import agent
-    from cfn_chainermn.node.settings import Settings
 
     d = tmp_path / "lc"
     ids = ["m", "w1", "w2", "w3"]
-    for nid in ids:
-        (d / "nodes" / nid).mkdir(parents=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                        str(d / "nodes" / nid / "ssh_host_ed25519_key")], check=True)
-    (d / "inventory.json").write_text(json.dumps({"nodes": [
-        {"instance_id": nid, "private_ip": f"127.0.0.{i + 2}", "role": "master" if i == 0 else "worker",
-         "slots": 1, "ssh_port": 22} for i, nid in enumerate(ids)]}))
+    local_cluster(d, ids)
 
     def boot(i: int) -> bool:
-        nid = ids[i]
-        s = Settings(backend="local", state_dir=str(d), role="master" if i == 0 else "worker", node_id=nid,
-                     private_ip=f"127.0.0.{i + 2}", host_key=str(d / "nodes" / nid / "ssh_host_ed25519_key.pub"),
-                     user=USER, home=str(d / "home"), mount_point=str(d / "shared"), key_wait=20)
-        return agent.boot(s, echo=io.StringIO()).ready
+        return agent.boot(local_settings(d, ids, i), echo=io.StringIO()).ready
 
     assert boot(0)
     with ThreadPoolExecutor(3) as pool:

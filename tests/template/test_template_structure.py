@@ -158,6 +158,11 @@ def test_iam_least_privilege(default_dict: dict[str, Any]) -> None:
         star = [s["Sid"] for s in stmts.values() if "*" in s["Resource"]]
         assert star == ["DiscoverClusterNodes"] and stmts["DiscoverClusterNodes"]["Action"] == ["ec2:DescribeInstances"]
         assert stmts["SignalThisStack"]["Resource"] == [{"Ref": "AWS::StackId"}]
+        # a (re)booting node deletes its own nodes/<id>/ready: Put and Delete on the same nodes/* scope
+        records = stmts["PublishNodeRecords"]
+        assert records["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+        assert records["Resource"] == [{"Fn::Sub": "${KeyBucket.Arn}/nodes/*"}]
+        assert [s["Sid"] for s in stmts.values() if "s3:DeleteObject" in s["Action"]] == ["PublishNodeRecords"]
         assert stmts["ReadAgentWheel"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${AgentWheelS3Path}"}]
         assert all(not a.endswith("*") for s in stmts.values() for a in s["Action"])
     wheel = props(default_dict, "MasterRole")["Policies"][0]["PolicyDocument"]["Statement"][-1]
