@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from node_sim import SimCluster
 
-from cfn_chainermn.node import agent
+from cfn_chainermn.node import agent, steps
 
 
 def test_ami_manifest_dirs_come_first_and_agent_last(sim_cluster: SimCluster) -> None:
@@ -42,3 +43,39 @@ def test_stock_image_keeps_standard_dirs(sim_cluster: SimCluster) -> None:
     path = env.split("export PATH=", 1)[1].splitlines()[0].split(":")
     assert path[:6] == ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
     assert "LD_LIBRARY_PATH" not in env
+
+
+DEBIAN_BASHRC = """# ~/.bashrc: executed by bash(1) for non-login shells.
+# If not running interactively, don't do anything
+case $- in
+    *i*) ;;
+      *) return;;
+esac
+export PATH="$PATH:/interactive/only/bin"
+"""
+
+
+def test_non_interactive_ssh_shell_sees_the_mpi_path(sim_cluster: SimCluster) -> None:
+    """What `ssh chainer@node orted ...` runs: bash -c, not interactive, so a Debian/Ubuntu
+    .bashrc returns at its top; the agent's line must come before that return."""
+    c = sim_cluster
+    root = c.nodes["master"].root
+    mpi_bin = "/opt/amazon/openmpi/bin"
+    assert mpi_bin in steps.BIN_DIRS
+    (root / mpi_bin.lstrip("/")).mkdir(parents=True)
+    home = root / "home/chainer"
+    home.mkdir(parents=True)
+    (home / ".bashrc").write_text(DEBIAN_BASHRC)
+
+    def shell_path() -> list[str]:
+        # mirrors a non-interactive ssh command: a bare environment, bash -c, ~/.bashrc sourced
+        out = subprocess.run(["env", "-i", f"HOME={home}", "bash", "-c", '. "$HOME/.bashrc"; echo "$PATH"'],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return out.split(":")
+
+    assert mpi_bin not in shell_path()  # the check can fail: the image's .bashrc alone does not add it
+    assert agent.boot(c.settings("master"), c.clients("master"), echo=c.echo()).ready
+    path = shell_path()
+    assert mpi_bin in path and "/usr/bin" in path
+    assert "/interactive/only/bin" not in path  # the shell really was non-interactive and returned early
+    assert (home / ".bashrc").read_text().endswith(DEBIAN_BASHRC)  # the image's lines are kept
