@@ -129,3 +129,10 @@ def aws_options(func: F) -> F:
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def region_from_config(path: str | None) -> str | None:
+    """The region of a validated cluster.yaml, or None (no file, or no region in it)."""
+    if not path:
+        return None
+    return load(path).region or None

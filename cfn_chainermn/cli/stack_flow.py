@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from cfn_chainermn.aws import Aws
+from cfn_chainermn.cli.options import region_from_config
 from cfn_chainermn.cli.stack_view import OUTPUT_CHOICE, emit_json, outputs_text, say
 from cfn_chainermn.config import ClusterConfig
 from cfn_chainermn.errors import StackError
@@ -45,15 +46,6 @@ def region_option(func: Any) -> Any:
         return func(*args, region=region or region_from_config(config_file), **kwargs)
 
     return wrapper
-
-
-def region_from_config(path: str | None) -> str | None:
-    """The region of a validated cluster.yaml, or None (no file, or no region in it)."""
-    if not path:
-        return None
-    from cfn_chainermn.config import load
-
-    return load(path).region or None
 
 
 def output_option(func: Any) -> Any:

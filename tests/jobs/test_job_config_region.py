@@ -1,0 +1,32 @@
+"""Job commands find an AWS stack in the region of the cluster.yaml it was created with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.errors import StackError
+
+
+@pytest.mark.parametrize("command", [["hostfile", "demo"], ["job", "list", "demo"], ["ssh", "demo", "--", "true"],
+                                     ["cluster", "check", "demo"]])
+def test_region_from_config_unless_given(command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[str | None] = []
+
+    def resolve(name: str, *, state_dir: Any, access: Any) -> Any:
+        seen.append(access.region)
+        raise StackError("stopped before any AWS call")
+
+    monkeypatch.setattr("cfn_chainermn.clusters.resolve", resolve)
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text("region: ap-northeast-1\n")
+    head, tail = (command[:-2], command[-2:]) if "--" in command else (command, [])
+    assert run_with_boundary(cli, [*head, "--config", str(cfg), *tail]) == 3
+    assert run_with_boundary(cli, [*head, "--config", str(cfg), "--region", "eu-west-1", *tail]) == 3
+    assert seen == ["ap-northeast-1", "eu-west-1"]
+    assert capsys.readouterr().err.count("error: stopped before any AWS call") == 2
