@@ -17,7 +17,7 @@ __all__ = ["USER_KEY", "sim_cluster"]
 
 @pytest.fixture
 def sim_cluster(moto: Any, tmp_path: Path) -> Iterator[SimCluster]:
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto.url)
+    ec2: Any = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto.url)  # InstanceType from a plan
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto.url)
     bucket = "demo-keybucket-abc123"
     s3.create_bucket(Bucket=bucket)
