@@ -18,7 +18,6 @@ import json
 import os
 import pwd
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,15 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfn_chainermn import clusters, procs
+from cfn_chainermn import clusters, local_folder, procs
 from cfn_chainermn.errors import ConfigError, RemoteError
+from cfn_chainermn.local_folder import MARKER
 
 SSHD = "/usr/sbin/sshd"
 RUN_SSHD = Path("/run/sshd")
-MARKER = "# cfn-chainermn local cluster node"
-# Kept by `down`: the next `up` may clear only a folder that holds it.
-OWNER_FILE = ".cfn-chainermn-local-cluster"
-OWNER_TEXT = "made by `cfn-chainermn local up`; `local up` reuses (and clears) only folders holding this file\n"
 Log = Callable[[str], None]
 
 
@@ -116,68 +112,6 @@ def _user_name(root: Path) -> str:
     return "cfnmn-" + hashlib.sha256(str(root).encode()).hexdigest()[:6]
 
 
-def _check_searchable(root: Path, flag: str = "--state-dir",
-                      fix: str = "Pick a folder such as /tmp/cluster or ./.local-cluster") -> None:
-    for parent in [root, *root.parents]:
-        if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            raise ConfigError(f"{flag}: {parent} is not searchable by other users (mode "
-                              f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach "
-                              f"{root} there. {fix}")
-
-
-def _is_ours(root: Path) -> bool:
-    """Our mark, or what an older version (no mark) left: its state file, or, after its `down`
-    removed that, a node's sshd_config that names this very folder on its first line."""
-    if (root / OWNER_FILE).is_file():
-        return True
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        for conf in (root / "nodes").glob("*/sshd_config"):
-            if conf.read_text(encoding="utf-8").partition("\n")[0] == f"{MARKER} state={root}":
-                return True
-    try:
-        state = json.loads((root / clusters.STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and {"master_id", "nodes", "port", "user"} <= state.keys()
-
-
-def _unusable(root: Path, exc: OSError) -> ConfigError:
-    return ConfigError(f"--state-dir: cannot use {root}: {exc.strerror or exc}; give a folder you can write, "
-                       "such as /tmp/cluster")
-
-
-def _refuse_foreign(root: Path) -> None:
-    """Refuse a folder that `local up` did not make: it would clear nodes/, bucket/ and home/ in it."""
-    try:
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"--state-dir: {root} is not a folder; give a new or empty folder such as /tmp/cluster")
-        if root.exists() and not _is_ours(root) and any(root.iterdir()):
-            raise ConfigError(f"--state-dir: {root} is not empty and holds no cfn-chainermn local cluster; give a "
-                              "new or empty folder such as /tmp/cluster (nothing in it was changed)")
-    except OSError as exc:
-        raise _unusable(root, exc) from exc
-
-
-def _prepare(root: Path) -> None:
-    """Make the folder (0o755 only where we create it), mark it ours, clear the last run's files."""
-    try:
-        for folder in reversed([root, *root.parents]):
-            if not folder.exists():
-                with contextlib.suppress(FileExistsError):
-                    folder.mkdir()
-                    os.chmod(folder, 0o755)  # not the umask: the cluster user must reach it
-        _refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
-        (root / OWNER_FILE).write_text(OWNER_TEXT, encoding="utf-8")
-        for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):
-            path = root / sub
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-    except OSError as exc:
-        raise _unusable(root, exc) from exc
-
-
 def _run(argv: list[str], what: str) -> str:
     res = subprocess.run(argv, capture_output=True, text=True)
     if res.returncode != 0:
@@ -192,17 +126,17 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
     root = spec.state_dir.resolve()
     as_root = os.geteuid() == 0
     if as_root:
-        _check_searchable(root)
+        local_folder.check_searchable(root)
         # jobs run as the cluster user with this interpreter: a venv under /root cannot work
-        _check_searchable(Path(spec.python).parent, "--python",
+        local_folder.check_searchable(Path(spec.python).parent, "--python",
                           "Make the project's venv in a folder other users can reach, or pass --python")
-    _refuse_foreign(root)
+    local_folder.refuse_foreign(root)
     old = clusters.read_state(root)
     if old is not None and procs.alive_sshd(root, old):
         raise ConfigError(f"a local cluster is already up in {root}; `cfn-chainermn local down --state-dir {root}`")
     if old is not None:  # left over from a run that died: clear its processes and user first
         down(root, log=log)
-    _prepare(root)
+    local_folder.prepare(root)
     ids = node_ids(spec.workers)
     ips = [f"127.0.0.{i + 2}" for i in range(len(ids))]
     port = pick_port(ips)
@@ -233,7 +167,7 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
             if as_root:
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
         if as_root:
-            _hand_over(root / "shared", entry.pw_uid, entry.pw_gid)
+            local_folder.hand_over(root / "shared", entry.pw_uid, entry.pw_gid)
         log(f"nodes {', '.join(ips)} on port {port}, user {user}")
         for node, ip in zip(ids, ips, strict=True):
             _start_node(root, node, ip, port, user, str(home), as_root, spec.python)
@@ -246,21 +180,6 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
         down(root, log=lambda _m: None)
         raise
     return state
-
-
-def _hand_over(folder: Path, uid: int, gid: int) -> None:
-    """Give what an earlier run left in shared/ to this run's user.
-
-    shared/ outlives `down` (results), but the user may differ between runs (`chainer` when
-    free, else `cfnmn-<hash>`): a jobs/ folder of the last one would refuse every upload.
-    Links are changed themselves, never followed.
-    """
-    for top, dirs, files in os.walk(folder):
-        for name in [*dirs, *files]:
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def _write_state(root: Path, state: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from localcluster import down, make_state_dir, pids_matching
 
-from cfn_chainermn import local
+from cfn_chainermn import local, local_folder
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import ConfigError
@@ -107,7 +107,7 @@ def test_a_folder_an_older_version_left_is_ours_only_when_its_nodes_name_it(tmp_
     (root / "home").mkdir()
     named = root if claimed == "self" else tmp_path / "elsewhere"
     (root / "nodes" / "master" / "sshd_config").write_text(f"{local.MARKER} state={named}\nPort 1\n")
-    assert local._is_ours(root) is ours
+    assert local_folder.is_ours(root) is ours
     if not ours:
         with pytest.raises(ConfigError, match="holds no cfn-chainermn local cluster"):
-            local._refuse_foreign(root)
+            local_folder.refuse_foreign(root)
