@@ -45,3 +45,16 @@ def render(nodes: Iterable[Node]) -> str:
     """Hostfile text for OpenMPI; empty string when no node is usable."""
     return "".join(f"{n.private_ip} slots={n.slots}\n" for n in members(nodes))
 
+
+
+def nodes_used(nodes: Iterable[Node], np: int, per_node: int | None = None) -> int:
+    """How many of the usable nodes a job of `np` ranks occupies (OpenMPI fills them in order)."""
+    usable = members(nodes)
+    if per_node:
+        return min(len(usable), -(-np // per_node))
+    filled = 0
+    for count, node in enumerate(usable, 1):
+        filled += node.slots
+        if filled >= np:
+            return count
+    return len(usable)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfn_chainermn.hostfile import Node, members, render
+from cfn_chainermn.hostfile import Node, members, nodes_used, render
 
 
 def nodes() -> list[Node]:
@@ -47,3 +47,12 @@ def test_every_line_is_a_usable_node(rows: list[tuple[int, bool, str]]) -> None:
     lines = render(ns).splitlines()
     assert len(lines) == sum(1 for n in ns if n.ready and n.state == "running")
     assert all(line.endswith(" slots=4") for line in lines)
+
+
+def test_nodes_used_follows_openmpi_fill_order() -> None:
+    three = [Node(f"i-{i}", f"10.0.0.{i}", "master" if i == 1 else "worker", "p3.8xlarge") for i in (1, 2, 3)]
+    assert nodes_used(three, 2, per_node=1) == 2  # -n 2 -N 1: two nodes, not all three
+    assert nodes_used(three, 8, per_node=4) == 2
+    assert nodes_used(three, 5) == 2  # 4 slots each: the second node takes rank 5
+    assert nodes_used(three, 99) == 3  # oversubscribed: every node
+    assert nodes_used(three, 32, per_node=8) == 3  # more asked than there are nodes

@@ -20,9 +20,15 @@ OUTPUT = click.Choice(["text", "json"])
 
 
 def _recipe() -> Path:
+    """The ami/ folder; it ships with the source checkout, not inside an installed package."""
     from cfn_chainermn.ami import RECIPE_DIR
+    from cfn_chainermn.errors import ConfigError
 
-    return Path(os.environ.get("CFN_CHAINERMN_AMI_DIR") or RECIPE_DIR)
+    recipe = Path(os.environ.get("CFN_CHAINERMN_AMI_DIR") or RECIPE_DIR)
+    if not (recipe / "profiles").is_dir():
+        raise ConfigError(f"no AMI recipe at {recipe} (it ships with the source checkout, not the installed "
+                          "package); run from a clone of cfn-chainermn or set CFN_CHAINERMN_AMI_DIR to its ami/")
+    return recipe
 
 
 def _region(region: str | None) -> str:

@@ -75,7 +75,7 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
     import time
 
     from cfn_chainermn import hostfile as hf
-    from cfn_chainermn.errors import RemoteError
+    from cfn_chainermn.errors import CfnChainermnError
 
     cluster = _resolve(name, access)
     deadline = time.monotonic() + timeout
@@ -85,7 +85,7 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
         if wait_for is None or len(ready) >= wait_for:
             break
         if time.monotonic() >= deadline:
-            raise RemoteError(f"only {len(ready)} of {wait_for} nodes ready after {timeout:g}s "
+            raise CfnChainermnError(f"only {len(ready)} of {wait_for} nodes ready after {timeout:g}s "
                               f"(not ready: {', '.join(n.instance_id for n in nodes if n not in ready) or 'none'})")
         time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
     click.echo(hf.render(nodes), nl=False)
@@ -131,7 +131,8 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     with _remote(cluster, access) as remote:
         ref, _full = jobs.prepare(remote, shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
                                  hostfile_text=text, job=spec, net=cluster.network)
-        click.echo(f"job {ref.job_id}: {np} ranks on {len(hf.members(nodes))} nodes; log {ref.directory}/log",
+        click.echo(f"job {ref.job_id}: {np} ranks on {hf.nodes_used(nodes, np, per_node)} nodes; "
+                   f"log {ref.directory}/log",
                    err=True)
         kept: list[str] = []
         rc = jobs.start(remote, ref, detach=detach, on_line=jobs.tee(_echo, kept))

@@ -238,3 +238,14 @@ def test_ami_list_reads_versions_from_tags(moto: Any, capsys: pytest.CaptureFixt
     assert run_with_boundary(cli, args) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{mine}\tcurrent\t") and "chainer=7.8.1 cupy=cupy-cuda110==7.8.0 cuda=11.0" in line
+
+
+@pytest.mark.parametrize("args", [["ami", "profiles"], ["ami", "validate"],
+                                  ["ami", "render", "--profile", "current", "-o", "out-never-written"]])
+def test_without_the_recipe_every_command_says_so(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An installed copy has no ami/ folder: say so (exit 2) instead of listing nothing (exit 0)."""
+    monkeypatch.setenv("CFN_CHAINERMN_AMI_DIR", str(tmp_path / "no-recipe"))
+    assert run_with_boundary(cli, args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no AMI recipe at ") and "source checkout" in err and len(err.splitlines()) == 1
