@@ -11,6 +11,7 @@ rank is orphaned. `--detach` simply skips the watchdog.
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import secrets
 import shlex
@@ -36,12 +37,13 @@ setsid sh ./cmd.sh < /dev/null > /dev/null 2>&1 3<&- &
 pid=$!
 # setsid() happens in the child a moment later: wait for the group, so cancel can find it.
 i=0
-while ! kill -0 "-$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
+while ! kill -0 "-$pid" 2>/dev/null && kill -0 "$pid" 2>/dev/null && [ $i -lt 400 ]; do sleep 0.005; i=$((i+1)); done
 echo "$pid" > pgid
 if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
 ( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
 exec 3<&-
-tail -s 0.1 -n +1 --pid="$pid" -f log
+# tail notices the end within -s seconds: the whole of a short job's latency
+tail -s 0.02 -n +1 --pid="$pid" -f log
 [ -f exit_code ] && exit "$(cat exit_code)"
 exit 255
 """
@@ -110,11 +112,43 @@ def cmd_script(argv: Sequence[str]) -> str:
 
 RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "mpiexec.pid",
                       "exit_code", "exit_code.tmp", "cancelled"})
+LAUNCHED = "cfn-chainermn: job folder written"  # the line between the upload's messages and the job's
+END_OF_FILES = b"END\n"  # after the last file: proves the upload arrived whole
 
 
-def prepare(remote: Remote, *, shared: str, script: Path, files: Sequence[Path], hostfile_text: str,
-            job: mpi.Job, net: mpi.Network, job_id: str | None = None) -> tuple[JobRef, mpi.Job]:
-    """Upload the script, extra files, hostfile and the runner; the job with remote paths filled in."""
+@dataclass(frozen=True)
+class Launch:
+    """A job ready to send: its folder, the mpiexec job with remote paths, the folder's files."""
+
+    ref: JobRef
+    job: mpi.Job
+    files: tuple[tuple[str, bytes, int], ...]  # name, content, mode
+
+    def command(self, mode: str) -> str:
+        """One shell command that writes the folder from stdin and execs run.sh (`attach`|`detach`).
+
+        One exec channel instead of an SFTP session and a file at a time: about 0.1 s less per job.
+        Exact byte counts (`head -c`, then `read`, which takes a byte at a time from a pipe) leave
+        stdin, after the files, to run.sh's watchdog.
+        """
+        q, path = shlex.quote, self.ref.directory
+        reads = " && ".join(f"head -c {len(data)} > {q(name)}" for name, data, _ in self.files)
+        executable = [q(name) for name, _, m in self.files if m & 0o111]  # the runners go through `sh`
+        chmod = f" && chmod 755 {' '.join(executable)}" if executable else ""
+        return (f"fail() {{ echo \"$1\"; exit 254; }}; umask 022; "
+                f"mkdir -p {q(posixpath.dirname(path))} && mkdir {q(path)} && cd {q(path)} "
+                f"|| fail {q(f'cannot create {path}')}; "
+                f"{reads}{chmod} || fail {q(f'cannot write the files of {path}')}; "
+                f"read -r end; [ \"$end\" = END ] || fail {q(f'upload of {self.ref.job_id} cut short')}; "
+                f"echo {q(LAUNCHED)}; exec sh ./run.sh {mode}")
+
+    def payload(self) -> bytes:
+        return b"".join(data for _, data, _ in self.files) + END_OF_FILES
+
+
+def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: str, job: mpi.Job,
+            net: mpi.Network, job_id: str | None = None) -> Launch:
+    """Check the files and build the job folder's content; nothing touches the cluster yet."""
     names: set[str] = set()
     for flag, path in [("SCRIPT", script), *(("--files", f) for f in files)]:
         if not path.is_file():
@@ -127,31 +161,38 @@ def prepare(remote: Remote, *, shared: str, script: Path, files: Sequence[Path],
     hostfile = posixpath.join(ref.directory, "hostfile") if hostfile_text else None
     full = mpi.Job(program=posixpath.join(ref.directory, script.name), np=job.np, per_node=job.per_node,
                    args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
-    argv = mpi.mpiexec_argv(full, net)  # bad counts fail here, before anything is uploaded
-    for path in (script, *files):
-        remote.put(path, posixpath.join(ref.directory, path.name))
+    argv = mpi.mpiexec_argv(full, net)  # bad counts fail here, before anything is read or sent
+    content = [(p.name, p.read_bytes(), 0o755 if os.access(p, os.X_OK) else 0o644) for p in (script, *files)]
     if hostfile:
-        remote.put_text(hostfile_text, hostfile)
-    remote.put_text(cmd_script(argv), posixpath.join(ref.directory, "cmd.sh"), mode=0o755)
-    remote.put_text(CANCEL_SH, posixpath.join(ref.directory, "cancel.sh"), mode=0o755)
-    remote.put_text(RUN_SH, posixpath.join(ref.directory, "run.sh"), mode=0o755)
+        content.append(("hostfile", hostfile_text.encode(), 0o644))
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
-    remote.put_text(summary + "\n", posixpath.join(ref.directory, "summary"))
-    return ref, full
+    content += [("cmd.sh", cmd_script(argv).encode(), 0o644), ("cancel.sh", CANCEL_SH.encode(), 0o644),
+                ("run.sh", RUN_SH.encode(), 0o644), ("summary", f"{summary}\n".encode(), 0o644)]
+    return Launch(ref, full, tuple(content))
 
 
-def start(remote: Remote, ref: JobRef, *, detach: bool, on_line: LineSink) -> int:
-    """Run the uploaded job; attached: stream its log and return its exit code."""
-    run_sh = shlex.quote(posixpath.join(ref.directory, "run.sh"))
-    if detach:
-        rc, out = remote.capture(f"sh {run_sh} detach")
-        if rc != 0:
-            raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {out.strip()}")
-        return 0
-    chan = remote.open_command(f"sh {run_sh} attach")
+def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink) -> int:
+    """Send the job and run it; attached: stream its log and return its exit code."""
+    ref = launch.ref
+    chan = remote.open_command(launch.command("detach" if detach else "attach"))
+    before: list[str] = []  # the upload's own messages (mkdir's, say): for the error, not the job's output
+    launched = False
+
+    def route(line: str) -> None:
+        nonlocal launched
+        if not launched:
+            launched = line == LAUNCHED
+            if not launched:
+                before.append(line)
+        elif detach:
+            before.append(line)  # "started PID", or why not
+        else:
+            on_line(line)
+
     try:
-        stream_lines(chan, on_line)
-        return int(chan.recv_exit_status())
+        chan.sendall(launch.payload())
+        stream_lines(chan, route)
+        rc = int(chan.recv_exit_status())
     except BaseException:
         # Ctrl-C or a lost connection: cancel explicitly too, in case the watchdog cannot run.
         chan.close()
@@ -160,6 +201,12 @@ def start(remote: Remote, ref: JobRef, *, detach: bool, on_line: LineSink) -> in
         raise
     finally:
         chan.close()
+    if not launched:
+        raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
+                          f"{'; '.join(before) or 'no message'}")
+    if detach and rc != 0:
+        raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {'; '.join(before)}")
+    return rc
 
 
 def cancel(remote: Remote, ref: JobRef) -> None:

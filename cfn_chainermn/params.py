@@ -8,8 +8,10 @@ and the CLI can never disagree about what a setting means.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from cfn_chainermn.config import ClusterConfig
+if TYPE_CHECKING:  # annotations only: the bucket layout below is read by light paths (job submit)
+    from cfn_chainermn.config import ClusterConfig
 
 # Logical ids that the node agent signals and the CLI reports on.
 MASTER_RESOURCE = "ClusterMaster"

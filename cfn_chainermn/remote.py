@@ -1,4 +1,4 @@
-"""SSH to a cluster node with paramiko: host key verified, output streamed, files over SFTP.
+"""SSH to a cluster node with paramiko: host key verified, output streamed.
 
 Usage::
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import posixpath
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,8 +74,6 @@ class Remote:
         self.connect_timeout = connect_timeout
         self.notice = notice
         self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
-        self._made: set[str] = set()
 
     @property
     def where(self) -> str:
@@ -92,15 +90,16 @@ class Remote:
         """Open the connection once; every failure becomes a RemoteError that names the host."""
         if self._client is not None:
             return self._client
-        _skip_invoke()
-        import paramiko
-
         if not self.key_file.is_file():
             raise ConfigError(f"--identity-file: {self.key_file} does not exist; give the private key of the "
                               "cluster's key pair")
         if self.host_key is None and not self.accept_new_host_key:
             raise RemoteError(f"no published host key for {self.host}; wait for the node agent to publish it, "
                               "or pass --accept-new-host-key to trust the key the server shows")
+        sock = self._dial()  # before the import: sshd starts its side while paramiko loads
+        _skip_invoke()
+        import paramiko
+
         client = paramiko.SSHClient()
         entry = host_entry(self.host, self.port)
         if self.host_key is not None and not self.accept_new_host_key:
@@ -110,25 +109,27 @@ class Remote:
         else:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
-            client.connect(self.host, port=self.port, username=self.user, key_filename=str(self.key_file),
+            client.connect(self.host, port=self.port, username=self.user, key_filename=str(self.key_file), sock=sock,
                            timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                            auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False)
         except paramiko.BadHostKeyException as exc:
             client.close()
+            sock.close()
             raise RemoteError(
                 f"host key of {self.host}:{self.port} has CHANGED: it shows {fingerprint(_key_line(exc.key))}, "
                 f"the cluster published {fingerprint(self.host_key or '')}; refusing to connect (possible "
                 "man-in-the-middle). If the node was replaced, rerun with --accept-new-host-key") from exc
         except paramiko.SSHException as exc:
             client.close()
+            sock.close()
             if "not found in known_hosts" in str(exc):
                 raise RemoteError(f"{self.host}:{self.port} offered a host key of another type than the one "
                                   "published; refusing (pass --accept-new-host-key to trust it)") from exc
             raise RemoteError(f"SSH to {self.where} failed: {exc}") from exc
         except OSError as exc:
             client.close()
-            raise RemoteError(f"cannot reach {self.host}:{self.port} within {self.connect_timeout:g}s: "
-                              f"{exc.strerror or exc}") from exc
+            sock.close()
+            raise self._unreachable(exc) from exc
         if self.accept_new_host_key and self.notice is not None:
             shown = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
             self.notice(f"accepted host key {fingerprint(_key_line(shown))} of {self.host}:{self.port} "
@@ -136,10 +137,24 @@ class Remote:
         self._client = client
         return client
 
+    def _dial(self) -> socket.socket:
+        """TCP to the host, tuned for SSH's small request/reply packets (see _QuickAckSocket)."""
+        try:
+            raw = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            raise self._unreachable(exc) from exc
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if _QUICKACK is None:
+            return raw
+        sock = _QuickAckSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
+        sock.settimeout(self.connect_timeout)
+        return sock
+
+    def _unreachable(self, exc: OSError) -> RemoteError:
+        return RemoteError(f"cannot reach {self.host}:{self.port} within {self.connect_timeout:g}s: "
+                           f"{exc.strerror or exc}")
+
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -176,28 +191,23 @@ class Remote:
             raise RemoteCommandError(command, rc, out)
         return out
 
-    def put_text(self, text: str | bytes, remote_path: str, *, mode: int = 0o644) -> None:
-        """Write a remote file over SFTP, creating its parent folders."""
-        data = text.encode() if isinstance(text, str) else text
-        if self._sftp is None:  # one SFTP session per connection: a job uploads several files
-            self._sftp = self.connect().open_sftp()
-        sftp = self._sftp
-        try:
-            parent = posixpath.dirname(remote_path)
-            if parent not in self._made:
-                _makedirs(sftp, parent)
-                self._made.add(parent)
-            with sftp.open(remote_path, "wb") as fh:
-                fh.write(data)
-            sftp.chmod(remote_path, mode)
-        except OSError as exc:
-            raise RemoteError(f"cannot write {remote_path} on {self.host}: {exc}") from exc
 
-    def put(self, local_path: str | os.PathLike[str], remote_path: str) -> None:
-        """Copy a local file, keeping its executable bit."""
-        path = Path(local_path)
-        mode = 0o755 if os.access(path, os.X_OK) else 0o644
-        self.put_text(path.read_bytes(), remote_path, mode=mode)
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class _QuickAckSocket(socket.socket):
+    """A socket that ACKs what it receives at once.
+
+    Nagle on either side plus delayed ACKs (40 ms on Linux) stall an SSH handshake whenever
+    one side writes two small packets in a row: sshd does so before SERVICE_ACCEPT and before
+    the confirmation of every channel. With Nagle off here and quick ACKs, a connection plus
+    one command takes ~35 ms instead of ~120 ms against a local sshd (benchmarks/bench_jobs.py).
+    TCP_QUICKACK does not stick, so it is set again before every read.
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.setsockopt(socket.IPPROTO_TCP, _QUICKACK or 0, 1)
+        return super().recv(bufsize, flags)
 
 
 def stream_lines(chan: Any, on_line: LineSink) -> None:
@@ -217,18 +227,3 @@ def stream_lines(chan: Any, on_line: LineSink) -> None:
 
 def _key_line(key: Any) -> str:
     return f"{key.get_name()} {key.get_base64()}"
-
-
-def _makedirs(sftp: Any, path: str) -> None:
-    if not path or path == "/":
-        return
-    try:
-        sftp.stat(path)
-        return
-    except OSError:
-        pass
-    _makedirs(sftp, posixpath.dirname(path))
-    try:
-        sftp.mkdir(path)
-    except OSError:
-        sftp.stat(path)  # raced with another writer: fine if it exists now

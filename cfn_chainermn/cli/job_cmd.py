@@ -128,14 +128,15 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
         raise RemoteError(f"no ready node in {name}; `cfn-chainermn hostfile {name} --wait 1` waits for one")
     spec = mpi.Job(program=Path(script).name, np=np, per_node=per_node, args=args, env=job_env,
                    python=python or cluster.python)
+    launch = jobs.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
+                          hostfile_text=text, job=spec, net=cluster.network)
+    ref = launch.ref
     with _remote(cluster, access) as remote:
-        ref, _full = jobs.prepare(remote, shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
-                                 hostfile_text=text, job=spec, net=cluster.network)
         click.echo(f"job {ref.job_id}: {np} ranks on {hf.nodes_used(nodes, np, per_node)} nodes; "
                    f"log {ref.directory}/log",
                    err=True)
         kept: list[str] = []
-        rc = jobs.start(remote, ref, detach=detach, on_line=jobs.tee(_echo, kept))
+        rc = jobs.start(remote, launch, detach=detach, on_line=jobs.tee(_echo, kept))
         if detach:
             click.echo(ref.job_id)
             return 0

@@ -14,7 +14,6 @@ from typing import Any
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.hostfile import Node
 from cfn_chainermn.inventory import HOST_KEY_NAME, READY_NAME
-from cfn_chainermn.node.system import write_atomic
 from cfn_chainermn.params import NODES_PREFIX
 
 
@@ -32,6 +31,8 @@ class DirBucket:
         return path.read_bytes() if path.is_file() else None
 
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
+        from cfn_chainermn.node.system import write_atomic  # subprocess, tempfile: not for `job submit`
+
         write_atomic(self._path(key), data, 0o600 if secret else 0o644)
 
     def delete(self, key: str) -> None:

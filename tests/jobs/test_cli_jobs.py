@@ -52,6 +52,6 @@ def test_files_that_clash_with_the_job_folder_are_refused(tmp_path: Path) -> Non
         clash = other / name
         clash.write_text("")
         with pytest.raises(ConfigError, match=rf"^--files: '{name}' clashes"):
-            jobs.prepare(None, shared="/s", script=script, files=[clash], hostfile_text="",  # type: ignore[arg-type]
+            jobs.prepare(shared="/s", script=script, files=[clash], hostfile_text="",
                          job=mpi.Job(program="train.py", np=1),
                          net=mpi.Network(cidr="127.0.0.0/8", instance_type="local"))

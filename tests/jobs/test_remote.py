@@ -62,3 +62,21 @@ def test_accepting_a_new_host_key_requires_somewhere_to_report_it(key: Path) -> 
     remote = Remote("127.0.0.1", user="u", key_file=key, host_key=None, accept_new_host_key=True,
                     notice=notices.append)
     assert remote.notice is not None and remote.accept_new_host_key
+
+
+def test_connections_ack_at_once_and_never_wait_for_nagle(key: Path) -> None:
+    """Both settings take ~0.1 s off every connection to sshd (benchmarks/bench_jobs.py)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        remote = Remote("127.0.0.1", port=server.getsockname()[1], user="u", key_file=key, host_key="x y")
+        sock = remote._dial()
+        peer, _ = server.accept()
+        with sock, peer:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+            assert sock.gettimeout() == remote.connect_timeout
+            peer.sendall(b"SSH-2.0-test\r\n")
+            assert sock.recv(64) == b"SSH-2.0-test\r\n"
+            if hasattr(socket, "TCP_QUICKACK"):
+                assert type(sock).__name__ == "_QuickAckSocket"
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1

@@ -156,7 +156,8 @@ def test_cluster_check_all_ok(cluster: LocalCluster) -> None:
 def test_stopped_node_is_named_fast_by_check_and_submit(cluster: LocalCluster) -> None:
     pid = cluster.sshd_pid("worker-2")
     subprocess.run(["kill", str(pid)], check=True)
-    assert wait_until(lambda: not pids_matching("nodes/worker-2/sshd_config"), 5)
+    # this cluster's worker-2 only: another local cluster on the machine has a worker-2 too
+    assert wait_until(lambda: not pids_matching(str(cluster.state_dir / "nodes" / "worker-2" / "sshd_config")), 5)
     try:
         started = time.monotonic()
         res = cluster.cli("cluster", "check", "local")

@@ -1,0 +1,162 @@
+"""The one-channel launch: the job folder travels on stdin, run.sh starts right after it.
+
+Here `sh -c` on this machine stands in for the master's login shell (what sshd runs), and a
+pipe for the SSH channel, so the exact command and bytes that `job submit` sends are run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cfn_chainermn import jobs, mpi
+from cfn_chainermn.errors import RemoteError
+
+NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
+
+
+def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n", extra: bytes | None = None,
+            hostfile: str = "127.0.0.2 slots=1\n") -> jobs.Launch:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    script = src / "job.sh"
+    script.write_bytes(program)
+    script.chmod(0o755)
+    files = []
+    if extra is not None:
+        data = src / "weights.bin"
+        data.write_bytes(extra)
+        files.append(data)
+    launch = jobs.prepare(shared=str(tmp_path / "shared"), script=script, files=files, hostfile_text=hostfile,
+                          job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
+    # No MPI here: cmd.sh runs the program itself, as mpiexec would on each rank.
+    cmd = jobs.cmd_script(["sh", "-c", f"./job.sh; {'cat weights.bin | wc -c;' if extra is not None else ''} exit 3"])
+    return jobs.Launch(launch.ref, launch.job,
+                       tuple((n, cmd.encode() if n == "cmd.sh" else d, m) for n, d, m in launch.files))
+
+
+def _run(command: str, payload: bytes, *, keep_stdin_open: bool = True) -> tuple[int, str]:
+    proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(payload)
+    proc.stdin.flush()
+    if not keep_stdin_open:
+        proc.stdin.close()
+    out = proc.stdout.read().decode()
+    rc = proc.wait(timeout=30)
+    if keep_stdin_open:
+        proc.stdin.close()
+    return rc, out
+
+
+def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
+    blob = bytes(range(256)) * 40 + b"\0\n\0"  # binary, NULs, no trailing newline: all pass as is
+    launch = _launch(tmp_path, extra=blob)
+    rc, out = _run(launch.command("attach"), launch.payload())
+    d = tmp_path / "shared" / "jobs" / "j1"
+    assert rc == 3
+    assert out.splitlines() == [jobs.LAUNCHED, "hi from ./job.sh", str(len(blob))]
+    assert (d / "weights.bin").read_bytes() == blob
+    assert (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"
+    assert (d / "run.sh").read_text() == jobs.RUN_SH and (d / "cancel.sh").read_text() == jobs.CANCEL_SH
+    assert (d / "summary").read_text() == "np=1 job.sh\n"
+    assert (d / "job.sh").stat().st_mode & 0o777 == 0o755  # the user's executable stays executable
+    assert (d / "weights.bin").stat().st_mode & 0o777 == 0o644
+    assert (d / "exit_code").read_text() == "3\n"
+
+
+def test_a_cut_short_upload_starts_nothing(tmp_path: Path) -> None:
+    launch = _launch(tmp_path)
+    payload = launch.payload()
+    rc, out = _run(launch.command("attach"), payload[: len(payload) - 10], keep_stdin_open=False)
+    assert rc == 254
+    assert out.strip() == "upload of j1 cut short"
+    assert not (tmp_path / "shared" / "jobs" / "j1" / "pgid").exists()  # run.sh never ran
+
+
+def test_an_existing_job_folder_is_never_overwritten(tmp_path: Path) -> None:
+    launch = _launch(tmp_path)
+    (tmp_path / "shared" / "jobs" / "j1").mkdir(parents=True)
+    rc, out = _run(launch.command("attach"), launch.payload())
+    assert rc == 254
+    assert out.splitlines()[-1] == f"cannot create {tmp_path}/shared/jobs/j1"
+
+
+def test_paths_with_spaces_and_quotes_are_quoted(tmp_path: Path) -> None:
+    odd = tmp_path / "it's a dir"
+    odd.mkdir()
+    launch = _launch(odd)
+    rc, out = _run(launch.command("attach"), launch.payload())
+    assert rc == 3 and jobs.LAUNCHED in out.splitlines()
+    assert (odd / "shared" / "jobs" / "j1" / "exit_code").exists()
+
+
+class PipeChannel:
+    """The slice of paramiko.Channel that jobs.start uses, over `sh -c` and pipes."""
+
+    def __init__(self, command: str) -> None:
+        self.proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+
+    def sendall(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def recv(self, n: int) -> bytes:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read1(n)
+
+    def recv_exit_status(self) -> int:
+        return self.proc.wait(timeout=30)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+
+class PipeRemote:
+    host = "master.test"
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def open_command(self, command: str) -> Any:
+        self.commands.append(command)
+        return PipeChannel(command)
+
+
+def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) -> None:
+    launch = _launch(tmp_path)
+    lines: list[str] = []
+    remote = PipeRemote()
+    assert jobs.start(remote, launch, detach=False, on_line=lines.append) == 3  # type: ignore[arg-type]
+    assert lines == ["hi from ./job.sh"]  # the "folder written" line is the client's, not the user's
+    assert len(remote.commands) == 1  # folder and start in one channel
+
+
+def test_start_detached_returns_at_once(tmp_path: Path) -> None:
+    launch = _launch(tmp_path, program=b"#!/bin/sh\nsleep 0.3; echo late\n")
+    lines: list[str] = []
+    assert jobs.start(PipeRemote(), launch, detach=True, on_line=lines.append) == 0  # type: ignore[arg-type]
+    assert lines == []
+    log = tmp_path / "shared" / "jobs" / "j1" / "log"
+    for _ in range(100):
+        if (log.parent / "exit_code").exists():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    assert log.read_text() == "late\n"
+
+
+def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None:
+    launch = _launch(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "jobs").write_text("a file where the jobs folder goes")
+    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
+                                          r"cannot create .*/shared/jobs/j1$"):
+        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
