@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cfn_chainermn.cli.options import aws_options
+from cfn_chainermn.cli.aws_flags import aws_options
 
 OUTPUT = click.Choice(["text", "json"])
 

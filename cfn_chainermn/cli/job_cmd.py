@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cfn_chainermn.cli.options import aws_options, region_from_config
+from cfn_chainermn.cli.aws_flags import aws_options, region_from_config
 
 if TYPE_CHECKING:
     from cfn_chainermn.clusters import Cluster

@@ -1,4 +1,4 @@
-"""Options shared by commands: the cluster flags that mirror cluster.yaml, and AWS access.
+"""Options shared by commands: the cluster flags that mirror cluster.yaml (AWS access: aws_flags.py).
 
 A flag given on the command line overrides the same field of `--config`; flags not given
 leave the file (or the default) alone.
@@ -6,7 +6,6 @@ leave the file (or the default) alone.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -115,24 +114,3 @@ def config_from_options(kwargs: dict[str, Any], *, name: str | None = None, for_
     if name is not None:
         overrides["name"] = name
     return load(path, overrides, for_stack=for_stack, base=base)
-
-
-def aws_options(func: F) -> F:
-    """`--profile`, `--region` and `--endpoint-url` (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL too)."""
-
-    @click.option("--profile", "aws_profile", envvar="AWS_PROFILE", default=None,
-                  help="AWS profile (AWS_PROFILE).")
-    @click.option("--endpoint-url", "aws_endpoint_url", envvar="AWS_ENDPOINT_URL", default=None,
-                  help="Send AWS calls to this endpoint (AWS_ENDPOINT_URL), e.g. an emulator.")
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def region_from_config(path: str | None) -> str | None:
-    """The region of a validated cluster.yaml, or None (no file, or no region in it)."""
-    if not path:
-        return None
-    return load(path).region or None

@@ -17,7 +17,8 @@ import click
 
 from cfn_chainermn import __version__
 from cfn_chainermn.cli import stack_flow
-from cfn_chainermn.cli.options import aws_options, cluster_options, config_from_options
+from cfn_chainermn.cli.aws_flags import aws_options
+from cfn_chainermn.cli.options import cluster_options, config_from_options
 from cfn_chainermn.cli.stack_flow import (
     apply_change_set,
     check_quota_for,

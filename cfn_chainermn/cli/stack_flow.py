@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from cfn_chainermn.aws import Aws
-from cfn_chainermn.cli.options import region_from_config
+from cfn_chainermn.cli.aws_flags import region_from_config
 from cfn_chainermn.cli.stack_view import OUTPUT_CHOICE, emit_json, outputs_text, say
 from cfn_chainermn.config import ClusterConfig
 from cfn_chainermn.errors import StackError

@@ -12,7 +12,7 @@ import click
 
 from cfn_chainermn.aws import Aws
 from cfn_chainermn.cli import stack_flow
-from cfn_chainermn.cli.options import aws_options
+from cfn_chainermn.cli.aws_flags import aws_options
 from cfn_chainermn.cli.stack_flow import follow_stack, output_option, print_outputs, region_option, report
 from cfn_chainermn.cli.stack_view import (
     emit_json,

@@ -21,7 +21,7 @@ NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
 def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n", extra: bytes | None = None,
             hostfile: str = "127.0.0.2 slots=1\n") -> jobs.Launch:
     src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
+    src.mkdir(parents=True, exist_ok=True)
     script = src / "job.sh"
     script.write_bytes(program)
     script.chmod(0o755)
@@ -34,8 +34,8 @@ def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n",
                           job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
     # No MPI here: cmd.sh runs the program itself, as mpiexec would on each rank.
     cmd = jobs.cmd_script(["sh", "-c", f"./job.sh; {'cat weights.bin | wc -c;' if extra is not None else ''} exit 3"])
-    return jobs.Launch(launch.ref, launch.job,
-                       tuple((n, cmd.encode() if n == "cmd.sh" else d, m) for n, d, m in launch.files))
+    return jobs.Launch(launch.ref, launch.job, tuple((n, cmd if n == "cmd.sh" else t) for n, t in launch.written),
+                       launch.sent)
 
 
 def _run(command: str, payload: bytes, *, keep_stdin_open: bool = True) -> tuple[int, str]:
@@ -67,6 +67,18 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     assert (d / "job.sh").stat().st_mode & 0o777 == 0o755  # the user's executable stays executable
     assert (d / "weights.bin").stat().st_mode & 0o777 == 0o644
     assert (d / "exit_code").read_text() == "3\n"
+
+
+def test_our_files_ride_in_the_command_and_a_huge_one_on_stdin(tmp_path: Path) -> None:
+    small = _launch(tmp_path)
+    assert [n for n, _ in small.written] == ["run.sh", "cancel.sh", "cmd.sh", "summary", "hostfile"]
+    assert [n for n, _, _ in small.sent] == ["job.sh"]  # only the user's files cost a process each
+    hosts = "".join(f"10.0.{i // 250}.{i % 250 + 1} slots=8\n" for i in range(4000))  # > a shell argument's room
+    big = _launch(tmp_path / "big", hostfile=hosts)
+    assert "hostfile" in [n for n, _, _ in big.sent] and len(big.command("attach")) < jobs.INLINE_LIMIT + 4096
+    rc, out = _run(big.command("attach"), big.payload())
+    assert rc == 3, out
+    assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "hostfile").read_text() == hosts
 
 
 def test_a_cut_short_upload_starts_nothing(tmp_path: Path) -> None:
