@@ -88,6 +88,16 @@ def describe_own(cfn: Any, name: str, action: str) -> dict[str, Any]:
     return stack
 
 
+def ensure_absent(cfn: Any, name: str) -> None:
+    """Before `stack create` stages or checks anything: the name is free (a deleted stack's is)."""
+    try:
+        stack = describe(cfn, name)
+    except StackNotFound:
+        return
+    raise StackError(f"stack {name} already exists ({stack.get('StackStatus', '?')}); "
+                     f"`cfn-chainermn stack update {name}` changes it, or pick another name")
+
+
 def outputs_of(stack: Mapping[str, Any]) -> dict[str, str]:
     return {o["OutputKey"]: str(o.get("OutputValue", "")) for o in stack.get("Outputs", [])}
 

@@ -96,11 +96,12 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
     """
     from cfn_chainermn.instances import estimate
     from cfn_chainermn.stack import create as create_stack
-    from cfn_chainermn.stack import stack_tags
+    from cfn_chainermn.stack import ensure_absent, stack_tags
 
     cfg = _cluster_config(name, agent_source, agent_wheel, kwargs)
     say(f"cost: {estimate(cfg.instance_type, cfg.worker_type, cfg.workers).describe()}")
     aws = stack_flow.connect(aws_profile, cfg.region or None, aws_endpoint_url)
+    ensure_absent(aws.client("cloudformation"), name)  # before preflight, staging or the question
     cfg = prepare(aws, cfg)
     if not yes:
         confirm(f"Create stack {name} in {aws.region}?")

@@ -34,6 +34,9 @@ def _body(text: str) -> StreamingBody:
 
 
 def _queue_preflight(stubbed: Any) -> None:
+    stubbed("cloudformation").add_client_error(  # the name is free: checked before anything else
+        "describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist", 400,
+        expected_params={"StackName": NAME})
     ec2, ssm = stubbed("ec2"), stubbed("ssm")
     ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
     ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
@@ -98,6 +101,19 @@ def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any
     assert f"agent: staged s3://{staged}" in err
     assert "03:04:06  ClusterMaster          CREATE_COMPLETE" in err
     assert err[-1] == f"stack {NAME}: CREATE_COMPLETE"
+
+
+def test_create_of_an_existing_stack_stops_before_preflight_and_staging(stubbed: Any, run_cli: Any,
+                                                                       wheel: Path) -> None:
+    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Tags=OWN)]},
+                                           {"StackName": NAME})
+    # Nothing else is queued: any EC2, SSM, STS or S3 call would fail the test as an unexpected call.
+    result = run_cli("stack", "create", NAME, *FLAGS, "--yes", "--agent-wheel", str(wheel))
+    assert result.code == 3, result.err  # a refused stack operation
+    assert result.err.splitlines()[-1] == (
+        f"error: stack {NAME} already exists (UPDATE_COMPLETE); `cfn-chainermn stack update {NAME}` changes it, "
+        "or pick another name")
+    assert "preflight" not in result.err and "agent: staged" not in result.err
 
 
 def test_rollback_names_the_first_failed_resource_and_shows_its_agent_log(
