@@ -95,6 +95,34 @@ def gpus_of(name: str, default: int = 1) -> int:
     return row.gpus if row else default
 
 
+# The oldest CUDA with native code (SASS) for each GPU: V100 sm_70, T4 sm_75, A100 sm_80,
+# A10G sm_86 (CUDA 11.1), L4 sm_89 and H100 sm_90 (CUDA 11.8).
+MIN_CUDA: dict[str, tuple[int, int]] = {
+    "V100": (9, 0), "T4": (10, 0), "A100": (11, 0), "A10G": (11, 1), "L4": (11, 8), "H100": (11, 8)}
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    parts = text.split(".")[:2]
+    return (int(parts[0]), int(parts[1])) if len(parts) == 2 and all(x.isdigit() for x in parts) else None
+
+
+def cuda_too_old(name: str, cuda: str) -> str | None:
+    """Why CUDA `cuda` ("11.0") cannot drive instance type `name`'s GPUs, or None when it can (or is unknown)."""
+    row = INSTANCE_TYPES.get(name)
+    need = MIN_CUDA.get(row.gpu_model) if row else None
+    have = _version(cuda)
+    if row is None or need is None or have is None or have >= need:
+        return None
+    return f"the {row.gpu_model} GPUs of {name} need CUDA {need[0]}.{need[1]} or newer"
+
+
+def families_for_cuda(cuda: str) -> list[str]:
+    """Instance families ("p3", "g4dn", ...) whose GPUs CUDA `cuda` drives natively."""
+    have = _version(cuda)
+    fams = [t.name.split(".")[0] for t in _TABLE if have is not None and have >= MIN_CUDA.get(t.gpu_model, (99, 0))]
+    return list(dict.fromkeys(fams))
+
+
 @dataclass(frozen=True)
 class CostEstimate:
     nodes: int

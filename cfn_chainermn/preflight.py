@@ -213,7 +213,26 @@ def check_image(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
         lambda: aws.client("ec2").describe_images(ImageIds=[image]))
     if images is not None and not images["Images"]:
         r.problems.append(f"{field_name}: image {image} does not exist in {aws.region}; give an AMI of this region")
+    elif images is not None:
+        r.warnings += image_warnings(image, images["Images"][0], cfg)
     r.image_id = image
+
+
+def image_warnings(image: str, description: dict[str, Any], cfg: ClusterConfig) -> list[str]:
+    """What the image's tags (written by `ami build`) say it cannot do for this cluster."""
+    from cfn_chainermn.ami import PROFILE_TAG, TAG_PREFIX
+    from cfn_chainermn.instances import cuda_too_old, families_for_cuda
+
+    tags = {t.get("Key", ""): t.get("Value", "") for t in description.get("Tags", [])}
+    if PROFILE_TAG not in tags:
+        return [f"image {image} was not built by `cfn-chainermn ami build`: it has no Chainer stack, so the "
+                "cluster comes up but `job submit` of a Chainer script fails; build one and give --ami"]
+    cuda = tags.get(TAG_PREFIX + "cuda", "")
+    types = dict.fromkeys([cfg.instance_type, *([cfg.worker_type] if cfg.workers else [])])
+    gaps = [gap for gap in (cuda_too_old(t, cuda) for t in types) if gap]
+    fams = ", ".join(families_for_cuda(cuda)) or "none of the supported types"
+    return [f"image {image} ({tags[PROFILE_TAG]} profile) has CUDA {cuda}, but {gap}: GPU code may fail "
+            f"there; this image suits {fams}" for gap in gaps]
 
 
 def run(aws: Aws, cfg: ClusterConfig) -> Result:

@@ -41,3 +41,16 @@ def test_estimate_reference_cluster() -> None:
     assert (est.nodes, est.gpus) == (4, 32)
     assert est.usd_per_hour == pytest.approx(4 * 24.48)
     assert PRICES_AS_OF in est.describe() and "$97.92/h" in est.describe()
+
+
+def test_cuda_floor_per_gpu() -> None:
+    from cfn_chainermn.instances import INSTANCE_TYPES, MIN_CUDA, cuda_too_old, families_for_cuda
+
+    assert {t.gpu_model for t in INSTANCE_TYPES.values()} <= set(MIN_CUDA)  # every GPU has a floor
+    assert cuda_too_old("p4d.24xlarge", "11.0") is None and cuda_too_old("g5.xlarge", "11.1") is None
+    assert cuda_too_old("g5.xlarge", "11.0") == "the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"
+    assert cuda_too_old("p5.48xlarge", "12.4") is None
+    assert cuda_too_old("p5.48xlarge", "") is None and cuda_too_old("local", "9.0") is None  # unknown: no claim
+    assert families_for_cuda("9.0") == ["p3", "p3dn"]
+    assert families_for_cuda("12.4") == ["p3", "p3dn", "p4d", "p5", "g4dn", "g5", "g6"]
+    assert families_for_cuda("junk") == []

@@ -13,6 +13,8 @@ from cfn_chainermn.errors import PreflightError
 VPC, SUBNET, OTHER_VPC = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "vpc-0fedcba9876543210"
 EFS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"
 AMI = "ami-0123456789abcdef0"
+# What `ami build` tags its images with (ami.tags), as DescribeImages returns them.
+BUILT = [{"Key": "cfn-chainermn:ami-profile", "Value": "current"}, {"Key": "cfn-chainermn:cuda", "Value": "11.0"}]
 
 
 def _offerings(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -42,7 +44,7 @@ def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
     sq.add_response("get_service_quota", _quota(96, "L-7212CCBC"), {"ServiceCode": "ec2", "QuotaCode": "L-7212CCBC"})
     ssm.add_response("get_parameter", {"Parameter": {"Name": DEFAULT_AMI_SSM_PARAMETER, "Value": AMI}},
                      {"Name": DEFAULT_AMI_SSM_PARAMETER})
-    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI, "Tags": BUILT}]}, {"ImageIds": [AMI]})
     result = preflight.run(stubbed, cfg)
     assert (result.availability_zone, result.image_id, result.problems, result.warnings) == (
         "us-east-1d", AMI, [], [])
@@ -99,5 +101,26 @@ def test_an_unreadable_quota_warns_instead_of_blocking(stubbed: Any) -> None:
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, None)
     result = preflight.run(stubbed, cfg)
     assert result.availability_zone == "us-east-1b"
-    assert result.warnings == ["could not read the quota Running On-Demand G and VT instances (L-DB2E81BA): "
-                               "AccessDeniedException: not allowed; the cluster needs 4 vCPUs of it"]
+    assert result.problems == []
+    assert result.warnings == [
+        "could not read the quota Running On-Demand G and VT instances (L-DB2E81BA): "
+        "AccessDeniedException: not allowed; the cluster needs 4 vCPUs of it",
+        f"image {AMI} was not built by `cfn-chainermn ami build`: it has no Chainer stack, so the cluster comes "
+        "up but `job submit` of a Chainer script fails; build one and give --ami"]
+
+
+@pytest.mark.parametrize(("master", "worker", "workers", "expected"), [
+    ("p3.2xlarge", "", 2, []),
+    ("p4d.24xlarge", "g4dn.xlarge", 1, []),
+    ("g5.xlarge", "", 1, ["the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"]),
+    ("p3.2xlarge", "g6.xlarge", 1, ["the L4 GPUs of g6.xlarge need CUDA 11.8 or newer"]),
+    ("p3.2xlarge", "g6.xlarge", 0, []),  # no workers: the worker type never runs
+    ("p5.48xlarge", "g5.xlarge", 1, ["the H100 GPUs of p5.48xlarge need CUDA 11.8 or newer",
+                                     "the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"]),
+])
+def test_an_image_whose_cuda_cannot_drive_the_gpus_is_named(master: str, worker: str, workers: int,
+                                                            expected: list[str]) -> None:
+    cfg = build({"name": "demo", "instance_type": master, "worker_instance_type": worker, "workers": workers})
+    warnings = preflight.image_warnings(AMI, {"ImageId": AMI, "Tags": BUILT}, cfg)
+    assert warnings == [f"image {AMI} (current profile) has CUDA 11.0, but {gap}: GPU code may fail there; this "
+                        "image suits p3, p3dn, p4d, g4dn" for gap in expected]
