@@ -112,7 +112,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
                           "creating? (`cfn-chainermn stack outputs NAME`)") from exc
     if not access.identity_file:
         raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
-                          "(or set CFN_CHAINERMN_IDENTITY_FILE)")
+                          "(or set CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the --config file)")
     key = inventory.master_host_key(s3, bucket)
     subnet, itype = _master_facts(ec2, master_id)
     return Cluster(

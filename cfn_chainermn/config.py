@@ -84,6 +84,7 @@ class ClusterConfig:
     tags: Mapping[str, str] = field(default_factory=dict)
     agent_package: str = f"cfn-chainermn=={__version__}"
     agent_index_url: str = ""
+    identity_file: str = ""  # client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with
 
     @property
     def worker_type(self) -> str:

@@ -31,8 +31,14 @@ def aws_options(func: F) -> F:
 
 def region_from_config(path: str | None) -> str | None:
     """The region of a validated cluster.yaml, or None (no file, or no region in it)."""
+    return access_from_config(path)[0]
+
+
+def access_from_config(path: str | None) -> tuple[str | None, str | None]:
+    """Region and identity_file of a validated cluster.yaml (None for each one it lacks)."""
     if not path:
-        return None
+        return None, None
     from cfn_chainermn.config import load
 
-    return load(path).region or None
+    cfg = load(path)
+    return cfg.region or None, cfg.identity_file or None

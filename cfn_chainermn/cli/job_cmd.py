@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cfn_chainermn.cli.aws_flags import aws_options, region_from_config
+from cfn_chainermn.cli.aws_flags import access_from_config, aws_options
 
 if TYPE_CHECKING:
     from cfn_chainermn.clusters import Cluster
@@ -28,19 +28,22 @@ def access_options(func: F) -> F:
     @click.option("--state-dir", envvar="CFN_CHAINERMN_STATE_DIR", type=click.Path(file_okay=False),
                   help="Folder of a local cluster (default .local-cluster; CFN_CHAINERMN_STATE_DIR).")
     @click.option("-i", "--identity-file", envvar="CFN_CHAINERMN_IDENTITY_FILE", type=click.Path(dir_okay=False),
-                  help="Private key of the stack's EC2 key pair (CFN_CHAINERMN_IDENTITY_FILE).")
+                  help="Private key of the stack's EC2 key pair (CFN_CHAINERMN_IDENTITY_FILE; else --config's).")
     @click.option("--accept-new-host-key", is_flag=True,
                   help="Trust whatever host key the master shows now (it is printed). Off by default.")
     @click.option("--region", "aws_region", default=None, help="AWS region of the stack (else --config's).")
     @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                  help="cluster.yaml the stack was created with (its region is used).")
+                  help="cluster.yaml the stack was created with (its region and identity_file are used).")
     @aws_options
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         config_file = kwargs.pop("config_file", None)
         kwargs["access"] = {k: kwargs.pop(k) for k in ("state_dir", "identity_file", "accept_new_host_key",
                                                         "aws_region", "aws_profile", "aws_endpoint_url")}
-        kwargs["access"]["aws_region"] = kwargs["access"]["aws_region"] or region_from_config(config_file)
+        region, identity = access_from_config(config_file)
+        access = kwargs["access"]
+        access["aws_region"] = access["aws_region"] or region
+        access["identity_file"] = access["identity_file"] or identity
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -30,3 +30,39 @@ def test_region_from_config_unless_given(command: list[str], tmp_path: Path, mon
     assert run_with_boundary(cli, [*head, "--config", str(cfg), "--region", "eu-west-1", *tail]) == 3
     assert seen == ["ap-northeast-1", "eu-west-1"]
     assert capsys.readouterr().err.count("error: stopped before any AWS call") == 2
+
+
+def test_identity_file_from_config_unless_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[str | None] = []
+
+    def resolve(name: str, *, state_dir: Any, access: Any) -> Any:
+        seen.append(access.identity_file)
+        raise StackError("stopped before any AWS call")
+
+    monkeypatch.setattr("cfn_chainermn.clusters.resolve", resolve)
+    monkeypatch.delenv("CFN_CHAINERMN_IDENTITY_FILE", raising=False)
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text("region: us-east-1\nidentity_file: ~/.ssh/demo.pem\n")
+    assert run_with_boundary(cli, ["job", "list", "demo", "--config", str(cfg)]) == 3
+    assert run_with_boundary(cli, ["job", "list", "demo", "--config", str(cfg), "-i", "other.pem"]) == 3
+    monkeypatch.setenv("CFN_CHAINERMN_IDENTITY_FILE", "env.pem")
+    assert run_with_boundary(cli, ["job", "list", "demo", "--config", str(cfg)]) == 3
+    assert seen == ["~/.ssh/demo.pem", "other.pem", "env.pem"]  # expanded where it is opened
+    capsys.readouterr()
+
+
+def test_no_identity_anywhere_names_all_three_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfn_chainermn import clusters
+    from cfn_chainermn.errors import ConfigError
+
+    monkeypatch.setattr("cfn_chainermn.stack.outputs", lambda cfn, name: {
+        "ClusterMasterPublicDNS": "m", "ClusterMasterInstanceId": "i-1", "KeyBucketName": "b"})
+    with pytest.raises(ConfigError, match=r"^--identity-file: .*CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the "
+                                          r"--config file\)$"):
+        clusters.aws_cluster("demo", clusters.AwsAccess(region="us-east-1"), session=_NoClients())
+
+
+class _NoClients:
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        return object()
