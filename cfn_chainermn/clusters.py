@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from cfn_chainermn import mpi
+from cfn_chainermn.console_keys import ConsoleKeys
+from cfn_chainermn.console_keys import parse as parse_console
 from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.hostfile import Node
 from cfn_chainermn.remote import LineSink, Remote
@@ -40,11 +42,14 @@ class Cluster:
     list_nodes: Callable[[], list[Node]]
     state_dir: str | None = None
     ssh_config: str | None = None  # `ssh -F` file on the master, when ~/.ssh is not the cluster's
+    host_fingerprints: tuple[str, ...] = ()  # from the console output, when no key was published
+    host_key_source: str = ""  # where master_host_key (or the fingerprints) came from, for notices
 
     def remote(self, *, accept_new_host_key: bool = False, connect_timeout: float = 10.0,
                notice: LineSink | None = None) -> Remote:
         return Remote(self.master_host, port=self.ssh_port, user=self.user, key_file=self.key_file,
                       host_key=self.master_host_key, accept_new_host_key=accept_new_host_key,
+                      host_fingerprints=self.host_fingerprints,
                       connect_timeout=connect_timeout, notice=notice)
 
 
@@ -93,7 +98,8 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
     """The handle of stack NAME: outputs for the master, the bucket for its host key.
 
     The host key comes from cluster-key/ (written by the master's role only), never from
-    nodes/<master-id>/, which any node of the stack can overwrite.
+    nodes/<master-id>/, which any node of the stack can overwrite; when the agent has not
+    published it, from what cloud-init printed to the master's EC2 console.
     """
     from cfn_chainermn import aws, inventory, params
     from cfn_chainermn.stack import outputs
@@ -114,13 +120,27 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
         raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
                           "(or set CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the --config file)")
     key = inventory.master_host_key(s3, bucket)
+    console = ConsoleKeys() if key else _console_keys(ec2, master_id)
+    source = f"s3://{bucket}/{params.MASTER_HOST_KEY}" if key else f"the EC2 console output of {master_id}"
     subnet, itype = _master_facts(ec2, master_id)
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
-        key_file=os.path.expanduser(access.identity_file), master_host_key=key,
+        key_file=os.path.expanduser(access.identity_file), master_host_key=key or next(iter(console.keys), None),
         shared=out.get(params.OUT_MOUNT_POINT, "/efs"), python=AWS_PYTHON,
         network=mpi.Network(cidr=subnet, instance_type=itype),
-        list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket))
+        list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket),
+        host_fingerprints=console.fingerprints, host_key_source=source if key or console else "")
+
+
+def _console_keys(ec2: Any, instance_id: str) -> ConsoleKeys:
+    """What cloud-init printed to the master's console; nothing when it cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
+    except (ClientError, BotoCoreError):
+        return ConsoleKeys()
+    return parse_console(output)
 
 
 def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:

@@ -60,7 +60,7 @@ class Remote:
 
     def __init__(self, host: str, *, user: str, key_file: str | os.PathLike[str], port: int = 22,
                  host_key: str | None = None, accept_new_host_key: bool = False,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 host_fingerprints: tuple[str, ...] = (), connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  notice: LineSink | None = None) -> None:
         if accept_new_host_key and notice is None:  # the one report of what was trusted: never skipped
             raise ValueError("Remote(accept_new_host_key=True) needs notice=: the accepted key's fingerprint "
@@ -71,6 +71,7 @@ class Remote:
         self.key_file = Path(os.path.expanduser(os.fspath(key_file)))
         self.host_key = host_key
         self.accept_new_host_key = accept_new_host_key
+        self.host_fingerprints = host_fingerprints  # checked when no host_key is known (console output)
         self.connect_timeout = connect_timeout
         self.notice = notice
         self._client: paramiko.SSHClient | None = None
@@ -93,7 +94,7 @@ class Remote:
         if not self.key_file.is_file():
             raise ConfigError(f"--identity-file: {self.key_file} does not exist; give the private key of the "
                               "cluster's key pair")
-        if self.host_key is None and not self.accept_new_host_key:
+        if self.host_key is None and not self.host_fingerprints and not self.accept_new_host_key:
             raise RemoteError(f"no published host key for {self.host}; wait for the node agent to publish it, "
                               "or pass --accept-new-host-key to trust the key the server shows")
         sock = self._dial()  # before the import: sshd starts its side while paramiko loads
@@ -106,12 +107,18 @@ class Remote:
             ktype, b64 = self.host_key.split()[:2]
             client.get_host_keys().add(entry, ktype, paramiko.PKey.from_type_string(ktype, base64.b64decode(b64)))
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        elif self.host_fingerprints and not self.accept_new_host_key:
+            client.set_missing_host_key_policy(_fingerprint_policy(paramiko, self))
         else:
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
             client.connect(self.host, port=self.port, username=self.user, key_filename=str(self.key_file), sock=sock,
                            timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                            auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False)
+        except RemoteError:  # the fingerprint policy's refusal
+            client.close()
+            sock.close()
+            raise
         except paramiko.BadHostKeyException as exc:
             client.close()
             sock.close()
@@ -223,6 +230,22 @@ def stream_lines(chan: Any, on_line: LineSink) -> None:
             on_line(line.decode("utf-8", "replace").rstrip("\r"))
     if buf:
         on_line(buf.decode("utf-8", "replace"))
+
+
+def _fingerprint_policy(paramiko: Any, remote: Remote) -> Any:
+    """Accept the server's key only when its fingerprint is one the console output listed."""
+
+    class FingerprintPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            shown = fingerprint(_key_line(key))
+            if shown not in remote.host_fingerprints:
+                raise RemoteError(
+                    f"host key of {remote.host}:{remote.port} shows {shown}, which is not among the fingerprints "
+                    f"in its console output ({', '.join(remote.host_fingerprints)}); refusing to connect "
+                    "(possible man-in-the-middle). If the node was replaced, rerun with --accept-new-host-key")
+            client.get_host_keys().add(hostname, key.get_name(), key)
+
+    return FingerprintPolicy()
 
 
 def _key_line(key: Any) -> str:

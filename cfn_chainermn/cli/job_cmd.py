@@ -58,6 +58,9 @@ def _resolve(name: str, access: dict[str, Any]) -> Cluster:
 
 
 def _remote(cluster: Cluster, access: dict[str, Any]) -> Remote:
+    if cluster.host_key_source.startswith("the EC2 console"):
+        click.echo(f"note: the master's host key is checked against {cluster.host_key_source} "
+                   "(its node agent has published none)", err=True)
     return cluster.remote(accept_new_host_key=bool(access["accept_new_host_key"]),
                           notice=lambda m: click.echo(f"warning: {m}", err=True))
 

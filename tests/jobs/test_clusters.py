@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import json
@@ -33,6 +34,13 @@ def _body(data: bytes) -> StreamingBody:
     return StreamingBody(io.BytesIO(data), len(data))
 
 
+def _stack(outputs: dict[str, str]) -> dict[str, Any]:
+    """A DescribeStacks answer for stack demo with these outputs."""
+    return {"Stacks": [{"StackName": "demo", "StackStatus": "CREATE_COMPLETE",
+                        "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
+                        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}
+
+
 def test_aws_cluster_from_outputs_bucket_and_ec2(tmp_path: Path) -> None:
     key_file = tmp_path / "k.pem"
     key_file.write_text("x")
@@ -43,11 +51,7 @@ def test_aws_cluster_from_outputs_bucket_and_ec2(tmp_path: Path) -> None:
         outputs = {params.OUT_MASTER_DNS: "ec2-203-0-113-10.compute-1.amazonaws.com",
                    params.OUT_MASTER_PRIVATE_IP: "10.0.0.10", params.OUT_MASTER_INSTANCE_ID: "i-0master",
                    params.OUT_BUCKET: "demo-keys", params.OUT_MOUNT_POINT: "/efs"}
-        scfn.add_response("describe_stacks", {"Stacks": [{
-            "StackName": "demo", "StackStatus": "CREATE_COMPLETE",
-            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
-            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]},
-            {"StackName": "demo"})
+        scfn.add_response("describe_stacks", _stack(outputs), {"StackName": "demo"})
         # the master's host key comes from cluster-key/ (only the master may write it), not nodes/
         ss3.add_response("get_object", {"Body": _body(f"{HOST_KEY} root@ip-10-0-0-10\n".encode())},
                          {"Bucket": "demo-keys", "Key": params.MASTER_HOST_KEY})
@@ -66,16 +70,68 @@ def test_aws_cluster_from_outputs_bucket_and_ec2(tmp_path: Path) -> None:
     assert (cl.network.cidr, cl.network.instance_type, cl.network.local) == ("10.0.0.0/24", "p3.16xlarge", False)
 
 
+CONSOLE = """[    0.000000] Linux version 5.15.0-1051-aws
+ec2: #############################################################
+ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----
+ec2: 256 SHA256:olduy0vN4CeSgRJb9ZT3uWMXwTPYr0ysdydBqbpd1dE root@ip-10-0-0-10 (ECDSA)
+ec2: 256 SHA256:h9GMl3vXKPqhR2mQvRfhM5Hgq3R9fNqXg2bJ6GkDzxk root@ip-10-0-0-10 (ED25519)
+ec2: -----END SSH HOST KEY FINGERPRINTS-----
+ec2: #############################################################
+-----BEGIN SSH HOST KEY KEYS-----
+ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE root@ip-10-0-0-10
+{key} root@ip-10-0-0-10
+-----END SSH HOST KEY KEYS-----
+"""
+
+
+@pytest.mark.parametrize("console", ["keys", "fingerprints only", "unreadable"])
+def test_without_a_published_key_the_console_output_is_the_anchor(tmp_path: Path, console: str) -> None:
+    key_file = tmp_path / "k.pem"
+    key_file.write_text("x")
+    cfn, s3, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "s3", "ec2"))
+    with Stubber(cfn) as scfn, Stubber(s3) as ss3, Stubber(ec2) as sec2:
+        scfn.add_response("describe_stacks", _stack({
+            params.OUT_MASTER_DNS: "h", params.OUT_MASTER_INSTANCE_ID: "i-0master", params.OUT_BUCKET: "demo-keys"}),
+            {"StackName": "demo"})
+        ss3.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", 404,
+                             expected_params={"Bucket": "demo-keys", "Key": params.MASTER_HOST_KEY})
+        text = CONSOLE.format(key=HOST_KEY)
+        if console == "fingerprints only":
+            text = text[:text.index("-----BEGIN SSH HOST KEY KEYS")]
+        if console == "unreadable":
+            sec2.add_client_error("get_console_output", "UnauthorizedOperation", "not allowed",
+                                  expected_params={"InstanceId": "i-0master"})
+        else:
+            # base64 on the wire, as EC2 sends it; botocore decodes it for the caller
+            sec2.add_response("get_console_output", {"InstanceId": "i-0master",
+                                                     "Output": base64.b64encode(text.encode()).decode()},
+                              {"InstanceId": "i-0master"})
+        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
+            {"InstanceId": "i-0master", "SubnetId": "subnet-1", "InstanceType": "p3.2xlarge"}]}]}, None)
+        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
+                          None)
+        cl = clusters.aws_cluster("demo", clusters.AwsAccess(identity_file=str(key_file)),
+                                  session=FakeSession({"cloudformation": cfn, "s3": s3, "ec2": ec2}))
+        for stub in (scfn, ss3, sec2):
+            stub.assert_no_pending_responses()
+    fingerprints = ("SHA256:olduy0vN4CeSgRJb9ZT3uWMXwTPYr0ysdydBqbpd1dE",
+                    "SHA256:h9GMl3vXKPqhR2mQvRfhM5Hgq3R9fNqXg2bJ6GkDzxk")
+    expected = {"keys": (HOST_KEY, fingerprints), "fingerprints only": (None, fingerprints),
+                "unreadable": (None, ())}[console]
+    assert (cl.master_host_key, cl.host_fingerprints) == expected
+    assert cl.host_key_source == ("" if console == "unreadable" else "the EC2 console output of i-0master")
+    remote = cl.remote()
+    assert (remote.host_key, remote.host_fingerprints) == expected  # what the connection checks
+
+
 def test_aws_cluster_needs_an_identity_file() -> None:
     cfn = boto3.client("cloudformation", region_name="us-east-1")
     with Stubber(cfn) as scfn:
-        scfn.add_response("describe_stacks", {"Stacks": [{
-            "StackName": "demo", "StackStatus": "CREATE_COMPLETE",
-            "CreationTime": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc),
-            "Outputs": [{"OutputKey": params.OUT_MASTER_DNS, "OutputValue": "h"},
-                        {"OutputKey": params.OUT_MASTER_INSTANCE_ID, "OutputValue": "i-1"},
-                        {"OutputKey": params.OUT_BUCKET, "OutputValue": "b"}]}]}, {"StackName": "demo"})
-        with pytest.raises(ConfigError, match=r"^--identity-file"):
+        scfn.add_response("describe_stacks", _stack({
+            params.OUT_MASTER_DNS: "h", params.OUT_MASTER_INSTANCE_ID: "i-1", params.OUT_BUCKET: "b"}),
+            {"StackName": "demo"})
+        with pytest.raises(ConfigError, match=r"^--identity-file: .*\(or set CFN_CHAINERMN_IDENTITY_FILE, or "
+                                              r"identity_file in the --config file\)$"):
             clusters.aws_cluster("demo", clusters.AwsAccess(), session=FakeSession({
                 "cloudformation": cfn, "s3": None, "ec2": None}))
 

@@ -51,18 +51,3 @@ def test_identity_file_from_config_unless_given(tmp_path: Path, monkeypatch: pyt
     assert [a.identity_file for a in seen_access] == ["~/.ssh/demo.pem", "other.pem", "env.pem"]
     capsys.readouterr()
 
-
-def test_no_identity_anywhere_names_all_three_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cfn_chainermn import clusters
-    from cfn_chainermn.errors import ConfigError
-
-    monkeypatch.setattr("cfn_chainermn.stack.outputs", lambda cfn, name: {
-        "ClusterMasterPublicDNS": "m", "ClusterMasterInstanceId": "i-1", "KeyBucketName": "b"})
-    with pytest.raises(ConfigError, match=r"^--identity-file: .*CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the "
-                                          r"--config file\)$"):
-        clusters.aws_cluster("demo", clusters.AwsAccess(region="us-east-1"), session=_NoClients())
-
-
-class _NoClients:
-    def client(self, *args: Any, **kwargs: Any) -> Any:
-        return object()

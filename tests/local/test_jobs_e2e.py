@@ -200,3 +200,23 @@ def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluste
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert res.returncode == 7, res.stderr
     assert f"shell-of-{cluster.state['user']}" in res.stdout
+
+
+def test_console_fingerprints_verify_the_master_when_no_key_is_published(cluster: LocalCluster) -> None:
+    """The AWS fallback (cloud-init's fingerprints on the EC2 console) against a real sshd."""
+    from cfn_chainermn.errors import RemoteError
+    from cfn_chainermn.remote import Remote, fingerprint
+
+    published = (cluster.state_dir / "bucket" / "nodes" / "master" / "host_ed25519.pub").read_text()
+    state = cluster.state
+
+    def remote(prints: tuple[str, ...]) -> Remote:
+        return Remote(str(state["master_ip"]), port=int(str(state["port"])), user=str(state["user"]),
+                      key_file=Path(str(state["home"])) / ".ssh" / "id_ed25519", host_key=None,
+                      host_fingerprints=prints)
+
+    with remote(("SHA256:someOtherKey", fingerprint(published))) as r:
+        assert r.capture("echo in") == (0, "in\n")
+    with pytest.raises(RemoteError, match=r"shows SHA256:\S+, which is not among the fingerprints in its console "
+                                          r"output \(SHA256:someOtherKey\); refusing.*--accept-new-host-key"):
+        remote(("SHA256:someOtherKey",)).connect()

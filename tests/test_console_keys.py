@@ -1,0 +1,46 @@
+"""Host keys from EC2 console output, as cloud-init prints them."""
+
+from __future__ import annotations
+
+from cfn_chainermn.console_keys import ConsoleKeys, parse
+
+ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7w86mJ2pbTUtu3l2XyHZC4fDGD0E2ZqNYpVqlp2x0m"
+EC = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE"
+
+
+def _boot(ed: str, fp: str) -> str:
+    return f"""[   12.345678] cloud-init[812]: Cloud-init v. 23.4 running 'modules:final'
+ec2: #############################################################
+ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----
+ec2: 256 SHA256:ecdsaFP root@ip-10-0-0-4 (ECDSA)
+ec2: 256 {fp} root@ip-10-0-0-4 (ED25519)
+ec2: -----END SSH HOST KEY FINGERPRINTS-----
+ec2: #############################################################
+-----BEGIN SSH HOST KEY KEYS-----
+{EC} root@ip-10-0-0-4
+{ed} root@ip-10-0-0-4
+ssh-dss AAAAB3NzaC1kc3M root@ip-10-0-0-4
+-----END SSH HOST KEY KEYS-----
+[   13.000001] cloud-init[812]: Cloud-init v. 23.4 finished
+"""
+
+
+def test_keys_come_out_ed25519_first_without_comments() -> None:
+    got = parse(_boot(ED, "SHA256:edFP"))
+    assert got.keys == (ED, EC)  # the type the client prefers first; ssh-dss is never trusted
+    assert got.fingerprints == ("SHA256:ecdsaFP", "SHA256:edFP")
+
+
+def test_the_last_boot_wins() -> None:
+    """A console that shows a re-imaged instance shows the keys it has now last."""
+    new = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEW"
+    got = parse(_boot(ED, "SHA256:old") + _boot(new, "SHA256:new"))
+    assert got.keys[0] == new and "SHA256:new" in got.fingerprints and "SHA256:old" not in got.fingerprints
+
+
+def test_nothing_printed_yet_is_empty_and_falsy() -> None:
+    assert parse("") == ConsoleKeys() and not parse("[ 0.0] Linux version 6.1\n")
+    # A block cut off by the console buffer (no END) is not trusted.
+    assert not parse("-----BEGIN SSH HOST KEY KEYS-----\n" + ED + "\n")
+    assert parse("ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\nec2: 256 SHA256:x r (ED25519)\n"
+                 "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n") == ConsoleKeys((), ("SHA256:x",))
