@@ -24,6 +24,16 @@ from cfn_chainermn.errors import CfnChainermnError, ConfigError
 AGENT_SOURCES = ("staged", "index", "ami")
 AGENT_PREFIX = "agent/"
 TEMPLATE_PREFIX = "templates/"
+TEMPLATE_DAYS = 7
+# CloudFormation reads a TemplateURL only while it creates or updates the stack, so staged
+# templates go after a week. Agent wheels stay: a node that boots later (scale-out, a Spot
+# replacement) installs the agent from its stack's AgentWheelS3Path.
+LIFECYCLE = {"Rules": [
+    {"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": TEMPLATE_PREFIX},
+     "Expiration": {"Days": TEMPLATE_DAYS}},
+    {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+     "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
+]}
 _PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "cfn_chainermn")
 
 
@@ -53,6 +63,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
             "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True})
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=LIFECYCLE)
 
 
 def project_root() -> Path | None:

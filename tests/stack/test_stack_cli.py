@@ -57,6 +57,11 @@ def _queue_staging(stubbed: Any, wheel: Path) -> str:
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}})
     s3.add_response("put_public_access_block", {}, {"Bucket": STAGING, "PublicAccessBlockConfiguration": {
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}})
+    s3.add_response("put_bucket_lifecycle_configuration", {}, {"Bucket": STAGING, "LifecycleConfiguration": {
+        "Rules": [{"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": "templates/"},
+                   "Expiration": {"Days": 7}},
+                  {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+                   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}})
     key = f"agent/{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}/{wheel.name}"
     s3.add_response("put_object", {}, {"Bucket": STAGING, "Key": key, "Body": wheel.read_bytes(),
                                        "ServerSideEncryption": "AES256"})

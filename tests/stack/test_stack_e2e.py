@@ -81,6 +81,11 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     assert s3.get_public_access_block(Bucket=staging)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
     rules = s3.get_bucket_encryption(Bucket=staging)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    # staged templates expire (CloudFormation has read them); the agent wheels stay for later boots
+    lifecycle = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=staging)["Rules"]}
+    assert lifecycle["templates-expire"]["Expiration"] == {"Days": 7}
+    assert lifecycle["templates-expire"]["Filter"] == {"Prefix": "templates/"}
+    assert not any("agent/" in str(r.get("Filter")) for r in lifecycle.values())
     assert {"Key": "cfn-chainermn:version", "Value": __version__} in described["Tags"]
 
     # The stack runs the released template (the config only changes parameter values).
