@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import jobs, mpi
+from cfn_chainermn import job_scripts, jobs, mpi
 from cfn_chainermn.errors import RemoteError
 
 NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
@@ -33,7 +33,8 @@ def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n",
     launch = jobs.prepare(shared=str(tmp_path / "shared"), script=script, files=files, hostfile_text=hostfile,
                           job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
     # No MPI here: cmd.sh runs the program itself, as mpiexec would on each rank.
-    cmd = jobs.cmd_script(["sh", "-c", f"./job.sh; {'cat weights.bin | wc -c;' if extra is not None else ''} exit 3"])
+    count = "cat weights.bin | wc -c;" if extra is not None else ""
+    cmd = job_scripts.cmd_script(["sh", "-c", f"./job.sh; {count} exit 3"])
     return jobs.Launch(launch.ref, launch.job, tuple((n, cmd if n == "cmd.sh" else t) for n, t in launch.written),
                        launch.sent)
 
@@ -62,7 +63,7 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     assert out.splitlines() == [jobs.LAUNCHED, "hi from ./job.sh", str(len(blob))]
     assert (d / "weights.bin").read_bytes() == blob
     assert (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"
-    assert (d / "run.sh").read_text() == jobs.RUN_SH and (d / "cancel.sh").read_text() == jobs.CANCEL_SH
+    assert (d / "run.sh").read_text() == job_scripts.RUN_SH and (d / "cancel.sh").read_text() == job_scripts.CANCEL_SH
     assert (d / "summary").read_text() == "np=1 job.sh\n"
     assert (d / "job.sh").stat().st_mode & 0o777 == 0o755  # the user's executable stays executable
     assert (d / "weights.bin").stat().st_mode & 0o777 == 0o644

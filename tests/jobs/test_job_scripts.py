@@ -11,15 +11,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from cfn_chainermn import jobs
+from cfn_chainermn import job_scripts
 
 
 def _job(tmp_path: Path, argv: list[str]) -> Path:
     d = tmp_path / "jobs" / "j1"
     d.mkdir(parents=True)
-    (d / "cmd.sh").write_text(jobs.cmd_script(argv))
-    (d / "run.sh").write_text(jobs.RUN_SH)
-    (d / "cancel.sh").write_text(jobs.CANCEL_SH)
+    (d / "cmd.sh").write_text(job_scripts.cmd_script(argv))
+    (d / "run.sh").write_text(job_scripts.RUN_SH)
+    (d / "cancel.sh").write_text(job_scripts.CANCEL_SH)
     return d
 
 
