@@ -78,6 +78,9 @@ class Launch:
         """
         q, path = shlex.quote, self.ref.directory
         writes = [f"printf %s {q(text)} > {q(name)}" for name, text in self.written]
+        folders = sorted({posixpath.dirname(name) for name, _, _ in self.sent} - {""})
+        if folders:  # --files folders keep their layout
+            writes.append(f"mkdir -p {' '.join(q(f) for f in folders)}")
         writes += [f"head -c {len(data)} > {q(name)}" for name, data, _ in self.sent]
         executable = [q(name) for name, _, m in self.sent if m & 0o111]  # the runners go through `sh`
         if executable:
@@ -96,20 +99,23 @@ class Launch:
 def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: str, job: mpi.Job,
             net: mpi.Network, job_id: str | None = None) -> Launch:
     """Check the files and build the job folder's content; nothing touches the cluster yet."""
+    if not script.is_file():
+        raise ConfigError(f"SCRIPT: {script} is not a file")
     names: set[str] = set()
+    uploads: list[tuple[str, Path]] = []
     for flag, path in [("SCRIPT", script), *(("--files", f) for f in files)]:
-        if not path.is_file():
-            raise ConfigError(f"{flag}: {path} is not a file")
-        if path.name in RESERVED or path.name in names:
-            raise ConfigError(f"{flag}: {path.name!r} clashes with another file of the job folder; rename it")
-        names.add(path.name)
+        top = path.resolve().name
+        if top in RESERVED or top in names:
+            raise ConfigError(f"{flag}: {top!r} clashes with another file of the job folder; rename it")
+        names.add(top)
+        uploads += _contents(flag, path, top)
     job_id = job_id or new_job_id()
     ref = JobRef(job_id, job_dir(shared, job_id))
     hostfile = posixpath.join(ref.directory, "hostfile") if hostfile_text else None
     full = mpi.Job(program=posixpath.join(ref.directory, script.name), np=job.np, per_node=job.per_node,
                    args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
     argv = mpi.mpiexec_argv(full, net)  # bad counts fail here, before anything is read or sent
-    sent = [(p.name, p.read_bytes(), 0o755 if os.access(p, os.X_OK) else 0o644) for p in (script, *files)]
+    sent = [(name, p.read_bytes(), 0o755 if os.access(p, os.X_OK) else 0o644) for name, p in uploads]
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
     ours = [("run.sh", RUN_SH), ("cancel.sh", CANCEL_SH), ("cmd.sh", cmd_script(argv)), ("summary", f"{summary}\n")]
     if hostfile:
@@ -123,6 +129,25 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
         else:
             sent.append((name, text.encode(), 0o644))
     return Launch(ref, full, tuple(written), tuple(sent))
+
+
+def _contents(flag: str, path: Path, top: str) -> list[tuple[str, Path]]:
+    """(name in the job folder, local file): a file as itself, a folder with all it holds.
+
+    Hidden entries (.git, .venv, ...) and __pycache__ stay behind; links to folders are not
+    followed (no loops), links to files are copied as files.
+    """
+    if path.is_file():
+        return [(top, path)]
+    if not path.is_dir():
+        raise ConfigError(f"{flag}: {path} is not a file or folder")
+    out = []
+    for folder, dirs, found in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        rel = Path(folder).relative_to(path).parts
+        out += [(posixpath.join(top, *rel, f), Path(folder, f)) for f in sorted(found)
+                if not f.startswith(".") and Path(folder, f).is_file()]
+    return out
 
 
 def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink) -> int:

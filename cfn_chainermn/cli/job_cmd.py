@@ -107,8 +107,9 @@ def job() -> None:
 @click.option("-n", "np", type=click.IntRange(min=1), required=True, help="Number of ranks (processes).")
 @click.option("-N", "per_node", type=click.IntRange(min=1), default=None, help="Ranks per node (e.g. GPUs per node).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment for every rank (repeatable).")
-@click.option("--files", "files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Extra file to upload next to the script (repeatable).")
+@click.option("--files", "files", multiple=True, type=click.Path(exists=True),
+              help="Extra file or folder to upload next to the script (repeatable; a folder keeps its "
+                   "layout, without hidden entries and __pycache__).")
 @click.option("--detach", is_flag=True, help="Start it and return; its log stays on the shared mount.")
 @click.option("--python", "python", default=None, help="Interpreter for .py scripts (default: the cluster's).")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))

@@ -82,6 +82,44 @@ def test_our_files_ride_in_the_command_and_a_huge_one_on_stdin(tmp_path: Path) -
     assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "hostfile").read_text() == hosts
 
 
+def test_a_folder_keeps_its_layout_without_hidden_entries(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "models" / "__pycache__").mkdir(parents=True)
+    (proj / ".git").mkdir()
+    (proj / "models" / "net.py").write_text("UNITS = 3\n")
+    (proj / "models" / "__pycache__" / "net.cpython-311.pyc").write_bytes(b"\0")
+    (proj / ".git" / "HEAD").write_text("ref\n")
+    (proj / ".env").write_text("SECRET=1\n")
+    (proj / "run me.sh").write_text("#!/bin/sh\n")
+    (proj / "run me.sh").chmod(0o755)
+    (proj / "linked.txt").symlink_to(proj / "models" / "net.py")
+    (proj / "loop").symlink_to(proj)  # a link to a folder is not followed
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n")
+    launch = jobs.prepare(shared=str(tmp_path / "shared"), script=script, files=[proj], hostfile_text="",
+                          job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j2")
+    assert [n for n, _, _ in launch.sent] == ["job.sh", "proj/linked.txt", "proj/run me.sh", "proj/models/net.py"]
+    quiet = tuple((n, job_scripts.cmd_script(["true"]) if n == "cmd.sh" else t) for n, t in launch.written)
+    rc, out = _run(jobs.Launch(launch.ref, launch.job, quiet, launch.sent).command("attach"), launch.payload())
+    assert rc == 0, out
+    d = tmp_path / "shared" / "jobs" / "j2" / "proj"
+    assert (d / "models" / "net.py").read_text() == "UNITS = 3\n"
+    assert (d / "linked.txt").read_text() == "UNITS = 3\n" and not (d / "linked.txt").is_symlink()
+    assert (d / "run me.sh").stat().st_mode & 0o777 == 0o755
+    assert not (d / ".git").exists() and not (d / ".env").exists() and not (d / "models" / "__pycache__").exists()
+
+
+def test_a_folder_named_like_a_runner_file_is_refused(tmp_path: Path) -> None:
+    from cfn_chainermn.errors import ConfigError
+
+    (tmp_path / "log").mkdir()
+    script = tmp_path / "t.py"
+    script.write_text("")
+    with pytest.raises(ConfigError, match=r"^--files: 'log' clashes with another file of the job folder"):
+        jobs.prepare(shared="/s", script=script, files=[tmp_path / "log"], hostfile_text="",
+                     job=mpi.Job(program="t.py", np=1), net=NET)
+
+
 def test_a_cut_short_upload_starts_nothing(tmp_path: Path) -> None:
     launch = _launch(tmp_path)
     payload = launch.payload()

@@ -62,11 +62,15 @@ def test_exit_code_of_a_failing_rank_is_returned(cluster: LocalCluster) -> None:
 def test_files_and_env_reach_every_rank(cluster: LocalCluster, tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("payload-7f3a\n")
-    res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--files", str(data), "--env", "FOO=bar",
-                      "--env", "BAZ=two words; $HOME", str(SCRIPTS / "show_file_env.py"))
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "tag.py").write_text('TAG = "t-91"\n')
+    res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--files", str(data), "--files", str(helpers),
+                      "--env", "FOO=bar", "--env", "BAZ=two words; $HOME", str(SCRIPTS / "show_file_env.py"))
     assert res.returncode == 0, res.stdout + res.stderr
     lines = sorted(line for line in res.stdout.splitlines() if line.startswith("rank "))
-    assert lines == [f"rank {r}: data=payload-7f3a FOO=bar BAZ=two words; $HOME" for r in range(3)], res.stdout
+    assert lines == [f"rank {r}: data=payload-7f3a tag=t-91 FOO=bar BAZ=two words; $HOME" for r in range(3)], \
+        res.stdout
 
 
 def test_detached_job_survives_the_client_and_logs_follow_it(cluster: LocalCluster) -> None:
