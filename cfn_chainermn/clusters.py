@@ -44,12 +44,13 @@ class Cluster:
     ssh_config: str | None = None  # `ssh -F` file on the master, when ~/.ssh is not the cluster's
     host_fingerprints: tuple[str, ...] = ()  # from the console output, when no key was published
     host_key_source: str = ""  # where master_host_key (or the fingerprints) came from, for notices
+    host_key_hint: str = ""  # why there is neither, for the refusal
 
     def remote(self, *, accept_new_host_key: bool = False, connect_timeout: float = 10.0,
                notice: LineSink | None = None) -> Remote:
         return Remote(self.master_host, port=self.ssh_port, user=self.user, key_file=self.key_file,
                       host_key=self.master_host_key, accept_new_host_key=accept_new_host_key,
-                      host_fingerprints=self.host_fingerprints,
+                      host_fingerprints=self.host_fingerprints, host_key_hint=self.host_key_hint,
                       connect_timeout=connect_timeout, notice=notice)
 
 
@@ -94,7 +95,19 @@ class AwsAccess:
     identity_file: str | None = None
 
 
-def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster:
+def _identity_file(access: AwsAccess) -> str:
+    """The private key to log in with, checked before any AWS call (a usage error, exit 2)."""
+    if not access.identity_file:
+        raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
+                          "(or set CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the --config file)")
+    path = os.path.expanduser(access.identity_file)
+    if not os.path.isfile(path):
+        raise ConfigError(f"--identity-file: {path} does not exist; give the private key of the stack's "
+                          "EC2 key pair")
+    return path
+
+
+def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: bool = True) -> Cluster:
     """The handle of stack NAME: outputs for the master, the bucket for its host key.
 
     The host key comes from cluster-key/ (written by the master's role only), never from
@@ -104,6 +117,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
     from cfn_chainermn import aws, inventory, params
     from cfn_chainermn.stack import outputs
 
+    key_file = _identity_file(access) if login else ""
     session = session or aws.make_session(access.profile, access.region)
     cfn = aws.client(session, "cloudformation", access.endpoint_url)
     s3 = aws.client(session, "s3", access.endpoint_url)
@@ -116,31 +130,33 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None) -> Cluster
     except KeyError as exc:
         raise RemoteError(f"stack {name} has no output {exc}; is it a cfn-chainermn stack that finished "
                           "creating? (`cfn-chainermn stack outputs NAME`)") from exc
-    if not access.identity_file:
-        raise ConfigError("--identity-file: give the private key of the stack's EC2 key pair "
-                          "(or set CFN_CHAINERMN_IDENTITY_FILE, or identity_file in the --config file)")
-    key = inventory.master_host_key(s3, bucket)
-    console = ConsoleKeys() if key else _console_keys(ec2, master_id)
+    key = inventory.master_host_key(s3, bucket) if login else None
+    console, unread = (ConsoleKeys(), "") if key or not login else _console_keys(ec2, master_id)
     source = f"s3://{bucket}/{params.MASTER_HOST_KEY}" if key else f"the EC2 console output of {master_id}"
+    hint = (f"s3://{bucket}/{params.MASTER_HOST_KEY} is missing and the console output of {master_id} "
+            + (f"could not be read ({unread})" if unread else "shows no keys yet"))
     subnet, itype = _master_facts(ec2, master_id)
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
-        key_file=os.path.expanduser(access.identity_file), master_host_key=key or next(iter(console.keys), None),
+        key_file=key_file, master_host_key=key or next(iter(console.keys), None),
         shared=out.get(params.OUT_MOUNT_POINT, "/efs"), python=AWS_PYTHON,
         network=mpi.Network(cidr=subnet, instance_type=itype),
         list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket),
-        host_fingerprints=console.fingerprints, host_key_source=source if key or console else "")
+        host_fingerprints=console.fingerprints, host_key_source=source if key or console else "",
+        host_key_hint="" if key or console else hint)
 
 
-def _console_keys(ec2: Any, instance_id: str) -> ConsoleKeys:
-    """What cloud-init printed to the master's console; nothing when it cannot be read."""
+def _console_keys(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
+    """What cloud-init printed to the master's console, or nothing and why it could not be read."""
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from cfn_chainermn.aws import short_error
 
     try:
         output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
-    except (ClientError, BotoCoreError):
-        return ConsoleKeys()
-    return parse_console(output)
+    except (ClientError, BotoCoreError) as exc:
+        return ConsoleKeys(), short_error(exc)
+    return parse_console(output), ""
 
 
 def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
@@ -153,8 +169,11 @@ def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
     return str(sub["Subnets"][0]["CidrBlock"]), str(inst["InstanceType"])
 
 
-def resolve(name: str, *, state_dir: str | None, access: AwsAccess) -> Cluster:
-    """A local cluster when the state folder holds one called NAME, else the AWS stack NAME."""
+def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True) -> Cluster:
+    """A local cluster when the state folder holds one called NAME, else the AWS stack NAME.
+
+    `login=False` (the hostfile command) needs no key and reads no host key.
+    """
     folder = Path(state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR") or DEFAULT_STATE_DIR)
     state = read_state(folder)
     if state is not None and state.get("name") == name:
@@ -162,4 +181,4 @@ def resolve(name: str, *, state_dir: str | None, access: AwsAccess) -> Cluster:
     if name == "local":
         raise ConfigError(f"no local cluster in {folder}; start one with `cfn-chainermn local up"
                           f"{'' if state_dir is None else ' --state-dir ' + str(state_dir)}`")
-    return aws_cluster(name, access)
+    return aws_cluster(name, access, login=login)

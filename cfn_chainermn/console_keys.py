@@ -32,31 +32,32 @@ class ConsoleKeys:
 
 
 def _block(text: str, name: str) -> list[list[str]]:
-    """The lines between cloud-init's BEGIN/END markers, split into words, "ec2:" prefixes dropped.
+    """The lines between cloud-init's BEGIN/END markers, split into words.
 
-    The last block wins: a console that shows two boots shows the current keys last.
+    The markers may come after a syslog or "ec2:" prefix (`<14>Oct 28 17:47:00 ec2: -----BEGIN
+    ...`), so they are looked for anywhere in a line. The last complete block wins: a console
+    that shows two boots shows the current keys last.
     """
     begin, end = f"-----BEGIN SSH HOST KEY {name}-----", f"-----END SSH HOST KEY {name}-----"
     blocks: list[list[list[str]]] = []
     current: list[list[str]] | None = None
-    for raw in text.splitlines():
-        words = raw.split()
-        if words[:1] == ["ec2:"]:
-            words = words[1:]
-        line = " ".join(words)
-        if line == begin:
+    for line in text.splitlines():
+        if begin in line:
             current = []
-        elif line == end and current is not None:
+        elif end in line and current is not None:
             blocks.append(current)
             current = None
-        elif current is not None and words:
-            current.append(words)
+        elif current is not None:
+            current.append(line.split())
     return blocks[-1] if blocks else []
 
 
 def parse(text: str) -> ConsoleKeys:
     """Host keys and fingerprints from console output; empty when cloud-init printed none (yet)."""
-    found = {words[0]: f"{words[0]} {words[1]}" for words in _block(text, "KEYS")
-             if len(words) >= 2 and words[0] in KEY_TYPES}
+    found: dict[str, str] = {}
+    for words in _block(text, "KEYS"):
+        at = next((i for i, w in enumerate(words) if w in KEY_TYPES), None)
+        if at is not None and at + 1 < len(words):
+            found[words[at]] = f"{words[at]} {words[at + 1]}"
     prints = [w for words in _block(text, "FINGERPRINTS") for w in words if w.startswith("SHA256:")]
     return ConsoleKeys(tuple(found[t] for t in KEY_TYPES if t in found), tuple(dict.fromkeys(prints)))

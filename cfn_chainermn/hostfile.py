@@ -46,7 +46,6 @@ def render(nodes: Iterable[Node]) -> str:
     return "".join(f"{n.private_ip} slots={n.slots}\n" for n in members(nodes))
 
 
-
 def nodes_used(nodes: Iterable[Node], np: int, per_node: int | None = None) -> int:
     """How many of the usable nodes a job of `np` ranks occupies (OpenMPI fills them in order)."""
     usable = members(nodes)
@@ -58,3 +57,26 @@ def nodes_used(nodes: Iterable[Node], np: int, per_node: int | None = None) -> i
         if filled >= np:
             return count
     return len(usable)
+
+
+def placement_problem(nodes: Iterable[Node], np: int, per_node: int | None = None) -> str | None:
+    """Why OpenMPI would refuse to place `np` ranks (`per_node` each) on the ready nodes, or None.
+
+    mpiexec runs without --oversubscribe, so it needs a slot per rank; saying so before the
+    upload beats its multi-line "not enough slots" report.
+    """
+    usable = members(nodes)
+    wait = "wait for more nodes (`cfn-chainermn hostfile NAME --wait N`) or lower -n"
+    if per_node:
+        needed = -(-np // per_node)
+        if needed > len(usable):
+            return f"-n/-N: {np} ranks at {per_node} per node need {needed} nodes, {len(usable)} are ready; {wait}"
+        small = [n for n in usable[:needed] if n.slots < min(per_node, np)]
+        if small:
+            return (f"-N: {per_node} ranks per node, but {small[0].private_ip} has {small[0].slots} slots "
+                    f"({small[0].instance_type}); lower -N")
+        return None
+    total = sum(n.slots for n in usable)
+    if np > total:
+        return f"-n: {np} ranks, but the {len(usable)} ready nodes have {total} slots; {wait}"
+    return None

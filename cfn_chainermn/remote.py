@@ -60,7 +60,8 @@ class Remote:
 
     def __init__(self, host: str, *, user: str, key_file: str | os.PathLike[str], port: int = 22,
                  host_key: str | None = None, accept_new_host_key: bool = False,
-                 host_fingerprints: tuple[str, ...] = (), connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 host_fingerprints: tuple[str, ...] = (), host_key_hint: str = "",
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
                  notice: LineSink | None = None) -> None:
         if accept_new_host_key and notice is None:  # the one report of what was trusted: never skipped
             raise ValueError("Remote(accept_new_host_key=True) needs notice=: the accepted key's fingerprint "
@@ -72,6 +73,7 @@ class Remote:
         self.host_key = host_key
         self.accept_new_host_key = accept_new_host_key
         self.host_fingerprints = host_fingerprints  # checked when no host_key is known (console output)
+        self.host_key_hint = host_key_hint  # why neither is known, for the refusal
         self.connect_timeout = connect_timeout
         self.notice = notice
         self._client: paramiko.SSHClient | None = None
@@ -95,7 +97,8 @@ class Remote:
             raise ConfigError(f"--identity-file: {self.key_file} does not exist; give the private key of the "
                               "cluster's key pair")
         if self.host_key is None and not self.host_fingerprints and not self.accept_new_host_key:
-            raise RemoteError(f"no published host key for {self.host}; wait for the node agent to publish it, "
+            why = f" ({self.host_key_hint})" if self.host_key_hint else ""
+            raise RemoteError(f"no published host key for {self.host}{why}; wait for the node agent to publish it, "
                               "or pass --accept-new-host-key to trust the key the server shows")
         sock = self._dial()  # before the import: sshd starts its side while paramiko loads
         _skip_invoke()
@@ -115,34 +118,36 @@ class Remote:
             client.connect(self.host, port=self.port, username=self.user, key_filename=str(self.key_file), sock=sock,
                            timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                            auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False)
-        except RemoteError:  # the fingerprint policy's refusal
+        except BaseException as exc:
             client.close()
             sock.close()
-            raise
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            sock.close()
-            raise RemoteError(
-                f"host key of {self.host}:{self.port} has CHANGED: it shows {fingerprint(_key_line(exc.key))}, "
-                f"the cluster published {fingerprint(self.host_key or '')}; refusing to connect (possible "
-                "man-in-the-middle). If the node was replaced, rerun with --accept-new-host-key") from exc
-        except paramiko.SSHException as exc:
-            client.close()
-            sock.close()
-            if "not found in known_hosts" in str(exc):
-                raise RemoteError(f"{self.host}:{self.port} offered a host key of another type than the one "
-                                  "published; refusing (pass --accept-new-host-key to trust it)") from exc
-            raise RemoteError(f"SSH to {self.where} failed: {exc}") from exc
-        except OSError as exc:
-            client.close()
-            sock.close()
-            raise self._unreachable(exc) from exc
+            failure = self._connect_failure(paramiko, exc)
+            if failure is None:  # Ctrl-C, or the fingerprint policy's own RemoteError
+                raise
+            raise failure from exc
         if self.accept_new_host_key and self.notice is not None:
             shown = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
             self.notice(f"accepted host key {fingerprint(_key_line(shown))} of {self.host}:{self.port} "
                         "(--accept-new-host-key)")
         self._client = client
         return client
+
+    def _connect_failure(self, paramiko: Any, exc: BaseException) -> RemoteError | None:
+        """The one-line error for a failed login, naming the host; None to let `exc` through."""
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return RemoteError(
+                f"host key of {self.host}:{self.port} has CHANGED: it shows {fingerprint(_key_line(exc.key))}, "
+                f"the cluster published {fingerprint(self.host_key or '')}; refusing to connect (possible "
+                "man-in-the-middle). If the node was replaced, rerun with --accept-new-host-key")
+        if isinstance(exc, paramiko.SSHException):
+            if "not found in known_hosts" in str(exc):
+                return RemoteError(f"{self.host}:{self.port} offered a host key of another type than the one "
+                                   "published; refusing (pass --accept-new-host-key to trust it)")
+            return RemoteError(f"SSH to {self.where} failed: {exc}")
+        if isinstance(exc, (OSError, EOFError)):
+            return self._unreachable(exc) if isinstance(exc, OSError) else RemoteError(
+                f"SSH to {self.where} failed: the server closed the connection")
+        return None
 
     def _dial(self) -> socket.socket:
         """TCP to the host, tuned for SSH's small request/reply packets (see _QuickAckSocket)."""
@@ -171,9 +176,12 @@ class Remote:
         transport = self.connect().get_transport()
         if transport is None:  # pragma: no cover - connect() guarantees one
             raise RemoteError(f"SSH to {self.where}: no transport")
-        chan = transport.open_session()
-        chan.set_combine_stderr(True)
-        chan.exec_command(command)
+        try:
+            chan = transport.open_session()
+            chan.set_combine_stderr(True)
+            chan.exec_command(command)
+        except transport_errors() as exc:
+            raise RemoteError(f"SSH to {self.where} could not start a command: {_why(exc)}") from exc
         return chan
 
     def run(self, command: str, *, on_line: LineSink) -> int:
@@ -181,9 +189,14 @@ class Remote:
         chan = self.open_command(command)
         try:
             stream_lines(chan, on_line)
-            return int(chan.recv_exit_status())
+            rc = int(chan.recv_exit_status())
+        except transport_errors() as exc:
+            raise RemoteError(f"the SSH session to {self.where} broke: {_why(exc)}") from exc
         finally:
             chan.close()
+        if rc == -1:
+            raise RemoteError(f"the SSH session to {self.where} closed without an exit status (connection lost?)")
+        return rc
 
     def capture(self, command: str) -> tuple[int, str]:
         """Run `command`; its exit code and combined output."""
@@ -217,6 +230,14 @@ class _QuickAckSocket(socket.socket):
         return super().recv(bufsize, flags)
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """What a broken SSH session raises: socket errors, EOF, and paramiko's own."""
+    _skip_invoke()
+    import paramiko
+
+    return (OSError, EOFError, paramiko.SSHException)
+
+
 def stream_lines(chan: Any, on_line: LineSink) -> None:
     """Read a channel to EOF, calling `on_line` per complete line (partial last line included)."""
     buf = b""
@@ -246,6 +267,11 @@ def _fingerprint_policy(paramiko: Any, remote: Remote) -> Any:
             client.get_host_keys().add(hostname, key.get_name(), key)
 
     return FingerprintPolicy()
+
+
+def _why(exc: BaseException) -> str:
+    """An exception's message, or its type when it has none (EOFError)."""
+    return str(exc) or type(exc).__name__
 
 
 def _key_line(key: Any) -> str:

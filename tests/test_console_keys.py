@@ -44,3 +44,17 @@ def test_nothing_printed_yet_is_empty_and_falsy() -> None:
     assert not parse("-----BEGIN SSH HOST KEY KEYS-----\n" + ED + "\n")
     assert parse("ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\nec2: 256 SHA256:x r (ED25519)\n"
                  "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n") == ConsoleKeys((), ("SHA256:x",))
+
+
+def test_syslog_prefixes_as_real_consoles_print_them() -> None:
+    """Ubuntu's console: the fingerprint block comes through syslog, the keys through cloud-init."""
+    text = f"""<14>Oct 28 17:47:00 ec2: #############################################################
+<14>Oct 28 17:47:00 ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----
+<14>Oct 28 17:47:00 ec2: 256 SHA256:edFP root@ip-10-0-0-4 (ED25519)
+<14>Oct 28 17:47:00 ec2: -----END SSH HOST KEY FINGERPRINTS-----
+<14>Oct 28 17:47:00 ec2: #############################################################
+[   25.101010] cloud-init[1201]: -----BEGIN SSH HOST KEY KEYS-----
+[   25.101011] cloud-init[1201]: {ED} root@ip-10-0-0-4
+[   25.101012] cloud-init[1201]: -----END SSH HOST KEY KEYS-----
+"""
+    assert parse(text) == ConsoleKeys((ED,), ("SHA256:edFP",))

@@ -56,3 +56,23 @@ def test_nodes_used_follows_openmpi_fill_order() -> None:
     assert nodes_used(three, 5) == 2  # 4 slots each: the second node takes rank 5
     assert nodes_used(three, 99) == 3  # oversubscribed: every node
     assert nodes_used(three, 32, per_node=8) == 3  # more asked than there are nodes
+
+
+def test_placement_mirrors_openmpi_slot_rules() -> None:
+    """mpiexec runs without --oversubscribe: one slot per rank (checked against a real mpiexec by hand)."""
+    from cfn_chainermn.hostfile import Node, placement_problem
+
+    def node(i: int, slots: int, ready: bool = True) -> Node:
+        return Node(f"i-{i}", f"10.0.0.{i}", "master" if i == 1 else "worker", "p3.16xlarge", "running", ready,
+                    slots_override=slots)
+
+    nodes = [node(1, 8), node(2, 8), node(3, 4), node(4, 8, ready=False)]
+    assert placement_problem(nodes, 20) is None and placement_problem(nodes, 16, 8) is None
+    assert placement_problem(nodes, 21) == (
+        "-n: 21 ranks, but the 3 ready nodes have 20 slots; wait for more nodes (`cfn-chainermn hostfile NAME "
+        "--wait N`) or lower -n")
+    assert placement_problem(nodes, 32, 8) == (
+        "-n/-N: 32 ranks at 8 per node need 4 nodes, 3 are ready; wait for more nodes (`cfn-chainermn hostfile "
+        "NAME --wait N`) or lower -n")
+    assert placement_problem(nodes, 24, 8) == "-N: 8 ranks per node, but 10.0.0.3 has 4 slots (p3.16xlarge); lower -N"
+    assert placement_problem(nodes, 3, 8) is None  # 3 ranks fit the first node's 8 slots

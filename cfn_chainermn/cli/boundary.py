@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import click
@@ -99,9 +98,3 @@ def run_with_boundary(command: click.Command, args: list[str]) -> int:
     if isinstance(result, int):
         return result
     return EXIT_OK
-
-
-def fail(message: str, code: int = EXIT_ERROR) -> None:
-    """Stop a command with a message; for checks that have no exception of their own."""
-    error(message)
-    sys.exit(code)

@@ -49,12 +49,12 @@ def access_options(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _resolve(name: str, access: dict[str, Any]) -> Cluster:
+def _resolve(name: str, access: dict[str, Any], *, login: bool = True) -> Cluster:
     from cfn_chainermn.clusters import AwsAccess, resolve
 
     return resolve(name, state_dir=access["state_dir"], access=AwsAccess(
         profile=access["aws_profile"], region=access["aws_region"], endpoint_url=access["aws_endpoint_url"],
-        identity_file=access["identity_file"]))
+        identity_file=access["identity_file"]), login=login)
 
 
 def _remote(cluster: Cluster, access: dict[str, Any]) -> Remote:
@@ -83,7 +83,7 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
     from cfn_chainermn import hostfile as hf
     from cfn_chainermn.errors import CfnChainermnError
 
-    cluster = _resolve(name, access)
+    cluster = _resolve(name, access, login=False)
     deadline = time.monotonic() + timeout
     while True:
         nodes = cluster.list_nodes()
@@ -124,18 +124,21 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     Ctrl-C cancels the job on the cluster (no rank is left behind).
     """
     from cfn_chainermn import hostfile as hf
-    from cfn_chainermn import jobs, mpi
-    from cfn_chainermn.errors import RemoteError
+    from cfn_chainermn import job_folder, jobs, mpi
+    from cfn_chainermn.errors import CfnChainermnError, ConfigError
 
     job_env = mpi.parse_env(env)
     cluster = _resolve(name, access)
     nodes = cluster.list_nodes()
     text = hf.render(nodes)
     if not text:
-        raise RemoteError(f"no ready node in {name}; `cfn-chainermn hostfile {name} --wait 1` waits for one")
+        raise CfnChainermnError(f"no ready node in {name}; `cfn-chainermn hostfile {name} --wait 1` waits for one")
+    problem = hf.placement_problem(nodes, np, per_node)
+    if problem:
+        raise ConfigError(problem.replace("NAME", name))
     spec = mpi.Job(program=Path(script).name, np=np, per_node=per_node, args=args, env=job_env,
                    python=python or cluster.python)
-    launch = jobs.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
+    launch = job_folder.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
                           hostfile_text=text, job=spec, net=cluster.network)
     ref = launch.ref
     with _remote(cluster, access) as remote:
@@ -172,12 +175,12 @@ def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> No
 @access_options
 def logs(name: str, job_id: str, follow: bool, access: dict[str, Any]) -> int:
     """Print the log of job JOB on NAME."""
-    from cfn_chainermn import jobs
+    from cfn_chainermn import job_folder, jobs
 
-    jobs.job_dir("", job_id)  # a bad id is a usage error before any connection
+    job_folder.job_dir("", job_id)  # a bad id is a usage error before any connection
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
-        ref = jobs.JobRef(job_id, jobs.job_dir(cluster.shared, job_id))
+        ref = job_folder.JobRef(job_id, job_folder.job_dir(cluster.shared, job_id))
         rc = jobs.logs(remote, ref, follow=follow, on_line=_echo)
     return rc if follow else 0
 
@@ -205,12 +208,12 @@ def list_(name: str, access: dict[str, Any]) -> None:
 @access_options
 def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
     """Stop job JOB on NAME and every rank it started."""
-    from cfn_chainermn import jobs
+    from cfn_chainermn import job_folder, jobs
 
-    jobs.job_dir("", job_id)
+    job_folder.job_dir("", job_id)
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
-        jobs.cancel(remote, jobs.JobRef(job_id, jobs.job_dir(cluster.shared, job_id)))
+        jobs.cancel(remote, job_folder.JobRef(job_id, job_folder.job_dir(cluster.shared, job_id)))
     click.echo(f"job {job_id} cancelled")
 
 

@@ -45,9 +45,6 @@ class State:
         self.steps[step] = {"status": status, "detail": detail, "time": now()}
         self.save()
 
-    def status_of(self, step: str) -> str:
-        return self.steps.get(step, {}).get("status", "pending")
-
     def save(self) -> None:
         data = {"role": self.role, "node_id": self.node_id, "ready": self.ready,
                 "steps": {name: self.steps[name] for name in STEPS if name in self.steps}}

@@ -41,7 +41,7 @@ def test_no_local_cluster_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_files_that_clash_with_the_job_folder_are_refused(tmp_path: Path) -> None:
-    from cfn_chainermn import jobs, mpi
+    from cfn_chainermn import job_folder, mpi
     from cfn_chainermn.errors import ConfigError
 
     script = tmp_path / "train.py"
@@ -52,6 +52,6 @@ def test_files_that_clash_with_the_job_folder_are_refused(tmp_path: Path) -> Non
         clash = other / name
         clash.write_text("")
         with pytest.raises(ConfigError, match=rf"^--files: '{name}' clashes"):
-            jobs.prepare(shared="/s", script=script, files=[clash], hostfile_text="",
+            job_folder.prepare(shared="/s", script=script, files=[clash], hostfile_text="",
                          job=mpi.Job(program="train.py", np=1),
                          net=mpi.Network(cidr="127.0.0.0/8", instance_type="local"))

@@ -120,20 +120,46 @@ def test_without_a_published_key_the_console_output_is_the_anchor(tmp_path: Path
                 "unreadable": (None, ())}[console]
     assert (cl.master_host_key, cl.host_fingerprints) == expected
     assert cl.host_key_source == ("" if console == "unreadable" else "the EC2 console output of i-0master")
+    # With nothing to check against, the refusal says why (a missing permission, not a missing key).
+    assert cl.host_key_hint == ("" if console != "unreadable" else f"s3://demo-keys/{params.MASTER_HOST_KEY} is "
+                                "missing and the console output of i-0master could not be read "
+                                "(UnauthorizedOperation: not allowed)")
     remote = cl.remote()
     assert (remote.host_key, remote.host_fingerprints) == expected  # what the connection checks
 
 
-def test_aws_cluster_needs_an_identity_file() -> None:
-    cfn = boto3.client("cloudformation", region_name="us-east-1")
-    with Stubber(cfn) as scfn:
+class NoAws:
+    """A session whose every client call fails the test: usage errors come before any AWS call."""
+
+    def client(self, service: str, endpoint_url: str | None = None, config: Any = None) -> Any:
+        raise AssertionError(f"an AWS client ({service}) was made before the usage error")
+
+
+def test_the_identity_file_is_checked_before_any_aws_call(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^--identity-file: .*\(or set CFN_CHAINERMN_IDENTITY_FILE, or "
+                                          r"identity_file in the --config file\)$"):
+        clusters.aws_cluster("demo", clusters.AwsAccess(), session=NoAws())
+    with pytest.raises(ConfigError, match=rf"^--identity-file: {tmp_path}/nope\.pem does not exist; give the "
+                                          "private key of the stack's EC2 key pair$"):
+        clusters.aws_cluster("demo", clusters.AwsAccess(identity_file=str(tmp_path / "nope.pem")), session=NoAws())
+
+
+def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
+    cfn, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "ec2"))
+    with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
         scfn.add_response("describe_stacks", _stack({
             params.OUT_MASTER_DNS: "h", params.OUT_MASTER_INSTANCE_ID: "i-1", params.OUT_BUCKET: "b"}),
             {"StackName": "demo"})
-        with pytest.raises(ConfigError, match=r"^--identity-file: .*\(or set CFN_CHAINERMN_IDENTITY_FILE, or "
-                                              r"identity_file in the --config file\)$"):
-            clusters.aws_cluster("demo", clusters.AwsAccess(), session=FakeSession({
-                "cloudformation": cfn, "s3": None, "ec2": None}))
+        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
+            {"InstanceId": "i-1", "SubnetId": "subnet-1", "InstanceType": "p3.2xlarge"}]}]}, None)
+        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
+                          None)
+        # no S3 stub: reading cluster-key/ would fail the test
+        cl = clusters.aws_cluster("demo", clusters.AwsAccess(), login=False,
+                                  session=FakeSession({"cloudformation": cfn, "s3": None, "ec2": ec2}))
+        scfn.assert_no_pending_responses()
+        sec2.assert_no_pending_responses()
+    assert cl.master_host_key is None and cl.network.cidr == "10.0.0.0/24"
 
 
 def test_local_name_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:

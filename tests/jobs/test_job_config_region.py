@@ -17,7 +17,7 @@ def seen_access(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The AwsAccess each command resolves its cluster with; resolving stops there (exit 3)."""
     seen: list[Any] = []
 
-    def resolve(name: str, *, state_dir: Any, access: Any) -> Any:
+    def resolve(name: str, *, state_dir: Any, access: Any, login: bool = True) -> Any:
         seen.append(access)
         raise StackError("stopped before any AWS call")
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,16 +53,69 @@ def test_missing_key_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_no_published_key_refuses_unless_opted_in(key: Path) -> None:
     with pytest.raises(RemoteError, match=r"no published host key for 127\.0\.0\.1.*--accept-new-host-key"):
         Remote("127.0.0.1", user="u", key_file=key, host_key=None).connect()
+    with pytest.raises(RemoteError, match=r"^no published host key for 127\.0\.0\.1 \(the console output could not "
+                                          r"be read \(UnauthorizedOperation\)\); wait"):
+        Remote("127.0.0.1", user="u", key_file=key, host_key=None,
+               host_key_hint="the console output could not be read (UnauthorizedOperation)").connect()
+
+
+class _Chan:
+    def __init__(self, recv_error: BaseException | None = None, status: int = 0) -> None:
+        self.recv_error, self.status = recv_error, status
+
+    def set_combine_stderr(self, on: bool) -> None:
+        pass
+
+    def exec_command(self, command: str) -> None:
+        pass
+
+    def recv(self, n: int) -> bytes:
+        if self.recv_error is not None:
+            raise self.recv_error
+        return b""
+
+    def recv_exit_status(self) -> int:
+        return self.status
+
+    def close(self) -> None:
+        pass
+
+
+class _Transport:
+    def __init__(self, chan: _Chan | None, open_error: BaseException | None = None) -> None:
+        self.chan, self.open_error = chan, open_error
+
+    def open_session(self) -> _Chan | None:
+        if self.open_error is not None:
+            raise self.open_error
+        return self.chan
+
+
+@pytest.mark.parametrize(("transport", "message"), [
+    (lambda p: _Transport(None, p.ChannelException(1, "Administratively prohibited")),
+     r"^SSH to u@h:22 could not start a command: .*Administratively prohibited"),
+    (lambda p: _Transport(_Chan(recv_error=ConnectionResetError(104, "Connection reset by peer"))),
+     r"^the SSH session to u@h:22 broke: .*Connection reset by peer"),
+    (lambda p: _Transport(_Chan(recv_error=EOFError())), r"^the SSH session to u@h:22 broke: EOFError"),
+    (lambda p: _Transport(_Chan(status=-1)),
+     r"^the SSH session to u@h:22 closed without an exit status \(connection lost\?\)"),
+])
+def test_a_session_that_breaks_after_login_is_one_remote_error(key: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              transport: Any, message: str) -> None:
+    """Never a traceback: channel refusals, resets and lost exit statuses all name the host."""
+    import paramiko
+
+    remote = Remote("h", user="u", key_file=key, host_key="ssh-ed25519 AAAA")
+    client = type("Client", (), {"get_transport": lambda self: transport(paramiko)})()
+    monkeypatch.setattr(remote, "connect", lambda: client)
+    with pytest.raises(RemoteError, match=message):
+        remote.run("true", on_line=print)
 
 
 def test_accepting_a_new_host_key_requires_somewhere_to_report_it(key: Path) -> None:
     """Otherwise AutoAddPolicy would trust whatever the server shows without a word."""
     with pytest.raises(ValueError, match=r"accept_new_host_key=True\) needs notice="):
         Remote("127.0.0.1", user="u", key_file=key, host_key=None, accept_new_host_key=True)
-    notices: list[str] = []
-    remote = Remote("127.0.0.1", user="u", key_file=key, host_key=None, accept_new_host_key=True,
-                    notice=notices.append)
-    assert remote.notice is not None and remote.accept_new_host_key
 
 
 def test_connections_ack_at_once_and_never_wait_for_nagle(key: Path) -> None:

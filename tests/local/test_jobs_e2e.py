@@ -224,3 +224,15 @@ def test_console_fingerprints_verify_the_master_when_no_key_is_published(cluster
     with pytest.raises(RemoteError, match=r"shows SHA256:\S+, which is not among the fingerprints in its console "
                                           r"output \(SHA256:someOtherKey\); refusing.*--accept-new-host-key"):
         remote(("SHA256:someOtherKey",)).connect()
+
+
+def test_more_ranks_than_slots_is_refused_before_anything_is_sent(cluster: LocalCluster) -> None:
+    jobs_dir = cluster.shared / "jobs"
+    before = set(jobs_dir.iterdir()) if jobs_dir.exists() else set()
+    for flags, message in [(["-n", "4", "-N", "1"], "-n/-N: 4 ranks at 1 per node need 4 nodes, 3 are ready"),
+                           (["-n", "4"], "-n: 4 ranks, but the 3 ready nodes have 3 slots")]:
+        res = cluster.cli("job", "submit", "local", *flags, str(SCRIPTS / "exit_on_rank1.py"))
+        assert res.returncode == 2, res.stderr
+        assert res.stderr == f"error: {message}; wait for more nodes (`cfn-chainermn hostfile local --wait N`) " \
+                             "or lower -n\n"
+    assert (set(jobs_dir.iterdir()) if jobs_dir.exists() else set()) == before

@@ -1,4 +1,4 @@
-"""The one-channel launch: the job folder travels on stdin, run.sh starts right after it.
+"""The job folder and its one-channel launch: files travel on stdin, run.sh starts right after them.
 
 Here `sh -c` on this machine stands in for the master's login shell (what sshd runs), and a
 pipe for the SSH channel, so the exact command and bytes that `job submit` sends are run.
@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import job_scripts, jobs, mpi
+from cfn_chainermn import job_folder, job_scripts, jobs, mpi
 from cfn_chainermn.errors import RemoteError
 
 NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
 
 
 def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n", extra: bytes | None = None,
-            hostfile: str = "127.0.0.2 slots=1\n") -> jobs.Launch:
+            hostfile: str = "127.0.0.2 slots=1\n") -> job_folder.Launch:
     src = tmp_path / "src"
     src.mkdir(parents=True, exist_ok=True)
     script = src / "job.sh"
@@ -30,12 +30,12 @@ def _launch(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n",
         data = src / "weights.bin"
         data.write_bytes(extra)
         files.append(data)
-    launch = jobs.prepare(shared=str(tmp_path / "shared"), script=script, files=files, hostfile_text=hostfile,
+    launch = job_folder.prepare(shared=str(tmp_path / "shared"), script=script, files=files, hostfile_text=hostfile,
                           job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
     # No MPI here: cmd.sh runs the program itself, as mpiexec would on each rank.
     count = "cat weights.bin | wc -c;" if extra is not None else ""
     cmd = job_scripts.cmd_script(["sh", "-c", f"./job.sh; {count} exit 3"])
-    return jobs.Launch(launch.ref, launch.job, tuple((n, cmd if n == "cmd.sh" else t) for n, t in launch.written),
+    return job_folder.Launch(launch.ref, launch.job, tuple((n, cmd if n == "cmd.sh" else t) for n, t in launch.written),
                        launch.sent)
 
 
@@ -60,7 +60,7 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     rc, out = _run(launch.command("attach"), launch.payload())
     d = tmp_path / "shared" / "jobs" / "j1"
     assert rc == 3
-    assert out.splitlines() == [jobs.LAUNCHED, "hi from ./job.sh", str(len(blob))]
+    assert out.splitlines() == [job_folder.LAUNCHED, "hi from ./job.sh", str(len(blob))]
     assert (d / "weights.bin").read_bytes() == blob
     assert (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"
     assert (d / "run.sh").read_text() == job_scripts.RUN_SH and (d / "cancel.sh").read_text() == job_scripts.CANCEL_SH
@@ -73,10 +73,10 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
 def test_our_files_ride_in_the_command_and_a_huge_one_on_stdin(tmp_path: Path) -> None:
     small = _launch(tmp_path)
     assert [n for n, _ in small.written] == ["run.sh", "cancel.sh", "cmd.sh", "summary", "hostfile"]
-    assert [n for n, _, _ in small.sent] == ["job.sh"]  # only the user's files cost a process each
+    assert [u.name for u in small.sent] == ["job.sh"]  # only the user's files cost a process each
     hosts = "".join(f"10.0.{i // 250}.{i % 250 + 1} slots=8\n" for i in range(4000))  # > a shell argument's room
     big = _launch(tmp_path / "big", hostfile=hosts)
-    assert "hostfile" in [n for n, _, _ in big.sent] and len(big.command("attach")) < jobs.INLINE_LIMIT + 4096
+    assert "hostfile" in [u.name for u in big.sent] and len(big.command("attach")) < job_folder.INLINE_LIMIT + 4096
     rc, out = _run(big.command("attach"), big.payload())
     assert rc == 3, out
     assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "hostfile").read_text() == hosts
@@ -96,11 +96,11 @@ def test_a_folder_keeps_its_layout_without_hidden_entries(tmp_path: Path) -> Non
     (proj / "loop").symlink_to(proj)  # a link to a folder is not followed
     script = tmp_path / "job.sh"
     script.write_text("#!/bin/sh\n")
-    launch = jobs.prepare(shared=str(tmp_path / "shared"), script=script, files=[proj], hostfile_text="",
+    launch = job_folder.prepare(shared=str(tmp_path / "shared"), script=script, files=[proj], hostfile_text="",
                           job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j2")
-    assert [n for n, _, _ in launch.sent] == ["job.sh", "proj/linked.txt", "proj/run me.sh", "proj/models/net.py"]
+    assert [u.name for u in launch.sent] == ["job.sh", "proj/linked.txt", "proj/run me.sh", "proj/models/net.py"]
     quiet = tuple((n, job_scripts.cmd_script(["true"]) if n == "cmd.sh" else t) for n, t in launch.written)
-    rc, out = _run(jobs.Launch(launch.ref, launch.job, quiet, launch.sent).command("attach"), launch.payload())
+    rc, out = _run(job_folder.Launch(launch.ref, launch.job, quiet, launch.sent).command("attach"), launch.payload())
     assert rc == 0, out
     d = tmp_path / "shared" / "jobs" / "j2" / "proj"
     assert (d / "models" / "net.py").read_text() == "UNITS = 3\n"
@@ -116,7 +116,7 @@ def test_a_folder_named_like_a_runner_file_is_refused(tmp_path: Path) -> None:
     script = tmp_path / "t.py"
     script.write_text("")
     with pytest.raises(ConfigError, match=r"^--files: 'log' clashes with another file of the job folder"):
-        jobs.prepare(shared="/s", script=script, files=[tmp_path / "log"], hostfile_text="",
+        job_folder.prepare(shared="/s", script=script, files=[tmp_path / "log"], hostfile_text="",
                      job=mpi.Job(program="t.py", np=1), net=NET)
 
 
@@ -142,7 +142,7 @@ def test_paths_with_spaces_and_quotes_are_quoted(tmp_path: Path) -> None:
     odd.mkdir()
     launch = _launch(odd)
     rc, out = _run(launch.command("attach"), launch.payload())
-    assert rc == 3 and jobs.LAUNCHED in out.splitlines()
+    assert rc == 3 and job_folder.LAUNCHED in out.splitlines()
     assert (odd / "shared" / "jobs" / "j1" / "exit_code").exists()
 
 
@@ -209,5 +209,76 @@ def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None
     shared.mkdir()
     (shared / "jobs").write_text("a file where the jobs folder goes")
     with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
+                                          r"cannot create .*/shared/jobs/j1$"):
+        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+
+
+def test_the_command_does_not_grow_with_the_files(tmp_path: Path) -> None:
+    """Thousands of files: the command stays the same size (a shell argument takes 128 KiB at most)."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(3000):
+        (many / f"f{i:04d}.txt").write_text(f"{i}\n")
+    (many / "-dash.txt").write_text("dash\n")  # a name that looks like an option
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/sh\n")
+    one = job_folder.prepare(shared=str(tmp_path / "s1"), script=script, files=[], hostfile_text="",
+                             job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
+    launch = job_folder.prepare(shared=str(tmp_path / "s1"), script=script, files=[many], hostfile_text="",
+                                job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
+    assert len(launch.command("attach")) == len(one.command("attach"))
+    quiet = tuple((n, job_scripts.cmd_script(["true"]) if n == "cmd.sh" else t) for n, t in launch.written)
+    rc, out = _run(job_folder.Launch(launch.ref, launch.job, quiet, launch.sent).command("attach"), launch.payload())
+    assert rc == 0, out[-2000:]
+    d = tmp_path / "s1" / "jobs" / "j1" / "many"
+    assert len(list(d.iterdir())) == 3001
+    assert (d / "f2999.txt").read_text() == "2999\n" and (d / "-dash.txt").read_text() == "dash\n"
+
+
+def test_a_linked_script_keeps_the_name_it_was_given(tmp_path: Path) -> None:
+    """mpiexec runs SCRIPT's own name; a link must arrive under that name, not its target's."""
+    real = tmp_path / "real_train.py"
+    real.write_text("print('x')\n")
+    link = tmp_path / "train.py"
+    link.symlink_to(real)
+    data = tmp_path / "data.txt"
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "v3.txt").write_text("d\n")
+    data.symlink_to(tmp_path / "store" / "v3.txt")
+    launch = job_folder.prepare(shared="/s", script=link, files=[data], hostfile_text="",
+                                job=mpi.Job(program="train.py", np=1, python="python3"), net=NET, job_id="j1")
+    assert [u.name for u in launch.sent] == ["train.py", "data.txt"]
+    assert launch.job.program == "/s/jobs/j1/train.py"
+
+
+def test_too_much_for_a_job_folder_is_refused_before_any_upload(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    from cfn_chainermn.errors import ConfigError
+
+    monkeypatch.setattr(job_folder, "MAX_FILES", 5)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(6):
+        (many / f"{i}.txt").write_text("x")
+    script = tmp_path / "t.py"
+    script.write_text("")
+    with pytest.raises(ConfigError, match=r"^--files: 7 files, 0 MiB is more than a job folder takes \(5 files, "
+                                          r"1,024 MiB\); copy data sets to the shared mount"):
+        job_folder.prepare(shared="/s", script=script, files=[many], hostfile_text="",
+                           job=mpi.Job(program="t.py", np=1), net=NET)
+
+
+def test_a_file_that_shrinks_while_sending_stops_the_stream(tmp_path: Path) -> None:
+    launch = _launch(tmp_path, extra=b"x" * 100)
+    (tmp_path / "src" / "weights.bin").write_bytes(b"x" * 10)  # changed after prepare
+    with pytest.raises(RemoteError, match=r"weights\.bin shrank while it was being sent; submit again"):
+        launch.payload()
+
+
+def test_an_early_failure_with_a_big_upload_names_the_reason_not_a_broken_pipe(tmp_path: Path) -> None:
+    """The remote shell stops reading (here: the job folder exists) while megabytes are still to send."""
+    launch = _launch(tmp_path, extra=b"\1" * (8 << 20))
+    (tmp_path / "shared" / "jobs" / "j1").mkdir(parents=True)
+    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*File exists; "
                                           r"cannot create .*/shared/jobs/j1$"):
         jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
