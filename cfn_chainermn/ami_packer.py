@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -82,11 +83,30 @@ def packer_args(region: str, wheel: Path, variables: Mapping[str, str], ssh_cidr
     return args
 
 
+# Credentials that Packer's AWS SDK would take before a profile (boto3 does not, once one is named).
+ENV_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def packer_env(aws_profile: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Packer's environment: this one, with AWS_PROFILE set to the AWS profile when there is one.
+
+    Packer's AWS SDK reads key variables before AWS_PROFILE; they are left out so that the named
+    profile is used, as boto3 uses it in every other command.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if aws_profile:
+        for name in ENV_CREDENTIALS:
+            env.pop(name, None)
+        env["AWS_PROFILE"] = aws_profile
+    return env
+
+
 def shellcheck(out_dir: Path) -> None:
     """shellcheck every rendered script (all severities); any finding fails."""
     scripts = sorted(str(p) for p in (out_dir / "scripts").glob("*.sh"))
     if not scripts:
-        raise AmiError(f"{out_dir}/scripts: no rendered scripts; run `cfn-chainermn ami render` first")
+        raise AmiError(f"{out_dir}/scripts: no rendered scripts; run `cfn-chainermn ami render PROFILE -o {out_dir}` "
+                       "first")
     exe = _tool("shellcheck", "install it (Debian: apt-get install shellcheck)")
     proc = subprocess.run([exe, "--format=gcc", *scripts], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -170,15 +190,19 @@ def build_failure(seen: MachineReadable, rc: int) -> str:
 
 def packer_build(out_dir: Path, region: str, wheel: Path, variables: Mapping[str, str],
                  echo: Callable[[str], None], runner: Callable[..., Any] = subprocess.Popen, *,
-                 ssh_cidr: str) -> dict[str, str]:
-    """Run `packer build -machine-readable`; returns {region: ami id}, checked twice."""
+                 ssh_cidr: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Run `packer build -machine-readable`; returns {region: ami id}, checked twice.
+
+    `env` is Packer's environment (packer_env: the AWS profile); None inherits this one.
+    """
     exe = _tool("packer", "install it (Debian: apt-get install packer)")
     manifest = out_dir / "packer-manifest.json"
     manifest.unlink(missing_ok=True)
     cmd = [exe, "build", "-machine-readable", "-color=false",
            *packer_args(region, wheel, variables, ssh_cidr), "."]
     seen = MachineReadable()
-    proc = runner(cmd, cwd=out_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = runner(cmd, cwd=out_dir, env=None if env is None else dict(env), stdout=subprocess.PIPE,
+                  stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         shown = parse_machine_line(line, seen)

@@ -100,7 +100,7 @@ def read_raw(recipe_dir: Path, name: str) -> dict[str, Any]:
     path = profiles_dir(recipe_dir) / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(available(recipe_dir)) or "none"
-        raise ConfigError(f"--profile: unknown profile {name!r}; choose one of: {known} "
+        raise ConfigError(f"unknown version profile {name!r}; choose one of: {known} "
                           "(`cfn-chainermn ami profiles` describes them)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -31,13 +31,24 @@ def _recipe() -> Path:
     return recipe
 
 
-def _region(region: str | None) -> str:
-    value = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
-    if not value:
-        from cfn_chainermn.errors import ConfigError
+def _build_access(region: str | None, aws_profile: str | None, aws_endpoint_url: str | None) -> str:
+    """The build region: --region, else AWS_REGION / AWS_DEFAULT_REGION, else the AWS profile's.
 
-        raise ConfigError("region: not set; pass --region or set AWS_REGION")
-    return value
+    Reading the AWS profile here (local files, no AWS call) refuses an unknown one before anything is
+    rendered or built. Packer cannot be sent to another endpoint, so --endpoint-url is refused (and
+    AWS_ENDPOINT_URL gets a note when Packer starts).
+    """
+    from cfn_chainermn.aws import make_session
+    from cfn_chainermn.errors import ConfigError
+
+    source = click.get_current_context().get_parameter_source("aws_endpoint_url")
+    if aws_endpoint_url and source is click.core.ParameterSource.COMMANDLINE:
+        raise ConfigError("--endpoint-url: Packer does not take an endpoint (it ignores AWS_ENDPOINT_URL), "
+                          "so `ami build` always runs in AWS; drop --endpoint-url")
+    value = make_session(aws_profile, region).region_name or ""
+    if not value:
+        raise ConfigError("region: not set; pass --region, set AWS_REGION, or give the AWS profile a region")
+    return str(value)
 
 
 def _placeholder_wheel(tmp: Path) -> Path:
@@ -63,6 +74,47 @@ def _agent_wheel(given: Path | None, tmp: Path) -> Path:
             raise ConfigError(f"--agent-wheel: {problem}")
         return given
     return staging.build_wheel(tmp)
+
+
+class _VersionProfileCommand(click.Command):
+    """A command whose version profile is the PROFILE argument; the old `--profile NAME` says so.
+
+    The usage error of `--profile NAME` (no such option; on `ami build`, where --profile is the AWS
+    profile, the missing PROFILE) gets the command to type instead.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        old = _old_profile_value(args)
+        try:
+            return super().parse_args(ctx, args)
+        except (click.NoSuchOption, click.MissingParameter) as exc:
+            if old is None or (isinstance(exc, click.NoSuchOption) and exc.option_name != "--profile") or (
+                    isinstance(exc, click.MissingParameter) and getattr(exc.param, "name", "") != "profile_name"):
+                raise
+            example = old if old in _version_profiles() else "PROFILE"
+            aws = "; --profile is the AWS profile" if isinstance(exc, click.MissingParameter) else ""
+            raise click.UsageError(f"{exc.format_message()} The version profile is an argument now: "
+                                   f"`{ctx.command_path} {example} ...`{aws}", ctx=ctx) from exc
+
+
+def _old_profile_value(args: list[str]) -> str | None:
+    """The value given to --profile (`--profile X` or `--profile=X`), or None."""
+    for i, arg in enumerate(args):
+        if arg == "--profile":
+            return args[i + 1] if i + 1 < len(args) else ""
+        if arg.startswith("--profile="):
+            return arg.partition("=")[2]
+    return None
+
+
+def _version_profiles() -> list[str]:
+    from cfn_chainermn import ami_profiles
+    from cfn_chainermn.errors import ConfigError
+
+    try:
+        return ami_profiles.available(_recipe())
+    except ConfigError:
+        return []
 
 
 @click.group()
@@ -98,25 +150,31 @@ def profiles(output: str) -> None:
             click.echo(f"  not buildable: {row['reason']}")
 
 
-@ami.command("render")
-@click.option("--profile", "profile_name", required=True, help="Version profile (see `ami profiles`).")
+@ami.command("render", cls=_VersionProfileCommand)
+@click.argument("profile_name", metavar="PROFILE")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 def render(profile_name: str, output_dir: Path) -> None:
-    """Write the Packer template and provisioning scripts of a profile into a directory."""
+    """Write the Packer template and provisioning scripts of version profile PROFILE into a directory.
+
+    PROFILE is one of `cfn-chainermn ami profiles`, e.g. current.
+    """
     from cfn_chainermn import ami as ami_mod
 
     written = ami_mod.render_profile(profile_name, output_dir, recipe_dir=_recipe())
     for path in written:
         click.echo(str(path))
     click.echo(f"rendered profile {profile_name} into {output_dir} ({len(written)} files); "
-               f"next: cfn-chainermn ami validate --profile {profile_name}", err=True)
+               f"next: cfn-chainermn ami validate {profile_name}", err=True)
 
 
-@ami.command("validate")
-@click.option("--profile", "profile_name", default=None, help="One profile (default: every buildable one).")
+@ami.command("validate", cls=_VersionProfileCommand)
+@click.argument("profile_name", metavar="[PROFILE]", required=False)
 @click.option("--region", default=None, help="Region passed to packer validate (default AWS_REGION or us-east-1).")
 def validate(profile_name: str | None, region: str | None) -> None:
-    """shellcheck the rendered scripts and run `packer validate` on the template (offline)."""
+    """shellcheck the rendered scripts and run `packer validate` on the template (offline).
+
+    PROFILE: one version profile (default: every buildable one).
+    """
     from cfn_chainermn import ami as ami_mod
     from cfn_chainermn import ami_packer, ami_profiles
 
@@ -134,9 +192,9 @@ def validate(profile_name: str | None, region: str | None) -> None:
             click.echo(f"ok {name}: shellcheck clean ({scripts} scripts), packer validate passed")
 
 
-@ami.command("build")
-@click.option("--profile", "profile_name", required=True, help="Version profile (see `ami profiles`).")
-@click.option("--region", default=None, help="Build region (else AWS_REGION).")
+@ami.command("build", cls=_VersionProfileCommand)
+@click.argument("profile_name", metavar="PROFILE")
+@click.option("--region", default=None, help="Build region (else AWS_REGION / the AWS profile's region).")
 @click.option("--ssh-cidr", default=None, metavar="CIDR",
               help="Required: where Packer connects from; the build instance's SSH is open to this range only.")
 @click.option("--allow-ssh-from-anywhere", is_flag=True, help="Permit --ssh-cidr 0.0.0.0/0.")
@@ -148,14 +206,19 @@ def validate(profile_name: str | None, region: str | None) -> None:
               help="cfn-chainermn wheel of this version to install (default: a fresh build of this checkout).")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to render (default out/ami/PROFILE).")
+@aws_options
 def build(profile_name: str, region: str | None, ssh_cidr: str | None, allow_ssh_from_anywhere: bool,
           variables: tuple[str, ...], copy_to: tuple[str, ...], public: bool, agent_wheel: Path | None,
-          output_dir: Path | None) -> None:
-    """Render, check, then `packer build`; prints the AMI id of each region."""
+          output_dir: Path | None, aws_profile: str | None, aws_endpoint_url: str | None) -> None:
+    """Render version profile PROFILE, check it, then `packer build`; prints the AMI id of each region.
+
+    PROFILE is one of `cfn-chainermn ami profiles`, e.g. current. Packer runs with the AWS profile
+    of --profile (AWS_PROFILE), as every AWS call of this tool does.
+    """
     from cfn_chainermn import ami as ami_mod
     from cfn_chainermn import ami_packer
 
-    build_region = _region(region)
+    build_region = _build_access(region, aws_profile, aws_endpoint_url)
     cidr = ami_packer.check_ssh_cidr(ssh_cidr, allow_ssh_from_anywhere)
     extra = ami_packer.parse_vars(variables)
     if copy_to:
@@ -168,13 +231,22 @@ def build(profile_name: str, region: str | None, ssh_cidr: str | None, allow_ssh
     with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:
         wheel = _agent_wheel(agent_wheel, Path(tmp))
         ami_packer.packer_validate(out, build_region, wheel, extra, ssh_cidr=cidr)
+        if aws_endpoint_url:
+            click.echo("note: Packer does not read AWS_ENDPOINT_URL; the build runs in AWS itself", err=True)
         amis = ami_packer.packer_build(out, build_region, wheel, extra,
-                                       echo=lambda line: click.echo(line, err=True), ssh_cidr=cidr)
+                                       echo=lambda line: click.echo(line, err=True), ssh_cidr=cidr,
+                                       env=ami_packer.packer_env(aws_profile))
     for reg, image in sorted(amis.items()):
         click.echo(f"{reg}\t{image}")
     first = amis.get(build_region) or next(iter(amis.values()))
     click.echo(f"use it: cfn-chainermn stack create NAME --ami {first} ... (or `ami: {first}` in "
                "cluster.yaml)", err=True)
+
+
+# aws_options' --endpoint-url is for emulators; Packer cannot use one, so the build refuses it.
+for _param in build.params:
+    if _param.name == "aws_endpoint_url" and isinstance(_param, click.Option):
+        _param.help = "Refused: Packer cannot be sent to another endpoint, the build runs in AWS."
 
 
 @ami.command("list")

@@ -106,6 +106,8 @@ def test_ami_validate_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in BUILDABLE:
         assert f"ok {name}: shellcheck clean (7 scripts), packer validate passed" in out
+    assert run_with_boundary(cli, ["ami", "validate", "current"]) == 0  # PROFILE: that one only
+    assert capsys.readouterr().out == "ok current: shellcheck clean (7 scripts), packer validate passed\n"
 
 
 @pytest.mark.parametrize("profile", BUILDABLE)
@@ -156,7 +158,7 @@ def test_openmpi_step_fails_on_checksum_mismatch(tmp_path: Path, edit_profile: C
 
     edit_profile("current", change)
     out = tmp_path / "out"
-    assert run_with_boundary(cli, ["ami", "render", "--profile", "current", "-o", str(out)]) == 0
+    assert run_with_boundary(cli, ["ami", "render", "current", "-o", str(out)]) == 0
     script = out / "scripts/30-openmpi.sh"
     env = dict(os.environ, PATH=f"{_stub_bin(tmp_path)}:{os.environ['PATH']}", TMPDIR=str(tmp_path))
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, timeout=60)
