@@ -91,6 +91,11 @@ class ClusterConfig:
         """The workers' instance type: the master's unless set."""
         return self.worker_instance_type or self.instance_type
 
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
+        return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
+
 
 _SECTIONS: dict[str, type] = {"network": NetworkConfig, "efs": EfsConfig}
 

@@ -114,9 +114,9 @@ def check_network(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
 
 def check_offerings(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
     """Every instance type is offered in the AZ; picks an AZ offering all of them when none is fixed."""
-    types = sorted({cfg.instance_type, *([cfg.worker_type] if cfg.workers else [])})
     from botocore.exceptions import ClientError
 
+    types = sorted(cfg.instance_types)
     offered: dict[str, set[str]] = {}
     try:
         pages = aws.client("ec2").get_paginator("describe_instance_type_offerings").paginate(
@@ -228,8 +228,7 @@ def image_warnings(image: str, description: dict[str, Any], cfg: ClusterConfig) 
         return [f"image {image} was not built by `cfn-chainermn ami build`: it has no Chainer stack, so the "
                 "cluster comes up but `job submit` of a Chainer script fails; build one and give --ami"]
     cuda = tags.get(TAG_PREFIX + "cuda", "")
-    types = dict.fromkeys([cfg.instance_type, *([cfg.worker_type] if cfg.workers else [])])
-    gaps = [gap for gap in (cuda_too_old(t, cuda) for t in types) if gap]
+    gaps = [gap for gap in (cuda_too_old(t, cuda) for t in cfg.instance_types) if gap]
     fams = ", ".join(families_for_cuda(cuda)) or "none of the supported types"
     return [f"image {image} ({tags[PROFILE_TAG]} profile) has CUDA {cuda}, but {gap}: GPU code may fail "
             f"there; this image suits {fams}" for gap in gaps]

@@ -101,6 +101,16 @@ def test_ssh_from_anywhere_needs_opt_in() -> None:
     assert cfg.ssh_cidr == "0.0.0.0/0"
 
 
+@pytest.mark.parametrize(("data", "types"), [
+    ({}, ("p3.2xlarge",)),
+    ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge"}, ("p4d.24xlarge", "g5.xlarge")),
+    ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge", "workers": 0}, ("p4d.24xlarge",)),
+    ({"instance_type": "g5.xlarge", "worker_instance_type": "g5.xlarge", "workers": 3}, ("g5.xlarge",)),
+])
+def test_instance_types_are_those_that_run(data: dict[str, object], types: tuple[str, ...]) -> None:
+    assert build(data).instance_types == types
+
+
 def test_existing_subnet_skips_cidr_checks() -> None:
     cfg = build({"network": {"vpc_id": "vpc-0123456789abcdef0",
                              "subnet_id": "subnet-0123456789abcdef0", "subnet_cidr": "bogus"}})
