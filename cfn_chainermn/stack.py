@@ -88,13 +88,28 @@ def describe_own(cfn: Any, name: str, action: str) -> dict[str, Any]:
     return stack
 
 
+# States a stack cannot be updated from: only deleting it frees the name (CloudFormation refuses updates).
+UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_FAILED")
+
+
 def ensure_absent(cfn: Any, name: str) -> None:
-    """Before `stack create` stages or checks anything: the name is free (a deleted stack's is)."""
+    """Before `stack create` stages or checks anything: the name is free (a deleted stack's is).
+
+    The refusal says what works from the stack's state: update a healthy stack, delete a failed
+    one (CloudFormation refuses to update it), follow one that is busy.
+    """
     try:
         stack = describe(cfn, name)
     except StackNotFound:
         return
-    raise StackError(f"stack {name} already exists ({stack.get('StackStatus', '?')}); "
+    status = str(stack.get("StackStatus", "?"))
+    if status in UNUPDATABLE:
+        raise StackError(f"stack {name} already exists ({status}) and cannot be updated; `cfn-chainermn stack "
+                         f"delete {name}` removes it, then create it again, or pick another name")
+    if status.endswith("_IN_PROGRESS"):
+        raise StackError(f"stack {name} already exists ({status}); `cfn-chainermn stack watch {name}` follows it "
+                         "until it settles, or pick another name")
+    raise StackError(f"stack {name} already exists ({status}); "
                      f"`cfn-chainermn stack update {name}` changes it, or pick another name")
 
 

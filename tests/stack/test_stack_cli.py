@@ -108,16 +108,27 @@ def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any
     assert err[-1] == f"stack {NAME}: CREATE_COMPLETE"
 
 
-def test_create_of_an_existing_stack_stops_before_preflight_and_staging(stubbed: Any, run_cli: Any,
-                                                                       wheel: Path) -> None:
-    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack("UPDATE_COMPLETE", Tags=OWN)]},
+UPDATE_IT = f"`cfn-chainermn stack update {NAME}` changes it, or pick another name"
+DELETE_IT = (f"and cannot be updated; `cfn-chainermn stack delete {NAME}` removes it, then create it again, "
+             "or pick another name")
+
+
+@pytest.mark.parametrize(("status", "advice"), [
+    ("UPDATE_COMPLETE", UPDATE_IT), ("CREATE_COMPLETE", UPDATE_IT), ("UPDATE_ROLLBACK_COMPLETE", UPDATE_IT),
+    # CloudFormation refuses to update these: only a delete frees the name
+    ("ROLLBACK_COMPLETE", DELETE_IT), ("CREATE_FAILED", DELETE_IT), ("DELETE_FAILED", DELETE_IT),
+    ("ROLLBACK_FAILED", DELETE_IT), ("UPDATE_ROLLBACK_FAILED", DELETE_IT),
+    ("CREATE_IN_PROGRESS", f"`cfn-chainermn stack watch {NAME}` follows it until it settles, or pick another name"),
+])
+def test_create_of_an_existing_stack_stops_before_preflight_and_staging(stubbed: Any, run_cli: Any, wheel: Path,
+                                                                       status: str, advice: str) -> None:
+    stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack(status, Tags=OWN)]},
                                            {"StackName": NAME})
     # Nothing else is queued: any EC2, SSM, STS or S3 call would fail the test as an unexpected call.
     result = run_cli("stack", "create", NAME, *FLAGS, "--yes", "--agent-wheel", str(wheel))
     assert result.code == 3, result.err  # a refused stack operation
-    assert result.err.splitlines()[-1] == (
-        f"error: stack {NAME} already exists (UPDATE_COMPLETE); `cfn-chainermn stack update {NAME}` changes it, "
-        "or pick another name")
+    sep = " " if advice == DELETE_IT else "; "
+    assert result.err.splitlines()[-1] == f"error: stack {NAME} already exists ({status}){sep}{advice}"
     assert "preflight" not in result.err and "agent: staged" not in result.err
 
 
