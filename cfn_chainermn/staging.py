@@ -4,7 +4,8 @@ Nodes install the agent from here ("staged", the default) so a cluster runs exac
 that created it, even an unreleased checkout (the wheel is built afresh for each stack unless
 `--agent-wheel` names one of this version); `--agent-source index` installs AgentPackage
 from a package index instead and `ami` expects it baked into the image. One bucket per
-account and region, created on first use: encrypted, public access blocked.
+account and region, created on first use: encrypted, public access blocked, and used only while
+this account owns it (every call names it as ExpectedBucketOwner: the name is predictable).
 """
 
 from __future__ import annotations
@@ -41,29 +42,45 @@ def bucket_name(account: str, region: str) -> str:
     return f"cfn-chainermn-staging-{account}-{region}"
 
 
-def ensure_bucket(s3: Any, bucket: str, region: str) -> None:
-    """Create the bucket if missing, encrypted and private; refuse one owned by someone else."""
+def ensure_bucket(s3: Any, bucket: str, region: str, owner: str) -> None:
+    """Create the bucket if missing, encrypted and private; refuse one owned by someone else.
+
+    The name is predictable, so anyone could make it first and receive the agent wheel that every
+    node installs as root: every call on the bucket names `owner` (this account) as
+    ExpectedBucketOwner, and S3 answers 403 when another account owns it.
+    """
     from botocore.exceptions import ClientError
 
+    owned = {"Bucket": bucket, "ExpectedBucketOwner": owner}
     try:
-        s3.head_bucket(Bucket=bucket)
+        s3.head_bucket(**owned)
         return
     except ClientError as exc:
         code = error_code(exc)
         if code in ("403", "AccessDenied", "Forbidden"):
-            raise CfnChainermnError(f"staging bucket {bucket} exists but is not readable with these credentials "
-                                    "(another account owns the name?); use --agent-source index") from None
+            raise _not_ours(bucket, owner) from None
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise aws_error(exc, f"checking staging bucket {bucket}") from exc
     with mapped(f"creating staging bucket {bucket}"):
         location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-        s3.create_bucket(Bucket=bucket, **location)
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        try:
+            s3.create_bucket(Bucket=bucket, **location)  # CreateBucket takes no ExpectedBucketOwner
+        except ClientError as exc:
+            if error_code(exc) == "BucketAlreadyExists":  # made by another account since head_bucket
+                raise _not_ours(bucket, owner) from None
+            raise
+        s3.put_bucket_encryption(**owned, ServerSideEncryptionConfiguration={
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        s3.put_public_access_block(**owned, PublicAccessBlockConfiguration={
             "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True})
-        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=LIFECYCLE)
+        s3.put_bucket_lifecycle_configuration(**owned, LifecycleConfiguration=LIFECYCLE)
+
+
+def _not_ours(bucket: str, owner: str) -> CfnChainermnError:
+    return CfnChainermnError(f"staging bucket {bucket} exists but is not owned by account {owner} or not "
+                             "readable with these credentials (another account owns the name?); use "
+                             "--agent-source index, or check the credentials' s3 permissions")
 
 
 def project_root() -> Path | None:
@@ -132,29 +149,38 @@ def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
     return wheels[-1]
 
 
-def upload_file(s3: Any, bucket: str, prefix: str, path: Path) -> str:
-    """Upload under a content-hash folder (the file name is kept: pip needs it); returns the key."""
+def upload_file(s3: Any, bucket: str, prefix: str, path: Path, *, owner: str) -> str:
+    """Upload under a content-hash folder (the file name is kept: pip needs it); returns the key.
+
+    Only into a bucket of account `owner`: S3 refuses the write (403) if another account owns it.
+    """
     data = path.read_bytes()
     key = f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}/{path.name}"
     with mapped(f"uploading {path.name} to s3://{bucket}"):
-        s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256")
+        s3.put_object(Bucket=bucket, Key=key, Body=data, ServerSideEncryption="AES256", ExpectedBucketOwner=owner)
     return key
 
 
 class Stager:
-    """Uploads into the account's staging bucket, creating it on first use."""
+    """Uploads into the account's staging bucket, creating it on first use; never into another account's."""
 
     def __init__(self, aws: Aws) -> None:
         self.aws = aws
         self._bucket = ""
+        self._account = ""
 
     @property
     def bucket(self) -> str:
         if not self._bucket:
-            name = bucket_name(self.aws.account_id(), self.aws.region)
-            ensure_bucket(self.aws.client("s3"), name, self.aws.region)
-            self._bucket = name
+            account = self.aws.account_id()
+            name = bucket_name(account, self.aws.region)
+            ensure_bucket(self.aws.client("s3"), name, self.aws.region, account)
+            self._bucket, self._account = name, account
         return self._bucket
+
+    def _upload(self, prefix: str, path: Path) -> str:
+        bucket = self.bucket
+        return upload_file(self.aws.client("s3"), bucket, prefix, path, owner=self._account)
 
     def agent_wheel(self, wheel: Path | None = None) -> str:
         """Stage the agent wheel (the one given, else built from this checkout now); returns "bucket/key".
@@ -162,15 +188,15 @@ class Stager:
         Built every time rather than taken from dist/, so the nodes run the code that runs here.
         """
         if wheel is not None:
-            return f"{self.bucket}/{upload_file(self.aws.client('s3'), self.bucket, AGENT_PREFIX, wheel)}"
+            return f"{self.bucket}/{self._upload(AGENT_PREFIX, wheel)}"
         with tempfile.TemporaryDirectory(prefix="cfn-chainermn-wheel-") as tmp:
             built = build_wheel(Path(tmp))
-            return f"{self.bucket}/{upload_file(self.aws.client('s3'), self.bucket, AGENT_PREFIX, built)}"
+            return f"{self.bucket}/{self._upload(AGENT_PREFIX, built)}"
 
     def template(self, stack_name: str, body: str) -> str:
         """Upload a template body; returns the TemplateURL CloudFormation reads it from."""
         with tempfile.TemporaryDirectory(prefix="cfn-chainermn-tpl-") as tmp:
             path = Path(tmp) / f"{stack_name}.json"
             path.write_text(body, encoding="utf-8")
-            key = upload_file(self.aws.client("s3"), self.bucket, TEMPLATE_PREFIX, path)
+            key = self._upload(TEMPLATE_PREFIX, path)
         return f"https://{self.bucket}.s3.{self.aws.region}.amazonaws.com/{key}"

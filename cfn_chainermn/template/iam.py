@@ -49,8 +49,11 @@ def node_statements(role: str) -> list[Any]:
         _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                    [_objects(NODES_PREFIX)]),
         _statement("WriteAgentLogs", ["s3:PutObject"], [_objects(LOGS_PREFIX)]),
+        # The staging bucket's name is predictable: read the wheel (installed as root) only from a
+        # bucket of this stack's own account, never from one someone else made under that name.
         If("HasAgentWheel",
-           _statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),
+           {**_statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),
+            "Condition": {"StringEquals": {"s3:ResourceAccount": Ref("AWS::AccountId")}}},
            NoValue),
     ]
 

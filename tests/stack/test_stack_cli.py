@@ -49,21 +49,23 @@ def _queue_preflight(stubbed: Any) -> None:
 
 
 def _queue_staging(stubbed: Any, wheel: Path) -> str:
+    """The staging calls of a first create: each one on the bucket names this account as its owner."""
     stubbed("sts").add_response("get_caller_identity", {"Account": ACCOUNT}, {})
     s3 = stubbed("s3")
-    s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params={"Bucket": STAGING})
-    s3.add_response("create_bucket", {}, {"Bucket": STAGING})
-    s3.add_response("put_bucket_encryption", {}, {"Bucket": STAGING, "ServerSideEncryptionConfiguration": {
+    owned = {"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT}
+    s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=owned)
+    s3.add_response("create_bucket", {}, {"Bucket": STAGING})  # CreateBucket has no ExpectedBucketOwner
+    s3.add_response("put_bucket_encryption", {}, {**owned, "ServerSideEncryptionConfiguration": {
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}})
-    s3.add_response("put_public_access_block", {}, {"Bucket": STAGING, "PublicAccessBlockConfiguration": {
+    s3.add_response("put_public_access_block", {}, {**owned, "PublicAccessBlockConfiguration": {
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}})
-    s3.add_response("put_bucket_lifecycle_configuration", {}, {"Bucket": STAGING, "LifecycleConfiguration": {
+    s3.add_response("put_bucket_lifecycle_configuration", {}, {**owned, "LifecycleConfiguration": {
         "Rules": [{"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": "templates/"},
                    "Expiration": {"Days": 7}},
                   {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}})
     key = f"agent/{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}/{wheel.name}"
-    s3.add_response("put_object", {}, {"Bucket": STAGING, "Key": key, "Body": wheel.read_bytes(),
+    s3.add_response("put_object", {}, {**owned, "Key": key, "Body": wheel.read_bytes(),
                                        "ServerSideEncryption": "AES256"})
     return f"{STAGING}/{key}"
 

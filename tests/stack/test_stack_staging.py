@@ -12,6 +12,7 @@ from botocore.stub import ANY
 from stack_helpers import ACCOUNT, NAME
 
 from cfn_chainermn import __version__, staging
+from cfn_chainermn.errors import CfnChainermnError
 
 STAGING = f"cfn-chainermn-staging-{ACCOUNT}-us-east-1"
 GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
@@ -35,8 +36,9 @@ def test_a_same_version_wheel_left_in_dist_is_not_staged_a_fresh_build_is(
 
     stubbed("sts").add_response("get_caller_identity", {"Account": ACCOUNT}, {})
     s3 = stubbed("s3")
-    s3.add_response("head_bucket", {}, {"Bucket": STAGING})
-    s3.add_response("put_object", {}, {"Bucket": STAGING, "Key": ANY, "Body": ANY, "ServerSideEncryption": "AES256"})
+    s3.add_response("head_bucket", {}, {"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT})
+    s3.add_response("put_object", {}, {"Bucket": STAGING, "Key": ANY, "Body": ANY, "ServerSideEncryption": "AES256",
+                                       "ExpectedBucketOwner": ACCOUNT})
     sent: dict[str, Any] = {}
     stubbed.client("s3").meta.events.register(
         "before-parameter-build.s3.PutObject", lambda params, **kw: sent.update(params))
@@ -85,3 +87,43 @@ def test_without_a_checkout_staged_needs_a_given_wheel(
     assert (result.code, result.out) == (2, "")
     assert result.err == ("error: --agent-source: staged needs a source checkout to build the agent wheel from; "
                           "pass --agent-wheel FILE (a wheel of this version) or --agent-source index\n")
+
+
+# The bucket name is predictable: an attacker who makes it first must not receive the wheel that
+# every node installs as root (nor the templates that CloudFormation reads with CAPABILITY_IAM).
+NOT_OURS = (f"staging bucket {STAGING} exists but is not owned by account {ACCOUNT} or not readable with these "
+            "credentials (another account owns the name?); use --agent-source index, or check the credentials' "
+            "s3 permissions")
+
+
+def test_a_staging_bucket_of_another_account_gets_nothing(stubbed: Any, tmp_path: Path) -> None:
+    wheel = tmp_path / WHEEL
+    wheel.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    stubbed("sts").add_response("get_caller_identity", {"Account": ACCOUNT}, {})
+    # S3 answers 403 to ExpectedBucketOwner when another account owns the bucket
+    stubbed("s3").add_client_error("head_bucket", "403", "Forbidden", 403,
+                                   expected_params={"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT})
+    with pytest.raises(CfnChainermnError) as caught:
+        staging.Stager(stubbed).agent_wheel(wheel)  # any put_object would fail as an unexpected call
+    assert str(caught.value) == NOT_OURS
+
+
+def test_a_staging_bucket_made_by_another_account_meanwhile_gets_nothing(stubbed: Any) -> None:
+    s3 = stubbed("s3")
+    s3.add_client_error("head_bucket", "404", "Not Found", 404,
+                        expected_params={"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT})
+    s3.add_client_error("create_bucket", "BucketAlreadyExists", "The requested bucket name is not available.",
+                        409, expected_params={"Bucket": STAGING})
+    with pytest.raises(CfnChainermnError) as caught:
+        staging.ensure_bucket(stubbed.client("s3"), STAGING, "us-east-1", ACCOUNT)
+    assert str(caught.value) == NOT_OURS
+
+
+def test_every_upload_names_the_owner(stubbed: Any, tmp_path: Path) -> None:
+    path = tmp_path / "t.json"
+    path.write_text("{}")
+    stubbed("s3").add_client_error("put_object", "AccessDenied", "Access Denied", 403, expected_params={
+        "Bucket": STAGING, "Key": ANY, "Body": b"{}", "ServerSideEncryption": "AES256",
+        "ExpectedBucketOwner": ACCOUNT})
+    with pytest.raises(CfnChainermnError, match=f"uploading t.json to s3://{STAGING}"):
+        staging.upload_file(stubbed.client("s3"), STAGING, "templates/", path, owner=ACCOUNT)

@@ -164,6 +164,10 @@ def test_iam_least_privilege(default_dict: dict[str, Any]) -> None:
         assert records["Resource"] == [{"Fn::Sub": "${KeyBucket.Arn}/nodes/*"}]
         assert [s["Sid"] for s in stmts.values() if "s3:DeleteObject" in s["Action"]] == ["PublishNodeRecords"]
         assert stmts["ReadAgentWheel"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${AgentWheelS3Path}"}]
+        # the staging bucket's name is predictable: only a bucket of the stack's own account serves the wheel
+        own_account = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+        assert stmts["ReadAgentWheel"]["Condition"] == own_account
+        assert [s["Sid"] for s in stmts.values() if "Condition" in s] == ["ReadAgentWheel"]
         assert all(not a.endswith("*") for s in stmts.values() for a in s["Action"])
     wheel = props(default_dict, "MasterRole")["Policies"][0]["PolicyDocument"]["Statement"][-1]
     assert wheel["Fn::If"][0] == "HasAgentWheel" and wheel["Fn::If"][2] == {"Ref": "AWS::NoValue"}
