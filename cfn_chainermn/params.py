@@ -28,6 +28,7 @@ def template_parameters(cfg: ClusterConfig) -> dict[str, str]:
     return {
         "KeyName": cfg.key_name,
         "SshCidr": cfg.ssh_cidr,
+        "AllowSshFromAnywhere": "true" if cfg.allow_ssh_from_anywhere else "false",
         "MasterInstanceType": cfg.instance_type,
         "WorkerInstanceType": cfg.worker_type,
         "WorkerCount": str(cfg.workers),
@@ -73,7 +74,8 @@ LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
 
 # Parameter -> cluster.yaml field, for reading a stack's settings back (`stack update`).
 _FIELDS: dict[str, str] = {
-    "KeyName": "key_name", "SshCidr": "ssh_cidr", "MasterInstanceType": "instance_type",
+    "KeyName": "key_name", "SshCidr": "ssh_cidr", "AllowSshFromAnywhere": "allow_ssh_from_anywhere",
+    "MasterInstanceType": "instance_type",
     "WorkerInstanceType": "worker_instance_type", "WorkerCount": "workers", "SpotWorkers": "spot_workers",
     "ImageId": "ami", "ImageSsmParameter": "ami_ssm_parameter", "RootVolumeSize": "root_volume_size",
     "Tenancy": "tenancy", "VpcId": "network.vpc_id", "SubnetId": "network.subnet_id",
@@ -89,13 +91,13 @@ def config_overrides(parameters: Mapping[str, str]) -> dict[str, object]:
     """A stack's current parameters as dotted config fields: the base that `stack update` edits.
 
     The inverse of template_parameters, so an update that names one flag changes one thing.
-    SSH from anywhere was opted into when the stack was made, so it stays allowed.
+    A stack made before AllowSshFromAnywhere existed had to opt in for 0.0.0.0/0, so it stays allowed.
     """
     out: dict[str, object] = {}
     for key, value in parameters.items():
         path = _FIELDS.get(key)
         if path is not None:
             out[path] = value
-    if out.get("ssh_cidr") == "0.0.0.0/0":
+    if "AllowSshFromAnywhere" not in parameters and out.get("ssh_cidr") == "0.0.0.0/0":
         out["allow_ssh_from_anywhere"] = True
     return out

@@ -38,6 +38,8 @@ AZ_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
 MOUNT_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,100}$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 SSM_PARAM_RE = re.compile(r"^/[\w.\-/]{1,1000}$")
+# SSH from a range wider than a /8 (16.7 million addresses) needs allow_ssh_from_anywhere.
+MIN_SSH_PREFIX = 8
 
 
 def _network(value: str) -> ipaddress.IPv4Network | None:
@@ -87,10 +89,11 @@ def validate(cfg: ClusterConfig, *, for_stack: bool = False) -> list[str]:
     if cfg.ssh_cidr:
         _check_cidr("ssh_cidr", cfg.ssh_cidr, p, min_prefix=0, max_prefix=32)
         net = _network(cfg.ssh_cidr)
-        if net is not None and net.prefixlen == 0 and not cfg.allow_ssh_from_anywhere:
+        if net is not None and net.prefixlen < MIN_SSH_PREFIX and not cfg.allow_ssh_from_anywhere:
+            reach = "the whole internet" if net.prefixlen == 0 else "a large part of the internet"
             p.append(
-                "ssh_cidr: 0.0.0.0/0 opens SSH to the whole internet; give your own address "
-                "(for example 203.0.113.7/32) or pass --allow-ssh-from-anywhere"
+                f"ssh_cidr: {net} opens SSH to {reach}; give your own address range (for example "
+                "203.0.113.7/32) or set allow_ssh_from_anywhere: true (--allow-ssh-from-anywhere)"
             )
     elif for_stack:
         p.append("ssh_cidr: required; give --ssh-cidr with the address you connect from (for example 203.0.113.7/32)")

@@ -101,6 +101,25 @@ def test_ssh_from_anywhere_needs_opt_in() -> None:
     assert cfg.ssh_cidr == "0.0.0.0/0"
 
 
+FIX = ("give your own address range (for example 203.0.113.7/32) or set allow_ssh_from_anywhere: true "
+       "(--allow-ssh-from-anywhere)")
+
+
+@pytest.mark.parametrize(("cidr", "reach"), [
+    ("0.0.0.0/0", "the whole internet"), ("0.0.0.0/1", "a large part of the internet"),
+    ("128.0.0.0/1", "a large part of the internet"), ("64.0.0.0/2", "a large part of the internet"),
+    ("8.0.0.0/7", "a large part of the internet"),
+])
+def test_ssh_wider_than_a_slash_8_needs_opt_in(cidr: str, reach: str) -> None:
+    assert problems(ssh_cidr=cidr) == [f"ssh_cidr: {cidr} opens SSH to {reach}; {FIX}"]
+    assert build({"ssh_cidr": cidr, "allow_ssh_from_anywhere": True}).ssh_cidr == cidr
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "203.0.113.7/32", "198.51.100.0/24"])
+def test_ssh_from_a_slash_8_or_narrower_needs_no_opt_in(cidr: str) -> None:
+    assert build({"ssh_cidr": cidr}).ssh_cidr == cidr
+
+
 @pytest.mark.parametrize(("data", "types"), [
     ({}, ("p3.2xlarge",)),
     ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge"}, ("p4d.24xlarge", "g5.xlarge")),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cfn_chainermn.config import build, load
+from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.params import config_overrides, template_parameters
 
 CASES = [
@@ -33,3 +36,21 @@ def test_flags_win_over_the_stack() -> None:
 
 def test_unknown_parameters_are_ignored() -> None:
     assert config_overrides({"AgentWheelS3Path": "b/k", "Extra": "x"}) == {}
+
+
+def test_allow_ssh_from_anywhere_is_a_parameter_both_ways() -> None:
+    params = template_parameters(build({"ssh_cidr": "0.0.0.0/0", "allow_ssh_from_anywhere": True}))
+    assert params["AllowSshFromAnywhere"] == "true"
+    assert config_overrides(params)["allow_ssh_from_anywhere"] == "true"
+    assert template_parameters(build({}))["AllowSshFromAnywhere"] == "false"
+
+
+def test_a_stack_without_the_opt_in_is_not_opened_by_an_update() -> None:
+    base = config_overrides({"SshCidr": "0.0.0.0/0", "AllowSshFromAnywhere": "false"})
+    with pytest.raises(ConfigError, match=re.escape("ssh_cidr: 0.0.0.0/0 opens SSH to the whole internet")):
+        load(None, {}, base=base)
+
+
+def test_a_stack_from_before_the_parameter_keeps_the_opt_in_it_had_to_give() -> None:
+    assert config_overrides({"SshCidr": "0.0.0.0/0"})["allow_ssh_from_anywhere"] is True
+    assert "allow_ssh_from_anywhere" not in config_overrides({"SshCidr": "0.0.0.0/1"})

@@ -24,7 +24,16 @@ from cfn_chainermn.instances import INSTANCE_TYPES
 from cfn_chainermn.params import template_parameters
 
 _NO_SHELL = r"""[^'"`$\\;\s]"""  # values land inside single-quoted shell words in UserData
-_CIDR = r"^(\d{1,3}\.){3}\d{1,3}/\d{1,2}$"
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+
+def _cidr(prefix: str) -> str:
+    """An IPv4 CIDR: four octets of 0-255 and a prefix matching `prefix` (host bits are AWS's to check)."""
+    return rf"^({_OCTET}\.){{3}}{_OCTET}/({prefix})$"
+
+
+_SSH_CIDR = _cidr(r"3[0-2]|[12]?\d")  # /0 to /32
+_NET_CIDR = _cidr(r"1[6-9]|2[0-8]")  # /16 to /28: what a VPC or subnet may have
 
 
 def _optional_id(prefix: str) -> dict[str, str]:
@@ -37,8 +46,13 @@ def _optional_id(prefix: str) -> dict[str, str]:
 _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "KeyName": ("EC2 key pair", "Key pair you log in with (ssh -i KEY.pem chainer@master).",
                 {"Type": "AWS::EC2::KeyPair::KeyName"}),
-    "SshCidr": ("SSH from (CIDR)", "Who may SSH to the master, e.g. 203.0.113.7/32. 0.0.0.0/0 opens it to everyone.",
-                {"AllowedPattern": _CIDR, "ConstraintDescription": "an IPv4 CIDR such as 203.0.113.7/32"}),
+    "SshCidr": ("SSH from (CIDR)", "Who may SSH to the master, e.g. 203.0.113.7/32. 0.0.0.0/0 (everyone) also "
+                "needs AllowSshFromAnywhere.",
+                {"AllowedPattern": _SSH_CIDR, "ConstraintDescription": "an IPv4 CIDR such as 203.0.113.7/32 "
+                 "(octets 0-255, prefix /0 to /32)"}),
+    "AllowSshFromAnywhere": ("Allow SSH from anywhere", "true lets SshCidr be 0.0.0.0/0, open to the whole "
+                             "internet; leave false and give your own range.",
+                             {"AllowedValues": ["false", "true"]}),
     "MasterInstanceType": ("Master instance type", "GPU instance type of the master node.",
                            {"AllowedValues": list(INSTANCE_TYPES)}),
     "WorkerInstanceType": ("Worker instance type", "GPU instance type of every worker node.",
@@ -62,9 +76,11 @@ _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
                      "a route table with a route to an internet gateway.",
                      _optional_id("rtb")),
     "VpcCidr": ("New VPC CIDR", "Address range of a new VPC (/16 to /28).",
-                {"AllowedPattern": _CIDR, "ConstraintDescription": "an IPv4 CIDR such as 10.0.0.0/16"}),
+                {"AllowedPattern": _NET_CIDR, "ConstraintDescription": "an IPv4 CIDR from /16 to /28 such as "
+                 "10.0.0.0/16"}),
     "SubnetCidr": ("New subnet CIDR", "Address range of a new subnet, inside the VPC's (/16 to /28).",
-                   {"AllowedPattern": _CIDR, "ConstraintDescription": "an IPv4 CIDR such as 10.0.0.0/24"}),
+                   {"AllowedPattern": _NET_CIDR, "ConstraintDescription": "an IPv4 CIDR from /16 to /28 "
+                    "such as 10.0.0.0/24"}),
     "AvailabilityZone": ("New subnet AZ", "Availability zone of a new subnet; empty = the region's first.",
                          {"AllowedPattern": r"^([a-z]{2}(-gov)?-[a-z]+-\d[a-z])?$",
                           "ConstraintDescription": "empty or an AZ name such as us-east-1a"}),
@@ -95,7 +111,7 @@ _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 _GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Access", ("KeyName", "SshCidr")),
+    ("Access", ("KeyName", "SshCidr", "AllowSshFromAnywhere")),
     ("Cluster (1 master + N workers)", ("MasterInstanceType", "WorkerInstanceType", "WorkerCount", "SpotWorkers")),
     ("Machine image and disks", ("ImageId", "ImageSsmParameter", "RootVolumeSize", "Tenancy")),
     ("Network (empty ids = create new)", ("VpcId", "SubnetId", "RouteTableId", "VpcCidr", "SubnetCidr",
@@ -155,6 +171,12 @@ def _rule(condition: Any, assertion: Any, message: str) -> dict[str, Any]:
 
 def add_rules(t: Template) -> None:
     """Constraints between parameters, checked by CloudFormation before anything is created."""
+    # Rules compare only for equality, so this catches 0.0.0.0/0 itself; other wide ranges need
+    # the CLI (config validation refuses any prefix under /8 without allow_ssh_from_anywhere).
+    t.add_rule("SshFromAnywhereNeedsOptIn", _rule(
+        Equals(Ref("SshCidr"), "0.0.0.0/0"), Equals(Ref("AllowSshFromAnywhere"), "true"),
+        "SshCidr 0.0.0.0/0 opens SSH to the whole internet: give your own address range (e.g. 203.0.113.7/32), "
+        "or set AllowSshFromAnywhere to true if you really mean everyone."))
     t.add_rule("ExistingSubnetNeedsVpc", _rule(
         Not(_empty("SubnetId")), Not(_empty("VpcId")),
         "An existing subnet needs VpcId: give the id of the subnet's VPC."))

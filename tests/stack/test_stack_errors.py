@@ -19,7 +19,10 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
     (["stack", "create", "1bad", *GOOD],
      ["error: name: '1bad' is not a CloudFormation stack name; use 1-128 letters, digits and hyphens"]),
     (["stack", "create", NAME, "--key-name", "k", "--ssh-cidr", "0.0.0.0/0"],
-     ["error: ssh_cidr: 0.0.0.0/0 opens SSH to the whole internet; give your own address"]),
+     ["error: ssh_cidr: 0.0.0.0/0 opens SSH to the whole internet; give your own address range (for example "
+      "203.0.113.7/32) or set allow_ssh_from_anywhere: true (--allow-ssh-from-anywhere)"]),
+    (["stack", "create", NAME, "--key-name", "k", "--ssh-cidr", "128.0.0.0/1"],
+     ["error: ssh_cidr: 128.0.0.0/1 opens SSH to a large part of the internet; give your own address range"]),
     (["stack", "create", NAME, *GOOD, "--instance-type", "p9.huge"],
      ["error: instance_type: unknown instance type 'p9.huge'; choose one of p3.2xlarge"]),
     (["stack", "create", NAME, *GOOD, "--vpc-cidr", "10.0.0.0/16", "--subnet-cidr", "10.1.0.0/24"],

@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "efs": {"mode": "new", "performance_mode": "maxIO", "throughput_mode": "bursting", "mount_point": "/shared"},
         "workers": 256, "instance_type": "g5.48xlarge", "worker_instance_type": "g6.xlarge",
         "agent_index_url": "https://pypi.example.org/simple", "root_volume_size": 500,
+        # the widest range allowed without opt-in, and the opt-in itself (lint and checkov see "true")
+        "ssh_cidr": "10.0.0.0/8", "allow_ssh_from_anywhere": True,
     },
 }
 

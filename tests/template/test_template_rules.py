@@ -50,6 +50,7 @@ BAD: dict[str, tuple[ClusterConfig, str]] = {
         "ExistingEfsNeedsIdAndSecurityGroup"),
     "maxIO with elastic": (
         ClusterConfig(efs=EfsConfig(performance_mode="maxIO", throughput_mode="elastic")), "MaxIoNeedsBursting"),
+    "ssh from anywhere without opt-in": (ClusterConfig(ssh_cidr="0.0.0.0/0"), "SshFromAnywhereNeedsOptIn"),
 }
 
 
@@ -68,3 +69,11 @@ def test_rules_accept_every_valid_variant(name: str, default_dict: dict[str, Any
 def test_existing_subnet_with_route_table_is_fine(default_dict: dict[str, Any]) -> None:
     cfg = dataclasses.replace(ClusterConfig(), network=NetworkConfig(vpc_id=VPC, subnet_id=SUBNET, route_table_id=RTB))
     assert validate(cfg) == [] and broken_rules(default_dict, template_parameters(cfg)) == []
+
+
+def test_ssh_from_anywhere_passes_the_rules_only_with_the_opt_in(default_dict: dict[str, Any]) -> None:
+    cfg = ClusterConfig(ssh_cidr="0.0.0.0/0", allow_ssh_from_anywhere=True)
+    assert validate(cfg) == [] and broken_rules(default_dict, template_parameters(cfg)) == []
+    params = template_parameters(cfg)
+    assert params["AllowSshFromAnywhere"] == "true"
+    assert broken_rules(default_dict, {**params, "AllowSshFromAnywhere": "false"}) == ["SshFromAnywhereNeedsOptIn"]

@@ -33,7 +33,10 @@ def test_console_metadata_and_format(default_dict: dict[str, Any]) -> None:
     grouped = [p for g in iface["ParameterGroups"] for p in g["Parameters"]]
     assert sorted(grouped) == sorted(default_dict["Parameters"]) == sorted(iface["ParameterLabels"])
     assert len(grouped) == len(set(grouped))
-    assert grouped[:2] == ["KeyName", "SshCidr"]
+    assert grouped[:3] == ["KeyName", "SshCidr", "AllowSshFromAnywhere"]
+    access = iface["ParameterGroups"][0]
+    assert access == {"Label": {"default": "Access"}, "Parameters": ["KeyName", "SshCidr", "AllowSshFromAnywhere"]}
+    assert iface["ParameterLabels"]["AllowSshFromAnywhere"] == {"default": "Allow SSH from anywhere"}
 
 
 def test_parameters_match_params_module_and_defaults_follow_config() -> None:
@@ -47,6 +50,8 @@ def test_parameters_match_params_module_and_defaults_follow_config() -> None:
     assert params["MasterInstanceType"]["AllowedValues"] == list(INSTANCE_TYPES)
     assert params["ImageSsmParameter"]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
     assert params["KeyName"]["Type"] == "AWS::EC2::KeyPair::KeyName"
+    assert params["AllowSshFromAnywhere"]["AllowedValues"] == ["false", "true"]
+    assert params["AllowSshFromAnywhere"]["Default"] == "false"
 
 
 def test_key_name_and_ssh_cidr_have_no_default_unless_configured(default_dict: dict[str, Any]) -> None:
@@ -58,9 +63,21 @@ def test_key_name_and_ssh_cidr_have_no_default_unless_configured(default_dict: d
 
 def test_rules_cover_cross_parameter_constraints(default_dict: dict[str, Any]) -> None:
     assert set(default_dict["Rules"]) == {"ExistingSubnetNeedsVpc", "NewSubnetInExistingVpcNeedsRouteTable",
-                                          "ExistingEfsNeedsIdAndSecurityGroup", "MaxIoNeedsBursting"}
+                                          "ExistingEfsNeedsIdAndSecurityGroup", "MaxIoNeedsBursting",
+                                          "SshFromAnywhereNeedsOptIn"}
     for rule in default_dict["Rules"].values():
         assert rule["Assertions"][0]["AssertDescription"]
+    ssh = default_dict["Rules"]["SshFromAnywhereNeedsOptIn"]
+    assert ssh["RuleCondition"] == {"Fn::Equals": [{"Ref": "SshCidr"}, "0.0.0.0/0"]}
+    assert ssh["Assertions"][0]["Assert"] == {"Fn::Equals": [{"Ref": "AllowSshFromAnywhere"}, "true"]}
+    assert "set AllowSshFromAnywhere to true" in ssh["Assertions"][0]["AssertDescription"]
+
+
+def test_allow_ssh_from_anywhere_defaults_follow_config() -> None:
+    assert template_parameters(ClusterConfig())["AllowSshFromAnywhere"] == "false"
+    cfg = build({"ssh_cidr": "0.0.0.0/0", "allow_ssh_from_anywhere": True})
+    params = build_template(cfg).to_dict()["Parameters"]
+    assert (params["SshCidr"]["Default"], params["AllowSshFromAnywhere"]["Default"]) == ("0.0.0.0/0", "true")
 
 
 def test_imdsv2_only_and_encrypted_gp3_root_on_every_node(default_dict: dict[str, Any]) -> None:
