@@ -35,11 +35,22 @@ SG_RE = re.compile(r"^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 EFS_RE = re.compile(r"^fs-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 AZ_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
-MOUNT_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,100}$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")
 SSM_PARAM_RE = re.compile(r"^/[\w.\-/]{1,1000}$")
 # SSH from a range wider than a /8 (16.7 million addresses) needs allow_ssh_from_anywhere.
 MIN_SSH_PREFIX = 8
+
+# The mount point is a folder of its own. Refused: "/", the system's top-level folders, and
+# anything below those whose contents the OS makes and owns (SYSTEM_TREES). A folder inside the
+# others (SYSTEM_FOLDERS: /mnt/efs, /home/shared, /opt/data) is fine. Parts are letters, digits,
+# ".", "_" and "-", never "." or "..", joined by single slashes. mount_point_problem() says why a
+# path breaks the rule and mount_point_pattern() is the same rule as the template's AllowedPattern.
+SYSTEM_TREES = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "snap",
+                "sys", "tmp", "usr")
+SYSTEM_FOLDERS = ("home", "media", "mnt", "opt", "root", "srv", "var")
+MOUNT_POINT_MAX = 101
+_MOUNT_PART = "[A-Za-z0-9._-]+"
+_MOUNT_FIX = "give a folder of its own such as /efs or /mnt/efs"
 
 
 def _network(value: str) -> ipaddress.IPv4Network | None:
@@ -166,8 +177,31 @@ def _validate_efs(e: EfsConfig, p: list[str]) -> None:
         p.append(f"efs.throughput_mode: choose one of {', '.join(EFS_THROUGHPUT_MODES)}")
     if e.performance_mode == "maxIO" and e.throughput_mode == "elastic":
         p.append("efs.throughput_mode: elastic does not work with maxIO; use bursting or generalPurpose")
-    if not MOUNT_RE.match(e.mount_point) or e.mount_point.rstrip("/") in ("", "/usr", "/etc", "/home", "/var"):
-        p.append(
-            f"efs.mount_point: {e.mount_point!r} is not usable; give an absolute path of its own "
-            "such as /efs"
-        )
+    problem = mount_point_problem(e.mount_point)
+    if problem:
+        p.append(f"efs.mount_point: {problem}")
+
+
+def mount_point_problem(path: str) -> str | None:
+    """Why `path` cannot be the shared file system's mount point (None when it can); see SYSTEM_TREES."""
+    if (len(path) > MOUNT_POINT_MAX or not path.startswith("/")
+            or not re.fullmatch(r"(/[A-Za-z0-9._-]*)+", path)):
+        return (f"{path!r} is not usable; give an absolute path of at most {MOUNT_POINT_MAX} characters, "
+                "made of letters, digits, '.', '_' and '-', such as /efs or /mnt/efs")
+    parts = path.split("/")[1:]
+    top = parts[0]
+    if path == "/" or (len(parts) == 1 and top in SYSTEM_FOLDERS + SYSTEM_TREES):
+        return f"{path} is a system folder; {_MOUNT_FIX}"
+    if any(part in ("", ".", "..") for part in parts):
+        return f"{path!r} has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"
+    if top in SYSTEM_TREES:
+        return (f"{path} is inside the system folder /{top}; {_MOUNT_FIX} (or one inside "
+                f"{', '.join('/' + f for f in SYSTEM_FOLDERS)})")
+    return None
+
+
+def mount_point_pattern() -> str:
+    """mount_point_problem's rule as one regular expression (Java and Python agree on it), for the template."""
+    trees, folders = "|".join(SYSTEM_TREES), "|".join(SYSTEM_FOLDERS)
+    part = rf"(?!\.\.?(?:/|$)){_MOUNT_PART}"  # not "." or ".."
+    return rf"^(?!/(?:{trees})(?:/|$))(?!/(?:{folders})$)(?:/{part})+$"

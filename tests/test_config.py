@@ -120,6 +120,34 @@ def test_ssh_from_a_slash_8_or_narrower_needs_no_opt_in(cidr: str) -> None:
     assert build({"ssh_cidr": cidr}).ssh_cidr == cidr
 
 
+OWN_FOLDER = "give a folder of its own such as /efs or /mnt/efs"
+INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
+
+
+@pytest.mark.parametrize(("mount_point", "message"), [
+    ("/opt", f"/opt is a system folder; {OWN_FOLDER}"),
+    ("/bin", f"/bin is a system folder; {OWN_FOLDER}"),
+    ("/boot", f"/boot is a system folder; {OWN_FOLDER}"),
+    ("/", f"/ is a system folder; {OWN_FOLDER}"),
+    ("/mnt", f"/mnt is a system folder; {OWN_FOLDER}"),
+    ("/etc/efs", f"/etc/efs is inside the system folder /etc; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/usr/local/share", f"/usr/local/share is inside the system folder /usr; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/proc/x", f"/proc/x is inside the system folder /proc; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/efs/../etc", "'/efs/../etc' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("/efs/./x", "'/efs/./x' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("//efs", "'//efs' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("efs", "'efs' is not usable; give an absolute path of at most 101 characters, made of letters, digits, "
+            "'.', '_' and '-', such as /efs or /mnt/efs"),
+])
+def test_mount_point_is_a_folder_of_its_own(mount_point: str, message: str) -> None:
+    assert problems(efs={"mount_point": mount_point}) == [f"efs.mount_point: {message}"]
+
+
+@pytest.mark.parametrize("mount_point", ["/efs", "/mnt/efs", "/shared/data", "/home/shared", "/opt/data", "/var/efs"])
+def test_mount_points_of_their_own_are_fine(mount_point: str) -> None:
+    assert build({"efs": {"mount_point": mount_point}}).efs.mount_point == mount_point
+
+
 @pytest.mark.parametrize(("data", "types"), [
     ({}, ("p3.2xlarge",)),
     ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge"}, ("p4d.24xlarge", "g5.xlarge")),

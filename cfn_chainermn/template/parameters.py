@@ -22,6 +22,7 @@ from cfn_chainermn.config import (
 )
 from cfn_chainermn.instances import INSTANCE_TYPES
 from cfn_chainermn.params import template_parameters
+from cfn_chainermn.validation import MOUNT_POINT_MAX, mount_point_pattern
 
 _NO_SHELL = r"""[^'"`$\\;\s]"""  # values land inside single-quoted shell words in UserData
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -95,9 +96,12 @@ _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
                            {"AllowedValues": list(EFS_PERFORMANCE_MODES)}),
     "EfsThroughputMode": ("New EFS throughput mode", "elastic (pay per use) or bursting; maxIO needs bursting.",
                           {"AllowedValues": list(EFS_THROUGHPUT_MODES)}),
-    "MountPoint": ("Mount point", "Where every node mounts the shared file system.",
-                   {"AllowedPattern": r"^/[A-Za-z0-9._/-]{1,100}$",
-                    "ConstraintDescription": "an absolute path such as /efs"}),
+    "MountPoint": ("Mount point", "Where every node mounts the shared file system: a folder of its own, not a "
+                   "system folder such as /opt, /usr or /etc.",
+                   {"AllowedPattern": mount_point_pattern(), "MaxLength": MOUNT_POINT_MAX,
+                    "ConstraintDescription": "a folder of its own such as /efs or /mnt/efs: not / or a top-level "
+                    "system folder (/opt, /home, /mnt, /var, ...), nothing inside /bin, /boot, /dev, /etc, /lib*, "
+                    "/proc, /run, /sbin, /snap, /sys, /tmp or /usr, and no '.', '..' or empty parts"}),
     "AgentPackage": ("Agent package", "pip requirement of the node agent, installed when the AMI lacks it.",
                      {"AllowedPattern": r"""^[^'"`$\\;\n]*[^'"`$\\;\s][^'"`$\\;\n]*$""",
                       "ConstraintDescription": "a pip requirement such as cfn-chainermn==0.1.0"}),

@@ -1,5 +1,5 @@
 """The console's AllowedPatterns refuse what config validation refuses: CIDRs with octets over 255
-or prefixes out of range.
+or prefixes out of range, and mount points on or inside system folders.
 
 CloudFormation matches a whole value against a Java regex (Pattern.matches); Python's fullmatch
 means the same for these patterns (no construct here differs between the two)."""
@@ -10,9 +10,14 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cfn_chainermn.config import ClusterConfig, NetworkConfig
-from cfn_chainermn.validation import validate
+from cfn_chainermn.config import ClusterConfig, EfsConfig, NetworkConfig
+from cfn_chainermn.template import template_dict
+from cfn_chainermn.validation import mount_point_problem, validate
+
+MOUNT_PATTERN = template_dict(ClusterConfig())["Parameters"]["MountPoint"]["AllowedPattern"]
 
 
 def matches(default_dict: dict[str, Any], name: str, value: str) -> bool:
@@ -42,3 +47,34 @@ def test_network_cidr_patterns_take_16_to_28(default_dict: dict[str, Any], name:
     # and config validation agrees (a new VPC and subnet are checked; the subnet must lie inside the VPC)
     net = NetworkConfig(vpc_cidr=value, subnet_cidr=value)
     assert (validate(ClusterConfig(network=net)) == []) is ok
+
+
+MOUNT_POINTS = [
+    ("/efs", True), ("/mnt/efs", True), ("/shared/data", True), ("/home/shared", True), ("/opt/data", True),
+    ("/var/efs", True), ("/media/x", True), ("/srv/nfs", True), ("/root/x", True), ("/.efs", True),
+    ("/..x", True), ("/libs", True), ("/a-b_c.d", True),
+    ("/", False), ("/efs/../etc", False), ("/..", False), ("/efs/.", False), ("/x/./y", False),
+    ("//efs", False), ("/efs//x", False), ("/efs/", False), ("efs", False), ("/a b", False), ("/efs$x", False),
+    ("/bin", False), ("/boot", False), ("/dev", False), ("/etc", False), ("/home", False), ("/lib", False),
+    ("/lib32", False), ("/lib64", False), ("/libx32", False), ("/media", False), ("/mnt", False), ("/opt", False),
+    ("/proc", False), ("/root", False), ("/run", False), ("/sbin", False), ("/snap", False), ("/srv", False),
+    ("/sys", False), ("/tmp", False), ("/usr", False), ("/var", False),
+    ("/etc/efs", False), ("/usr/local/efs", False), ("/proc/x", False), ("/sys/x", False), ("/dev/efs", False),
+    ("/boot/x", False), ("/bin/x", False), ("/sbin/x", False), ("/lib64/x", False), ("/run/efs", False),
+    ("/tmp/efs", False), ("/" + "a" * 100, True), ("/" + "a" * 101, False),
+]
+
+
+@pytest.mark.parametrize(("value", "ok"), MOUNT_POINTS, ids=[v[:20] for v, _ in MOUNT_POINTS])
+def test_mount_point_pattern_and_config_validation_agree(default_dict: dict[str, Any], value: str, ok: bool) -> None:
+    assert (mount_point_problem(value) is None) is ok
+    assert matches(default_dict, "MountPoint", value) is ok
+
+
+@given(st.lists(st.sampled_from(["", ".", "..", "efs", "etc", "usr", "mnt", "home", "x.y", "a b", "lib64"]),
+                min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts)))
+def test_mount_point_rule_is_one_rule(value: str) -> None:
+    assert bool(re.fullmatch(MOUNT_PATTERN, value)) == (mount_point_problem(value) is None)
+    problems = validate(ClusterConfig(efs=EfsConfig(mount_point=value)))
+    assert [p for p in problems if p.startswith("efs.mount_point:")] == (
+        [] if mount_point_problem(value) is None else [f"efs.mount_point: {mount_point_problem(value)}"])
