@@ -157,7 +157,7 @@ def prepare(aws: Aws, cfg: ClusterConfig, current_az: str = "") -> ClusterConfig
     result = preflight.run(aws, cfg)
     for warning in result.warnings:
         say(f"warning: {warning}")
-    types = sorted({cfg.instance_type, *([cfg.worker_type] if cfg.workers else [])})
+    types = sorted(cfg.instance_types)
     say(f"preflight: ok: key pair {cfg.key_name}; {', '.join(types)} offered in {result.availability_zone}; "
         f"image {result.image_id}")
     if result.availability_zone and not cfg.network.subnet_id:
