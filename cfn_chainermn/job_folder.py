@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import secrets
 import shlex
 import time
 from collections.abc import Iterator, Sequence
@@ -55,7 +54,7 @@ class JobRef:
 def new_job_id(now: float | None = None) -> str:
     """Sortable and unique: UTC time plus 4 random hex digits."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
-    return f"{stamp}-{secrets.token_hex(2)}"
+    return f"{stamp}-{os.urandom(2).hex()}"  # what secrets.token_hex does, without importing it
 
 
 def job_dir(shared: str, job_id: str) -> str:
@@ -96,21 +95,19 @@ class Launch:
                 f"echo {q(LAUNCHED)}; exec sh ./run.sh {mode}")
 
     def chunks(self) -> Iterator[bytes]:
-        """The stdin stream: each file's header and bytes, then END; files are read as they go."""
+        """The stdin stream: each file's header and bytes, then END; files are read as they go.
+
+        Small pieces are gathered up to CHUNK, so a one-script job is one write to the channel.
+        """
+        buf = bytearray()
         for up in self.sent:
-            yield f"{up.size} {'x' if up.executable else '-'} {up.name}\n".encode()
-            if isinstance(up.source, bytes):
-                yield up.source
-                continue
-            left = up.size
-            with up.source.open("rb") as fh:
-                while left:
-                    data = fh.read(min(CHUNK, left))
-                    if not data:
-                        raise RemoteError(f"{up.source} shrank while it was being sent; submit again")
-                    left -= len(data)
-                    yield data
-        yield b"END\n"
+            buf += f"{up.size} {'x' if up.executable else '-'} {up.name}\n".encode()
+            for data in _pieces(up):
+                buf += data
+                if len(buf) >= CHUNK:
+                    yield bytes(buf)
+                    buf.clear()
+        yield bytes(buf + b"END\n")
 
     def payload(self) -> bytes:
         return b"".join(self.chunks())
@@ -155,6 +152,21 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
         else:
             sent.append(Upload(name, len(data), False, data))
     return Launch(ref, full, tuple(written), tuple(sent))
+
+
+def _pieces(up: Upload) -> Iterator[bytes]:
+    """A file's bytes, exactly `up.size` of them, read a CHUNK at a time."""
+    if isinstance(up.source, bytes):
+        yield up.source
+        return
+    left = up.size
+    with up.source.open("rb") as fh:
+        while left:
+            data = fh.read(min(CHUNK, left))
+            if not data:
+                raise RemoteError(f"{up.source} shrank while it was being sent; submit again")
+            left -= len(data)
+            yield data
 
 
 def _upload(flag: str, name: str, path: Path) -> Upload:
