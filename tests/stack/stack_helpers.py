@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import socket
 from typing import Any
 
 import boto3
+from botocore.response import StreamingBody
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -15,12 +17,26 @@ STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{NAME}/0f1e2d3c-aaa
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 # The tag `stack create` puts on every stack; delete/update/scale refuse a stack without it.
 OWN = [{"Key": "cfn-chainermn:version", "Value": "0.1.0"}]
+# The cluster the Stubber tests of the stack commands talk about.
+AMI = "ami-0123456789abcdef0"
+MASTER = "i-0aaaaaaaaaaaaaaa1"
+WORKER = "i-0bbbbbbbbbbbbbbb2"
+BUCKET = "demo-keybucket-abc"
+STAGING = f"cfn-chainermn-staging-{ACCOUNT}-us-east-1"
+FLAGS = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32", "--instance-type", "g5.xlarge", "--workers", "2",
+         "--tag", "team=ml"]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def body(text: str) -> StreamingBody:
+    """An S3 GetObject body."""
+    data = text.encode()
+    return StreamingBody(io.BytesIO(data), len(data))
 
 
 def stack(status: str, **extra: Any) -> dict[str, Any]:
