@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cfn_chainermn.errors import ConfigError
-from cfn_chainermn.instances import INSTANCE_TYPES, lookup
+from cfn_chainermn.instances import INSTANCE_TYPES
 
 LOCAL_INSTANCE_TYPE = "local"
 LOOPBACK_CIDR = "127.0.0.0/8"
@@ -80,18 +80,16 @@ def mca_settings(net: Network) -> dict[str, str]:
 
 
 def nccl_env(instance_type: str) -> dict[str, str]:
-    """NCCL settings per instance type: EFA where the instance has it, else sockets off lo/docker."""
+    """NCCL settings per instance type: sockets, kept off lo and docker0.
+
+    Even EFA-capable types (p3dn, p4d, p5, the large g4dn/g5/g6) talk over TCP here: the template
+    attaches no EFA device and no AMI profile carries aws-ofi-nccl (ami/profiles/efa.yaml says
+    why), so FI_PROVIDER=efa would only leave NCCL's socket transport unpinned, free to pick
+    docker0, the 2018 reference's failure.
+    """
     if instance_type == LOCAL_INSTANCE_TYPE or instance_type not in INSTANCE_TYPES:
         return {}
-    info = lookup(instance_type)
-    env = {"NCCL_DEBUG": "WARN"}
-    if info.efa:
-        env["FI_PROVIDER"] = "efa"
-        if info.gpu_model in ("A100", "H100"):
-            env["FI_EFA_USE_DEVICE_RDMA"] = "1"
-    else:
-        env["NCCL_SOCKET_IFNAME"] = "^lo,docker0"
-    return env
+    return {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
 
 
 def mpiexec_argv(job: Job, net: Network) -> list[str]:

@@ -6,6 +6,7 @@ import pytest
 
 from cfn_chainermn import mpi
 from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.instances import INSTANCE_TYPES
 
 
 def _mca(argv: list[str]) -> dict[str, str]:
@@ -53,12 +54,11 @@ def test_gpu_instance_gets_subnet_and_nccl_sockets_without_binding_changes() -> 
     assert argv[-3:] == ["python3", "/efs/train_mnist.py", "-g"]
 
 
-@pytest.mark.parametrize(("itype", "rdma"), [("p4d.24xlarge", True), ("p3dn.24xlarge", False)])
-def test_efa_instances_use_the_efa_provider(itype: str, rdma: bool) -> None:
-    env = mpi.nccl_env(itype)
-    assert env["FI_PROVIDER"] == "efa"
-    assert ("FI_EFA_USE_DEVICE_RDMA" in env) is rdma
-    assert "NCCL_SOCKET_IFNAME" not in env
+@pytest.mark.parametrize("itype", ["p4d.24xlarge", "p3dn.24xlarge", "p5.48xlarge", "g5.48xlarge"])
+def test_efa_capable_instances_still_pin_nccl_sockets(itype: str) -> None:
+    """No EFA device is attached and no image has aws-ofi-nccl: TCP, and never over lo or docker0."""
+    assert INSTANCE_TYPES[itype].efa
+    assert mpi.nccl_env(itype) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
 
 
 def test_user_env_follows_and_overrides_nccl_defaults() -> None:
