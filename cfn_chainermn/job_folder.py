@@ -146,9 +146,10 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
     room = INLINE_LIMIT
     for name, text in ours:  # a huge hostfile or argument list goes on stdin instead
         data = text.encode()
-        if len(data) <= room:
+        quoted = len(shlex.quote(text).encode())  # what it takes in the command: quotes can grow 5x
+        if quoted <= room:
             written.append((name, text))
-            room -= len(data)
+            room -= quoted
         else:
             sent.append(Upload(name, len(data), False, data))
     return Launch(ref, full, tuple(written), tuple(sent))
@@ -160,19 +161,30 @@ def _pieces(up: Upload) -> Iterator[bytes]:
         yield up.source
         return
     left = up.size
-    with up.source.open("rb") as fh:
-        while left:
-            data = fh.read(min(CHUNK, left))
-            if not data:
-                raise RemoteError(f"{up.source} shrank while it was being sent; submit again")
-            left -= len(data)
-            yield data
+    try:
+        with up.source.open("rb") as fh:
+            while left:
+                data = fh.read(min(CHUNK, left))
+                if not data:
+                    raise RemoteError(f"{up.source} shrank while it was being sent; submit again")
+                left -= len(data)
+                yield data
+    except OSError as exc:
+        raise ConfigError(f"--files: cannot read {up.source} ({exc.strerror or exc}); the job was not "
+                          "started") from exc
 
 
 def _upload(flag: str, name: str, path: Path) -> Upload:
     if "\n" in name or "\r" in name:
         raise ConfigError(f"{flag}: {name!r} has a line break in its name; rename it")
-    return Upload(name, path.stat().st_size, os.access(path, os.X_OK), path)
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(f"{flag}: {name!r} is not a UTF-8 name; rename it") from None
+    try:
+        return Upload(name, path.stat().st_size, os.access(path, os.X_OK), path)
+    except OSError as exc:
+        raise ConfigError(f"{flag}: cannot read {path} ({exc.strerror or exc})") from exc
 
 
 def _contents(flag: str, path: Path, top: str) -> list[tuple[str, Path]]:

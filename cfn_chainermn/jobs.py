@@ -44,11 +44,11 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink) ->
             on_line(line)
 
     try:
-        try:
-            for chunk in launch.chunks():
+        for chunk in launch.chunks():  # a local file that cannot be read raises here (ConfigError)
+            try:
                 chan.sendall(chunk)
-        except broken:
-            pass  # the remote side stopped reading: it failed, and says why on the channel
+            except broken:
+                break  # the remote side stopped reading: it failed, and says why on the channel
         stream_lines(chan, route)
         rc = int(chan.recv_exit_status())
     except BaseException as exc:

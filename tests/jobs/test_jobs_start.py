@@ -1,0 +1,76 @@
+"""jobs.start over a stand-in channel: what is streamed, what is returned, and every way a launch fails."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from folder_helpers import PipeRemote, launch_with_plain_cmd
+
+from cfn_chainermn import jobs
+from cfn_chainermn.errors import RemoteError
+
+
+def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) -> None:
+    launch = launch_with_plain_cmd(tmp_path)
+    lines: list[str] = []
+    remote = PipeRemote()
+    assert jobs.start(remote, launch, detach=False, on_line=lines.append) == 3  # type: ignore[arg-type]
+    assert lines == ["hi from ./job.sh"]  # the "folder written" line is the client's, not the user's
+    assert len(remote.commands) == 1  # folder and start in one channel
+
+
+def test_start_detached_returns_at_once(tmp_path: Path) -> None:
+    launch = launch_with_plain_cmd(tmp_path, program=b"#!/bin/sh\nsleep 0.3; echo late\n")
+    lines: list[str] = []
+    assert jobs.start(PipeRemote(), launch, detach=True, on_line=lines.append) == 0  # type: ignore[arg-type]
+    assert lines == []
+    log = tmp_path / "shared" / "jobs" / "j1" / "log"
+    for _ in range(100):
+        if (log.parent / "exit_code").exists():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    assert log.read_text() == "late\n"
+
+
+def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None:
+    launch = launch_with_plain_cmd(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "jobs").write_text("a file where the jobs folder goes")
+    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
+                                          r"cannot create .*/shared/jobs/j1$"):
+        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+
+
+def test_an_early_failure_with_a_big_upload_names_the_reason_not_a_broken_pipe(tmp_path: Path) -> None:
+    """The remote shell stops reading (here: the job folder exists) while megabytes are still to send."""
+    launch = launch_with_plain_cmd(tmp_path, extra=b"\1" * (8 << 20))
+    (tmp_path / "shared" / "jobs" / "j1").mkdir(parents=True)
+    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*File exists; "
+                                          r"cannot create .*/shared/jobs/j1$"):
+        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+
+
+def test_a_file_that_vanishes_after_prepare_is_a_usage_error_not_a_hang(tmp_path: Path) -> None:
+    import threading
+
+    from cfn_chainermn.errors import ConfigError
+
+    launch = launch_with_plain_cmd(tmp_path, extra=b"x" * 100)
+    (tmp_path / "src" / "weights.bin").unlink()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "jobs.start hung on a file it could not read"
+    assert len(raised) == 1 and isinstance(raised[0], ConfigError)
+    assert str(raised[0]).startswith(f"--files: cannot read {tmp_path}/src/weights.bin (No such file or directory)")
