@@ -17,6 +17,8 @@ the server shows. Pure text handling: fetching the output is clusters.py's.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa")
@@ -57,7 +59,29 @@ def parse(text: str) -> ConsoleKeys:
     found: dict[str, str] = {}
     for words in _block(text, "KEYS"):
         at = next((i for i, w in enumerate(words) if w in KEY_TYPES), None)
-        if at is not None and at + 1 < len(words):
+        if at is not None and at + 1 < len(words) and is_public_key(words[at], words[at + 1]):
             found[words[at]] = f"{words[at]} {words[at + 1]}"
     prints = [w for words in _block(text, "FINGERPRINTS") for w in words if w.startswith("SHA256:")]
     return ConsoleKeys(tuple(found[t] for t in KEY_TYPES if t in found), tuple(dict.fromkeys(prints)))
+
+
+def is_public_key(key_type: str, b64: str) -> bool:
+    """A whole key, not a line the console cut or mixed with kernel messages: base64 of an SSH
+    key blob, i.e. length-prefixed fields that end exactly at the end, the first naming the type
+    (two fields for ed25519, its key 32 bytes; three for ECDSA and RSA)."""
+    try:
+        blob = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    fields, at = [], 0
+    while at < len(blob):
+        size = int.from_bytes(blob[at:at + 4], "big")
+        if at + 4 + size > len(blob):
+            return False
+        fields.append(blob[at + 4:at + 4 + size])
+        at += 4 + size
+    if not fields or fields[0] != key_type.encode():
+        return False
+    if key_type == "ssh-ed25519":
+        return len(fields) == 2 and len(fields[1]) == 32
+    return len(fields) == 3

@@ -71,10 +71,13 @@ def placement_problem(nodes: Iterable[Node], np: int, per_node: int | None = Non
         needed = -(-np // per_node)
         if needed > len(usable):
             return f"-n/-N: {np} ranks at {per_node} per node need {needed} nodes, {len(usable)} are ready; {wait}"
-        small = [n for n in usable[:needed] if n.slots < min(per_node, np)]
+        # OpenMPI fills the first nodes with per_node ranks each; the last one gets the rest
+        wants = [per_node] * (needed - 1) + [np - per_node * (needed - 1)]
+        small = [(n, k) for n, k in zip(usable, wants, strict=False) if n.slots < k]  # usable may be longer
         if small:
-            return (f"-N: {per_node} ranks per node, but {small[0].private_ip} has {small[0].slots} slots "
-                    f"({small[0].instance_type}); lower -N")
+            node, k = small[0]
+            return (f"-N: {k} ranks on {node.private_ip}, which has {node.slots} slots ({node.instance_type}); "
+                    "lower -N")
         return None
     total = sum(n.slots for n in usable)
     if np > total:

@@ -100,6 +100,14 @@ class Remote:
             why = f" ({self.host_key_hint})" if self.host_key_hint else ""
             raise RemoteError(f"no published host key for {self.host}{why}; wait for the node agent to publish it, "
                               "or pass --accept-new-host-key to trust the key the server shows")
+        if self.host_key is not None and not self.accept_new_host_key:
+            from cfn_chainermn.console_keys import is_public_key
+
+            words = self.host_key.split()
+            if len(words) < 2 or not is_public_key(words[0], words[1]):
+                raise RemoteError(f"the host key recorded for {self.host} is not a whole SSH public key "
+                                  f"({self.host_key[:40]!r}...); refusing; pass --accept-new-host-key to trust "
+                                  "the key the server shows")
         sock = self._dial()  # before the import: sshd starts its side while paramiko loads
         _skip_invoke()
         import paramiko

@@ -5,7 +5,9 @@ from __future__ import annotations
 from cfn_chainermn.console_keys import ConsoleKeys, parse
 
 ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7w86mJ2pbTUtu3l2XyHZC4fDGD0E2ZqNYpVqlp2x0m"
-EC = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE"
+EC = ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBPCgHxTZGrJ/31aL1B6frheTKymUbk1"
+      "moNlsvxj0b38OoY2vnBBsxNLqH1prXgpW7+/5p22qXQUn+WLIjwwrXxQ=")
+NEW = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILrO4OILMpHURGkSPZ5SVkYDYRJAYLdcqy6QeJkTJfaP"
 
 
 def _boot(ed: str, fp: str) -> str:
@@ -33,9 +35,8 @@ def test_keys_come_out_ed25519_first_without_comments() -> None:
 
 def test_the_last_boot_wins() -> None:
     """A console that shows a re-imaged instance shows the keys it has now last."""
-    new = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEWNEW"
-    got = parse(_boot(ED, "SHA256:old") + _boot(new, "SHA256:new"))
-    assert got.keys[0] == new and "SHA256:new" in got.fingerprints and "SHA256:old" not in got.fingerprints
+    got = parse(_boot(ED, "SHA256:old") + _boot(NEW, "SHA256:new"))
+    assert got.keys[0] == NEW and "SHA256:new" in got.fingerprints and "SHA256:old" not in got.fingerprints
 
 
 def test_nothing_printed_yet_is_empty_and_falsy() -> None:
@@ -58,3 +59,13 @@ def test_syslog_prefixes_as_real_consoles_print_them() -> None:
 [   25.101012] cloud-init[1201]: -----END SSH HOST KEY KEYS-----
 """
     assert parse(text) == ConsoleKeys((ED,), ("SHA256:edFP",))
+
+
+def test_a_key_the_console_cut_or_garbled_is_not_trusted() -> None:
+    """Kernel messages interleave with cloud-init's lines: only a whole, well-formed key counts."""
+    cut = ED[: len(ED) - 20]
+    mixed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5[   25.1] usb 1-1: new device"
+    other_type = "ssh-ed25519 " + EC.split()[1]  # valid base64, but an ECDSA blob under the ed25519 name
+    for bad in (cut, mixed, other_type):
+        text = f"-----BEGIN SSH HOST KEY KEYS-----\n{bad} root@h\n-----END SSH HOST KEY KEYS-----\n"
+        assert parse(text).keys == (), bad

@@ -74,5 +74,7 @@ def test_placement_mirrors_openmpi_slot_rules() -> None:
     assert placement_problem(nodes, 32, 8) == (
         "-n/-N: 32 ranks at 8 per node need 4 nodes, 3 are ready; wait for more nodes (`cfn-chainermn hostfile "
         "NAME --wait N`) or lower -n")
-    assert placement_problem(nodes, 24, 8) == "-N: 8 ranks per node, but 10.0.0.3 has 4 slots (p3.16xlarge); lower -N"
+    assert placement_problem(nodes, 24, 8) == "-N: 8 ranks on 10.0.0.3, which has 4 slots (p3.16xlarge); lower -N"
     assert placement_problem(nodes, 3, 8) is None  # 3 ranks fit the first node's 8 slots
+    assert placement_problem(nodes, 20, 8) is None  # 8 + 8 + 4: the last node takes only the rest
+    assert placement_problem(nodes, 21, 8) == "-N: 5 ranks on 10.0.0.3, which has 4 slots (p3.16xlarge); lower -N"

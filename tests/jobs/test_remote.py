@@ -134,3 +134,10 @@ def test_connections_ack_at_once_and_never_wait_for_nagle(key: Path) -> None:
             if hasattr(socket, "TCP_QUICKACK"):
                 assert type(sock).__name__ == "_QuickAckSocket"
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 1
+
+
+def test_a_garbled_recorded_key_is_refused_before_connecting(key: Path) -> None:
+    """Nothing listens on port 9: a RemoteError about the key, not about reaching the host, proves no dial."""
+    for recorded in ("ssh-ed25519 AAAAC3Nza", "ssh-ed25519", "ssh-ed25519 not*base64"):
+        with pytest.raises(RemoteError, match=r"^the host key recorded for 127\.0\.0\.1 is not a whole SSH public key"):
+            Remote("127.0.0.1", port=9, user="u", key_file=key, host_key=recorded).connect()
