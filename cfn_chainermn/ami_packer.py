@@ -57,7 +57,7 @@ def parse_vars(pairs: Iterable[str]) -> dict[str, str]:
 
 def check_ssh_cidr(value: str | None, allow_anywhere: bool = False) -> str:
     """The build instance's SSH source range, checked like the cluster's ssh_cidr."""
-    from cfn_chainermn.validation import _check_cidr, _network
+    from cfn_chainermn.validation import MIN_SSH_PREFIX, _check_cidr, _network
 
     if not value:
         raise ConfigError("--ssh-cidr: required; give the address Packer connects from "
@@ -65,8 +65,9 @@ def check_ssh_cidr(value: str | None, allow_anywhere: bool = False) -> str:
     problems: list[str] = []
     _check_cidr("--ssh-cidr", value, problems, min_prefix=0, max_prefix=32)
     net = _network(value)
-    if not problems and net is not None and net.prefixlen == 0 and not allow_anywhere:
-        problems.append("--ssh-cidr: 0.0.0.0/0 opens the build instance's SSH to the whole internet; "
+    if not problems and net is not None and net.prefixlen < MIN_SSH_PREFIX and not allow_anywhere:
+        reach = "the whole internet" if net.prefixlen == 0 else "a large part of the internet"
+        problems.append(f"--ssh-cidr: {net} opens the build instance's SSH to {reach}; "
                         "give your own address (for example 203.0.113.7/32) or pass --allow-ssh-from-anywhere")
     if problems:
         raise ConfigError(problems)

@@ -91,13 +91,20 @@ def config_overrides(parameters: Mapping[str, str]) -> dict[str, object]:
     """A stack's current parameters as dotted config fields: the base that `stack update` edits.
 
     The inverse of template_parameters, so an update that names one flag changes one thing.
-    A stack made before AllowSshFromAnywhere existed had to opt in for 0.0.0.0/0, so it stays allowed.
+    A stack made before AllowSshFromAnywhere existed keeps the range it has: it was allowed then.
     """
     out: dict[str, object] = {}
     for key, value in parameters.items():
         path = _FIELDS.get(key)
         if path is not None:
             out[path] = value
-    if "AllowSshFromAnywhere" not in parameters and out.get("ssh_cidr") == "0.0.0.0/0":
+    if "AllowSshFromAnywhere" not in parameters and _wider_than_opt_in(str(out.get("ssh_cidr", ""))):
         out["allow_ssh_from_anywhere"] = True
     return out
+
+
+def _wider_than_opt_in(cidr: str) -> bool:
+    from cfn_chainermn.validation import MIN_SSH_PREFIX, _network
+
+    net = _network(cidr)
+    return net is not None and net.prefixlen < MIN_SSH_PREFIX

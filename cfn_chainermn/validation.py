@@ -46,7 +46,9 @@ MIN_SSH_PREFIX = 8
 # ".", "_" and "-", never "." or "..", joined by single slashes. mount_point_problem() says why a
 # path breaks the rule and mount_point_pattern() is the same rule as the template's AllowedPattern.
 SYSTEM_TREES = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "snap",
-                "sys", "tmp", "usr")
+                "sys", "tmp", "usr", "var/run", "var/lock")  # /var/run and /var/lock are /run's
+# The cluster user's home: EFS mounted there would hide the ~/.ssh the agent wrote before.
+CLUSTER_HOME = "home/chainer"
 SYSTEM_FOLDERS = ("home", "media", "mnt", "opt", "root", "srv", "var")
 MOUNT_POINT_MAX = 101
 _MOUNT_PART = "[A-Za-z0-9._-]+"
@@ -67,6 +69,8 @@ def _check_cidr(path: str, value: str, problems: list[str], *, min_prefix: int, 
             f"{path}: {value!r} is not an IPv4 network in CIDR form with its host bits zero "
             "(for example 10.0.0.0/16)"
         )
+    elif str(net) != value:  # e.g. /032: Python reads it, the template's pattern (and AWS) do not
+        problems.append(f"{path}: write {value!r} as {net}")
     elif not min_prefix <= net.prefixlen <= max_prefix:
         problems.append(f"{path}: prefix /{net.prefixlen} is outside /{min_prefix}../{max_prefix}; AWS refuses it")
 
@@ -194,14 +198,17 @@ def mount_point_problem(path: str) -> str | None:
         return f"{path} is a system folder; {_MOUNT_FIX}"
     if any(part in ("", ".", "..") for part in parts):
         return f"{path!r} has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"
-    if top in SYSTEM_TREES:
-        return (f"{path} is inside the system folder /{top}; {_MOUNT_FIX} (or one inside "
+    inside = [t for t in SYSTEM_TREES if path == f"/{t}" or path.startswith(f"/{t}/")]
+    if inside:
+        return (f"{path} is inside the system folder /{inside[0]}; {_MOUNT_FIX} (or one inside "
                 f"{', '.join('/' + f for f in SYSTEM_FOLDERS)})")
+    if path == f"/{CLUSTER_HOME}" or path.startswith(f"/{CLUSTER_HOME}/"):
+        return f"{path} is in the cluster user's home, whose ~/.ssh the mount would hide; {_MOUNT_FIX}"
     return None
 
 
 def mount_point_pattern() -> str:
     """mount_point_problem's rule as one regular expression (Java and Python agree on it), for the template."""
-    trees, folders = "|".join(SYSTEM_TREES), "|".join(SYSTEM_FOLDERS)
+    trees, folders = "|".join((*SYSTEM_TREES, CLUSTER_HOME)), "|".join(SYSTEM_FOLDERS)
     part = rf"(?!\.\.?(?:/|$)){_MOUNT_PART}"  # not "." or ".."
     return rf"^(?!/(?:{trees})(?:/|$))(?!/(?:{folders})$)(?:/{part})+$"

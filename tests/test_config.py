@@ -133,6 +133,11 @@ INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
     ("/etc/efs", f"/etc/efs is inside the system folder /etc; {OWN_FOLDER} {INSIDE_OK}"),
     ("/usr/local/share", f"/usr/local/share is inside the system folder /usr; {OWN_FOLDER} {INSIDE_OK}"),
     ("/proc/x", f"/proc/x is inside the system folder /proc; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/var/run", f"/var/run is inside the system folder /var/run; {OWN_FOLDER} {INSIDE_OK}"),  # a link to /run
+    ("/var/lock/efs", f"/var/lock/efs is inside the system folder /var/lock; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/home/chainer", f"/home/chainer is in the cluster user's home, whose ~/.ssh the mount would hide; {OWN_FOLDER}"),
+    ("/home/chainer/efs", "/home/chainer/efs is in the cluster user's home, whose ~/.ssh the mount would hide; "
+                          f"{OWN_FOLDER}"),
     ("/efs/../etc", "'/efs/../etc' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
     ("/efs/./x", "'/efs/./x' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
     ("//efs", "'//efs' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
@@ -212,3 +217,9 @@ def test_every_field_is_in_the_example_and_the_readme_table() -> None:
     for name in names:
         assert f"| `{name}` |" in readme, f"README config table lacks {name}"
         assert f"{name.rsplit('.', 1)[-1]}:" in example, f"examples/cluster.yaml lacks {name}"
+
+
+@pytest.mark.parametrize(("cidr", "written"), [("203.0.113.7/032", "203.0.113.7/32"), ("10.0.0.0/08", "10.0.0.0/8")])
+def test_a_cidr_python_reads_but_aws_does_not_is_refused_with_its_plain_form(cidr: str, written: str) -> None:
+    """The template's pattern (and AWS) refuse a zero-padded prefix; say how to write it."""
+    assert problems(ssh_cidr=cidr, allow_ssh_from_anywhere=True) == [f"ssh_cidr: write {cidr!r} as {written}"]

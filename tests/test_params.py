@@ -53,4 +53,8 @@ def test_a_stack_without_the_opt_in_is_not_opened_by_an_update() -> None:
 
 def test_a_stack_from_before_the_parameter_keeps_the_opt_in_it_had_to_give() -> None:
     assert config_overrides({"SshCidr": "0.0.0.0/0"})["allow_ssh_from_anywhere"] is True
-    assert "allow_ssh_from_anywhere" not in config_overrides({"SshCidr": "0.0.0.0/1"})
+    # any range wider than /8 was allowed without an opt-in then: an update must not start refusing it
+    assert config_overrides({"SshCidr": "0.0.0.0/1"})["allow_ssh_from_anywhere"] is True
+    assert "allow_ssh_from_anywhere" not in config_overrides({"SshCidr": "10.0.0.0/8"})
+    assert config_overrides({"SshCidr": "0.0.0.0/1", "AllowSshFromAnywhere": "false"})["allow_ssh_from_anywhere"] \
+        == "false"  # a stack that has the parameter keeps what it says

@@ -101,7 +101,8 @@ _SPECS: dict[str, tuple[str, str, dict[str, Any]]] = {
                    {"AllowedPattern": mount_point_pattern(), "MaxLength": MOUNT_POINT_MAX,
                     "ConstraintDescription": "a folder of its own such as /efs or /mnt/efs: not / or a top-level "
                     "system folder (/opt, /home, /mnt, /var, ...), nothing inside /bin, /boot, /dev, /etc, /lib*, "
-                    "/proc, /run, /sbin, /snap, /sys, /tmp or /usr, and no '.', '..' or empty parts"}),
+                    "/proc, /run (and /var/run, /var/lock), /sbin, /snap, /sys, /tmp or /usr, not the cluster "
+                    "user's home /home/chainer, and no '.', '..' or empty parts"}),
     "AgentPackage": ("Agent package", "pip requirement of the node agent, installed when the AMI lacks it.",
                      {"AllowedPattern": r"""^[^'"`$\\;\n]*[^'"`$\\;\s][^'"`$\\;\n]*$""",
                       "ConstraintDescription": "a pip requirement such as cfn-chainermn==0.1.0"}),

@@ -109,6 +109,8 @@ def test_build_bad_input(capsys: pytest.CaptureFixture[str], monkeypatch: pytest
     ([], ("--ssh-cidr: required", "203.0.113.7/32")),
     (["--ssh-cidr", "0.0.0.0/0"], ("--ssh-cidr: 0.0.0.0/0 opens the build instance's SSH to the whole internet",
                                    "--allow-ssh-from-anywhere")),
+    (["--ssh-cidr", "128.0.0.0/1"], ("--ssh-cidr: 128.0.0.0/1 opens the build instance's SSH to a large part of "
+                                     "the internet", "--allow-ssh-from-anywhere")),
     (["--ssh-cidr", "203.0.113.7/24"], ("--ssh-cidr: '203.0.113.7/24' is not an IPv4 network",)),
     (["--ssh-cidr", "example.com"], ("--ssh-cidr: 'example.com' is not an IPv4 network",)),
 ])
