@@ -24,8 +24,12 @@ from cfn_chainermn.remote import LineSink, Remote, stream_lines, transport_error
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
 
 
-def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink) -> int:
-    """Send the job and run it; attached: stream its log and return its exit code."""
+def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
+          on_started: Callable[[], None] | None = None) -> int:
+    """Send the job and run it; attached: stream its log and return its exit code.
+
+    `on_started` runs once the job folder is written and run.sh takes over, before any job output.
+    """
     ref = launch.ref
     broken = transport_errors()
     chan = remote.open_command(launch.command("detach" if detach else "attach"))
@@ -38,6 +42,8 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink) ->
             launched = line == LAUNCHED
             if not launched:
                 before.append(line)
+            elif on_started is not None:
+                on_started()
         elif detach:
             before.append(line)  # "started PID", or why not
         else:

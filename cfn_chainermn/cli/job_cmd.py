@@ -139,14 +139,14 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     spec = mpi.Job(program=Path(script).name, np=np, per_node=per_node, args=args, env=job_env,
                    python=python or cluster.python)
     launch = job_folder.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
-                          hostfile_text=text, job=spec, net=cluster.network)
+                                hostfile_text=text, job=spec, net=cluster.network)
     ref = launch.ref
+    started = (f"job {ref.job_id}: {np} ranks on {hf.nodes_used(nodes, np, per_node)} nodes; "
+               f"log {ref.directory}/log")
     with _remote(cluster, access) as remote:
-        click.echo(f"job {ref.job_id}: {np} ranks on {hf.nodes_used(nodes, np, per_node)} nodes; "
-                   f"log {ref.directory}/log",
-                   err=True)
         kept: list[str] = []
-        rc = jobs.start(remote, launch, detach=detach, on_line=jobs.tee(_echo, kept))
+        rc = jobs.start(remote, launch, detach=detach, on_line=jobs.tee(_echo, kept),
+                        on_started=lambda: click.echo(started, err=True))
         if detach:
             click.echo(ref.job_id)
             return 0

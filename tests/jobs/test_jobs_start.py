@@ -16,8 +16,10 @@ def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) 
     launch = launch_with_plain_cmd(tmp_path)
     lines: list[str] = []
     remote = PipeRemote()
-    assert jobs.start(remote, launch, detach=False, on_line=lines.append) == 3  # type: ignore[arg-type]
-    assert lines == ["hi from ./job.sh"]  # the "folder written" line is the client's, not the user's
+    rc = jobs.start(remote, launch, detach=False, on_line=lines.append,  # type: ignore[arg-type]
+                    on_started=lambda: lines.append("<started>"))
+    assert rc == 3
+    assert lines == ["<started>", "hi from ./job.sh"]  # "folder written" is the client's line, not the user's
     assert len(remote.commands) == 1  # folder and start in one channel
 
 
@@ -39,9 +41,12 @@ def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "jobs").write_text("a file where the jobs folder goes")
+    started: list[str] = []
     with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
                                           r"cannot create .*/shared/jobs/j1$"):
-        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+        jobs.start(PipeRemote(), launch, detach=False, on_line=print,  # type: ignore[arg-type]
+                   on_started=lambda: started.append("x"))
+    assert started == []  # the "job ...: N ranks" line is never printed for a job that did not start
 
 
 def test_an_early_failure_with_a_big_upload_names_the_reason_not_a_broken_pipe(tmp_path: Path) -> None:
