@@ -27,12 +27,16 @@ TENANCIES = ("default", "dedicated")
 
 STACK_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
 KEY_NAME_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
-AMI_RE = re.compile(r"^ami-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-VPC_RE = re.compile(r"^vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-SUBNET_RE = re.compile(r"^subnet-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-RTB_RE = re.compile(r"^rtb-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-SG_RE = re.compile(r"^sg-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
-EFS_RE = re.compile(r"^fs-(?:[0-9a-f]{8}|[0-9a-f]{17})$")
+# An AWS resource id: PREFIX- and 8 or 17 hex digits, as AWS issues them (the template's patterns too).
+AWS_ID_DIGITS = "([0-9a-f]{8}|[0-9a-f]{17})"
+
+
+def aws_id_re(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"^{prefix}-{AWS_ID_DIGITS}$")
+
+
+AMI_RE, VPC_RE, SUBNET_RE = aws_id_re("ami"), aws_id_re("vpc"), aws_id_re("subnet")
+RTB_RE, SG_RE, EFS_RE = aws_id_re("rtb"), aws_id_re("sg"), aws_id_re("fs")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 AZ_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d[a-z]$")
 TAG_KEY_RE = re.compile(r"^[\w .:/=+\-@]{1,128}$")

@@ -22,7 +22,7 @@ from cfn_chainermn.config import (
 )
 from cfn_chainermn.instances import INSTANCE_TYPES
 from cfn_chainermn.params import template_parameters
-from cfn_chainermn.validation import MOUNT_POINT_MAX, mount_point_pattern
+from cfn_chainermn.validation import AWS_ID_DIGITS, MOUNT_POINT_MAX, mount_point_pattern
 
 _NO_SHELL = r"""[^'"`$\\;\s]"""  # values land inside single-quoted shell words in UserData
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
@@ -39,7 +39,7 @@ _NET_CIDR = _cidr(r"1[6-9]|2[0-8]")  # /16 to /28: what a VPC or subnet may have
 
 def _optional_id(prefix: str) -> dict[str, str]:
     """Empty (= create or skip it) or an AWS id: PREFIX- and 8 or 17 hex digits, as AWS issues them."""
-    return {"AllowedPattern": rf"^({prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}}))?$",
+    return {"AllowedPattern": rf"^({prefix}-{AWS_ID_DIGITS})?$",
             "ConstraintDescription": f"empty or {prefix}-0123456789abcdef0"}
 
 
