@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from cfn_chainermn import mpi
+from cfn_chainermn.channel_io import LineSink
 from cfn_chainermn.console_keys import ConsoleKeys
 from cfn_chainermn.console_keys import parse as parse_console
 from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.hostfile import Node
-from cfn_chainermn.remote import LineSink, Remote
+from cfn_chainermn.remote import Remote
 
 STATE_FILE = "cluster.json"
 DEFAULT_STATE_DIR = ".local-cluster"

@@ -16,10 +16,11 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cfn_chainermn.channel_io import LineSink, stream_lines
 from cfn_chainermn.errors import RemoteError
 from cfn_chainermn.job_folder import JOBS, LAUNCHED, JobRef, Launch
 from cfn_chainermn.job_scripts import LIST_SH
-from cfn_chainermn.remote import LineSink, Remote, stream_lines, transport_errors
+from cfn_chainermn.remote import Remote, transport_errors
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
 

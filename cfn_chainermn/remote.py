@@ -23,15 +23,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from cfn_chainermn.channel_io import LineSink, pump, stream_lines
 from cfn_chainermn.errors import ConfigError, RemoteCommandError, RemoteError
 
 if TYPE_CHECKING:
     import paramiko
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-LineSink = Callable[[str], None]
 
 
 def _skip_invoke() -> None:
@@ -179,14 +179,14 @@ class Remote:
             self._client.close()
             self._client = None
 
-    def open_command(self, command: str) -> paramiko.Channel:
-        """Start `command` with stderr merged into stdout; the caller reads the channel."""
+    def open_command(self, command: str, *, combine: bool = True) -> paramiko.Channel:
+        """Start `command` (stderr merged into stdout unless `combine` is off); the caller reads the channel."""
         transport = self.connect().get_transport()
         if transport is None:  # pragma: no cover - connect() guarantees one
             raise RemoteError(f"SSH to {self.where}: no transport")
         try:
             chan = transport.open_session()
-            chan.set_combine_stderr(True)
+            chan.set_combine_stderr(combine)
             chan.exec_command(command)
         except transport_errors() as exc:
             raise RemoteError(f"SSH to {self.where} could not start a command: {_why(exc)}") from exc
@@ -194,9 +194,16 @@ class Remote:
 
     def run(self, command: str, *, on_line: LineSink) -> int:
         """Run `command`, hand every output line to `on_line` as it arrives, return its exit code."""
-        chan = self.open_command(command)
+        return self._finish(self.open_command(command), lambda chan: stream_lines(chan, on_line))
+
+    def relay(self, command: str, out: BinaryIO, err: BinaryIO) -> int:
+        """Run `command` as `ssh host command` would: its stdout to `out`, stderr to `err`; its exit code."""
+        return self._finish(self.open_command(command, combine=False), lambda chan: pump(chan, out, err))
+
+    def _finish(self, chan: paramiko.Channel, read: Callable[[paramiko.Channel], None]) -> int:
+        """Read `chan` to its end with `read`; the command's exit code, or a RemoteError if the session broke."""
         try:
-            stream_lines(chan, on_line)
+            read(chan)
             rc = int(chan.recv_exit_status())
         except transport_errors() as exc:
             raise RemoteError(f"the SSH session to {self.where} broke: {_why(exc)}") from exc
@@ -244,21 +251,6 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     import paramiko
 
     return (OSError, EOFError, paramiko.SSHException)
-
-
-def stream_lines(chan: Any, on_line: LineSink) -> None:
-    """Read a channel to EOF, calling `on_line` per complete line (partial last line included)."""
-    buf = b""
-    while True:
-        data = chan.recv(32768)
-        if not data:
-            break
-        buf += data
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            on_line(line.decode("utf-8", "replace").rstrip("\r"))
-    if buf:
-        on_line(buf.decode("utf-8", "replace"))
 
 
 def _fingerprint_policy(paramiko: Any, remote: Remote) -> Any:

@@ -224,12 +224,14 @@ def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
 def ssh(name: str, command: tuple[str, ...], access: dict[str, Any]) -> int:
     """A shell on NAME's master as the cluster user, or run COMMAND there (after `--`)."""
     import shlex
+    import sys
 
     cluster = _resolve(name, access)
     remote = _remote(cluster, access)
     if command:
         with remote:
-            return remote.run(shlex.join(command) if len(command) > 1 else command[0], on_line=_echo)
+            line = shlex.join(command) if len(command) > 1 else command[0]
+            return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer)
     return _interactive(remote)
 
 

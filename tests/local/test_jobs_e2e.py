@@ -199,6 +199,16 @@ def test_tampered_host_key_is_refused(cluster: LocalCluster, tmp_path: Path) -> 
         published.write_text(good)
 
 
+def test_ssh_command_keeps_stdout_and_stderr_apart(cluster: LocalCluster) -> None:
+    """As `ssh host CMD` does: an MPI warning on stderr must not end up in `... > result`."""
+    res = cluster.cli("ssh", "local", "--",
+                      "seq 1 20000; echo to-stderr >&2; seq 20001 40000 >&2; printf no-newline; exit 3")
+    assert res.returncode == 3, res.stderr
+    assert res.stdout == "".join(f"{i}\n" for i in range(1, 20001)) + "no-newline"
+    assert res.stderr.splitlines()[:2] == ["to-stderr", "20001"]
+    assert res.stderr.endswith("40000\n")
+
+
 def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluster) -> None:
     res = subprocess.run(cluster.args("ssh", "local"), input="echo shell-of-$(id -un)\nexit 7\n",
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
