@@ -18,12 +18,16 @@ from typing import Any
 import boto3
 from botocore.stub import Stubber
 
+from cfn_chainermn.node import agent
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.settings import Settings
+from cfn_chainermn.node.state import State
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleUserKeyPairFromEc2xxxxxxxxxxxxxxxx user@laptop"
+FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
+         "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
 
 
 class ImdsStandIn:
@@ -121,6 +125,14 @@ class SimCluster:
 
     def echo(self) -> io.StringIO:
         return io.StringIO()
+
+    def boot(self, name: str, **over: Any) -> State:
+        """Run the agent's boot on node `name`, its one signal pinned (SUCCESS)."""
+        return agent.boot(self.settings(name, **over), self.clients(name), echo=self.echo())
+
+    def get(self, key: str) -> bytes:
+        """An object of the stack's bucket, as the nodes wrote it."""
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
 
 

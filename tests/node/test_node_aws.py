@@ -10,26 +10,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.stub import Stubber
-from node_sim import USER_KEY, SimCluster
+from node_sim import FSTAB, USER_KEY, SimCluster
 
 from cfn_chainermn import inventory
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
-from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, steps
+from cfn_chainermn.node import agent
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.state import State
-from cfn_chainermn.node.system import System
-
-FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
-         "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
-
-
-def _boot(c: SimCluster, name: str, **over: object) -> State:
-    return agent.boot(c.settings(name, **over), c.clients(name), echo=c.echo())
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -38,15 +27,11 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
             for p in sorted(root.rglob("*")) if p.is_file() and str(p.relative_to(root)) not in skip}
 
 
-def _get(c: SimCluster, key: str) -> bytes:
-    return bytes(c.s3.get_object(Bucket=c.bucket, Key=key)["Body"].read())
-
-
 def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pytest.CaptureFixture[str]) -> None:
     c = sim_cluster
     m, w1, w2 = c.nodes["master"], c.nodes["w1"], c.nodes["w2"]
     for name in ("master", "w1", "w2"):
-        assert _boot(c, name).ready
+        assert c.boot(name).ready
     for stub in c.stubs:  # each node sent exactly the pinned SUCCESS signal
         stub.assert_no_pending_responses()
     # refresh on the master through the CLI, as the systemd timer runs it (settings from agent.json)
@@ -59,9 +44,9 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
     # master, so had they written it, it would now hold w2's key.
     pinned = c.s3.head_object(Bucket=c.bucket, Key="cluster-key/master_host_ed25519.pub")
     assert pinned["ServerSideEncryption"] == "AES256"
-    assert _get(c, "cluster-key/master_host_ed25519.pub").decode() == m.host_key + "\n"
+    assert c.get("cluster-key/master_host_ed25519.pub").decode() == m.host_key + "\n"
     assert inventory.master_host_key(c.s3, c.bucket) == m.host_key
-    cluster_pub = _get(c, "cluster-key/id_ed25519.pub").decode().strip()
+    cluster_pub = c.get("cluster-key/id_ed25519.pub").decode().strip()
     expected_hosts = "".join(f"{n.private_ip} slots={s}\n" for n, s in ((m, 4), *sorted(
         [(w1, 1), (w2, 1)], key=lambda x: tuple(int(p) for p in x[0].private_ip.split(".")))))
     for node in (m, w1, w2):
@@ -70,7 +55,7 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
         assert stat.S_IMODE(ssh.stat().st_mode) == 0o700
         assert stat.S_IMODE((ssh / "id_ed25519").stat().st_mode) == 0o600
         assert stat.S_IMODE((ssh / "authorized_keys").stat().st_mode) == 0o600
-        assert (ssh / "id_ed25519").read_bytes() == _get(c, "cluster-key/id_ed25519")
+        assert (ssh / "id_ed25519").read_bytes() == c.get("cluster-key/id_ed25519")
         assert (ssh / "id_ed25519").read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
         auth = (ssh / "authorized_keys").read_text().splitlines()
         assert cluster_pub in auth and USER_KEY in auth
@@ -84,8 +69,8 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
         assert f"btl_tcp_if_include = {c.subnet_cidr}\n" in mca and f"oob_tcp_if_include = {c.subnet_cidr}\n" in mca
         assert "plm_rsh_no_tree_spawn = 1\n" in mca and "orte_default_hostfile = /home/chainer/hostfile\n" in mca
         assert "rtc = ^hwloc\n" in mca and "plm_rsh_args" not in mca
-        assert json.loads(_get(c, f"nodes/{node.instance_id}/ready"))["private_ip"] == node.private_ip
-        assert _get(c, f"nodes/{node.instance_id}/host_ed25519.pub").decode().strip() == node.host_key
+        assert json.loads(c.get(f"nodes/{node.instance_id}/ready"))["private_ip"] == node.private_ip
+        assert c.get(f"nodes/{node.instance_id}/host_ed25519.pub").decode().strip() == node.host_key
         for name in ("ready", "host_ed25519.pub"):
             head = c.s3.head_object(Bucket=c.bucket, Key=f"nodes/{node.instance_id}/{name}")
             assert head["ServerSideEncryption"] == "AES256"
@@ -123,7 +108,7 @@ def test_worker_waits_for_master_key(sim_cluster: SimCluster) -> None:
 
     def worker() -> None:
         try:
-            result["state"] = _boot(c, "w1")
+            result["state"] = c.boot("w1")
         except Exception as exc:  # reported below
             result["error"] = exc
 
@@ -131,57 +116,20 @@ def test_worker_waits_for_master_key(sim_cluster: SimCluster) -> None:
     t.start()
     t.join(1.2)
     assert t.is_alive(), "the worker must still be waiting for the key"
-    _boot(c, "master")
+    c.boot("master")
     t.join(30)
     assert "error" not in result, result.get("error")
     state = result["state"]
     assert isinstance(state, State) and state.ready
     assert "fetched the cluster key after" in state.steps["ssh"]["detail"]
     w1 = c.nodes["w1"]
-    assert (w1.root / "home/chainer/.ssh/id_ed25519").read_bytes() == _get(c, "cluster-key/id_ed25519")
-
-
-def test_key_never_appears_fails_with_reason_and_signal(sim_cluster: SimCluster, tmp_path: Path) -> None:
-    c = sim_cluster
-    w1 = c.nodes["w1"]
-    clients = c.clients("w1", status="FAILURE")
-    with pytest.raises(AgentError) as info:
-        agent.boot(c.settings("w1", key_wait=1.0), clients, echo=c.echo())
-    assert "ssh step failed: cluster key" in str(info.value) and "did not appear within 1 s" in str(info.value)
-    c.stubs[-1].assert_no_pending_responses()  # the FAILURE signal was sent with the pinned arguments
-    log = _get(c, f"logs/{w1.instance_id}/agent.log").decode()
-    assert "did not appear within 1 s" in log and "PRIVATE KEY" not in log
-    state = State.load(w1.root / "var/lib/cfn-chainermn/state.json")
-    assert not state.ready and state.steps["ssh"]["status"] == "failed"
-    assert state.steps["ready"]["status"] == "pending"
-    assert "Contents" not in c.s3.list_objects_v2(Bucket=c.bucket, Prefix=f"nodes/{w1.instance_id}/ready")
-    assert run_with_boundary(cli, ["node", "status", "--root", str(w1.root)]) == 1
-
-
-def test_describe_failure_during_refresh_keeps_hostfile(sim_cluster: SimCluster) -> None:
-    c = sim_cluster
-    for name in ("master", "w1"):
-        _boot(c, name)
-    m = c.nodes["master"]
-    hostfile = m.root / "home/chainer/hostfile"
-    agent.refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())
-    good = hostfile.read_bytes()
-    assert good.count(b"slots=") == 2
-    failing = boto3.client("ec2", region_name="us-east-1")
-    with Stubber(failing) as stub:
-        stub.add_client_error("describe_instances", "RequestLimitExceeded", "Request limit exceeded.")
-        with pytest.raises(AgentError, match="kept the last good hostfile"):
-            agent.refresh(c.settings("master"), AwsClients(failing, c.s3, None), echo=c.echo())
-    assert hostfile.read_bytes() == good
-    assert (m.root / "opt/amazon/openmpi/etc/openmpi-default-hostfile").read_bytes() == good
-    state = State.load(m.root / "var/lib/cfn-chainermn/state.json")
-    assert state.steps["hostfile"]["status"] == "failed" and "RequestLimitExceeded" in state.steps["hostfile"]["detail"]
+    assert (w1.root / "home/chainer/.ssh/id_ed25519").read_bytes() == c.get("cluster-key/id_ed25519")
 
 
 def test_node_that_stops_being_ready_drops_out(sim_cluster: SimCluster) -> None:
     c = sim_cluster
     for name in ("master", "w1", "w2"):
-        _boot(c, name)
+        c.boot(name)
     m, w1, w2 = c.nodes["master"], c.nodes["w1"], c.nodes["w2"]
     c.s3.delete_object(Bucket=c.bucket, Key=f"nodes/{w1.instance_id}/ready")  # w1 no longer ready
     c.ec2.stop_instances(InstanceIds=[w2.instance_id])  # w2 no longer running
@@ -191,79 +139,18 @@ def test_node_that_stops_being_ready_drops_out(sim_cluster: SimCluster) -> None:
 
 def test_second_boot_changes_nothing(sim_cluster: SimCluster) -> None:
     c = sim_cluster
-    _boot(c, "master")
-    _boot(c, "w1")
+    c.boot("master")
+    c.boot("w1")
     agent.refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())  # the timer's work
     roots = [c.nodes[n].root for n in ("master", "w1")]
-    before = [_snapshot(r) for r in roots], _get(c, "cluster-key/id_ed25519"), _get(
-        c, f"nodes/{c.nodes['w1'].instance_id}/ready")
-    _boot(c, "master")
-    _boot(c, "w1")
-    after = [_snapshot(r) for r in roots], _get(c, "cluster-key/id_ed25519"), _get(
-        c, f"nodes/{c.nodes['w1'].instance_id}/ready")
+    before = [_snapshot(r) for r in roots], c.get("cluster-key/id_ed25519"), c.get(
+        f"nodes/{c.nodes['w1'].instance_id}/ready")
+    c.boot("master")
+    c.boot("w1")
+    after = [_snapshot(r) for r in roots], c.get("cluster-key/id_ed25519"), c.get(
+        f"nodes/{c.nodes['w1'].instance_id}/ready")
     assert after == before
     assert (roots[0] / "etc/fstab").read_text().count("fs-0123456789abcdef0") == 1
-
-
-def test_boot_without_required_flags_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_with_boundary(cli, ["node", "boot", "--role", "master", "--imds-url", "http://127.0.0.1:9"]) == 2
-    err = capsys.readouterr().err
-    assert "--stack is required" in err and "--bucket is required" in err and "--signal-resource" in err
-
-
-
-class _SlowMountTarget(System):
-    """The seam on a node whose EFS mount target answers only after `failures` tries."""
-
-    failures = 2
-
-    def mount(self, mount_point: str) -> None:
-        super().mount(mount_point)  # records the attempt under the test root
-        if len([x for x in self.recorded() if x == f"mount {mount_point}"]) <= self.failures:
-            raise AgentError("mount.nfs4: Connection timed out")
-
-    def is_mounted(self, mount_point: str) -> bool:
-        return len([x for x in self.recorded() if x == f"mount {mount_point}"]) > self.failures
-
-
-def test_efs_mount_retried_until_target_answers(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = sim_cluster
-    monkeypatch.setattr(agent, "System", _SlowMountTarget)
-    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
-    state = _boot(c, "master")
-    assert state.steps["efs"]["detail"] == "EFS fs-0123456789abcdef0 mounted at /efs via /etc/fstab"
-    root = c.nodes["master"].root
-    assert _SlowMountTarget(root).recorded().count("mount /efs") == 3
-    assert (root / "etc/fstab").read_text() == FSTAB + "\n"
-
-
-def test_efs_never_answers_fails_the_signal(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    c = sim_cluster
-    monkeypatch.setattr(agent, "System", _SlowMountTarget)
-    monkeypatch.setattr(_SlowMountTarget, "failures", 1000)
-    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
-    monkeypatch.setattr(steps, "MOUNT_DEADLINE_S", 0.3)
-    with pytest.raises(AgentError, match="efs step failed: EFS fs-0123456789abcdef0 not mountable at /efs"):
-        agent.boot(c.settings("master"), c.clients("master", status="FAILURE"), echo=c.echo())
-    c.stubs[-1].assert_no_pending_responses()
-    log = _get(c, f"logs/{c.nodes['master'].instance_id}/agent.log").decode()
-    assert "security group allows NFS (2049)" in log
-
-
-def test_signal_api_failure_fails_the_boot(sim_cluster: SimCluster) -> None:
-    c = sim_cluster
-    clients = c.clients("master", status=None)
-    c.stubs[-1].add_client_error("signal_resource", "ValidationError", "Stack demo does not exist")
-    with pytest.raises(AgentError, match="signal step failed: SignalResource failed: ValidationError"):
-        agent.boot(c.settings("master"), clients, echo=c.echo())
-    state = State.load(c.nodes["master"].root / "var/lib/cfn-chainermn/state.json")
-    assert state.ready and state.steps["signal"]["status"] == "failed"
-
-
-def test_refresh_before_boot_names_missing_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_with_boundary(cli, ["node", "refresh", "--root", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "--stack is required on AWS (no settings saved at" in err and "agent.json" in err
 
 
 def test_cli_boot_with_the_template_flags(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch,
@@ -297,7 +184,7 @@ def test_missing_host_key_is_generated(sim_cluster: SimCluster) -> None:
     m = c.nodes["master"]
     for p in (m.root / "etc/ssh").iterdir():
         p.unlink()
-    _boot(c, "master")
+    c.boot("master")
     made = (m.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
     assert made[0] == "ssh-ed25519"
-    assert _get(c, f"nodes/{m.instance_id}/host_ed25519.pub").decode().split() == made[:2]
+    assert c.get(f"nodes/{m.instance_id}/host_ed25519.pub").decode().split() == made[:2]
