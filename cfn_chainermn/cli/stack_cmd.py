@@ -189,6 +189,7 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
     """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
 
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
+    Then agent wheels that no stack of the region uses leave the staging bucket.
     """
     from cfn_chainermn.stack import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
     from cfn_chainermn.stack import delete as delete_stack
@@ -217,6 +218,7 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
             say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
             continue
         report(aws, name, stack_id, outcome, "DELETE_COMPLETE", logs)
+        stack_flow.prune_wheels(aws)
         return
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cfn_chainermn.aws import Aws
+from cfn_chainermn.aws import Aws, mapped
 from cfn_chainermn.cli.aws_flags import region_from_config
 from cfn_chainermn.cli.stack_view import OUTPUT_CHOICE, emit_json, outputs_text, say
 from cfn_chainermn.config import ClusterConfig
@@ -229,3 +229,26 @@ def apply_change_set(aws: Aws, name: str, stack_id: str, change_set: Any, yes: b
     outcome, logs = follow_stack(aws, name, stack_id, stream)
     report(aws, name, stack_id, outcome, "UPDATE_COMPLETE", logs)
     print_outputs(outcome.stack, output)
+
+
+def prune_wheels(aws: Aws) -> None:
+    """After a delete: drop staged agent wheels no stack uses (cfn_chainermn.wheel_gc); never fails the command."""
+    from botocore.exceptions import BotoCoreError
+
+    from cfn_chainermn.errors import CfnChainermnError
+    from cfn_chainermn.staging import bucket_name
+    from cfn_chainermn.wheel_gc import KEEP_HOURS, prune_agent_wheels
+
+    try:
+        account = aws.account_id()
+        bucket = bucket_name(account, aws.region)
+        with mapped(f"pruning agent wheels in s3://{bucket}"):
+            pruned = prune_agent_wheels(aws.client("s3"), aws.client("cloudformation"), bucket, account)
+    except (CfnChainermnError, BotoCoreError) as exc:
+        say(f"warning: staged agent wheels not pruned: {exc}")
+        return
+    if pruned.busy:
+        say(f"staged agent wheels not pruned: stack {pruned.busy} is changing; the next `stack delete` will")
+    elif pruned.removed:
+        say(f"removed {pruned.removed} staged agent wheel(s) that no stack uses from s3://{bucket} "
+            f"({pruned.kept} kept: in use or staged within {KEEP_HOURS} h)")

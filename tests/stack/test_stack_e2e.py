@@ -46,7 +46,7 @@ def _running(states: dict[str, str]) -> int:
     return sum(1 for s in states.values() if s == "running")
 
 
-def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
+def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     ec2, s3, asg, cfn = (cluster_client(s) for s in ("ec2", "s3", "autoscaling", "cloudformation"))
     vpc, subnet = _arrange(ec2)
 
@@ -121,10 +121,17 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     s3.put_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub", Body=b"ssh-ed25519 AAAA")
     s3.delete_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub")  # leaves a delete marker
 
+    # A wheel an earlier stack left behind; with no grace period both it and this stack's go.
+    s3.put_object(Bucket=staging, Key="agent/0123456789abcdef/cfn_chainermn-0.0.9-py3-none-any.whl", Body=b"old")
+    monkeypatch.setattr("cfn_chainermn.wheel_gc.KEEP_HOURS", 0)
+
     deleted = run_cli("stack", "delete", NAME, "--yes")
     assert deleted.code == 0, deleted.err
     assert f"emptied bucket {bucket}: 5 object versions removed" in deleted.err
-    assert deleted.err.splitlines()[-1] == f"stack {NAME}: DELETE_COMPLETE"
+    assert deleted.err.splitlines()[-2:] == [
+        f"stack {NAME}: DELETE_COMPLETE",
+        f"removed 2 staged agent wheel(s) that no stack uses from s3://{staging} (0 kept: in use or staged within 0 h)"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=staging, Prefix="agent/")
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     states = {**_instances(ec2, "master"), **_instances(ec2, "worker")}
     assert len(states) >= 6 and set(states.values()) == {"terminated"}
