@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cfn_chainermn.hostfile import Node
 from cfn_chainermn.instances import gpus_of
+from cfn_chainermn.mpi import LOCAL_INSTANCE_TYPE
 from cfn_chainermn.remote import Remote
 
 CONNECT_TIMEOUT = 5
@@ -28,17 +29,20 @@ class NodeResult:
     ok: bool
     gpus: int | None
     cpus: int | None
-    expected_gpus: int
+    expected_gpus: int | None  # None: any number will do (a local cluster's nodes share this machine's)
     detail: str
 
     @property
     def status(self) -> str:
         if not self.ok:
             return "UNREACHABLE"
-        return "ok" if self.gpus == self.expected_gpus else "GPU MISMATCH"
+        return "ok" if self.expected_gpus is None or self.gpus == self.expected_gpus else "GPU MISMATCH"
 
 
-def expected_gpus(node: Node) -> int:
+def expected_gpus(node: Node) -> int | None:
+    """The GPUs the node's instance type has; None for a local node (it sees the host's, if any)."""
+    if node.instance_type == LOCAL_INSTANCE_TYPE:
+        return None
     return gpus_of(node.instance_type, default=0)
 
 
@@ -96,7 +100,8 @@ def check(master: Remote, nodes: Sequence[Node], port: int, timeout: int = CONNE
 def table(results: Sequence[NodeResult]) -> str:
     rows = [("NODE", "ADDRESS", "ROLE", "SSH", "GPUS", "CPUS", "DETAIL")]
     for r in results:
-        gpus = f"{r.gpus}/{r.expected_gpus}" if r.gpus is not None else f"-/{r.expected_gpus}"
+        seen = "-" if r.gpus is None else str(r.gpus)
+        gpus = seen if r.expected_gpus is None else f"{seen}/{r.expected_gpus}"
         rows.append((r.node.instance_id, r.node.private_ip, r.node.role, r.status, gpus,
                      str(r.cpus) if r.cpus is not None else "-", r.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]

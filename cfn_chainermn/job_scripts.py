@@ -27,7 +27,7 @@ if [ "${1:-detach}" != attach ]; then echo "started $pid"; exit 0; fi
 ( cat <&3 > /dev/null; [ -f exit_code ] || sh ./cancel.sh ) < /dev/null > /dev/null 2>&1 &
 exec 3<&-
 # tail notices the end within -s seconds: the whole of a short job's latency
-tail -s 0.01 -n +1 --pid="$pid" -f log
+tail -s 0.01 -n +1 --pid="$pid" -f log 2>/dev/null  # its inotify complaints are not job output
 [ -f exit_code ] && exit "$(cat exit_code)"
 exit 255
 """

@@ -93,14 +93,25 @@ def cancel(remote: Remote, ref: JobRef) -> None:
         raise _no_job(ref) if rc == 1 else RemoteError(f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
 
 
+# `job logs --follow`: tail until the job's exit_code appears or its process group is gone. tail
+# watches a child of this shell, not the job: a detached job is no child of ours, and where
+# PID 1 does not reap orphans its finished cmd.sh stays a zombie that `--pid` takes for alive.
+# This shell reaps its own child while it waits for tail. tail's own complaints (inotify
+# limits) are not the job's output.
+FOLLOW_SH = ("pg=$(cat pgid 2>/dev/null); "
+             "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then "
+             "( while [ ! -f exit_code ] && kill -0 \"-$pg\" 2>/dev/null; do sleep 0.1; done ) >/dev/null 2>&1 & "
+             "w=$!; "
+             "tail -s 0.1 -n +1 --pid=\"$w\" -f log 2>/dev/null; "
+             "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+             "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
+
+
 def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
     """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
     d = shlex.quote(ref.directory)
     if follow:
-        cmd = (f"cd {d} || exit 254; pg=$(cat pgid 2>/dev/null); "
-               "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then tail -s 0.1 -n +1 --pid=\"$pg\" -f log; "
-               "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-               "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
+        cmd = f"cd {d} || exit 254; {FOLLOW_SH}"
     else:
         cmd = f"cd {d} || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
     rc = remote.run(cmd, on_line=on_line)

@@ -40,10 +40,13 @@ def test_parse_ok_mismatch_refused_timeout_and_missing() -> None:
     assert timed_out[0].detail == "no answer within 15s"
 
 
-def test_local_nodes_expect_no_gpus_and_table_lines_up() -> None:
-    nodes = [Node("master", "127.0.0.2", "master", "local", slots_override=1)]
-    results = check.parse("== master\ngpus=0\ncpus=2\nrc=0\n", nodes)
-    assert results[0].status == "ok"
+def test_local_nodes_take_the_hosts_gpus_and_table_lines_up() -> None:
+    """Local nodes see this machine's GPUs, whatever it has: none, or a CI host's."""
+    nodes = [Node("master", "127.0.0.2", "master", "local", slots_override=1),
+             Node("worker-1", "127.0.0.3", "worker", "local", slots_override=1)]
+    results = check.parse("== master\ngpus=0\ncpus=2\nrc=0\n== worker-1\ngpus=4\ncpus=2\nrc=0\n", nodes)
+    assert [r.status for r in results] == ["ok", "ok"] and check.failures(results) == []
     assert check.table(results) == (
-        "NODE    ADDRESS    ROLE    SSH  GPUS  CPUS  DETAIL\n"
-        "master  127.0.0.2  master  ok   0/0   2\n")
+        "NODE      ADDRESS    ROLE    SSH  GPUS  CPUS  DETAIL\n"
+        "master    127.0.0.2  master  ok   0     2\n"
+        "worker-1  127.0.0.3  worker  ok   4     2\n")

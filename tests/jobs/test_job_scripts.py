@@ -94,3 +94,31 @@ def test_cancel_script_stops_a_detached_job(tmp_path: Path) -> None:
     assert (d / "cancelled").exists() and (d / "exit_code").exists()
     # A second cancel of a finished job is a no-op.
     assert subprocess.run(["sh", str(d / "cancel.sh")], timeout=30).returncode == 0
+
+
+def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_path: Path) -> None:
+    """A detached job's cmd.sh is an orphan: where PID 1 does not reap, it lingers as a zombie,
+    which `tail --pid` takes for alive. `job logs --follow` must still end with the job."""
+
+    from cfn_chainermn.jobs import FOLLOW_SH
+
+    leader = os.fork()
+    if leader == 0:  # the job's session leader: its own group, exits at once, never reaped (yet)
+        os.setsid()
+        os._exit(0)
+    try:
+        time.sleep(0.2)
+        assert Path(f"/proc/{leader}/stat").read_text().split(") ")[1][0] == "Z"  # exited, not reaped...
+        os.kill(-leader, 0)  # ...so its process group still "exists"
+        (tmp_path / "pgid").write_text(f"{leader}\n")
+        (tmp_path / "log").write_text("epoch 1\n")
+        proc = subprocess.Popen(["sh", "-c", f"cd {tmp_path} && {FOLLOW_SH}"], stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        assert proc.poll() is None  # following: the job has not ended
+        with (tmp_path / "log").open("a") as log:
+            log.write("epoch 2\n")
+        (tmp_path / "exit_code").write_text("7\n")  # what cmd.sh writes as it ends
+        out, _ = proc.communicate(timeout=10)
+        assert (proc.returncode, out) == (7, "epoch 1\nepoch 2\n")
+    finally:
+        os.waitpid(leader, 0)
