@@ -25,6 +25,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_debug() -> Iterator[None]:
+    """--debug is process-wide state (in-process CLI calls keep it): off before and after every test."""
+    from cfn_chainermn.cli.boundary import state
+
+    state.debug = False
+    yield
+    state.debug = False
+
+
+@pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Dummy credentials, no shared config, and every default endpoint a closed local port.
 

@@ -16,11 +16,6 @@ from cfn_chainermn.errors import AwsError, ConfigError, StackError
 HEAVY = ("boto3", "botocore", "troposphere", "paramiko", "jinja2", "cfnlint", "awacs")
 
 
-@pytest.fixture(autouse=True)
-def _no_debug() -> None:
-    state.debug = False
-
-
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_with_boundary(cli, ["--version"]) == 0
     assert __version__ in capsys.readouterr().out

@@ -187,9 +187,10 @@ def test_dpkg_lock_wait_waits_then_gives_up(rendered: dict[str, Path], tmp_path:
     lock = tmp_path / "lock-frontend"
     lock.write_text("")
     script = rendered["current"] / "scripts/10-wait-for-boot.sh"
-    holder = subprocess.Popen(["sh", "-c", f"exec sleep 30 3<'{lock}'"])
+    holder = subprocess.Popen(["sh", "-c", f"exec 3<'{lock}'; echo held; exec sleep 30"], stdout=subprocess.PIPE,
+                              text=True)
     try:
-        time.sleep(0.3)
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"  # the lock is open now
         gave_up = subprocess.run(["bash", "-c", f'source "{script}"; wait_for_dpkg_lock 0 "{lock}"'],
                                  capture_output=True, text=True, timeout=30)
         assert gave_up.returncode == 1 and "the dpkg/apt lock is still held after 0s" in gave_up.stderr

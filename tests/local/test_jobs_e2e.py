@@ -75,7 +75,7 @@ def test_files_and_env_reach_every_rank(cluster: LocalCluster, tmp_path: Path) -
 
 def test_detached_job_survives_the_client_and_logs_follow_it(cluster: LocalCluster) -> None:
     res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--detach", str(SCRIPTS / "ticker.py"), "--",
-                      "4")
+                      "8")  # long enough to be seen running on a loaded machine
     assert res.returncode == 0, res.stderr
     job_id = res.stdout.strip()
     # The client has exited (disconnected); the job goes on.

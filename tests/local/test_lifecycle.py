@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import pwd
 import shutil
 import subprocess
@@ -12,6 +14,7 @@ import pytest
 from localcluster import CLI, ROOT, LocalCluster, down, make_state_dir, pids_matching, up, wait_until
 
 pytestmark = pytest.mark.slow
+AS_ROOT = os.geteuid() == 0  # as root a cluster gets a user of its own; otherwise it runs as the caller
 
 
 def test_second_cluster_gets_its_own_user_and_down_removes_everything(cluster: LocalCluster) -> None:
@@ -21,9 +24,11 @@ def test_second_cluster_gets_its_own_user_and_down_removes_everything(cluster: L
         res = up(state_dir, 1)
         assert res.returncode == 0, res.stdout + res.stderr
         state = json.loads((state_dir / "cluster.json").read_text())
-        # `chainer` belongs to the session cluster, so this one made a user of its own.
-        assert state["user"] != cluster.state["user"] and state["user"].startswith("cfnmn-")
-        assert pwd.getpwnam(state["user"]).pw_dir == state["home"]
+        if AS_ROOT:  # `chainer` belongs to the session cluster, so this one made a user of its own
+            assert state["user"] != cluster.state["user"] and state["user"].startswith("cfnmn-")
+            assert pwd.getpwnam(state["user"]).pw_dir == state["home"] and state["created_user"] is True
+        else:  # an ordinary user's clusters all run as that user, who is never created nor removed
+            assert state["user"] == cluster.state["user"] == getpass.getuser() and state["created_user"] is False
         assert state["port"] != cluster.state["port"]
         listed = subprocess.run([*CLI, "hostfile", "local", "--state-dir", str(state_dir)], capture_output=True,
                                 text=True, cwd=ROOT, timeout=60)
@@ -33,8 +38,11 @@ def test_second_cluster_gets_its_own_user_and_down_removes_everything(cluster: L
         res = down(state_dir)
         assert res.returncode == 0, res.stderr
         assert not pids_matching(str(state_dir))
-        with pytest.raises(KeyError):
-            pwd.getpwnam(state["user"])
+        if AS_ROOT:
+            with pytest.raises(KeyError):
+                pwd.getpwnam(state["user"])
+        else:
+            assert pwd.getpwnam(state["user"])
         assert not (state_dir / "cluster.json").exists()
         # The session cluster's sshd still needs /run/sshd: down must not remove it under them.
         assert Path("/run/sshd").exists() or not run_sshd_before
@@ -48,9 +56,7 @@ def test_second_cluster_gets_its_own_user_and_down_removes_everything(cluster: L
 
 
 def test_up_refuses_a_folder_the_cluster_user_cannot_reach(tmp_path: Path) -> None:
-    import os
-
-    if os.geteuid() != 0:
+    if not AS_ROOT:
         pytest.skip("not root: the cluster runs as the caller, who can reach the folder")
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
@@ -71,11 +77,10 @@ def test_job_commands_without_a_cluster_exit_2_with_the_fix(tmp_path: Path) -> N
 
 
 def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
-    import os
-
-    if os.geteuid() != 0 or not shutil.which("useradd") or not shutil.which("su"):
+    if not AS_ROOT or not shutil.which("useradd") or not shutil.which("su"):
         pytest.skip("needs root to make an ordinary user for the test")
     user = "cfnmn-plain"
+    subprocess.run(["userdel", "-r", user], capture_output=True)  # left by a run that was killed
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, capture_output=True)
     state_dir = make_state_dir("cfnmn-plain-")
     shutil.chown(state_dir.parent, user)
@@ -113,7 +118,6 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
 
 
 def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> None:
-    import os
     import signal
 
     state_dir = make_state_dir("cfnmn-crash-")
@@ -126,8 +130,8 @@ def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> N
         res = up(state_dir, 0)
         assert res.returncode == 0, res.stdout + res.stderr
         second = json.loads((state_dir / "cluster.json").read_text())
-        # The old user was removed, then made again: so the next `local down` removes it too.
-        assert second["user"] == first["user"] and second["created_user"] is True
+        # As root, the old user was removed, then made again: so the next `local down` removes it too.
+        assert second["user"] == first["user"] and second["created_user"] is AS_ROOT
         assert cluster.cli("hostfile", "local").returncode == 0
     finally:
         down(state_dir)
@@ -136,9 +140,7 @@ def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> N
 
 def test_up_refuses_an_interpreter_the_cluster_user_cannot_reach(tmp_path: Path) -> None:
     """As root, a venv under a mode-700 folder (e.g. /root) would make every job fail later."""
-    import os
-
-    if os.geteuid() != 0:
+    if not AS_ROOT:
         pytest.skip("not root: the cluster runs as the caller")
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
