@@ -82,17 +82,21 @@ def keep_instances_on_update() -> None:
 class SeededMoto:
     """moto's ThreadedMotoServer in this process, reset and re-seeded on demand."""
 
-    def __init__(self, port: int, region: str = "us-east-1") -> None:
+    def __init__(self, port: int = 0, region: str = "us-east-1") -> None:
+        """Port 0 (the default): the kernel picks a free one as the server binds, so no other
+        process can take it between choosing and binding (moto would wait for ever then)."""
         from moto.server import ThreadedMotoServer
 
         self.region = region
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = ""  # set by start()
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.image = ""
 
     def start(self) -> SeededMoto:
         keep_instances_on_update()
         self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
         self.image = seed(self.region)
         return self
 

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,12 +40,6 @@ def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> in
     return rc
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def template_step() -> None:
     step("1. the cluster template (troposphere), checked with cfn-lint")
     out = WORK / "template.json"
@@ -71,7 +64,7 @@ def aws_step() -> None:
     from aws_emulator import SeededMoto, prepare
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's request log
-    server = SeededMoto(free_port()).start()
+    server = SeededMoto().start()
     home = Path(tempfile.mkdtemp(prefix="demo-aws-"))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=server.url,

@@ -95,7 +95,7 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[SeededMoto]:
-    server = SeededMoto(free_port(), REGION).start()
+    server = SeededMoto(region=REGION).start()
     try:
         yield server
     finally:
