@@ -8,7 +8,10 @@ so that `... -- cat result.json > result.json` is not spoiled by an MPI warning.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -31,8 +34,20 @@ def stream_lines(chan: Any, on_line: LineSink) -> None:
         on_line(buf.decode("utf-8", "replace"))
 
 
-def pump(chan: Any, out: BinaryIO, err: BinaryIO) -> None:
-    """Copy a channel's stdout to `out` and its stderr to `err` as bytes arrive, until both end."""
+class OutputClosed(Exception):
+    """Our stdout was closed by its reader (`... | head -1`): stop, as ssh does, without a message."""
+
+
+def pump(chan: Any, out: BinaryIO, err: BinaryIO, stdin: BinaryIO | None = None) -> None:
+    """Copy a channel's stdout to `out` and its stderr to `err` as bytes arrive, until both end.
+
+    `stdin` is fed to the command in the background (EOF when it ends); without one the command
+    reads EOF at once. A dropped connection closes the channel without EOF: that ends it too.
+    """
+    if stdin is None:
+        chan.shutdown_write()
+    else:
+        threading.Thread(target=_feed, args=(chan, stdin), daemon=True, name="ssh-stdin").start()
     while True:
         moved = False
         while chan.recv_stderr_ready():
@@ -43,12 +58,31 @@ def pump(chan: Any, out: BinaryIO, err: BinaryIO) -> None:
             if data:
                 _write(out, data)
                 moved = True
-        if chan.eof_received and not chan.recv_ready() and not chan.recv_stderr_ready():
+        if (chan.eof_received or chan.closed) and not chan.recv_ready() and not chan.recv_stderr_ready():
             return
         if not moved:
             select.select([chan], [], [], 1.0)  # a paramiko channel is selectable: woken by data or EOF
 
 
+def _feed(chan: Any, stdin: BinaryIO) -> None:
+    """Send what arrives on `stdin` (a pipe, a file, a terminal) to the command, then EOF."""
+    read = getattr(stdin, "read1", stdin.read)  # read1: whatever is there now, not a full CHUNK
+    try:
+        while data := read(CHUNK):
+            chan.sendall(data)
+        chan.shutdown_write()
+    except (OSError, EOFError, ValueError):
+        pass  # the command ended (channel closed) before reading everything: as ssh, drop the rest
+
+
 def _write(stream: BinaryIO, data: bytes) -> None:
-    stream.write(data)
-    stream.flush()
+    try:
+        stream.write(data)
+        stream.flush()
+    except BrokenPipeError:
+        # Point the broken stream at /dev/null, so that Python's own flush at exit stays quiet.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        raise OutputClosed from None

@@ -25,13 +25,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cfn_chainermn.channel_io import LineSink, pump, stream_lines
+from cfn_chainermn.channel_io import LineSink, OutputClosed, pump, stream_lines
 from cfn_chainermn.errors import ConfigError, RemoteCommandError, RemoteError
 
 if TYPE_CHECKING:
     import paramiko
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
+OUTPUT_CLOSED = 128 + 13  # what a shell reports for a command ended by SIGPIPE
 
 
 def _skip_invoke() -> None:
@@ -196,9 +197,15 @@ class Remote:
         """Run `command`, hand every output line to `on_line` as it arrives, return its exit code."""
         return self._finish(self.open_command(command), lambda chan: stream_lines(chan, on_line))
 
-    def relay(self, command: str, out: BinaryIO, err: BinaryIO) -> int:
-        """Run `command` as `ssh host command` would: its stdout to `out`, stderr to `err`; its exit code."""
-        return self._finish(self.open_command(command, combine=False), lambda chan: pump(chan, out, err))
+    def relay(self, command: str, out: BinaryIO, err: BinaryIO, stdin: BinaryIO | None = None) -> int:
+        """Run `command` as `ssh host command` would: `stdin` to it, its stdout to `out`, stderr to `err`.
+
+        Its exit code; 141 (as for SIGPIPE) when `out` was closed by its reader.
+        """
+        try:
+            return self._finish(self.open_command(command, combine=False), lambda chan: pump(chan, out, err, stdin))
+        except OutputClosed:
+            return OUTPUT_CLOSED
 
     def _finish(self, chan: paramiko.Channel, read: Callable[[paramiko.Channel], None]) -> int:
         """Read `chan` to its end with `read`; the command's exit code, or a RemoteError if the session broke."""

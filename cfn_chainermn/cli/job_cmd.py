@@ -231,7 +231,7 @@ def ssh(name: str, command: tuple[str, ...], access: dict[str, Any]) -> int:
     if command:
         with remote:
             line = shlex.join(command) if len(command) > 1 else command[0]
-            return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer)
+            return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer, sys.stdin.buffer)
     return _interactive(remote)
 
 

@@ -38,9 +38,11 @@ class LocalCluster:
     def args(self, *args: str) -> list[str]:
         return [*CLI, *args[:2], "--state-dir", str(self.state_dir), *args[2:]]
 
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """`cfn-chainermn ARGS` with --state-dir placed after the two command words."""
-        return subprocess.run(self.args(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    def cli(self, *args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`cfn-chainermn ARGS` with --state-dir placed after the two command words; stdin `input`
+        (none: /dev/null, not whatever the test runner's stdin is)."""
+        return subprocess.run(self.args(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                              input=input, stdin=subprocess.DEVNULL if input is None else None)
 
     def sshd_pid(self, node: str) -> int:
         return int((self.state_dir / "nodes" / node / "sshd.pid").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import signal
 import subprocess
@@ -207,6 +208,16 @@ def test_ssh_command_keeps_stdout_and_stderr_apart(cluster: LocalCluster) -> Non
     assert res.stdout == "".join(f"{i}\n" for i in range(1, 20001)) + "no-newline"
     assert res.stderr.splitlines()[:2] == ["to-stderr", "20001"]
     assert res.stderr.endswith("40000\n")
+
+
+def test_ssh_command_reads_our_stdin_and_stops_quietly_when_our_stdout_closes(cluster: LocalCluster) -> None:
+    res = cluster.cli("ssh", "local", "--", "cat > got.txt; wc -l < got.txt; rm got.txt", input="a\nb\nc\n")
+    assert (res.returncode, res.stdout, res.stderr) == (0, "3\n", "")
+    # `... | head -1`: the reader goes away; like ssh, no traceback and no "session broke" message.
+    piped = subprocess.run(f"{shlex.join(cluster.args('ssh', 'local', '--', 'seq 1 1000000'))} | head -1",
+                           shell=True, capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL,
+                           executable="/bin/bash")
+    assert (piped.stdout, piped.stderr) == ("1\n", "")
 
 
 def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluster) -> None:
