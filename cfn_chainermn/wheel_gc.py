@@ -5,7 +5,8 @@ for as long as the stack lives (a scale-out or Spot replacement installs it then
 cannot simply expire. After `stack delete` the bucket is pruned of wheels that no stack of the
 region names in AgentWheelS3Path, with two guards against taking one still needed:
 - nothing is pruned while any stack of the region is *_IN_PROGRESS (an update may roll back
-  to its old wheel; a create may be about to name a wheel just staged);
+  to its old wheel; a create may be about to name a wheel just staged), REVIEW_IN_PROGRESS
+  aside (a stack made by a change set nobody executed has no nodes and may stay so for good);
 - a wheel younger than KEEP_HOURS stays (staged by a `stack create` that has not yet called
   CreateStack, here or on another machine).
 """
@@ -36,6 +37,8 @@ def wheels_in_use(cfn: Any) -> tuple[set[str], str]:
     for page in cfn.get_paginator("describe_stacks").paginate():
         for stack in page.get("Stacks", []):
             status = stack.get("StackStatus", "")
+            if status == "REVIEW_IN_PROGRESS":  # a change set never executed: no nodes, may wait for ever
+                continue
             if status.endswith("_IN_PROGRESS"):
                 return used, str(stack.get("StackName", "?"))
             if status == "DELETE_COMPLETE":  # listed by some endpoints; its nodes are gone

@@ -19,7 +19,8 @@ out of the stack and every later DescribeStacks would fail on its GetAtt outputs
 that does not change the instance's properties leaves it in place on AWS, so the server keeps
 the instance too (`keep_instances_on_update`). Nothing else of moto is changed.
 
-Run `python scripts/aws_emulator.py --port 5055 --key-name demo-key` for `make demo`: once
+Run `python scripts/aws_emulator.py --port 5055 --key-name demo-key` to try the stack commands by hand
+(`make demo` starts its own in scripts/demo.py): once
 ready it prints one JSON line {"url", "image", "key_name", "vpc_id", "subnet_id"}: a key pair
 it created, and moto's default VPC with its us-east-1a subnet (a stack with a new VPC cannot
 be deleted in moto: its SubnetRouteTableAssociation makes DeleteStack fail with
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import socket
 import sys
 import urllib.request
 from datetime import datetime, timezone
@@ -125,10 +127,16 @@ def prepare(url: str, region: str, key_name: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=5055)
+    parser.add_argument("--port", type=int, default=0, help="0 (default): a free port, reported as url")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--key-name", default="", help="also create this key pair and report the default VPC")
     args = parser.parse_args()
+    if args.port:  # moto's server thread dies on a taken port and start() would wait for ever
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", args.port))
+            except OSError as exc:
+                parser.error(f"--port {args.port}: {exc.strerror}; pick another, or 0 for any free one")
     server = SeededMoto(args.port, args.region).start()
     ready: dict[str, str] = {"url": server.url, "image": server.image, "ssm_parameter": DEFAULT_AMI_SSM_PARAMETER}
     if args.key_name:

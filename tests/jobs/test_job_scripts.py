@@ -107,8 +107,11 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         os.setsid()
         os._exit(0)
     try:
-        time.sleep(0.2)
-        assert Path(f"/proc/{leader}/stat").read_text().split(") ")[1][0] == "Z"  # exited, not reaped...
+        stat = Path(f"/proc/{leader}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().split(") ")[1][0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stat.read_text().split(") ")[1][0] == "Z"  # exited, not reaped...
         os.kill(-leader, 0)  # ...so its process group still "exists"
         (tmp_path / "pgid").write_text(f"{leader}\n")
         (tmp_path / "log").write_text("epoch 1\n")

@@ -76,6 +76,15 @@ def test_nothing_is_touched_while_a_stack_changes(stubbed: Any, status: str) -> 
     assert _prune(stubbed) == wheel_gc.Pruned(removed=0, kept=0, busy="busy")
 
 
+def test_a_stack_waiting_for_review_does_not_block_pruning_for_ever(stubbed: Any) -> None:
+    """REVIEW_IN_PROGRESS: created by a change set nobody executed; it has no nodes."""
+    _stacks(stubbed, stack("REVIEW_IN_PROGRESS", StackName="never-run"))
+    s3 = _listing(stubbed, _obj(ORPHAN, OLD))
+    s3.add_response("delete_objects", {}, {"Bucket": STAGING, "Delete": {"Objects": [{"Key": ORPHAN}], "Quiet": True},
+                                           "ExpectedBucketOwner": ACCOUNT})
+    assert _prune(stubbed) == wheel_gc.Pruned(removed=1, kept=0)
+
+
 def test_every_page_of_stacks_and_objects_is_read(stubbed: Any) -> None:
     cfn = stubbed("cloudformation")
     cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE")], "NextToken": "t1"}, {})
