@@ -65,8 +65,21 @@ def pump(chan: Any, out: BinaryIO, err: BinaryIO, stdin: BinaryIO | None = None)
 
 
 def _feed(chan: Any, stdin: BinaryIO) -> None:
-    """Send what arrives on `stdin` (a pipe, a file, a terminal) to the command, then EOF."""
-    read = getattr(stdin, "read1", stdin.read)  # read1: whatever is there now, not a full CHUNK
+    """Send what arrives on `stdin` (a pipe, a file, a terminal) to the command, then EOF.
+
+    A real file descriptor is read with os.read, never through Python's buffered stdin: this
+    thread may still be blocked in a read when the command has ended and we exit, and a
+    BufferedReader's lock held by a daemon thread aborts the interpreter at shutdown
+    ("could not acquire lock for <_io.BufferedReader name='<stdin>'>", exit 134).
+    """
+    try:
+        fd = stdin.fileno()
+    except (OSError, ValueError, AttributeError):  # an in-memory stream (tests): read it directly
+        fd = -1
+
+    def read(n: int) -> bytes:
+        return os.read(fd, n) if fd >= 0 else stdin.read(n)
+
     try:
         while data := read(CHUNK):
             chan.sendall(data)

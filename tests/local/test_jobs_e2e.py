@@ -220,6 +220,30 @@ def test_ssh_command_reads_our_stdin_and_stops_quietly_when_our_stdout_closes(cl
     assert (piped.stdout, piped.stderr) == ("1\n", "")
 
 
+def test_ssh_command_with_a_stdin_that_stays_open_exits_cleanly(cluster: LocalCluster) -> None:
+    """A terminal, or a pipe whose writer lives on: the command ends, we exit, stdin unread.
+
+    (A read of Python's buffered stdin left blocked in a thread aborted the interpreter at exit.)
+    """
+    proc = subprocess.Popen(cluster.args("ssh", "local", "--", "echo hi"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:  # our end of its stdin stays open until it has exited
+        rc = proc.wait(timeout=30)
+        assert proc.stdout is not None and proc.stderr is not None
+        assert (rc, proc.stdout.read(), proc.stderr.read()) == (0, "hi\n", "")
+    finally:
+        proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    ssh = shlex.join(cluster.args("ssh", "local", "--", "echo hi"))
+    if shutil.which("script"):  # util-linux: run it on a pseudo-terminal
+        tty = subprocess.run(["script", "-qec", ssh, "/dev/null"], capture_output=True, text=True, timeout=60,
+                             cwd=ROOT)
+        assert tty.returncode == 0 and "hi" in tty.stdout, tty.stdout + tty.stderr
+
+
 def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluster) -> None:
     res = subprocess.run(cluster.args("ssh", "local"), input="echo shell-of-$(id -un)\nexit 7\n",
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
