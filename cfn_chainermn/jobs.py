@@ -111,9 +111,9 @@ def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int
     """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
     d = shlex.quote(ref.directory)
     if follow:
-        cmd = f"cd {d} || exit 254; {FOLLOW_SH}"
+        cmd = f"cd {d} 2>/dev/null || exit 254; {FOLLOW_SH}"
     else:
-        cmd = f"cd {d} || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
+        cmd = f"cd {d} 2>/dev/null || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
     rc = remote.run(cmd, on_line=on_line)
     if rc == 254:
         raise _no_job(ref)

@@ -69,6 +69,11 @@ def _echo(line: str) -> None:
     click.echo(line)
 
 
+def _n(count: int, noun: str) -> str:
+    """`1 node`, `3 nodes`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 @click.command()
 @click.argument("name")
 @click.option("--wait", "wait_for", type=click.IntRange(min=1), default=None, metavar="N",
@@ -91,8 +96,12 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
         if wait_for is None or len(ready) >= wait_for:
             break
         if time.monotonic() >= deadline:
-            raise CfnChainermnError(f"only {len(ready)} of {wait_for} nodes ready after {timeout:g}s "
-                              f"(not ready: {', '.join(n.instance_id for n in nodes if n not in ready) or 'none'})")
+            waiting = [n.instance_id for n in nodes if n not in ready]
+            why = [f"not ready: {', '.join(waiting)}"] if waiting else []
+            if len(nodes) < wait_for:
+                why.append(f"{_n(wait_for - len(nodes), 'node')} not launched yet")
+            raise CfnChainermnError(f"only {len(ready)} of {_n(wait_for, 'node')} ready after {timeout:g}s "
+                                    f"({'; '.join(why)})")
         time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
     click.echo(hf.render(nodes), nl=False)
 
@@ -141,7 +150,7 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     launch = job_folder.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
                                 hostfile_text=text, job=spec, net=cluster.network)
     ref = launch.ref
-    started = (f"job {ref.job_id}: {np} ranks on {hf.nodes_used(nodes, np, per_node)} nodes; "
+    started = (f"job {ref.job_id}: {_n(np, 'rank')} on {_n(hf.nodes_used(nodes, np, per_node), 'node')}; "
                f"log {ref.directory}/log")
     with _remote(cluster, access) as remote:
         kept: list[str] = []
@@ -282,4 +291,4 @@ def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
         raise RemoteError(f"{len(bad)} of {len(results)} nodes failed: " + "; ".join(
             f"{r.node.instance_id} ({r.node.private_ip}) {r.status.lower()}" + (f": {r.detail}" if r.detail else "")
             for r in bad))
-    click.echo(f"all {len(results)} nodes ok")
+    click.echo(f"all {_n(len(results), 'node')} ok" if len(results) > 1 else "the one node is ok")

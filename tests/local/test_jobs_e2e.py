@@ -23,7 +23,15 @@ def test_hostfile_lists_three_ready_nodes(cluster: LocalCluster) -> None:
     assert res.stdout == "127.0.0.2 slots=1\n127.0.0.3 slots=1\n127.0.0.4 slots=1\n"
     res = cluster.cli("hostfile", "local", "--wait", "4", "--timeout", "0.5")
     assert res.returncode == 1  # a timeout, not an SSH failure (5)
-    assert "only 3 of 4 nodes ready" in res.stderr
+    assert res.stderr == "error: only 3 of 4 nodes ready after 0.5s (1 node not launched yet)\n"
+
+
+def test_an_unknown_job_is_one_error_line_and_nothing_else(cluster: LocalCluster) -> None:
+    for command in (["logs", "local", "20991231-000000-0000"], ["logs", "local", "20991231-000000-0000", "-f"],
+                    ["cancel", "local", "20991231-000000-0000"]):
+        res = cluster.cli("job", *command)
+        assert (res.returncode, res.stdout) == (5, ""), res.stdout
+        assert res.stderr.startswith("error: no job 20991231-000000-0000 on the cluster"), res.stderr
 
 
 def test_train_mnist_streams_epochs_and_learns(cluster: LocalCluster) -> None:
