@@ -125,7 +125,8 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: boo
     ec2 = aws.client(session, "ec2", access.endpoint_url)
     out = outputs(cfn, name)
     try:
-        host = out[params.OUT_MASTER_DNS] or out[params.OUT_MASTER_PRIVATE_IP]
+        # No public name (a private subnet, reached over VPN or a bastion): the private address.
+        host = out.get(params.OUT_MASTER_DNS) or out[params.OUT_MASTER_PRIVATE_IP]
         master_id = out[params.OUT_MASTER_INSTANCE_ID]
         bucket = out[params.OUT_BUCKET]
     except KeyError as exc:

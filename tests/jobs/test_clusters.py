@@ -145,10 +145,11 @@ def test_the_identity_file_is_checked_before_any_aws_call(tmp_path: Path) -> Non
 
 
 def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
+    """Also: a master without a public name (private subnet; moto never gives one) is its private IP."""
     cfn, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "ec2"))
     with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
         scfn.add_response("describe_stacks", _stack({
-            params.OUT_MASTER_DNS: "h", params.OUT_MASTER_INSTANCE_ID: "i-1", params.OUT_BUCKET: "b"}),
+            params.OUT_MASTER_PRIVATE_IP: "10.0.0.10", params.OUT_MASTER_INSTANCE_ID: "i-1", params.OUT_BUCKET: "b"}),
             {"StackName": "demo"})
         sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
             {"InstanceId": "i-1", "SubnetId": "subnet-1", "InstanceType": "p3.2xlarge"}]}]}, None)
@@ -159,7 +160,7 @@ def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
                                   session=FakeSession({"cloudformation": cfn, "s3": None, "ec2": ec2}))
         scfn.assert_no_pending_responses()
         sec2.assert_no_pending_responses()
-    assert cl.master_host_key is None and cl.network.cidr == "10.0.0.0/24"
+    assert cl.master_host_key is None and cl.network.cidr == "10.0.0.0/24" and cl.master_host == "10.0.0.10"
 
 
 def test_local_name_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:

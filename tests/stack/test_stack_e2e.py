@@ -99,6 +99,12 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
     assert "nodes    0 of 3 ready" in status.out  # no agent runs in moto: present, not ready
     assert f"  master  {outputs['ClusterMasterInstanceId']}" in status.out
 
+    # moto gives the master no public name: the hostfile still works (it reads, never logs in);
+    # no node is ready, so it is empty and says why on stderr.
+    hosts = run_cli("hostfile", NAME)
+    assert (hosts.code, hosts.out) == (0, ""), hosts.err
+    assert hosts.err.startswith("note: 3 nodes not ready yet, left out (i-") and "--wait N" in hosts.err
+
     shown = run_cli("stack", "outputs", NAME, "--output", "json")
     assert shown.code == 0 and json.loads(shown.out)["KeyBucketName"] == bucket and shown.err == ""
     events = run_cli("stack", "events", NAME)
