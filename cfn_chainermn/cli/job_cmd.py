@@ -233,9 +233,12 @@ def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-n", "no_stdin", is_flag=True,
+              help="Give COMMAND no stdin, as `ssh -n` (say in a `while read` loop over a file).")
 @access_options
-def ssh(name: str, command: tuple[str, ...], access: dict[str, Any]) -> int:
-    """A shell on NAME's master as the cluster user, or run COMMAND there (after `--`)."""
+def ssh(name: str, command: tuple[str, ...], no_stdin: bool, access: dict[str, Any]) -> int:
+    """A shell on NAME's master as the cluster user, or run COMMAND there (after `--`): COMMAND
+    gets this terminal's stdin (unless -n) and gives back its stdout, stderr and exit code."""
     import shlex
     import sys
 
@@ -244,7 +247,9 @@ def ssh(name: str, command: tuple[str, ...], access: dict[str, Any]) -> int:
     if command:
         with remote:
             line = shlex.join(command) if len(command) > 1 else command[0]
-            return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer, sys.stdin.buffer)
+            return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer, None if no_stdin else sys.stdin.buffer)
+    if no_stdin:
+        raise click.UsageError("-n needs a COMMAND (after --): a shell without stdin could do nothing")
     return _interactive(remote)
 
 

@@ -226,6 +226,11 @@ def test_ssh_command_reads_our_stdin_and_stops_quietly_when_our_stdout_closes(cl
                            shell=True, capture_output=True, text=True, timeout=60, cwd=ROOT, stdin=subprocess.DEVNULL,
                            executable="/bin/bash")
     assert (piped.stdout, piped.stderr) == ("1\n", "")
+    # -n, as ssh -n: the command reads no stdin, so a `while read` loop gets every line
+    ssh_n = shlex.join(cluster.args("ssh", "local", "-n", "--", "echo"))
+    loop = subprocess.run(f"printf 'l1\\nl2\\n' | while read x; do {ssh_n} got $x; done", shell=True,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, executable="/bin/bash")
+    assert (loop.returncode, loop.stdout) == (0, "got l1\ngot l2\n"), loop.stderr
 
 
 def test_ssh_command_with_a_stdin_that_stays_open_exits_cleanly(cluster: LocalCluster) -> None:
