@@ -242,14 +242,14 @@ def ssh(name: str, command: tuple[str, ...], no_stdin: bool, access: dict[str, A
     import shlex
     import sys
 
+    if no_stdin and not command:  # before any AWS call
+        raise click.UsageError("-n needs a COMMAND (after --): a shell without stdin could do nothing")
     cluster = _resolve(name, access)
     remote = _remote(cluster, access)
     if command:
         with remote:
             line = shlex.join(command) if len(command) > 1 else command[0]
             return remote.relay(line, sys.stdout.buffer, sys.stderr.buffer, None if no_stdin else sys.stdin.buffer)
-    if no_stdin:
-        raise click.UsageError("-n needs a COMMAND (after --): a shell without stdin could do nothing")
     return _interactive(remote)
 
 

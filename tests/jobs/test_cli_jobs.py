@@ -33,6 +33,16 @@ def test_unknown_job_id_is_refused_before_connecting(tmp_path: Path, capsys: pyt
         assert "JOB: '../etc' is not a job id; `cfn-chainermn job list NAME` shows them" in capsys.readouterr().err
 
 
+def test_ssh_n_without_a_command_is_refused_before_any_lookup(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def resolve(*args: object, **kwargs: object) -> None:
+        raise AssertionError("looked the cluster up")
+
+    monkeypatch.setattr("cfn_chainermn.clusters.resolve", resolve)
+    assert run_with_boundary(cli, ["ssh", "demo", "-n"]) == 2
+    assert capsys.readouterr().err.startswith("error: -n needs a COMMAND (after --)")
+
+
 def test_no_local_cluster_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "cluster.json").write_text('{"name": "other"}')
     rc = run_with_boundary(cli, ["cluster", "check", "local", "--state-dir", str(tmp_path)])
