@@ -76,6 +76,21 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
+def delete_objects(s3: Any, bucket: str, objects: list[dict[str, str]], **owner: str) -> str:
+    """DeleteObjects in batches of 1000 (its limit); "" or the first refusal, as "KEY: Code Message".
+
+    `owner` is ExpectedBucketOwner=... where the bucket's name is predictable.
+    """
+    for start in range(0, len(objects), 1000):
+        result = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects[start:start + 1000], "Quiet": True},
+                                   **owner)
+        errors = result.get("Errors", [])
+        if errors:
+            first = errors[0]
+            return f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+    return ""
+
+
 def short_error(exc: BaseException) -> str:
     """"Code: first line of the message", without the HTML some endpoints return on a 5xx."""
     response = getattr(exc, "response", None) or {}

@@ -61,6 +61,19 @@ alive && kill -KILL "-$pg" 2>/dev/null
 exit 0
 """
 
+# `job logs --follow`: tail until the job's exit_code appears or its process group is gone. tail
+# watches a child of this shell, not the job: a detached job is no child of ours, and where
+# PID 1 does not reap orphans its finished cmd.sh stays a zombie that `--pid` takes for alive.
+# This shell reaps its own child while it waits for tail, and stops it when tail ends early
+# (the client went away: SIGPIPE). tail's own complaints (inotify limits) are not job output.
+FOLLOW_SH = ("pg=$(cat pgid 2>/dev/null); "
+             "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then "
+             "( while [ ! -f exit_code ] && kill -0 \"-$pg\" 2>/dev/null; do sleep 0.1; done ) >/dev/null 2>&1 & "
+             "w=$!; "
+             "tail -s 0.1 -n +1 --pid=\"$w\" -f log 2>/dev/null; kill \"$w\" 2>/dev/null; "
+             "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
+             "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
+
 # One line per job: id, state, exit code, summary.
 LIST_SH = """cd {jobs} 2>/dev/null || exit 0
 for d in */; do d=${{d%/}}; [ -f "$d/pgid" ] || continue

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from cfn_chainermn.channel_io import LineSink, stream_lines
 from cfn_chainermn.errors import RemoteError
 from cfn_chainermn.job_folder import JOBS, LAUNCHED, JobRef, Launch
-from cfn_chainermn.job_scripts import LIST_SH
+from cfn_chainermn.job_scripts import FOLLOW_SH, LIST_SH
 from cfn_chainermn.remote import Remote, transport_errors
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
@@ -91,20 +91,6 @@ def cancel(remote: Remote, ref: JobRef) -> None:
     rc, out = remote.capture(f"test -f {path} && sh {path}")
     if rc != 0:
         raise _no_job(ref) if rc == 1 else RemoteError(f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
-
-
-# `job logs --follow`: tail until the job's exit_code appears or its process group is gone. tail
-# watches a child of this shell, not the job: a detached job is no child of ours, and where
-# PID 1 does not reap orphans its finished cmd.sh stays a zombie that `--pid` takes for alive.
-# This shell reaps its own child while it waits for tail, and stops it when tail ends early
-# (the client went away: SIGPIPE). tail's own complaints (inotify limits) are not job output.
-FOLLOW_SH = ("pg=$(cat pgid 2>/dev/null); "
-             "if [ -n \"$pg\" ] && kill -0 \"-$pg\" 2>/dev/null; then "
-             "( while [ ! -f exit_code ] && kill -0 \"-$pg\" 2>/dev/null; do sleep 0.1; done ) >/dev/null 2>&1 & "
-             "w=$!; "
-             "tail -s 0.1 -n +1 --pid=\"$w\" -f log 2>/dev/null; kill \"$w\" 2>/dev/null; "
-             "else cat log; fi; i=0; while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; "
-             "[ -f exit_code ] && exit \"$(cat exit_code)\"; exit 255")
 
 
 def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:

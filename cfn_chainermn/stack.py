@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cfn_chainermn import __version__
-from cfn_chainermn.aws import aws_error, error_code, mapped
+from cfn_chainermn.aws import aws_error, delete_objects, error_code, mapped
 from cfn_chainermn.errors import StackError
 
 # Tag on every stack this tool creates; `stack list` shows only stacks that carry it, and
@@ -269,16 +269,10 @@ def empty_bucket(s3: Any, bucket: str) -> int:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
-            for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-                batch = keys[start:start + 1000]
-                result = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-                errors = result.get("Errors", [])
-                if errors:
-                    first = errors[0]
-                    raise StackError(
-                        f"could not empty bucket {bucket}: {first.get('Key')}: {first.get('Code')} "
-                        f"{first.get('Message', '')}".rstrip())
-                removed += len(batch)
+            refused = delete_objects(s3, bucket, keys)
+            if refused:
+                raise StackError(f"could not empty bucket {bucket}: {refused}")
+            removed += len(keys)
     except ClientError as exc:
         if error_code(exc) == "NoSuchBucket":
             return removed

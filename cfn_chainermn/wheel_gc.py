@@ -53,7 +53,7 @@ def prune_agent_wheels(s3: Any, cfn: Any, bucket: str, owner: str, now: dt.datet
     """Delete the bucket's agent wheels that no stack names and that are older than KEEP_HOURS."""
     from botocore.exceptions import ClientError
 
-    from cfn_chainermn.aws import error_code
+    from cfn_chainermn.aws import delete_objects, error_code
 
     used, busy = wheels_in_use(cfn)
     if busy:
@@ -74,13 +74,7 @@ def prune_agent_wheels(s3: Any, cfn: Any, bucket: str, owner: str, now: dt.datet
         if error_code(exc) == "NoSuchBucket":  # never staged anything in this region
             return Pruned(0, 0)
         raise
-    for start in range(0, len(stale), 1000):  # DeleteObjects takes at most 1000 keys
-        batch = [{"Key": key} for key in stale[start:start + 1000]]
-        result = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True},
-                                   ExpectedBucketOwner=owner)
-        errors = result.get("Errors", [])
-        if errors:
-            first = errors[0]
-            raise AwsError(f"deleting {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip(),
-                           code=str(first.get("Code", "")), operation="DeleteObjects")
+    refused = delete_objects(s3, bucket, [{"Key": key} for key in stale], ExpectedBucketOwner=owner)
+    if refused:
+        raise AwsError(f"deleting {refused}", operation="DeleteObjects")
     return Pruned(len(stale), kept)

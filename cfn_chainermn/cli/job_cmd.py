@@ -93,10 +93,10 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
     while True:
         nodes = cluster.list_nodes()
         ready = hf.members(nodes)
+        waiting = [n.instance_id for n in nodes if n not in ready]
         if wait_for is None or len(ready) >= wait_for:
             break
         if time.monotonic() >= deadline:
-            waiting = [n.instance_id for n in nodes if n not in ready]
             why = [f"not ready: {', '.join(waiting)}"] if waiting else []
             if len(nodes) < wait_for:
                 why.append(f"{_n(wait_for - len(nodes), 'node')} not launched yet")
@@ -104,7 +104,6 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
                                     f"({'; '.join(why)})")
         time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
     click.echo(hf.render(nodes), nl=False)
-    waiting = [n.instance_id for n in nodes if n not in ready]
     if waiting:  # on stderr: the hostfile itself stays clean for `> hosts`
         click.echo(f"note: {_n(len(waiting), 'node')} not ready yet, left out ({', '.join(waiting)}); "
                    "`--wait N` waits for N ready nodes", err=True)

@@ -26,6 +26,10 @@ class ScriptedChannel:
     def fileno(self) -> int:
         return self._r
 
+    def close_pipe(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
     def recv_ready(self) -> bool:
         return bool(self.out)
 
@@ -51,6 +55,7 @@ def _pump(chan: ScriptedChannel, stdin: io.BytesIO | None = None) -> tuple[bytes
     worker.start()
     worker.join(5)
     assert not worker.is_alive(), "pump did not return"
+    chan.close_pipe()
     return out.getvalue(), err.getvalue()
 
 
@@ -78,3 +83,4 @@ def test_a_reader_that_went_away_stops_the_pump() -> None:
     chan = ScriptedChannel([b"x" * 10], [], eof=False, closed=False)
     with open(w, "wb") as broken, pytest.raises(OutputClosed):
         pump(chan, broken, io.BytesIO())  # type: ignore[arg-type]
+    chan.close_pipe()

@@ -100,8 +100,6 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
     """A detached job's cmd.sh is an orphan: where PID 1 does not reap, it lingers as a zombie,
     which `tail --pid` takes for alive. `job logs --follow` must still end with the job."""
 
-    from cfn_chainermn.jobs import FOLLOW_SH
-
     leader = os.fork()
     if leader == 0:  # the job's session leader: its own group, exits at once, never reaped (yet)
         os.setsid()
@@ -115,7 +113,8 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         os.kill(-leader, 0)  # ...so its process group still "exists"
         (tmp_path / "pgid").write_text(f"{leader}\n")
         (tmp_path / "log").write_text("epoch 1\n")
-        proc = subprocess.Popen(["sh", "-c", f"cd {tmp_path} && {FOLLOW_SH}"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(["sh", "-c", f"cd {tmp_path} && {job_scripts.FOLLOW_SH}"], stdout=subprocess.PIPE,
+                                text=True)
         time.sleep(0.5)
         assert proc.poll() is None  # following: the job has not ended
         with (tmp_path / "log").open("a") as log:

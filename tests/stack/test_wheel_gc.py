@@ -43,6 +43,13 @@ def _listing(stubbed: Any, *objects: dict[str, Any]) -> Any:
     return s3
 
 
+def _expect_delete(s3: Any, *keys: str) -> None:
+    """The one DeleteObjects call that must come: exactly these keys, in the account's bucket only."""
+    s3.add_response("delete_objects", {"Deleted": [{"Key": k} for k in keys]}, {
+        "Bucket": STAGING, "Delete": {"Objects": [{"Key": k} for k in keys], "Quiet": True},
+        "ExpectedBucketOwner": ACCOUNT})
+
+
 def _prune(stubbed: Any) -> wheel_gc.Pruned:
     return wheel_gc.prune_agent_wheels(stubbed.client("s3"), stubbed.client("cloudformation"), STAGING, ACCOUNT,
                                        now=NOW)
@@ -54,16 +61,14 @@ def test_only_old_wheels_that_no_stack_names_are_deleted(stubbed: Any) -> None:
         {"ParameterKey": wheel_gc.WHEEL_PARAMETER, "ParameterValue": ""}])
     _stacks(stubbed, other, no_wheel)
     s3 = _listing(stubbed, _obj(IN_USE, OLD), _obj(ORPHAN, OLD), _obj(FRESH, YOUNG))
-    s3.add_response("delete_objects", {"Deleted": [{"Key": ORPHAN}]}, {
-        "Bucket": STAGING, "Delete": {"Objects": [{"Key": ORPHAN}], "Quiet": True}, "ExpectedBucketOwner": ACCOUNT})
+    _expect_delete(s3, ORPHAN)
     assert _prune(stubbed) == wheel_gc.Pruned(removed=1, kept=2)
 
 
 def test_a_deleted_stack_no_longer_keeps_its_wheel(stubbed: Any) -> None:
     _stacks(stubbed, stack("DELETE_COMPLETE", Parameters=_wheel_param(IN_USE)))
     s3 = _listing(stubbed, _obj(IN_USE, OLD))
-    s3.add_response("delete_objects", {}, {"Bucket": STAGING, "Delete": {"Objects": [{"Key": IN_USE}], "Quiet": True},
-                                           "ExpectedBucketOwner": ACCOUNT})
+    _expect_delete(s3, IN_USE)
     assert _prune(stubbed) == wheel_gc.Pruned(removed=1, kept=0)
 
 
@@ -80,8 +85,7 @@ def test_a_stack_waiting_for_review_does_not_block_pruning_for_ever(stubbed: Any
     """REVIEW_IN_PROGRESS: created by a change set nobody executed; it has no nodes."""
     _stacks(stubbed, stack("REVIEW_IN_PROGRESS", StackName="never-run"))
     s3 = _listing(stubbed, _obj(ORPHAN, OLD))
-    s3.add_response("delete_objects", {}, {"Bucket": STAGING, "Delete": {"Objects": [{"Key": ORPHAN}], "Quiet": True},
-                                           "ExpectedBucketOwner": ACCOUNT})
+    _expect_delete(s3, ORPHAN)
     assert _prune(stubbed) == wheel_gc.Pruned(removed=1, kept=0)
 
 
@@ -96,8 +100,7 @@ def test_every_page_of_stacks_and_objects_is_read(stubbed: Any) -> None:
                     {"Bucket": STAGING, "Prefix": "agent/", "ExpectedBucketOwner": ACCOUNT})
     s3.add_response("list_objects_v2", {"Contents": [_obj(IN_USE, OLD)], "IsTruncated": False},
                     {"Bucket": STAGING, "Prefix": "agent/", "ExpectedBucketOwner": ACCOUNT, "ContinuationToken": "c1"})
-    s3.add_response("delete_objects", {}, {"Bucket": STAGING, "Delete": {"Objects": [{"Key": ORPHAN}], "Quiet": True},
-                                           "ExpectedBucketOwner": ACCOUNT})
+    _expect_delete(s3, ORPHAN)
     assert _prune(stubbed) == wheel_gc.Pruned(removed=1, kept=1)
 
 
