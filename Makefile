@@ -41,7 +41,7 @@ $(CHECKOV_STAMP):
 
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
 	@# the AMI recipe's pinned CPU stack, downloaded now so its test installs it with no network
-	$(BIN)/python -m cfn_chainermn.ami_wheelhouse .cache/ami-wheelhouse
+	$(BIN)/python -m cfn_chainermn.ami.wheelhouse .cache/ami-wheelhouse
 	@# bytecode for the package, also where PYTHONDONTWRITEBYTECODE is set (CI images set it): else
 	@# every command compiles the modules it imports, ~30 ms of each `job submit`
 	$(BIN)/python -m compileall -q cfn_chainermn

@@ -66,8 +66,8 @@ class Cluster:
 
 def bare_ssh_argv(c: Cluster, script: Path) -> list[str]:
     """System ssh to the master running the same mpiexec argv that `job submit` runs."""
-    from cfn_chainermn import mpi
-    from cfn_chainermn.remote import host_entry
+    from cfn_chainermn.cluster.remote import host_entry
+    from cfn_chainermn.jobs import mpi
 
     state = json.loads((c.dir / "cluster.json").read_text())
     key = (c.dir / "bucket" / "nodes" / "master" / "host_ed25519.pub").read_text().split()[:2]

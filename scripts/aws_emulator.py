@@ -38,7 +38,7 @@ import urllib.request
 from datetime import datetime, timezone
 from typing import Any
 
-from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER
 
 ACCOUNT = "123456789012"  # moto's default account
 

@@ -21,7 +21,7 @@ OUTPUT = click.Choice(["text", "json"])
 
 def _recipe() -> Path:
     """The ami/ folder; it ships with the source checkout, not inside an installed package."""
-    from cfn_chainermn.ami import RECIPE_DIR
+    from cfn_chainermn.ami.render import RECIPE_DIR
     from cfn_chainermn.errors import ConfigError
 
     recipe = Path(os.environ.get("CFN_CHAINERMN_AMI_DIR") or RECIPE_DIR)
@@ -65,8 +65,8 @@ def _agent_wheel(given: Path | None, tmp: Path) -> Path:
 
     Never a dist/ leftover: it may carry the same version as older code.
     """
-    from cfn_chainermn import staging
     from cfn_chainermn.errors import ConfigError
+    from cfn_chainermn.stack import staging
 
     if given is not None:
         problem = staging.wheel_problem(given)
@@ -108,7 +108,7 @@ def _old_profile_value(args: list[str]) -> str | None:
 
 
 def _version_profiles() -> list[str]:
-    from cfn_chainermn import ami_profiles
+    from cfn_chainermn.ami import profiles as ami_profiles
     from cfn_chainermn.errors import ConfigError
 
     try:
@@ -126,7 +126,7 @@ def ami() -> None:
 @click.option("--output", type=OUTPUT, default="text", show_default=True)
 def profiles(output: str) -> None:
     """List the version profiles and what each pins."""
-    from cfn_chainermn import ami_profiles
+    from cfn_chainermn.ami import profiles as ami_profiles
 
     recipe = _recipe()
     rows: list[dict[str, Any]] = []
@@ -158,7 +158,7 @@ def render(profile_name: str, output_dir: Path) -> None:
 
     PROFILE is one of `cfn-chainermn ami profiles`, e.g. current.
     """
-    from cfn_chainermn import ami as ami_mod
+    from cfn_chainermn.ami import render as ami_mod
 
     written = ami_mod.render_profile(profile_name, output_dir, recipe_dir=_recipe())
     for path in written:
@@ -175,8 +175,9 @@ def validate(profile_name: str | None, region: str | None) -> None:
 
     PROFILE: one version profile (default: every buildable one).
     """
-    from cfn_chainermn import ami as ami_mod
-    from cfn_chainermn import ami_packer, ami_profiles
+    from cfn_chainermn.ami import packer as ami_packer
+    from cfn_chainermn.ami import profiles as ami_profiles
+    from cfn_chainermn.ami import render as ami_mod
 
     recipe = _recipe()
     names = [profile_name] if profile_name else ami_profiles.buildable(recipe)
@@ -215,8 +216,8 @@ def build(profile_name: str, region: str | None, ssh_cidr: str | None, allow_ssh
     PROFILE is one of `cfn-chainermn ami profiles`, e.g. current. Packer runs with the AWS profile
     of --profile (AWS_PROFILE), as every AWS call of this tool does.
     """
-    from cfn_chainermn import ami as ami_mod
-    from cfn_chainermn import ami_packer
+    from cfn_chainermn.ami import packer as ami_packer
+    from cfn_chainermn.ami import render as ami_mod
 
     build_region = _build_access(region, aws_profile, aws_endpoint_url)
     cidr = ami_packer.check_ssh_cidr(ssh_cidr, allow_ssh_from_anywhere)
@@ -255,7 +256,7 @@ for _param in build.params:
 @aws_options
 def list_(region: str | None, output: str, aws_profile: str | None, aws_endpoint_url: str | None) -> None:
     """This account's cfn-chainermn AMIs in a region, with the versions from their tags."""
-    from cfn_chainermn import ami_packer
+    from cfn_chainermn.ami import packer as ami_packer
     from cfn_chainermn.aws import client, make_session, region_of
 
     session = make_session(aws_profile, region)

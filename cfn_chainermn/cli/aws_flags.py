@@ -38,7 +38,7 @@ def access_from_config(path: str | None) -> tuple[str | None, str | None]:
     """Region and identity_file of a validated cluster.yaml (None for each one it lacks)."""
     if not path:
         return None, None
-    from cfn_chainermn.config import load
+    from cfn_chainermn.config.model import load
 
     cfg = load(path)
     return cfg.region or None, cfg.identity_file or None

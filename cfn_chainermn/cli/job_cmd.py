@@ -16,8 +16,8 @@ import click
 from cfn_chainermn.cli.aws_flags import access_from_config, aws_options
 
 if TYPE_CHECKING:
-    from cfn_chainermn.clusters import Cluster
-    from cfn_chainermn.remote import Remote
+    from cfn_chainermn.cluster.handle import Cluster
+    from cfn_chainermn.cluster.remote import Remote
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +50,7 @@ def access_options(func: F) -> F:
 
 
 def _resolve(name: str, access: dict[str, Any], *, login: bool = True) -> Cluster:
-    from cfn_chainermn.clusters import AwsAccess, resolve
+    from cfn_chainermn.cluster.handle import AwsAccess, resolve
 
     return resolve(name, state_dir=access["state_dir"], access=AwsAccess(
         profile=access["aws_profile"], region=access["aws_region"], endpoint_url=access["aws_endpoint_url"],
@@ -85,7 +85,7 @@ def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, 
     """Print the hostfile of NAME's ready nodes (`ip slots=N`, master first)."""
     import time
 
-    from cfn_chainermn import hostfile as hf
+    from cfn_chainermn.cluster import hostfile as hf
     from cfn_chainermn.errors import CfnChainermnError
 
     cluster = _resolve(name, access, login=False)
@@ -135,9 +135,11 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     Example: cfn-chainermn job submit demo -n 32 -N 8 examples/train_mnist.py -- -g
     Ctrl-C cancels the job on the cluster (no rank is left behind).
     """
-    from cfn_chainermn import hostfile as hf
-    from cfn_chainermn import job_folder, jobs, mpi
+    from cfn_chainermn.cluster import hostfile as hf
     from cfn_chainermn.errors import CfnChainermnError, ConfigError
+    from cfn_chainermn.jobs import folder as job_folder
+    from cfn_chainermn.jobs import mpi
+    from cfn_chainermn.jobs import runner as jobs
 
     job_env = mpi.parse_env(env)
     cluster = _resolve(name, access)
@@ -169,7 +171,7 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
 
 
 def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> None:
-    from cfn_chainermn import check
+    from cfn_chainermn.cluster import check
     from cfn_chainermn.errors import RemoteError
 
     bad = check.failures(check.check(remote, cluster.list_nodes(), cluster.network.ssh_port,
@@ -187,7 +189,8 @@ def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> No
 @access_options
 def logs(name: str, job_id: str, follow: bool, access: dict[str, Any]) -> int:
     """Print the log of job JOB on NAME."""
-    from cfn_chainermn import job_folder, jobs
+    from cfn_chainermn.jobs import folder as job_folder
+    from cfn_chainermn.jobs import runner as jobs
 
     job_folder.job_dir("", job_id)  # a bad id is a usage error before any connection
     cluster = _resolve(name, access)
@@ -202,7 +205,7 @@ def logs(name: str, job_id: str, follow: bool, access: dict[str, Any]) -> int:
 @access_options
 def list_(name: str, access: dict[str, Any]) -> None:
     """List NAME's jobs: id, state, exit code, what ran."""
-    from cfn_chainermn import jobs
+    from cfn_chainermn.jobs import runner as jobs
 
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
@@ -220,7 +223,8 @@ def list_(name: str, access: dict[str, Any]) -> None:
 @access_options
 def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
     """Stop job JOB on NAME and every rank it started."""
-    from cfn_chainermn import job_folder, jobs
+    from cfn_chainermn.jobs import folder as job_folder
+    from cfn_chainermn.jobs import runner as jobs
 
     job_folder.job_dir("", job_id)
     cluster = _resolve(name, access)
@@ -258,7 +262,7 @@ def _interactive(remote: Remote) -> int:
     import subprocess
     import tempfile
 
-    from cfn_chainermn.remote import host_entry
+    from cfn_chainermn.cluster.remote import host_entry
 
     with remote:  # verifies the host key (or accepts and reports a new one) first
         client = remote.connect()
@@ -286,7 +290,7 @@ def cluster() -> None:
 @access_options
 def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
     """Every node reachable over SSH from the master, with its GPUs; a dead node is named in seconds."""
-    from cfn_chainermn import check
+    from cfn_chainermn.cluster import check
     from cfn_chainermn.errors import RemoteError
 
     cl = _resolve(name, access)

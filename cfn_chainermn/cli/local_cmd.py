@@ -38,7 +38,7 @@ def up(workers: int, slots: int, state_dir: str, python: str | None, name: str) 
     import os
     import time
 
-    from cfn_chainermn import local as lc
+    from cfn_chainermn.local import lifecycle as lc
 
     started = time.monotonic()
     spec = lc.Spec(state_dir=Path(state_dir), workers=workers,
@@ -54,7 +54,7 @@ def up(workers: int, slots: int, state_dir: str, python: str | None, name: str) 
 @click.option("--all", "all_", is_flag=True, help="Every local cluster running on this machine.")
 def down(state_dir: str, all_: bool) -> None:
     """Stop the cluster: every sshd, job and rank; remove the user `local up` created."""
-    from cfn_chainermn import local as lc
+    from cfn_chainermn.local import lifecycle as lc
 
     def log(m: str) -> None:
         click.echo(m, err=True)

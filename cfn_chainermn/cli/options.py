@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cfn_chainermn.config import EFS_PERFORMANCE_MODES, EFS_THROUGHPUT_MODES, ClusterConfig, load
+from cfn_chainermn.config.model import EFS_PERFORMANCE_MODES, EFS_THROUGHPUT_MODES, ClusterConfig, load
 from cfn_chainermn.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -33,9 +33,9 @@ from cfn_chainermn.cli.stack_flow import (
 )
 from cfn_chainermn.cli.stack_read import READ_COMMANDS
 from cfn_chainermn.cli.stack_view import say
-from cfn_chainermn.config import MAX_WORKERS, ClusterConfig
+from cfn_chainermn.config.model import MAX_WORKERS, ClusterConfig
 from cfn_chainermn.errors import ConfigError, StackError
-from cfn_chainermn.staging import AGENT_SOURCES, check_agent_options
+from cfn_chainermn.stack.staging import AGENT_SOURCES, check_agent_options
 
 
 def _change_options(func: Any) -> Any:
@@ -94,9 +94,9 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
       cfn-chainermn stack create demo --key-name K --ssh-cidr 203.0.113.7/32 --workers 3 --instance-type p3.16xlarge
       cfn-chainermn stack create demo --config cluster.yaml --yes --output json > outputs.json
     """
-    from cfn_chainermn.instances import estimate
-    from cfn_chainermn.stack import create as create_stack
-    from cfn_chainermn.stack import ensure_absent, stack_tags
+    from cfn_chainermn.catalog.instance_types import estimate
+    from cfn_chainermn.stack.cfn import create as create_stack
+    from cfn_chainermn.stack.cfn import ensure_absent, stack_tags
 
     cfg = _cluster_config(name, agent_source, agent_wheel, kwargs)
     say(f"cost: {estimate(cfg.instance_type, cfg.worker_type, cfg.workers).describe()}")
@@ -130,8 +130,8 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 
     Settings not given keep the values the stack has now; the change set is shown before it runs.
     """
-    from cfn_chainermn.params import config_overrides
-    from cfn_chainermn.stack import create_change_set, describe_own, parameters_of, stack_tags, tags_of
+    from cfn_chainermn.config.params import config_overrides
+    from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of, stack_tags, tags_of
 
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
     check_agent_options(agent_source, agent_wheel)
@@ -156,8 +156,8 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 def scale(name: str, workers: int, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
           wait: bool, yes: bool, output: str) -> None:
     """Change the number of workers of stack NAME (everything else stays as it is)."""
-    from cfn_chainermn.instances import estimate
-    from cfn_chainermn.stack import create_change_set, describe_own, parameters_of
+    from cfn_chainermn.catalog.instance_types import estimate
+    from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of
 
     if not 0 <= workers <= MAX_WORKERS:
         raise ConfigError(f"--workers: {workers} is out of range; give 0 to {MAX_WORKERS} (0 = master only)")
@@ -191,9 +191,9 @@ def delete(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
     Then agent wheels that no stack of the region uses leave the staging bucket.
     """
-    from cfn_chainermn.stack import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
-    from cfn_chainermn.stack import delete as delete_stack
-    from cfn_chainermn.watch import EventStream
+    from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
+    from cfn_chainermn.stack.cfn import delete as delete_stack
+    from cfn_chainermn.stack.watch import EventStream
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     cfn, s3 = aws.client("cloudformation"), aws.client("s3")

@@ -17,9 +17,9 @@ import click
 from cfn_chainermn.aws import Aws, mapped
 from cfn_chainermn.cli.aws_flags import region_from_config
 from cfn_chainermn.cli.stack_view import OUTPUT_CHOICE, emit_json, outputs_text, say
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.errors import StackError
-from cfn_chainermn.watch import MAX_MINUTES, POLL_SECONDS, Outcome
+from cfn_chainermn.stack.watch import MAX_MINUTES, POLL_SECONDS, Outcome
 
 EXIT_DECLINED = 1
 EXIT_INTERRUPTED = 130
@@ -69,7 +69,7 @@ def follow_stack(aws: Aws, name: str, stack_id: str, stream: Any = None) -> tupl
 
     Returns the outcome and whether node logs were shown. Ctrl-C stops watching only.
     """
-    from cfn_chainermn.watch import follow, format_event, is_failure
+    from cfn_chainermn.stack.watch import follow, format_event, is_failure
 
     shown: list[str] = []
 
@@ -89,9 +89,9 @@ def follow_stack(aws: Aws, name: str, stack_id: str, stream: Any = None) -> tupl
 
 def show_node_logs(aws: Aws, name: str, stack_id: str, event: dict[str, Any]) -> list[str]:
     """Print the agent log tail of the nodes behind a failure; the instance ids shown."""
-    from cfn_chainermn.diagnose import concerns_nodes, node_logs
     from cfn_chainermn.errors import CfnChainermnError
-    from cfn_chainermn.stack import key_bucket_of
+    from cfn_chainermn.stack.cfn import key_bucket_of
+    from cfn_chainermn.stack.diagnose import concerns_nodes, node_logs
 
     if not concerns_nodes(event):
         return []
@@ -138,7 +138,7 @@ def report(aws: Aws, name: str, stack_id: str, outcome: Outcome, want: str, logs
 
 
 def print_outputs(stack: dict[str, Any] | None, output: str) -> None:
-    from cfn_chainermn.stack import outputs_of
+    from cfn_chainermn.stack.cfn import outputs_of
 
     outs = outputs_of(stack or {})
     if output == "json":
@@ -149,7 +149,7 @@ def print_outputs(stack: dict[str, Any] | None, output: str) -> None:
 
 def prepare(aws: Aws, cfg: ClusterConfig, current_az: str = "") -> ClusterConfig:
     """Preflight (raises with every problem), then the config with the AZ it settled on."""
-    from cfn_chainermn import preflight
+    from cfn_chainermn.stack import preflight
 
     if current_az and not cfg.network.availability_zone and not cfg.network.subnet_id:
         # An update keeps the AZ the stack was created in: a new AZ would replace the subnet.
@@ -168,9 +168,9 @@ def prepare(aws: Aws, cfg: ClusterConfig, current_az: str = "") -> ClusterConfig
 
 def check_quota_for(aws: Aws, name: str, params: dict[str, str], workers: int) -> None:
     """Before growing a stack: the vCPU quota still covers it (PreflightError if not)."""
-    from cfn_chainermn import preflight
+    from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
     from cfn_chainermn.errors import PreflightError
-    from cfn_chainermn.instances import INSTANCE_TYPES
+    from cfn_chainermn.stack import preflight
 
     master, worker = params.get("MasterInstanceType", ""), params.get("WorkerInstanceType", "")
     if master not in INSTANCE_TYPES or worker not in INSTANCE_TYPES:
@@ -188,9 +188,9 @@ def check_quota_for(aws: Aws, name: str, params: dict[str, str], workers: int) -
 def template_and_parameters(aws: Aws, cfg: ClusterConfig, agent_source: str,
                              agent_wheel: Path | None) -> tuple[dict[str, str], dict[str, str]]:
     """Stage what needs staging; the template source and the stack parameters."""
-    from cfn_chainermn.params import template_parameters
-    from cfn_chainermn.stack import compact, template_source
-    from cfn_chainermn.staging import Stager
+    from cfn_chainermn.config.params import template_parameters
+    from cfn_chainermn.stack.cfn import compact, template_source
+    from cfn_chainermn.stack.staging import Stager
     from cfn_chainermn.template import render
 
     stager = Stager(aws)
@@ -204,8 +204,8 @@ def template_and_parameters(aws: Aws, cfg: ClusterConfig, agent_source: str,
 
 def apply_change_set(aws: Aws, name: str, stack_id: str, change_set: Any, yes: bool, wait: bool, output: str) -> None:
     """Show a change set, ask, execute it and follow the update."""
-    from cfn_chainermn.stack import discard, execute_change_set
-    from cfn_chainermn.watch import EventStream
+    from cfn_chainermn.stack.cfn import discard, execute_change_set
+    from cfn_chainermn.stack.watch import EventStream
 
     if change_set is None:
         say(f"stack {name} already matches; nothing to change")
@@ -232,12 +232,12 @@ def apply_change_set(aws: Aws, name: str, stack_id: str, change_set: Any, yes: b
 
 
 def prune_wheels(aws: Aws) -> None:
-    """After a delete: drop staged agent wheels no stack uses (cfn_chainermn.wheel_gc); never fails the command."""
+    """After a delete: drop staged agent wheels no stack uses (stack/wheel_gc.py); never fails the command."""
     from botocore.exceptions import BotoCoreError
 
     from cfn_chainermn.errors import CfnChainermnError
-    from cfn_chainermn.staging import bucket_name
-    from cfn_chainermn.wheel_gc import KEEP_HOURS, prune_agent_wheels
+    from cfn_chainermn.stack.staging import bucket_name
+    from cfn_chainermn.stack.wheel_gc import KEEP_HOURS, prune_agent_wheels
 
     try:
         account = aws.account_id()

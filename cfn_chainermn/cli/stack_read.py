@@ -39,7 +39,7 @@ def watch(name: str, region: str | None, aws_profile: str | None, aws_endpoint_u
 
     Ctrl-C stops watching, not the stack. Exit 0 when the operation ended well, 3 otherwise.
     """
-    from cfn_chainermn.stack import describe, simplify
+    from cfn_chainermn.stack.cfn import describe, simplify
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     stack_id = describe(aws.client("cloudformation"), name)["StackId"]
@@ -59,7 +59,7 @@ def status(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
            output: str) -> None:
     """Show stack NAME's state, size and outputs."""
     from cfn_chainermn.aws import mapped
-    from cfn_chainermn.stack import describe
+    from cfn_chainermn.stack.cfn import describe
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     with mapped(f"reading stack {name}"):
@@ -75,10 +75,10 @@ def status(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
 
 def _nodes(aws: Aws, name: str, current: dict[str, Any]) -> list[Any] | None:
     """The stack's live instances and readiness (None when the stack has no key bucket yet)."""
+    from cfn_chainermn.cluster.inventory import list_nodes
     from cfn_chainermn.errors import AwsError
-    from cfn_chainermn.inventory import list_nodes
-    from cfn_chainermn.params import OUT_BUCKET
-    from cfn_chainermn.stack import outputs_of
+    from cfn_chainermn.names import OUT_BUCKET
+    from cfn_chainermn.stack.cfn import outputs_of
 
     bucket = outputs_of(current).get(OUT_BUCKET)
     if not bucket:
@@ -98,7 +98,7 @@ def _nodes(aws: Aws, name: str, current: dict[str, Any]) -> list[Any] | None:
 def outputs(name: str, region: str | None, aws_profile: str | None, aws_endpoint_url: str | None,
             output: str) -> None:
     """Print stack NAME's outputs (ClusterMasterPublicDNS first)."""
-    from cfn_chainermn.stack import outputs as stack_outputs
+    from cfn_chainermn.stack.cfn import outputs as stack_outputs
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     values = stack_outputs(aws.client("cloudformation"), name)
@@ -119,8 +119,8 @@ def events(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
            output: str) -> None:
     """Print the events of stack NAME's latest operation, oldest first."""
     from cfn_chainermn.aws import mapped
-    from cfn_chainermn.stack import describe
-    from cfn_chainermn.watch import EventStream, format_event
+    from cfn_chainermn.stack.cfn import describe
+    from cfn_chainermn.stack.watch import EventStream, format_event
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     cfn = aws.client("cloudformation")
@@ -139,7 +139,7 @@ def events(name: str, region: str | None, aws_profile: str | None, aws_endpoint_
 @output_option
 def list_cmd(region: str | None, aws_profile: str | None, aws_endpoint_url: str | None, output: str) -> None:
     """List this tool's stacks in the region (those tagged cfn-chainermn:version)."""
-    from cfn_chainermn.stack import list_stacks
+    from cfn_chainermn.stack.cfn import list_stacks
 
     aws = stack_flow.connect(aws_profile, region, aws_endpoint_url)
     rows = list_rows(list_stacks(aws.client("cloudformation")))

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from cfn_chainermn.params import OUT_MASTER_DNS
+from cfn_chainermn.names import OUT_MASTER_DNS
 
 OUTPUT_CHOICE = click.Choice(["text", "json"])
 
@@ -54,7 +54,7 @@ def event_json(event: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stack_json(stack: Mapping[str, Any]) -> dict[str, Any]:
-    from cfn_chainermn.stack import outputs_of, parameters_of, simplify, tags_of
+    from cfn_chainermn.stack.cfn import outputs_of, parameters_of, simplify, tags_of
 
     return {
         "name": stack["StackName"],
@@ -102,7 +102,7 @@ def nodes_text(nodes: list[Any]) -> str:
 
 
 def list_rows(stacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from cfn_chainermn.stack import parameters_of, simplify
+    from cfn_chainermn.stack.cfn import parameters_of, simplify
 
     rows = []
     for s in stacks:

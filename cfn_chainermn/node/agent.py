@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
+from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.node import steps
 from cfn_chainermn.node.aws_backend import AwsInventory, CfnSignal, S3Bucket
 from cfn_chainermn.node.context import AgentLog, Context
@@ -21,7 +22,6 @@ from cfn_chainermn.node.local_backend import DirBucket, LocalInventory, NoSignal
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import STEPS, State
 from cfn_chainermn.node.system import System
-from cfn_chainermn.params import LOGS_PREFIX
 
 
 @dataclass

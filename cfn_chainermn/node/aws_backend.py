@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cfn_chainermn import inventory
+from cfn_chainermn.cluster import inventory
+from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AwsError
-from cfn_chainermn.hostfile import Node
 
 
 class S3Bucket:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cfn_chainermn.hostfile import Node
+from cfn_chainermn.cluster.hostfile import Node
 
 
 class Bucket(Protocol):

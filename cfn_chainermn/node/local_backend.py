@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cfn_chainermn.cluster.hostfile import Node
+from cfn_chainermn.cluster.inventory import HOST_KEY_NAME, READY_NAME
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.hostfile import Node
-from cfn_chainermn.inventory import HOST_KEY_NAME, READY_NAME
-from cfn_chainermn.params import NODES_PREFIX
+from cfn_chainermn.names import NODES_PREFIX
 
 
 class DirBucket:

@@ -14,13 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from cfn_chainermn.cluster.hostfile import Node
+from cfn_chainermn.cluster.inventory import HOST_KEY_NAME
 from cfn_chainermn.errors import AgentError, CfnChainermnError
-from cfn_chainermn.hostfile import Node
-from cfn_chainermn.inventory import HOST_KEY_NAME
+from cfn_chainermn.names import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.settings import AWS_HOST_KEY
 from cfn_chainermn.node.system import write_atomic
-from cfn_chainermn.params import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 
 PRIVATE = KEY_PREFIX + "id_ed25519"
 PUBLIC = KEY_PREFIX + "id_ed25519.pub"

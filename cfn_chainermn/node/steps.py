@@ -11,15 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from cfn_chainermn import hostfile
+from cfn_chainermn.cluster import hostfile
+from cfn_chainermn.cluster.inventory import READY_NAME
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.inventory import READY_NAME
+from cfn_chainermn.names import NODES_PREFIX
 from cfn_chainermn.node import ssh
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.state import now
 from cfn_chainermn.node.system import write_atomic
-from cfn_chainermn.params import NODES_PREFIX
 
 # OpenMPI's system-wide default hostfile where the AMIs keep it (DLAMI, the 2018 AMI, Debian).
 DEFAULT_HOSTFILES = (

@@ -14,7 +14,7 @@ import yaml
 from troposphere import Template
 
 from cfn_chainermn import __version__
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template.compute import add_compute
 from cfn_chainermn.template.iam import add_iam
 from cfn_chainermn.template.network import add_network

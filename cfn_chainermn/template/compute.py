@@ -18,7 +18,7 @@ from troposphere.policies import (
     UpdatePolicy,
 )
 
-from cfn_chainermn.params import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
+from cfn_chainermn.names import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
 from cfn_chainermn.template.iam import Profiles
 from cfn_chainermn.template.network import Network
 from cfn_chainermn.template.storage import Storage

@@ -14,7 +14,7 @@ from typing import Any
 
 from troposphere import If, NoValue, Ref, Sub, Template, iam
 
-from cfn_chainermn.params import KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
+from cfn_chainermn.names import KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
 
 
 @dataclass(frozen=True)

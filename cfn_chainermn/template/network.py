@@ -12,7 +12,7 @@ from typing import Any
 
 from troposphere import GetAZs, If, Ref, Select, Sub, Tags, Template, ec2
 
-from cfn_chainermn.params import CLUSTER_TAG
+from cfn_chainermn.names import CLUSTER_TAG
 
 
 def cluster_tags(name: str) -> Tags:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from troposphere import GetAtt, Output, Ref, Sub, Template
 
-from cfn_chainermn.params import (
+from cfn_chainermn.names import (
     MASTER_RESOURCE,
     OUT_BUCKET,
     OUT_EFS_ID,

@@ -12,7 +12,8 @@ from typing import Any
 
 from troposphere import And, Condition, Equals, Not, Parameter, Ref, Template
 
-from cfn_chainermn.config import (
+from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+from cfn_chainermn.config.model import (
     EFS_PERFORMANCE_MODES,
     EFS_THROUGHPUT_MODES,
     MAX_ROOT_VOLUME_GIB,
@@ -20,9 +21,8 @@ from cfn_chainermn.config import (
     TENANCIES,
     ClusterConfig,
 )
-from cfn_chainermn.instances import INSTANCE_TYPES
-from cfn_chainermn.params import template_parameters
-from cfn_chainermn.validation import AWS_ID_DIGITS, MOUNT_POINT_MAX, mount_point_pattern
+from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.config.validation import AWS_ID_DIGITS, MOUNT_POINT_MAX, mount_point_pattern
 
 _NO_SHELL = r"""[^'"`$\\;\s]"""  # values land inside single-quoted shell words in UserData
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"

@@ -13,7 +13,7 @@ from typing import Any
 from troposphere import If, Ref, Sub, Template, ec2, efs, s3
 from troposphere.s3 import BucketPolicy
 
-from cfn_chainermn.params import LOGS_PREFIX
+from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.template.network import Network, cluster_tags
 
 LOG_RETENTION_DAYS = 30

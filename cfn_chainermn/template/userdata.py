@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from troposphere import Base64, If, Sub
 
-from cfn_chainermn.params import MASTER_RESOURCE, WORKER_GROUP_RESOURCE
+from cfn_chainermn.names import MASTER_RESOURCE, WORKER_GROUP_RESOURCE
 
 # ${Name} is filled by Fn::Sub; ${!x} reaches bash as ${x}.
 SCRIPT = """\

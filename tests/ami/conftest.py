@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cfn_chainermn.ami import RECIPE_DIR, render_profile
-from cfn_chainermn.ami_profiles import buildable
+from cfn_chainermn.ami.profiles import buildable
+from cfn_chainermn.ami.render import RECIPE_DIR, render_profile
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import __version__, ami_packer
+from cfn_chainermn import __version__
+from cfn_chainermn.ami import packer as ami_packer
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 
@@ -250,8 +251,8 @@ def test_build_refuses_an_unknown_aws_profile_or_an_endpoint(fake_packer: Callab
 def test_ami_list_reads_versions_from_tags(moto: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import boto3
 
-    from cfn_chainermn import ami_profiles
-    from cfn_chainermn.ami import RECIPE_DIR, tags
+    from cfn_chainermn.ami import profiles as ami_profiles
+    from cfn_chainermn.ami.render import RECIPE_DIR, tags
 
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto.url)
     base = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import ami_packer
+from cfn_chainermn.ami import packer as ami_packer
 from cfn_chainermn.errors import AmiError
 
 DATA = Path(__file__).parent / "data"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cfn_chainermn import ami_profiles
-from cfn_chainermn.ami import RECIPE_DIR, STEPS
+from cfn_chainermn.ami import profiles as ami_profiles
+from cfn_chainermn.ami.render import RECIPE_DIR, STEPS
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 

@@ -3,7 +3,7 @@
 The rendered 40-python-stack.sh installs the profile's exact pins (hash-checked) into a fresh
 venv made from /usr/bin/python3, building mpi4py against this machine's OpenMPI; then the
 installed stack runs a 2-process ChainerMN job under mpiexec on loopback. Tests stay off the
-network: pip reads only the wheelhouse `make install` downloaded (cfn_chainermn.ami_wheelhouse),
+network: pip reads only the wheelhouse `make install` downloaded (cfn_chainermn.ami.wheelhouse),
 and any attempt to reach an index or proxy goes to a closed loopback port and fails the step.
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cfn_chainermn import ami, ami_profiles, ami_wheelhouse
+from cfn_chainermn.ami import profiles as ami_profiles
+from cfn_chainermn.ami import render as ami
+from cfn_chainermn.ami import wheelhouse as ami_wheelhouse
 
 PYTHON = "/usr/bin/python3"
 DATA = Path(__file__).parent / "data"
@@ -38,7 +40,7 @@ pytestmark = [
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Render the CPU variant of the step and run it; returns the venv."""
     if not (WHEELHOUSE / ami_wheelhouse.STAMP).is_file():
-        pytest.skip(f"no wheelhouse at {WHEELHOUSE}: run `.venv/bin/python -m cfn_chainermn.ami_wheelhouse "
+        pytest.skip(f"no wheelhouse at {WHEELHOUSE}: run `.venv/bin/python -m cfn_chainermn.ami.wheelhouse "
                     f"{WHEELHOUSE}` (make install does) to run the Python-stack step offline")
     root = tmp_path_factory.mktemp("ami-stack")
     venv = root / "venv"

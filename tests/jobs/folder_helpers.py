@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cfn_chainermn import job_folder, job_scripts, mpi
+from cfn_chainermn.jobs import folder as job_folder
+from cfn_chainermn.jobs import mpi
+from cfn_chainermn.jobs import scripts as job_scripts
 
 NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
 

@@ -38,7 +38,7 @@ def test_ssh_n_without_a_command_is_refused_before_any_lookup(capsys: pytest.Cap
     def resolve(*args: object, **kwargs: object) -> None:
         raise AssertionError("looked the cluster up")
 
-    monkeypatch.setattr("cfn_chainermn.clusters.resolve", resolve)
+    monkeypatch.setattr("cfn_chainermn.cluster.handle.resolve", resolve)
     assert run_with_boundary(cli, ["ssh", "demo", "-n"]) == 2
     assert capsys.readouterr().err.startswith("error: -n needs a COMMAND (after --)")
 
@@ -51,8 +51,9 @@ def test_no_local_cluster_names_the_fix(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_files_that_clash_with_the_job_folder_are_refused(tmp_path: Path) -> None:
-    from cfn_chainermn import job_folder, mpi
     from cfn_chainermn.errors import ConfigError
+    from cfn_chainermn.jobs import folder as job_folder
+    from cfn_chainermn.jobs import mpi
 
     script = tmp_path / "train.py"
     script.write_text("")

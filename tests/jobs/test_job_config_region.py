@@ -21,7 +21,7 @@ def seen_access(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         seen.append(access)
         raise StackError("stopped before any AWS call")
 
-    monkeypatch.setattr("cfn_chainermn.clusters.resolve", resolve)
+    monkeypatch.setattr("cfn_chainermn.cluster.handle.resolve", resolve)
     return seen
 
 

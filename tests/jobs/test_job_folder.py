@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from folder_helpers import NET, launch_with_plain_cmd, run_sh
 
-from cfn_chainermn import job_folder, job_scripts, mpi
 from cfn_chainermn.errors import RemoteError
+from cfn_chainermn.jobs import folder as job_folder
+from cfn_chainermn.jobs import mpi
+from cfn_chainermn.jobs import scripts as job_scripts
 
 
 def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from cfn_chainermn import job_scripts
+from cfn_chainermn.jobs import scripts as job_scripts
 
 
 def _job(tmp_path: Path, argv: list[str]) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from folder_helpers import PipeRemote, launch_with_plain_cmd
 
-from cfn_chainermn import jobs
 from cfn_chainermn.errors import RemoteError
+from cfn_chainermn.jobs import runner as jobs
 
 
 def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cfn_chainermn import mpi
+from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
 from cfn_chainermn.errors import ConfigError
-from cfn_chainermn.instances import INSTANCE_TYPES
+from cfn_chainermn.jobs import mpi
 
 
 def _mca(argv: list[str]) -> dict[str, str]:

@@ -266,8 +266,8 @@ def test_ssh_without_command_is_a_shell_with_the_pinned_key(cluster: LocalCluste
 
 def test_console_fingerprints_verify_the_master_when_no_key_is_published(cluster: LocalCluster) -> None:
     """The AWS fallback (cloud-init's fingerprints on the EC2 console) against a real sshd."""
+    from cfn_chainermn.cluster.remote import Remote, fingerprint
     from cfn_chainermn.errors import RemoteError
-    from cfn_chainermn.remote import Remote, fingerprint
 
     published = (cluster.state_dir / "bucket" / "nodes" / "master" / "host_ed25519.pub").read_text()
     state = cluster.state

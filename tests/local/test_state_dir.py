@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from localcluster import down, make_state_dir, pids_matching
 
-from cfn_chainermn import local, local_folder
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.local import lifecycle as local
+from cfn_chainermn.local import state_dir as local_folder
 
 
 def _up(state_dir: Path | str) -> int:

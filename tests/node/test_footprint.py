@@ -16,7 +16,7 @@ def test_agent_imports_only_stdlib_click_and_boto3() -> None:
     script = f"""
 import sys
 import cfn_chainermn.cli.node_cmd, cfn_chainermn.node.agent, cfn_chainermn.node.aws_backend
-import cfn_chainermn.node.local_backend, cfn_chainermn.inventory
+import cfn_chainermn.node.local_backend, cfn_chainermn.cluster.inventory
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 for args in (["node", "--help"], ["node", "boot", "--help"], ["node", "status", "--root", "/nonexistent"]):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from node_sim import FSTAB, USER_KEY, SimCluster
 
-from cfn_chainermn import inventory
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.cluster import inventory
 from cfn_chainermn.node import agent
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.state import State

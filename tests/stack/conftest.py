@@ -52,7 +52,7 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
     """
     stub = Stubbed()
     monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", lambda *a, **k: stub)
-    monkeypatch.setattr("cfn_chainermn.watch.POLL_SECONDS", 0)
+    monkeypatch.setattr("cfn_chainermn.stack.watch.POLL_SECONDS", 0)
     monkeypatch.setattr("cfn_chainermn.cli.stack_flow.POLL_SECONDS", 0)
     yield stub
     for stubber in stub.stubbers.values():

@@ -9,9 +9,9 @@ from botocore.stub import ANY
 from stack_helpers import NAME, STACK_ID, event, stack
 
 from cfn_chainermn import __version__
-from cfn_chainermn import stack as st
 from cfn_chainermn.errors import AwsError, StackError
-from cfn_chainermn.watch import EventStream, follow, format_event, root_cause
+from cfn_chainermn.stack import cfn as st
+from cfn_chainermn.stack.watch import EventStream, follow, format_event, root_cause
 
 
 def test_create_stack_passes_template_parameters_capabilities_and_tags(stubbed: Any) -> None:

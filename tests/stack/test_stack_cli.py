@@ -10,9 +10,9 @@ import pytest
 from botocore.stub import ANY
 from stack_helpers import AMI, BUCKET, MASTER, NAME, OWN, STACK_ID, WORKER, event, stack
 
-from cfn_chainermn.config import build
-from cfn_chainermn.params import template_parameters
-from cfn_chainermn.stack import compact, stack_tags
+from cfn_chainermn.config.model import build
+from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.stack.cfn import compact, stack_tags
 from cfn_chainermn.template import render
 
 
@@ -72,7 +72,7 @@ def test_scale_shows_the_change_set_and_a_no_discards_it(stubbed: Any, run_cli: 
         "Action": "Modify", "LogicalResourceId": "WorkerGroup", "ResourceType": "AWS::AutoScaling::AutoScalingGroup",
         "Replacement": "False"}}]}, None)
     cfn.add_response("delete_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
-    monkeypatch.setattr("cfn_chainermn.stack.time.sleep", lambda s: None)
+    monkeypatch.setattr("cfn_chainermn.stack.cfn.time.sleep", lambda s: None)
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     result = run_cli("stack", "scale", NAME, "--workers", "5")
     assert result.code == 1
@@ -253,7 +253,7 @@ def test_changing_commands_refuse_a_stack_this_tool_did_not_create(
 
 
 def test_the_bucket_delete_empties_is_the_templates_key_bucket() -> None:
-    from cfn_chainermn.stack import KEY_BUCKET_RESOURCE
+    from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE
 
     cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32"}, for_stack=True)
     resources = json.loads(render(cfg, "json"))["Resources"]

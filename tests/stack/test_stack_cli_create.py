@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from stack_helpers import ACCOUNT, AMI, BUCKET, FLAGS, MASTER, NAME, OWN, STACK_ID, STAGING, WORKER, body, event, stack
 
-from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, build
-from cfn_chainermn.params import template_parameters
-from cfn_chainermn.stack import compact, stack_tags
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
+from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.stack.cfn import compact, stack_tags
 from cfn_chainermn.template import render
 
 

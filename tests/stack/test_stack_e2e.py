@@ -16,7 +16,7 @@ import pytest
 from stack_helpers import cluster_client
 
 from cfn_chainermn import __version__
-from cfn_chainermn.params import CLUSTER_TAG, ROLE_TAG
+from cfn_chainermn.names import CLUSTER_TAG, ROLE_TAG
 
 NAME = "e2e"
 # moto says so for AWS::EC2::PlacementGroup and AWS::S3::BucketPolicy (feasibility-aws.md §5).
@@ -129,7 +129,7 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
 
     # A wheel an earlier stack left behind; with no grace period both it and this stack's go.
     s3.put_object(Bucket=staging, Key="agent/0123456789abcdef/cfn_chainermn-0.0.9-py3-none-any.whl", Body=b"old")
-    monkeypatch.setattr("cfn_chainermn.wheel_gc.KEEP_HOURS", 0)
+    monkeypatch.setattr("cfn_chainermn.stack.wheel_gc.KEEP_HOURS", 0)
 
     deleted = run_cli("stack", "delete", NAME, "--yes")
     assert deleted.code == 0, deleted.err
@@ -148,7 +148,7 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
 
 def test_a_template_over_the_inline_limit_goes_through_the_staging_bucket(
         emulator: Any, run_cli: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr("cfn_chainermn.stack.TEMPLATE_BODY_LIMIT", 1000)  # the real body is ~27 KB
+    monkeypatch.setattr("cfn_chainermn.stack.cfn.TEMPLATE_BODY_LIMIT", 1000)  # the real body is ~27 KB
     ec2, s3, cfn = (cluster_client(s) for s in ("ec2", "s3", "cloudformation"))
     vpc, subnet = _arrange(ec2)
     created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",

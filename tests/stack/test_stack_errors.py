@@ -144,7 +144,7 @@ def test_throttling_is_retried_by_botocore(throttling_endpoint: tuple[str, list[
 def test_the_staged_wheel_is_built_from_this_checkout_without_litter(tmp_path: Path) -> None:
     import zipfile
 
-    from cfn_chainermn.staging import build_wheel, project_root
+    from cfn_chainermn.stack.staging import build_wheel, project_root
 
     root = project_root()
     assert root is not None
@@ -152,7 +152,7 @@ def test_the_staged_wheel_is_built_from_this_checkout_without_litter(tmp_path: P
     wheel = build_wheel(tmp_path)
     assert wheel.name.startswith("cfn_chainermn-") and wheel.suffix == ".whl"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "cfn_chainermn/stack.py" in names and "cfn_chainermn/node/__init__.py" in names
+    assert "cfn_chainermn/stack/cfn.py" in names and "cfn_chainermn/node/__init__.py" in names
     assert {p.name for p in root.iterdir()} - before == set()
 
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cfn_chainermn import preflight
-from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, build
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
 from cfn_chainermn.errors import PreflightError
+from cfn_chainermn.stack import preflight
 
 VPC, SUBNET, OTHER_VPC = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "vpc-0fedcba9876543210"
 EFS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"

@@ -11,8 +11,9 @@ import pytest
 from botocore.stub import ANY
 from stack_helpers import ACCOUNT, NAME
 
-from cfn_chainermn import __version__, staging
+from cfn_chainermn import __version__
 from cfn_chainermn.errors import CfnChainermnError
+from cfn_chainermn.stack import staging
 
 STAGING = f"cfn-chainermn-staging-{ACCOUNT}-us-east-1"
 GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
@@ -50,7 +51,7 @@ def test_a_same_version_wheel_left_in_dist_is_not_staged_a_fresh_build_is(
     built = tmp_path / "sent.whl"
     built.write_bytes(sent["Body"])
     names = zipfile.ZipFile(built).namelist()
-    assert "cfn_chainermn/stack.py" in names and "cfn_chainermn/staging.py" in names
+    assert "cfn_chainermn/stack/cfn.py" in names and "cfn_chainermn/stack/staging.py" in names
 
 
 BAD_WHEELS = [

@@ -10,8 +10,8 @@ import pytest
 from botocore.stub import ANY
 from stack_helpers import ACCOUNT, NAME, OWN, STACK_ID, STAGING, T0, event, stack
 
-from cfn_chainermn import wheel_gc
 from cfn_chainermn.errors import AwsError
+from cfn_chainermn.stack import wheel_gc
 
 NOW = T0 + dt.timedelta(days=30)
 OLD = NOW - dt.timedelta(hours=wheel_gc.KEEP_HOURS + 1)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from template_support import VARIANTS, variant_config
 
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 
 
 @pytest.fixture(scope="session")

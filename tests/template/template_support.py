@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cfn_chainermn.config import ClusterConfig, build
+from cfn_chainermn.config.model import ClusterConfig, build
 
 VPC, SUBNET, RTB = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "rtb-0123456789abcdef0"
 FS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"

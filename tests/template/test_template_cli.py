@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary, state
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template import render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from template_support import variant_config
 
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template import render
 from cfn_chainermn.template.userdata import script
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from template_support import lint
 
-from cfn_chainermn.config import build
+from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+from cfn_chainermn.config.model import build
 from cfn_chainermn.errors import ConfigError
-from cfn_chainermn.instances import INSTANCE_TYPES
 from cfn_chainermn.template import MAX_INLINE_BYTES, render
 
 HEX = st.one_of(*(st.text("0123456789abcdef", min_size=n, max_size=n) for n in (8, 17)))  # as AWS issues ids

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from template_support import lint
 
-from cfn_chainermn.config import ClusterConfig
+from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template import render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from typing import Any
 import boto3
 import pytest
 
-from cfn_chainermn.config import build
-from cfn_chainermn.params import CLUSTER_TAG, ROLE_TAG
+from cfn_chainermn.config.model import build
+from cfn_chainermn.names import CLUSTER_TAG, ROLE_TAG
 from cfn_chainermn.template import render
 
 MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cfn_chainermn.config import ClusterConfig, EfsConfig, NetworkConfig
+from cfn_chainermn.config.model import ClusterConfig, EfsConfig, NetworkConfig
+from cfn_chainermn.config.validation import mount_point_problem, validate
 from cfn_chainermn.template import template_dict
-from cfn_chainermn.validation import mount_point_problem, validate
 
 MOUNT_PATTERN = template_dict(ClusterConfig())["Parameters"]["MountPoint"]["AllowedPattern"]
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from template_support import VARIANTS, variant_config
 
-from cfn_chainermn.config import ClusterConfig, EfsConfig, NetworkConfig
-from cfn_chainermn.params import template_parameters
-from cfn_chainermn.validation import validate
+from cfn_chainermn.config.model import ClusterConfig, EfsConfig, NetworkConfig
+from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.config.validation import validate
 
 VPC, SUBNET, RTB = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "rtb-0123456789abcdef0"
 

@@ -6,16 +6,10 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from cfn_chainermn.config import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
-from cfn_chainermn.instances import INSTANCE_TYPES
-from cfn_chainermn.params import (
-    CLUSTER_TAG,
-    MASTER_HOST_KEY,
-    MASTER_RESOURCE,
-    ROLE_TAG,
-    WORKER_GROUP_RESOURCE,
-    template_parameters,
-)
+from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
+from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.names import CLUSTER_TAG, MASTER_HOST_KEY, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
 from cfn_chainermn.template import MAX_INLINE_BYTES, build_template, render
 
 R = "Resources"

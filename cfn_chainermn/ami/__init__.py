@@ -1,0 +1,1 @@
+"""The AMI recipe: version profiles, rendering, Packer, the test wheelhouse."""

@@ -1,0 +1,223 @@
+"""The cluster's settings: loaded from cluster.yaml, overridden by CLI flags, validated once.
+
+Validation collects every problem before raising, and each message names the field and the
+fix, because a user who fixes one error only to meet the next one gives up on the tool.
+Nothing here touches AWS: this runs before the first API call, so bad input creates nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfn_chainermn import __version__
+from cfn_chainermn.catalog.instance_types import DEFAULT_INSTANCE_TYPE
+from cfn_chainermn.config.validation import (  # re-exported: the limits belong to the config's vocabulary
+    DEFAULT_AMI_SSM_PARAMETER,
+    EFS_MODES,
+    EFS_PERFORMANCE_MODES,
+    EFS_THROUGHPUT_MODES,
+    MAX_ROOT_VOLUME_GIB,
+    MAX_WORKERS,
+    TENANCIES,
+    validate,
+)
+from cfn_chainermn.errors import ConfigError
+
+# The AWS Deep Learning Base AMI (Ubuntu 22.04, NVIDIA driver) as AWS publishes it in SSM.
+__all__ = [
+    "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES",
+    "MAX_ROOT_VOLUME_GIB", "MAX_WORKERS", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig",
+    "build", "load", "load_file", "merge", "validate",
+]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """New VPC and subnet (the CIDRs) unless `subnet_id` names an existing subnet."""
+
+    vpc_id: str = ""
+    subnet_id: str = ""
+    route_table_id: str = ""
+    vpc_cidr: str = "10.0.0.0/16"
+    subnet_cidr: str = "10.0.0.0/24"
+    availability_zone: str = ""
+
+    @property
+    def mode(self) -> str:
+        if self.subnet_id:
+            return "existing-subnet"
+        return "existing-vpc" if self.vpc_id else "new"
+
+
+@dataclass(frozen=True)
+class EfsConfig:
+    mode: str = "new"
+    file_system_id: str = ""
+    security_group_id: str = ""
+    performance_mode: str = "generalPurpose"
+    throughput_mode: str = "elastic"
+    mount_point: str = "/efs"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    name: str = "chainermn"
+    region: str = ""
+    instance_type: str = DEFAULT_INSTANCE_TYPE
+    worker_instance_type: str = ""
+    workers: int = 1
+    key_name: str = ""
+    ssh_cidr: str = ""
+    allow_ssh_from_anywhere: bool = False
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    efs: EfsConfig = field(default_factory=EfsConfig)
+    ami: str = ""
+    ami_ssm_parameter: str = DEFAULT_AMI_SSM_PARAMETER
+    root_volume_size: int = 100
+    tenancy: str = "default"
+    spot_workers: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    agent_package: str = f"cfn-chainermn=={__version__}"
+    agent_index_url: str = ""
+    identity_file: str = ""  # client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with
+
+    @property
+    def worker_type(self) -> str:
+        """The workers' instance type: the master's unless set."""
+        return self.worker_instance_type or self.instance_type
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
+        return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
+
+
+_SECTIONS: dict[str, type] = {"network": NetworkConfig, "efs": EfsConfig}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _coerce(path: str, value: Any, type_name: Any, problems: list[str]) -> Any:
+    """Check one scalar against its declared type (names as strings under `annotations`)."""
+    t = str(type_name)
+    if t == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        problems.append(f"{path}: expected true or false, got {value!r}")
+    elif t == "int":
+        if isinstance(value, bool):
+            problems.append(f"{path}: expected a whole number, got {value!r}")
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        else:
+            problems.append(f"{path}: expected a whole number, got {value!r}")
+    elif t.startswith("Mapping"):
+        if isinstance(value, Mapping) and all(
+            isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in value.items()
+        ):
+            return {k: str(v) for k, v in value.items()}
+        problems.append(f"{path}: expected a mapping of tag names to values, got {value!r}")
+    elif value is None:
+        return ""
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    else:
+        problems.append(f"{path}: expected text, got {value!r}")
+    return None
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str]) -> Any:
+    types = _field_types(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in types:
+            problems.append(f"{path}: unknown field; known fields here: {', '.join(types)}")
+            continue
+        section = _SECTIONS.get(key) if cls is ClusterConfig else None
+        if section is not None:
+            if not isinstance(value, Mapping):
+                problems.append(f"{path}: expected a mapping of {', '.join(_field_types(section))}")
+                continue
+            kwargs[key] = _build(section, value, f"{path}.", problems)
+            continue
+        coerced = _coerce(path, value, types[key], problems)
+        if coerced is not None:
+            kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a cluster.yaml into a plain mapping (validation happens later, all at once)."""
+    import yaml  # PyYAML: only needed when a file is given
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {p}: {exc.strerror}; give a readable YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--config: {p}{where} is not valid YAML; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {p} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply dotted-path overrides (`efs.mode`) from CLI flags on top of file settings."""
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        head, _, tail = dotted.partition(".")
+        if tail:
+            section = merged.setdefault(head, {})
+            if isinstance(section, dict):
+                section[tail] = value
+        elif isinstance(value, Mapping) and isinstance(merged.get(head), dict):
+            merged[head] = {**merged[head], **value}  # --tag adds to the file's tags
+        else:
+            merged[head] = value
+    return merged
+
+
+def build(data: Mapping[str, Any], *, for_stack: bool = False) -> ClusterConfig:
+    """Settings from a mapping, validated; ConfigError lists every problem."""
+    problems: list[str] = []
+    cfg: ClusterConfig = _build(ClusterConfig, data, "", problems)
+    problems.extend(validate(cfg, for_stack=for_stack))
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    for_stack: bool = False,
+    base: Mapping[str, Any] | None = None,
+) -> ClusterConfig:
+    """cluster.yaml (optional) plus CLI overrides, validated.
+
+    `base` (dotted fields, e.g. a stack's current settings) sits under the file and the flags.
+    """
+    data = merge(merge({}, base or {}), load_file(path) if path else {})
+    return build(merge(data, overrides or {}), for_stack=for_stack)

@@ -1,0 +1,146 @@
+"""Jobs on the master: submit, attach, logs, list, cancel.
+
+Every job lives in `<shared>/jobs/<job-id>/` (script, hostfile, log, exit code, the process
+group id), so it can be followed or cancelled from any machine later. The job runs under
+`setsid` in a process group of its own with its output going to the log: a client that goes
+away cannot leave it half-dead. An attached client streams the log; a watchdog on the remote
+side notices the channel closing (Ctrl-C, lost network) and cancels the whole group, so no
+rank is orphaned. `--detach` simply skips the watchdog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cfn_chainermn.cluster.channel_io import LineSink, stream_lines
+from cfn_chainermn.cluster.remote import Remote, transport_errors
+from cfn_chainermn.errors import RemoteError
+from cfn_chainermn.jobs.folder import JOBS, LAUNCHED, JobRef, Launch
+from cfn_chainermn.jobs.scripts import FOLLOW_SH, LIST_SH
+
+LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
+
+
+def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
+          on_started: Callable[[], None] | None = None) -> int:
+    """Send the job and run it; attached: stream its log and return its exit code.
+
+    `on_started` runs once the job folder is written and run.sh takes over, before any job output.
+    """
+    ref = launch.ref
+    broken = transport_errors()
+    chan = remote.open_command(launch.command("detach" if detach else "attach"))
+    before: list[str] = []  # the upload's own messages (mkdir's, say): for the error, not the job's output
+    launched = False
+
+    def route(line: str) -> None:
+        nonlocal launched
+        if not launched:
+            launched = line == LAUNCHED
+            if not launched:
+                before.append(line)
+            elif on_started is not None:
+                on_started()
+        elif detach:
+            before.append(line)  # "started PID", or why not
+        else:
+            on_line(line)
+
+    try:
+        for chunk in launch.chunks():  # a local file that cannot be read raises here (ConfigError)
+            try:
+                chan.sendall(chunk)
+            except broken:
+                break  # the remote side stopped reading: it failed, and says why on the channel
+        stream_lines(chan, route)
+        rc = int(chan.recv_exit_status())
+    except BaseException as exc:
+        # Ctrl-C or a lost connection: cancel explicitly too, in case the watchdog cannot run.
+        chan.close()
+        with contextlib.suppress(Exception):  # best effort; the remote watchdog cancels too
+            cancel(remote, ref)
+        if isinstance(exc, broken):
+            raise RemoteError(f"the SSH session to {remote.host} broke while job {ref.job_id} ran "
+                              f"({str(exc) or type(exc).__name__}); the master cancels it when it notices: "
+                              "`cfn-chainermn job list NAME`") from exc
+        raise
+    finally:
+        chan.close()
+    if not launched:
+        raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
+                          f"{'; '.join(before) or 'no message'}")
+    if rc == -1:  # the channel closed without an exit status: sshd or the network went away
+        raise RemoteError(f"lost the connection to {remote.host} while job {ref.job_id} ran; the master cancels "
+                          "it when it notices: `cfn-chainermn job list NAME` shows its state")
+    if detach and rc != 0:
+        raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {'; '.join(before)}")
+    return rc
+
+
+def _no_job(ref: JobRef) -> RemoteError:
+    return RemoteError(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)")
+
+
+def cancel(remote: Remote, ref: JobRef) -> None:
+    """Stop the job's whole process group; returns once no process of it is left."""
+    path = shlex.quote(posixpath.join(ref.directory, "cancel.sh"))
+    rc, out = remote.capture(f"test -f {path} && sh {path}")
+    if rc != 0:
+        raise _no_job(ref) if rc == 1 else RemoteError(f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
+
+
+def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
+    """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
+    d = shlex.quote(ref.directory)
+    if follow:
+        cmd = f"cd {d} 2>/dev/null || exit 254; {FOLLOW_SH}"
+    else:
+        cmd = f"cd {d} 2>/dev/null || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
+    rc = remote.run(cmd, on_line=on_line)
+    if rc == 254:
+        raise _no_job(ref)
+    return rc
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str  # running | exited | cancelled | lost
+    exit_code: int | None
+    summary: str
+
+
+def list_jobs(remote: Remote, shared: str) -> list[JobInfo]:
+    out = remote.check(LIST_SH.format(jobs=shlex.quote(posixpath.join(shared, JOBS))))
+    jobs = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 4:
+            continue
+        rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else None
+        jobs.append(JobInfo(parts[0], parts[1], rc, parts[3]))
+    return sorted(jobs, key=lambda j: j.job_id)
+
+
+def looks_like_launch_failure(lines: Sequence[str]) -> bool:
+    """mpiexec could not start its daemons (a node down, ssh refused): worth a node check."""
+    return any(mark in line for line in lines for mark in LAUNCH_FAILURE_MARKS)
+
+
+Tee = Callable[[str], None]
+
+
+def tee(sink: LineSink, keep: list[str], limit: int = 200) -> Tee:
+    """Pass lines on and remember the last `limit` of them."""
+
+    def on_line(line: str) -> None:
+        keep.append(line)
+        if len(keep) > limit:
+            del keep[0]
+        sink(line)
+
+    return on_line

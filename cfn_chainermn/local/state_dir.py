@@ -1,0 +1,99 @@
+"""The local cluster's state folder: made, marked and cleared only when it is ours.
+
+`local up` clears nodes/, bucket/ and home/ in its folder on every run; these checks make sure
+that folder is one `local up` made, never a user's own (`--state-dir ~` or `/`), and that the
+cluster's user can reach it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from cfn_chainermn.cluster import handle as clusters
+from cfn_chainermn.errors import ConfigError
+
+MARKER = "# cfn-chainermn local cluster node"  # first line of every node's sshd_config
+# Kept by `down`: the next `up` may clear only a folder that holds it.
+OWNER_FILE = ".cfn-chainermn-local-cluster"
+OWNER_TEXT = "made by `cfn-chainermn local up`; `local up` reuses (and clears) only folders holding this file\n"
+
+
+def check_searchable(root: Path, flag: str = "--state-dir",
+                      fix: str = "Pick a folder such as /tmp/cluster or ./.local-cluster") -> None:
+    for parent in [root, *root.parents]:
+        if parent.exists() and not os.stat(parent).st_mode & 0o001:
+            raise ConfigError(f"{flag}: {parent} is not searchable by other users (mode "
+                              f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach "
+                              f"{root} there. {fix}")
+
+
+def is_ours(root: Path) -> bool:
+    """Our mark, or what an older version (no mark) left: its state file, or, after its `down`
+    removed that, a node's sshd_config that names this very folder on its first line."""
+    if (root / OWNER_FILE).is_file():
+        return True
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for conf in (root / "nodes").glob("*/sshd_config"):
+            if conf.read_text(encoding="utf-8").partition("\n")[0] == f"{MARKER} state={root}":
+                return True
+    try:
+        state = json.loads((root / clusters.STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and {"master_id", "nodes", "port", "user"} <= state.keys()
+
+
+def unusable(root: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"--state-dir: cannot use {root}: {exc.strerror or exc}; give a folder you can write, "
+                       "such as /tmp/cluster")
+
+
+def refuse_foreign(root: Path) -> None:
+    """Refuse a folder that `local up` did not make: it would clear nodes/, bucket/ and home/ in it."""
+    try:
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--state-dir: {root} is not a folder; give a new or empty folder such as /tmp/cluster")
+        if root.exists() and not is_ours(root) and any(root.iterdir()):
+            raise ConfigError(f"--state-dir: {root} is not empty and holds no cfn-chainermn local cluster; give a "
+                              "new or empty folder such as /tmp/cluster (nothing in it was changed)")
+    except OSError as exc:
+        raise unusable(root, exc) from exc
+
+
+def prepare(root: Path) -> None:
+    """Make the folder (0o755 only where we create it), mark it ours, clear the last run's files."""
+    try:
+        for folder in reversed([root, *root.parents]):
+            if not folder.exists():
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir()
+                    os.chmod(folder, 0o755)  # not the umask: the cluster user must reach it
+        refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
+        (root / OWNER_FILE).write_text(OWNER_TEXT, encoding="utf-8")
+        for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):
+            path = root / sub
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    except OSError as exc:
+        raise unusable(root, exc) from exc
+
+
+def hand_over(folder: Path, uid: int, gid: int) -> None:
+    """Give what an earlier run left in shared/ to this run's user.
+
+    shared/ outlives `down` (results), but the user may differ between runs (`chainer` when
+    free, else `cfnmn-<hash>`): a jobs/ folder of the last one would refuse every upload.
+    Links are changed themselves, never followed.
+    """
+    for top, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.chown(path, uid, gid, follow_symlinks=False)

@@ -1,0 +1,33 @@
+"""Names shared by the template, the node agent and the CLI: logical ids, tags, outputs, bucket layout.
+
+One module so the three can never disagree, and light enough for the node agent and `job submit`
+to import (no troposphere, no boto3).
+"""
+
+from __future__ import annotations
+
+# Logical ids that the node agent signals and the CLI reports on.
+MASTER_RESOURCE = "ClusterMaster"
+WORKER_GROUP_RESOURCE = "WorkerGroup"
+
+# Tags the template puts on every instance; discovery and `stack list` key on them.
+CLUSTER_TAG = "cfn-chainermn:cluster"
+ROLE_TAG = "cfn-chainermn:role"
+
+# Stack outputs (ClusterMasterPublicDNS keeps the 2018 reference's name).
+OUT_MASTER_DNS = "ClusterMasterPublicDNS"
+OUT_MASTER_PRIVATE_IP = "ClusterMasterPrivateIP"
+OUT_MASTER_INSTANCE_ID = "ClusterMasterInstanceId"
+OUT_BUCKET = "KeyBucketName"
+OUT_EFS_ID = "EfsFileSystemId"
+OUT_WORKER_GROUP = "WorkerGroupName"
+OUT_MOUNT_POINT = "MountPoint"
+OUT_SSH_COMMAND = "SshCommand"
+
+# Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
+KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only
+# The master's sshd host key, published by the master under the prefix only it may write: the
+# CLI pins the master from this object, never from nodes/ (which every node can write).
+MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"
+NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
+LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log

@@ -1,0 +1,1 @@
+"""CloudFormation stacks: calls, live events, staging, preflight checks, failure diagnosis."""

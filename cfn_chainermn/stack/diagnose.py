@@ -1,0 +1,115 @@
+"""Why a node failed to bootstrap: the tail of its agent log, from the key bucket or EC2.
+
+CloudFormation only says "Received FAILURE signal" or "Failed to receive 1 resource
+signal(s)"; the reason is in the node agent's log. The agent copies its log to
+logs/<instance-id>/agent.log in the key bucket; a node that never got that far still has its
+boot output in the EC2 console. This runs as soon as the failure event appears, before a
+rollback deletes the instances and the bucket.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cfn_chainermn.names import CLUSTER_TAG, LOGS_PREFIX, MASTER_RESOURCE, NODES_PREFIX, ROLE_TAG, WORKER_GROUP_RESOURCE
+
+TAIL_LINES = 20
+MAX_NODES = 3
+_INSTANCE_RE = re.compile(r"\bi-[0-9a-f]{8,17}\b")
+_NODE_RESOURCES = (MASTER_RESOURCE, WORKER_GROUP_RESOURCE)
+
+
+@dataclass(frozen=True)
+class NodeLog:
+    instance_id: str
+    source: str
+    lines: list[str]
+
+    def render(self) -> str:
+        head = f"last {len(self.lines)} lines of {self.source}:"
+        return "\n".join([head, *(f"  | {line}" for line in self.lines)])
+
+
+def concerns_nodes(event: dict[str, Any]) -> bool:
+    """A failure of the master or the worker group (a bootstrap failure or signal timeout)."""
+    return event.get("LogicalResourceId") in _NODE_RESOURCES or "signal" in str(
+        event.get("ResourceStatusReason", "")).lower()
+
+
+def _tail(text: str, n: int = TAIL_LINES) -> list[str]:
+    return [line.rstrip() for line in text.rstrip().splitlines()[-n:]]
+
+
+def _tagged_instances(ec2: Any, stack_name: str, role: str | None) -> list[str]:
+    filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [stack_name]},
+               {"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping",
+                                                         "stopped"]}]
+    if role:
+        filters.append({"Name": f"tag:{ROLE_TAG}", "Values": [role]})
+    ids: list[str] = []
+    for page in ec2.get_paginator("describe_instances").paginate(Filters=filters):
+        for reservation in page["Reservations"]:
+            ids.extend(i["InstanceId"] for i in reservation["Instances"])
+    return ids
+
+
+def _is_ready(s3: Any, bucket: str, instance_id: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=f"{NODES_PREFIX}{instance_id}/ready")
+    except ClientError:
+        return False
+    return True
+
+
+def suspects(ec2: Any, s3: Any, bucket: str | None, stack_name: str, event: dict[str, Any]) -> list[str]:
+    """Instances behind a failed node resource: named in the reason, else the stack's not-ready nodes."""
+    reason = str(event.get("ResourceStatusReason", ""))
+    ids = _INSTANCE_RE.findall(reason)
+    physical = str(event.get("PhysicalResourceId", ""))
+    if event.get("LogicalResourceId") == MASTER_RESOURCE and _INSTANCE_RE.fullmatch(physical):
+        ids.append(physical)
+    if not ids:
+        role = {MASTER_RESOURCE: "master", WORKER_GROUP_RESOURCE: "worker"}.get(str(event.get("LogicalResourceId")))
+        ids = _tagged_instances(ec2, stack_name, role)
+        if bucket:
+            ids = [i for i in ids if not _is_ready(s3, bucket, i)] or ids
+    return list(dict.fromkeys(ids))[:MAX_NODES]
+
+
+def node_log(ec2: Any, s3: Any, bucket: str | None, instance_id: str) -> NodeLog | None:
+    """The agent log from the bucket, else the instance's console output, else None."""
+    from botocore.exceptions import ClientError
+
+    if bucket:
+        key = f"{LOGS_PREFIX}{instance_id}/agent.log"
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
+            if body.strip():
+                return NodeLog(instance_id, f"s3://{bucket}/{key}", _tail(body))
+        except ClientError:
+            pass
+    try:
+        output = ec2.get_console_output(InstanceId=instance_id).get("Output") or ""
+    except ClientError:
+        return None
+    if not output.strip():
+        return None
+    return NodeLog(instance_id, f"the EC2 console output of {instance_id}", _tail(output))
+
+
+def node_logs(ec2: Any, s3: Any, bucket: str | None, stack_name: str, event: dict[str, Any]) -> list[NodeLog]:
+    """Logs of the nodes behind a failure; [] when it is not a node failure or nothing is readable."""
+    from botocore.exceptions import ClientError
+
+    if not concerns_nodes(event):
+        return []
+    try:
+        ids = suspects(ec2, s3, bucket, stack_name, event)
+    except ClientError:
+        return []
+    logs = [node_log(ec2, s3, bucket, i) for i in ids]
+    return [log for log in logs if log is not None]

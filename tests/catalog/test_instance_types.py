@@ -1,0 +1,63 @@
+"""The instance table feeds slots, validation and cost: keep it complete and consistent."""
+
+from __future__ import annotations
+
+import pytest
+
+from cfn_chainermn.catalog.instance_types import (
+    INSTANCE_TYPES,
+    PRICES_AS_OF,
+    VCPU_QUOTA_CODES,
+    estimate,
+    gpus_of,
+    lookup,
+)
+
+REQUIRED = ["p3.2xlarge", "p3.8xlarge", "p3.16xlarge", "p3dn.24xlarge", "p4d.24xlarge", "p5.48xlarge"]
+
+
+def test_required_types_and_families_present() -> None:
+    for name in REQUIRED:
+        assert name in INSTANCE_TYPES
+    families = {t.family for t in INSTANCE_TYPES.values()}
+    assert {"g4dn", "g5", "g6"} <= families
+
+
+def test_rows_are_sane() -> None:
+    for t in INSTANCE_TYPES.values():
+        assert t.gpus in (1, 4, 8), t
+        assert t.vcpus >= 4 and t.usd_per_hour > 0 and t.network_gbps > 0
+        assert (t.quota_class, False) in VCPU_QUOTA_CODES and (t.quota_class, True) in VCPU_QUOTA_CODES
+    assert lookup("p4d.24xlarge").efa and not lookup("p3.16xlarge").efa
+
+
+def test_slots_follow_gpus() -> None:
+    assert gpus_of("p3.16xlarge") == 8
+    assert gpus_of("g5.12xlarge") == 4
+    assert gpus_of("local", default=2) == 2
+
+
+def test_unknown_type_names_known_ones() -> None:
+    with pytest.raises(KeyError, match=r"known: p3\.2xlarge"):
+        lookup("p9.huge")
+
+
+def test_estimate_reference_cluster() -> None:
+    """The blog's cluster: 4 x p3.16xlarge = 32 V100."""
+    est = estimate("p3.16xlarge", "p3.16xlarge", 3)
+    assert (est.nodes, est.gpus) == (4, 32)
+    assert est.usd_per_hour == pytest.approx(4 * 24.48)
+    assert PRICES_AS_OF in est.describe() and "$97.92/h" in est.describe()
+
+
+def test_cuda_floor_per_gpu() -> None:
+    from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES, MIN_CUDA, cuda_too_old, families_for_cuda
+
+    assert {t.gpu_model for t in INSTANCE_TYPES.values()} <= set(MIN_CUDA)  # every GPU has a floor
+    assert cuda_too_old("p4d.24xlarge", "11.0") is None and cuda_too_old("g5.xlarge", "11.1") is None
+    assert cuda_too_old("g5.xlarge", "11.0") == "the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"
+    assert cuda_too_old("p5.48xlarge", "12.4") is None
+    assert cuda_too_old("p5.48xlarge", "") is None and cuda_too_old("local", "9.0") is None  # unknown: no claim
+    assert families_for_cuda("9.0") == ["p3", "p3dn"]
+    assert families_for_cuda("12.4") == ["p3", "p3dn", "p4d", "p5", "g4dn", "g5", "g6"]
+    assert families_for_cuda("junk") == []

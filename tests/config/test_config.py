@@ -1,0 +1,225 @@
+"""Config loading and validation: every message names the field and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn.config.model import ClusterConfig, build, load, merge, validate
+from cfn_chainermn.errors import ConfigError
+
+
+def problems(**data: object) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        build(data)
+    return exc.value.problems
+
+
+def test_defaults_are_valid() -> None:
+    cfg = build({})
+    assert cfg.instance_type == "p3.2xlarge"
+    assert cfg.worker_type == "p3.2xlarge"
+    assert cfg.efs.mount_point == "/efs"
+    assert validate(cfg) == []
+
+
+def test_stack_needs_key_and_cidr() -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({}, for_stack=True)
+    text = str(exc.value)
+    assert "key_name: required" in text and "--key-name" in text
+    assert "ssh_cidr: required" in text and "--ssh-cidr" in text
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"name": "9lives"}, "name: '9lives' is not a CloudFormation stack name"),
+        ({"name": "a_b"}, "name: 'a_b'"),
+        ({"name": "x" * 129}, "name:"),
+        ({"region": "mars-1"}, "region: 'mars-1' is not an AWS region"),
+        ({"instance_type": "p9.huge"}, "instance_type: unknown instance type 'p9.huge'"),
+        ({"worker_instance_type": "t2.micro"}, "worker_instance_type: unknown instance type"),
+        ({"workers": -1}, "workers: -1 is out of range; give 0 to 256"),
+        ({"workers": 10000}, "workers: 10000 is out of range"),
+        ({"workers": "many"}, "workers: expected a whole number"),
+        ({"ssh_cidr": "1.2.3.4/33"}, "ssh_cidr: '1.2.3.4/33' is not an IPv4 network"),
+        ({"ssh_cidr": "1.2.3.4/24"}, "host bits zero"),
+        ({"ssh_cidr": "0.0.0.0/0"}, "--allow-ssh-from-anywhere"),
+        ({"network": {"vpc_cidr": "10.0.0.0/16", "subnet_cidr": "10.1.0.0/24"}},
+         "network.subnet_cidr: 10.1.0.0/24 is outside network.vpc_cidr 10.0.0.0/16"),
+        ({"network": {"subnet_cidr": "10.0.0.0/30"}}, "network.subnet_cidr: prefix /30"),
+        ({"network": {"subnet_id": "subnet-0123456789abcdef0"}}, "network.vpc_id: required"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0"}}, "network.route_table_id: required"),
+        ({"network": {"vpc_id": "vpc-1"}}, "network.vpc_id: 'vpc-1' is not a valid id"),
+        ({"network": {"availability_zone": "us-east-1"}}, "network.availability_zone"),
+        ({"network": {"nope": 1}}, "network.nope: unknown field"),
+        ({"network": "x"}, "network: expected a mapping"),
+        ({"efs": {"mode": "maybe"}}, "efs.mode: 'maybe' is not allowed"),
+        ({"efs": {"mode": "existing", "file_system_id": "fs-0123456789abcdef0"}},
+         "efs.security_group_id: required with an existing EFS"),
+        ({"efs": {"mode": "existing"}}, "efs.file_system_id: required"),
+        ({"efs": {"mount_point": "relative"}}, "efs.mount_point: 'relative' is not usable"),
+        ({"efs": {"mount_point": "/etc"}}, "efs.mount_point"),
+        ({"efs": {"performance_mode": "maxIO"}}, "elastic does not work with maxIO"),
+        ({"ami": "ami-xyz"}, "ami: 'ami-xyz' is not a valid id"),
+        ({"root_volume_size": 2}, "root_volume_size: 2 GiB is out of range"),
+        ({"tenancy": "host"}, "tenancy: 'host' is not allowed"),
+        ({"tags": {"aws:x": "1"}}, "tags: key 'aws:x' is invalid"),
+        ({"tags": ["a"]}, "tags: expected a mapping"),
+        ({"spot_workers": "sometimes"}, "spot_workers: expected true or false"),
+        ({"agent_package": "x; rm -rf /"}, "agent_package:"),
+        ({"agent_index_url": "http://insecure"}, "agent_index_url: give an https://"),
+        ({"colour": "red"}, "colour: unknown field"),
+        ({"key_name": "k\u00e9y"}, "key_name: must be 1-255 printable ASCII characters"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0", "subnet_id": "subnet-x"}},
+         "network.subnet_id: 'subnet-x' is not a valid id"),
+        ({"network": {"vpc_id": "vpc-0123456789abcdef0", "route_table_id": "rtb-1"}},
+         "network.route_table_id: 'rtb-1' is not a valid id"),
+        ({"efs": {"mode": "existing", "file_system_id": "fs-0123456789abcdef0", "security_group_id": "sg-1"}},
+         "efs.security_group_id: 'sg-1' is not a valid id"),
+        ({"efs": {"performance_mode": "fast"}}, "efs.performance_mode: choose one of generalPurpose, maxIO"),
+        ({"efs": {"throughput_mode": "max"}}, "efs.throughput_mode: choose one of elastic, bursting"),
+        ({"ami_ssm_parameter": "no-slash"}, "ami_ssm_parameter: must be an SSM parameter path"),
+        ({"tags": {"team": "x" * 257}}, "tags.team: value is longer than 256 characters"),
+        ({"tags": {f"t{i}": "v" for i in range(41)}}, "tags: more than 40 tags"),
+    ],
+)
+def test_each_problem_names_its_field(data: dict[str, object], expected: str) -> None:
+    found = problems(**data)
+    assert any(expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(name="_", workers=-1, ssh_cidr="nope", tenancy="x")
+    assert [p.split(":")[0] for p in found] == ["name", "workers", "ssh_cidr", "tenancy"]
+
+
+def test_ssh_from_anywhere_needs_opt_in() -> None:
+    cfg = build({"ssh_cidr": "0.0.0.0/0", "allow_ssh_from_anywhere": True})
+    assert cfg.ssh_cidr == "0.0.0.0/0"
+
+
+FIX = ("give your own address range (for example 203.0.113.7/32) or set allow_ssh_from_anywhere: true "
+       "(--allow-ssh-from-anywhere)")
+
+
+@pytest.mark.parametrize(("cidr", "reach"), [
+    ("0.0.0.0/0", "the whole internet"), ("0.0.0.0/1", "a large part of the internet"),
+    ("128.0.0.0/1", "a large part of the internet"), ("64.0.0.0/2", "a large part of the internet"),
+    ("8.0.0.0/7", "a large part of the internet"),
+])
+def test_ssh_wider_than_a_slash_8_needs_opt_in(cidr: str, reach: str) -> None:
+    assert problems(ssh_cidr=cidr) == [f"ssh_cidr: {cidr} opens SSH to {reach}; {FIX}"]
+    assert build({"ssh_cidr": cidr, "allow_ssh_from_anywhere": True}).ssh_cidr == cidr
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.0/8", "203.0.113.7/32", "198.51.100.0/24"])
+def test_ssh_from_a_slash_8_or_narrower_needs_no_opt_in(cidr: str) -> None:
+    assert build({"ssh_cidr": cidr}).ssh_cidr == cidr
+
+
+OWN_FOLDER = "give a folder of its own such as /efs or /mnt/efs"
+INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
+
+
+@pytest.mark.parametrize(("mount_point", "message"), [
+    ("/opt", f"/opt is a system folder; {OWN_FOLDER}"),
+    ("/bin", f"/bin is a system folder; {OWN_FOLDER}"),
+    ("/boot", f"/boot is a system folder; {OWN_FOLDER}"),
+    ("/", f"/ is a system folder; {OWN_FOLDER}"),
+    ("/mnt", f"/mnt is a system folder; {OWN_FOLDER}"),
+    ("/etc/efs", f"/etc/efs is inside the system folder /etc; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/usr/local/share", f"/usr/local/share is inside the system folder /usr; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/proc/x", f"/proc/x is inside the system folder /proc; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/var/run", f"/var/run is inside the system folder /var/run; {OWN_FOLDER} {INSIDE_OK}"),  # a link to /run
+    ("/var/lock/efs", f"/var/lock/efs is inside the system folder /var/lock; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/home/chainer", f"/home/chainer is in the cluster user's home, whose ~/.ssh the mount would hide; {OWN_FOLDER}"),
+    ("/home/chainer/efs", "/home/chainer/efs is in the cluster user's home, whose ~/.ssh the mount would hide; "
+                          f"{OWN_FOLDER}"),
+    ("/efs/../etc", "'/efs/../etc' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("/efs/./x", "'/efs/./x' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("//efs", "'//efs' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
+    ("efs", "'efs' is not usable; give an absolute path of at most 101 characters, made of letters, digits, "
+            "'.', '_' and '-', such as /efs or /mnt/efs"),
+])
+def test_mount_point_is_a_folder_of_its_own(mount_point: str, message: str) -> None:
+    assert problems(efs={"mount_point": mount_point}) == [f"efs.mount_point: {message}"]
+
+
+@pytest.mark.parametrize("mount_point", ["/efs", "/mnt/efs", "/shared/data", "/home/shared", "/opt/data", "/var/efs"])
+def test_mount_points_of_their_own_are_fine(mount_point: str) -> None:
+    assert build({"efs": {"mount_point": mount_point}}).efs.mount_point == mount_point
+
+
+@pytest.mark.parametrize(("data", "types"), [
+    ({}, ("p3.2xlarge",)),
+    ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge"}, ("p4d.24xlarge", "g5.xlarge")),
+    ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge", "workers": 0}, ("p4d.24xlarge",)),
+    ({"instance_type": "g5.xlarge", "worker_instance_type": "g5.xlarge", "workers": 3}, ("g5.xlarge",)),
+])
+def test_instance_types_are_those_that_run(data: dict[str, object], types: tuple[str, ...]) -> None:
+    assert build(data).instance_types == types
+
+
+def test_existing_subnet_skips_cidr_checks() -> None:
+    cfg = build({"network": {"vpc_id": "vpc-0123456789abcdef0",
+                             "subnet_id": "subnet-0123456789abcdef0", "subnet_cidr": "bogus"}})
+    assert cfg.network.mode == "existing-subnet"
+
+
+def test_file_then_flags(tmp_path: Path) -> None:
+    f = tmp_path / "cluster.yaml"
+    f.write_text("name: demo\nworkers: 3\ntags: {team: ml}\nefs: {mode: none}\n")
+    cfg = load(f, {"workers": 5, "tags": {"cost": "x"}, "efs.mount_point": "/shared"})
+    assert isinstance(cfg, ClusterConfig)
+    assert (cfg.name, cfg.workers, cfg.efs.mode, cfg.efs.mount_point) == ("demo", 5, "none", "/shared")
+    assert dict(cfg.tags) == {"team": "ml", "cost": "x"}
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"line \d+ is not valid YAML"):
+        load(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load(listy)
+
+
+def test_merge_ignores_unset_flags() -> None:
+    assert merge({"workers": 2}, {"workers": None, "efs.mode": "none"}) == {
+        "workers": 2, "efs": {"mode": "none"}}
+
+
+def test_example_config_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = load(root / "examples" / "cluster.yaml", for_stack=True)
+    assert cfg.workers >= 1 and cfg.key_name
+
+
+def test_every_field_is_in_the_example_and_the_readme_table() -> None:
+    """The example "with every field" and the config reference stay complete as fields are added."""
+    import dataclasses
+
+    from cfn_chainermn.config.model import ClusterConfig, EfsConfig, NetworkConfig
+
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "examples" / "cluster.yaml").read_text()
+    readme = (root / "README.md").read_text()
+    names = [f.name for f in dataclasses.fields(ClusterConfig) if f.name not in ("network", "efs")]
+    names += [f"network.{f.name}" for f in dataclasses.fields(NetworkConfig)]
+    names += [f"efs.{f.name}" for f in dataclasses.fields(EfsConfig)]
+    for name in names:
+        assert f"| `{name}` |" in readme, f"README config table lacks {name}"
+        assert f"{name.rsplit('.', 1)[-1]}:" in example, f"examples/cluster.yaml lacks {name}"
+
+
+@pytest.mark.parametrize(("cidr", "written"), [("203.0.113.7/032", "203.0.113.7/32"), ("10.0.0.0/08", "10.0.0.0/8")])
+def test_a_cidr_python_reads_but_aws_does_not_is_refused_with_its_plain_form(cidr: str, written: str) -> None:
+    """The template's pattern (and AWS) refuse a zero-padded prefix; say how to write it."""
+    assert problems(ssh_cidr=cidr, allow_ssh_from_anywhere=True) == [f"ssh_cidr: write {cidr!r} as {written}"]
