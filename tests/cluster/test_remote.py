@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_channel import FakeChannel
 
 from cfn_chainermn.cluster.remote import Remote, fingerprint, host_entry
 from cfn_chainermn.errors import ConfigError, RemoteError
@@ -59,33 +60,11 @@ def test_no_published_key_refuses_unless_opted_in(key: Path) -> None:
                host_key_hint="the console output could not be read (UnauthorizedOperation)").connect()
 
 
-class _Chan:
-    def __init__(self, recv_error: BaseException | None = None, status: int = 0) -> None:
-        self.recv_error, self.status = recv_error, status
-
-    def set_combine_stderr(self, on: bool) -> None:
-        pass
-
-    def exec_command(self, command: str) -> None:
-        pass
-
-    def recv(self, n: int) -> bytes:
-        if self.recv_error is not None:
-            raise self.recv_error
-        return b""
-
-    def recv_exit_status(self) -> int:
-        return self.status
-
-    def close(self) -> None:
-        pass
-
-
 class _Transport:
-    def __init__(self, chan: _Chan | None, open_error: BaseException | None = None) -> None:
+    def __init__(self, chan: FakeChannel | None, open_error: BaseException | None = None) -> None:
         self.chan, self.open_error = chan, open_error
 
-    def open_session(self) -> _Chan | None:
+    def open_session(self) -> FakeChannel | None:
         if self.open_error is not None:
             raise self.open_error
         return self.chan
@@ -94,10 +73,10 @@ class _Transport:
 @pytest.mark.parametrize(("transport", "message"), [
     (lambda p: _Transport(None, p.ChannelException(1, "Administratively prohibited")),
      r"^SSH to u@h:22 could not start a command: .*Administratively prohibited"),
-    (lambda p: _Transport(_Chan(recv_error=ConnectionResetError(104, "Connection reset by peer"))),
+    (lambda p: _Transport(FakeChannel(recv_error=ConnectionResetError(104, "Connection reset by peer"))),
      r"^the SSH session to u@h:22 broke: .*Connection reset by peer"),
-    (lambda p: _Transport(_Chan(recv_error=EOFError())), r"^the SSH session to u@h:22 broke: EOFError"),
-    (lambda p: _Transport(_Chan(status=-1)),
+    (lambda p: _Transport(FakeChannel(recv_error=EOFError())), r"^the SSH session to u@h:22 broke: EOFError"),
+    (lambda p: _Transport(FakeChannel(status=-1)),
      r"^the SSH session to u@h:22 closed without an exit status \(connection lost\?\)"),
 ])
 def test_a_session_that_breaks_after_login_is_one_remote_error(key: Path, monkeypatch: pytest.MonkeyPatch,

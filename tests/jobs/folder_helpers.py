@@ -1,11 +1,12 @@
 """Helpers of the job-folder and job-start tests: a job folder built by prepare() whose cmd.sh
-runs the program itself (no MPI), and `sh -c` plus pipes standing in for sshd and the channel."""
+runs the program itself (no MPI), and a command run as the master would (tests/fake_channel.py:
+`sh -c` plus pipes standing in for sshd and the channel)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
-from typing import Any
+
+from fake_channel import FakeChannel
 
 from cfn_chainermn.jobs import folder as job_folder
 from cfn_chainermn.jobs import mpi
@@ -36,50 +37,14 @@ def launch_with_plain_cmd(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho 
 
 
 def run_sh(command: str, payload: bytes, *, keep_stdin_open: bool = True) -> tuple[int, str]:
-    proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(payload)
-    proc.stdin.flush()
+    """Run `command` as the master would, `payload` on its stdin; its exit code and output."""
+    chan = FakeChannel.shell(command)
+    chan.sendall(payload)
     if not keep_stdin_open:
-        proc.stdin.close()
-    out = proc.stdout.read().decode()
-    rc = proc.wait(timeout=30)
-    if keep_stdin_open:
-        proc.stdin.close()
-    return rc, out
-
-
-class PipeChannel:
-    """The slice of paramiko.Channel that jobs.start uses, over `sh -c` and pipes."""
-
-    def __init__(self, command: str) -> None:
-        self.proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-
-    def sendall(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def recv(self, n: int) -> bytes:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read1(n)
-
-    def recv_exit_status(self) -> int:
-        return self.proc.wait(timeout=30)
-
-    def close(self) -> None:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-
-
-class PipeRemote:
-    host = "master.test"
-
-    def __init__(self) -> None:
-        self.commands: list[str] = []
-
-    def open_command(self, command: str) -> Any:
-        self.commands.append(command)
-        return PipeChannel(command)
+        chan.shutdown_write()
+    out = b""
+    while data := chan.recv(1 << 16):
+        out += data
+    rc = chan.recv_exit_status()
+    chan.close()
+    return rc, out.decode()

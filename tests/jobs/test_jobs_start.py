@@ -6,7 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from folder_helpers import PipeRemote, launch_with_plain_cmd
+from fake_channel import ShellRemote
+from folder_helpers import launch_with_plain_cmd
 
 from cfn_chainermn.errors import RemoteError
 from cfn_chainermn.jobs import runner as jobs
@@ -15,7 +16,7 @@ from cfn_chainermn.jobs import runner as jobs
 def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) -> None:
     launch = launch_with_plain_cmd(tmp_path)
     lines: list[str] = []
-    remote = PipeRemote()
+    remote = ShellRemote()
     rc = jobs.start(remote, launch, detach=False, on_line=lines.append,  # type: ignore[arg-type]
                     on_started=lambda: lines.append("<started>"))
     assert rc == 3
@@ -26,7 +27,7 @@ def test_start_streams_only_the_jobs_lines_and_returns_its_code(tmp_path: Path) 
 def test_start_detached_returns_at_once(tmp_path: Path) -> None:
     launch = launch_with_plain_cmd(tmp_path, program=b"#!/bin/sh\nsleep 0.3; echo late\n")
     lines: list[str] = []
-    assert jobs.start(PipeRemote(), launch, detach=True, on_line=lines.append) == 0  # type: ignore[arg-type]
+    assert jobs.start(ShellRemote(), launch, detach=True, on_line=lines.append) == 0  # type: ignore[arg-type]
     assert lines == []
     log = tmp_path / "shared" / "jobs" / "j1" / "log"
     for _ in range(100):
@@ -44,7 +45,7 @@ def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None
     started: list[str] = []
     with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
                                           r"cannot create .*/shared/jobs/j1$"):
-        jobs.start(PipeRemote(), launch, detach=False, on_line=print,  # type: ignore[arg-type]
+        jobs.start(ShellRemote(), launch, detach=False, on_line=print,  # type: ignore[arg-type]
                    on_started=lambda: started.append("x"))
     assert started == []  # the "job ...: N ranks" line is never printed for a job that did not start
 
@@ -55,7 +56,7 @@ def test_an_early_failure_with_a_big_upload_names_the_reason_not_a_broken_pipe(t
     (tmp_path / "shared" / "jobs" / "j1").mkdir(parents=True)
     with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*File exists; "
                                           r"cannot create .*/shared/jobs/j1$"):
-        jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+        jobs.start(ShellRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
 
 
 def test_a_file_that_vanishes_after_prepare_is_a_usage_error_not_a_hang(tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_a_file_that_vanishes_after_prepare_is_a_usage_error_not_a_hang(tmp_path
 
     def run() -> None:
         try:
-            jobs.start(PipeRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
+            jobs.start(ShellRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
         except BaseException as exc:  # handed to the test thread
             raised.append(exc)
 
