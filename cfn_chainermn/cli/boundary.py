@@ -45,11 +45,10 @@ def _botocore_message(exc: Exception) -> tuple[str, int] | None:
         return ("no AWS region set; pass --region or set AWS_REGION", EXIT_USAGE)
     if isinstance(exc, bexc.EndpointConnectionError):
         return (f"cannot reach AWS: {exc}", EXIT_ERROR)
-    if isinstance(exc, bexc.ClientError):
-        err = exc.response.get("Error", {})
-        return (f"{err.get('Code', 'AWS error')}: {err.get('Message', exc)}", EXIT_ERROR)
-    if isinstance(exc, bexc.BotoCoreError):
-        return (str(exc), EXIT_ERROR)
+    from cfn_chainermn.aws import botocore_errors, failure_of
+
+    if isinstance(exc, botocore_errors()):
+        return (failure_of(exc).explained(), EXIT_ERROR)
     return None
 
 

@@ -2,15 +2,16 @@
 
 One reader for the agent (hostfile refresh), the stack CLI and the jobs CLI. Unlike the 2018
 cron script it filters on instance state, reads readiness from the bucket, and raises
-`AwsError` on any API failure so a caller can keep its last good hostfile instead of writing
-an empty one.
+`AwsError` on any API failure (through aws.aws_call, the package's one error path) so a
+caller can keep its last good hostfile instead of writing an empty one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
+from cfn_chainermn.aws import aws_call
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_HOST_KEY, NODES_PREFIX, ROLE_TAG
@@ -21,25 +22,15 @@ HOST_KEY_NAME = "host_ed25519.pub"
 # Error codes S3 answers for "no such object" (GetObject: NoSuchKey; HEAD-style: 404/NotFound).
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["aws_call", "get_bytes", "host_keys", "list_nodes", "master_host_key", "ready_ids"]
 
 
-def aws_call(operation: str, func: Callable[[], T]) -> T:
-    """Run one boto3 call; botocore failures become AwsError with the code and operation."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return func()
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        raise AwsError(f"{operation} failed: {code}: {err.get('Message', exc)}",
-                       code=code, operation=operation) from exc
-    except BotoCoreError as exc:
-        raise AwsError(f"{operation} failed: {exc}", operation=operation) from exc
-
-
-def _node_objects(s3: Any, bucket: str) -> Iterator[str]:
+def _node_objects(s3: S3Client, bucket: str) -> Iterator[str]:
     """Every key under nodes/ (paginated)."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=NODES_PREFIX)
     for page in pages:
@@ -53,14 +44,14 @@ def _split(key: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 and parts[0] else ("", "")
 
 
-def ready_ids(s3: Any, bucket: str) -> set[str]:
+def ready_ids(s3: S3Client, bucket: str) -> set[str]:
     """Instance ids that wrote nodes/<id>/ready."""
     keys = aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket)))
     return {iid for iid, name in map(_split, keys) if name == READY_NAME}
 
 
-def _instances(ec2: Any, stack_name: str) -> list[dict[str, Any]]:
-    filters = [
+def _instances(ec2: EC2Client, stack_name: str) -> list[InstanceTypeDef]:
+    filters: list[FilterTypeDef] = [
         {"Name": f"tag:{CLUSTER_TAG}", "Values": [stack_name]},
         {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
     ]
@@ -68,7 +59,7 @@ def _instances(ec2: Any, stack_name: str) -> list[dict[str, Any]]:
     return [inst for page in pages for res in page.get("Reservations", []) for inst in res.get("Instances", [])]
 
 
-def list_nodes(ec2: Any, s3: Any, stack_name: str, bucket: str) -> list[Node]:
+def list_nodes(ec2: EC2Client, s3: S3Client, stack_name: str, bucket: str) -> list[Node]:
     """The stack's pending/running instances, each marked ready when its ready object exists."""
     instances = aws_call("DescribeInstances", lambda: _instances(ec2, stack_name))
     ready = ready_ids(s3, bucket)
@@ -87,7 +78,7 @@ def list_nodes(ec2: Any, s3: Any, stack_name: str, bucket: str) -> list[Node]:
     return sorted(nodes, key=lambda n: (n.role != "master", n.instance_id))
 
 
-def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+def get_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
     """One object's body; AwsError (code NoSuchKey when absent) on failure."""
 
     def get() -> bytes:
@@ -101,7 +92,7 @@ def key_line(text: str) -> str:
     return " ".join(text.strip().split()[:2])
 
 
-def host_keys(s3: Any, bucket: str) -> dict[str, str]:
+def host_keys(s3: S3Client, bucket: str) -> dict[str, str]:
     """instance id -> its published "ssh-ed25519 AAAA..." host key (one line, no comment).
 
     Every node can write under nodes/, so these keys are good for known_hosts inside the cluster
@@ -120,7 +111,7 @@ def host_keys(s3: Any, bucket: str) -> dict[str, str]:
     return out
 
 
-def master_host_key(s3: Any, bucket: str) -> str | None:
+def master_host_key(s3: S3Client, bucket: str) -> str | None:
     """The master's host key from cluster-key/, which only the master's role may write; None if absent.
 
     The CLI pins the master's SSH host key from here, so a worker that overwrites

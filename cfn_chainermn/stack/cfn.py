@@ -11,11 +11,19 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cfn_chainermn import __version__
 from cfn_chainermn.aws import aws_error, delete_objects, error_code, mapped
 from cfn_chainermn.errors import StackError
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_cloudformation.literals import CapabilityType, OnFailureType
+    from mypy_boto3_cloudformation.type_defs import ParameterTypeDef, TagTypeDef
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
 
 # Tag on every stack this tool creates; `stack list` shows only stacks that carry it, and
 # delete/update/scale refuse a stack without it (a mistyped name must not touch others' stacks).
@@ -24,8 +32,8 @@ TOOL_TAG = "cfn-chainermn:version"
 KEY_BUCKET_RESOURCE = "KeyBucket"
 # CloudFormation's limit for an inline TemplateBody; larger templates go through S3.
 TEMPLATE_BODY_LIMIT = 51_200
-CAPABILITIES = ["CAPABILITY_IAM"]
-ON_FAILURE = {"rollback": "ROLLBACK", "delete": "DELETE", "keep": "DO_NOTHING"}
+CAPABILITIES: list[CapabilityType] = ["CAPABILITY_IAM"]
+ON_FAILURE: dict[str, OnFailureType] = {"rollback": "ROLLBACK", "delete": "DELETE", "keep": "DO_NOTHING"}
 
 
 class StackNotFound(StackError):
@@ -58,7 +66,7 @@ def is_not_found(exc: BaseException) -> bool:
     return error_code(exc) == "ValidationError" and "does not exist" in str(exc)
 
 
-def describe(cfn: Any, name: str) -> dict[str, Any]:
+def describe(cfn: CloudFormationClient, name: str) -> dict[str, Any]:
     """The stack's description; StackNotFound when there is none."""
     from botocore.exceptions import ClientError
 
@@ -70,8 +78,7 @@ def describe(cfn: Any, name: str) -> dict[str, Any]:
         raise aws_error(exc, f"reading stack {name}") from exc
     if not stacks:
         raise StackNotFound(name)
-    stack: dict[str, Any] = stacks[0]
-    return stack
+    return cast("dict[str, Any]", stacks[0])
 
 
 def require_tool_stack(stack: Mapping[str, Any], name: str, action: str) -> None:
@@ -81,7 +88,7 @@ def require_tool_stack(stack: Mapping[str, Any], name: str, action: str) -> None
                          f"{action} it (check the name; `cfn-chainermn stack list` shows yours)")
 
 
-def describe_own(cfn: Any, name: str, action: str) -> dict[str, Any]:
+def describe_own(cfn: CloudFormationClient, name: str, action: str) -> dict[str, Any]:
     """The stack's description, when it is one of this tool's clusters (see require_tool_stack)."""
     stack = describe(cfn, name)
     require_tool_stack(stack, name, action)
@@ -92,7 +99,7 @@ def describe_own(cfn: Any, name: str, action: str) -> dict[str, Any]:
 UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_FAILED")
 
 
-def ensure_absent(cfn: Any, name: str) -> None:
+def ensure_absent(cfn: CloudFormationClient, name: str) -> None:
     """Before `stack create` stages or checks anything: the name is free (a deleted stack's is).
 
     The refusal says what works from the stack's state: update a healthy stack, delete a failed
@@ -125,22 +132,22 @@ def tags_of(stack: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
 
 
-def outputs(cfn: Any, name: str) -> dict[str, str]:
+def outputs(cfn: CloudFormationClient, name: str) -> dict[str, str]:
     """The stack's outputs by name (the contract other areas use to find a cluster)."""
     with mapped(f"reading stack {name}"):
         return outputs_of(describe(cfn, name))
 
 
-def list_stacks(cfn: Any) -> list[dict[str, Any]]:
+def list_stacks(cfn: CloudFormationClient) -> list[dict[str, Any]]:
     """This tool's live stacks (those tagged TOOL_TAG), oldest first."""
     found: list[dict[str, Any]] = []
     with mapped("listing stacks"):
         for page in cfn.get_paginator("describe_stacks").paginate():
-            found.extend(s for s in page["Stacks"] if TOOL_TAG in tags_of(s))
+            found.extend(cast("dict[str, Any]", s) for s in page["Stacks"] if TOOL_TAG in tags_of(s))
     return sorted(found, key=lambda s: s["CreationTime"])
 
 
-def stack_tags(extra: Mapping[str, str]) -> list[dict[str, str]]:
+def stack_tags(extra: Mapping[str, str]) -> list[TagTypeDef]:
     """The tool's marker tag plus the config's tags (CloudFormation copies them to resources)."""
     tags = {TOOL_TAG: __version__, **dict(extra)}
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
@@ -158,7 +165,7 @@ def template_source(body: str, upload: Callable[[str], str]) -> dict[str, str]:
     return {"TemplateURL": upload(body)}
 
 
-def _parameters(values: Mapping[str, str | None]) -> list[dict[str, Any]]:
+def _parameters(values: Mapping[str, str | None]) -> list[ParameterTypeDef]:
     """Parameter list; a value of None keeps the stack's previous value."""
     return [
         {"ParameterKey": k, "UsePreviousValue": True} if v is None else {"ParameterKey": k, "ParameterValue": v}
@@ -166,16 +173,15 @@ def _parameters(values: Mapping[str, str | None]) -> list[dict[str, Any]]:
     ]
 
 
-def create(cfn: Any, name: str, source: Mapping[str, str], params: Mapping[str, str],
-           tags: list[dict[str, str]], *, on_failure: str = "rollback") -> str:
+def create(cfn: CloudFormationClient, name: str, source: Mapping[str, str], params: Mapping[str, str],
+           tags: list[TagTypeDef], *, on_failure: str = "rollback") -> str:
     """Start creating the stack; returns its StackId (events and waiting are watch.py's)."""
     from botocore.exceptions import ClientError
 
     try:
-        response = cfn.create_stack(
-            StackName=name, **source, Parameters=_parameters(params), Capabilities=CAPABILITIES,
-            OnFailure=ON_FAILURE[on_failure], Tags=tags,
-        )
+        request: dict[str, Any] = {**source, "Parameters": _parameters(params), "Capabilities": CAPABILITIES,
+                                   "OnFailure": ON_FAILURE[on_failure], "Tags": tags}
+        response = cfn.create_stack(StackName=name, **request)
     except ClientError as exc:
         if error_code(exc) == "AlreadyExistsException":
             raise StackError(
@@ -202,9 +208,9 @@ def _change_line(change: Mapping[str, Any]) -> str:
     return f"{rc.get('Action', '?'):<7} {rc.get('LogicalResourceId', '?')} {rc.get('ResourceType', '')}{note}"
 
 
-def create_change_set(cfn: Any, name: str, source: Mapping[str, str] | None,
-                      params: Mapping[str, str | None], tags: list[dict[str, str]] | None = None,
-                      *, delay: float = 5) -> ChangeSet | None:
+def create_change_set(cfn: CloudFormationClient, name: str, source: Mapping[str, str] | None,
+                      params: Mapping[str, str | None], tags: list[TagTypeDef] | None = None,
+                      *, delay: int = 5) -> ChangeSet | None:
     """Create a change set and wait until it is ready; None (change set removed) when nothing changes.
 
     `source` None reuses the stack's current template (scaling changes only parameters).
@@ -212,13 +218,12 @@ def create_change_set(cfn: Any, name: str, source: Mapping[str, str] | None,
     from botocore.exceptions import WaiterError
 
     cs_name = f"cfn-chainermn-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    template: dict[str, Any] = dict(source) if source is not None else {"UsePreviousTemplate": True}
-    extra: dict[str, Any] = {"Tags": tags} if tags is not None else {}
+    request: dict[str, Any] = dict(source) if source is not None else {"UsePreviousTemplate": True}
+    request.update(Parameters=_parameters(params), Capabilities=CAPABILITIES)
+    if tags is not None:
+        request["Tags"] = tags
     with mapped(f"creating a change set for stack {name}"):
-        arn = cfn.create_change_set(
-            StackName=name, ChangeSetName=cs_name, ChangeSetType="UPDATE", **template,
-            Parameters=_parameters(params), Capabilities=CAPABILITIES, **extra,
-        )["Id"]
+        arn = cfn.create_change_set(StackName=name, ChangeSetName=cs_name, ChangeSetType="UPDATE", **request)["Id"]
     change_set = ChangeSet(stack=name, name=cs_name, arn=str(arn))
     try:
         cfn.get_waiter("change_set_create_complete").wait(
@@ -236,17 +241,17 @@ def create_change_set(cfn: Any, name: str, source: Mapping[str, str] | None,
     return change_set
 
 
-def execute_change_set(cfn: Any, change_set: ChangeSet) -> None:
+def execute_change_set(cfn: CloudFormationClient, change_set: ChangeSet) -> None:
     with mapped(f"executing change set {change_set.name}"):
         cfn.execute_change_set(ChangeSetName=change_set.name, StackName=change_set.stack)
 
 
-def discard(cfn: Any, change_set: ChangeSet) -> None:
+def discard(cfn: CloudFormationClient, change_set: ChangeSet) -> None:
     with mapped(f"deleting change set {change_set.name}"):
         cfn.delete_change_set(ChangeSetName=change_set.name, StackName=change_set.stack)
 
 
-def key_bucket_of(cfn: Any, stack_id: str) -> str | None:
+def key_bucket_of(cfn: CloudFormationClient, stack_id: str) -> str | None:
     """Physical name of the stack's key bucket (logical id KEY_BUCKET_RESOURCE), None if it has none.
 
     Only this resource: any other bucket in the stack is not ours to empty.
@@ -260,15 +265,16 @@ def key_bucket_of(cfn: Any, stack_id: str) -> str | None:
     return None
 
 
-def empty_bucket(s3: Any, bucket: str) -> int:
+def empty_bucket(s3: S3Client, bucket: str) -> int:
     """Delete every object version and delete marker, so CloudFormation can delete the bucket."""
     from botocore.exceptions import ClientError
 
     removed = 0
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            keys = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            keys: list[ObjectIdentifierTypeDef] = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]]
             refused = delete_objects(s3, bucket, keys)
             if refused:
                 raise StackError(f"could not empty bucket {bucket}: {refused}")
@@ -280,7 +286,7 @@ def empty_bucket(s3: Any, bucket: str) -> int:
     return removed
 
 
-def delete(cfn: Any, stack_id: str) -> None:
+def delete(cfn: CloudFormationClient, stack_id: str) -> None:
     """Start deleting the stack (by id, so it can be followed after the name is gone)."""
     with mapped(f"deleting stack {stack_id}"):
         cfn.delete_stack(StackName=stack_id)

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.names import CLUSTER_TAG, LOGS_PREFIX, MASTER_RESOURCE, NODES_PREFIX, ROLE_TAG, WORKER_GROUP_RESOURCE
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+    from mypy_boto3_s3 import S3Client
+
 
 TAIL_LINES = 20
 MAX_NODES = 3
@@ -42,8 +48,8 @@ def _tail(text: str, n: int = TAIL_LINES) -> list[str]:
     return [line.rstrip() for line in text.rstrip().splitlines()[-n:]]
 
 
-def _tagged_instances(ec2: Any, stack_name: str, role: str | None) -> list[str]:
-    filters = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [stack_name]},
+def _tagged_instances(ec2: EC2Client, stack_name: str, role: str | None) -> list[str]:
+    filters: list[FilterTypeDef] = [{"Name": f"tag:{CLUSTER_TAG}", "Values": [stack_name]},
                {"Name": "instance-state-name", "Values": ["pending", "running", "shutting-down", "stopping",
                                                          "stopped"]}]
     if role:
@@ -55,7 +61,7 @@ def _tagged_instances(ec2: Any, stack_name: str, role: str | None) -> list[str]:
     return ids
 
 
-def _is_ready(s3: Any, bucket: str, instance_id: str) -> bool:
+def _is_ready(s3: S3Client, bucket: str, instance_id: str) -> bool:
     from botocore.exceptions import ClientError
 
     try:
@@ -65,7 +71,7 @@ def _is_ready(s3: Any, bucket: str, instance_id: str) -> bool:
     return True
 
 
-def suspects(ec2: Any, s3: Any, bucket: str | None, stack_name: str, event: dict[str, Any]) -> list[str]:
+def suspects(ec2: EC2Client, s3: S3Client, bucket: str | None, stack_name: str, event: dict[str, Any]) -> list[str]:
     """Instances behind a failed node resource: named in the reason, else the stack's not-ready nodes."""
     reason = str(event.get("ResourceStatusReason", ""))
     ids = _INSTANCE_RE.findall(reason)
@@ -80,7 +86,7 @@ def suspects(ec2: Any, s3: Any, bucket: str | None, stack_name: str, event: dict
     return list(dict.fromkeys(ids))[:MAX_NODES]
 
 
-def node_log(ec2: Any, s3: Any, bucket: str | None, instance_id: str) -> NodeLog | None:
+def node_log(ec2: EC2Client, s3: S3Client, bucket: str | None, instance_id: str) -> NodeLog | None:
     """The agent log from the bucket, else the instance's console output, else None."""
     from botocore.exceptions import ClientError
 
@@ -101,7 +107,8 @@ def node_log(ec2: Any, s3: Any, bucket: str | None, instance_id: str) -> NodeLog
     return NodeLog(instance_id, f"the EC2 console output of {instance_id}", _tail(output))
 
 
-def node_logs(ec2: Any, s3: Any, bucket: str | None, stack_name: str, event: dict[str, Any]) -> list[NodeLog]:
+def node_logs(ec2: EC2Client, s3: S3Client, bucket: str | None, stack_name: str,
+              event: dict[str, Any]) -> list[NodeLog]:
     """Logs of the nodes behind a failure; [] when it is not a node failure or nothing is readable."""
     from botocore.exceptions import ClientError
 

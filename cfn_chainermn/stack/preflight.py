@@ -49,7 +49,7 @@ def _call(result: Result, what: str, missing: dict[str, str], fn: Callable[[], A
             if code.startswith(prefix):
                 result.problems.append(message)
                 return None
-        result.problems.append(f"{what}: could not check ({code}: {exc.response['Error'].get('Message', '')})")
+        result.problems.append(f"{what}: could not check ({short_error(exc)})")
         return None
 
 

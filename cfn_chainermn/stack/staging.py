@@ -16,11 +16,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn import __version__
 from cfn_chainermn.aws import Aws, aws_error, error_code, mapped
 from cfn_chainermn.errors import CfnChainermnError, ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import BucketLifecycleConfigurationTypeDef
+
 
 AGENT_SOURCES = ("staged", "index", "ami")
 AGENT_PREFIX = "agent/"
@@ -29,7 +34,7 @@ TEMPLATE_DAYS = 7
 # CloudFormation reads a TemplateURL only while it creates or updates the stack, so staged
 # templates go after a week. Agent wheels stay: a node that boots later (scale-out, a Spot
 # replacement) installs the agent from its stack's AgentWheelS3Path.
-LIFECYCLE = {"Rules": [
+LIFECYCLE: BucketLifecycleConfigurationTypeDef = {"Rules": [
     {"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": TEMPLATE_PREFIX},
      "Expiration": {"Days": TEMPLATE_DAYS}},
     {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
@@ -42,7 +47,7 @@ def bucket_name(account: str, region: str) -> str:
     return f"cfn-chainermn-staging-{account}-{region}"
 
 
-def ensure_bucket(s3: Any, bucket: str, region: str, owner: str) -> None:
+def ensure_bucket(s3: S3Client, bucket: str, region: str, owner: str) -> None:
     """Create the bucket if missing, encrypted and private; refuse one owned by someone else.
 
     The name is predictable, so anyone could make it first and receive the agent wheel that every
@@ -51,7 +56,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str, owner: str) -> None:
     """
     from botocore.exceptions import ClientError
 
-    owned = {"Bucket": bucket, "ExpectedBucketOwner": owner}
+    owned: dict[str, Any] = {"Bucket": bucket, "ExpectedBucketOwner": owner}
     try:
         s3.head_bucket(**owned)
         return
@@ -62,7 +67,8 @@ def ensure_bucket(s3: Any, bucket: str, region: str, owner: str) -> None:
         if code not in ("404", "NoSuchBucket", "NotFound"):
             raise aws_error(exc, f"checking staging bucket {bucket}") from exc
     with mapped(f"creating staging bucket {bucket}"):
-        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        location: dict[str, Any] = ({} if region == "us-east-1"
+                                    else {"CreateBucketConfiguration": {"LocationConstraint": region}})
         try:
             s3.create_bucket(Bucket=bucket, **location)  # CreateBucket takes no ExpectedBucketOwner
         except ClientError as exc:
@@ -149,7 +155,7 @@ def build_wheel(out_dir: Path, root: Path | None = None) -> Path:
     return wheels[-1]
 
 
-def upload_file(s3: Any, bucket: str, prefix: str, path: Path, *, owner: str) -> str:
+def upload_file(s3: S3Client, bucket: str, prefix: str, path: Path, *, owner: str) -> str:
     """Upload under a content-hash folder (the file name is kept: pip needs it); returns the key.
 
     Only into a bucket of account `owner`: S3 refuses the write (403) if another account owns it.

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.aws import aws_error
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+
 
 # Statuses at which an operation has finished, well or badly.
 SETTLED = (
@@ -57,7 +61,7 @@ def is_failure(event: dict[str, Any]) -> bool:
 class EventStream:
     """New events of one stack, oldest first, each returned once."""
 
-    def __init__(self, cfn: Any, stack_id: str) -> None:
+    def __init__(self, cfn: CloudFormationClient, stack_id: str) -> None:
         self.cfn = cfn
         self.stack_id = stack_id
         self.seen: set[str] = set()
@@ -118,7 +122,7 @@ class Outcome:
         return root_cause(self.events)
 
 
-def follow(cfn: Any, stack_id: str, on_event: Callable[[dict[str, Any]], None], *, name: str = "",
+def follow(cfn: CloudFormationClient, stack_id: str, on_event: Callable[[dict[str, Any]], None], *, name: str = "",
            stream: EventStream | None = None, delay: float = POLL_SECONDS,
            max_minutes: float = MAX_MINUTES) -> Outcome:
     """Wait until the stack settles, handing each new event to `on_event` as it appears.

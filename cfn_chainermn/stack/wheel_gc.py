@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.stack.staging import AGENT_PREFIX
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_s3 import S3Client
+
 
 KEEP_HOURS = 24
 WHEEL_PARAMETER = "AgentWheelS3Path"
@@ -31,7 +36,7 @@ class Pruned:
     busy: str = ""  # the stack whose change in progress stopped the pruning, if one did
 
 
-def wheels_in_use(cfn: Any) -> tuple[set[str], str]:
+def wheels_in_use(cfn: CloudFormationClient) -> tuple[set[str], str]:
     """("bucket/key" of every live stack's agent wheel, the name of a stack in progress or "")."""
     used: set[str] = set()
     for page in cfn.get_paginator("describe_stacks").paginate():
@@ -49,7 +54,8 @@ def wheels_in_use(cfn: Any) -> tuple[set[str], str]:
     return used, ""
 
 
-def prune_agent_wheels(s3: Any, cfn: Any, bucket: str, owner: str, now: dt.datetime | None = None) -> Pruned:
+def prune_agent_wheels(s3: S3Client, cfn: CloudFormationClient, bucket: str, owner: str,
+                       now: dt.datetime | None = None) -> Pruned:
     """Delete the bucket's agent wheels that no stack names and that are older than KEEP_HOURS."""
     from botocore.exceptions import ClientError
 

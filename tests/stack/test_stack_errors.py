@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_helpers import NAME, STACK_ID, free_port
+from stack_helpers import NAME, STACK_ID, free_port, http_endpoint
 
 GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
 EFS = "fs-0123456789abcdef0"
@@ -109,27 +107,12 @@ def throttling_endpoint() -> Iterator[tuple[str, list[bytes]]]:
     """A CloudFormation endpoint on 127.0.0.1 that throttles the first request and answers the next."""
     requests: list[bytes] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            requests.append(self.rfile.read(int(self.headers["Content-Length"])))
-            status, body = (400, _THROTTLED) if len(requests) == 1 else (200, _STACKS)
-            self.send_response(status)
-            self.send_header("Content-Type", "text/xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: bytes) -> tuple[int, str, bytes]:
+        requests.append(request)
+        return (400, "text/xml", _THROTTLED) if len(requests) == 1 else (200, "text/xml", _STACKS)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_endpoint(answer) as url:
+        yield url, requests
 
 
 def test_throttling_is_retried_by_botocore(throttling_endpoint: tuple[str, list[bytes]], run_cli: Any) -> None:
