@@ -16,9 +16,11 @@ from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.node import steps
 from cfn_chainermn.node.aws_backend import AwsInventory, CfnSignal, S3Bucket
+from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.local_backend import DirBucket, LocalInventory, NoSignal
+from cfn_chainermn.node.local_platform import LocalPlatform
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import STEPS, State
 from cfn_chainermn.node.system import System
@@ -33,19 +35,21 @@ class AwsClients:
     cfn: Any
 
 
-def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None) -> Context:
-    system = System(settings.root)
+def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None, imds: Imds | None = None) -> Context:
+    """The one place that picks the back ends: local ones for --backend local, else AWS ones."""
     state = State.load(settings.state_path())
     state.role = settings.role or state.role
     state.node_id = settings.node_id or state.node_id
     log = AgentLog(settings.log_path(), echo)
     if settings.local:
-        return Context(settings, system, DirBucket(f"{settings.state_dir}/bucket"),
+        return Context(settings, LocalPlatform(), DirBucket(f"{settings.state_dir}/bucket"),
                        LocalInventory(settings.state_dir), NoSignal(), log, state)
     if clients is None:
         raise AgentError("AWS back end needs boto3 clients")
-    return Context(settings, system, S3Bucket(clients.s3, settings.bucket),
-                   AwsInventory(clients.ec2, clients.s3, settings.stack, settings.bucket), None, log, state)
+    platform = AwsPlatform(System(settings.root), imds or Imds(settings.imds_url))
+    return Context(settings, platform, S3Bucket(clients.s3, settings.bucket),
+                   AwsInventory(clients.ec2, clients.s3, settings.stack, settings.bucket),
+                   CfnSignal(clients.cfn, settings), log, state)
 
 
 def _run_step(ctx: Context, name: str, func: Callable[[], str]) -> str | None:
@@ -80,24 +84,14 @@ def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | 
          echo: TextIO | None = None) -> State:
     """Bring this node into the cluster. Raises AgentError (after signalling) when a step fails."""
     settings.check(boot=True)
-    ctx = _context(settings, clients, echo)
+    ctx = _context(settings, clients, echo, imds)
     ctx.state.ready = False
     for name in STEPS:
         ctx.state.steps[name] = {"status": "pending", "detail": "", "time": ""}
     ctx.state.save()
     ctx.log.info(f"boot: {settings.role} node of {settings.stack or settings.state_dir} ({settings.backend})")
-    if imds is None and not settings.local:
-        imds = Imds(settings.imds_url)
-    plan: list[tuple[str, Callable[[], str]]] = [
-        ("identity", lambda: f"{steps.identity(ctx, imds)}; {steps.retract_ready(ctx)}"),
-        ("user", lambda: steps.user(ctx)),
-        ("ssh", lambda: steps.ssh_step(ctx)),
-        ("efs", lambda: steps.efs(ctx)),
-        ("ready", lambda: steps.ready(ctx)),
-        ("hostfile", lambda: _files_and_timer(ctx)),
-    ]
     failure = None
-    for name, func in plan:
+    for name, func in steps.plan(ctx):
         failure = _run_step(ctx, name, func)
         if name == "identity" and failure is None:
             settings.save()  # the refresh timer reads it, with the identity just learned
@@ -105,32 +99,22 @@ def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | 
             break
     if failure is None:
         settings.save()
-    signal_failure = _signal(ctx, clients, failure)
+    signal_failure = _signal(ctx, failure)
     _upload_log(ctx)
     if failure or signal_failure:
         raise AgentError(failure or str(signal_failure))
     return ctx.state
 
 
-def _files_and_timer(ctx: Context) -> str:
-    detail = steps.cluster_files(ctx)
-    if not ctx.settings.local:
-        detail += "; " + steps.timer(ctx)
-    return detail
-
-
-def _signal(ctx: Context, clients: AwsClients | None, failure: str | None) -> str | None:
+def _signal(ctx: Context, failure: str | None) -> str | None:
     """Send the outcome; the reason it could not be sent, else None."""
-    s = ctx.settings
-    if ctx.signaller is None:
-        if clients is None or not s.node_id:
-            reason = "instance id unknown: cannot signal CloudFormation"
-            ctx.state.mark("signal", "failed", reason)
-            ctx.log.error(reason)
-            return reason
-        ctx.signaller = CfnSignal(clients.cfn, s.stack, s.signal_resource, s.node_id)
-    signaller = ctx.signaller
-    return _run_step(ctx, "signal", lambda: signaller.signal(failure is None) + (f" ({failure})" if failure else ""))
+    if not ctx.settings.node_id:  # only on AWS, where identity failed: --backend local requires --node-id
+        reason = "instance id unknown: cannot signal CloudFormation"
+        ctx.state.mark("signal", "failed", reason)
+        ctx.log.error(reason)
+        return reason
+    why = f" ({failure})" if failure else ""
+    return _run_step(ctx, "signal", lambda: ctx.signaller.signal(failure is None) + why)
 
 
 def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:

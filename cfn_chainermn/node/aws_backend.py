@@ -11,6 +11,7 @@ from typing import Any
 from cfn_chainermn.cluster import inventory
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AwsError
+from cfn_chainermn.node.settings import Settings
 
 
 class S3Bucket:
@@ -56,22 +57,26 @@ _NOT_AWAITED = re.compile(r"Resource (\S+) is in ([A-Z_]+) state and cannot be s
 
 
 class CfnSignal:
-    """cfn-signal's job, done with boto3 so the agent needs no helper scripts on the AMI."""
+    """cfn-signal's job, done with boto3 so the agent needs no helper scripts on the AMI.
 
-    def __init__(self, cfn: Any, stack: str, resource: str, instance_id: str) -> None:
-        self.cfn, self.stack, self.resource, self.instance_id = cfn, stack, resource, instance_id
+    Made before the boot; it reads stack, resource and instance id from the settings when it
+    signals, since the identity step learns the instance id."""
+
+    def __init__(self, cfn: Any, settings: Settings) -> None:
+        self.cfn, self.settings = cfn, settings
 
     def signal(self, success: bool) -> str:
         """Send the signal. A resource already complete awaits none: that is not a failure (the
         node is as ready as its steps say); every other error still raises AwsError."""
         status = "SUCCESS" if success else "FAILURE"
+        stack, resource, instance_id = self.settings.stack, self.settings.signal_resource, self.settings.node_id
         try:
             inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
-                StackName=self.stack, LogicalResourceId=self.resource, UniqueId=self.instance_id, Status=status))
+                StackName=stack, LogicalResourceId=resource, UniqueId=instance_id, Status=status))
         except AwsError as exc:
             found = _NOT_AWAITED.search(str(exc)) if exc.code == "ValidationError" else None
             if found is None:
                 raise
-            return (f"no signal awaited (resource already complete): {self.stack}/{found.group(1)} "
+            return (f"no signal awaited (resource already complete): {stack}/{found.group(1)} "
                     f"is {found.group(2)}, {status} not sent")
-        return f"{status} sent to {self.stack}/{self.resource}"
+        return f"{status} sent to {stack}/{resource}"

@@ -1,14 +1,21 @@
-"""The three things the agent needs from its surroundings, as small interfaces.
+"""The four things the agent needs from its surroundings, as small interfaces.
 
-AWS (aws_backend.py): S3, EC2 + S3 discovery, CloudFormation signals. Local (local_backend.py):
-a folder, a static inventory.json, no signal. The steps only see these methods.
+AWS (aws_backend.py, aws_platform.py): S3, EC2 + S3 discovery, CloudFormation signals, and an
+EC2 instance (IMDSv2, useradd, EFS through /etc/fstab, systemd). Local (local_backend.py,
+local_platform.py): a folder, a static inventory.json, no signal, and a node that is a folder on
+this machine. agent.py picks one set once; the steps only see these methods.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from cfn_chainermn.cluster.hostfile import Node
+
+if TYPE_CHECKING:
+    from cfn_chainermn.node.context import Context
+    from cfn_chainermn.node.settings import Settings
 
 
 class Bucket(Protocol):
@@ -36,3 +43,35 @@ class Inventory(Protocol):
 class Signaller(Protocol):
     def signal(self, success: bool) -> str:
         """Report the outcome to whoever waits for this node; returns what was done, in words."""
+
+
+class Platform(Protocol):
+    """The machine the node is: where its paths live, who it is, how its user, shared folder,
+    system-wide hostfiles and refresh timer are set up. Each method returns a step's detail."""
+
+    def path(self, node_path: str) -> Path:
+        """Where an absolute path of the node lives on this machine."""
+
+    def identify(self, ctx: Context) -> str:
+        """Learn this node's id, address, type and subnet into ctx.settings (and the user's keys)."""
+
+    def user(self, ctx: Context) -> str:
+        """The cluster user exists, its home too, and non-interactive ssh finds MPI; sets ctx.owner."""
+
+    def search_path(self) -> tuple[str, str]:
+        """PATH and LD_LIBRARY_PATH (may be "") that remote orted and python need."""
+
+    def mpi_params(self, settings: Settings) -> list[str]:
+        """MCA lines this machine adds to the common ones (before mca_base_env_list)."""
+
+    def host_key(self, settings: Settings) -> Path:
+        """This node's sshd host public key file (made first where the machine makes it)."""
+
+    def shared_folder(self, ctx: Context) -> str:
+        """The mount point ready and owned by the user: EFS mounted, or a plain folder."""
+
+    def hostfile_copies(self) -> list[Path]:
+        """OpenMPI's system-wide default hostfiles to keep equal to the user's hostfile."""
+
+    def refresh_timer(self, ctx: Context) -> str | None:
+        """Install what runs `node refresh` periodically; None where something else drives it."""

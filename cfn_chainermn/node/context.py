@@ -1,4 +1,4 @@
-"""What every step receives: settings, the OS seam, the back ends, the log and the state."""
+"""What every step receives: settings, the back ends (the platform among them), the log and the state."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from cfn_chainermn.node.backends import Bucket, Inventory, Signaller
+from cfn_chainermn.node.backends import Bucket, Inventory, Platform, Signaller
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import State
-from cfn_chainermn.node.system import System
 
 
 class AgentLog:
@@ -42,10 +41,10 @@ class AgentLog:
 @dataclass
 class Context:
     settings: Settings
-    system: System
+    platform: Platform
     bucket: Bucket
     inventory: Inventory
-    signaller: Signaller | None
+    signaller: Signaller
     log: AgentLog
     state: State
     owner: tuple[int, int] = (-1, -1)
@@ -56,5 +55,4 @@ class Context:
 
     def home(self) -> Path:
         """The user's home as a path on this machine (under the root directory on AWS)."""
-        home = self.settings.home_dir()
-        return Path(home) if self.settings.local else self.system.path(home)
+        return self.platform.path(self.settings.home_dir())

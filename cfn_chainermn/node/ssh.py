@@ -19,7 +19,6 @@ from cfn_chainermn.cluster.inventory import HOST_KEY_NAME
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 from cfn_chainermn.node.context import Context
-from cfn_chainermn.node.settings import AWS_HOST_KEY
 from cfn_chainermn.node.system import write_atomic
 
 PRIVATE = KEY_PREFIX + "id_ed25519"
@@ -91,15 +90,8 @@ def merge_authorized(existing: str, managed: list[str]) -> str:
 
 
 def host_public_key(ctx: Context) -> str:
-    """This node's sshd host key; on AWS it is generated (ssh-keygen -A) if sshd has none yet."""
-    if ctx.settings.local:
-        path = Path(ctx.settings.host_key)
-    else:
-        path = ctx.system.path(ctx.settings.host_key or AWS_HOST_KEY)
-        if not path.exists():
-            ctx.system.path("/etc/ssh").mkdir(parents=True, exist_ok=True)
-            argv = ["ssh-keygen", "-A"] + ([] if ctx.system.real else ["-f", str(ctx.system.root)])
-            subprocess.run(argv, capture_output=True, check=False)
+    """This node's sshd host key (the platform makes one first where sshd has none yet)."""
+    path = ctx.platform.host_key(ctx.settings)
     if not path.is_file():
         raise AgentError(f"no ssh host key at {path}; sshd needs one before the node can join")
     return " ".join(path.read_text(encoding="utf-8").split()[:2])

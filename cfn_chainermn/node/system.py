@@ -19,6 +19,7 @@ from cfn_chainermn.errors import AgentError
 
 FSTAB = "/etc/fstab"
 JOURNAL = "/var/lib/cfn-chainermn/commands.log"
+STD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")  # a stock Linux PATH
 
 
 class System:

@@ -13,7 +13,7 @@ from node_sim import FSTAB, SimCluster
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, steps
+from cfn_chainermn.node import agent, aws_platform
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.state import State
 from cfn_chainermn.node.system import System
@@ -80,7 +80,7 @@ class _SlowMountTarget(System):
 def test_efs_mount_retried_until_target_answers(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
     c = sim_cluster
     monkeypatch.setattr(agent, "System", _SlowMountTarget)
-    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(aws_platform, "MOUNT_FIRST_DELAY_S", 0.05)
     state = c.boot("master")
     assert state.steps["efs"]["detail"] == "EFS fs-0123456789abcdef0 mounted at /efs via /etc/fstab"
     root = c.nodes["master"].root
@@ -92,8 +92,8 @@ def test_efs_never_answers_fails_the_signal(sim_cluster: SimCluster, monkeypatch
     c = sim_cluster
     monkeypatch.setattr(agent, "System", _SlowMountTarget)
     monkeypatch.setattr(_SlowMountTarget, "failures", 1000)
-    monkeypatch.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
-    monkeypatch.setattr(steps, "MOUNT_DEADLINE_S", 0.3)
+    monkeypatch.setattr(aws_platform, "MOUNT_FIRST_DELAY_S", 0.05)
+    monkeypatch.setattr(aws_platform, "MOUNT_DEADLINE_S", 0.3)
     with pytest.raises(AgentError, match="efs step failed: EFS fs-0123456789abcdef0 not mountable at /efs"):
         agent.boot(c.settings("master"), c.clients("master", status="FAILURE"), echo=c.echo())
     c.stubs[-1].assert_no_pending_responses()

@@ -12,7 +12,7 @@ from node_sim import SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, steps
+from cfn_chainermn.node import agent, aws_platform
 from cfn_chainermn.node.state import State
 from cfn_chainermn.node.system import System
 
@@ -40,8 +40,8 @@ def test_failed_reboot_drops_the_worker_from_the_hostfile(sim_cluster: SimCluste
 
     with monkeypatch.context() as mp, pytest.raises(AgentError, match="efs step failed"):
         mp.setattr(agent, "System", _DeadMountTarget)
-        mp.setattr(steps, "MOUNT_FIRST_DELAY_S", 0.05)
-        mp.setattr(steps, "MOUNT_DEADLINE_S", 0.2)
+        mp.setattr(aws_platform, "MOUNT_FIRST_DELAY_S", 0.05)
+        mp.setattr(aws_platform, "MOUNT_DEADLINE_S", 0.2)
         agent.boot(c.settings("w1"), c.clients("w1", status="FAILURE"), echo=c.echo())
     c.stubs[-1].assert_no_pending_responses()
     listed = c.s3.list_objects_v2(Bucket=c.bucket, Prefix=f"nodes/{w1.instance_id}/")

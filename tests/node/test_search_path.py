@@ -9,7 +9,7 @@ from pathlib import Path
 
 from node_sim import SimCluster
 
-from cfn_chainermn.node import agent, steps
+from cfn_chainermn.node import agent, aws_platform
 
 
 def test_ami_manifest_dirs_come_first_and_agent_last(sim_cluster: SimCluster) -> None:
@@ -61,7 +61,7 @@ def test_non_interactive_ssh_shell_sees_the_mpi_path(sim_cluster: SimCluster) ->
     c = sim_cluster
     root = c.nodes["master"].root
     mpi_bin = "/opt/amazon/openmpi/bin"
-    assert mpi_bin in steps.BIN_DIRS
+    assert mpi_bin in aws_platform.BIN_DIRS
     (root / mpi_bin.lstrip("/")).mkdir(parents=True)
     home = root / "home/chainer"
     home.mkdir(parents=True)

@@ -1,0 +1,154 @@
+"""The node as an EC2 instance: IMDSv2 identity, useradd, EFS through /etc/fstab, OpenMPI's
+system-wide hostfiles and a systemd refresh timer, every path and command through System (so a
+test root stands for "/")."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.imds import Imds
+from cfn_chainermn.node.settings import AWS_HOST_KEY, Settings
+from cfn_chainermn.node.system import STD_PATH, System, write_atomic
+
+# OpenMPI's system-wide default hostfile where the AMIs keep it (DLAMI, the 2018 AMI, Debian).
+DEFAULT_HOSTFILES = (
+    "/opt/amazon/openmpi/etc/openmpi-default-hostfile",
+    "/usr/local/mpi/etc/openmpi-default-hostfile",
+    "/etc/openmpi/openmpi-default-hostfile",
+)
+BIN_DIRS = ("/opt/amazon/openmpi/bin", "/opt/amazon/efa/bin", "/usr/local/cuda/bin", "/usr/local/mpi/bin")
+LIB_DIRS = ("/opt/amazon/openmpi/lib64", "/opt/amazon/openmpi/lib", "/opt/amazon/efa/lib",
+            "/usr/local/cuda/lib64", "/usr/local/cuda/extras/CUPTI/lib64", "/usr/local/mpi/lib")
+ENV_FILE = ".cfn-chainermn.env"
+AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI recipe
+EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
+UNIT = "cfn-chainermn-refresh"
+MOUNT_DEADLINE_S = 600.0  # a new mount target can take minutes to answer
+MOUNT_FIRST_DELAY_S = 2.0
+
+
+def fstab_line(fs_id: str, region: str, mount_point: str) -> str:
+    return f"{fs_id}.efs.{region}.amazonaws.com:/ {mount_point} nfs4 {EFS_OPTIONS} 0 0"
+
+
+class AwsPlatform:
+    def __init__(self, system: System, imds: Imds) -> None:
+        self.system = system
+        self.imds = imds
+
+    def path(self, node_path: str) -> Path:
+        return self.system.path(node_path)
+
+    def identify(self, ctx: Context) -> str:
+        s = ctx.settings
+        ident = self.imds.identity()
+        s.node_id, s.private_ip, s.instance_type = ident.instance_id, ident.private_ip, ident.instance_type
+        s.subnet_cidr, s.region = ident.subnet_cidr, s.region or ident.region
+        ctx.public_keys = ident.public_keys
+        ctx.state.node_id = s.node_id
+        return f"{s.node_id} {s.instance_type} at {s.private_ip} in {s.subnet_cidr} ({s.region}), IMDSv2"
+
+    def user(self, ctx: Context) -> str:
+        """useradd once; ~/.cfn-chainermn.env sourced first in ~/.bashrc, because Debian/Ubuntu's
+        .bashrc returns early when not interactive and ssh commands (orted) need the PATH."""
+        s = ctx.settings
+        home = ctx.home()
+        ctx.owner = self.system.ensure_user(s.user, s.home_dir())
+        path, libs = self.search_path()
+        env = f"export PATH={path}\n" + (f"export LD_LIBRARY_PATH={libs}\n" if libs else "")
+        write_atomic(home / ENV_FILE, env, 0o644, ctx.owner)
+        source = f'. "$HOME/{ENV_FILE}"  # cfn-chainermn: PATH for non-interactive ssh'
+        bashrc = home / ".bashrc"
+        old = bashrc.read_text(encoding="utf-8") if bashrc.exists() else ""
+        if source not in old.splitlines():
+            write_atomic(bashrc, source + "\n" + old, 0o644, ctx.owner)
+        return f"user {s.user} (no sudo), PATH for non-interactive ssh in ~/{ENV_FILE}"
+
+    def search_path(self) -> tuple[str, str]:
+        """Only dirs that exist. On an image built by `cfn-chainermn ami build`, the manifest
+        names the Chainer stack's interpreter, MPI and CUDA dirs: they go first, and the agent's
+        own interpreter (a venv of its own there) goes last so `python` in a job is the stack's."""
+        agent_bin = str(Path(sys.executable).parent)
+        first_bins, first_libs = self._manifest_dirs()
+        bins = [*first_bins, *BIN_DIRS, *STD_PATH, agent_bin]
+        libs = [*first_libs, *LIB_DIRS]
+        always = {*STD_PATH, agent_bin}  # the running interpreter's dir exists by definition
+        return (":".join(dict.fromkeys(b for b in bins if self.path(b).is_dir() or b in always)),
+                ":".join(dict.fromkeys(d for d in libs if self.path(d).is_dir())))
+
+    def _manifest_dirs(self) -> tuple[list[str], list[str]]:
+        """env.PATH / env.LD_LIBRARY_PATH from the AMI manifest; empty on a stock image."""
+        try:
+            data = json.loads(self.path(AMI_MANIFEST).read_text(encoding="utf-8"))
+            env = data.get("env", {}) if isinstance(data, dict) else {}
+            bins = [str(d) for d in env.get("PATH", []) if isinstance(d, str)]
+            libs = [str(d) for d in env.get("LD_LIBRARY_PATH", []) if isinstance(d, str)]
+        except (OSError, ValueError, AttributeError):
+            return [], []
+        return bins, libs
+
+    def mpi_params(self, settings: Settings) -> list[str]:
+        return []
+
+    def host_key(self, settings: Settings) -> Path:
+        """sshd's key; generated (ssh-keygen -A) when the image has none yet."""
+        path = self.path(settings.host_key or AWS_HOST_KEY)
+        if not path.exists():
+            self.path("/etc/ssh").mkdir(parents=True, exist_ok=True)
+            argv = ["ssh-keygen", "-A"] + ([] if self.system.real else ["-f", str(self.system.root)])
+            subprocess.run(argv, capture_output=True, check=False)
+        return path
+
+    def shared_folder(self, ctx: Context) -> str:
+        """EFS through /etc/fstab with AWS's NFS options, retried until the mount target
+        answers; without --efs-id the mount point is a directory of this node."""
+        s = ctx.settings
+        target = self.path(s.mount_point)
+        target.mkdir(parents=True, exist_ok=True)
+        if not s.efs_id:
+            if ctx.owner[0] >= 0:
+                os.chown(target, *ctx.owner)
+            return f"no EFS; {s.mount_point} is a local directory"
+        self.system.add_fstab(fstab_line(s.efs_id, s.region, s.mount_point))
+        self._mount(ctx)
+        os.chown(target, *ctx.owner)
+        return f"EFS {s.efs_id} mounted at {s.mount_point} via /etc/fstab"
+
+    def _mount(self, ctx: Context) -> None:
+        s = ctx.settings
+        deadline, delay = time.monotonic() + MOUNT_DEADLINE_S, MOUNT_FIRST_DELAY_S
+        while not self.system.is_mounted(s.mount_point):
+            try:
+                self.system.mount(s.mount_point)
+            except AgentError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise AgentError(f"EFS {s.efs_id} not mountable at {s.mount_point} after {MOUNT_DEADLINE_S:g} s: "
+                                     f"{exc}; check the mount target's security group allows NFS (2049) from the "
+                                     "nodes") from exc
+                ctx.log.info(f"EFS mount target not answering yet ({exc}); retrying in {delay:g} s")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def hostfile_copies(self) -> list[Path]:
+        return [p for p in map(self.path, DEFAULT_HOSTFILES) if p.parent.is_dir()]
+
+    def refresh_timer(self, ctx: Context) -> str | None:
+        """A systemd timer running `node refresh` every 30 s."""
+        unit_dir = self.path("/etc/systemd/system")
+        service = (f"[Unit]\nDescription=cfn-chainermn hostfile refresh\nAfter=network-online.target\n\n"
+                   f"[Service]\nType=oneshot\nExecStart={sys.executable} -m cfn_chainermn node refresh\n")
+        timer_unit = ("[Unit]\nDescription=cfn-chainermn hostfile refresh every 30 s\n\n"
+                      "[Timer]\nOnBootSec=30\nOnUnitActiveSec=30\nAccuracySec=5\n\n[Install]\nWantedBy=timers.target\n")
+        changed = write_atomic(unit_dir / f"{UNIT}.service", service, 0o644)
+        changed = write_atomic(unit_dir / f"{UNIT}.timer", timer_unit, 0o644) or changed
+        if changed:
+            self.system.run(["systemctl", "daemon-reload"])
+            self.system.run(["systemctl", "enable", "--now", f"{UNIT}.timer"])
+        return f"{UNIT}.timer every 30 s"

@@ -1,0 +1,72 @@
+"""The node as a folder of this machine (`cfn-chainermn local up`): paths are used as given, the
+cluster user must exist already, the mount point is a shared folder, and `local up` (not a timer)
+runs `node refresh`. The agent's steps are the same as on AWS; only these answers differ."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.settings import Settings
+from cfn_chainermn.node.system import STD_PATH
+
+LOCAL_SUBNET = "127.0.0.0/8"  # every local node listens on a 127.0.0.x address
+
+
+class LocalPlatform:
+    def path(self, node_path: str) -> Path:
+        return Path(node_path)
+
+    def identify(self, ctx: Context) -> str:
+        """The identity `local up` passed in flags; the subnet is the loopback network."""
+        s = ctx.settings
+        s.instance_type = s.instance_type or "local"
+        s.subnet_cidr = LOCAL_SUBNET
+        return f"local node {s.node_id} at {s.private_ip}"
+
+    def user(self, ctx: Context) -> str:
+        """The user is not created here: `local up` does that when it runs as root."""
+        s = ctx.settings
+        home = ctx.home()
+        try:
+            entry = pwd.getpwnam(s.user)
+        except KeyError:
+            raise AgentError(f"user {s.user!r} does not exist; `local up` creates it when run as root") from None
+        ctx.owner = (entry.pw_uid, entry.pw_gid)
+        home.mkdir(parents=True, exist_ok=True)
+        return f"user {s.user} (uid {entry.pw_uid}), home {home}"
+
+    def search_path(self) -> tuple[str, str]:
+        """The agent's interpreter is the project venv, the one jobs use: it goes first."""
+        agent_bin = str(Path(sys.executable).parent)
+        bins = [agent_bin, *STD_PATH, *os.environ.get("PATH", "").split(os.pathsep)]
+        return ":".join(dict.fromkeys(b for b in bins if b)), ""
+
+    def mpi_params(self, settings: Settings) -> list[str]:
+        """Many ranks share few cores: no binding, yield when idle; sshd off port 22 is named."""
+        lines = ["hwloc_base_binding_policy = none", "mpi_yield_when_idle = 1"]
+        if settings.ssh_port != 22:
+            lines.append(f"plm_rsh_args = -p {settings.ssh_port}")
+        return lines
+
+    def host_key(self, settings: Settings) -> Path:
+        return Path(settings.host_key)
+
+    def shared_folder(self, ctx: Context) -> str:
+        mount_point = self.path(ctx.settings.mount_point)
+        mount_point.mkdir(parents=True, exist_ok=True)
+        if ctx.owner[0] >= 0:
+            os.chown(mount_point, *ctx.owner)
+        return f"shared folder {ctx.settings.mount_point}"
+
+    def hostfile_copies(self) -> list[Path]:
+        """None: the nodes share this machine's OpenMPI, which is not the cluster's to change."""
+        return []
+
+    def refresh_timer(self, ctx: Context) -> str | None:
+        """None: `local up` runs `node refresh` itself."""
+        return None
