@@ -1,13 +1,11 @@
 """A job's folder on the shared mount, and how it travels: one exec channel, no SFTP.
 
 `<shared>/jobs/<job-id>/` holds the user's script and `--files`, the hostfile, the runner
-scripts (job_scripts.py) and later the log and exit code. The shell command that starts the
-job first writes this folder: our own small text files ride in the command itself (the
-shell's builtin printf, no process each), the user's files come on stdin as a stream of
-`SIZE MODE NAME` lines each followed by SIZE bytes, ended by `END`. `read` takes a byte at a
-time from a pipe and `head -c` exactly SIZE, so after `END` stdin belongs to run.sh's
-watchdog. The command's length does not grow with the number of files, and nothing is held
-in memory here: files are read as they are sent.
+scripts (jobs/sh/, see scripts.py) and later the log and exit code. The command that starts
+the job is sh/submit.sh itself: it writes this folder, then execs run.sh. Our own small text
+files ride in its arguments; the user's files come on its stdin as a stream of `SIZE MODE
+NAME` lines each followed by SIZE bytes, ended by `END`. The command's length does not grow
+with the number of files, and nothing is held in memory here: files are read as they are sent.
 """
 
 from __future__ import annotations
@@ -21,28 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cfn_chainermn.errors import ConfigError, RemoteError
-from cfn_chainermn.jobs import mpi
-from cfn_chainermn.jobs.scripts import CANCEL_SH, RUN_SH, cmd_script
+from cfn_chainermn.jobs import mpi, scripts
 
 JOBS = "jobs"
 RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "mpiexec.pid",
                       "exit_code", "exit_code.tmp", "cancelled"})
-LAUNCHED = "cfn-chainermn: job folder written"  # the line between the upload's messages and the job's
+LAUNCHED = "cfn-chainermn: job folder written"  # submit.sh's line between the upload's messages and the job's
 INLINE_LIMIT = 48 * 1024  # our own text files up to this much ride in the command (a shell arg takes 128 KiB)
 MAX_FILES = 10_000
 MAX_BYTES = 1 << 30
 CHUNK = 1 << 20
-
-# Reads the stream described above; a name is relative to the job folder (never absolute, no "..").
-RECEIVE = """last=
-while IFS= read -r entry; do
-  [ "$entry" = END ] && break
-  size=${entry%% *}; rest=${entry#* }; mode=${rest%% *}; name=${rest#* }
-  case $name in */*) d=${name%/*}; [ "$d" = "$last" ] || mkdir -p -- "./$d" || fail "cannot create $d"; last=$d;; esac
-  head -c "$size" > "./$name" || fail "cannot write $name"
-  [ "$mode" = x ] && { chmod 755 -- "./$name" || fail "cannot chmod $name"; }
-done
-"""
 
 
 @dataclass(frozen=True)
@@ -85,14 +71,8 @@ class Launch:
 
     def command(self, mode: str) -> str:
         """One shell command that writes the folder and execs run.sh (`attach`|`detach`)."""
-        q, path = shlex.quote, self.ref.directory
-        writes = " && ".join(f"printf %s {q(text)} > {q(name)}" for name, text in self.written)
-        return (f"fail() {{ echo \"$1\"; exit 254; }}; umask 022; "
-                f"mkdir -p {q(posixpath.dirname(path))} && mkdir {q(path)} && cd {q(path)} "
-                f"|| fail {q(f'cannot create {path}')}; "
-                f"{writes} || fail {q(f'cannot write the files of {path}')}; "
-                f"{RECEIVE}[ \"$entry\" = END ] || fail {q(f'upload of {self.ref.job_id} cut short')}; "
-                f"echo {q(LAUNCHED)}; exec sh ./run.sh {mode}")
+        pairs = [word for name, text in self.written for word in (name, text)]  # submit.sh's NAME TEXT arguments
+        return scripts.inline("submit.sh", self.ref.directory, self.ref.job_id, mode, *pairs)
 
     def chunks(self) -> Iterator[bytes]:
         """The stdin stream: each file's header and bytes, then END; files are read as they go.
@@ -139,7 +119,9 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
                    args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
     argv = mpi.mpiexec_argv(full, net)
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
-    ours = [("run.sh", RUN_SH), ("cancel.sh", CANCEL_SH), ("cmd.sh", cmd_script(argv)), ("summary", f"{summary}\n")]
+    ours = [("run.sh", scripts.text("run.sh")), ("cancel.sh", scripts.text("cancel.sh")),
+            ("cmd.sh", scripts.cmd_script(argv)),
+            ("summary", f"{summary}\n")]
     if hostfile:
         ours.append(("hostfile", hostfile_text))
     written: list[tuple[str, str]] = []

@@ -20,7 +20,7 @@ from cfn_chainermn.cluster.channel_io import LineSink, stream_lines
 from cfn_chainermn.cluster.remote import Remote, transport_errors
 from cfn_chainermn.errors import RemoteError
 from cfn_chainermn.jobs.folder import JOBS, LAUNCHED, JobRef, Launch
-from cfn_chainermn.jobs.scripts import FOLLOW_SH, LIST_SH
+from cfn_chainermn.jobs.scripts import inline
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
 
@@ -95,11 +95,7 @@ def cancel(remote: Remote, ref: JobRef) -> None:
 
 def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
     """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
-    d = shlex.quote(ref.directory)
-    if follow:
-        cmd = f"cd {d} 2>/dev/null || exit 254; {FOLLOW_SH}"
-    else:
-        cmd = f"cd {d} 2>/dev/null || exit 254; cat log; [ -f exit_code ] && exit \"$(cat exit_code)\"; exit 0"
+    cmd = inline("logs.sh", ref.directory, *(["follow"] if follow else []))
     rc = remote.run(cmd, on_line=on_line)
     if rc == 254:
         raise _no_job(ref)
@@ -115,7 +111,7 @@ class JobInfo:
 
 
 def list_jobs(remote: Remote, shared: str) -> list[JobInfo]:
-    out = remote.check(LIST_SH.format(jobs=shlex.quote(posixpath.join(shared, JOBS))))
+    out = remote.check(inline("list.sh", posixpath.join(shared, JOBS)))
     jobs = []
     for line in out.splitlines():
         parts = line.split("\t")

@@ -1,25 +1,37 @@
-"""The job runner scripts on their own (no ssh, no MPI): exit codes, detach, and the watchdog.
+"""The job scripts (cfn_chainermn/jobs/sh/*.sh) on their own (no ssh, no MPI): shellcheck, exit
+codes, detach, the watchdog, logs and list.
 
-They are what `job submit` runs on the master; here they run on this machine with a plain
-shell command in place of mpiexec.
+They are what the job commands run on the master; here they run on this machine with /bin/sh
+and a plain shell command in place of mpiexec.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
+import pytest
+from fake_channel import ShellRemote
+
+from cfn_chainermn.errors import RemoteError
+from cfn_chainermn.jobs import folder as job_folder
+from cfn_chainermn.jobs import mpi, runner
 from cfn_chainermn.jobs import scripts as job_scripts
+
+SH = Path(job_scripts.__file__).with_name("sh")
+SCRIPTS = ["cancel.sh", "cmd.sh", "list.sh", "logs.sh", "run.sh", "submit.sh"]
 
 
 def _job(tmp_path: Path, argv: list[str]) -> Path:
     d = tmp_path / "jobs" / "j1"
     d.mkdir(parents=True)
     (d / "cmd.sh").write_text(job_scripts.cmd_script(argv))
-    (d / "run.sh").write_text(job_scripts.RUN_SH)
-    (d / "cancel.sh").write_text(job_scripts.CANCEL_SH)
+    (d / "run.sh").write_text(job_scripts.text("run.sh"))
+    (d / "cancel.sh").write_text(job_scripts.text("cancel.sh"))
     return d
 
 
@@ -113,7 +125,7 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         os.kill(-leader, 0)  # ...so its process group still "exists"
         (tmp_path / "pgid").write_text(f"{leader}\n")
         (tmp_path / "log").write_text("epoch 1\n")
-        proc = subprocess.Popen(["sh", "-c", f"cd {tmp_path} && {job_scripts.FOLLOW_SH}"], stdout=subprocess.PIPE,
+        proc = subprocess.Popen(["sh", str(SH / "logs.sh"), str(tmp_path), "follow"], stdout=subprocess.PIPE,
                                 text=True)
         time.sleep(0.5)
         assert proc.poll() is None  # following: the job has not ended
@@ -124,3 +136,80 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         assert (proc.returncode, out) == (7, "epoch 1\nepoch 2\n")
     finally:
         os.waitpid(leader, 0)
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (make install adds it)")
+def test_every_script_is_shellcheck_clean(tmp_path: Path) -> None:
+    assert sorted(p.name for p in SH.glob("*.sh")) == SCRIPTS
+    rendered = tmp_path / "cmd.sh"  # as written into a job folder
+    job = mpi.Job(program="/s/jobs/j1/train.py", np=4, per_node=2, args=("--lr", "0.1"), env=(("A", "it's {x}"),),
+                  python="python3", hostfile="/s/jobs/j1/hostfile", workdir="/s/jobs/j1")
+    rendered.write_text(job_scripts.cmd_script(mpi.mpiexec_argv(job, mpi.Network(cidr="10.0.0.0/16",
+                                                                                  instance_type="p3.16xlarge"))))
+    proc = subprocess.run(["shellcheck", "--format=gcc", *(str(SH / n) for n in SCRIPTS), str(rendered)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_scripts_ship_in_the_wheel(tmp_path: Path) -> None:
+    from cfn_chainermn.stack.staging import build_wheel
+
+    names = set(zipfile.ZipFile(build_wheel(tmp_path)).namelist())
+    assert {f"cfn_chainermn/jobs/sh/{n}" for n in SCRIPTS} <= names
+
+
+def test_cmd_sh_runs_the_argv_exactly_as_given(tmp_path: Path) -> None:
+    """The argv reaches cmd.sh shell-quoted: braces, $ and quotes are the program's, not the shell's."""
+    argv = ["printf", "%s|", "{command}", "it's", "$HOME", "@COMMAND@", "a  b"]
+    d = tmp_path / "j"
+    d.mkdir()
+    (d / "cmd.sh").write_text(job_scripts.cmd_script(argv))
+    subprocess.run(["sh", str(d / "cmd.sh")], check=True, timeout=30)
+    assert (d / "log").read_text() == "{command}|it's|$HOME|@COMMAND@|a  b|"
+    assert (d / "exit_code").read_text() == "0\n"
+
+
+def test_an_inline_script_gets_its_arguments_as_sh_gives_them(tmp_path: Path) -> None:
+    odd = tmp_path / "it's $odd"
+    (odd / "j1").mkdir(parents=True)
+    (odd / "j1" / "pgid").write_text("999999999\n")
+    by_file = subprocess.run(["sh", str(SH / "list.sh"), str(odd)], capture_output=True, text=True, check=True)
+    inline = subprocess.run(["sh", "-c", job_scripts.inline("list.sh", str(odd))], capture_output=True, text=True,
+                            check=True)
+    assert by_file.stdout == inline.stdout == "j1\tlost\t-\t\n"
+
+
+def test_list_names_every_state(tmp_path: Path) -> None:
+    jobs = tmp_path / "shared" / "jobs"
+    assert runner.list_jobs(ShellRemote(), str(tmp_path / "shared")) == []  # no jobs folder yet: none
+    running = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        for job_id, files in [("j-exit", {"exit_code": "3\n", "summary": "np=2 t.py\n"}),
+                              ("j-cancel", {"exit_code": "143\n", "cancelled": "cancelled\n"}),
+                              ("j-run", {"pgid": f"{running.pid}\n", "summary": "np=1 a b\n"}),
+                              ("j-lost", {"pgid": "999999999\n"}), ("j-half", {"log": ""})]:
+            (jobs / job_id).mkdir(parents=True)
+            for name, text in {"pgid": "999999999\n", **files}.items() if job_id != "j-half" else files.items():
+                (jobs / job_id / name).write_text(text)
+        got = runner.list_jobs(ShellRemote(), str(tmp_path / "shared"))
+    finally:
+        running.kill()
+        running.wait()
+    assert got == [runner.JobInfo("j-cancel", "cancelled", 143, ""), runner.JobInfo("j-exit", "exited", 3, "np=2 t.py"),
+                   runner.JobInfo("j-lost", "lost", None, ""), runner.JobInfo("j-run", "running", None, "np=1 a b")]
+
+
+def test_logs_prints_the_log_and_the_code_once_the_job_ended(tmp_path: Path) -> None:
+    ref = job_folder.JobRef("j1", str(tmp_path / "j1"))
+    with pytest.raises(RemoteError, match=r"^no job j1 on the cluster"):
+        runner.logs(ShellRemote(), ref, follow=False, on_line=print)
+    with pytest.raises(RemoteError, match=r"^no job j1 on the cluster"):
+        runner.logs(ShellRemote(), ref, follow=True, on_line=print)
+    (tmp_path / "j1").mkdir()
+    (tmp_path / "j1" / "log").write_text("epoch 1\nepoch 2\n")
+    lines: list[str] = []
+    assert runner.logs(ShellRemote(), ref, follow=False, on_line=lines.append) == 0  # still running: 0
+    (tmp_path / "j1" / "exit_code").write_text("5\n")
+    assert runner.logs(ShellRemote(), ref, follow=False, on_line=lines.append) == 5
+    assert runner.logs(ShellRemote(), ref, follow=True, on_line=lines.append) == 5  # no live group: the log at once
+    assert lines == ["epoch 1", "epoch 2"] * 3

@@ -1,0 +1,8 @@
+#!/bin/sh
+cd "$(dirname "$0")" || exit 126
+exec >> log 2>&1 < /dev/null
+@COMMAND@ &
+echo $! > mpiexec.pid
+wait $!
+rc=$?
+echo "$rc" > exit_code.tmp && mv exit_code.tmp exit_code

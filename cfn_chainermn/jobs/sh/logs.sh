@@ -1,0 +1,28 @@
+#!/bin/sh
+# `job logs`: the log of the job in folder $1 and its exit code (0 while it runs); with $2 =
+# follow, the log until the job ends and then its exit code. 254: no such job. Sent as the
+# command itself (runner.logs), so nothing is installed on the master.
+cd "$1" 2>/dev/null || exit 254
+if [ "${2:-}" != follow ]; then
+  cat log
+  [ -f exit_code ] && exit "$(cat exit_code)"
+  exit 0
+fi
+# Tail until the job's exit_code appears or its process group is gone. tail watches a child of
+# this shell, not the job: a detached job is no child of ours, and where PID 1 does not reap
+# orphans its finished cmd.sh stays a zombie that `--pid` takes for alive. This shell reaps its
+# own child while it waits for tail, and stops it when tail ends early (the client went away:
+# SIGPIPE). tail's own complaints (inotify limits) are not job output.
+pg=$(cat pgid 2>/dev/null)
+if [ -n "$pg" ] && kill -0 "-$pg" 2>/dev/null; then
+  ( while [ ! -f exit_code ] && kill -0 "-$pg" 2>/dev/null; do sleep 0.1; done ) >/dev/null 2>&1 &
+  w=$!
+  tail -s 0.1 -n +1 --pid="$w" -f log 2>/dev/null
+  kill "$w" 2>/dev/null
+else
+  cat log
+fi
+i=0
+while [ ! -f exit_code ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done
+[ -f exit_code ] && exit "$(cat exit_code)"
+exit 255

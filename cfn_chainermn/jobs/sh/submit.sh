@@ -1,0 +1,27 @@
+#!/bin/sh
+# `job submit` in one exec channel (folder.Launch.command): write the job folder, then run.sh.
+# Arguments: FOLDER JOB_ID MODE (attach|detach), then NAME TEXT pairs: our own small files,
+# written with the builtin printf (no process each). The user's files come on stdin as `SIZE
+# MODE NAME` lines (MODE x: executable), each followed by SIZE bytes, ended by `END`. `read`
+# takes a byte at a time from a pipe and `head -c` exactly SIZE, so after END stdin belongs to
+# run.sh's watchdog. A NAME is relative to the folder (folder.py allows no absolute or "..").
+fail() { echo "$1"; exit 254; }
+umask 022
+dir=$1 id=$2 how=$3
+shift 3
+{ mkdir -p "${dir%/*}" && mkdir "$dir" && cd "$dir"; } || fail "cannot create $dir"
+while [ $# -gt 1 ]; do
+  printf %s "$2" > "$1" || fail "cannot write the files of $dir"
+  shift 2
+done
+last=
+while IFS= read -r entry; do
+  [ "$entry" = END ] && break
+  size=${entry%% *}; rest=${entry#* }; mode=${rest%% *}; name=${rest#* }
+  case $name in */*) d=${name%/*}; [ "$d" = "$last" ] || mkdir -p -- "./$d" || fail "cannot create $d"; last=$d;; esac
+  head -c "$size" > "./$name" || fail "cannot write $name"
+  [ "$mode" = x ] && { chmod 755 -- "./$name" || fail "cannot chmod $name"; }
+done
+[ "$entry" = END ] || fail "upload of $id cut short"
+echo "cfn-chainermn: job folder written"  # folder.LAUNCHED: the lines after it are the job's
+exec sh ./run.sh "$how"
