@@ -5,11 +5,16 @@ SHELL := /bin/bash
 # A venv from the system Python: the local cluster's `chainer` user must be able to read it.
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# As root in a checkout other users cannot search (a clone under /root, mode 700), that user could
+# not run the venv's python: the venv then lives in a root-owned folder outside the checkout,
+# /var/lib/cfn-chainermn/<hash>/venv, and .venv links to it (cfn_chainermn/local/places.py).
+PLACES := $(PYTHON) -m cfn_chainermn.local.places
+VENV_HOME := $(or $(shell $(PLACES) where $(VENV) 2>/dev/null),$(VENV))
+BIN := $(VENV_HOME)/bin
+STAMP := $(VENV_HOME)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
-SYSDEPS_STAMP := $(VENV)/.sysdeps
+SYSDEPS_STAMP := $(VENV_HOME)/.sysdeps
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .DEFAULT_GOAL := help
@@ -18,12 +23,14 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(SYSDEPS_STAMP): scripts/install-sysdeps.sh
-	@mkdir -p $(VENV)
+	@$(PLACES) venv $(VENV)
+	@mkdir -p $(VENV_HOME)
 	bash scripts/install-sysdeps.sh
 	@touch $@
 
 $(STAMP): pyproject.toml Makefile constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PLACES) venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_HOME)
 	# setuptools 74 dropped distutils.msvccompiler, which `import chainer` reaches via numpy.distutils.
 	$(PIP) install -U pip 'setuptools<74' wheel
 	# constraints.txt pins what the suite was verified with: a new cfn-lint or moto release must not break CI.
@@ -67,8 +74,9 @@ demo: install ## the main job on embedded defaults: emulated AWS + a local clust
 bench: install ## benchmarks, as ratios against baselines timed in the same run
 	$(BIN)/python benchmarks/run.py
 
-clean: ## remove the venvs, caches and local state
+clean: ## remove the venvs, caches and local state (also what install put outside the checkout)
 	-test -x $(BIN)/cfn-chainermn && $(BIN)/cfn-chainermn local down --all 2>/dev/null
 	rm -rf $(VENV) $(CHECKOV_VENV) .cache/ami-wheelhouse .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
+	$(PLACES) remove
 
 .PHONY: help install lint test golden templates demo bench clean

@@ -20,7 +20,7 @@ that does not change the instance's properties leaves it in place on AWS, so the
 the instance too (`keep_instances_on_update`). Nothing else of moto is changed.
 
 Run `python scripts/aws_emulator.py --port 5055 --key-name demo-key` to try the stack commands by hand
-(`make demo` starts its own in scripts/demo.py): once
+(`make demo` starts one the same way, with `--log`, so moto's own output stays out of the demo): once
 ready it prints one JSON line {"url", "image", "key_name", "vpc_id", "subnet_id"}: a key pair
 it created, and moto's default VPC with its us-east-1a subnet (a stack with a new VPC cannot
 be deleted in moto: its SubnetRouteTableAssociation makes DeleteStack fail with
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -130,6 +131,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="0 (default): a free port, reported as url")
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--key-name", default="", help="also create this key pair and report the default VPC")
+    parser.add_argument("--log", default="", help="the server's own output (request errors, moto's warnings) "
+                        "goes to this file; stdout then carries only the ready line")
     args = parser.parse_args()
     if args.port:  # moto's server thread dies on a taken port and start() would wait for ever
         with socket.socket() as probe:
@@ -137,11 +140,17 @@ def main() -> None:
                 probe.bind(("127.0.0.1", args.port))
             except OSError as exc:
                 parser.error(f"--port {args.port}: {exc.strerror}; pick another, or 0 for any free one")
+    if args.log:
+        log = os.open(args.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        os.dup2(log, 2)  # tracebacks of requests moto does not implement, "No Moto CloudFormation support"
     server = SeededMoto(args.port, args.region).start()
     ready: dict[str, str] = {"url": server.url, "image": server.image, "ssm_parameter": DEFAULT_AMI_SSM_PARAMETER}
     if args.key_name:
         ready.update(prepare(server.url, args.region, args.key_name))
     print(json.dumps(ready), flush=True)
+    if args.log:
+        os.dup2(log, 1)  # whatever moto prints later goes to the log too
+
     def stop(*_: Any) -> None:
         server.stop()
         sys.exit(0)

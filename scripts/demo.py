@@ -11,7 +11,6 @@ Every step is the real `cfn-chainermn` command a user would type; nothing leaves
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -24,6 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CLI = [str(BIN / "cfn-chainermn")]
 WORK = ROOT / ".demo"
+
+
+def demo_state_dir(*, create: bool = False) -> Path:
+    """.demo/cluster, or (as root in a checkout other users cannot search, e.g. under /root) a
+    root-owned folder outside it, where the cluster's user can reach it."""
+    from cfn_chainermn.local import places
+
+    return places.place(ROOT, ".demo/cluster", create=create)
 
 
 def step(title: str) -> None:
@@ -56,24 +63,35 @@ def template_step() -> None:
         raise SystemExit(1)
 
 
+def start_emulator(log: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """scripts/aws_emulator.py in a process of its own, its output (moto's request tracebacks and
+    warnings, which are not ours and not failures) in `log`; returns it and its ready line."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "aws_emulator.py"), "--key-name", "demo-key",
+                             "--log", str(log)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        rc = proc.wait()
+        print(f"demo: the AWS emulator exited {rc} before it was ready; see {log}", file=sys.stderr)
+        raise SystemExit(1)
+    return proc, json.loads(line)
+
+
 def aws_step() -> None:
     step("2. stack create -> outputs -> delete, against AWS emulated on 127.0.0.1 (moto)")
     # moto lacks the Deep Learning AMI's public SSM parameter, offers no p3 types, and cannot
     # delete a new VPC: the emulator seeds the parameter, and the demo uses g5 in its default VPC.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from aws_emulator import SeededMoto, prepare
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's request log
-    server = SeededMoto().start()
+    log = WORK / "aws-emulator.log"
+    server, net = start_emulator(log)
     home = Path(tempfile.mkdtemp(prefix="demo-aws-"))
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=server.url,
+               AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=net["url"],
                AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(home / "config"),
                AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"))
     env.pop("AWS_PROFILE", None)
     try:
-        net = prepare(server.url, "us-east-1", "demo-key")
-        print(f"(emulator on {server.url}: key pair demo-key, default VPC {net['vpc_id']})")
+        print(f"(emulator on {net['url']}: key pair demo-key, default VPC {net['vpc_id']}; "
+              f"its own output goes to {log.relative_to(ROOT)})")
         run("stack", "create", "demo", "--key-name", "demo-key", "--ssh-cidr", "127.0.0.1/32",
             "--workers", "2", "--instance-type", "g5.xlarge", "--vpc-id", net["vpc_id"],
             "--subnet-id", net["subnet_id"], "--yes", env=env)
@@ -83,13 +101,14 @@ def aws_step() -> None:
               "unresolved here; on AWS both name the master)")
         run("stack", "delete", "demo", "--yes", env=env)
     finally:
-        server.stop()
+        server.terminate()
+        server.wait(timeout=30)
         shutil.rmtree(home, ignore_errors=True)
 
 
 def local_step() -> None:
     step("3. a local cluster of 3 sshd nodes, a real ChainerMN training job, then down")
-    state = WORK / "cluster"
+    state = demo_state_dir(create=True)
     run("local", "up", "--workers", "2", "--state-dir", str(state))
     try:
         run("hostfile", "local", "--state-dir", str(state))

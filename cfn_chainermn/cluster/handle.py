@@ -7,12 +7,11 @@ job commands never care which one they talk to.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from cfn_chainermn.cluster.channel_io import LineSink
 from cfn_chainermn.cluster.console_keys import ConsoleKeys
@@ -22,16 +21,18 @@ from cfn_chainermn.cluster.remote import Remote
 from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.jobs import mpi
 
-STATE_FILE = "cluster.json"
-DEFAULT_STATE_DIR = ".local-cluster"
+if TYPE_CHECKING:
+    from cfn_chainermn.local.state import LocalState
+
 AWS_USER = "chainer"
 AWS_PYTHON = "python3"
+Kind = Literal["local", "aws"]
 
 
 @dataclass(frozen=True)
 class Cluster:
     name: str
-    kind: str  # "local" or "aws"
+    kind: Kind
     master_host: str
     ssh_port: int
     user: str
@@ -55,36 +56,24 @@ class Cluster:
                       connect_timeout=connect_timeout, notice=notice)
 
 
-def read_state(state_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(state_dir) / STATE_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--state-dir: cannot read {path}: {exc}") from exc
-    return data
-
-
-def local_cluster(state_dir: str | Path, state: dict[str, Any]) -> Cluster:
+def local_cluster(state_dir: str | Path, state: LocalState) -> Cluster:
     """The handle of a local cluster from its recorded state."""
     from cfn_chainermn.node import local_backend
 
     root = Path(state_dir).resolve()
-    master = state["master_id"]
-    key = local_backend.host_keys(root).get(master)
+    key = local_backend.host_keys(root).get(state.master_id)
     ssh_config = None
     extra: tuple[tuple[str, str], ...] = ()
-    if not state.get("as_root", True):
+    if not state.as_root:
         # Run as an ordinary user: ssh reads ~/.ssh of the real home, not the cluster's.
-        ssh_config = str(Path(state["home"]) / ".ssh" / "config")
+        ssh_config = str(state.home / ".ssh" / "config")
         extra = (("plm_rsh_agent", f"ssh -F {ssh_config}"),)
     return Cluster(
-        name=str(state["name"]), kind="local", master_host=str(state["master_ip"]), ssh_port=int(state["port"]),
-        user=str(state["user"]), key_file=str(Path(state["home"]) / ".ssh" / "id_ed25519"),
-        master_host_key=key, shared=str(state["shared"]), python=str(state["python"]),
+        name=state.name, kind="local", master_host=state.master_ip, ssh_port=state.port,
+        user=state.user, key_file=str(state.key_file),
+        master_host_key=key, shared=str(state.shared), python=state.python,
         network=mpi.Network(cidr=mpi.LOOPBACK_CIDR, instance_type=mpi.LOCAL_INSTANCE_TYPE,
-                            ssh_port=int(state["port"]), extra_mca=extra),
+                            ssh_port=state.port, extra_mca=extra),
         list_nodes=lambda: local_backend.list_nodes(root), state_dir=str(root), ssh_config=ssh_config)
 
 
@@ -177,9 +166,13 @@ def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool 
 
     `login=False` (the hostfile command) needs no key and reads no host key.
     """
-    folder = Path(state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR") or DEFAULT_STATE_DIR)
-    state = read_state(folder)
-    if state is not None and state.get("name") == name:
+    from cfn_chainermn.local import places
+    from cfn_chainermn.local import state as local_state
+
+    given = state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR")
+    folder = Path(given) if given else places.default_state_dir()
+    state = local_state.load(folder, name=name)
+    if state is not None:
         return local_cluster(folder, state)
     if name == "local":
         raise ConfigError(f"no local cluster in {folder}; start one with `cfn-chainermn local up"

@@ -12,6 +12,7 @@ lives in the state folder.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import json
@@ -24,12 +25,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cfn_chainermn.cluster import handle as clusters
 from cfn_chainermn.errors import ConfigError, RemoteError
-from cfn_chainermn.local import procs
+from cfn_chainermn.local import places, procs
 from cfn_chainermn.local import state_dir as local_folder
+from cfn_chainermn.local.state import STATE_FILE, LocalNode, LocalState, load
 from cfn_chainermn.local.state_dir import MARKER
 
 SSHD = "/usr/sbin/sshd"
@@ -121,19 +121,21 @@ def _run(argv: list[str], what: str) -> str:
     return res.stdout
 
 
-def up(spec: Spec, *, log: Log) -> dict[str, Any]:
+def up(spec: Spec, *, log: Log) -> LocalState:
     """Bring the cluster up; on any failure, tear down what was started and re-raise."""
     if spec.workers < 0 or spec.workers > 250:
         raise ConfigError(f"--workers: {spec.workers}; give 0 to 250")
     root = spec.state_dir.resolve()
+    python = places.interpreter(spec.python)  # .venv may link to a venv outside a closed checkout
     as_root = os.geteuid() == 0
     if as_root:
         local_folder.check_searchable(root)
         # jobs run as the cluster user with this interpreter: a venv under /root cannot work
-        local_folder.check_searchable(Path(spec.python).parent, "--python",
-                          "Make the project's venv in a folder other users can reach, or pass --python")
+        local_folder.check_searchable(Path(python).parent, "--python",
+                                      "Make the project's venv where other users can reach it (as root, "
+                                      "`make install` does), or pass --python")
     local_folder.refuse_foreign(root)
-    old = clusters.read_state(root)
+    old = load(root)
     if old is not None and procs.alive_sshd(root, old):
         raise ConfigError(f"a local cluster is already up in {root}; `cfn-chainermn local down --state-dir {root}`")
     if old is not None:  # left over from a run that died: clear its processes and user first
@@ -144,51 +146,42 @@ def up(spec: Spec, *, log: Log) -> dict[str, Any]:
     port = pick_port(ips)
     user = _user_name(root) if as_root else getpass.getuser()
     home = root / "home" / user
-    state: dict[str, Any] = {
-        "name": spec.name, "user": user, "home": str(home), "port": port, "python": spec.python, "as_root": as_root,
-        "shared": str(root / "shared"), "master_id": ids[0], "master_ip": ips[0], "created_user": False,
-        "created_run_sshd": False,
-        "nodes": [{"id": n, "ip": ip, "slots": spec.slots} for n, ip in zip(ids, ips, strict=True)],
-    }
+    state = LocalState(
+        name=spec.name, user=user, home=home, port=port, python=python, as_root=as_root,
+        shared=root / "shared", master_id=ids[0], master_ip=ips[0],
+        nodes=tuple(LocalNode(id=n, ip=ip, slots=spec.slots) for n, ip in zip(ids, ips, strict=True)))
     try:
-        _write_state(root, state)
+        state.save(root)
         if as_root:
             if not RUN_SSHD.exists():
                 RUN_SSHD.mkdir(mode=0o755)
-                state["created_run_sshd"] = True
+                state = dataclasses.replace(state, created_run_sshd=True)
             try:
                 pwd.getpwnam(user)
             except KeyError:
                 _run(["useradd", "-M", "-d", str(home), "-s", "/bin/bash", "-U", "-p", "*", user], "useradd")
-                state["created_user"] = True
-            _write_state(root, state)
+                state = dataclasses.replace(state, created_user=True)
+            state.save(root)
         entry = pwd.getpwnam(user)
-        for folder in (home, root / "shared"):
+        for folder in (home, state.shared):
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o755)
             if as_root:
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
         if as_root:
-            local_folder.hand_over(root / "shared", entry.pw_uid, entry.pw_gid)
+            local_folder.hand_over(state.shared, entry.pw_uid, entry.pw_gid)
         log(f"nodes {', '.join(ips)} on port {port}, user {user}")
         for node, ip in zip(ids, ips, strict=True):
-            _start_node(root, node, ip, port, user, str(home), as_root, spec.python)
+            _start_node(root, node, ip, port, user, str(home), as_root, python)
         inventory = {"nodes": [{"instance_id": n, "private_ip": ip, "role": "master" if n == ids[0] else "worker",
                                 "instance_type": "local", "state": "running", "slots": spec.slots,
                                 "ssh_port": port} for n, ip in zip(ids, ips, strict=True)]}
         (root / "inventory.json").write_text(json.dumps(inventory, indent=2) + "\n", encoding="utf-8")
-        _boot_agents(root, state, spec, log)
+        _boot_agents(root, state, log)
     except BaseException:
         down(root, log=lambda _m: None)
         raise
     return state
-
-
-def _write_state(root: Path, state: dict[str, Any]) -> None:
-    path = root / clusters.STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str, as_root: bool,
@@ -205,31 +198,35 @@ def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str,
     _run([SSHD, "-f", str(conf), "-E", str(d / "sshd.log")], f"sshd of {node}")
 
 
-def agent_argv(root: Path, state: dict[str, Any], node: dict[str, Any], role: str) -> list[str]:
-    """The LOCAL CLUSTER contract command line of the node agent."""
-    nid = str(node["id"])
-    return [sys.executable, "-m", "cfn_chainermn", "node", "boot", "--backend", "local", "--state-dir", str(root),
-            "--role", role, "--node-id", nid, "--private-ip", str(node["ip"]), "--ssh-port", str(state["port"]),
-            "--host-key", str(root / "nodes" / nid / "ssh_host_ed25519_key.pub"), "--user", str(state["user"]),
-            "--home", str(state["home"]), "--slots", str(node["slots"]), "--mount-point", str(state["shared"])]
+def agent_argv(root: Path, state: LocalState, node: LocalNode, role: str) -> list[str]:
+    """The LOCAL CLUSTER contract command line of the node agent.
+
+    Its interpreter by a path the cluster user can reach too (see places.interpreter): the agent
+    puts that folder first on the jobs' PATH.
+    """
+    return [places.interpreter(sys.executable), "-m", "cfn_chainermn", "node", "boot", "--backend", "local",
+            "--state-dir", str(root), "--role", role, "--node-id", node.id, "--private-ip", node.ip,
+            "--ssh-port", str(state.port), "--host-key", str(root / "nodes" / node.id / "ssh_host_ed25519_key.pub"),
+            "--user", state.user, "--home", str(state.home), "--slots", str(node.slots),
+            "--mount-point", str(state.shared)]
 
 
-def _boot_agents(root: Path, state: dict[str, Any], spec: Spec, log: Log) -> None:
+def _boot_agents(root: Path, state: LocalState, log: Log) -> None:
     """Master first (it makes the cluster key), then every worker at once."""
-    nodes = state["nodes"]
+    nodes = state.nodes
 
-    def start(node: dict[str, Any], role: str) -> subprocess.Popen[str]:
-        logf = root / "nodes" / str(node["id"]) / "agent-boot.log"
+    def start(node: LocalNode, role: str) -> subprocess.Popen[str]:
+        logf = root / "nodes" / node.id / "agent-boot.log"
         with logf.open("w") as out:
             return subprocess.Popen(agent_argv(root, state, node, role), stdout=out, stderr=subprocess.STDOUT,
                                     text=True)
 
-    def wait(node: dict[str, Any], proc: subprocess.Popen[str]) -> None:
+    def wait(node: LocalNode, proc: subprocess.Popen[str]) -> None:
         rc = proc.wait(timeout=300)
         if rc != 0:
-            tail = (root / "nodes" / str(node["id"]) / "agent-boot.log").read_text()[-1500:]
-            raise RemoteError(f"node agent on {node['id']} failed (exit {rc}):\n{tail.strip()}")
-        log(f"{node['id']} ({node['ip']}) ready")
+            tail = (root / "nodes" / node.id / "agent-boot.log").read_text()[-1500:]
+            raise RemoteError(f"node agent on {node.id} failed (exit {rc}):\n{tail.strip()}")
+        log(f"{node.id} ({node.ip}) ready")
 
     wait(nodes[0], start(nodes[0], "master"))
     workers = [(n, start(n, "worker")) for n in nodes[1:]]
@@ -240,24 +237,24 @@ def _boot_agents(root: Path, state: dict[str, Any], spec: Spec, log: Log) -> Non
 def down(state_dir: Path, *, log: Log) -> bool:
     """Stop the cluster in `state_dir`; False when there was none."""
     root = state_dir.resolve()
-    state = clusters.read_state(root)
+    state = load(root)
     if state is None:
         return False
     uid = None
-    if state.get("created_user"):
+    if state.created_user:
         try:
-            uid = pwd.getpwnam(str(state["user"])).pw_uid
+            uid = pwd.getpwnam(state.user).pw_uid
         except KeyError:
             uid = None
     stopped = procs.stop_cluster(root, state, uid)
     log(f"stopped {stopped} processes")
     if uid is not None:
-        _run(["userdel", str(state["user"])], "userdel")
-        log(f"removed user {state['user']}")
-    if state.get("created_run_sshd") and RUN_SSHD.is_dir() and not procs.any_sshd():
+        _run(["userdel", state.user], "userdel")
+        log(f"removed user {state.user}")
+    if state.created_run_sshd and RUN_SSHD.is_dir() and not procs.any_sshd():
         with contextlib.suppress(OSError):
             RUN_SSHD.rmdir()
-    (root / clusters.STATE_FILE).unlink(missing_ok=True)
+    (root / STATE_FILE).unlink(missing_ok=True)
     return True
 
 

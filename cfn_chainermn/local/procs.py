@@ -14,7 +14,8 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cfn_chainermn.local.state import LocalState
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,11 @@ def _ancestors() -> set[int]:
     return pids
 
 
-def sshd_pids(root: Path, state: dict[str, Any]) -> set[int]:
+def sshd_pids(root: Path, state: LocalState) -> set[int]:
     """Listener pids from the nodes' pid files, only if that process runs our config."""
     pids = set()
-    for node in state.get("nodes", []):
-        d = root / "nodes" / str(node["id"])
+    for node in state.nodes:
+        d = root / "nodes" / node.id
         try:
             pid = int((d / "sshd.pid").read_text().strip())
         except (OSError, ValueError):
@@ -79,11 +80,11 @@ def sshd_pids(root: Path, state: dict[str, Any]) -> set[int]:
     return pids
 
 
-def alive_sshd(root: Path, state: dict[str, Any]) -> bool:
+def alive_sshd(root: Path, state: LocalState) -> bool:
     return bool(sshd_pids(root, state))
 
 
-def cluster_pids(root: Path, state: dict[str, Any], uid: int | None) -> set[int]:
+def cluster_pids(root: Path, state: LocalState, uid: int | None) -> set[int]:
     table = processes()
     children: dict[int, list[int]] = {}
     for p in table:
@@ -103,7 +104,7 @@ def cluster_pids(root: Path, state: dict[str, Any], uid: int | None) -> set[int]
     return found - _ancestors()
 
 
-def stop_cluster(root: Path, state: dict[str, Any], uid: int | None, grace: float = 3.0) -> int:
+def stop_cluster(root: Path, state: LocalState, uid: int | None, grace: float = 3.0) -> int:
     """TERM every process of the cluster, KILL what is left after `grace`; how many were stopped."""
     stopped: set[int] = set()
     for _ in range(3):

@@ -8,13 +8,13 @@ cluster's user can reach it.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
 
-from cfn_chainermn.cluster import handle as clusters
 from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.local import places
+from cfn_chainermn.local.state import STATE_FILE, load
 
 MARKER = "# cfn-chainermn local cluster node"  # first line of every node's sshd_config
 # Kept by `down`: the next `up` may clear only a folder that holds it.
@@ -22,13 +22,18 @@ OWNER_FILE = ".cfn-chainermn-local-cluster"
 OWNER_TEXT = "made by `cfn-chainermn local up`; `local up` reuses (and clears) only folders holding this file\n"
 
 
-def check_searchable(root: Path, flag: str = "--state-dir",
-                      fix: str = "Pick a folder such as /tmp/cluster or ./.local-cluster") -> None:
-    for parent in [root, *root.parents]:
-        if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            raise ConfigError(f"{flag}: {parent} is not searchable by other users (mode "
-                              f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach "
-                              f"{root} there. {fix}")
+def check_searchable(root: Path, flag: str = "--state-dir", fix: str = "") -> None:
+    """As root: the cluster user must reach `root`. The default fix names places that do work."""
+    parent = places.unsearchable(root)
+    if parent is None:
+        return
+    if not fix:
+        default = places.default_state_dir().resolve()
+        fix = ("Pick a folder such as /tmp/cluster" if places.unsearchable(default) or default == root
+               else f"Leave out --state-dir (the default here is {default}) or pick a folder such as /tmp/cluster")
+    raise ConfigError(f"{flag}: {parent} is not searchable by other users (mode "
+                      f"{oct(os.stat(parent).st_mode & 0o777)}); the cluster user cannot reach "
+                      f"{root} there. {fix}")
 
 
 def is_ours(root: Path) -> bool:
@@ -41,10 +46,9 @@ def is_ours(root: Path) -> bool:
             if conf.read_text(encoding="utf-8").partition("\n")[0] == f"{MARKER} state={root}":
                 return True
     try:
-        state = json.loads((root / clusters.STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load(root) is not None
+    except ConfigError:
         return False
-    return isinstance(state, dict) and {"master_id", "nodes", "port", "user"} <= state.keys()
 
 
 def unusable(root: Path, exc: OSError) -> ConfigError:
@@ -74,7 +78,7 @@ def prepare(root: Path) -> None:
                     os.chmod(folder, 0o755)  # not the umask: the cluster user must reach it
         refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
         (root / OWNER_FILE).write_text(OWNER_TEXT, encoding="utf-8")
-        for sub in ("nodes", "bucket", "home", "inventory.json", clusters.STATE_FILE):
+        for sub in ("nodes", "bucket", "home", "inventory.json", STATE_FILE):
             path = root / sub
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

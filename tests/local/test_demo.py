@@ -1,7 +1,9 @@
 """`make demo` (scripts/demo.py) end to end: template, emulated AWS stack, a local cluster's training job.
 
-It runs beside the session cluster on purpose: its own state folder (.demo/cluster), its own
-port, and (as root) its own user, since `chainer` is taken; the session cluster must not notice.
+It runs beside the session cluster on purpose: its own state folder (.demo/cluster, or outside a
+checkout other users cannot search), its own port, and (as root) its own user, since `chainer`
+is taken; the session cluster must not notice. It runs wherever the checkout is, a clone under
+/root included, and shows only what our commands print: moto's own output goes to a log.
 """
 
 from __future__ import annotations
@@ -10,28 +12,19 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from localcluster import ROOT, LocalCluster, down, report_rows
 
+from cfn_chainermn.local import places
+
 pytestmark = pytest.mark.slow
-DEMO_STATE = ROOT / ".demo" / "cluster"
+DEMO_STATE = places.place(ROOT, ".demo/cluster")  # where scripts/demo.py puts it
+EMULATOR_LOG = ROOT / ".demo" / "aws-emulator.log"
 LIMIT = 180
 
 
-def _unsearchable_parent() -> Path | None:
-    for folder in [ROOT, *ROOT.parents]:
-        if not os.stat(folder).st_mode & 0o001:
-            return folder
-    return None
-
-
 def test_make_demo_runs_in_under_three_minutes(cluster: LocalCluster) -> None:
-    blocked = _unsearchable_parent()
-    if os.geteuid() == 0 and blocked is not None:
-        pytest.skip(f"the demo's cluster user cannot reach {DEMO_STATE}: {blocked} is not searchable by other "
-                    f"users (mode {oct(os.stat(blocked).st_mode & 0o777)})")
     ok = False
     try:
         res = subprocess.run([sys.executable, "scripts/demo.py"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -43,6 +36,11 @@ def test_make_demo_runs_in_under_three_minutes(cluster: LocalCluster) -> None:
         if not ok and (DEMO_STATE / "cluster.json").exists():
             down(DEMO_STATE)  # a demo killed by the timeout cannot take its cluster down itself
     assert "stack demo: DELETE_COMPLETE" in out
+    # The emulator's tracebacks and warnings are moto's, not failures: in its log, named once.
+    for noise in ("Traceback", "Error on request", "No Moto CloudFormation support", "NotImplementedError"):
+        assert noise not in out, out[-4000:]
+    assert out.count(str(EMULATOR_LOG.relative_to(ROOT))) == 1
+    assert "No Moto CloudFormation support" in EMULATOR_LOG.read_text()
     assert [row[0] for row in report_rows(out)] == [1, 2, 3, 4, 5]
     assert "job " in out and " exited 0" in out
     m = re.fullmatch(r"demo finished in (\d+) s", out.rstrip().splitlines()[-1])

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from localcluster import CLI, ROOT, LocalCluster, down, make_state_dir, pids_matching, up, wait_until
 
+from cfn_chainermn.local import places
+
 pytestmark = pytest.mark.slow
 AS_ROOT = os.geteuid() == 0  # as root a cluster gets a user of its own; otherwise it runs as the caller
 
@@ -84,14 +86,21 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
     subprocess.run(["useradd", "-m", "-s", "/bin/sh", user], check=True, capture_output=True)
     state_dir = make_state_dir("cfnmn-plain-")
     shutil.chown(state_dir.parent, user)
-    script = ROOT / "tests" / "local" / "scripts" / "exit_on_rank1.py"
-    cli = " ".join(CLI)
+    # The venv by the path that user can reach (.venv may link outside a checkout closed to others)
+    python = places.interpreter(CLI[0])
+    workdir, script = ROOT, ROOT / "tests" / "local" / "scripts" / "exit_on_rank1.py"
+    if places.unsearchable(ROOT):  # e.g. a clone under /root: the user runs a copy of the package
+        workdir = state_dir.parent / "checkout"
+        shutil.copytree(ROOT / "cfn_chainermn", workdir / "cfn_chainermn", ignore=shutil.ignore_patterns("__pycache__"))
+        script = Path(shutil.copy(script, workdir))
+        subprocess.run(["chown", "-R", user, str(workdir)], check=True)
+    cli = " ".join([python, *CLI[1:]])
     bashrc = Path(pwd.getpwnam(user).pw_dir) / ".bashrc"
     bashrc.touch()
     bashrc_before = bashrc.read_bytes()
 
     def as_user(command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["su", user, "-c", f"cd {ROOT} && {command}"], capture_output=True, text=True,
+        return subprocess.run(["su", user, "-c", f"cd {workdir} && {command}"], capture_output=True, text=True,
                               timeout=180)
 
     try:
@@ -106,7 +115,7 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
         res = as_user(f"{cli} ssh local --state-dir {state_dir} -- "
                       "\"mpiexec -n 2 -N 1 python -c 'import sys; print(sys.prefix)'\"")
         assert res.returncode == 0, res.stdout + res.stderr
-        assert res.stdout.splitlines() == [str(Path(CLI[0]).parent.parent)] * 2
+        assert res.stdout.splitlines() == [str(Path(python).parent.parent)] * 2
         assert bashrc.read_bytes() == bashrc_before
         res = as_user(f"{cli} local down --state-dir {state_dir}")
         assert res.returncode == 0, res.stderr
