@@ -1,5 +1,8 @@
 """The cluster's settings: loaded from cluster.yaml, overridden by CLI flags, validated once.
 
+The fields, their types and defaults are the settings table (settings.py); this module reads a
+mapping into it, checking each value against its field's declared type.
+
 Validation collects every problem before raising, and each message names the field and the
 fix, because a user who fixes one error only to meet the next one gives up on the tool.
 Nothing here touches AWS: this runs before the first API call, so bad input creates nothing.
@@ -10,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cfn_chainermn import __version__
-from cfn_chainermn.catalog.instance_types import DEFAULT_INSTANCE_TYPE
-from cfn_chainermn.config.validation import (  # re-exported: the limits belong to the config's vocabulary
+from cfn_chainermn.config.sections import EfsConfig, NetworkConfig
+from cfn_chainermn.config.setting import sections
+from cfn_chainermn.config.settings import (  # re-exported: the table's names are the config's vocabulary
     DEFAULT_AMI_SSM_PARAMETER,
     EFS_MODES,
     EFS_PERFORMANCE_MODES,
@@ -24,80 +26,18 @@ from cfn_chainermn.config.validation import (  # re-exported: the limits belong 
     MAX_ROOT_VOLUME_GIB,
     MAX_WORKERS,
     TENANCIES,
-    validate,
+    ClusterConfig,
 )
+from cfn_chainermn.config.validation import validate
 from cfn_chainermn.errors import ConfigError
 
-# The AWS Deep Learning Base AMI (Ubuntu 22.04, NVIDIA driver) as AWS publishes it in SSM.
 __all__ = [
     "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES",
     "MAX_ROOT_VOLUME_GIB", "MAX_WORKERS", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig",
     "build", "load", "load_file", "merge", "validate",
 ]
 
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """New VPC and subnet (the CIDRs) unless `subnet_id` names an existing subnet."""
-
-    vpc_id: str = ""
-    subnet_id: str = ""
-    route_table_id: str = ""
-    vpc_cidr: str = "10.0.0.0/16"
-    subnet_cidr: str = "10.0.0.0/24"
-    availability_zone: str = ""
-
-    @property
-    def mode(self) -> str:
-        if self.subnet_id:
-            return "existing-subnet"
-        return "existing-vpc" if self.vpc_id else "new"
-
-
-@dataclass(frozen=True)
-class EfsConfig:
-    mode: str = "new"
-    file_system_id: str = ""
-    security_group_id: str = ""
-    performance_mode: str = "generalPurpose"
-    throughput_mode: str = "elastic"
-    mount_point: str = "/efs"
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    name: str = "chainermn"
-    region: str = ""
-    instance_type: str = DEFAULT_INSTANCE_TYPE
-    worker_instance_type: str = ""
-    workers: int = 1
-    key_name: str = ""
-    ssh_cidr: str = ""
-    allow_ssh_from_anywhere: bool = False
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    efs: EfsConfig = field(default_factory=EfsConfig)
-    ami: str = ""
-    ami_ssm_parameter: str = DEFAULT_AMI_SSM_PARAMETER
-    root_volume_size: int = 100
-    tenancy: str = "default"
-    spot_workers: bool = False
-    tags: Mapping[str, str] = field(default_factory=dict)
-    agent_package: str = f"cfn-chainermn=={__version__}"
-    agent_index_url: str = ""
-    identity_file: str = ""  # client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with
-
-    @property
-    def worker_type(self) -> str:
-        """The workers' instance type: the master's unless set."""
-        return self.worker_instance_type or self.instance_type
-
-    @property
-    def instance_types(self) -> tuple[str, ...]:
-        """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
-        return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
-
-
-_SECTIONS: dict[str, type] = {"network": NetworkConfig, "efs": EfsConfig}
+_SECTIONS = sections(ClusterConfig)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -1,63 +1,47 @@
-"""The template's parameters, as values derived from a ClusterConfig.
+"""The template's parameters, as values derived from a ClusterConfig, and back.
 
 One mapping serves both ends: `cfn-chainermn template --config` writes these values as the
 parameters' defaults, and `stack create` passes them as the stack's parameters, so the console
-and the CLI can never disagree about what a setting means.
+and the CLI can never disagree about what a setting means. Both directions, and the order the
+console shows them in, come from the settings table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # annotations only: no import cycle with the config model
-    from cfn_chainermn.config.model import ClusterConfig
+from cfn_chainermn.config.setting import GROUPS, Entry, Param
+from cfn_chainermn.config.settings import TEMPLATE_ONLY, settings
+
+if TYPE_CHECKING:
+    from cfn_chainermn.config.settings import ClusterConfig
+
+
+def console_parameters() -> list[tuple[Param, Entry | None]]:
+    """Every template parameter in console order (by group, each in field order) with its setting;
+    None for a parameter no setting has (TEMPLATE_ONLY)."""
+    found: list[tuple[Param, Entry | None]] = [(e.setting.param, e) for e in settings() if e.setting.param]
+    found += [(p, None) for p in TEMPLATE_ONLY]
+    return [(p, e) for group in GROUPS for p, e in found if p.group == group]
+
+
+def as_text(value: Any) -> str:
+    """A setting's value as CloudFormation takes it: "true"/"false", digits, or the text itself."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
 
 def template_parameters(cfg: ClusterConfig) -> dict[str, str]:
     """Every template parameter as CloudFormation wants it: strings, "" for "not set"."""
-    n, e = cfg.network, cfg.efs
-    return {
-        "KeyName": cfg.key_name,
-        "SshCidr": cfg.ssh_cidr,
-        "AllowSshFromAnywhere": "true" if cfg.allow_ssh_from_anywhere else "false",
-        "MasterInstanceType": cfg.instance_type,
-        "WorkerInstanceType": cfg.worker_type,
-        "WorkerCount": str(cfg.workers),
-        "SpotWorkers": "true" if cfg.spot_workers else "false",
-        "ImageId": cfg.ami,
-        "ImageSsmParameter": cfg.ami_ssm_parameter,
-        "RootVolumeSize": str(cfg.root_volume_size),
-        "Tenancy": cfg.tenancy,
-        "VpcId": n.vpc_id,
-        "SubnetId": n.subnet_id,
-        "RouteTableId": n.route_table_id,
-        "VpcCidr": n.vpc_cidr,
-        "SubnetCidr": n.subnet_cidr,
-        "AvailabilityZone": n.availability_zone,
-        "EfsMode": e.mode,
-        "EfsFileSystemId": e.file_system_id,
-        "EfsSecurityGroupId": e.security_group_id,
-        "EfsPerformanceMode": e.performance_mode,
-        "EfsThroughputMode": e.throughput_mode,
-        "MountPoint": e.mount_point,
-        "AgentPackage": cfg.agent_package,
-        "AgentIndexUrl": cfg.agent_index_url,
-        "AgentWheelS3Path": "",
-    }
-
-# Parameter -> cluster.yaml field, for reading a stack's settings back (`stack update`).
-_FIELDS: dict[str, str] = {
-    "KeyName": "key_name", "SshCidr": "ssh_cidr", "AllowSshFromAnywhere": "allow_ssh_from_anywhere",
-    "MasterInstanceType": "instance_type",
-    "WorkerInstanceType": "worker_instance_type", "WorkerCount": "workers", "SpotWorkers": "spot_workers",
-    "ImageId": "ami", "ImageSsmParameter": "ami_ssm_parameter", "RootVolumeSize": "root_volume_size",
-    "Tenancy": "tenancy", "VpcId": "network.vpc_id", "SubnetId": "network.subnet_id",
-    "RouteTableId": "network.route_table_id", "VpcCidr": "network.vpc_cidr", "SubnetCidr": "network.subnet_cidr",
-    "AvailabilityZone": "network.availability_zone", "EfsMode": "efs.mode", "EfsFileSystemId": "efs.file_system_id",
-    "EfsSecurityGroupId": "efs.security_group_id", "EfsPerformanceMode": "efs.performance_mode",
-    "EfsThroughputMode": "efs.throughput_mode", "MountPoint": "efs.mount_point",
-    "AgentPackage": "agent_package", "AgentIndexUrl": "agent_index_url",
-}
+    out: dict[str, str] = {}
+    for param, entry in console_parameters():
+        if entry is None:
+            out[param.name] = ""
+        else:
+            out[param.name] = as_text(getattr(cfg, param.source) if param.source else entry.value(cfg))
+    return out
 
 
 def config_overrides(parameters: Mapping[str, str]) -> dict[str, object]:
@@ -66,9 +50,10 @@ def config_overrides(parameters: Mapping[str, str]) -> dict[str, object]:
     The inverse of template_parameters, so an update that names one flag changes one thing.
     A stack made before AllowSshFromAnywhere existed keeps the range it has: it was allowed then.
     """
+    fields = {e.setting.param.name: e.path for e in settings() if e.setting.param}
     out: dict[str, object] = {}
     for key, value in parameters.items():
-        path = _FIELDS.get(key)
+        path = fields.get(key)
         if path is not None:
             out[path] = value
     if "AllowSshFromAnywhere" not in parameters and _wider_than_opt_in(str(out.get("ssh_cidr", ""))):

@@ -34,14 +34,13 @@ def build_template(cfg: ClusterConfig) -> Template:
     """The whole template; `cfg` supplies the parameters' Defaults and nothing else."""
     t = Template(Description=DESCRIPTION)
     t.set_version("2010-09-09")
-    add_parameters(t, cfg)
-    add_conditions(t)
-    add_rules(t)
-    net = add_network(t)
-    storage = add_storage(t, net)
-    profiles = add_iam(t)
-    add_compute(t, net, storage, profiles)
-    add_outputs(t, storage)
+    inputs = add_conditions(t, add_parameters(t, cfg))
+    add_rules(t, inputs)
+    net = add_network(t, inputs)
+    storage = add_storage(t, inputs, net)
+    profiles = add_iam(t, inputs, storage.bucket)
+    nodes = add_compute(t, inputs, net, storage, profiles)
+    add_outputs(t, inputs, storage, nodes)
     return t
 
 

@@ -7,9 +7,10 @@ inline (not taken from a launch template) so that emulators such as moto see its
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from troposphere import GetAtt, If, NoValue, Ref, Sub, Tags, Template, autoscaling, cloudformation, ec2
+from troposphere import GetAtt, If, NoValue, Ref, StackName, Sub, Tags, Template, autoscaling, cloudformation, ec2
 from troposphere.policies import (
     AutoScalingCreationPolicy,
     AutoScalingRollingUpdate,
@@ -21,17 +22,17 @@ from troposphere.policies import (
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
 from cfn_chainermn.template.iam import Profiles
 from cfn_chainermn.template.network import Network
+from cfn_chainermn.template.parameters import Inputs
 from cfn_chainermn.template.storage import Storage
 from cfn_chainermn.template.userdata import user_data
 
 ROOT_DEVICE = "/dev/sda1"  # Ubuntu-based Deep Learning AMIs and the project's own AMI
 SIGNAL_TIMEOUT = "PT30M"  # DLAMI boot + agent install + key exchange, with room to spare
-IMAGE_ID = If("HasImageId", Ref("ImageId"), Ref("ImageSsmParameter"))
 IMDS_V2_ONLY = {"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
 
 
 def _node_tags(role: str) -> dict[str, Any]:
-    return {CLUSTER_TAG: Ref("AWS::StackName"), ROLE_TAG: role, "Name": Sub(f"${{AWS::StackName}}-{role}")}
+    return {CLUSTER_TAG: StackName, ROLE_TAG: role, "Name": Sub(f"${{AWS::StackName}}-{role}")}
 
 
 def _prerequisites(t: Template, net: Network, storage: Storage) -> cloudformation.WaitConditionHandle:
@@ -42,55 +43,62 @@ def _prerequisites(t: Template, net: Network, storage: Storage) -> cloudformatio
                                        **dict(net.ready + storage.ready)}))
 
 
-def add_compute(t: Template, net: Network, storage: Storage, profiles: Profiles) -> None:
+@dataclass(frozen=True)
+class Nodes:
+    master: ec2.Instance
+    workers: autoscaling.AutoScalingGroup
+
+
+def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles: Profiles) -> Nodes:
+    image_id = If(p.cond.has_image_id, p.ref("ImageId"), p.ref("ImageSsmParameter"))
     placement = t.add_resource(ec2.PlacementGroup("PlacementGroup", Strategy="cluster"))
     ready = _prerequisites(t, net, storage)
-    t.add_resource(ec2.Instance(
+    master = t.add_resource(ec2.Instance(
         MASTER_RESOURCE,
         DependsOn=[ready.title],
-        ImageId=IMAGE_ID, InstanceType=Ref("MasterInstanceType"), KeyName=Ref("KeyName"),
+        ImageId=image_id, InstanceType=p.ref("MasterInstanceType"), KeyName=p.ref("KeyName"),
         IamInstanceProfile=Ref(profiles.master), SubnetId=net.subnet_id,
         SecurityGroupIds=[Ref(net.cluster_sg), Ref(net.master_sg)],
-        PlacementGroupName=Ref(placement), Tenancy=Ref("Tenancy"), Monitoring=True,
+        PlacementGroupName=Ref(placement), Tenancy=p.ref("Tenancy"), Monitoring=True,
         MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
         BlockDeviceMappings=[ec2.BlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EbsBlockDevice(
-            VolumeType="gp3", VolumeSize=Ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
+            VolumeType="gp3", VolumeSize=p.ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
         PropagateTagsToVolumeOnCreation=True, Tags=Tags(_node_tags("master")),
-        UserData=user_data("master"),
+        UserData=user_data("master", p, storage),
         CreationPolicy=CreationPolicy(ResourceSignal=ResourceSignal(Count=1, Timeout=SIGNAL_TIMEOUT)),
     ))
     lt = t.add_resource(ec2.LaunchTemplate(
         "WorkerLaunchTemplate",
         TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=Tags(
-            {CLUSTER_TAG: Ref("AWS::StackName")}))],
+            {CLUSTER_TAG: StackName}))],
         LaunchTemplateData=ec2.LaunchTemplateData(
-            ImageId=IMAGE_ID, InstanceType=Ref("WorkerInstanceType"), KeyName=Ref("KeyName"),
+            ImageId=image_id, InstanceType=p.ref("WorkerInstanceType"), KeyName=p.ref("KeyName"),
             IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profiles.worker, "Arn")),
             SecurityGroupIds=[Ref(net.cluster_sg)],
-            Placement=ec2.Placement(Tenancy=Ref("Tenancy")),
+            Placement=ec2.Placement(Tenancy=p.ref("Tenancy")),
             Monitoring=ec2.Monitoring(Enabled=True),
             MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
             BlockDeviceMappings=[ec2.LaunchTemplateBlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EBSBlockDevice(
-                VolumeType="gp3", VolumeSize=Ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
-            InstanceMarketOptions=If("SpotWorkersOn", ec2.InstanceMarketOptions(
+                VolumeType="gp3", VolumeSize=p.ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
+            InstanceMarketOptions=If(p.cond.spot_workers_on, ec2.InstanceMarketOptions(
                 MarketType="spot", SpotOptions=ec2.SpotOptions(
                     SpotInstanceType="one-time", InstanceInterruptionBehavior="terminate")), NoValue),
             TagSpecifications=[ec2.TagSpecifications(ResourceType="volume", Tags=Tags(_node_tags("worker")))],
-            UserData=user_data("worker"),
+            UserData=user_data("worker", p, storage),
         ),
     ))
-    t.add_resource(autoscaling.AutoScalingGroup(
+    workers = t.add_resource(autoscaling.AutoScalingGroup(
         WORKER_GROUP_RESOURCE,
         DependsOn=[ready.title],
         LaunchTemplate=autoscaling.LaunchTemplateSpecification(
             LaunchTemplateId=Ref(lt), Version=GetAtt(lt, "LatestVersionNumber")),
         VPCZoneIdentifier=[net.subnet_id], PlacementGroup=Ref(placement),
         # MaxSize = DesiredCapacity = WorkerCount: `stack scale` is a stack update of WorkerCount.
-        MinSize="0", MaxSize=Ref("WorkerCount"), DesiredCapacity=Ref("WorkerCount"),
+        MinSize="0", MaxSize=p.ref("WorkerCount"), DesiredCapacity=p.ref("WorkerCount"),
         TerminationPolicies=["NewestInstance"],  # scale-in drops nodes least likely to be in a job
         Tags=[autoscaling.Tag(k, v, True) for k, v in _node_tags("worker").items()],
         CreationPolicy=CreationPolicy(
-            ResourceSignal=ResourceSignal(Count=Ref("WorkerCount"), Timeout=SIGNAL_TIMEOUT),
+            ResourceSignal=ResourceSignal(Count=p.ref("WorkerCount"), Timeout=SIGNAL_TIMEOUT),
             AutoScalingCreationPolicy=AutoScalingCreationPolicy(MinSuccessfulInstancesPercent=100)),
         # A size change never replaces workers; a launch template change (AMI, type) replaces them
         # in batches, waiting for each new worker's signal; scaling processes pause meanwhile.
@@ -99,3 +107,4 @@ def add_compute(t: Template, net: Network, storage: Storage, profiles: Profiles)
             SuspendProcesses=["HealthCheck", "ReplaceUnhealthy", "AZRebalance", "AlarmNotification",
                               "ScheduledActions"])),
     ))
+    return Nodes(master, workers)

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import If, NoValue, Ref, Sub, Template, iam
+from troposphere import AccountId, If, NoValue, Ref, StackId, Sub, Template, iam, s3
 
 from cfn_chainermn.names import KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
+from cfn_chainermn.template.parameters import Inputs
 
 
 @dataclass(frozen=True)
@@ -27,38 +28,39 @@ def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, 
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
 
 
-def _objects(prefix: str) -> Sub:
-    return Sub(f"${{KeyBucket.Arn}}/{prefix}*")
-
-
-def node_statements(role: str) -> list[Any]:
+def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
     """The policy statements of one role ("master" or "worker")."""
+    arn = f"${{{bucket.title}.Arn}}"
+
+    def objects(prefix: str) -> Sub:
+        return Sub(f"{arn}/{prefix}*")
+
     key_actions = ["s3:GetObject", "s3:PutObject"] if role == "master" else ["s3:GetObject"]
     return [
         # Node discovery: EC2 cannot scope DescribeInstances to resources.
         _statement("DiscoverClusterNodes", ["ec2:DescribeInstances"], ["*"]),
         # Report the node's true boot result to this stack only.
-        _statement("SignalThisStack", ["cloudformation:SignalResource"], [Ref("AWS::StackId")]),
+        _statement("SignalThisStack", ["cloudformation:SignalResource"], [StackId]),
         # Listing turns "not there yet" into 404 instead of 403 while workers wait for the key.
-        _statement("ListKeyBucket", ["s3:ListBucket"], [Sub("${KeyBucket.Arn}")]),
-        _statement("WriteClusterKey" if role == "master" else "ReadClusterKey", key_actions, [_objects(KEY_PREFIX)]),
+        _statement("ListKeyBucket", ["s3:ListBucket"], [Sub(arn)]),
+        _statement("WriteClusterKey" if role == "master" else "ReadClusterKey", key_actions, [objects(KEY_PREFIX)]),
         # nodes/* for every node: IAM cannot scope it to nodes/<own instance id>/ (no policy variable
         # holds the bare instance id; aws:userid is "<role id>:<instance id>"). So no reader outside
         # the cluster trusts nodes/: the CLI pins the master from cluster-key/, which only it writes.
         # DeleteObject: a node retracts its own ready marker when it (re)boots, same scope as PutObject.
         _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                   [_objects(NODES_PREFIX)]),
-        _statement("WriteAgentLogs", ["s3:PutObject"], [_objects(LOGS_PREFIX)]),
+                   [objects(NODES_PREFIX)]),
+        _statement("WriteAgentLogs", ["s3:PutObject"], [objects(LOGS_PREFIX)]),
         # The staging bucket's name is predictable: read the wheel (installed as root) only from a
         # bucket of this stack's own account, never from one someone else made under that name.
-        If("HasAgentWheel",
+        If(p.cond.has_agent_wheel,
            {**_statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),
-            "Condition": {"StringEquals": {"s3:ResourceAccount": Ref("AWS::AccountId")}}},
+            "Condition": {"StringEquals": {"s3:ResourceAccount": AccountId}}},
            NoValue),
     ]
 
 
-def _role(t: Template, role: str) -> iam.InstanceProfile:
+def _role(t: Template, role: str, p: Inputs, bucket: s3.Bucket) -> iam.InstanceProfile:
     title = role.capitalize()
     r = t.add_resource(iam.Role(
         f"{title}Role",
@@ -66,10 +68,10 @@ def _role(t: Template, role: str) -> iam.InstanceProfile:
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
         Policies=[iam.Policy(PolicyName=f"cfn-chainermn-{role}", PolicyDocument={
-            "Version": "2012-10-17", "Statement": node_statements(role)})],
+            "Version": "2012-10-17", "Statement": node_statements(role, p, bucket)})],
     ))
     return t.add_resource(iam.InstanceProfile(f"{title}InstanceProfile", Roles=[Ref(r)]))
 
 
-def add_iam(t: Template) -> Profiles:
-    return Profiles(master=_role(t, "master"), worker=_role(t, "worker"))
+def add_iam(t: Template, p: Inputs, bucket: s3.Bucket) -> Profiles:
+    return Profiles(master=_role(t, "master", p, bucket), worker=_role(t, "worker", p, bucket))

@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import GetAZs, If, Ref, Select, Sub, Tags, Template, ec2
+from troposphere import GetAZs, If, Ref, Select, StackName, Sub, Tags, Template, ec2
 
 from cfn_chainermn.names import CLUSTER_TAG
+from cfn_chainermn.template.parameters import Inputs
 
 
 def cluster_tags(name: str) -> Tags:
     """The cluster tag plus a Name that shows in the console."""
-    return Tags({CLUSTER_TAG: Ref("AWS::StackName"), "Name": Sub(f"${{AWS::StackName}}-{name}")})
+    return Tags({CLUSTER_TAG: StackName, "Name": Sub(f"${{AWS::StackName}}-{name}")})
 
 
 @dataclass(frozen=True)
@@ -31,38 +32,39 @@ class Network:
     ready: list[tuple[str, Any]]  # (name, Ref) pairs the nodes wait for, each under a condition
 
 
-def _new_vpc(t: Template) -> tuple[ec2.VPC, ec2.Route]:
+def _new_vpc(t: Template, p: Inputs) -> tuple[ec2.VPC, ec2.RouteTable, ec2.Route]:
+    new = p.cond.create_vpc
     vpc = t.add_resource(ec2.VPC(
-        "Vpc", Condition="CreateVpc", CidrBlock=Ref("VpcCidr"),
+        "Vpc", Condition=new, CidrBlock=p.ref("VpcCidr"),
         EnableDnsSupport=True, EnableDnsHostnames=True,  # EFS mounts by its DNS name
         Tags=cluster_tags("vpc"),
     ))
-    igw = t.add_resource(ec2.InternetGateway("InternetGateway", Condition="CreateVpc", Tags=cluster_tags("igw")))
+    igw = t.add_resource(ec2.InternetGateway("InternetGateway", Condition=new, Tags=cluster_tags("igw")))
     attach = t.add_resource(ec2.VPCGatewayAttachment(
-        "GatewayAttachment", Condition="CreateVpc", VpcId=Ref(vpc), InternetGatewayId=Ref(igw)))
-    rtb = t.add_resource(ec2.RouteTable("RouteTable", Condition="CreateVpc", VpcId=Ref(vpc),
-                                        Tags=cluster_tags("routes")))
+        "GatewayAttachment", Condition=new, VpcId=Ref(vpc), InternetGatewayId=Ref(igw)))
+    rtb = t.add_resource(ec2.RouteTable("RouteTable", Condition=new, VpcId=Ref(vpc), Tags=cluster_tags("routes")))
     route = t.add_resource(ec2.Route(
-        "DefaultRoute", Condition="CreateVpc", DependsOn=attach.title, RouteTableId=Ref(rtb),
+        "DefaultRoute", Condition=new, DependsOn=attach.title, RouteTableId=Ref(rtb),
         DestinationCidrBlock="0.0.0.0/0", GatewayId=Ref(igw)))
-    return vpc, route
+    return vpc, rtb, route
 
 
-def add_network(t: Template) -> Network:
+def add_network(t: Template, p: Inputs) -> Network:
     """VPC, subnet and routes when asked for; security groups always."""
-    vpc, route = _new_vpc(t)
-    vpc_id = If("CreateVpc", Ref(vpc), Ref("VpcId"))
+    c = p.cond
+    vpc, rtb, route = _new_vpc(t, p)
+    vpc_id = If(c.create_vpc, Ref(vpc), p.ref("VpcId"))
     subnet = t.add_resource(ec2.Subnet(
-        "Subnet", Condition="CreateSubnet", VpcId=vpc_id, CidrBlock=Ref("SubnetCidr"),
-        AvailabilityZone=If("HasAvailabilityZone", Ref("AvailabilityZone"), Select(0, GetAZs(""))),
+        "Subnet", Condition=c.create_subnet, VpcId=vpc_id, CidrBlock=p.ref("SubnetCidr"),
+        AvailabilityZone=If(c.has_availability_zone, p.ref("AvailabilityZone"), Select(0, GetAZs(""))),
         MapPublicIpOnLaunch=True, Tags=cluster_tags("subnet"),
     ))
     new_assoc = t.add_resource(ec2.SubnetRouteTableAssociation(
-        "SubnetRoutes", Condition="NewVpcAndSubnet", SubnetId=Ref(subnet), RouteTableId=Ref("RouteTable")))
+        "SubnetRoutes", Condition=c.new_vpc_and_subnet, SubnetId=Ref(subnet), RouteTableId=Ref(rtb)))
     existing_assoc = t.add_resource(ec2.SubnetRouteTableAssociation(
-        "ExistingVpcSubnetRoutes", Condition="NewSubnetInExistingVpc", SubnetId=Ref(subnet),
-        RouteTableId=Ref("RouteTableId")))
-    subnet_id = If("CreateSubnet", Ref(subnet), Ref("SubnetId"))
+        "ExistingVpcSubnetRoutes", Condition=c.new_subnet_in_existing_vpc, SubnetId=Ref(subnet),
+        RouteTableId=p.ref("RouteTableId")))
+    subnet_id = If(c.create_subnet, Ref(subnet), p.ref("SubnetId"))
 
     cluster_sg = t.add_resource(ec2.SecurityGroup(
         "ClusterSecurityGroup", VpcId=vpc_id, Tags=cluster_tags("members"),
@@ -76,11 +78,11 @@ def add_network(t: Template) -> Network:
         "MasterSshSecurityGroup", VpcId=vpc_id, Tags=cluster_tags("ssh"),
         GroupDescription="cfn-chainermn master: SSH from SshCidr only",
         SecurityGroupIngress=[ec2.SecurityGroupRule(
-            IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp=Ref("SshCidr"), Description="SSH from SshCidr")],
+            IpProtocol="tcp", FromPort=22, ToPort=22, CidrIp=p.ref("SshCidr"), Description="SSH from SshCidr")],
     ))
     ready = [
-        ("DefaultRoute", If("CreateVpc", Ref(route), "")),
-        ("SubnetRoutes", If("NewVpcAndSubnet", Ref(new_assoc), "")),
-        ("ExistingVpcSubnetRoutes", If("NewSubnetInExistingVpc", Ref(existing_assoc), "")),
+        (route.title, If(c.create_vpc, Ref(route), "")),
+        (new_assoc.title, If(c.new_vpc_and_subnet, Ref(new_assoc), "")),
+        (existing_assoc.title, If(c.new_subnet_in_existing_vpc, Ref(existing_assoc), "")),
     ]
     return Network(vpc_id, subnet_id, cluster_sg, master_sg, ready)

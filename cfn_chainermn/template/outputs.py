@@ -9,7 +9,6 @@ from __future__ import annotations
 from troposphere import GetAtt, Output, Ref, Sub, Template
 
 from cfn_chainermn.names import (
-    MASTER_RESOURCE,
     OUT_BUCKET,
     OUT_EFS_ID,
     OUT_MASTER_DNS,
@@ -18,24 +17,26 @@ from cfn_chainermn.names import (
     OUT_MOUNT_POINT,
     OUT_SSH_COMMAND,
     OUT_WORKER_GROUP,
-    WORKER_GROUP_RESOURCE,
 )
+from cfn_chainermn.template.compute import Nodes
+from cfn_chainermn.template.parameters import Inputs
 from cfn_chainermn.template.storage import Storage
 
 
-def add_outputs(t: Template, storage: Storage) -> None:
+def add_outputs(t: Template, p: Inputs, storage: Storage, nodes: Nodes) -> None:
+    master = nodes.master
     t.add_output([
         Output(OUT_MASTER_DNS, Description="Public DNS name of the master; log in as chainer",
-               Value=GetAtt(MASTER_RESOURCE, "PublicDnsName")),
+               Value=GetAtt(master, "PublicDnsName")),
         Output(OUT_MASTER_PRIVATE_IP, Description="Private IP of the master inside the cluster network",
-               Value=GetAtt(MASTER_RESOURCE, "PrivateIp")),
-        Output(OUT_MASTER_INSTANCE_ID, Description="Instance id of the master", Value=Ref(MASTER_RESOURCE)),
+               Value=GetAtt(master, "PrivateIp")),
+        Output(OUT_MASTER_INSTANCE_ID, Description="Instance id of the master", Value=Ref(master)),
         Output(OUT_BUCKET, Description="S3 bucket with the cluster key, node records and agent logs",
                Value=Ref(storage.bucket)),
-        Output(OUT_EFS_ID, Condition="HasEfs", Description="Shared EFS file system", Value=storage.efs_id),
+        Output(OUT_EFS_ID, Condition=p.cond.has_efs, Description="Shared EFS file system", Value=storage.efs_id),
         Output(OUT_WORKER_GROUP, Description="Auto Scaling group of the workers",
-               Value=Ref(WORKER_GROUP_RESOURCE)),
-        Output(OUT_MOUNT_POINT, Description="Shared directory on every node", Value=Ref("MountPoint")),
+               Value=Ref(nodes.workers)),
+        Output(OUT_MOUNT_POINT, Description="Shared directory on every node", Value=p.ref("MountPoint")),
         Output(OUT_SSH_COMMAND, Description="Log in to the master",
-               Value=Sub(f"ssh -i ${{KeyName}}.pem chainer@${{{MASTER_RESOURCE}.PublicDnsName}}")),
+               Value=Sub(f"ssh -i ${{KeyName}}.pem chainer@${{{master.title}.PublicDnsName}}")),
     ])

@@ -15,6 +15,7 @@ from troposphere.s3 import BucketPolicy
 
 from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.template.network import Network, cluster_tags
+from cfn_chainermn.template.parameters import Inputs
 
 LOG_RETENTION_DAYS = 30
 BUCKET_LOGGING_REASON = (
@@ -26,6 +27,7 @@ BUCKET_LOGGING_REASON = (
 @dataclass(frozen=True)
 class Storage:
     bucket: s3.Bucket
+    file_system: efs.FileSystem  # a new one (under CreateEfs)
     efs_id: Any  # the file system id when HasEfs (new or given)
     ready: list[tuple[str, Any]]
 
@@ -61,38 +63,38 @@ def _key_bucket(t: Template) -> s3.Bucket:
         "KeyBucketPolicy", Bucket=Ref(bucket),
         PolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [Sub("${KeyBucket.Arn}"), Sub("${KeyBucket.Arn}/*")],
+            "Resource": [Sub(f"${{{bucket.title}.Arn}}"), Sub(f"${{{bucket.title}.Arn}}/*")],
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }]},
     ))
     return bucket
 
 
-def add_storage(t: Template, net: Network) -> Storage:
+def add_storage(t: Template, p: Inputs, net: Network) -> Storage:
     """The key bucket always; a new EFS (with its group and mount target) or NFS into a given one."""
-    bucket = _key_bucket(t)
+    bucket, new = _key_bucket(t), p.cond.create_efs
     efs_sg = t.add_resource(ec2.SecurityGroup(
-        "EfsSecurityGroup", Condition="CreateEfs", VpcId=net.vpc_id, Tags=cluster_tags("efs"),
+        "EfsSecurityGroup", Condition=new, VpcId=net.vpc_id, Tags=cluster_tags("efs"),
         GroupDescription="cfn-chainermn EFS mount target: NFS from cluster members only",
         SecurityGroupIngress=[ec2.SecurityGroupRule(
             IpProtocol="tcp", FromPort=2049, ToPort=2049, SourceSecurityGroupId=Ref(net.cluster_sg),
             Description="NFS from cluster members")],
     ))
     fs = t.add_resource(efs.FileSystem(
-        "FileSystem", Condition="CreateEfs",
+        "FileSystem", Condition=new,
         # Delete with the stack (it is the cluster's scratch space: keep results elsewhere or use
         # EfsMode existing), but never lose data to an update that would replace it.
         DeletionPolicy="Delete", UpdateReplacePolicy="Retain",
-        Encrypted=True, PerformanceMode=Ref("EfsPerformanceMode"), ThroughputMode=Ref("EfsThroughputMode"),
+        Encrypted=True, PerformanceMode=p.ref("EfsPerformanceMode"), ThroughputMode=p.ref("EfsThroughputMode"),
         FileSystemTags=cluster_tags("efs"),
     ))
     mount = t.add_resource(efs.MountTarget(
-        "MountTarget", Condition="CreateEfs", FileSystemId=Ref(fs), SubnetId=net.subnet_id,
+        "MountTarget", Condition=new, FileSystemId=Ref(fs), SubnetId=net.subnet_id,
         SecurityGroups=[Ref(efs_sg)]))
     t.add_resource(ec2.SecurityGroupIngress(
-        "ExistingEfsNfsIngress", Condition="ExistingEfsIngress", GroupId=Ref("EfsSecurityGroupId"),
+        "ExistingEfsNfsIngress", Condition=p.cond.existing_efs_ingress, GroupId=p.ref("EfsSecurityGroupId"),
         IpProtocol="tcp", FromPort=2049, ToPort=2049, SourceSecurityGroupId=Ref(net.cluster_sg),
         Description=Sub("NFS from cfn-chainermn cluster ${AWS::StackName}"),
     ))
-    efs_id = If("CreateEfs", Ref(fs), Ref("EfsFileSystemId"))
-    return Storage(bucket, efs_id, [("MountTarget", If("CreateEfs", Ref(mount), ""))])
+    efs_id = If(new, Ref(fs), p.ref("EfsFileSystemId"))
+    return Storage(bucket, fs, efs_id, [(mount.title, If(new, Ref(mount), ""))])

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from troposphere import Base64, If, Sub
 
 from cfn_chainermn.names import MASTER_RESOURCE, WORKER_GROUP_RESOURCE
+from cfn_chainermn.template.parameters import Inputs
+from cfn_chainermn.template.storage import Storage
 
 # ${Name} is filled by Fn::Sub; ${!x} reaches bash as ${x}.
 SCRIPT = """\
@@ -66,9 +68,10 @@ def script(role: str) -> str:
     return SCRIPT.replace("@ROLE@", role).replace("@SIGNAL@", SIGNAL_RESOURCE[role])
 
 
-def user_data(role: str) -> Base64:
+def user_data(role: str, p: Inputs, storage: Storage) -> Base64:
     """Base64(Sub(script)) with the EFS flag only when the stack has a file system."""
-    efs_arg = If("HasEfs", If("CreateEfs", Sub(" --efs-id ${FileSystem}"), Sub(" --efs-id ${EfsFileSystemId}")), "")
+    c, fs = p.cond, storage.file_system.title
+    efs_arg = If(c.has_efs, If(c.create_efs, Sub(f" --efs-id ${{{fs}}}"), Sub(" --efs-id ${EfsFileSystemId}")), "")
     return Base64(Sub(script(role), EfsArg=efs_arg))
 
 

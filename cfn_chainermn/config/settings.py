@@ -1,0 +1,219 @@
+"""Every cluster setting, declared once: its field, type, default, flag, template parameter,
+console label and group, allowed values, and reference text (vocabulary: setting.py).
+
+Field order is cluster.yaml's and the order validation reports problems in; the console shows
+the parameters by group (setting.GROUPS), each group in field order. Rules that are more than
+a constraint on one value (between fields, the SSH /8 rule, the mount point) are functions in
+validation.py, keyed to these fields. `python -m cfn_chainermn.config.reference` writes the
+reference, docs/configuration.md, from this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cfn_chainermn import __version__
+from cfn_chainermn.catalog.instance_types import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
+from cfn_chainermn.config.sections import EfsConfig, NetworkConfig
+from cfn_chainermn.config.setting import (
+    ACCESS,
+    AGENT,
+    CLUSTER,
+    IMAGE,
+    NO_SHELL,
+    Entry,
+    Flag,
+    Param,
+    aws_id,
+    cidr_pattern,
+    entries,
+    setting,
+    setting_factory,
+)
+from cfn_chainermn.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
+    "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig", "find", "settings",
+]
+
+
+def tag_flag(items: tuple[str, ...]) -> dict[str, Any]:
+    """`--tag KEY=VALUE`, repeated: added to the file's tags."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--tag: {item!r} is not KEY=VALUE")
+        parsed[key] = value
+    return {"tags": parsed}
+
+
+def _instance_type(flag: Flag, param: Param, doc: str, **kwargs: Any) -> str:
+    default: str = kwargs.pop("default", "")
+    return setting(default, choices=INSTANCE_TYPES, flag=flag, param=param, doc=doc,
+                   invalid="unknown instance type {value!r}; choose one of {choices}", **kwargs)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A cluster's settings: cluster.yaml, then flags, validated once (model.build)."""
+
+    name: str = setting(
+        "chainermn", pattern=r"[A-Za-z][-A-Za-z0-9]{0,127}", optional=False,
+        invalid="{value!r} is not a CloudFormation stack name; use 1-128 letters, digits and hyphens, starting "
+                "with a letter",
+        doc_flag="the `NAME` argument of `stack` commands",
+        doc="stack name: 1–128 letters, digits and hyphens, starting with a letter. No resource name is derived from "
+            "it, so case and length never break anything.")
+    region: str = setting(
+        "", pattern=r"[a-z]{2}(-gov)?-[a-z]+-\d", invalid="{value!r} is not an AWS region name (for example us-east-1)",
+        flag=Flag("--region", "AWS region (else AWS_REGION / the profile's region)."),
+        doc_default="`AWS_REGION` or the profile's region", doc="a region name such as `us-east-1`")
+    instance_type: str = _instance_type(
+        Flag("--instance-type", "Master instance type (and workers' unless set)."),
+        Param("MasterInstanceType", "Master instance type", CLUSTER, "GPU instance type of the master node."),
+        "one of the supported GPU types (p3, p3dn, p4d, p5, g4dn, g5, g6 sizes). It sets the master type, and the "
+        "workers' type too unless `worker_instance_type` is set.", default=DEFAULT_INSTANCE_TYPE)
+    worker_instance_type: str = _instance_type(
+        Flag("--worker-instance-type", "Workers' instance type."),
+        Param("WorkerInstanceType", "Worker instance type", CLUSTER, "GPU instance type of every worker node.",
+              source="worker_type"),
+        "same list", doc_default="empty (= `instance_type`)")
+    workers: int = setting(
+        1, range=(0, 256), invalid="{value} is out of range; give {min} to {max} (0 = master only)",
+        flag=Flag("--workers", "Number of workers (0 = master only)."),
+        param=Param("WorkerCount", "Workers", CLUSTER, "Number of workers besides the master (0 = master only). "
+                    "Update it to scale."),
+        doc="0–256; 0 means a master-only cluster")
+    key_name: str = setting(
+        "", pattern=r"[\x20-\x7e]{1,255}",
+        invalid="must be 1-255 printable ASCII characters, the name of an EC2 key pair",
+        flag=Flag("--key-name", "EC2 key pair for logging in."),
+        param=Param("KeyName", "EC2 key pair", ACCESS, "Key pair you log in with (ssh -i KEY.pem chainer@master).",
+                    type="AWS::EC2::KeyPair::KeyName", ask=True),
+        doc_default="none",
+        doc="an EC2 key pair in the region (1–255 printable ASCII characters). `stack create` requires it. Without "
+            "it, the template's console asks for it.")
+    ssh_cidr: str = setting(
+        "", range=(0, 32), flag=Flag("--ssh-cidr", "Address range allowed to SSH in, e.g. 203.0.113.7/32."),
+        param=Param("SshCidr", "SSH from (CIDR)", ACCESS, "Who may SSH to the master, e.g. 203.0.113.7/32. 0.0.0.0/0 "
+                    "(everyone) also needs AllowSshFromAnywhere.", pattern=cidr_pattern(r"3[0-2]|[12]?\d"),
+                    constraint="an IPv4 CIDR such as 203.0.113.7/32 (octets 0-255, prefix /0 to /32)", ask=True),
+        doc_default="none",
+        doc="an IPv4 CIDR with its host bits zero, written plainly (`/32`, not `/032`). `stack create` requires it. A "
+            "range wider than `/8` (`0.0.0.0/0`, `0.0.0.0/1`, `128.0.0.0/1`, …) is refused unless you also give "
+            "`allow_ssh_from_anywhere`.")
+    allow_ssh_from_anywhere: bool = setting(
+        False, flag=Flag("--allow-ssh-from-anywhere", "Permit --ssh-cidr 0.0.0.0/0."),
+        param=Param("AllowSshFromAnywhere", "Allow SSH from anywhere", ACCESS, "true lets SshCidr be 0.0.0.0/0, open "
+                    "to the whole internet; leave false and give your own range."),
+        doc="permits an `ssh_cidr` wider than `/8`, up to `0.0.0.0/0`")
+    network: NetworkConfig = field(default_factory=NetworkConfig, metadata={"section": NetworkConfig})
+    efs: EfsConfig = field(default_factory=EfsConfig, metadata={"section": EfsConfig})
+    ami: str = setting("", **aws_id(
+        "ami", flag=Flag("--ami", "AMI id (default: the Deep Learning Base AMI from SSM)."),
+        param=Param("ImageId", "AMI id", IMAGE, "AMI for every node, e.g. from `cfn-chainermn ami build`; empty = the "
+                    "SSM parameter below."),
+        doc="`ami-` followed by 8 or 17 hex digits, e.g. from `cfn-chainermn ami build`. Empty means "
+            "`ami_ssm_parameter` is used."))
+    # The AWS Deep Learning Base AMI (Ubuntu 22.04, NVIDIA driver) as AWS publishes it in SSM.
+    ami_ssm_parameter: str = setting(
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+        flag=Flag("--ami-ssm-parameter", "SSM parameter that names the AMI (default: the Deep Learning "
+                                           "Base AMI, Ubuntu 22.04)."),
+        param=Param("ImageSsmParameter", "AMI SSM parameter", IMAGE, "SSM parameter naming the AMI when AMI id is "
+                    "empty.", type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"),
+        doc="an SSM parameter path starting with `/`. The stack resolves it at creation, so you always get the current "
+            "Deep Learning Base AMI.")
+    root_volume_size: int = setting(
+        100, range=(8, 16384), invalid="{value} GiB is out of range; give {min} to {max}",
+        flag=Flag("--root-volume-size", "Root volume size in GiB."),
+        param=Param("RootVolumeSize", "Root volume (GiB)", IMAGE, "Encrypted gp3 root volume of each node."),
+        doc="8–16384 GiB (encrypted gp3)")
+    tenancy: str = setting(
+        "default", choices=("default", "dedicated"), optional=False,
+        invalid="{value!r} is not allowed; choose one of {choices}",
+        flag=Flag("--tenancy", "Instance tenancy.", choice=True),
+        param=Param("Tenancy", "Tenancy", IMAGE, "Instance tenancy of every node."),
+        doc="`default` or `dedicated`, for the master and the workers")
+    spot_workers: bool = setting(
+        False, flag=Flag("--spot-workers/--on-demand-workers", "Run workers on Spot capacity."),
+        param=Param("SpotWorkers", "Spot workers", CLUSTER, "Run workers on Spot capacity (the master stays "
+                    "On-Demand)."),
+        doc="workers on Spot capacity; the master stays On-Demand")
+    tags: Mapping[str, str] = setting_factory(
+        dict, flag=Flag("--tag", "Tag for the stack and its resources (repeatable).", metavar="KEY=VALUE",
+                        multiple=True, convert=tag_flag),
+        doc_flag="`--tag KEY=VALUE` (repeatable; adds to the file's tags)", doc_default="none",
+        doc="at most 40. Keys have 1–128 characters (letters, digits, spaces and `_ . : / = + - @`) and must not start "
+            "with `aws:`; values have at most 256. `stack create` puts them on the stack, and CloudFormation copies "
+            "them to its resources.")
+    agent_package: str = setting(
+        f"cfn-chainermn=={__version__}",
+        flag=Flag("--agent-package", "pip requirement of the node agent on stock AMIs."),
+        param=Param("AgentPackage", "Agent package", AGENT, "pip requirement of the node agent, installed when the AMI "
+                    "lacks it.", pattern=r"""^[^'"`$\\;\n]*[^'"`$\\;\s][^'"`$\\;\n]*$""",
+                    constraint="a pip requirement such as cfn-chainermn==0.1.0"),
+        doc_default="`cfn-chainermn==<this version>`",
+        doc="the pip requirement nodes install when their AMI lacks the agent; no quotes or shell characters")
+    agent_index_url: str = setting(
+        "", flag=Flag("--agent-index-url", "Package index the nodes install the agent from."),
+        param=Param("AgentIndexUrl", "Agent package index", AGENT, "https package index for the agent; empty = PyPI.",
+                    pattern=rf"^(https://{NO_SHELL}+)?$", constraint="empty or an https:// URL"),
+        doc_default="empty (= PyPI)", doc="an `https://` package index")
+    # Client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with.
+    identity_file: str = setting(
+        "", doc_flag="`-i`/`--identity-file` of `job`, `ssh`, `cluster check` (or `CFN_CHAINERMN_IDENTITY_FILE`)",
+        doc_default="none",
+        doc="the private key of `key_name`, e.g. `~/.ssh/my-key.pem`; read only by the commands that log in, so a "
+            "file missing on this machine fails those, not `template` or `stack`")
+
+    @property
+    def worker_type(self) -> str:
+        """The workers' instance type: the master's unless set."""
+        return self.worker_instance_type or self.instance_type
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
+        return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
+
+
+# A parameter no setting has: `stack create` sets it when it stages the agent wheel.
+TEMPLATE_ONLY = (
+    Param("AgentWheelS3Path", "Agent wheel in S3", AGENT, "bucket/key of an agent wheel to install instead (set by "
+          "`cfn-chainermn stack create`); empty = use the package.",
+          pattern=rf"^([a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{NO_SHELL}+\.whl)?$",
+          constraint="empty or bucket/path/to/agent.whl"),
+)
+
+
+def settings() -> tuple[Entry, ...]:
+    """Every setting of ClusterConfig in field order (cluster.yaml's)."""
+    return _ENTRIES
+
+
+def find(path: str) -> Entry:
+    """The setting at a dotted path; KeyError names a path the table lacks."""
+    return _BY_PATH[path]
+
+
+_ENTRIES = tuple(entries(ClusterConfig))
+_BY_PATH = {e.path: e for e in _ENTRIES}
+
+
+def _limit(path: str) -> int:
+    bounds = find(path).setting.range
+    assert bounds is not None
+    return bounds[1]
+
+
+# The table's values under the names the rest of the package (and its tests) use.
+DEFAULT_AMI_SSM_PARAMETER: str = find("ami_ssm_parameter").default
+MAX_WORKERS, MAX_ROOT_VOLUME_GIB = _limit("workers"), _limit("root_volume_size")
+TENANCIES, EFS_MODES = find("tenancy").setting.choices, find("efs.mode").setting.choices
+EFS_PERFORMANCE_MODES = find("efs.performance_mode").setting.choices
+EFS_THROUGHPUT_MODES = find("efs.throughput_mode").setting.choices
