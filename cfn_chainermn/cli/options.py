@@ -64,13 +64,9 @@ def cluster_options(func: F) -> F:
 
 def cluster_overrides(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Dotted config paths for the flags that were given; pops them from `kwargs`."""
-    out: dict[str, Any] = {}
-    for entry, flag in _flags():
-        value = kwargs.pop(flag.dest, None)
-        if value is None or (flag.multiple and not value):
-            continue
-        out.update(flag.convert(value) if flag.convert else {entry.path: value})
-    return out
+    from cfn_chainermn.config.model import flag_overrides
+
+    return flag_overrides({flag.dest: kwargs.pop(flag.dest, None) for _, flag in _flags()})
 
 
 def config_from_options(kwargs: dict[str, Any], *, name: str | None = None, for_stack: bool = False,

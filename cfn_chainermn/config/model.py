@@ -27,6 +27,7 @@ from cfn_chainermn.config.settings import (  # re-exported: the table's names ar
     MAX_WORKERS,
     TENANCIES,
     ClusterConfig,
+    settings,
 )
 from cfn_chainermn.config.validation import validate
 from cfn_chainermn.errors import ConfigError
@@ -34,7 +35,7 @@ from cfn_chainermn.errors import ConfigError
 __all__ = [
     "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES",
     "MAX_ROOT_VOLUME_GIB", "MAX_WORKERS", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig",
-    "build", "load", "load_file", "merge", "validate",
+    "build", "flag_overrides", "load", "load_file", "merge", "validate",
 ]
 
 _SECTIONS = sections(ClusterConfig)
@@ -136,6 +137,18 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
         else:
             merged[head] = value
     return merged
+
+
+def flag_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted config paths from the cluster flags given (`values` by each Flag's dest; None = not given)."""
+    out: dict[str, Any] = {}
+    for entry in settings():
+        flag = entry.setting.flag
+        value = None if flag is None else values.get(flag.dest)
+        if flag is None or value is None or (flag.multiple and not value):
+            continue
+        out.update(flag.convert(value) if flag.convert else {entry.path: value})
+    return out
 
 
 def build(data: Mapping[str, Any], *, for_stack: bool = False) -> ClusterConfig:
