@@ -14,9 +14,7 @@ from typing import Any
 
 import click
 
-from cfn_chainermn.cli.aws_flags import aws_options
-
-OUTPUT = click.Choice(["text", "json"])
+from cfn_chainermn.cli.aws_flags import aws_options, output_option, region_option
 
 
 def _recipe() -> Path:
@@ -38,14 +36,14 @@ def _build_access(region: str | None, aws_profile: str | None, aws_endpoint_url:
     rendered or built. Packer cannot be sent to another endpoint, so --endpoint-url is refused (and
     AWS_ENDPOINT_URL gets a note when Packer starts).
     """
-    from cfn_chainermn.aws import make_session
+    from cfn_chainermn.cli.services import services
     from cfn_chainermn.errors import ConfigError
 
     source = click.get_current_context().get_parameter_source("aws_endpoint_url")
     if aws_endpoint_url and source is click.core.ParameterSource.COMMANDLINE:
         raise ConfigError("--endpoint-url: Packer does not take an endpoint (it ignores AWS_ENDPOINT_URL), "
                           "so `ami build` always runs in AWS; drop --endpoint-url")
-    value = make_session(aws_profile, region).region_name or ""
+    value = services().connect(aws_profile, region, None).session.region_name or ""
     if not value:
         raise ConfigError("region: not set; pass --region, set AWS_REGION, or give the AWS profile a region")
     return str(value)
@@ -123,7 +121,7 @@ def ami() -> None:
 
 
 @ami.command("profiles")
-@click.option("--output", type=OUTPUT, default="text", show_default=True)
+@output_option(help=None)
 def profiles(output: str) -> None:
     """List the version profiles and what each pins."""
     from cfn_chainermn.ami import profiles as ami_profiles
@@ -169,7 +167,7 @@ def render(profile_name: str, output_dir: Path) -> None:
 
 @ami.command("validate", cls=_VersionProfileCommand)
 @click.argument("profile_name", metavar="[PROFILE]", required=False)
-@click.option("--region", default=None, help="Region passed to packer validate (default AWS_REGION or us-east-1).")
+@region_option("Region passed to packer validate (default AWS_REGION or us-east-1).")
 def validate(profile_name: str | None, region: str | None) -> None:
     """shellcheck the rendered scripts and run `packer validate` on the template (offline).
 
@@ -195,7 +193,7 @@ def validate(profile_name: str | None, region: str | None) -> None:
 
 @ami.command("build", cls=_VersionProfileCommand)
 @click.argument("profile_name", metavar="PROFILE")
-@click.option("--region", default=None, help="Build region (else AWS_REGION / the AWS profile's region).")
+@region_option("Build region (else AWS_REGION / the AWS profile's region).")
 @click.option("--ssh-cidr", default=None, metavar="CIDR",
               help="Required: where Packer connects from; the build instance's SSH is open to this range only.")
 @click.option("--allow-ssh-from-anywhere", is_flag=True, help="Permit --ssh-cidr 0.0.0.0/0.")
@@ -251,17 +249,18 @@ for _param in build.params:
 
 
 @ami.command("list")
-@click.option("--region", default=None, help="AWS region (else AWS_REGION / the profile's region).")
-@click.option("--output", type=OUTPUT, default="text", show_default=True)
+@region_option()
+@output_option(help=None)
 @aws_options
 def list_(region: str | None, output: str, aws_profile: str | None, aws_endpoint_url: str | None) -> None:
     """This account's cfn-chainermn AMIs in a region, with the versions from their tags."""
     from cfn_chainermn.ami import packer as ami_packer
-    from cfn_chainermn.aws import client, make_session, region_of
+    from cfn_chainermn.aws import region_of
+    from cfn_chainermn.cli.services import services
 
-    session = make_session(aws_profile, region)
-    region_of(session)
-    rows = ami_packer.list_images(client(session, "ec2", aws_endpoint_url))
+    aws = services().connect(aws_profile, region, aws_endpoint_url)
+    region_of(aws.session)  # a usage error, before any call, when no region is set
+    rows = ami_packer.list_images(aws.client("ec2"))
     if output == "json":
         click.echo(json.dumps(rows, indent=2))
         return

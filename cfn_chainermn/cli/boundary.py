@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from cfn_chainermn.errors import CfnChainermnError, ConfigError
+
+if TYPE_CHECKING:
+    from cfn_chainermn.cli.services import Services
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -52,10 +56,13 @@ def _botocore_message(exc: Exception) -> tuple[str, int] | None:
     return None
 
 
-def run_with_boundary(command: click.Command, args: list[str]) -> int:
-    """Run a click command; map every expected failure to a message and an exit code."""
+def run_with_boundary(command: click.Command, args: list[str], services: Services | None = None) -> int:
+    """Run a click command; map every expected failure to a message and an exit code.
+
+    `services` (the AWS factory, the cluster resolver) reach every command as click's context object.
+    """
     try:
-        result = command.main(args=args, prog_name="cfn-chainermn", standalone_mode=False)
+        result = command.main(args=args, prog_name="cfn-chainermn", standalone_mode=False, obj=services)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.UsageError as exc:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cfn_chainermn.cli.aws_flags import access_from_config, aws_options
+from cfn_chainermn.cli.aws_flags import access_from_config, aws_options, config_option, region_option
 
 if TYPE_CHECKING:
     from cfn_chainermn.cluster.handle import Cluster
@@ -31,9 +31,8 @@ def access_options(func: F) -> F:
                   help="Private key of the stack's EC2 key pair (CFN_CHAINERMN_IDENTITY_FILE; else --config's).")
     @click.option("--accept-new-host-key", is_flag=True,
                   help="Trust whatever host key the master shows now (it is printed). Off by default.")
-    @click.option("--region", "aws_region", default=None, help="AWS region of the stack (else --config's).")
-    @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-                  help="cluster.yaml the stack was created with (its region and identity_file are used).")
+    @region_option("AWS region of the stack (else --config's).", dest="aws_region")
+    @config_option("cluster.yaml the stack was created with (its region and identity_file are used).")
     @aws_options
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,9 +49,11 @@ def access_options(func: F) -> F:
 
 
 def _resolve(name: str, access: dict[str, Any], *, login: bool = True) -> Cluster:
-    from cfn_chainermn.cluster.handle import AwsAccess, resolve
+    """NAME's handle through the command's Services (tests hand in their own resolver)."""
+    from cfn_chainermn.cli.services import services
+    from cfn_chainermn.cluster.handle import AwsAccess
 
-    return resolve(name, state_dir=access["state_dir"], access=AwsAccess(
+    return services().resolve(name, state_dir=access["state_dir"], access=AwsAccess(
         profile=access["aws_profile"], region=access["aws_region"], endpoint_url=access["aws_endpoint_url"],
         identity_file=access["identity_file"]), login=login)
 
@@ -83,27 +84,13 @@ def _n(count: int, noun: str) -> str:
 @access_options
 def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, Any]) -> None:
     """Print the hostfile of NAME's ready nodes (`ip slots=N`, master first)."""
-    import time
-
     from cfn_chainermn.cluster import hostfile as hf
-    from cfn_chainermn.errors import CfnChainermnError
+    from cfn_chainermn.cluster.readiness import wait_ready
 
     cluster = _resolve(name, access, login=False)
-    deadline = time.monotonic() + timeout
-    while True:
-        nodes = cluster.list_nodes()
-        ready = hf.members(nodes)
-        waiting = [n.instance_id for n in nodes if n not in ready]
-        if wait_for is None or len(ready) >= wait_for:
-            break
-        if time.monotonic() >= deadline:
-            why = [f"not ready: {', '.join(waiting)}"] if waiting else []
-            if len(nodes) < wait_for:
-                why.append(f"{_n(wait_for - len(nodes), 'node')} not launched yet")
-            raise CfnChainermnError(f"only {len(ready)} of {_n(wait_for, 'node')} ready after {timeout:g}s "
-                                    f"({'; '.join(why)})")
-        time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
-    click.echo(hf.render(nodes), nl=False)
+    seen = wait_ready(cluster.list_nodes, wait_for, timeout)
+    click.echo(hf.render(seen.nodes), nl=False)
+    waiting = seen.waiting
     if waiting:  # on stderr: the hostfile itself stays clean for `> hosts`
         click.echo(f"note: {_n(len(waiting), 'node')} not ready yet, left out ({', '.join(waiting)}); "
                    "`--wait N` waits for N ready nodes", err=True)

@@ -1,4 +1,5 @@
-"""How stack commands show things: text for people, JSON for scripts (stdout only).
+"""How stack commands show things: text for people, JSON for scripts (stdout only), progress
+and questions on stderr.
 
 Kept apart from the commands so each command stays a few lines and every view is one
 function of plain data.
@@ -6,21 +7,64 @@ function of plain data.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cfn_chainermn.names import OUT_MASTER_DNS
 
-OUTPUT_CHOICE = click.Choice(["text", "json"])
+if TYPE_CHECKING:
+    from cfn_chainermn.cli.aws_flags import AwsTarget
+    from cfn_chainermn.stack.follow import Progress
+    from cfn_chainermn.stack.operations import StackOps
+
+EXIT_DECLINED = 1
+EXIT_INTERRUPTED = 130
 
 
 def say(message: str) -> None:
     """Progress and diagnostics go to stderr, so stdout carries only results."""
     click.echo(message, err=True)
+
+
+def ask(question: str) -> bool:
+    """Ask on stderr; no answer (no terminal to give one) is a no."""
+    try:
+        return bool(click.confirm(question, default=False, err=True))
+    except click.Abort:
+        return False
+
+
+def progress() -> Progress:
+    """An operation's progress on stderr, its questions on the terminal."""
+    from cfn_chainermn.stack.follow import Progress
+
+    return Progress(say=say, ask=ask)
+
+
+def operations(target: AwsTarget) -> StackOps:
+    """The stack operations of one command: AWS through its Services, progress on stderr."""
+    from cfn_chainermn.stack.operations import StackOps
+
+    return StackOps(target.connect, progress())
+
+
+@contextlib.contextmanager
+def outcomes() -> Iterator[None]:
+    """A declined question ends the command with exit 1, a stopped watch with 130; both said already or here."""
+    from cfn_chainermn.stack.follow import Declined, WatchStopped
+
+    try:
+        yield
+    except Declined:
+        say("nothing was changed (pass --yes to skip this question)")
+        raise click.exceptions.Exit(EXIT_DECLINED) from None
+    except WatchStopped:
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
 
 
 def _iso(value: Any) -> str:
@@ -34,6 +78,17 @@ def emit_json(data: Any) -> None:
 def ordered_outputs(outputs: Mapping[str, str]) -> list[tuple[str, str]]:
     """ClusterMasterPublicDNS first (what people ssh to), the rest by name."""
     return sorted(outputs.items(), key=lambda kv: (kv[0] != OUT_MASTER_DNS, kv[0]))
+
+
+def print_outputs(stack: Mapping[str, Any] | None, output: str) -> None:
+    """The stack's outputs on stdout: a table, or a JSON object."""
+    from cfn_chainermn.stack.cfn import outputs_of
+
+    outs = outputs_of(stack or {})
+    if output == "json":
+        emit_json(outs)
+    elif outs:
+        click.echo(outputs_text(outs))
 
 
 def outputs_text(outputs: Mapping[str, str]) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.cli.services import Services
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -33,13 +35,11 @@ def test_unknown_job_id_is_refused_before_connecting(tmp_path: Path, capsys: pyt
         assert "JOB: '../etc' is not a job id; `cfn-chainermn job list NAME` shows them" in capsys.readouterr().err
 
 
-def test_ssh_n_without_a_command_is_refused_before_any_lookup(capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    def resolve(*args: object, **kwargs: object) -> None:
+def test_ssh_n_without_a_command_is_refused_before_any_lookup(capsys: pytest.CaptureFixture[str]) -> None:
+    def resolve(*args: object, **kwargs: object) -> Any:
         raise AssertionError("looked the cluster up")
 
-    monkeypatch.setattr("cfn_chainermn.cluster.handle.resolve", resolve)
-    assert run_with_boundary(cli, ["ssh", "demo", "-n"]) == 2
+    assert run_with_boundary(cli, ["ssh", "demo", "-n"], Services(resolve=resolve)) == 2
     assert capsys.readouterr().err.startswith("error: -n needs a COMMAND (after --)")
 
 

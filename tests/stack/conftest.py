@@ -19,6 +19,7 @@ from stack_helpers import REGION, free_port
 from cfn_chainermn.aws import Aws
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary, state
+from cfn_chainermn.cli.services import Services
 
 
 class Stubbed(Aws):
@@ -44,16 +45,21 @@ class Stubbed(Aws):
 
 
 @pytest.fixture
-def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
+def services() -> Services:
+    """What `run_cli` hands the CLI as its AWS factory and resolver: the real ones unless a fixture swaps them."""
+    return Services()
+
+
+@pytest.fixture
+def stubbed(services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
     """Real botocore clients (parameters validated against the API model) with stubbed answers.
 
-    The CLI's `connect` hands out this Aws, so commands run against the same queues; at the
+    The CLI's AWS factory hands out this Aws, so commands run against the same queues; at the
     end every queued answer must have been asked for.
     """
     stub = Stubbed()
-    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", lambda *a, **k: stub)
+    services.connect = lambda profile, region, endpoint_url: stub
     monkeypatch.setattr("cfn_chainermn.stack.watch.POLL_SECONDS", 0)
-    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.POLL_SECONDS", 0)
     yield stub
     for stubber in stub.stubbers.values():
         stubber.assert_no_pending_responses()
@@ -61,14 +67,13 @@ def stubbed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubbed]:
 
 
 @pytest.fixture
-def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to reach AWS fails the test: no session may even be made."""
+def no_aws(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to reach AWS fails the test: the CLI's AWS factory refuses to make a session."""
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("bad input reached AWS")
 
-    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", refuse)
-    monkeypatch.setattr("cfn_chainermn.aws.make_session", refuse)
+    services.connect = refuse
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
 
 
@@ -80,13 +85,13 @@ class Result:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """Run `cfn-chainermn ARGS` through the real error boundary; exit code, stdout, stderr."""
+def run_cli(capsys: pytest.CaptureFixture[str], services: Services) -> Callable[..., Result]:
+    """Run `cfn-chainermn ARGS` through the real error boundary with `services`; exit code, stdout, stderr."""
 
     def run(*args: str) -> Result:
         state.debug = False
         capsys.readouterr()
-        code = run_with_boundary(cli, list(args))
+        code = run_with_boundary(cli, list(args), services)
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err)
 

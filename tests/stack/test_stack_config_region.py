@@ -7,20 +7,21 @@ from typing import Any
 
 import pytest
 
+from cfn_chainermn.cli.services import Services
 from cfn_chainermn.errors import StackError
 
 
 @pytest.mark.parametrize("command", [["status"], ["outputs"], ["events"], ["watch"], ["delete", "--yes"],
                                      ["scale", "--workers", "2"]])
 def test_region_comes_from_config_unless_given(command: list[str], tmp_path: Path, run_cli: Any,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                               services: Services) -> None:
     seen: list[str | None] = []
 
     def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Any:
         seen.append(region)
         raise StackError("stopped before any AWS call")
 
-    monkeypatch.setattr("cfn_chainermn.cli.stack_flow.connect", connect)
+    services.connect = connect
     cfg = tmp_path / "cluster.yaml"
     cfg.write_text("name: demo\nregion: eu-west-1\n")
     verb, *rest = command

@@ -1,0 +1,233 @@
+"""What the stack commands do, below the CLI: create, update, scale, delete and watch a stack.
+
+Each operation connects (lazily: a command may say something before the first AWS call),
+checks before it writes, asks before it changes anything unless told not to, follows the stack
+until it settles, and tells its caller how it goes through `Progress`. The CLI only parses,
+calls one of these and prints what comes back. An operation that followed the stack returns
+its Outcome (the final stack's outputs are the command's result); None when it did not wait or
+there was nothing to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfn_chainermn.errors import StackError
+from cfn_chainermn.stack.follow import Declined, Progress, follow_stack, follow_to, settle
+
+if TYPE_CHECKING:
+    from cfn_chainermn.aws import Aws
+    from cfn_chainermn.cluster.hostfile import Node
+    from cfn_chainermn.config.model import ClusterConfig
+    from cfn_chainermn.stack.cfn import ChangeSet
+    from cfn_chainermn.stack.watch import Outcome
+
+# Settings an update inherits from the stack: its parameters, and the tags the user gave it.
+_SYSTEM_TAG_PREFIXES = ("aws:", "cfn-chainermn:")
+
+
+class StackOps:
+    """The operations on one account and region, connected on first use."""
+
+    def __init__(self, connect: Callable[[], Aws], progress: Progress) -> None:
+        self._connect = connect
+        self.progress = progress
+
+    @functools.cached_property
+    def aws(self) -> Aws:
+        return self._connect()
+
+    def say(self, line: str) -> None:
+        self.progress.say(line)
+
+    def _confirm(self, question: str) -> None:
+        if not self.progress.ask(question):
+            raise Declined(question)
+
+    def create(self, cfg: ClusterConfig, *, agent_source: str, agent_wheel: Path | None, on_failure: str,
+               wait: bool, yes: bool) -> Outcome | None:
+        """Cost, name check, preflight, the question, staging, CreateStack, then follow it."""
+        from cfn_chainermn.catalog.instance_types import estimate
+        from cfn_chainermn.stack.cfn import create as create_stack
+        from cfn_chainermn.stack.cfn import ensure_absent, stack_tags
+        from cfn_chainermn.stack.provision import prepare, template_and_parameters
+
+        name = cfg.name
+        self.say(f"cost: {estimate(cfg.instance_type, cfg.worker_type, cfg.workers).describe()}")
+        aws = self.aws
+        ensure_absent(aws.client("cloudformation"), name)  # before preflight, staging or the question
+        cfg = prepare(aws, self.progress, cfg)
+        if not yes:
+            self._confirm(f"Create stack {name} in {aws.region}?")
+        source, params = template_and_parameters(aws, self.progress, cfg, agent_source, agent_wheel)
+        stack_id = create_stack(aws.client("cloudformation"), name, source, params, stack_tags(cfg.tags),
+                                on_failure=on_failure)
+        self.say(f"creating stack {name} ({stack_id})")
+        if not wait:
+            self.say(f"follow it with: cfn-chainermn stack watch {name}")
+            return None
+        return follow_to(aws, self.progress, name, stack_id, "CREATE_COMPLETE")
+
+    def update(self, name: str, configure: Callable[[dict[str, Any]], ClusterConfig], *, agent_source: str,
+               agent_wheel: Path | None, wait: bool, yes: bool) -> Outcome | None:
+        """`configure(base)` gives the new config over the stack's current settings; shown as a change set."""
+        from cfn_chainermn.config.params import config_overrides
+        from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of, stack_tags, tags_of
+        from cfn_chainermn.stack.provision import prepare, template_and_parameters
+
+        aws = self.aws
+        current = describe_own(aws.client("cloudformation"), name, "update")
+        base: dict[str, Any] = config_overrides(parameters_of(current))
+        base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(_SYSTEM_TAG_PREFIXES)}
+        cfg = prepare(aws, self.progress, configure(base), parameters_of(current).get("AvailabilityZone", ""))
+        source, params = template_and_parameters(aws, self.progress, cfg, agent_source, agent_wheel)
+        change_set = create_change_set(aws.client("cloudformation"), name, source, dict(params),
+                                       stack_tags(cfg.tags))
+        return self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+
+    def scale(self, name: str, workers: int, *, wait: bool, yes: bool) -> Outcome | None:
+        """Only WorkerCount changes; the vCPU quota is checked before growing."""
+        from cfn_chainermn.catalog.instance_types import estimate
+        from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of
+        from cfn_chainermn.stack.provision import check_quota_for
+
+        aws = self.aws
+        current = describe_own(aws.client("cloudformation"), name, "scale")
+        params = parameters_of(current)
+        if "WorkerCount" not in params:
+            raise StackError(f"stack {name} has no WorkerCount parameter; it is not a cfn-chainermn cluster")
+        if params["WorkerCount"] == str(workers):
+            self.say(f"stack {name} already has {workers} workers; nothing to change")
+            return None
+        with contextlib.suppress(KeyError):
+            cost = estimate(params["MasterInstanceType"], params["WorkerInstanceType"], workers)
+            self.say(f"cost: {cost.describe()}")
+        if workers > int(params["WorkerCount"] or 0):
+            check_quota_for(aws, self.progress, name, params, workers)
+        values: dict[str, str | None] = {key: None for key in params}
+        values["WorkerCount"] = str(workers)
+        change_set = create_change_set(aws.client("cloudformation"), name, None, values)
+        return self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+
+    def _apply(self, name: str, stack_id: str, change_set: ChangeSet | None, *, yes: bool,
+               wait: bool) -> Outcome | None:
+        """Show a change set, ask (a no discards it), execute it and follow the update."""
+        from cfn_chainermn.stack.cfn import discard, execute_change_set
+        from cfn_chainermn.stack.watch import EventStream
+
+        if change_set is None:
+            self.say(f"stack {name} already matches; nothing to change")
+            return None
+        self.say(f"change set {change_set.name}:")
+        for line in change_set.changes or ["(no resource changes; parameters only)"]:
+            self.say(f"  {line}")
+        cfn = self.aws.client("cloudformation")
+        if not yes:
+            try:
+                self._confirm(f"Apply these changes to stack {name}?")
+            except Declined:
+                discard(cfn, change_set)
+                raise
+        stream = EventStream(cfn, stack_id)
+        stream.skip_existing()
+        execute_change_set(cfn, change_set)
+        if not wait:
+            self.say(f"updating; follow it with: cfn-chainermn stack watch {name}")
+            return None
+        return follow_to(self.aws, self.progress, name, stack_id, "UPDATE_COMPLETE", stream)
+
+    def delete(self, name: str, *, wait: bool, yes: bool) -> None:
+        """Empty the key bucket, delete, follow; once more if a node wrote to the bucket meanwhile.
+
+        Then staged agent wheels that no stack of the region uses leave the staging bucket.
+        """
+        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
+        from cfn_chainermn.stack.cfn import delete as delete_stack
+        from cfn_chainermn.stack.provision import prune_wheels
+        from cfn_chainermn.stack.watch import EventStream
+
+        aws = self.aws
+        cfn, s3 = aws.client("cloudformation"), aws.client("s3")
+        stack_id = describe_own(cfn, name, "delete")["StackId"]
+        if not yes:
+            self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
+        for attempt in (1, 2):
+            bucket = key_bucket_of(cfn, stack_id)
+            if bucket is not None:
+                self.say(f"emptied bucket {bucket}: {empty_bucket(s3, bucket)} object versions removed")
+            stream = EventStream(cfn, stack_id)
+            stream.skip_existing()
+            delete_stack(cfn, stack_id)
+            self.say(f"deleting stack {name}")
+            if not wait:
+                self.say(f"follow it with: cfn-chainermn stack watch {name}")
+                return
+            outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
+            failure = outcome.failure
+            if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
+                    and failure.get("LogicalResourceId") == KEY_BUCKET_RESOURCE):
+                self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
+                continue
+            settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
+            prune_wheels(aws, self.progress)
+            return
+
+    def watch(self, name: str) -> Outcome:
+        """Follow the stack's current operation until it settles; StackError when it ended badly."""
+        from cfn_chainermn.stack.cfn import describe, simplify
+
+        aws = self.aws
+        stack_id = describe(aws.client("cloudformation"), name)["StackId"]
+        outcome, logs = follow_stack(aws, self.progress, name, stack_id)
+        want = outcome.status if simplify(outcome.status) in ("complete", "deleted") else "success"
+        settle(aws, self.progress, name, stack_id, outcome, want, logs)
+        return outcome
+
+    def status(self, name: str) -> tuple[dict[str, Any], list[Node] | None]:
+        """The stack, and its live nodes with readiness (None when it has no key bucket yet or they are unreadable)."""
+        from cfn_chainermn.aws import mapped
+        from cfn_chainermn.stack.cfn import describe
+
+        with mapped(f"reading stack {name}"):
+            current = describe(self.aws.client("cloudformation"), name)
+        return current, self._nodes(name, current)
+
+    def _nodes(self, name: str, current: dict[str, Any]) -> list[Node] | None:
+        from cfn_chainermn.cluster.inventory import list_nodes
+        from cfn_chainermn.errors import AwsError
+        from cfn_chainermn.names import OUT_BUCKET
+        from cfn_chainermn.stack.cfn import outputs_of
+
+        bucket = outputs_of(current).get(OUT_BUCKET)
+        if not bucket:
+            return None
+        try:
+            return list_nodes(self.aws.client("ec2"), self.aws.client("s3"), name, bucket)
+        except AwsError as exc:
+            self.say(f"warning: could not list the nodes: {exc}")
+            return None
+
+    def outputs(self, name: str) -> dict[str, str]:
+        from cfn_chainermn.stack.cfn import outputs
+
+        return outputs(self.aws.client("cloudformation"), name)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The events of the stack's latest operation, oldest first."""
+        from cfn_chainermn.aws import mapped
+        from cfn_chainermn.stack.cfn import describe
+        from cfn_chainermn.stack.watch import EventStream
+
+        cfn = self.aws.client("cloudformation")
+        with mapped(f"reading the events of stack {name}"):
+            return EventStream(cfn, describe(cfn, name)["StackId"]).poll()
+
+    def stacks(self) -> list[dict[str, Any]]:
+        """This tool's stacks in the region."""
+        from cfn_chainermn.stack.cfn import list_stacks
+
+        return list_stacks(self.aws.client("cloudformation"))
