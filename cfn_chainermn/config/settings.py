@@ -53,7 +53,7 @@ def tag_flag(items: tuple[str, ...]) -> dict[str, Any]:
 
 def _instance_type(flag: Flag, param: Param, doc: str, **kwargs: Any) -> str:
     default: str = kwargs.pop("default", "")
-    return setting(default, choices=INSTANCE_TYPES, flag=flag, param=param, doc=doc,
+    return setting(default, choices=tuple(INSTANCE_TYPES), flag=flag, param=param, doc=doc,
                    invalid="unknown instance type {value!r}; choose one of {choices}", **kwargs)
 
 
