@@ -86,7 +86,7 @@ class Failure:
 
 def _not_aws(code: str, message: str, status: int) -> bool:
     """An answer without an AWS error in it: no code, a bare HTTP status as code, or markup as message."""
-    return not code or code == str(status) or code == "Unknown" or not message or message.startswith("<")
+    return not code or code == str(status) or code == "Unknown" or message.startswith("<")
 
 
 def failure_of(exc: BaseException) -> Failure:

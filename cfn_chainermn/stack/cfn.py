@@ -1,8 +1,8 @@
 """CloudFormation calls for one cluster stack: create, change sets, delete, describe, outputs.
 
-Everything here takes a client and returns data or raises the package's errors; printing,
-prompting and waiting for the result live elsewhere (cli/stack_cmd.py, watch.py). Updates go
-through change sets so the user sees what will change before anything does.
+Everything here takes a client and returns data or raises the package's errors; the flows that
+ask, wait and report live in operations.py (and watch.py, follow.py), printing in cli/. Updates
+go through change sets so the user sees what will change before anything does.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ def test_an_aws_error_keeps_its_code_message_and_hint() -> None:
     assert str(aws_error(exc, "reading x")) == ("reading x: AccessDenied: Access Denied (the credentials in use "
                                                 "lack this permission; check the IAM policy of the role or user)")
     assert short_error(exc) == "AccessDenied: Access Denied"
+    assert short_error(_client_error("Throttling", "", 400, "DescribeStacks")) == "Throttling"
 
 
 @pytest.mark.parametrize("exc", [
