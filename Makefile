@@ -61,6 +61,7 @@ test: install lint ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
 golden: install templates ## refresh golden files and the released templates (review the diff before committing)
+	$(BIN)/python -m cfn_chainermn.config.reference > docs/configuration.md
 	$(BIN)/python -m pytest -q --update-golden -m "not slow" || true
 	$(BIN)/python -m pytest -q -m "not slow"
 
