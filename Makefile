@@ -23,9 +23,9 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(SYSDEPS_STAMP): scripts/install-sysdeps.sh
+	bash scripts/install-sysdeps.sh
 	@$(PLACES) venv $(VENV)
 	@mkdir -p $(VENV_HOME)
-	bash scripts/install-sysdeps.sh
 	@touch $@
 
 $(STAMP): pyproject.toml Makefile constraints.txt

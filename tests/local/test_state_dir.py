@@ -16,6 +16,7 @@ from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.local import lifecycle as local
+from cfn_chainermn.local import places
 from cfn_chainermn.local import state_dir as local_folder
 
 
@@ -112,3 +113,21 @@ def test_a_folder_an_older_version_left_is_ours_only_when_its_nodes_name_it(tmp_
     if not ours:
         with pytest.raises(ConfigError, match="holds no cfn-chainermn local cluster"):
             local_folder.refuse_foreign(root)
+
+
+def test_the_advice_for_a_folder_out_of_reach_names_only_folders_in_reach(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a closed folder (a clone under /root), `./.local-cluster` would be out of reach too."""
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    monkeypatch.chdir(hidden)
+    with pytest.raises(ConfigError) as caught:
+        local_folder.check_searchable(hidden / "cluster")
+    message = str(caught.value)
+    assert message.startswith(f"--state-dir: {hidden} is not searchable by other users")
+    advice = message.split(" there. ", 1)[1]
+    words = [word.strip("(),`") for word in advice.split()]
+    named = [Path(word) for word in words if word.startswith(("/", "./", ".local"))]
+    assert named and "/tmp/cluster" in advice
+    for folder in named:
+        assert places.unsearchable(folder.resolve()) is None, (folder, message)
