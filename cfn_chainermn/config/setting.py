@@ -85,7 +85,7 @@ class Setting:
     flag: Flag | None = None
     param: Param | None = None
     choices: tuple[str, ...] = ()
-    range: tuple[int, int] | None = None
+    range: tuple[int, int] | None = None  # a whole number's bounds, or a CIDR's prefix lengths
     pattern: str = ""  # a regular expression (unanchored) the whole value must match
     optional: bool = True  # empty means "not set" and passes choices and pattern
     invalid: str = ""  # the message when it does not: {value}, {choices}, {min} and {max} filled in

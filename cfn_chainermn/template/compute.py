@@ -45,6 +45,8 @@ def _prerequisites(t: Template, net: Network, storage: Storage) -> cloudformatio
 
 @dataclass(frozen=True)
 class Nodes:
+    """The master and the workers' group, for the outputs to GetAtt and Ref."""
+
     master: ec2.Instance
     workers: autoscaling.AutoScalingGroup
 
