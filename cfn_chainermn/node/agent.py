@@ -122,9 +122,11 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
     settings.check(boot=False)
     ctx = _context(settings, clients, echo)
     if ctx.owner[0] < 0:
-        home = ctx.home()
-        if home.exists():
-            ctx.owner = (home.stat().st_uid, home.stat().st_gid)
+        try:  # the home's owner, never a link's target's (HomeFiles refuses a linked home anyway)
+            st = ctx.home().lstat()
+            ctx.owner = (st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
     try:
         detail = steps.cluster_files(ctx)
     except CfnChainermnError as exc:

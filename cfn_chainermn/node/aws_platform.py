@@ -5,7 +5,6 @@ test root stands for "/")."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.settings import AWS_HOST_KEY, Settings
 from cfn_chainermn.node.system import STD_PATH, System, write_atomic
@@ -59,16 +59,15 @@ class AwsPlatform:
         """useradd once; ~/.cfn-chainermn.env sourced first in ~/.bashrc, because Debian/Ubuntu's
         .bashrc returns early when not interactive and ssh commands (orted) need the PATH."""
         s = ctx.settings
-        home = ctx.home()
         ctx.owner = self.system.ensure_user(s.user, s.home_dir())
+        files = ctx.files()  # the home is the user's: no-follow reads and writes (homefiles.py)
         path, libs = self.search_path()
         env = f"export PATH={path}\n" + (f"export LD_LIBRARY_PATH={libs}\n" if libs else "")
-        write_atomic(home / ENV_FILE, env, 0o644, ctx.owner)
+        files.write(ENV_FILE, env, 0o644)
         source = f'. "$HOME/{ENV_FILE}"  # cfn-chainermn: PATH for non-interactive ssh'
-        bashrc = home / ".bashrc"
-        old = bashrc.read_text(encoding="utf-8") if bashrc.exists() else ""
+        old = files.read_text(".bashrc")
         if source not in old.splitlines():
-            write_atomic(bashrc, source + "\n" + old, 0o644, ctx.owner)
+            files.write(".bashrc", source + "\n" + old, 0o644)
         return f"user {s.user} (no sudo), PATH for non-interactive ssh in ~/{ENV_FILE}"
 
     def search_path(self) -> tuple[str, str]:
@@ -113,12 +112,11 @@ class AwsPlatform:
         target = self.path(s.mount_point)
         target.mkdir(parents=True, exist_ok=True)
         if not s.efs_id:
-            if ctx.owner[0] >= 0:
-                os.chown(target, *ctx.owner)
+            own_folder(target, ctx.owner)
             return f"no EFS; {s.mount_point} is a local directory"
         self.system.add_fstab(fstab_line(s.efs_id, s.region, s.mount_point))
         self._mount(ctx)
-        os.chown(target, *ctx.owner)
+        own_folder(target, ctx.owner)
         return f"EFS {s.efs_id} mounted at {s.mount_point} via /etc/fstab"
 
     def _mount(self, ctx: Context) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cfn_chainermn.node.backends import Bucket, Inventory, Platform, Signaller
+from cfn_chainermn.node.homefiles import HomeFiles
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import State
 
@@ -56,3 +57,7 @@ class Context:
     def home(self) -> Path:
         """The user's home as a path on this machine (under the root directory on AWS)."""
         return self.platform.path(self.settings.home_dir())
+
+    def files(self) -> HomeFiles:
+        """The only way steps touch files in the user's home: no link is ever followed."""
+        return HomeFiles(self.home(), self.owner)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.system import STD_PATH
 
@@ -59,8 +60,7 @@ class LocalPlatform:
     def shared_folder(self, ctx: Context) -> str:
         mount_point = self.path(ctx.settings.mount_point)
         mount_point.mkdir(parents=True, exist_ok=True)
-        if ctx.owner[0] >= 0:
-            os.chown(mount_point, *ctx.owner)
+        own_folder(mount_point, ctx.owner)
         return f"shared folder {ctx.settings.mount_point}"
 
     def hostfile_copies(self) -> list[Path]:

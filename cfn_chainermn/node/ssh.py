@@ -8,7 +8,6 @@ yes` holds inside the cluster (the 2018 scripts turned it off and pointed known_
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,6 @@ from cfn_chainermn.cluster.inventory import HOST_KEY_NAME
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 from cfn_chainermn.node.context import Context
-from cfn_chainermn.node.system import write_atomic
 
 PRIVATE = KEY_PREFIX + "id_ed25519"
 PUBLIC = KEY_PREFIX + "id_ed25519.pub"
@@ -43,9 +41,9 @@ def master_key(ctx: Context) -> tuple[bytes, bytes, str]:
     priv, pub = ctx.bucket.get(PRIVATE), ctx.bucket.get(PUBLIC)
     if priv and pub:
         return priv, pub, "reused the published cluster key"
-    ssh_dir = ctx.home() / ".ssh"
-    if (ssh_dir / "id_ed25519").is_file() and (ssh_dir / "id_ed25519.pub").is_file():
-        priv, pub = (ssh_dir / "id_ed25519").read_bytes(), (ssh_dir / "id_ed25519.pub").read_bytes()
+    files = ctx.files()  # no-follow: a linked ~/.ssh/id_ed25519 must not publish root's key
+    priv, pub = files.read(".ssh/id_ed25519"), files.read(".ssh/id_ed25519.pub")
+    if priv is not None and pub is not None:
         how = "published this node's existing key"
     else:
         priv, pub = generate_key(f"cfn-chainermn@{ctx.settings.stack or 'local'}")
@@ -117,17 +115,15 @@ def setup(ctx: Context) -> str:
     """The ssh step: cluster key in place, authorized_keys, host key published, ssh config."""
     s = ctx.settings
     priv, pub, how = master_key(ctx) if s.role == "master" else wait_for_key(ctx)
-    ssh_dir = ctx.home() / ".ssh"
-    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ssh_dir.chmod(0o700)
-    if ctx.owner[0] >= 0:
-        os.chown(ssh_dir, *ctx.owner)
-    write_atomic(ssh_dir / "id_ed25519", priv, 0o600, ctx.owner)
-    write_atomic(ssh_dir / "id_ed25519.pub", pub, 0o644, ctx.owner)
-    auth = ssh_dir / "authorized_keys"
-    existing = auth.read_text(encoding="utf-8") if auth.exists() else ""
-    write_atomic(auth, merge_authorized(existing, [pub.decode(), *ctx.public_keys]), 0o600, ctx.owner)
-    write_atomic(ssh_dir / "config", ssh_config(ctx), 0o600, ctx.owner)
+    files = ctx.files()  # never through a link the user made (homefiles.py)
+    with files.folder(".ssh", mode=0o700, enforce=True):
+        pass  # owner and mode set on the folder's descriptor, every boot
+    files.write(".ssh/id_ed25519", priv, 0o600, folder_mode=0o700)
+    files.write(".ssh/id_ed25519.pub", pub, 0o644, folder_mode=0o700)
+    existing = files.read_text(".ssh/authorized_keys")
+    files.write(".ssh/authorized_keys", merge_authorized(existing, [pub.decode(), *ctx.public_keys]), 0o600,
+                folder_mode=0o700)
+    files.write(".ssh/config", ssh_config(ctx), 0o600, folder_mode=0o700)
     host_key = host_public_key(ctx).encode() + b"\n"
     # nodes/<id>/ feeds known_hosts inside the cluster; the master's copy under cluster-key/ (which
     # workers cannot write) is the one the CLI pins, so no worker can stand in for the master.

@@ -56,7 +56,7 @@ def mca_params(ctx: Context) -> str:
 
 def ssh_step(ctx: Context) -> str:
     detail = ssh.setup(ctx)
-    write_atomic(ctx.home() / ".openmpi" / "mca-params.conf", mca_params(ctx), 0o644, ctx.owner)
+    ctx.files().write(".openmpi/mca-params.conf", mca_params(ctx), 0o644)
     return detail
 
 
@@ -103,8 +103,9 @@ def _cluster_files(ctx: Context) -> str:
     nodes = ctx.inventory.list_nodes()
     keys = ctx.inventory.host_keys()
     text = hostfile.render(nodes)
-    write_atomic(ctx.home() / "hostfile", text, 0o644, ctx.owner)
-    write_atomic(ctx.home() / ".ssh" / "known_hosts", ssh.known_hosts(ctx, nodes, keys), 0o644, ctx.owner)
+    files = ctx.files()  # the user's home: no-follow writes (homefiles.py); the copies are root's
+    files.write("hostfile", text, 0o644)
+    files.write(".ssh/known_hosts", ssh.known_hosts(ctx, nodes, keys), 0o644, folder_mode=0o700)
     for path in ctx.platform.hostfile_copies():
         write_atomic(path, text, 0o644)
     members = hostfile.members(nodes)

@@ -88,21 +88,20 @@ class System:
         self.run(["mount", mount_point])
 
 
-def write_atomic(path: Path, text: str | bytes, mode: int, owner: tuple[int, int] | None = None) -> bool:
-    """Replace `path` in one rename (readers never see a partial file); False when unchanged."""
+def write_atomic(path: Path, text: str | bytes, mode: int) -> bool:
+    """Replace `path` in one rename (readers never see a partial file); False when unchanged.
+
+    For root's own paths only (settings, state, /etc): it resolves paths and follows links, so
+    files in the cluster user's home go through homefiles.HomeFiles instead."""
     data = text.encode("utf-8") if isinstance(text, str) else text
-    owner = owner if owner is not None and owner[0] >= 0 else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode and (
-            owner is None or (path.stat().st_uid, path.stat().st_gid) == owner):
+    if path.exists() and path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
         return False
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, mode)
-        if owner is not None:
-            os.chown(tmp, *owner)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
