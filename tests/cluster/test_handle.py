@@ -169,7 +169,7 @@ def test_local_name_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> N
         clusters.resolve("local", state_dir=str(tmp_path), access=clusters.AwsAccess())
 
 
-def test_local_cluster_handle_from_state(tmp_path: Path) -> None:
+def _local_files(tmp_path: Path) -> None:
     (tmp_path / "bucket" / "nodes" / "master").mkdir(parents=True)
     (tmp_path / "bucket" / "nodes" / "master" / "host_ed25519.pub").write_text(HOST_KEY + " master@local\n")
     (tmp_path / "inventory.json").write_text(json.dumps({"nodes": [
@@ -178,9 +178,30 @@ def test_local_cluster_handle_from_state(tmp_path: Path) -> None:
     (tmp_path / "cluster.json").write_text(json.dumps({
         "name": "local", "user": "chainer", "home": "/h/chainer", "port": 40000, "python": "/v/bin/python",
         "shared": "/s", "master_id": "master", "master_ip": "127.0.0.2"}))
+
+
+def test_local_cluster_handle_from_state(tmp_path: Path) -> None:
+    _local_files(tmp_path)
     cl = clusters.resolve("local", state_dir=str(tmp_path), access=clusters.AwsAccess())
     assert (cl.kind, cl.master_host, cl.ssh_port, cl.user) == ("local", "127.0.0.2", 40000, "chainer")
     assert cl.master_host_key == HOST_KEY and cl.key_file == "/h/chainer/.ssh/id_ed25519"
     assert cl.network.cidr == "127.0.0.0/8" and cl.network.local
     nodes = cl.list_nodes()
     assert [(n.instance_id, n.slots, n.ready) for n in nodes] == [("master", 2, False)]
+
+
+def test_without_state_dir_the_local_cluster_is_where_local_up_put_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """As root in a folder closed to other users (a clone under /root), `local up` keeps its state
+    outside it; the job commands, run from the same folder, look there too."""
+    from cfn_chainermn.local import places
+
+    monkeypatch.setattr(places, "BASE", tmp_path / "base")
+    monkeypatch.setattr(places, "moved", lambda folder: True)
+    monkeypatch.delenv("CFN_CHAINERMN_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    folder = places.default_state_dir(create=True)
+    assert folder == places.home_of(tmp_path) / "local-cluster"
+    _local_files(folder)
+    cl = clusters.resolve("local", state_dir=None, access=clusters.AwsAccess())
+    assert (cl.kind, cl.state_dir, cl.master_host) == ("local", str(folder), "127.0.0.2")
