@@ -11,21 +11,28 @@ the local cluster's folder). A key that differs is refused with a message that s
 only `accept_new_host_key=True` (the CLI's `--accept-new-host-key`) takes whatever the server
 shows, and even then the fingerprint is reported (to `notice`, which that option requires).
 Checking is never silently off.
+
+A connection that stops answering counts as lost after `dead_after` seconds (cluster/keepalive.py):
+its channels close as when the network drops, and `lost` says why.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from cfn_chainermn.cluster import keepalive
 from cfn_chainermn.cluster.channel_io import LineSink, OutputClosed, pump, stream_lines
+from cfn_chainermn.cluster.keepalive import _QuickAckSocket
 from cfn_chainermn.errors import ConfigError, RemoteCommandError, RemoteError
 
 if TYPE_CHECKING:
@@ -63,7 +70,8 @@ class Remote:
                  host_key: str | None = None, accept_new_host_key: bool = False,
                  host_fingerprints: tuple[str, ...] = (), host_key_hint: str = "",
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-                 notice: LineSink | None = None) -> None:
+                 notice: LineSink | None = None, keepalive_interval: float = keepalive.DEFAULT_INTERVAL,
+                 dead_after: float | None = None) -> None:
         if accept_new_host_key and notice is None:  # the one report of what was trusted: never skipped
             raise ValueError("Remote(accept_new_host_key=True) needs notice=: the accepted key's fingerprint "
                              "must be reported")
@@ -77,7 +85,11 @@ class Remote:
         self.host_key_hint = host_key_hint  # why neither is known, for the refusal
         self.connect_timeout = connect_timeout
         self.notice = notice
+        self.keepalive_interval = keepalive_interval
+        self.dead_after = dead_after if dead_after is not None else keepalive_interval * keepalive.DEFAULT_COUNT
         self._client: paramiko.SSHClient | None = None
+        self._keepalive: keepalive.Keepalive | None = None
+        self._verified: str | None = None  # the host key this connection checked, for again()
 
     @property
     def where(self) -> str:
@@ -134,12 +146,31 @@ class Remote:
             if failure is None:  # Ctrl-C, or the fingerprint policy's own RemoteError
                 raise
             raise failure from exc
+        transport = client.get_transport()
+        assert transport is not None  # connect() succeeded
+        self._verified = _key_line(transport.get_remote_server_key())
         if self.accept_new_host_key and self.notice is not None:
-            shown = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
-            self.notice(f"accepted host key {fingerprint(_key_line(shown))} of {self.host}:{self.port} "
+            self.notice(f"accepted host key {fingerprint(self._verified)} of {self.host}:{self.port} "
                         "(--accept-new-host-key)")
+        self._keepalive = keepalive.Keepalive(transport, sock, interval=self.keepalive_interval,
+                                              dead_after=self.dead_after)
+        self._keepalive.start()
         self._client = client
         return client
+
+    @property
+    def lost(self) -> str | None:
+        """Why the connection was given up as lost (nothing received for too long), else None."""
+        return self._keepalive.lost if self._keepalive is not None else None
+
+    def again(self) -> Remote:
+        """A new, unconnected Remote to the same host that trusts exactly the key this one verified:
+        to cancel a job over a fresh connection when this one was lost."""
+        other = copy.copy(self)
+        other._client, other._keepalive = None, None
+        if self._verified is not None:
+            other.host_key, other.host_fingerprints, other.accept_new_host_key = self._verified, (), False
+        return other
 
     def _connect_failure(self, paramiko: Any, exc: BaseException) -> RemoteError | None:
         """The one-line error for a failed login, naming the host; None to let `exc` through."""
@@ -158,17 +189,16 @@ class Remote:
                 f"SSH to {self.where} failed: the server closed the connection")
         return None
 
-    def _dial(self) -> socket.socket:
+    def _dial(self) -> _QuickAckSocket:
         """TCP to the host, tuned for SSH's small request/reply packets (see _QuickAckSocket)."""
         try:
             raw = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as exc:
             raise self._unreachable(exc) from exc
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if _QUICKACK is None:
-            return raw
         sock = _QuickAckSocket(raw.family, raw.type, raw.proto, fileno=raw.detach())
         sock.settimeout(self.connect_timeout)
+        sock.last_received = time.monotonic()
         return sock
 
     def _unreachable(self, exc: OSError) -> RemoteError:
@@ -176,6 +206,8 @@ class Remote:
                            f"{exc.strerror or exc}")
 
     def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.stop()
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -217,6 +249,8 @@ class Remote:
         finally:
             chan.close()
         if rc == -1:
+            if self.lost:
+                raise RemoteError(f"lost the SSH connection to {self.where}: {self.lost}")
             raise RemoteError(f"the SSH session to {self.where} closed without an exit status (connection lost?)")
         return rc
 
@@ -232,24 +266,6 @@ class Remote:
         if rc != 0:
             raise RemoteCommandError(command, rc, out)
         return out
-
-
-_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
-
-class _QuickAckSocket(socket.socket):
-    """A socket that ACKs what it receives at once.
-
-    Nagle on either side plus delayed ACKs (40 ms on Linux) stall an SSH handshake whenever
-    one side writes two small packets in a row: sshd does so before SERVICE_ACCEPT and before
-    the confirmation of every channel. With Nagle off here and quick ACKs, a connection plus
-    one command takes ~35 ms instead of ~120 ms against a local sshd (benchmarks/bench_jobs.py).
-    TCP_QUICKACK does not stick, so it is set again before every read.
-    """
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        self.setsockopt(socket.IPPROTO_TCP, _QUICKACK or 0, 1)
-        return super().recv(bufsize, flags)
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:

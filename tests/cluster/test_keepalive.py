@@ -1,0 +1,95 @@
+"""Keepalive: a connection that silently stops forwarding is lost within `dead_after`, an idle one is not.
+
+A real SSH session (tests/ssh_harness.py: paramiko's server here) through a TCP proxy that can
+freeze: it stops forwarding without closing, as a dropped NAT entry does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ssh_harness import FreezingProxy, ShellServer
+
+from cfn_chainermn.cluster.remote import Remote
+from cfn_chainermn.errors import RemoteError
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for name in ("client", "host"):
+        out[name] = tmp_path / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(out[name])], check=True)
+    return out
+
+
+@pytest.fixture
+def path(keys: dict[str, Path]) -> Iterator[tuple[ShellServer, FreezingProxy]]:
+    server = ShellServer(keys["host"])
+    proxy = FreezingProxy(server.port)
+    try:
+        yield server, proxy
+    finally:
+        proxy.close()
+        server.close()
+
+
+def _remote(keys: dict[str, Path], server: ShellServer, proxy: FreezingProxy) -> Remote:
+    return Remote("127.0.0.1", port=proxy.port, user="u", key_file=keys["client"], host_key=server.public,
+                  keepalive_interval=0.2, dead_after=1.0, connect_timeout=3)
+
+
+def test_an_idle_command_longer_than_the_bound_is_not_taken_for_a_lost_one(
+        keys: dict[str, Path], path: tuple[ShellServer, FreezingProxy]) -> None:
+    """No output for 2.5 s, 2.5 times `dead_after`: the keepalives are answered, so it runs on."""
+    with _remote(keys, *path) as remote:
+        lines: list[str] = []
+        assert remote.run("echo ready; sleep 2.5; echo done", on_line=lines.append) == 0
+        assert lines == ["ready", "done"] and remote.lost is None
+
+
+def test_a_frozen_connection_is_lost_within_the_bound(keys: dict[str, Path],
+                                                       path: tuple[ShellServer, FreezingProxy]) -> None:
+    server, proxy = path
+    remote = _remote(keys, server, proxy)
+    ready = threading.Event()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            remote.run("echo ready; sleep 60", on_line=lambda line: ready.set())
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    assert ready.wait(10)
+    proxy.freeze()
+    frozen_at = time.monotonic()
+    worker.join(15)
+    took = time.monotonic() - frozen_at
+    remote.close()
+    assert not worker.is_alive(), "the client hung on a connection that stopped forwarding"
+    assert took < 1.0 + 2.0, took
+    assert len(raised) == 1 and isinstance(raised[0], RemoteError)
+    assert str(raised[0]) == (f"lost the SSH connection to u@127.0.0.1:{proxy.port}: nothing received for 1s, "
+                              "keepalives unanswered")
+
+
+def test_again_trusts_exactly_the_key_it_saw(keys: dict[str, Path], path: tuple[ShellServer, FreezingProxy]) -> None:
+    server, proxy = path
+    notes: list[str] = []
+    first = Remote("127.0.0.1", port=proxy.port, user="u", key_file=keys["client"], host_key=None,
+                   accept_new_host_key=True, notice=notes.append)
+    with first:
+        assert first.capture("echo one") == (0, "one\n")
+    other = first.again()
+    assert (other.host_key, other.accept_new_host_key, other._client) == (server.public, False, None)
+    with other:
+        assert other.capture("echo two") == (0, "two\n")
+    assert len(notes) == 1  # the new connection accepted nothing new
