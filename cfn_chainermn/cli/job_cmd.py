@@ -106,6 +106,9 @@ def job() -> None:
 @click.option("-n", "np", type=click.IntRange(min=1), required=True, help="Number of ranks (processes).")
 @click.option("-N", "per_node", type=click.IntRange(min=1), default=None, help="Ranks per node (e.g. GPUs per node).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment for every rank (repeatable).")
+@click.option("--secret-env", "secret_env", multiple=True, metavar="NAME",
+              help="Variable NAME of this shell's environment for every rank, its value sent over SSH and "
+                   "written nowhere (repeatable).")
 @click.option("--files", "files", multiple=True, type=click.Path(exists=True),
               help="Extra file or folder to upload next to the script (repeatable; a folder keeps its "
                    "layout, without hidden entries and __pycache__).")
@@ -114,14 +117,17 @@ def job() -> None:
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @access_options
-def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files: tuple[str, ...], detach: bool,
-           python: str | None, script: str, args: tuple[str, ...], access: dict[str, Any]) -> int:
+def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], secret_env: tuple[str, ...],
+           files: tuple[str, ...], detach: bool, python: str | None, script: str, args: tuple[str, ...],
+           access: dict[str, Any]) -> int:
     """Upload SCRIPT to the shared mount and run it with mpiexec on NAME; returns the job's exit code.
 
     \b
     Example: cfn-chainermn job submit demo -n 32 -N 8 examples/train_mnist.py -- -g
     Ctrl-C cancels the job on the cluster (no rank is left behind).
     """
+    import os
+
     from cfn_chainermn.cluster import hostfile as hf
     from cfn_chainermn.errors import CfnChainermnError, ConfigError
     from cfn_chainermn.jobs import folder as job_folder
@@ -129,6 +135,7 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     from cfn_chainermn.jobs import runner as jobs
 
     job_env = mpi.parse_env(env)
+    secrets = mpi.secret_env(secret_env, os.environ, job_env)
     cluster = _resolve(name, access)
     nodes = cluster.list_nodes()
     text = hf.render(nodes)
@@ -140,7 +147,7 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], files
     spec = mpi.Job(program=Path(script).name, np=np, per_node=per_node, args=args, env=job_env,
                    python=python or cluster.python)
     launch = job_folder.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
-                                hostfile_text=text, job=spec, net=cluster.network)
+                                hostfile_text=text, job=spec, net=cluster.network, secrets=secrets)
     ref = launch.ref
     started = (f"job {ref.job_id}: {_n(np, 'rank')} on {_n(hf.nodes_used(nodes, np, per_node), 'node')}; "
                f"log {ref.directory}/log")
@@ -197,8 +204,9 @@ def list_(name: str, access: dict[str, Any]) -> None:
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
         found = jobs.list_jobs(remote, cluster.shared)
-    rows = [("JOB", "STATE", "EXIT", "COMMAND")] + [
-        (j.job_id, j.state, "-" if j.exit_code is None else str(j.exit_code), j.summary) for j in found]
+    rows = [("JOB", "STATE", "EXIT", "COMMAND")] + [  # one row each, whatever the arguments hold
+        (jobs.one_line(j.job_id), j.state, "-" if j.exit_code is None else str(j.exit_code), jobs.one_line(j.summary))
+        for j in found]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=False)) + "  " + r[3])
@@ -209,15 +217,15 @@ def list_(name: str, access: dict[str, Any]) -> None:
 @click.argument("job_id", metavar="JOB")
 @access_options
 def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
-    """Stop job JOB on NAME and every rank it started."""
+    """Stop job JOB on NAME and every rank it started (a job that has ended already is left alone)."""
     from cfn_chainermn.jobs import folder as job_folder
     from cfn_chainermn.jobs import runner as jobs
 
     job_folder.job_dir("", job_id)
     cluster = _resolve(name, access)
     with _remote(cluster, access) as remote:
-        jobs.cancel(remote, job_folder.JobRef(job_id, job_folder.job_dir(cluster.shared, job_id)))
-    click.echo(f"job {job_id} cancelled")
+        stopped = jobs.cancel(remote, job_folder.JobRef(job_id, job_folder.job_dir(cluster.shared, job_id)))
+    click.echo(f"job {job_id} cancelled" if stopped else f"job {job_id} had ended already; nothing was stopped")
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

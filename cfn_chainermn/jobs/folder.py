@@ -6,6 +6,8 @@ the job is sh/submit.sh itself: it writes this folder, then execs run.sh. Our ow
 files ride in its arguments; the user's files come on its stdin as a stream of `SIZE MODE
 NAME` lines each followed by SIZE bytes, ended by `END`. The command's length does not grow
 with the number of files, and nothing is held in memory here: files are read as they are sent.
+The values of `--secret-env` come last in that stream, so they reach mpiexec's environment
+without being written anywhere (sh/submit.sh exports them).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.jobs import mpi, scripts
 
 JOBS = "jobs"
-RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "mpiexec.pid",
-                      "exit_code", "exit_code.tmp", "cancelled"})
+RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "pgid.start",
+                      "mpiexec.pid", "exit_code", "exit_code.tmp", "cancelled"})
 LAUNCHED = "cfn-chainermn: job folder written"  # submit.sh's line between the upload's messages and the job's
 INLINE_LIMIT = 48 * 1024  # our own text files up to this much ride in the command (a shell arg takes 128 KiB)
 MAX_FILES = 10_000
@@ -68,6 +70,7 @@ class Launch:
     job: mpi.Job
     written: tuple[tuple[str, str], ...]  # our text files: name, text (in the command)
     sent: tuple[Upload, ...]  # on stdin
+    secrets: tuple[tuple[str, bytes], ...] = ()  # on stdin after the files: NAME, value; never a file
 
     def command(self, mode: str) -> str:
         """One shell command that writes the folder and execs run.sh (`attach`|`detach`)."""
@@ -75,7 +78,7 @@ class Launch:
         return scripts.inline("submit.sh", self.ref.directory, self.ref.job_id, mode, *pairs)
 
     def chunks(self) -> Iterator[bytes]:
-        """The stdin stream: each file's header and bytes, then END; files are read as they go.
+        """The stdin stream: each file's header and bytes, the secrets (`SIZE e NAME`), then END.
 
         Small pieces are gathered up to CHUNK, so a one-script job is one write to the channel.
         """
@@ -87,6 +90,8 @@ class Launch:
                 if len(buf) >= CHUNK:
                     yield bytes(buf)
                     buf.clear()
+        for name, value in self.secrets:
+            buf += f"{len(value)} e {name}\n".encode() + value
         yield bytes(buf + b"END\n")
 
     def payload(self) -> bytes:
@@ -94,8 +99,11 @@ class Launch:
 
 
 def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: str, job: mpi.Job,
-            net: mpi.Network, job_id: str | None = None) -> Launch:
-    """Check the files and build the job folder's content; nothing touches the cluster yet."""
+            net: mpi.Network, job_id: str | None = None, secrets: Sequence[tuple[str, str]] = ()) -> Launch:
+    """Check the files and build the job folder's content; nothing touches the cluster yet.
+
+    `secrets` (NAME, value) are forwarded to every rank like `job.env`, their values sent on stdin.
+    """
     if not script.is_file():
         raise ConfigError(f"SCRIPT: {script} is not a file")
     names: set[str] = set()
@@ -116,7 +124,8 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
     ref = JobRef(job_id, job_dir(shared, job_id))
     hostfile = posixpath.join(ref.directory, "hostfile") if hostfile_text else None
     full = mpi.Job(program=posixpath.join(ref.directory, script.name), np=job.np, per_node=job.per_node,
-                   args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory)
+                   args=job.args, env=job.env, python=job.python, hostfile=hostfile, workdir=ref.directory,
+                   secret_names=tuple(name for name, _ in secrets))
     argv = mpi.mpiexec_argv(full, net)
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
     ours = [("run.sh", scripts.text("run.sh")), ("cancel.sh", scripts.text("cancel.sh")),
@@ -134,7 +143,8 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
             room -= quoted
         else:
             sent.append(Upload(name, len(data), False, data))
-    return Launch(ref, full, tuple(written), tuple(sent))
+    return Launch(ref, full, tuple(written), tuple(sent),
+                  tuple((name, value.encode("utf-8", "surrogateescape")) for name, value in secrets))
 
 
 def _pieces(up: Upload) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ their keys are there), `rtc ^hwloc` (about 3% of launches crash without it), and
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
@@ -33,6 +33,7 @@ class Job:
     python: str | None = None  # interpreter for .py programs; None runs the program itself
     hostfile: str | None = None  # None: OpenMPI's default hostfile (orte_default_hostfile)
     workdir: str | None = None
+    secret_names: tuple[str, ...] = ()  # forwarded like `env`; mpiexec finds their values in its environment
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,22 @@ def parse_env(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
             raise ConfigError(f"--env: {item!r} is not NAME=VALUE (NAME: letters, digits, _)")
         out.append((key, value))
     return tuple(out)
+
+
+def secret_env(names: Sequence[str], environ: Mapping[str, str],
+               env: Sequence[tuple[str, str]] = ()) -> tuple[tuple[str, str], ...]:
+    """`--secret-env NAME`s to (NAME, value) pairs, the values from `environ` (this machine's)."""
+    out: dict[str, str] = {}
+    plain = {key for key, _ in env}
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise ConfigError(f"--secret-env: {name!r} is not a variable name (letters, digits, _)")
+        if name in plain or name in out:
+            raise ConfigError(f"--secret-env: {name} is given twice (or also as --env)")
+        if name not in environ:
+            raise ConfigError(f"--secret-env: {name} is not set here; export it in this shell first")
+        out[name] = environ[name]
+    return tuple(out.items())
 
 
 def mca_settings(net: Network) -> dict[str, str]:
@@ -99,7 +116,8 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
     OpenMPI refuses `-x` beside it. So the job's variables are set in mpiexec's own
     environment and forwarded by NAME in a `mca_base_env_list` of the command line (which
     replaces the file's; PATH is forwarded the same way): values never go through its `;`
-    list, so any value passes as is.
+    list, so any value passes as is. `secret_names` go in that list only: their values are
+    already in mpiexec's environment (sh/submit.sh exports them), so they are in no file.
     """
     if job.np < 1:
         raise ConfigError(f"-n: {job.np} ranks; give at least 1")
@@ -117,9 +135,9 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
     for key, value in mca_settings(net).items():
         argv += ["--mca", key, value]
     env: dict[str, str] = {**nccl_env(net.instance_type), **dict(job.env)}
-    if env:
-        names = dict.fromkeys(["PATH", *env])
-        argv = ["env", *(f"{key}={value}" for key, value in env.items()), *argv,
+    if env or job.secret_names:
+        names = dict.fromkeys(["PATH", *env, *job.secret_names])
+        argv = [*(["env", *(f"{key}={value}" for key, value in env.items())] if env else []), *argv,
                 "--mca", "mca_base_env_list", ";".join(names)]
     if job.python and job.program.endswith(".py"):
         argv.append(job.python)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -59,14 +58,12 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
         stream_lines(chan, route)
         rc = int(chan.recv_exit_status())
     except BaseException as exc:
-        # Ctrl-C or a lost connection: cancel explicitly too, in case the watchdog cannot run.
         chan.close()
+        if isinstance(exc, broken):
+            raise _lost(remote, ref, str(exc) or type(exc).__name__) from exc
+        # Ctrl-C: cancel explicitly too, in case the watchdog cannot run.
         with contextlib.suppress(Exception):  # best effort; the remote watchdog cancels too
             cancel(remote, ref)
-        if isinstance(exc, broken):
-            raise RemoteError(f"the SSH session to {remote.host} broke while job {ref.job_id} ran "
-                              f"({str(exc) or type(exc).__name__}); the master cancels it when it notices: "
-                              "`cfn-chainermn job list NAME`") from exc
         raise
     finally:
         chan.close()
@@ -74,23 +71,45 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
         raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
                           f"{'; '.join(before) or 'no message'}")
     if rc == -1:  # the channel closed without an exit status: sshd or the network went away
-        raise RemoteError(f"lost the connection to {remote.host} while job {ref.job_id} ran; the master cancels "
-                          "it when it notices: `cfn-chainermn job list NAME` shows its state")
+        raise _lost(remote, ref, remote.lost or "the session closed without an exit status")
     if detach and rc != 0:
         raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {'; '.join(before)}")
     return rc
+
+
+def _lost(remote: Remote, ref: JobRef, why: str) -> RemoteError:
+    """The connection went while the job ran: cancel it over a new one if that works, and say which.
+
+    Through a path that silently stopped forwarding, the master's sshd may not notice for a while
+    (its ClientAliveInterval), so its watchdog would not cancel the job yet; a new connection can.
+    """
+    try:
+        with remote.again() as other:
+            stopped = cancel(other, ref)
+        fate = "it was cancelled over a new connection" if stopped else "it had ended already"
+    except Exception as exc:  # the path is down for new connections too
+        fate = (f"cancelling it over a new connection failed too ({exc}); the master cancels it when its sshd "
+                f"notices the lost session, or run `cfn-chainermn job cancel NAME {ref.job_id}`")
+    return RemoteError(f"lost the connection to {remote.host} while job {ref.job_id} ran ({why}); {fate}")
 
 
 def _no_job(ref: JobRef) -> RemoteError:
     return RemoteError(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)")
 
 
-def cancel(remote: Remote, ref: JobRef) -> None:
-    """Stop the job's whole process group; returns once no process of it is left."""
-    path = shlex.quote(posixpath.join(ref.directory, "cancel.sh"))
-    rc, out = remote.capture(f"test -f {path} && sh {path}")
-    if rc != 0:
-        raise _no_job(ref) if rc == 1 else RemoteError(f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
+def cancel(remote: Remote, ref: JobRef) -> bool:
+    """Stop the job's whole process group, once no process of it is left: True. False when it had
+    ended already (or its saved group id names another group now): nothing is signalled then.
+
+    The client sends cancel.sh itself (not the job folder's copy), so a job started by an older
+    version gets today's checks.
+    """
+    rc, out = remote.capture(inline("cancel.sh", ref.directory))
+    if rc == 254:
+        raise _no_job(ref)
+    if rc not in (0, 3):
+        raise RemoteError(f"cancel of {ref.job_id} failed (exit {rc}): {out.strip()}")
+    return rc == 0
 
 
 def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
@@ -111,15 +130,21 @@ class JobInfo:
 
 
 def list_jobs(remote: Remote, shared: str) -> list[JobInfo]:
+    """The jobs of the cluster; list.sh ends each record with a NUL, as a summary may hold newlines."""
     out = remote.check(inline("list.sh", posixpath.join(shared, JOBS)))
     jobs = []
-    for line in out.splitlines():
-        parts = line.split("\t")
+    for record in out.split("\0"):
+        parts = record.split("\t", 3)
         if len(parts) != 4:
             continue
         rc = int(parts[2]) if parts[2].lstrip("-").isdigit() else None
         jobs.append(JobInfo(parts[0], parts[1], rc, parts[3]))
     return sorted(jobs, key=lambda j: j.job_id)
+
+
+def one_line(text: str) -> str:
+    """`text` for one row of a table: newlines, tabs and other control characters escaped (\\n)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def looks_like_launch_failure(lines: Sequence[str]) -> bool:

@@ -16,7 +16,8 @@ NET = mpi.Network(cidr="127.0.0.0/8", instance_type="local")
 
 
 def launch_with_plain_cmd(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho hi from $0\n",
-                          extra: bytes | None = None, hostfile: str = "127.0.0.2 slots=1\n") -> job_folder.Launch:
+                          extra: bytes | None = None, hostfile: str = "127.0.0.2 slots=1\n",
+                          args: tuple[str, ...] = (), secrets: tuple[tuple[str, str], ...] = ()) -> job_folder.Launch:
     src = tmp_path / "src"
     src.mkdir(parents=True, exist_ok=True)
     script = src / "job.sh"
@@ -28,12 +29,12 @@ def launch_with_plain_cmd(tmp_path: Path, *, program: bytes = b"#!/bin/sh\necho 
         data.write_bytes(extra)
         files.append(data)
     launch = job_folder.prepare(shared=str(tmp_path / "shared"), script=script, files=files, hostfile_text=hostfile,
-                          job=mpi.Job(program="job.sh", np=1), net=NET, job_id="j1")
+                          job=mpi.Job(program="job.sh", np=1, args=args), net=NET, job_id="j1", secrets=secrets)
     # No MPI here: cmd.sh runs the program itself, as mpiexec would on each rank.
     count = "cat weights.bin | wc -c;" if extra is not None else ""
     cmd = job_scripts.cmd_script(["sh", "-c", f"./job.sh; {count} exit 3"])
     return job_folder.Launch(launch.ref, launch.job, tuple((n, cmd if n == "cmd.sh" else t) for n, t in launch.written),
-                       launch.sent)
+                       launch.sent, launch.secrets)
 
 
 def run_sh(command: str, payload: bytes, *, keep_stdin_open: bool = True) -> tuple[int, str]:

@@ -29,8 +29,8 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     assert (d / "run.sh").read_text() == job_scripts.text("run.sh")
     assert (d / "cancel.sh").read_text() == job_scripts.text("cancel.sh")
     assert (d / "summary").read_text() == "np=1 job.sh\n"
-    assert (d / "job.sh").stat().st_mode & 0o777 == 0o755  # the user's executable stays executable
-    assert (d / "weights.bin").stat().st_mode & 0o777 == 0o644
+    assert (d / "job.sh").stat().st_mode & 0o777 == 0o700  # the user's executable stays executable (for its owner)
+    assert (d / "weights.bin").stat().st_mode & 0o777 == 0o600
     assert (d / "exit_code").read_text() == "3\n"
 
 
@@ -69,7 +69,7 @@ def test_a_folder_keeps_its_layout_without_hidden_entries(tmp_path: Path) -> Non
     d = tmp_path / "shared" / "jobs" / "j2" / "proj"
     assert (d / "models" / "net.py").read_text() == "UNITS = 3\n"
     assert (d / "linked.txt").read_text() == "UNITS = 3\n" and not (d / "linked.txt").is_symlink()
-    assert (d / "run me.sh").stat().st_mode & 0o777 == 0o755
+    assert (d / "run me.sh").stat().st_mode & 0o777 == 0o700
     assert not (d / ".git").exists() and not (d / ".env").exists() and not (d / "models" / "__pycache__").exists()
 
 

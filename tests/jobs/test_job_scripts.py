@@ -104,8 +104,9 @@ def test_cancel_script_stops_a_detached_job(tmp_path: Path) -> None:
     subprocess.run(["sh", str(d / "cancel.sh")], check=True, timeout=30)
     assert not _group_alive(pgid)
     assert (d / "cancelled").exists() and (d / "exit_code").exists()
-    # A second cancel of a finished job is a no-op.
-    assert subprocess.run(["sh", str(d / "cancel.sh")], timeout=30).returncode == 0
+    # A second cancel of a finished job is a no-op: 3 (ended already) and its exit code.
+    again = subprocess.run(["sh", str(d / "cancel.sh")], capture_output=True, text=True, timeout=30)
+    assert (again.returncode, again.stdout) == (3, "143\n")
 
 
 def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ def test_an_inline_script_gets_its_arguments_as_sh_gives_them(tmp_path: Path) ->
     by_file = subprocess.run(["sh", str(SH / "list.sh"), str(odd)], capture_output=True, text=True, check=True)
     inline = subprocess.run(["sh", "-c", job_scripts.inline("list.sh", str(odd))], capture_output=True, text=True,
                             check=True)
-    assert by_file.stdout == inline.stdout == "j1\tlost\t-\t\n"
+    assert by_file.stdout == inline.stdout == "j1\tlost\t-\t\0"
 
 
 def test_list_names_every_state(tmp_path: Path) -> None:

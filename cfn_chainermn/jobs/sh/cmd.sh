@@ -1,7 +1,7 @@
 #!/bin/sh
 cd "$(dirname "$0")" || exit 126
 exec >> log 2>&1 < /dev/null
-@COMMAND@ &
+(umask 022 && exec @COMMAND@) &
 echo $! > mpiexec.pid
 wait $!
 rc=$?

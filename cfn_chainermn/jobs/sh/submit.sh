@@ -5,8 +5,11 @@
 # MODE NAME` lines (MODE x: executable), each followed by SIZE bytes, ended by `END`. `read`
 # takes a byte at a time from a pipe and `head -c` exactly SIZE, so after END stdin belongs to
 # run.sh's watchdog. A NAME is relative to the folder (folder.py allows no absolute or "..").
+# MODE e (`--secret-env`): the SIZE bytes are the value of variable NAME, exported for run.sh
+# and so for mpiexec, never written to a file. The folder is the cluster user's alone (umask
+# 077: 0700, files 0600, executables 0700); cmd.sh gives the job itself the usual umask 022.
 fail() { echo "$1"; exit 254; }
-umask 022
+umask 077
 dir=$1 id=$2 how=$3
 shift 3
 { mkdir -p "${dir%/*}" && mkdir "$dir" && cd "$dir"; } || fail "cannot create $dir"
@@ -18,9 +21,15 @@ last=
 while IFS= read -r entry; do
   [ "$entry" = END ] && break
   size=${entry%% *}; rest=${entry#* }; mode=${rest%% *}; name=${rest#* }
+  if [ "$mode" = e ]; then
+    case $name in ''|[0-9]*|*[!A-Za-z0-9_]*) fail "bad variable name $name";; esac
+    value=$(head -c "$size"; echo .)  # the dot keeps trailing newlines
+    export "$name=${value%.}"
+    continue
+  fi
   case $name in */*) d=${name%/*}; [ "$d" = "$last" ] || mkdir -p -- "./$d" || fail "cannot create $d"; last=$d;; esac
   head -c "$size" > "./$name" || fail "cannot write $name"
-  [ "$mode" = x ] && { chmod 755 -- "./$name" || fail "cannot chmod $name"; }
+  [ "$mode" = x ] && { chmod 700 -- "./$name" || fail "cannot chmod $name"; }
 done
 [ "$entry" = END ] || fail "upload of $id cut short"
 echo "cfn-chainermn: job folder written"  # folder.LAUNCHED: the lines after it are the job's
