@@ -34,6 +34,7 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--root", {"type": click.Path(file_okay=False), "help": "Directory standing for / (tests)."}),
     ("--endpoint-url", {"help": "AWS endpoint (an emulator such as moto)."}),
     ("--imds-url", {"help": "Instance metadata base URL (default http://169.254.169.254)."}),
+    ("--imds-wait", {"type": float, "help": "Seconds to retry instance metadata before failing (default 180)."}),
     ("--key-wait", {"type": float, "help": "Seconds a worker waits for the master's key (default 900)."}),
 ]
 
@@ -67,7 +68,7 @@ def _clients(settings: Any) -> Any:
     from cfn_chainermn.node.imds import Imds
 
     if not settings.region:
-        settings.region = Imds(settings.imds_url).get("placement/region")
+        settings.region = Imds(settings.imds_url, wait=settings.imds_wait).get("placement/region")
     session = boto3.session.Session(region_name=settings.region)
     endpoint = settings.endpoint_url or None
     return AwsClients(*(session.client(name, endpoint_url=endpoint) for name in ("ec2", "s3", "cloudformation")))

@@ -25,6 +25,8 @@ from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import STEPS, State
 from cfn_chainermn.node.system import System
 
+NO_IMDS = "-no-imds"  # the UniqueId suffix of a FAILURE sent without an instance id
+
 
 @dataclass
 class AwsClients:
@@ -46,7 +48,7 @@ def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None
                        LocalInventory(settings.state_dir), NoSignal(), log, state)
     if clients is None:
         raise AgentError("AWS back end needs boto3 clients")
-    platform = AwsPlatform(System(settings.root), imds or Imds(settings.imds_url))
+    platform = AwsPlatform(System(settings.root), imds or Imds(settings.imds_url, wait=settings.imds_wait))
     return Context(settings, platform, S3Bucket(clients.s3, settings.bucket),
                    AwsInventory(clients.ec2, clients.s3, settings.stack, settings.bucket),
                    CfnSignal(clients.cfn, settings), log, state)
@@ -70,10 +72,11 @@ def _run_step(ctx: Context, name: str, func: Callable[[], str]) -> str | None:
     return f"{name} step failed: {reason}"
 
 
-def _upload_log(ctx: Context) -> None:
-    if not ctx.settings.node_id:
+def _upload_log(ctx: Context, stand_in: str = "") -> None:
+    node_id = ctx.settings.node_id or stand_in
+    if not node_id:
         return
-    key = f"{LOGS_PREFIX}{ctx.settings.node_id}/agent.log"
+    key = f"{LOGS_PREFIX}{node_id}/agent.log"
     try:
         ctx.bucket.put(key, ctx.log.path.read_bytes())
     except CfnChainermnError as exc:
@@ -99,22 +102,32 @@ def boot(settings: Settings, clients: AwsClients | None = None, *, imds: Imds | 
             break
     if failure is None:
         settings.save()
-    signal_failure = _signal(ctx, failure)
-    _upload_log(ctx)
+    stand_in = "" if settings.node_id else ctx.platform.stand_in_id()
+    signal_failure = _signal(ctx, failure, stand_in)
+    _upload_log(ctx, stand_in)
     if failure or signal_failure:
         raise AgentError(failure or str(signal_failure))
     return ctx.state
 
 
-def _signal(ctx: Context, failure: str | None) -> str | None:
-    """Send the outcome; the reason it could not be sent, else None."""
-    if not ctx.settings.node_id:  # only on AWS, where identity failed: --backend local requires --node-id
+def _signal(ctx: Context, failure: str | None, stand_in: str = "") -> str | None:
+    """Send the outcome; the reason it could not be sent, else None.
+
+    Without an instance id (identity failed: IMDS never answered) the FAILURE still goes out,
+    under an id the node knows without IMDS and a suffix that names the cause, because a
+    signal's UniqueId is the one text of ours that reaches the stack events ("Received FAILURE
+    signal with UniqueId i-0abc...-no-imds"). Sending it needs the instance role's credentials,
+    which boto3 also fetches from IMDS: when that fails too, the log and console say so."""
+    why = f" ({failure})" if failure else ""
+    if ctx.settings.node_id:
+        return _run_step(ctx, "signal", lambda: ctx.signaller.signal(failure is None) + why)
+    if not stand_in:  # only on AWS, where identity failed: --backend local requires --node-id
         reason = "instance id unknown: cannot signal CloudFormation"
         ctx.state.mark("signal", "failed", reason)
         ctx.log.error(reason)
         return reason
-    why = f" ({failure})" if failure else ""
-    return _run_step(ctx, "signal", lambda: ctx.signaller.signal(failure is None) + why)
+    unique_id = f"{stand_in[:64 - len(NO_IMDS)]}{NO_IMDS}"
+    return _run_step(ctx, "signal", lambda: ctx.signaller.signal(False, unique_id) + why)
 
 
 def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:

@@ -65,11 +65,13 @@ class CfnSignal:
     def __init__(self, cfn: Any, settings: Settings) -> None:
         self.cfn, self.settings = cfn, settings
 
-    def signal(self, success: bool) -> str:
-        """Send the signal. A resource already complete awaits none: that is not a failure (the
-        node is as ready as its steps say); every other error still raises AwsError."""
+    def signal(self, success: bool, unique_id: str = "") -> str:
+        """Send the signal (as the instance id unless `unique_id` stands in for it). A resource
+        already complete awaits none: that is not a failure (the node is as ready as its steps
+        say); every other error still raises AwsError."""
         status = "SUCCESS" if success else "FAILURE"
-        stack, resource, instance_id = self.settings.stack, self.settings.signal_resource, self.settings.node_id
+        stack, resource = self.settings.stack, self.settings.signal_resource
+        instance_id = unique_id or self.settings.node_id
         try:
             inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
                 StackName=stack, LogicalResourceId=resource, UniqueId=instance_id, Status=status))
@@ -79,4 +81,4 @@ class CfnSignal:
                 raise
             return (f"no signal awaited (resource already complete): {stack}/{found.group(1)} "
                     f"is {found.group(2)}, {status} not sent")
-        return f"{status} sent to {stack}/{resource}"
+        return f"{status} sent to {stack}/{resource}" + (f" as {unique_id}" if unique_id else "")

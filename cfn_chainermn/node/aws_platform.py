@@ -5,6 +5,8 @@ test root stands for "/")."""
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,8 @@ ENV_FILE = ".cfn-chainermn.env"
 AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI recipe
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
+DMI_INSTANCE_ID = "/sys/devices/virtual/dmi/id/board_asset_tag"  # the instance id on Nitro instances
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 MOUNT_DEADLINE_S = 600.0  # a new mount target can take minutes to answer
 MOUNT_FIRST_DELAY_S = 2.0
 
@@ -54,6 +58,21 @@ class AwsPlatform:
         ctx.public_keys = ident.public_keys
         ctx.state.node_id = s.node_id
         return f"{s.node_id} {s.instance_type} at {s.private_ip} in {s.subnet_cidr} ({s.region}), IMDSv2"
+
+    def stand_in_id(self) -> str:
+        """Without IMDS: the instance id Nitro firmware shows in DMI, else this boot's random id,
+        else the host name (each read through System, so a test root can model the image)."""
+        tag = self._read(DMI_INSTANCE_ID)
+        if re.fullmatch(r"i-[0-9a-f]{8,17}", tag):
+            return tag
+        boot_id = self._read(BOOT_ID)
+        return f"boot-{boot_id}" if boot_id else f"host-{socket.gethostname()}"
+
+    def _read(self, node_path: str) -> str:
+        try:
+            return self.path(node_path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
 
     def user(self, ctx: Context) -> str:
         """useradd once; ~/.cfn-chainermn.env sourced first in ~/.bashrc, because Debian/Ubuntu's

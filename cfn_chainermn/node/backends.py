@@ -41,8 +41,9 @@ class Inventory(Protocol):
 
 
 class Signaller(Protocol):
-    def signal(self, success: bool) -> str:
-        """Report the outcome to whoever waits for this node; returns what was done, in words."""
+    def signal(self, success: bool, unique_id: str = "") -> str:
+        """Report the outcome to whoever waits for this node (as `unique_id` where the node's id
+        is unknown); returns what was done, in words."""
 
 
 class Platform(Protocol):
@@ -54,6 +55,9 @@ class Platform(Protocol):
 
     def identify(self, ctx: Context) -> str:
         """Learn this node's id, address, type and subnet into ctx.settings (and the user's keys)."""
+
+    def stand_in_id(self) -> str:
+        """An id this node knows when identify failed, to sign its FAILURE with ("" if none)."""
 
     def user(self, ctx: Context) -> str:
         """The cluster user exists, its home too, and non-interactive ssh finds MPI; sets ctx.owner."""

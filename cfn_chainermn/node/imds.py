@@ -16,6 +16,7 @@ from cfn_chainermn.errors import AgentError
 
 DEFAULT_URL = "http://169.254.169.254"
 TOKEN_TTL = "21600"
+WAIT_S = 180.0  # a few minutes in all: well inside the stack's 30-minute creation timeout
 
 
 @dataclass(frozen=True)
@@ -31,28 +32,44 @@ class Identity:
 
 
 class Imds:
-    """A tiny IMDSv2 client (standard library only: it runs before anything else works)."""
+    """A tiny IMDSv2 client (standard library only: it runs before anything else works).
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 2.0, attempts: int = 5) -> None:
+    Early in a boot the metadata service may not answer yet (the network is still coming up),
+    or answer 429/5xx for a while: every request is retried with backoff until `wait` seconds
+    after the first one, then AgentError says for how long and how it failed. A refusal (4xx
+    other than 429) is an answer, not an outage, and is not retried."""
+
+    def __init__(self, base_url: str = DEFAULT_URL, *, timeout: float = 2.0, wait: float = WAIT_S,
+                 first_delay: float = 0.5, max_delay: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.attempts = attempts
+        self.wait = wait
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self.tries = 0
+        self._deadline: float | None = None
         self._token = ""
 
     def _open(self, req: urllib.request.Request) -> str:
-        delay = 0.2
-        for attempt in range(self.attempts):
+        if self._deadline is None:  # one budget for the whole identity, from the first request
+            self._deadline = time.monotonic() + self.wait
+        delay = self.first_delay
+        while True:
+            self.tries += 1
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return str(resp.read().decode("utf-8"))
-            except urllib.error.HTTPError:
-                raise
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 and exc.code < 500:
+                    raise
+                last = f"HTTP {exc.code}"
             except (urllib.error.URLError, OSError) as exc:
-                if attempt == self.attempts - 1:
-                    raise AgentError(f"instance metadata service at {self.base_url} unreachable: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        raise AgentError("unreachable")  # pragma: no cover - the loop returns or raises
+                last = str(getattr(exc, "reason", exc))
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise AgentError(f"instance metadata service at {self.base_url} did not answer within "
+                                 f"{self.wait:g} s ({self.tries} tries, last: {last})")
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, self.max_delay)
 
     def token(self) -> str:
         if not self._token:

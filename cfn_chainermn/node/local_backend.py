@@ -91,5 +91,5 @@ class LocalInventory:
 
 
 class NoSignal:
-    def signal(self, success: bool) -> str:
+    def signal(self, success: bool, unique_id: str = "") -> str:
         return "local cluster: nothing to signal"

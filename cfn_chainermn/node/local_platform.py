@@ -29,6 +29,10 @@ class LocalPlatform:
         s.subnet_cidr = LOCAL_SUBNET
         return f"local node {s.node_id} at {s.private_ip}"
 
+    def stand_in_id(self) -> str:
+        """Never needed: a local node's id is a flag, so identify cannot lose it."""
+        return ""
+
     def user(self, ctx: Context) -> str:
         """The user is not created here: `local up` does that when it runs as root."""
         s = ctx.settings

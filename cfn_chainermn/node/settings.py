@@ -45,6 +45,7 @@ class Settings:
     root: str = "/"
     endpoint_url: str = ""
     imds_url: str = "http://169.254.169.254"
+    imds_wait: float = 180.0  # imds.WAIT_S: seconds of retries before identity fails
     key_wait: float = 900.0
 
     @property

@@ -33,8 +33,10 @@ FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
 class ImdsStandIn:
     """IMDSv2 for one simulated instance: PUT a token first; any request without it gets 401."""
 
-    def __init__(self, meta: dict[str, str]) -> None:
+    def __init__(self, meta: dict[str, str], *, port: int = 0, fail_first: int = 0) -> None:
+        """`fail_first`: answer that many requests 503 first (an outage); `port`: reuse one."""
         self.meta = meta
+        self.fail_first = fail_first
         self.token = secrets.token_hex(8)
         self.requests: list[tuple[str, str, bool]] = []  # (method, path, carried a valid token)
         stand_in = self
@@ -50,12 +52,24 @@ class ImdsStandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _outage(self) -> bool:
+                if stand_in.fail_first <= 0:
+                    return False
+                stand_in.fail_first -= 1
+                stand_in.requests.append((self.command, self.path, False))
+                self._reply(503, "service unavailable")
+                return True
+
             def do_PUT(self) -> None:
+                if self._outage():
+                    return
                 ok = self.path == "/latest/api/token" and bool(self.headers.get(TTL_HEADER))
                 stand_in.requests.append(("PUT", self.path, ok))
                 self._reply(200, stand_in.token) if ok else self._reply(400, "missing TTL header")
 
             def do_GET(self) -> None:
+                if self._outage():
+                    return
                 ok = self.headers.get(TOKEN_HEADER) == stand_in.token
                 stand_in.requests.append(("GET", self.path, ok))
                 if not ok:
@@ -67,7 +81,7 @@ class ImdsStandIn:
                 else:
                     self._reply(404, "not found")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
