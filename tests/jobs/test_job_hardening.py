@@ -105,9 +105,10 @@ def _folder(tmp_path: Path, pgid: int, files: dict[str, str]) -> job_folder.JobR
 def test_cancel_leaves_a_group_that_is_not_the_jobs_alone(tmp_path: Path, stranger: subprocess.Popen[bytes],
                                                           files: dict[str, str]) -> None:
     ref = _folder(tmp_path, stranger.pid, files)
-    assert runner.cancel(ShellRemote(), ref) is False  # "had ended already"
+    stopped = runner.cancel(ShellRemote(), ref)
     time.sleep(0.2)
     assert stranger.poll() is None, "cancel killed a process group that was not the job's"
+    assert stopped is False  # "had ended already"
     assert not (Path(ref.directory) / "cancelled").exists()
     subprocess.run(["sh", str(Path(ref.directory) / "cancel.sh")], timeout=30)  # the watchdog's way: the same
     assert stranger.poll() is None
@@ -133,7 +134,7 @@ FAKE_ROW = "x\nj0-fake\trunning\t0\tnp=64 evil.py"
 
 
 def test_arguments_with_newlines_and_tabs_are_one_row(tmp_path: Path) -> None:
-    args = (FAKE_ROW, "a\tb")
+    args = ("a\tb", FAKE_ROW)  # before: j1 itself vanished (5 fields) and a running j0-fake appeared
     launch = launch_with_plain_cmd(tmp_path, args=args)
     rc, out = run_sh(launch.command("detach"), launch.payload())
     assert rc == 0, out
@@ -142,4 +143,4 @@ def test_arguments_with_newlines_and_tabs_are_one_row(tmp_path: Path) -> None:
     assert got == [runner.JobInfo("j1", "exited", 3, f"np=1 job.sh {shlex.join(args)}")]
     shown = runner.one_line(got[0].summary)
     assert "\n" not in shown and "\t" not in shown
-    assert shown == "np=1 job.sh 'x\\nj0-fake\\trunning\\t0\\tnp=64 evil.py' 'a\\tb'"
+    assert shown == "np=1 job.sh 'a\\tb' 'x\\nj0-fake\\trunning\\t0\\tnp=64 evil.py'"
