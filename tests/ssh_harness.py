@@ -5,8 +5,9 @@ and the job commands, without sshd, and a path that silently stops forwarding.
   runs `sh -c COMMAND` here with the channel as its stdin and stdout (stderr merged), and its exit
   status is sent back, as sshd and the master's login shell would. Global requests are refused,
   as sshd refuses the client's `keepalive@openssh.com` (an answer all the same).
-- `FreezingProxy`: forwards TCP to a port; `freeze()` makes the connections open now (or, with
-  `new_too`, every later one as well) swallow everything without closing: a dead NAT entry.
+- `FreezingProxy`: forwards TCP to a port (a local node's sshd, say); `freeze()` makes the
+  connections open now (or, with `new_too`, every later one as well) swallow everything without
+  closing: a dead NAT entry.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class ShellServer:
 
 
 class FreezingProxy:
-    def __init__(self, port: int) -> None:
-        self.target = port
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.target = (host, port)
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.frozen: list[threading.Event] = []
@@ -121,7 +122,7 @@ class FreezingProxy:
             event.set()
 
     def _forward(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.target))
+        upstream = socket.create_connection(self.target)
         frozen = threading.Event()
         if self.freeze_new:
             frozen.set()
