@@ -25,6 +25,21 @@ from typing import Any
 import paramiko
 
 
+def in_thread(func: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
+    """Start `func` in a daemon thread; what it raises lands in the list, for the test to check."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            func()
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    return worker, raised
+
+
 def _serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
     """Hand every connection `listener` accepts to `handle`, in a thread, until it is closed."""
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ssh_harness import FreezingProxy, ShellServer
+from ssh_harness import FreezingProxy, ShellServer, in_thread
 
 from cfn_chainermn.cluster.remote import Remote
 from cfn_chainermn.errors import RemoteError
@@ -58,16 +58,7 @@ def test_a_frozen_connection_is_lost_within_the_bound(keys: dict[str, Path],
     server, proxy = path
     remote = _remote(keys, server, proxy)
     ready = threading.Event()
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            remote.run("echo ready; sleep 60", on_line=lambda line: ready.set())
-        except BaseException as exc:  # handed to the test thread
-            raised.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    worker, raised = in_thread(lambda: remote.run("echo ready; sleep 60", on_line=lambda line: ready.set()))
     assert ready.wait(10)
     proxy.freeze()
     frozen_at = time.monotonic()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fake_channel import FakeChannel, ShellRemote
 from folder_helpers import launch_with_plain_cmd
-from ssh_harness import FreezingProxy, ShellServer
+from ssh_harness import FreezingProxy, ShellServer, in_thread
 
 from cfn_chainermn.cluster.remote import Remote
 from cfn_chainermn.errors import RemoteError
@@ -52,17 +52,12 @@ def _start_and_freeze(tmp_path: Path, master: tuple[ShellServer, FreezingProxy, 
     remote = Remote("127.0.0.1", port=proxy.port, user="u", key_file=key, host_key=server.public,
                     keepalive_interval=0.2, dead_after=1.0, connect_timeout=2)
     ticked = threading.Event()
-    raised: list[BaseException] = []
 
     def run() -> None:
-        try:
-            with remote:
-                jobs.start(remote, launch, detach=False, on_line=lambda line: ticked.set())
-        except BaseException as exc:  # handed to the test thread
-            raised.append(exc)
+        with remote:
+            jobs.start(remote, launch, detach=False, on_line=lambda line: ticked.set())
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
+    worker, raised = in_thread(run)
     assert ticked.wait(15)
     proxy.freeze(new_too=new_too)
     frozen_at = time.monotonic()

@@ -366,7 +366,7 @@ def test_a_connection_that_stops_forwarding_ends_the_attached_job(cluster: Local
     the connection up within its bound and cancels the job over a new one, or names it."""
     import threading
 
-    from ssh_harness import FreezingProxy
+    from ssh_harness import FreezingProxy, in_thread
 
     from cfn_chainermn.cluster import hostfile as hf
     from cfn_chainermn.cluster.handle import AwsAccess, resolve
@@ -384,19 +384,14 @@ def test_a_connection_that_stops_forwarding_ends_the_attached_job(cluster: Local
     remote = Remote("127.0.0.1", port=proxy.port, user=c.user, key_file=c.key_file, host_key=c.master_host_key,
                     keepalive_interval=0.5, dead_after=2.0, connect_timeout=3)
     ticked = threading.Event()
-    raised: list[BaseException] = []
 
     def run() -> None:
-        try:
-            with remote:
-                runner.start(remote, launch, detach=False,
-                             on_line=lambda line: ticked.set() if line.startswith("tick 1") else None)
-        except BaseException as exc:  # handed to the test thread
-            raised.append(exc)
+        with remote:
+            runner.start(remote, launch, detach=False,
+                         on_line=lambda line: ticked.set() if line.startswith("tick 1") else None)
 
-    worker = threading.Thread(target=run, daemon=True)
+    worker, raised = in_thread(run)
     try:
-        worker.start()
         assert ticked.wait(60)
         assert len(rank_pids(job_id, "ticker.py")) == 3
         proxy.freeze(new_too=new_too)
