@@ -5,7 +5,9 @@ group id), so it can be followed or cancelled from any machine later. The job ru
 `setsid` in a process group of its own with its output going to the log: a client that goes
 away cannot leave it half-dead. An attached client streams the log; a watchdog on the remote
 side notices the channel closing (Ctrl-C, lost network) and cancels the whole group, so no
-rank is orphaned. `--detach` simply skips the watchdog.
+rank is orphaned. `--detach` simply skips the watchdog. A connection that goes silent without
+closing, which sshd may not notice for a while, is given up by the client's keepalive
+(cluster/keepalive.py); the client then cancels the attached job over a new connection.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from cfn_chainermn.jobs.folder import JOBS, LAUNCHED, JobRef, Launch
 from cfn_chainermn.jobs.scripts import inline
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
+
+
+class NoJob(RemoteError):
+    """The cluster has no folder for that job id."""
 
 
 def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
@@ -60,7 +66,7 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
     except BaseException as exc:
         chan.close()
         if isinstance(exc, broken):
-            raise _lost(remote, ref, str(exc) or type(exc).__name__) from exc
+            raise _lost(remote, ref, str(exc) or type(exc).__name__, launched=launched, detach=detach) from exc
         # Ctrl-C: cancel explicitly too, in case the watchdog cannot run.
         with contextlib.suppress(Exception):  # best effort; the remote watchdog cancels too
             cancel(remote, ref)
@@ -71,30 +77,39 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
         raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
                           f"{'; '.join(before) or 'no message'}")
     if rc == -1:  # the channel closed without an exit status: sshd or the network went away
-        raise _lost(remote, ref, remote.lost or "the session closed without an exit status")
+        raise _lost(remote, ref, remote.lost or "the session closed without an exit status", launched=True,
+                    detach=detach)
     if detach and rc != 0:
         raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {'; '.join(before)}")
     return rc
 
 
-def _lost(remote: Remote, ref: JobRef, why: str) -> RemoteError:
+def _lost(remote: Remote, ref: JobRef, why: str, *, launched: bool, detach: bool) -> RemoteError:
     """The connection went while the job ran: cancel it over a new one if that works, and say which.
 
     Through a path that silently stopped forwarding, the master's sshd may not notice for a while
     (its ClientAliveInterval), so its watchdog would not cancel the job yet; a new connection can.
+    A detached job is meant to outlive the client: it is only named.
     """
+    when = f"while job {ref.job_id} ran" if launched else f"while sending job {ref.job_id}"
+    if detach:
+        return RemoteError(f"lost the connection to {remote.host} {when} ({why}); a detached job is not cancelled: "
+                           "`cfn-chainermn job list NAME` shows whether it runs")
     try:
         with remote.again() as other:
             stopped = cancel(other, ref)
-        fate = "it was cancelled over a new connection" if stopped else "it had ended already"
+        fate = ("it was cancelled over a new connection" if stopped else
+                "it had ended already" if launched else "it did not start")
+    except NoJob:
+        fate = "it did not start"
     except Exception as exc:  # the path is down for new connections too
         fate = (f"cancelling it over a new connection failed too ({exc}); the master cancels it when its sshd "
                 f"notices the lost session, or run `cfn-chainermn job cancel NAME {ref.job_id}`")
-    return RemoteError(f"lost the connection to {remote.host} while job {ref.job_id} ran ({why}); {fate}")
+    return RemoteError(f"lost the connection to {remote.host} {when} ({why}); {fate}")
 
 
-def _no_job(ref: JobRef) -> RemoteError:
-    return RemoteError(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)")
+def _no_job(ref: JobRef) -> NoJob:
+    return NoJob(f"no job {ref.job_id} on the cluster (`cfn-chainermn job list NAME` shows them)")
 
 
 def cancel(remote: Remote, ref: JobRef) -> bool:

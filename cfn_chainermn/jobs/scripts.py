@@ -7,7 +7,8 @@ followed and cancelled by another:
   log and runs cancel.sh when the client's channel closes before the job ends.
 - cmd.sh is the mpiexec line: the one script rendered, its `@COMMAND@` replaced by the argv.
 - cancel.sh stops mpiexec first (it stops its remote daemons and ranks cleanly), then the
-  group, then KILLs what is left.
+  group, then KILLs what is left; only a job that has not ended and whose group is still its
+  own. `job cancel` sends today's copy inline rather than running the folder's.
 
 The others are the command of an exec channel themselves (`inline`), their arguments set
 first: submit.sh writes the job folder and execs run.sh, logs.sh prints or follows a log,

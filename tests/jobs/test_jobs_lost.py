@@ -127,3 +127,26 @@ def test_a_channel_closed_without_status_cancels_over_a_new_connection(tmp_path:
         jobs.start(remote, launch, detach=False, on_line=lines.append)
     assert lines == ["epoch 1"]
     assert len(remote.commands) == 2 and "cancel" in remote.commands[1]
+
+
+class _Broken(_Dropping):
+    """The connection breaks before the job folder is written: no job to cancel."""
+
+    def open_command(self, command: str, *, combine: bool = True) -> FakeChannel:
+        if not self.commands:
+            self.commands.append(command)
+            return FakeChannel(recv_error=EOFError())
+        return super().open_command(command, combine=combine)
+
+
+def test_a_connection_broken_before_the_job_started_says_so(tmp_path: Path) -> None:
+    remote = _Broken()
+    with pytest.raises(RemoteError, match=r"^lost the connection to master\.test while sending job j1 \(EOFError\); "
+                                          r"it did not start$"):
+        jobs.start(remote, launch_with_plain_cmd(tmp_path), detach=False, on_line=print)
+    assert len(remote.commands) == 2
+    detached = _Broken()
+    with pytest.raises(RemoteError, match=r"^lost the connection to master\.test while sending job j1 \(EOFError\); "
+                                          r"a detached job is not cancelled: `cfn-chainermn job list NAME` shows"):
+        jobs.start(detached, launch_with_plain_cmd(tmp_path / "d"), detach=True, on_line=print)
+    assert len(detached.commands) == 1  # nothing cancelled
