@@ -414,3 +414,15 @@ def test_a_connection_that_stops_forwarding_ends_the_attached_job(cluster: Local
         proxy.close()
         cluster.cli("job", "cancel", "local", job_id)
     assert wait_until(lambda: not pids_matching(job_id), 15), pids_matching(job_id)
+
+
+def test_real_sshd_answers_the_keepalive_so_silence_is_not_loss(cluster: LocalCluster) -> None:
+    """3 s without output, three times the bound: OpenSSH answers every keepalive request."""
+    from cfn_chainermn.cluster.handle import AwsAccess, resolve
+    from cfn_chainermn.cluster.remote import Remote
+
+    c = resolve("local", state_dir=str(cluster.state_dir), access=AwsAccess())
+    with Remote(c.master_host, port=c.ssh_port, user=c.user, key_file=c.key_file, host_key=c.master_host_key,
+                keepalive_interval=0.3, dead_after=1.0) as remote:
+        assert remote.capture("sleep 3; echo still-here") == (0, "still-here\n")
+        assert remote.lost is None
