@@ -134,7 +134,8 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
         argv += ["--bind-to", "none"]
     for key, value in mca_settings(net).items():
         argv += ["--mca", key, value]
-    env: dict[str, str] = {**nccl_env(net.instance_type), **dict(job.env)}
+    env: dict[str, str] = {key: value for key, value in {**nccl_env(net.instance_type), **dict(job.env)}.items()
+                           if key not in job.secret_names}  # a secret overrides a default, as --env does
     if env or job.secret_names:
         names = dict.fromkeys(["PATH", *env, *job.secret_names])
         argv = [*(["env", *(f"{key}={value}" for key, value in env.items())] if env else []), *argv,

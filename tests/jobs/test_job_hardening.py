@@ -63,6 +63,9 @@ def test_secret_names_are_forwarded_by_name_only() -> None:
     assert argv[:2] == ["env", "A=1"] and argv[argv.index("mca_base_env_list") + 1] == "PATH;A;TOKEN"
     only = mpi.mpiexec_argv(mpi.Job(program="/s/t.py", np=2, secret_names=("TOKEN",)), NET)
     assert only[0] == "mpiexec" and only[only.index("mca_base_env_list") + 1] == "PATH;TOKEN"
+    gpu = mpi.Network(cidr="10.0.0.0/16", instance_type="p3.16xlarge")
+    mine = mpi.mpiexec_argv(mpi.Job(program="/s/t.py", np=2, secret_names=("NCCL_DEBUG",)), gpu)
+    assert "NCCL_DEBUG=WARN" not in mine and "NCCL_DEBUG" in mine[mine.index("mca_base_env_list") + 1].split(";")
 
 
 @pytest.mark.parametrize(("names", "env", "message"), [
