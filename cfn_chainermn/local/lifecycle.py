@@ -75,6 +75,8 @@ def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: s
         "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
         "UsePAM no", f"AllowUsers {user}", "PermitRootLogin no", "X11Forwarding no", "AllowTcpForwarding no",
         "PrintMotd no", "UseDNS no", "MaxStartups 200:30:400", "MaxSessions 50",
+        # a client whose path died is dropped after ~60 s, so its attached job's session ends
+        "ClientAliveInterval 15", "ClientAliveCountMax 4",
         # Every node has the same hostname, so OpenMPI's session folders (/tmp/ompi.HOST.UID/...)
         # would be shared between "nodes"; one job's cleanup then races the next job's start and
         # hangs it. A TMPDIR per node gives each its own, as separate machines would have.

@@ -32,6 +32,10 @@ ENV_FILE = ".cfn-chainermn.env"
 AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI recipe
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
+# A client whose path died (no FIN) is dropped after ~60 s, so an attached job's session ends
+# instead of running on unseen; the AMI recipe bakes the same two lines (ami/recipe.yaml sshd:).
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/60-cfn-chainermn.conf"
+SSHD_KEEPALIVE = "# written by the cfn-chainermn node agent\nClientAliveInterval 15\nClientAliveCountMax 4\n"
 DMI_INSTANCE_ID = "/sys/devices/virtual/dmi/id/board_asset_tag"  # the instance id on Nitro instances
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 MOUNT_DEADLINE_S = 600.0  # a new mount target can take minutes to answer
@@ -123,6 +127,15 @@ class AwsPlatform:
             argv = ["ssh-keygen", "-A"] + ([] if self.system.real else ["-f", str(self.system.root)])
             subprocess.run(argv, capture_output=True, check=False)
         return path
+
+    def sshd_keepalive(self) -> str:
+        """A drop-in where the image's sshd reads them (Ubuntu 22.04+), reloaded when it changed."""
+        folder = self.path(SSHD_DROP_IN).parent
+        if not folder.is_dir():
+            return "sshd keepalive: the image's sshd has no sshd_config.d (left as it is)"
+        if write_atomic(self.path(SSHD_DROP_IN), SSHD_KEEPALIVE, 0o644):
+            self.system.run(["systemctl", "try-reload-or-restart", "ssh.service", "sshd.service"], check=False)
+        return f"sshd keepalive in {SSHD_DROP_IN}"
 
     def shared_folder(self, ctx: Context) -> str:
         """EFS through /etc/fstab with AWS's NFS options, retried until the mount target

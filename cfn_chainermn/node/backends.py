@@ -71,6 +71,9 @@ class Platform(Protocol):
     def host_key(self, settings: Settings) -> Path:
         """This node's sshd host public key file (made first where the machine makes it)."""
 
+    def sshd_keepalive(self) -> str:
+        """sshd notices a client that vanished (ClientAliveInterval) and ends its session."""
+
     def shared_folder(self, ctx: Context) -> str:
         """The mount point ready and owned by the user: EFS mounted, or a plain folder."""
 

@@ -51,6 +51,9 @@ class LocalPlatform:
         bins = [agent_bin, *STD_PATH, *os.environ.get("PATH", "").split(os.pathsep)]
         return ":".join(dict.fromkeys(b for b in bins if b)), ""
 
+    def sshd_keepalive(self) -> str:
+        return "sshd keepalive in the node's sshd_config (local up writes it)"
+
     def mpi_params(self, settings: Settings) -> list[str]:
         """Many ranks share few cores: no binding, yield when idle; sshd off port 22 is named."""
         lines = ["hwloc_base_binding_policy = none", "mpi_yield_when_idle = 1"]

@@ -57,6 +57,7 @@ def mca_params(ctx: Context) -> str:
 def ssh_step(ctx: Context) -> str:
     detail = ssh.setup(ctx)
     ctx.files().write(".openmpi/mca-params.conf", mca_params(ctx), 0o644)
+    ctx.log.info(ctx.platform.sshd_keepalive())
     return detail
 
 

@@ -65,6 +65,8 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin no
 X11Forwarding no
+ClientAliveInterval 15
+ClientAliveCountMax 4
 '
 
 configure_sshd() {
