@@ -83,11 +83,19 @@ class ImdsStandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.closed = False
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     def close(self) -> None:
-        self.server.shutdown()
+        """Stop serving; idempotent (tests stop a node's IMDS early, the fixture stops it again)
+        and bounded: a shutdown that cannot finish must not hang the suite's teardown."""
+        if self.closed:
+            return
+        self.closed = True
+        stopper = threading.Thread(target=self.server.shutdown, daemon=True)
+        stopper.start()
+        stopper.join(timeout=10)
         self.server.server_close()
 
 
