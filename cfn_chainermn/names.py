@@ -6,6 +6,11 @@ to import (no troposphere, no boto3).
 
 from __future__ import annotations
 
+# A cluster's NAME: a CloudFormation stack name, checked by `stack create` (the settings table)
+# and by every command that takes NAME before it looks anything up.
+STACK_NAME_PATTERN = r"[A-Za-z][-A-Za-z0-9]{0,127}"
+STACK_NAME_RULE = "use 1-128 letters, digits and hyphens, starting with a letter"
+
 # Logical ids that the node agent signals and the CLI reports on.
 MASTER_RESOURCE = "ClusterMaster"
 WORKER_GROUP_RESOURCE = "WorkerGroup"

@@ -24,6 +24,32 @@ REGION_HELP = "AWS region (else AWS_REGION / the profile's region)."
 OUTPUT_HELP = "text for people, json for scripts (on stdout; messages go to stderr)."
 
 
+def cluster_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A cluster's NAME, checked before anything is looked up: a name no stack can have would
+    otherwise cost a round of AWS retries before 'does not exist'."""
+    import re
+
+    from cfn_chainermn.names import STACK_NAME_PATTERN, STACK_NAME_RULE
+
+    if not re.fullmatch(STACK_NAME_PATTERN, value):
+        raise click.BadParameter(f"{value!r} is not a cluster (stack) name; {STACK_NAME_RULE}", ctx, param)
+    return value
+
+
+def name_argument(func: F) -> F:
+    """NAME, as every cluster command takes it (a stack's name, or a local cluster's)."""
+    return click.argument("name", callback=cluster_name)(func)
+
+
+def finite_seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A FloatRange lets nan and inf through (every comparison with nan is false)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds; give a finite number such as 600", ctx, param)
+    return value
+
+
 def aws_options(func: F) -> F:
     """`--profile` and `--endpoint-url` (AWS_PROFILE, AWS_ENDPOINT_URL too); `--region` is per command."""
 

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cfn_chainermn.cli.aws_flags import access_from_config, aws_options, config_option, region_option
+from cfn_chainermn.cli.aws_flags import (
+    access_from_config,
+    aws_options,
+    config_option,
+    finite_seconds,
+    name_argument,
+    region_option,
+)
 
 if TYPE_CHECKING:
     from cfn_chainermn.cluster.handle import Cluster
@@ -76,10 +83,11 @@ def _n(count: int, noun: str) -> str:
 
 
 @click.command()
-@click.argument("name")
+@name_argument
 @click.option("--wait", "wait_for", type=click.IntRange(min=1), default=None, metavar="N",
               help="Block until N nodes are ready (a barrier before mpiexec).")
 @click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              callback=finite_seconds,
               help="Seconds --wait may take.")
 @access_options
 def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, Any]) -> None:
@@ -102,7 +110,7 @@ def job() -> None:
 
 
 @job.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@name_argument
 @click.option("-n", "np", type=click.IntRange(min=1), required=True, help="Number of ranks (processes).")
 @click.option("-N", "per_node", type=click.IntRange(min=1), default=None, help="Ranks per node (e.g. GPUs per node).")
 @click.option("--env", "env", multiple=True, metavar="K=V", help="Environment for every rank (repeatable).")
@@ -177,7 +185,7 @@ def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> No
 
 
 @job.command()
-@click.argument("name")
+@name_argument
 @click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the job ends; exit with its code.")
 @access_options
@@ -195,7 +203,7 @@ def logs(name: str, job_id: str, follow: bool, access: dict[str, Any]) -> int:
 
 
 @job.command(name="list")
-@click.argument("name")
+@name_argument
 @access_options
 def list_(name: str, access: dict[str, Any]) -> None:
     """List NAME's jobs: id, state, exit code, what ran."""
@@ -213,7 +221,7 @@ def list_(name: str, access: dict[str, Any]) -> None:
 
 
 @job.command()
-@click.argument("name")
+@name_argument
 @click.argument("job_id", metavar="JOB")
 @access_options
 def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
@@ -229,7 +237,7 @@ def cancel(name: str, job_id: str, access: dict[str, Any]) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@name_argument
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-n", "no_stdin", is_flag=True,
               help="Give COMMAND no stdin, as `ssh -n` (say in a `while read` loop over a file).")
@@ -279,7 +287,7 @@ def cluster() -> None:
 
 
 @cluster.command(name="check")
-@click.argument("name")
+@name_argument
 @click.option("--connect-timeout", type=click.IntRange(1, 60), default=5, show_default=True,
               help="Seconds each node may take to answer SSH.")
 @access_options

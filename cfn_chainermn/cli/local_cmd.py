@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from cfn_chainermn.cli.aws_flags import cluster_name
+
 _STATE_HELP = ("State folder of the cluster (default .local-cluster; as root, where other users cannot reach "
                "the current folder, /var/lib/cfn-chainermn/<hash>/local-cluster; CFN_CHAINERMN_STATE_DIR).")
 
@@ -28,7 +30,7 @@ def local() -> None:
               type=click.Path(file_okay=False), help=_STATE_HELP)
 @click.option("--python", "python", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Interpreter the jobs use (default: this one, e.g. .venv/bin/python).")
-@click.option("--name", default="local", show_default=True, help="The NAME job commands use.")
+@click.option("--name", default="local", show_default=True, callback=cluster_name, help="The NAME job commands use.")
 def up(workers: int, slots: int, state_dir: str | None, python: str | None, name: str) -> None:
     """Start the master and WORKERS workers, each its own sshd, and run the node agent on each.
 

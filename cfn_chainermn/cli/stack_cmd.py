@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from cfn_chainermn import __version__
-from cfn_chainermn.cli.aws_flags import AwsTarget, aws_options, output_option, stack_target
+from cfn_chainermn.cli.aws_flags import AwsTarget, aws_options, name_argument, output_option, stack_target
 from cfn_chainermn.cli.options import cluster_options, config_from_options
 from cfn_chainermn.cli.stack_read import READ_COMMANDS
 from cfn_chainermn.cli.stack_view import operations, outcomes, print_outputs
@@ -115,7 +115,7 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 
 
 @stack.command()
-@click.argument("name")
+@name_argument
 @click.option("--workers", type=int, required=True, help=f"New number of workers (0 to {MAX_WORKERS}).")
 @stack_target
 @_change_options
@@ -131,7 +131,7 @@ def scale(name: str, workers: int, target: AwsTarget, wait: bool, yes: bool, out
 
 
 @stack.command()
-@click.argument("name")
+@name_argument
 @stack_target
 @_change_options
 def delete(name: str, target: AwsTarget, wait: bool, yes: bool) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cfn_chainermn.cli.aws_flags import AwsTarget, output_option, stack_target
+from cfn_chainermn.cli.aws_flags import AwsTarget, name_argument, output_option, stack_target
 from cfn_chainermn.cli.stack_view import (
     emit_json,
     event_json,
@@ -28,7 +28,7 @@ from cfn_chainermn.cli.stack_view import (
 
 
 @click.command()
-@click.argument("name")
+@name_argument
 @stack_target
 @output_option()
 def watch(name: str, target: AwsTarget, output: str) -> None:
@@ -43,7 +43,7 @@ def watch(name: str, target: AwsTarget, output: str) -> None:
 
 
 @click.command()
-@click.argument("name")
+@name_argument
 @stack_target
 @output_option()
 def status(name: str, target: AwsTarget, output: str) -> None:
@@ -58,7 +58,7 @@ def status(name: str, target: AwsTarget, output: str) -> None:
 
 
 @click.command()
-@click.argument("name")
+@name_argument
 @stack_target
 @output_option()
 def outputs(name: str, target: AwsTarget, output: str) -> None:
@@ -73,7 +73,7 @@ def outputs(name: str, target: AwsTarget, output: str) -> None:
 
 
 @click.command()
-@click.argument("name")
+@name_argument
 @stack_target
 @output_option()
 def events(name: str, target: AwsTarget, output: str) -> None:

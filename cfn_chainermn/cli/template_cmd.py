@@ -18,8 +18,12 @@ from cfn_chainermn.errors import ConfigError
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    """Replace `path` in one step, so `make templates` never leaves half a template behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace `path` in one step, so `make templates` never leaves half a template behind.
+
+    The folder must exist: a mistyped -o must not leave a tree of new folders behind."""
+    if not path.parent.exists():
+        raise ConfigError(f"-o: folder {path.parent} does not exist; create it first or give a file in an "
+                          "existing folder")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -33,6 +33,7 @@ from cfn_chainermn.config.setting import (
     setting_factory,
 )
 from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.names import STACK_NAME_PATTERN, STACK_NAME_RULE
 
 __all__ = [
     "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
@@ -62,9 +63,8 @@ class ClusterConfig:
     """A cluster's settings: cluster.yaml, then flags, validated once (model.build)."""
 
     name: str = setting(
-        "chainermn", pattern=r"[A-Za-z][-A-Za-z0-9]{0,127}", optional=False,
-        invalid="{value!r} is not a CloudFormation stack name; use 1-128 letters, digits and hyphens, starting "
-                "with a letter",
+        "chainermn", pattern=STACK_NAME_PATTERN, optional=False,
+        invalid="{value!r} is not a CloudFormation stack name; " + STACK_NAME_RULE,
         doc_flag="the `NAME` argument of `stack` commands",
         doc="stack name: 1–128 letters, digits and hyphens, starting with a letter. No resource name is derived from "
             "it, so case and length never break anything.")

@@ -30,7 +30,7 @@ def test_stdout_is_the_released_yaml() -> None:
 
 
 def test_output_file_and_json(tmp_path: Path) -> None:
-    out = tmp_path / "sub" / "cluster.json"
+    out = tmp_path / "cluster.json"
     result = CliRunner().invoke(cli, ["template", "--format", "json", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
