@@ -99,6 +99,22 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str, problems: list[str])
     return cls(**kwargs)
 
 
+def _without_aliases(path: Path) -> Any:
+    """PyYAML's SafeLoader, refusing aliases (*name): a cluster.yaml needs none, and a few hundred
+    bytes of nested aliases expand into a value whose echo in an error message is gigabytes."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(f"--config: {path} line {line}: YAML aliases (*name) are not supported; "
+                                  "write the value out")
+            return super().compose_node(parent, index)
+
+    return Loader
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a cluster.yaml into a plain mapping (validation happens later, all at once)."""
     import yaml  # PyYAML: only needed when a file is given
@@ -109,7 +125,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {p}: {exc.strerror}; give a readable YAML file") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_without_aliases(p))  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
