@@ -20,10 +20,10 @@ from cfn_chainermn.cli.boundary import run_with_boundary, state
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "template": ("cfn_chainermn.cli.template_cmd", "template", "Write the cluster's CloudFormation template."),
     "stack": ("cfn_chainermn.cli.stack_cmd", "stack", "Create, watch, scale and delete cluster stacks."),
-    "hostfile": ("cfn_chainermn.cli.job_cmd", "hostfile", "Print the MPI hostfile of a cluster's ready nodes."),
+    "hostfile": ("cfn_chainermn.cli.cluster_cmd", "hostfile", "Print the MPI hostfile of a cluster's ready nodes."),
     "job": ("cfn_chainermn.cli.job_cmd", "job", "Run mpiexec jobs on a cluster and follow them."),
-    "ssh": ("cfn_chainermn.cli.job_cmd", "ssh", "Open a shell or run one command on the master."),
-    "cluster": ("cfn_chainermn.cli.job_cmd", "cluster", "Check a cluster's nodes over SSH."),
+    "ssh": ("cfn_chainermn.cli.cluster_cmd", "ssh", "Open a shell or run one command on the master."),
+    "cluster": ("cfn_chainermn.cli.cluster_cmd", "cluster", "Check a cluster's nodes over SSH."),
     "local": ("cfn_chainermn.cli.local_cmd", "local", "Run a cluster of sshd nodes on this machine."),
     "ami": ("cfn_chainermn.cli.ami_cmd", "ami", "Render, validate, build and list the cluster AMI."),
     "node": ("cfn_chainermn.cli.node_cmd", "node", "The node agent that runs on every instance."),
