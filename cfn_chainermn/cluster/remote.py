@@ -6,11 +6,10 @@ Usage::
                 host_key="ssh-ed25519 AAAA...") as r:
         rc = r.run("hostname", on_line=print)
 
-The expected host key comes from what the node agent published (the stack's key bucket, or
-the local cluster's folder). A key that differs is refused with a message that says so;
-only `accept_new_host_key=True` (the CLI's `--accept-new-host-key`) takes whatever the server
-shows, and even then the fingerprint is reported (to `notice`, which that option requires).
-Checking is never silently off.
+The expected host key comes from what the node agent published (the stack's key bucket, or the
+local cluster's folder). A key that differs is refused with a message that says so; only
+`accept_new_host_key=True` (`--accept-new-host-key`) takes whatever the server shows, and even then
+the fingerprint is reported (to `notice`, which that option requires): never silently off.
 
 A connection that stops answering counts as lost after `dead_after` seconds (cluster/keepalive.py):
 its channels close as when the network drops, and `lost` says why.
