@@ -138,6 +138,15 @@ build {
     scripts = ["scripts/30-openmpi.sh", "scripts/40-python-stack.sh", "scripts/50-agent.sh", "scripts/60-system.sh", "scripts/90-smoke-and-manifest.sh"]
   }
 
+  # Last, always: Packer's temporary key (cloud-init wrote it for ubuntu and root) must
+  # not log in to instances of the image. Packer needs no new login after this: it stops the
+  # instance over the API, and this command runs in the session it already has.
+  provisioner "shell" {
+    inline = [
+      "sudo sh -c 'set -e; for f in /root/.ssh/authorized_keys ~ubuntu/.ssh/authorized_keys; do if [ -f \"$f\" ]; then shred -u \"$f\"; fi; rm -f \"$f\"; done'",
+    ]
+  }
+
   post-processor "manifest" {
     output     = "packer-manifest.json"
     strip_path = true

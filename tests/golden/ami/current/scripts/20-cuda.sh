@@ -68,17 +68,29 @@ check_cuda() {
   log "CUDA $CUDA_VERSION found at $CUDA_PATH"
 }
 
+# check_repo_key FILE FINGERPRINT: FILE holds that one primary key and no other. Every key in
+# it lands in the keyring apt trusts, so a file with the pinned key plus another is refused.
+check_repo_key() {
+  local file=$1 want=$2 listing got
+  listing=$(gpg --batch --show-keys --with-colons "$file") || die "$file is not an OpenPGP key file"
+  # the fingerprint of each primary key (the fpr record right after its pub record), not subkeys'
+  got=$(awk -F: '$1 == "pub" || $1 == "sec" {want_fpr = 1; next} $1 == "fpr" && want_fpr {print $10} {want_fpr = 0}' \
+    <<<"$listing" | sort | tr '\n' ' ')
+  [[ $got == "$want " ]] \
+    || die "NVIDIA repository key file holds the key(s) '${got% }', expected exactly $want"
+}
+
 add_nvidia_repo() {
-  local key fpr
+  local key
   key=$(mktemp)
   apt_get install --no-install-recommends gnupg
   curl -fsSL --retry 5 --proto '=https' -o "$key" https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2004/x86_64/3bf863cc.pub \
     || die "cannot fetch NVIDIA's repository key"
-  fpr=$(gpg --show-keys --with-colons "$key" | awk -F: '$1 == "fpr" {print $10; exit}')
-  [[ $fpr == EB693B3035CD5710E231E123A4B469963BF863CC ]] \
-    || die "NVIDIA repository key fingerprint is '$fpr', expected EB693B3035CD5710E231E123A4B469963BF863CC"
-  gpg --dearmor <"$key" >/usr/share/keyrings/cuda-archive-keyring.gpg
-  rm -f "$key"
+  check_repo_key "$key" EB693B3035CD5710E231E123A4B469963BF863CC
+  gpg --dearmor <"$key" >"$key.gpg" || die "cannot dearmor NVIDIA's repository key"
+  check_repo_key "$key.gpg" EB693B3035CD5710E231E123A4B469963BF863CC  # and what apt will trust
+  install -m 0644 "$key.gpg" /usr/share/keyrings/cuda-archive-keyring.gpg
+  rm -f "$key" "$key.gpg"
   echo "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2004/x86_64 /" \
     >/etc/apt/sources.list.d/cuda.list
   apt_get update
