@@ -77,7 +77,7 @@ def _group_gone(d: Path) -> bool:
 def test_a_frozen_connection_cancels_the_job_over_a_new_one(tmp_path: Path,
                                                             master: tuple[ShellServer, FreezingProxy, Path]) -> None:
     raised, took, d = _start_and_freeze(tmp_path, master, new_too=False)
-    assert took < 1.0 + 6, took  # dead_after, then a new connection and cancel.sh
+    assert took < 1.0 + 15, took  # dead_after, then a new connection and cancel.sh (slack for a loaded CI)
     assert len(raised) == 1 and isinstance(raised[0], RemoteError), raised
     assert str(raised[0]) == ("lost the connection to 127.0.0.1 while job j1 ran (nothing received for 1s, "
                               "keepalives unanswered); it was cancelled over a new connection")
@@ -88,7 +88,7 @@ def test_when_no_new_connection_works_the_job_is_named(tmp_path: Path,
                                                        master: tuple[ShellServer, FreezingProxy, Path]) -> None:
     raised, took, d = _start_and_freeze(tmp_path, master, new_too=True)
     try:
-        assert took < 1.0 + 2 + 4, took  # dead_after, then the new connection's timeout
+        assert took < 1.0 + 2 + 15, took  # dead_after, then the new connection's timeout (slack for a loaded CI)
         assert len(raised) == 1 and isinstance(raised[0], RemoteError), raised
         message = str(raised[0])
         assert message.startswith("lost the connection to 127.0.0.1 while job j1 ran (nothing received for 1s, "

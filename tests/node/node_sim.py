@@ -28,6 +28,16 @@ TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleUserKeyPairFromEc2xxxxxxxxxxxxxxxx user@laptop"
 FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
          "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
+# What the imds step runs on a node whose image has iptables and ip6tables in /usr/sbin: probe
+# each rule with -C, insert it first in OUTPUT when absent, enable the boot-time unit; once the
+# rules are there (a second boot, every refresh) only the probes run.
+_V4 = "-d 169.254.169.254/32 -m owner '!' --uid-owner 0 -j REJECT"
+_V6 = "-d fd00:ec2::254/128 -m owner '!' --uid-owner 0 -j REJECT"
+GUARD_AGAIN = [f"/usr/sbin/iptables -w -C OUTPUT {_V4}", f"/usr/sbin/ip6tables -w -C OUTPUT {_V6}"]
+GUARD_FIRST_BOOT = [
+    f"/usr/sbin/iptables -w -C OUTPUT {_V4}", f"/usr/sbin/iptables -w -I OUTPUT 1 {_V4}",
+    f"/usr/sbin/ip6tables -w -C OUTPUT {_V6}", f"/usr/sbin/ip6tables -w -I OUTPUT 1 {_V6}",
+    "systemctl daemon-reload", "systemctl enable cfn-chainermn-imds-guard.service"]
 
 
 class ImdsStandIn:
@@ -129,7 +139,8 @@ class SimCluster:
         s = Settings(role=node.role, stack=self.stack, region="us-east-1", bucket=self.bucket,
                      signal_resource="ClusterMaster" if node.role == "master" else "WorkerGroup",
                      mount_point="/efs", efs_id="fs-0123456789abcdef0", root=str(node.root),
-                     endpoint_url=self.moto_url, imds_url=node.imds.url, key_wait=20)
+                     endpoint_url=self.moto_url, imds_url=node.imds.url, key_wait=20,
+                     imds_wait=30)  # a stalled request must not hold a boot for the 180 s default
         return s.merged(over)
 
     def clients(self, name: str, status: str | None = "SUCCESS") -> AwsClients:
