@@ -140,6 +140,7 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
             ctx.owner = (st.st_uid, st.st_gid)
         except FileNotFoundError:
             pass
+    guard = _run_step(ctx, "imds", ctx.platform.guard_imds)  # rules lost (flushed) come back in 30 s
     try:
         detail = steps.cluster_files(ctx)
     except CfnChainermnError as exc:
@@ -147,4 +148,6 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
         ctx.log.error(f"refresh failed: {exc}; kept the last good hostfile")
         raise AgentError(f"refresh failed: {exc}; kept the last good hostfile") from exc
     ctx.state.mark("hostfile", "ok", detail)
+    if guard:  # the hostfile stays current, but the timer's unit shows the failure
+        raise AgentError(f"refresh: {guard}")
     return ctx.state

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node import imds_guard
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.imds import Imds
@@ -77,6 +78,12 @@ class AwsPlatform:
             return self.path(node_path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError):
             return ""
+
+    def guard_imds(self) -> str:
+        """IMDS for root only (imds_guard.py), now and at every boot after this one."""
+        detail = imds_guard.apply(self.system)
+        unit = f"{imds_guard.UNIT}.service"
+        return f"{detail}; {unit} {'enabled' if imds_guard.install_unit(self.system) else 'enabled already'}"
 
     def user(self, ctx: Context) -> str:
         """useradd once; ~/.cfn-chainermn.env sourced first in ~/.bashrc, because Debian/Ubuntu's

@@ -59,6 +59,10 @@ class Platform(Protocol):
     def stand_in_id(self) -> str:
         """An id this node knows when identify failed, to sign its FAILURE with ("" if none)."""
 
+    def guard_imds(self) -> str:
+        """Only root reaches the instance metadata service (so jobs never hold the node's role),
+        in place before the cluster user exists and again at every boot; fails when it cannot."""
+
     def user(self, ctx: Context) -> str:
         """The cluster user exists, its home too, and non-interactive ssh finds MPI; sets ctx.owner."""
 

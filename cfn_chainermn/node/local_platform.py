@@ -33,6 +33,10 @@ class LocalPlatform:
         """Never needed: a local node's id is a flag, so identify cannot lose it."""
         return ""
 
+    def guard_imds(self) -> str:
+        """Nothing to guard: a local node has no instance role and no metadata service."""
+        return "no instance metadata service on a local node"
+
     def user(self, ctx: Context) -> str:
         """The user is not created here: `local up` does that when it runs as root."""
         s = ctx.settings

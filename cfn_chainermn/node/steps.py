@@ -24,6 +24,7 @@ def plan(ctx: Context) -> list[tuple[str, Callable[[], str]]]:
     """The boot steps in order (their names are state.STEPS, less the signal the agent sends)."""
     return [
         ("identity", lambda: identity(ctx)),
+        ("imds", ctx.platform.guard_imds),  # before the cluster user exists: no job runs unguarded
         ("user", lambda: ctx.platform.user(ctx)),
         ("ssh", lambda: ssh_step(ctx)),
         ("efs", lambda: ctx.platform.shared_folder(ctx)),

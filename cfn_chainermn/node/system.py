@@ -46,6 +46,14 @@ class System:
             raise AgentError(f"`{shlex.join(argv)}` exited {proc.returncode}: {tail[0]}")
         return proc.returncode
 
+    def probe(self, argv: list[str], makes_true: list[str]) -> bool:
+        """Whether a check command (`iptables -C ...`) succeeds. Under a test root it is recorded
+        and answers yes once the command `makes_true` was recorded, so a re-run can be tested."""
+        if self.real:
+            return self.run(argv, check=False) == 0
+        self.run(argv)
+        return shlex.join(makes_true) in self.recorded()
+
     def recorded(self) -> list[str]:
         """The commands recorded under a test root (empty on a node)."""
         journal = self.path(JOURNAL)

@@ -12,7 +12,15 @@ import boto3
 import pytest
 from node_sim import USER_KEY, ImdsStandIn, SimCluster, SimNode
 
-__all__ = ["USER_KEY", "sim_cluster"]
+__all__ = ["USER_KEY", "sim_cluster", "with_iptables"]
+
+
+def with_iptables(root: Path) -> None:
+    """The image ships iptables and ip6tables (System only checks that they are there)."""
+    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    for name in ("iptables", "ip6tables"):
+        (root / "usr/sbin" / name).write_text("#!/bin/sh\n")
+        (root / "usr/sbin" / name).chmod(0o755)
 
 
 @pytest.fixture
@@ -43,6 +51,7 @@ def sim_cluster(moto: Any, tmp_path: Path) -> Iterator[SimCluster]:
         root = tmp_path / name
         (root / "etc/ssh").mkdir(parents=True)
         (root / "opt/amazon/openmpi/etc").mkdir(parents=True)
+        with_iptables(root)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                         str(root / "etc/ssh/ssh_host_ed25519_key")], check=True)
         host_key = " ".join((root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2])
