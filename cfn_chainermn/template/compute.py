@@ -36,11 +36,13 @@ def _node_tags(role: str) -> dict[str, Any]:
 
 
 def _prerequisites(t: Template, net: Network, storage: Storage) -> cloudformation.WaitConditionHandle:
-    """A handle whose Metadata refers to the conditional routes and mount target, so nodes boot
-    after them without a DependsOn on a resource that may not exist (cfn-lint E3005)."""
+    """A handle whose Metadata refers to the conditional routes and mount target (and the key
+    bucket's policy), so nodes boot after them without a DependsOn on a resource that may not
+    exist (cfn-lint E3005)."""
     return t.add_resource(cloudformation.WaitConditionHandle(
-        "NodePrerequisites", Metadata={"Comment": "nodes start after the routes and the EFS mount target",
-                                       **dict(net.ready + storage.ready)}))
+        "NodePrerequisites",
+        Metadata={"Comment": "nodes start after the routes, the EFS mount target and the key bucket's policy",
+                  **dict(net.ready + storage.ready)}))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """IAM roles and instance profiles of the master and the workers.
 
 Least privilege, written out per statement: the master may write cluster-key/ (the cluster key
-and its own host key, which the CLI pins), workers may only read it; every node publishes (and
+and its own host key, which the CLI pins), workers may only read it (and the key bucket's policy
+keeps every other principal from reading the private key); every node publishes (and
 retracts) its records and writes logs; ec2:DescribeInstances is the one action on "*" because
 EC2 does not support resource-level permissions for it. No managed policies: the AWS ones grant
 wildcards this cluster does not need.
@@ -22,6 +23,11 @@ from cfn_chainermn.template.parameters import Inputs
 class Profiles:
     master: iam.InstanceProfile
     worker: iam.InstanceProfile
+
+
+def role_id(role: str) -> str:
+    """The logical id of a node role ("master" -> MasterRole): the key bucket's policy names both."""
+    return f"{role.capitalize()}Role"
 
 
 def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, Any]:
@@ -61,16 +67,15 @@ def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
 
 
 def _role(t: Template, role: str, p: Inputs, bucket: s3.Bucket) -> iam.InstanceProfile:
-    title = role.capitalize()
     r = t.add_resource(iam.Role(
-        f"{title}Role",
+        role_id(role),
         Description=Sub(f"cfn-chainermn {role} nodes of ${{AWS::StackName}}"),
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
         Policies=[iam.Policy(PolicyName=f"cfn-chainermn-{role}", PolicyDocument={
             "Version": "2012-10-17", "Statement": node_statements(role, p, bucket)})],
     ))
-    return t.add_resource(iam.InstanceProfile(f"{title}InstanceProfile", Roles=[Ref(r)]))
+    return t.add_resource(iam.InstanceProfile(f"{role.capitalize()}InstanceProfile", Roles=[Ref(r)]))
 
 
 def add_iam(t: Template, p: Inputs, bucket: s3.Bucket) -> Profiles:

@@ -2,7 +2,9 @@
 
 The bucket has no BucketName: CloudFormation derives a valid lowercase name, so no stack name
 (upper case, long) can break it, and names never collide across accounts. It holds a private
-key, so it is encrypted, private, TLS-only and versioned, with old versions expired quickly.
+key, so it is encrypted, private, TLS-only and versioned, with old versions expired quickly, and
+its policy lets no principal but the two node roles read that key: an account-wide s3:GetObject
+(ReadOnlyAccess, say) would otherwise be a login to the cluster.
 """
 
 from __future__ import annotations
@@ -10,18 +12,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import If, Ref, Sub, Template, ec2, efs, s3
+from troposphere import GetAtt, If, Ref, Sub, Template, ec2, efs, s3
 from troposphere.s3 import BucketPolicy
 
-from cfn_chainermn.names import LOGS_PREFIX
+from cfn_chainermn.names import CLUSTER_PRIVATE_KEY, LOGS_PREFIX
+from cfn_chainermn.template.iam import role_id
 from cfn_chainermn.template.network import Network, cluster_tags
 from cfn_chainermn.template.parameters import Inputs
 
 LOG_RETENTION_DAYS = 30
 BUCKET_LOGGING_REASON = (
     "holds only this cluster's SSH key and node records; access logs would need a second bucket per "
-    "cluster that outlives the stack; CloudTrail covers the API calls"
+    "cluster that outlives the stack. The policy denies reads of the private key to all but the node "
+    "roles; CloudTrail records those reads only if a trail logs S3 data events (not the default)"
 )
+# Every read of the object's bytes or of what describes them, current and old versions: GetObject*
+# also matches GetObjectVersion, -Attributes, -Acl, -Torrent, -Tagging, -VersionForReplication (and
+# S3 Select and CopyObject's source are authorized as s3:GetObject); a restore makes a readable copy.
+SECRET_READS = ["s3:GetObject*", "s3:RestoreObject"]
+NODE_ROLES = ("master", "worker")
 
 
 @dataclass(frozen=True)
@@ -59,20 +68,37 @@ def _key_bucket(t: Template) -> s3.Bucket:
         Tags=cluster_tags("keys"),
         Metadata={"checkov": {"skip": [{"id": "CKV_AWS_18", "comment": BUCKET_LOGGING_REASON}]}},
     ))
-    t.add_resource(BucketPolicy(
-        "KeyBucketPolicy", Bucket=Ref(bucket),
-        PolicyDocument={"Version": "2012-10-17", "Statement": [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [Sub(f"${{{bucket.title}.Arn}}"), Sub(f"${{{bucket.title}.Arn}}/*")],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }]},
-    ))
     return bucket
 
 
+def _key_policy(t: Template, bucket: s3.Bucket) -> BucketPolicy:
+    """TLS only, and the private key readable by the node roles alone.
+
+    The CLI never reads the private key (it pins MASTER_HOST_KEY, beside it and public), so the
+    Deny names that one object. The creating principal is not excepted: it logs in with its own
+    key pair, a template cannot name it without a parameter the console would ask for, and an
+    administrator who must read the key can change this policy (a recorded management event).
+    """
+    arn = f"${{{bucket.title}.Arn}}"
+    return t.add_resource(BucketPolicy(
+        "KeyBucketPolicy", Bucket=Ref(bucket),
+        PolicyDocument={"Version": "2012-10-17", "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [Sub(arn), Sub(f"{arn}/*")],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }, {
+            "Sid": "OnlyNodeRolesReadTheClusterKey", "Effect": "Deny", "Principal": "*", "Action": SECRET_READS,
+            "Resource": [Sub(f"{arn}/{CLUSTER_PRIVATE_KEY}")],
+            # aws:PrincipalArn is the role's ARN for any session of it (the nodes' instance profiles).
+            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [GetAtt(role_id(r), "Arn") for r in NODE_ROLES]}},
+        }]},
+    ))
+
+
 def add_storage(t: Template, p: Inputs, net: Network) -> Storage:
-    """The key bucket always; a new EFS (with its group and mount target) or NFS into a given one."""
+    """The key bucket and its policy always; a new EFS (with its group and mount target) or NFS into a given one."""
     bucket, new = _key_bucket(t), p.cond.create_efs
+    policy = _key_policy(t, bucket)
     efs_sg = t.add_resource(ec2.SecurityGroup(
         "EfsSecurityGroup", Condition=new, VpcId=net.vpc_id, Tags=cluster_tags("efs"),
         GroupDescription="cfn-chainermn EFS mount target: NFS from cluster members only",
@@ -97,4 +123,5 @@ def add_storage(t: Template, p: Inputs, net: Network) -> Storage:
         Description=Sub("NFS from cfn-chainermn cluster ${AWS::StackName}"),
     ))
     efs_id = If(new, Ref(fs), p.ref("EfsFileSystemId"))
-    return Storage(bucket, fs, efs_id, [(mount.title, If(new, Ref(mount), ""))])
+    # Nodes boot after the policy: the master writes the private key only once the Deny guards it.
+    return Storage(bucket, fs, efs_id, [(mount.title, If(new, Ref(mount), "")), (policy.title, Ref(policy))])

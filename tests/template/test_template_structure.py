@@ -146,7 +146,10 @@ def test_key_bucket_is_private_encrypted_tls_only(default_dict: dict[str, Any]) 
     assert rules["expire-old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert "ExpirationInDays" not in rules["expire-old-versions"]  # the current key lives with the cluster
     assert rules["expire-agent-logs"]["Prefix"] == "logs/"
-    (stmt,) = props(default_dict, "KeyBucketPolicy")["PolicyDocument"]["Statement"]
+    statements = {s["Sid"]: s for s in props(default_dict, "KeyBucketPolicy")["PolicyDocument"]["Statement"]}
+    # the second statement, the private key's readers, is test_template_key_policy.py's
+    assert set(statements) == {"DenyInsecureTransport", "OnlyNodeRolesReadTheClusterKey"}
+    stmt = statements["DenyInsecureTransport"]
     assert stmt["Effect"] == "Deny" and stmt["Principal"] == "*" and stmt["Action"] == "s3:*"
     assert stmt["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
