@@ -247,9 +247,6 @@ class Aws:
             return str(self.client("sts").get_caller_identity()["Account"])
 
 
-Connect = Callable[[str | None, str | None, str | None], Aws]
-
-
 def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
     """The AWS access of one command: a session for `profile` and `region`, clients for `endpoint_url`."""
     return Aws(make_session(profile, region), endpoint_url)

@@ -17,7 +17,7 @@ import posixpath
 import shlex
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cfn_chainermn.errors import ConfigError, RemoteError
@@ -70,7 +70,8 @@ class Launch:
     job: mpi.Job
     written: tuple[tuple[str, str], ...]  # our text files: name, text (in the command)
     sent: tuple[Upload, ...]  # on stdin
-    secrets: tuple[tuple[str, bytes], ...] = ()  # on stdin after the files: NAME, value; never a file
+    # on stdin after the files: NAME, value; never a file, and never in a repr (a log, a test report)
+    secrets: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     def command(self, mode: str) -> str:
         """One shell command that writes the folder and execs run.sh (`attach`|`detach`)."""

@@ -48,6 +48,7 @@ def test_a_secret_reaches_the_job_and_no_file(tmp_path: Path) -> None:
     program = b'#!/bin/sh\nprintf %s "$TOKEN" | base64 -w0; echo\n'
     launch = launch_with_plain_cmd(tmp_path, program=program, secrets=(("TOKEN", SECRET),))
     assert SECRET.split("\n")[0] not in launch.command("attach")  # not in the command line either
+    assert "s3cr3t" not in repr(launch)  # nor in a repr (a log line, a test report)
     rc, out = run_sh(launch.command("attach"), launch.payload())
     assert rc == 3, out
     assert base64.b64decode(out.splitlines()[-1]).decode() == SECRET
