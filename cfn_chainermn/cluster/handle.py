@@ -168,11 +168,15 @@ def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool 
     """
     from cfn_chainermn.local import places
     from cfn_chainermn.local import state as local_state
+    from cfn_chainermn.local.state_dir import check_trusted
 
     given = state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR")
     folder = Path(given) if given else places.default_state_dir()
+    if os.path.lexists(folder):  # its cluster.json says where jobs (and their --env) go
+        check_trusted(folder.resolve())
     state = local_state.load(folder, name=name)
     if state is not None:
+        check_trusted(folder.resolve())  # still, after reading: no one swapped it in meanwhile
         return local_cluster(folder, state)
     if name == "local":
         raise ConfigError(f"no local cluster in {folder}; start one with `cfn-chainermn local up"

@@ -239,9 +239,11 @@ def _boot_agents(root: Path, state: LocalState, log: Log) -> None:
 def down(state_dir: Path, *, log: Log) -> bool:
     """Stop the cluster in `state_dir`; False when there was none."""
     root = state_dir.resolve()
+    local_folder.check_trusted(root)  # its cluster.json names the user to delete, the processes to stop
     state = load(root)
     if state is None:
         return False
+    local_folder.check_trusted(root)  # still, after reading: no one swapped it in meanwhile
     uid = None
     if state.created_user:
         try:

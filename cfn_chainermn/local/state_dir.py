@@ -2,7 +2,9 @@
 
 `local up` clears nodes/, bucket/ and home/ in its folder on every run; these checks make sure
 that folder is one `local up` made, never a user's own (`--state-dir ~` or `/`), and that the
-cluster's user can reach it.
+cluster's user can reach it. `check_trusted` makes sure no other user could have planted or
+swapped what `up`, `down` and the job commands read there (cluster.json names a user to delete,
+processes to stop, a master to send jobs to).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from cfn_chainermn.errors import ConfigError
@@ -36,6 +39,43 @@ def check_searchable(root: Path, flag: str = "--state-dir", fix: str = "") -> No
                       f"{root} there. {fix}")
 
 
+def _owner(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_trusted(root: Path) -> None:
+    """Refuse a state folder another user could have planted or could swap (`root` resolved).
+
+    The folder and its cluster.json must be the caller's (or root's) and writable by no one else;
+    every folder above it too, unless sticky (like /tmp: others cannot rename what is ours in it).
+    """
+    me = os.geteuid()
+    fix = "give a --state-dir that is yours alone (a new folder in /tmp will do)"
+    for path in [root / STATE_FILE, root, *root.parents]:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue  # `up` makes it, as this user
+        except OSError as exc:
+            raise unusable(root, exc) from exc
+        if path == root / STATE_FILE and not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"--state-dir: {path} is not a plain file (a link?); {fix} (nothing was changed)")
+        above = path not in (root, root / STATE_FILE)
+        what = f"{path}, above {root}," if above else str(path)
+        if st.st_uid not in (me, 0):
+            raise ConfigError(f"--state-dir: {what} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}): "
+                              f"that user could plant a cluster there; {fix} (nothing was changed)")
+        if st.st_mode & 0o022 and not (above and st.st_mode & stat.S_ISVTX):
+            raise ConfigError(f"--state-dir: {what} is writable by other users (mode "
+                              f"{oct(st.st_mode & 0o7777)}): they could plant a cluster there; "
+                              f"`chmod go-w {path}` or {fix} (nothing was changed)")
+
+
 def is_ours(root: Path) -> bool:
     """Our mark, or what an older version (no mark) left: its state file, or, after its `down`
     removed that, a node's sshd_config that names this very folder on its first line."""
@@ -58,6 +98,7 @@ def unusable(root: Path, exc: OSError) -> ConfigError:
 
 def refuse_foreign(root: Path) -> None:
     """Refuse a folder that `local up` did not make: it would clear nodes/, bucket/ and home/ in it."""
+    check_trusted(root)
     try:
         if root.exists() and not root.is_dir():
             raise ConfigError(f"--state-dir: {root} is not a folder; give a new or empty folder such as /tmp/cluster")

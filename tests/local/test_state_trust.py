@@ -1,0 +1,149 @@
+"""A state folder is trusted only when no other user could have planted it (issue 12 item 6).
+
+Its cluster.json names the user `local down` deletes and the processes it stops, and where the
+job commands send jobs: as root, a folder another user made or can write would let that user
+choose them. Here a planted cluster.json names a throwaway user running a process; every
+command refuses it in one line (exit 2), and the process and the user survive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.cluster import handle
+from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.local import state_dir as local_folder
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes a user, chowns to nobody")
+NOBODY = 65534
+
+
+@pytest.fixture
+def victim() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A user of its own with a process running: what a planted cluster.json would have root remove."""
+    name = f"cfnmn-victim-{os.getpid() % 100000}"
+    subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name], check=True)
+    proc = subprocess.Popen(["sleep", "300"], user=name)
+    try:
+        yield name, proc
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def plant(folder: Path, user: str) -> Path:
+    """The cluster.json another user would write: `down` removes `user` and stops its processes."""
+    path = folder / "cluster.json"
+    path.write_text(json.dumps({
+        "name": "local", "user": user, "home": "/nonexistent", "port": 1, "python": "/bin/false",
+        "shared": "/nonexistent", "master_id": "master", "master_ip": "127.0.0.2", "as_root": True,
+        "created_user": True, "nodes": [{"id": "master", "ip": "127.0.0.2", "slots": 1}]}))
+    return path
+
+
+def owned_by_nobody(folder: Path) -> Path:
+    os.chown(plant(folder, _victim_name(folder)), NOBODY, NOBODY)
+    os.chown(folder, NOBODY, NOBODY)
+    return folder
+
+
+def world_writable(folder: Path) -> Path:
+    plant(folder, _victim_name(folder))
+    folder.chmod(0o777)
+    return folder
+
+
+def planted_file(folder: Path) -> Path:
+    os.chown(plant(folder, _victim_name(folder)), NOBODY, NOBODY)
+    return folder
+
+
+def under_a_writable_parent(folder: Path) -> Path:
+    """The folder is root's, but its parent (not sticky) lets anyone swap it for another."""
+    plant(folder, _victim_name(folder))
+    folder.parent.chmod(0o777)
+    return folder
+
+
+def _victim_name(folder: Path) -> str:
+    return (folder.parent / "victim").read_text()
+
+
+SETUPS: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "owned by another user": (owned_by_nobody, "belongs to uid 65534"),
+    "world-writable": (world_writable, "is writable by other users (mode 0o777)"),
+    "cluster.json of another user": (planted_file, "cluster.json belongs to uid 65534"),
+    "parent writable by others": (under_a_writable_parent, ", above {folder}, is writable by other users"),
+}
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="cfnmn-trust-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@as_root
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_a_state_folder_others_could_plant_is_refused_and_nothing_is_removed(
+        setup: str, scratch: Path, victim: tuple[str, subprocess.Popen[bytes]],
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    name, proc = victim
+    (scratch / "victim").write_text(name)
+    folder = scratch / "cluster"
+    folder.mkdir(mode=0o755)
+    make, reason = SETUPS[setup]
+    reason = reason.format(folder=folder)
+    make(folder)
+    before = sorted(p.name for p in folder.iterdir())
+
+    def never(root: Path) -> None:
+        raise AssertionError("`local up` went on to clear the folder")
+
+    monkeypatch.setattr(local_folder, "prepare", never)  # if the check were missing, start nothing
+    for argv in (["local", "down"], ["local", "up", "--workers", "0"], ["job", "list", "local"]):
+        rc = run_with_boundary(cli, [*argv, "--state-dir", str(folder)])
+        err = capsys.readouterr().err
+        assert rc == 2, (argv, err)
+        assert err.startswith("error: --state-dir: ") and reason in err and err.count("\n") == 1, (argv, err)
+        assert str(folder) in err and ("yours alone" in err or "chmod go-w" in err), err
+        assert proc.poll() is None, argv  # nothing killed
+        pwd.getpwnam(name)  # no user deleted
+    with pytest.raises(ConfigError, match=re.escape(reason)):
+        handle.resolve("local", state_dir=str(folder), access=handle.AwsAccess())
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written there either
+
+
+def test_own_folders_are_trusted_in_a_sticky_tmp(scratch: Path) -> None:
+    """/tmp is world-writable but sticky and root's: a folder of ours in it is fine, made or not."""
+    local_folder.check_trusted(scratch / "not-yet" / "cluster")
+    (scratch / "cluster").mkdir(mode=0o755)
+    plant(scratch / "cluster", "nobody")
+    local_folder.check_trusted(scratch / "cluster")
+    (scratch / "cluster").chmod(0o700)
+    local_folder.check_trusted(scratch / "cluster")
+
+
+def test_a_linked_cluster_json_is_refused(scratch: Path) -> None:
+    (scratch / "cluster").mkdir(mode=0o755)
+    plant(scratch, "nobody")
+    (scratch / "cluster" / "cluster.json").symlink_to(scratch / "cluster.json")
+    with pytest.raises(ConfigError, match="is not a plain file"):
+        local_folder.check_trusted(scratch / "cluster")
