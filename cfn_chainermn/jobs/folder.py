@@ -129,7 +129,7 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
                    secret_names=tuple(name for name, _ in secrets))
     argv = mpi.mpiexec_argv(full, net)
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
-    ours = [("run.sh", scripts.text("run.sh")), ("cancel.sh", scripts.text("cancel.sh")),
+    ours = [("run.sh", scripts.text("run.sh")), ("cancel.sh", scripts.script("cancel.sh")),
             ("cmd.sh", scripts.cmd_script(argv)),
             ("summary", f"{summary}\n")]
     if hostfile:

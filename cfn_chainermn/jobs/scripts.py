@@ -37,6 +37,21 @@ def cmd_script(argv: Sequence[str]) -> str:
     return text("cmd.sh").replace(COMMAND, shlex.join(argv), 1)
 
 
+# scripts that ask group.sh whether a job's process group is still its own
+USES_GROUP = frozenset({"cancel.sh", "list.sh", "logs.sh"})
+
+
+def script(name: str) -> str:
+    """Script `name` whole: group.sh's functions in front where it uses them (a job folder's
+    cancel.sh is run alone there by run.sh's watchdog)."""
+    body = text(name)
+    if name not in USES_GROUP:
+        return body
+    shebang, _, rest = body.partition("\n")
+    lib = text("group.sh").partition("\n")[2]
+    return f"{shebang}\n{lib}{rest}"
+
+
 def inline(name: str, *args: str) -> str:
     """Script `name` as one shell command: `set --` gives it its arguments, as `sh name ARGS` would."""
-    return f"set -- {shlex.join(args)}\n{text(name)}"
+    return f"set -- {shlex.join(args)}\n{script(name)}"

@@ -27,7 +27,7 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     assert (d / "weights.bin").read_bytes() == blob
     assert (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"
     assert (d / "run.sh").read_text() == job_scripts.text("run.sh")
-    assert (d / "cancel.sh").read_text() == job_scripts.text("cancel.sh")
+    assert (d / "cancel.sh").read_text() == job_scripts.script("cancel.sh")
     assert (d / "summary").read_text() == "np=1 job.sh\n"
     assert (d / "job.sh").stat().st_mode & 0o777 == 0o700  # the user's executable stays executable (for its owner)
     assert (d / "weights.bin").stat().st_mode & 0o777 == 0o600

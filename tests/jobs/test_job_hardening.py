@@ -94,7 +94,7 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
 def _folder(tmp_path: Path, pgid: int, files: dict[str, str]) -> job_folder.JobRef:
     d = tmp_path / "jobs" / "j1"
     d.mkdir(parents=True)
-    (d / "cancel.sh").write_text(job_scripts.text("cancel.sh"))
+    (d / "cancel.sh").write_text(job_scripts.script("cancel.sh"))
     (d / "pgid").write_text(f"{pgid}\n")
     for name, text in files.items():
         (d / name).write_text(text)

@@ -23,7 +23,7 @@ from cfn_chainermn.jobs import mpi, runner
 from cfn_chainermn.jobs import scripts as job_scripts
 
 SH = Path(job_scripts.__file__).with_name("sh")
-SCRIPTS = ["cancel.sh", "cmd.sh", "list.sh", "logs.sh", "run.sh", "submit.sh"]
+SCRIPTS = ["cancel.sh", "cmd.sh", "group.sh", "list.sh", "logs.sh", "run.sh", "submit.sh"]
 
 
 def _job(tmp_path: Path, argv: list[str]) -> Path:
@@ -31,7 +31,7 @@ def _job(tmp_path: Path, argv: list[str]) -> Path:
     d.mkdir(parents=True)
     (d / "cmd.sh").write_text(job_scripts.cmd_script(argv))
     (d / "run.sh").write_text(job_scripts.text("run.sh"))
-    (d / "cancel.sh").write_text(job_scripts.text("cancel.sh"))
+    (d / "cancel.sh").write_text(job_scripts.script("cancel.sh"))
     return d
 
 
@@ -124,6 +124,7 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         assert stat.read_text().split(") ")[1][0] == "Z"  # exited, not reaped...
         os.kill(-leader, 0)  # ...so its process group still "exists"
         (tmp_path / "pgid").write_text(f"{leader}\n")
+        (tmp_path / "pgid.start").write_text(stat.read_text().rsplit(") ", 1)[1].split()[22 - 3] + "\n")  # run.sh's
         (tmp_path / "log").write_text("epoch 1\n")
         proc = subprocess.Popen(["sh", str(SH / "logs.sh"), str(tmp_path), "follow"], stdout=subprocess.PIPE,
                                 text=True)
@@ -138,6 +139,23 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         os.waitpid(leader, 0)
 
 
+def test_logs_follow_does_not_follow_a_stranger_that_took_the_group_id(tmp_path: Path) -> None:
+    """A job that died without an exit code, whose group id a new process group has since taken:
+    `job logs -f` prints the log and ends, it does not wait on the stranger (review)."""
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (tmp_path / "pgid").write_text(f"{stranger.pid}\n")
+        (tmp_path / "pgid.start").write_text("1\n")  # the job's leader started long before this sleep
+        (tmp_path / "log").write_text("epoch 1\n")
+        out = subprocess.run(["sh", str(SH / "logs.sh"), str(tmp_path), "follow"], capture_output=True, text=True,
+                             timeout=20)
+        assert (out.returncode, out.stdout) == (255, "epoch 1\n")  # no exit code: lost
+        assert stranger.poll() is None  # and nothing was done to the stranger
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (make install adds it)")
 def test_every_script_is_shellcheck_clean(tmp_path: Path) -> None:
     assert sorted(p.name for p in SH.glob("*.sh")) == SCRIPTS
@@ -146,8 +164,12 @@ def test_every_script_is_shellcheck_clean(tmp_path: Path) -> None:
                   python="python3", hostfile="/s/jobs/j1/hostfile", workdir="/s/jobs/j1")
     rendered.write_text(job_scripts.cmd_script(mpi.mpiexec_argv(job, mpi.Network(cidr="10.0.0.0/16",
                                                                                   instance_type="p3.16xlarge"))))
-    proc = subprocess.run(["shellcheck", "--format=gcc", *(str(SH / n) for n in SCRIPTS), str(rendered)],
-                          capture_output=True, text=True)
+    composed = []  # as sent or written: group.sh's functions in front of the scripts that use them
+    for name in sorted(job_scripts.USES_GROUP):
+        composed.append(tmp_path / f"composed-{name}")
+        composed[-1].write_text(job_scripts.script(name))
+    proc = subprocess.run(["shellcheck", "--format=gcc", *(str(SH / n) for n in SCRIPTS), str(rendered),
+                           *map(str, composed)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -183,10 +205,14 @@ def test_list_names_every_state(tmp_path: Path) -> None:
     jobs = tmp_path / "shared" / "jobs"
     assert runner.list_jobs(ShellRemote(), str(tmp_path / "shared")) == []  # no jobs folder yet: none
     running = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    started = Path(f"/proc/{running.pid}/stat").read_text().rsplit(") ", 1)[1].split()[22 - 3]
     try:
         for job_id, files in [("j-exit", {"exit_code": "3\n", "summary": "np=2 t.py\n"}),
                               ("j-cancel", {"exit_code": "143\n", "cancelled": "cancelled\n"}),
-                              ("j-run", {"pgid": f"{running.pid}\n", "summary": "np=1 a b\n"}),
+                              ("j-run", {"pgid": f"{running.pid}\n", "pgid.start": f"{started}\n",
+                                         "summary": "np=1 a b\n"}),
+                              # its group id now names a stranger (another start time): not running
+                              ("j-reused", {"pgid": f"{running.pid}\n", "pgid.start": "1\n"}),
                               ("j-lost", {"pgid": "999999999\n"}), ("j-half", {"log": ""})]:
             (jobs / job_id).mkdir(parents=True)
             for name, text in {"pgid": "999999999\n", **files}.items() if job_id != "j-half" else files.items():
@@ -196,7 +222,8 @@ def test_list_names_every_state(tmp_path: Path) -> None:
         running.kill()
         running.wait()
     assert got == [runner.JobInfo("j-cancel", "cancelled", 143, ""), runner.JobInfo("j-exit", "exited", 3, "np=2 t.py"),
-                   runner.JobInfo("j-lost", "lost", None, ""), runner.JobInfo("j-run", "running", None, "np=1 a b")]
+                   runner.JobInfo("j-lost", "lost", None, ""), runner.JobInfo("j-reused", "lost", None, ""),
+                   runner.JobInfo("j-run", "running", None, "np=1 a b")]
 
 
 def test_logs_prints_the_log_and_the_code_once_the_job_ended(tmp_path: Path) -> None:

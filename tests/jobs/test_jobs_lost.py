@@ -118,7 +118,7 @@ def test_a_channel_closed_without_status_cancels_over_a_new_connection(tmp_path:
     launch = launch_with_plain_cmd(tmp_path)
     d = Path(launch.ref.directory)
     d.mkdir(parents=True)
-    (d / "cancel.sh").write_text(job_scripts.text("cancel.sh"))
+    (d / "cancel.sh").write_text(job_scripts.script("cancel.sh"))
     (d / "exit_code").write_text("0\n")  # it ended as the connection went
     remote = _Dropping()
     lines: list[str] = []
