@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 import sys
 from pathlib import Path
@@ -122,6 +121,8 @@ def link_venv(venv: Path) -> str:
         return ""
     note = ""
     if venv.is_dir() and not venv.is_symlink():  # made here before: its python is out of the cluster's reach
+        import shutil  # here: it imports bz2 and lzma, ~3 ms of every job command
+
         shutil.rmtree(venv)
         note = f"removed {venv}, a venv the local cluster's user cannot reach; "
     elif venv.exists() or venv.is_symlink():
@@ -138,6 +139,8 @@ def remove_home(folder: Path) -> str:
     if not home.exists() and not home.is_symlink():
         return ""
     check_private(home)
+    import shutil  # here: it imports bz2 and lzma, ~3 ms of every job command
+
     shutil.rmtree(home)
     with contextlib.suppress(OSError):
         BASE.rmdir()  # the last one out
