@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
-from cfn_chainermn.node import steps
+from cfn_chainermn.node import imds_guard, steps
 from cfn_chainermn.node.aws_backend import AwsInventory, CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
@@ -130,6 +130,21 @@ def _signal(ctx: Context, failure: str | None, stand_in: str = "") -> str | None
     return _run_step(ctx, "signal", lambda: ctx.signaller.signal(False, unique_id) + why)
 
 
+def _keep_guard(ctx: Context) -> str | None:
+    """Rules lost since boot (flushed by hand) come back within 30 s; the failure reason, else None.
+    Quiet when nothing changed, so a healthy node's log does not grow every 30 s."""
+    try:
+        detail = ctx.platform.guard_imds()
+    except CfnChainermnError as exc:
+        ctx.state.mark("imds", "failed", str(exc))
+        ctx.log.error(f"refresh: imds: {exc}")
+        return f"imds: {exc}"
+    ctx.state.mark("imds", "ok", detail)
+    if imds_guard.ADDED in detail:
+        ctx.log.info(f"refresh: {detail}")
+    return None
+
+
 def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:
     """Rewrite the hostfile and known_hosts; on an API error keep the last good files."""
     settings.check(boot=False)
@@ -140,7 +155,7 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
             ctx.owner = (st.st_uid, st.st_gid)
         except FileNotFoundError:
             pass
-    guard = _run_step(ctx, "imds", ctx.platform.guard_imds)  # rules lost (flushed) come back in 30 s
+    guard = _keep_guard(ctx)
     try:
         detail = steps.cluster_files(ctx)
     except CfnChainermnError as exc:

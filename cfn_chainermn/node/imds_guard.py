@@ -29,6 +29,7 @@ from cfn_chainermn.node.system import STD_PATH, System, write_atomic
 IMDS_V4 = "169.254.169.254/32"
 IMDS_V6 = "fd00:ec2::254/128"
 UNIT = "cfn-chainermn-imds-guard"
+ADDED, PRESENT = "guarded now", "already guarded"  # in apply's detail: whether a rule was inserted
 MISSING = ("iptables not found on this image ({}): the node would let every job use the instance role "
            "through the metadata service; install iptables (Debian/Ubuntu: apt-get install iptables) "
            "in the AMI")
@@ -74,14 +75,14 @@ def apply(system: System) -> str:
     if iptables is None:
         raise AgentError(MISSING.format(", ".join(STD_PATH)))
     added = ensure(system, iptables, IMDS_V4)
-    parts = [f"{IMDS_V4.split('/')[0]} {'guarded now' if added else 'already guarded'}"]
+    parts = [f"{IMDS_V4.split('/')[0]} {ADDED if added else PRESENT}"]
     ip6tables = find(system, "ip6tables")
     if ip6tables is None:
         parts.append(f"{IMDS_V6.split('/')[0]} not guarded (no ip6tables)")
     else:
         try:
             added6 = ensure(system, ip6tables, IMDS_V6)
-            parts.append(f"{IMDS_V6.split('/')[0]} {'guarded now' if added6 else 'already guarded'}")
+            parts.append(f"{IMDS_V6.split('/')[0]} {ADDED if added6 else PRESENT}")
         except AgentError as exc:
             parts.append(f"{IMDS_V6.split('/')[0]} not guarded ({exc})")
     return "metadata service for root only: " + ", ".join(parts)

@@ -88,9 +88,14 @@ def test_refresh_restores_lost_rules(sim_cluster: SimCluster) -> None:
     m = c.nodes["master"]
     c.boot("master")
     journal = m.root / "var/lib/cfn-chainermn/commands.log"
+    refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())
+    log = (m.root / "var/log/cfn-chainermn/agent.log").read_text()
+    assert "refresh: metadata" not in log  # a healthy node's refresh adds nothing to its log
     journal.write_text("")  # the test root's model of a flushed OUTPUT chain: nothing inserted yet
     refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())
     assert [x for x in System(m.root).recorded() if "tables" in x] == GUARD_FIRST_BOOT[:4]
+    log = (m.root / "var/log/cfn-chainermn/agent.log").read_text()
+    assert log.count("refresh: metadata service for root only: 169.254.169.254 guarded now") == 1
 
 
 def test_refresh_reports_a_guard_it_cannot_keep(sim_cluster: SimCluster) -> None:
@@ -98,7 +103,7 @@ def test_refresh_reports_a_guard_it_cannot_keep(sim_cluster: SimCluster) -> None
     m = c.nodes["master"]
     c.boot("master")
     (m.root / "usr/sbin/iptables").unlink()
-    with pytest.raises(AgentError, match="refresh: imds step failed: iptables not found"):
+    with pytest.raises(AgentError, match="refresh: imds: iptables not found"):
         refresh(c.settings("master"), AwsClients(c.ec2, c.s3, None), echo=c.echo())
     state = State.load(m.root / "var/lib/cfn-chainermn/state.json")
     assert state.steps["imds"]["status"] == "failed" and state.steps["hostfile"]["status"] == "ok"
