@@ -67,8 +67,3 @@ def remote_for(cluster: Cluster, access: dict[str, Any]) -> Remote:
 
 def echo_line(line: str) -> None:
     click.echo(line)
-
-
-def plural(count: int, noun: str) -> str:
-    """`1 node`, `3 nodes`."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

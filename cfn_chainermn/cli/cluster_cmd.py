@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cfn_chainermn.cli.aws_flags import finite_seconds, name_argument
-from cfn_chainermn.cli.cluster_access import access_options, plural, remote_for, resolve_cluster
+from cfn_chainermn.cli.cluster_access import access_options, remote_for, resolve_cluster
 
 if TYPE_CHECKING:
     from cfn_chainermn.cluster.remote import Remote
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 def hostfile(name: str, wait_for: int | None, timeout: float, access: dict[str, Any]) -> None:
     """Print the hostfile of NAME's ready nodes (`ip slots=N`, master first)."""
     from cfn_chainermn.cluster import hostfile as hf
-    from cfn_chainermn.cluster.readiness import wait_ready
+    from cfn_chainermn.cluster.readiness import plural, wait_ready
 
     cluster = resolve_cluster(name, access, login=False)
     seen = wait_ready(cluster.list_nodes, wait_for, timeout)
@@ -93,6 +93,7 @@ def cluster() -> None:
 def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
     """Every node reachable over SSH from the master, with its GPUs; a dead node is named in seconds."""
     from cfn_chainermn.cluster import check
+    from cfn_chainermn.cluster.readiness import plural
     from cfn_chainermn.errors import RemoteError
 
     cl = resolve_cluster(name, access)

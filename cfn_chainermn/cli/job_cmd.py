@@ -1,22 +1,18 @@
 """`job submit|logs|list|cancel`: mpiexec jobs on a running cluster, streamed or detached.
 
-Every job lives in a folder on the shared mount (jobs/folder.py); the commands only parse,
-call the runner (jobs/runner.py) and print.
+Every job lives in a folder on the shared mount (jobs/folder.py); the commands only parse, call
+one operation (jobs/submit.py, jobs/runner.py) and print.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from cfn_chainermn.cli.aws_flags import name_argument
-from cfn_chainermn.cli.cluster_access import access_options, echo_line, plural, remote_for, resolve_cluster
-
-if TYPE_CHECKING:
-    from cfn_chainermn.cluster.handle import Cluster
-    from cfn_chainermn.cluster.remote import Remote
+from cfn_chainermn.cli.cluster_access import access_options, echo_line, remote_for, resolve_cluster
 
 
 @click.group()
@@ -51,52 +47,18 @@ def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], secre
     """
     import os
 
-    from cfn_chainermn.cluster import hostfile as hf
-    from cfn_chainermn.errors import CfnChainermnError, ConfigError
-    from cfn_chainermn.jobs import folder as job_folder
-    from cfn_chainermn.jobs import mpi
-    from cfn_chainermn.jobs import runner as jobs
+    from cfn_chainermn.jobs.submit import Request
+    from cfn_chainermn.jobs.submit import submit as run
 
-    job_env = mpi.parse_env(env)
-    secrets = mpi.secret_env(secret_env, os.environ, job_env)
-    cluster = resolve_cluster(name, access)
-    nodes = cluster.list_nodes()
-    text = hf.render(nodes)
-    if not text:
-        raise CfnChainermnError(f"no ready node in {name}; `cfn-chainermn hostfile {name} --wait 1` waits for one")
-    problem = hf.placement_problem(nodes, np, per_node)
-    if problem:
-        raise ConfigError(problem.replace("NAME", name))
-    spec = mpi.Job(program=Path(script).name, np=np, per_node=per_node, args=args, env=job_env,
-                   python=python or cluster.python)
-    launch = job_folder.prepare(shared=cluster.shared, script=Path(script), files=[Path(f) for f in files],
-                                hostfile_text=text, job=spec, net=cluster.network, secrets=secrets)
-    ref = launch.ref
-    started = (f"job {ref.job_id}: {plural(np, 'rank')} on {plural(hf.nodes_used(nodes, np, per_node), 'node')}; "
-               f"log {ref.directory}/log")
-    with remote_for(cluster, access) as remote:
-        kept: list[str] = []
-        rc = jobs.start(remote, launch, detach=detach, on_line=jobs.tee(echo_line, kept),
-                        on_started=lambda: click.echo(started, err=True))
-        if detach:
-            click.echo(ref.job_id)
-            return 0
-        if rc != 0 and jobs.looks_like_launch_failure(kept):
-            _explain_launch_failure(remote, cluster, ref.job_id)
-    click.echo(f"job {ref.job_id} exited {rc}", err=True)
-    return rc
-
-
-def _explain_launch_failure(remote: Remote, cluster: Cluster, job_id: str) -> None:
-    from cfn_chainermn.cluster import check
-    from cfn_chainermn.errors import RemoteError
-
-    bad = check.failures(check.check(remote, cluster.list_nodes(), cluster.network.ssh_port,
-                                         ssh_config=cluster.ssh_config))
-    if bad:
-        names = "; ".join(f"{r.node.instance_id} ({r.node.private_ip}) {r.status.lower()}: {r.detail}" for r in bad)
-        raise RemoteError(f"job {job_id} could not start its ranks: {names}; "
-                          f"`cfn-chainermn cluster check {cluster.name}` shows every node")
+    request = Request(script=Path(script), np=np, per_node=per_node, args=args, env=env, secret_env=secret_env,
+                      files=[Path(f) for f in files], python=python, detach=detach)
+    done = run(request, resolve=lambda: resolve_cluster(name, access), connect=lambda c: remote_for(c, access),
+               environ=os.environ, on_line=echo_line, on_started=lambda line: click.echo(line, err=True))
+    if detach:
+        click.echo(done.job_id)
+        return 0
+    click.echo(f"job {done.job_id} exited {done.exit_code}", err=True)
+    return done.exit_code
 
 
 @job.command()
