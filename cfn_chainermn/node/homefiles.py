@@ -28,6 +28,7 @@ from cfn_chainermn.errors import AgentError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not hang root
+MAX_READ = 4 << 20  # a hostfile of thousands of nodes, an authorized_keys, a .bashrc: far below this
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -99,9 +100,12 @@ class HomeFiles:
             os.fchown(fd, *self.owner)
         os.fchmod(fd, mode)
 
-    def _read_at(self, dir_fd: int, name: str, rel: str) -> tuple[bytes, os.stat_result] | None:
+    def _read_at(self, dir_fd: int, name: str, rel: str, *, whole: bool = True
+                 ) -> tuple[bytes, os.stat_result] | None:
         """The file's bytes and status, None when missing; a link, a non-file or a file with
-        other names (a hard link to someone else's file) is refused."""
+        other names (a hard link to someone else's file) is refused. A file over MAX_READ (the
+        user can grow their own files: root must not load 50 GB) is refused, or with
+        `whole=False` (a write comparing old and new) given as None: nothing to keep, it is replaced."""
         try:
             fd = os.open(name, _READ, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -116,10 +120,15 @@ class HomeFiles:
                 raise self._refuse(rel, "not a plain file")
             if st.st_nlink != 1:
                 raise self._refuse(rel, f"a file with {st.st_nlink} names (a hard link)")
-            chunks = []
-            while chunk := os.read(fd, 1 << 16):
-                chunks.append(chunk)
-            return b"".join(chunks), st
+            data = b""
+            while st.st_size <= MAX_READ and len(data) <= MAX_READ and (
+                    chunk := os.read(fd, MAX_READ + 1 - len(data))):
+                data += chunk
+            if st.st_size > MAX_READ or len(data) > MAX_READ:
+                if not whole:
+                    return None
+                raise self._refuse(rel, f"larger than {MAX_READ} bytes")
+            return data, st
         finally:
             os.close(fd)
 
@@ -144,7 +153,7 @@ class HomeFiles:
         folder, _, name = rel.rpartition("/")
         with self.folder(folder, mode=folder_mode) as dir_fd:
             assert dir_fd is not None  # create=True
-            old = self._read_at(dir_fd, name, rel)
+            old = self._read_at(dir_fd, name, rel, whole=False)
             if old is not None and old[0] == data and stat.S_IMODE(old[1].st_mode) == mode and (
                     self.owner is None or (old[1].st_uid, old[1].st_gid) == self.owner):
                 return False

@@ -25,6 +25,18 @@ def test_write_creates_folders_and_skips_unchanged(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["c.txt"]  # no temp file left
 
 
+def test_a_huge_file_is_never_loaded_read_refuses_it_and_write_replaces_it(tmp_path: Path) -> None:
+    """The user can grow their own files (`truncate -s 50G ~/hostfile`); root reads none of it."""
+    huge = tmp_path / "hostfile"
+    with huge.open("wb") as f:
+        f.truncate(50 << 30)  # sparse: 50 GB that cost no disk
+    files = HomeFiles(tmp_path)
+    with pytest.raises(AgentError, match=r"~/hostfile in .* is larger than 4194304 bytes"):
+        files.read("hostfile")
+    assert files.write("hostfile", "", 0o644)  # even empty content replaces it: it was not compared
+    assert huge.stat().st_size == 0
+
+
 def test_hard_link_and_fifo_are_refused(tmp_path: Path) -> None:
     """A second name of someone else's file is not read; a FIFO does not hang the agent."""
     home = tmp_path / "home"
