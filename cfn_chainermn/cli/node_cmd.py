@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from cfn_chainermn.node.agent import AwsClients
+    from cfn_chainermn.node.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,17 +65,17 @@ def _settings(kwargs: dict[str, Any], *, saved: bool) -> Any:
     return base
 
 
-def _clients(settings: Any) -> Any:
-    import boto3
-
+def _clients(settings: Settings) -> AwsClients:
+    """The agent's clients through the one AWS factory (cli/services.py: retries, user agent; tests
+    hand in their own); the region from IMDS when the flags gave none."""
+    from cfn_chainermn.cli.services import services
     from cfn_chainermn.node.agent import AwsClients
     from cfn_chainermn.node.imds import Imds
 
     if not settings.region:
         settings.region = Imds(settings.imds_url, wait=settings.imds_wait).get("placement/region")
-    session = boto3.session.Session(region_name=settings.region)
-    endpoint = settings.endpoint_url or None
-    return AwsClients(*(session.client(name, endpoint_url=endpoint) for name in ("ec2", "s3", "cloudformation")))
+    aws = services().connect(None, settings.region, settings.endpoint_url or None)
+    return AwsClients(aws.client("ec2"), aws.client("s3"), aws.client("cloudformation"))
 
 
 def _with_settings(saved: bool) -> Callable[[F], F]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
@@ -25,6 +25,11 @@ from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import STEPS, State
 from cfn_chainermn.node.system import System
 
+if TYPE_CHECKING:  # the stubs only type the clients; the agent imports boto3 where it makes them
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3 import S3Client
+
 NO_IMDS = "-no-imds"  # the UniqueId suffix of a FAILURE sent without an instance id
 
 
@@ -32,9 +37,9 @@ NO_IMDS = "-no-imds"  # the UniqueId suffix of a FAILURE sent without an instanc
 class AwsClients:
     """boto3 clients made at the CLI edge (region, endpoint) and handed in."""
 
-    ec2: Any
-    s3: Any
-    cfn: Any
+    ec2: EC2Client
+    s3: S3Client
+    cfn: CloudFormationClient | None  # None: refresh, which signals nothing
 
 
 def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None, imds: Imds | None = None) -> Context:

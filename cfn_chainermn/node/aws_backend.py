@@ -6,16 +6,21 @@ Clients are made at the CLI edge and passed in.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from cfn_chainermn.cluster import inventory
 from cfn_chainermn.cluster.hostfile import Node
-from cfn_chainermn.errors import AwsError
+from cfn_chainermn.errors import AgentError, AwsError
 from cfn_chainermn.node.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3 import S3Client
 
 
 class S3Bucket:
-    def __init__(self, s3: Any, name: str) -> None:
+    def __init__(self, s3: S3Client, name: str) -> None:
         self.s3 = s3
         self.name = name
 
@@ -38,7 +43,7 @@ class S3Bucket:
 
 
 class AwsInventory:
-    def __init__(self, ec2: Any, s3: Any, stack: str, bucket: str) -> None:
+    def __init__(self, ec2: EC2Client, s3: S3Client, stack: str, bucket: str) -> None:
         self.ec2, self.s3, self.stack, self.bucket = ec2, s3, stack, bucket
 
     def list_nodes(self) -> list[Node]:
@@ -62,18 +67,21 @@ class CfnSignal:
     Made before the boot; it reads stack, resource and instance id from the settings when it
     signals, since the identity step learns the instance id."""
 
-    def __init__(self, cfn: Any, settings: Settings) -> None:
+    def __init__(self, cfn: CloudFormationClient | None, settings: Settings) -> None:
         self.cfn, self.settings = cfn, settings
 
     def signal(self, success: bool, unique_id: str = "") -> str:
         """Send the signal (as the instance id unless `unique_id` stands in for it). A resource
         already complete awaits none: that is not a failure (the node is as ready as its steps
         say); every other error still raises AwsError."""
-        status = "SUCCESS" if success else "FAILURE"
+        status: Literal["SUCCESS", "FAILURE"] = "SUCCESS" if success else "FAILURE"
         stack, resource = self.settings.stack, self.settings.signal_resource
         instance_id = unique_id or self.settings.node_id
+        cfn = self.cfn
+        if cfn is None:  # refresh runs without one: it never signals
+            raise AgentError("no CloudFormation client to signal with")
         try:
-            inventory.aws_call("SignalResource", lambda: self.cfn.signal_resource(
+            inventory.aws_call("SignalResource", lambda: cfn.signal_resource(
                 StackName=stack, LogicalResourceId=resource, UniqueId=instance_id, Status=status))
         except AwsError as exc:
             found = _NOT_AWAITED.search(str(exc)) if exc.code == "ValidationError" else None

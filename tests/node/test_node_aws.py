@@ -158,25 +158,24 @@ def test_second_boot_changes_nothing(sim_cluster: SimCluster) -> None:
     assert (roots[0] / "etc/fstab").read_text().count("fs-0123456789abcdef0") == 1
 
 
-def test_cli_boot_with_the_template_flags(sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_boot_with_the_template_flags(sim_cluster: SimCluster, capsys: pytest.CaptureFixture[str]) -> None:
     """The exact AGENT COMMAND LINE of the UserData, plus the test-only --root/--endpoint-url/--imds-url."""
-    from cfn_chainermn.cli import node_cmd
+    from cfn_chainermn import aws
+    from cfn_chainermn.cli.services import Services
 
     c = sim_cluster
     m = c.nodes["master"]
-    made = node_cmd._clients
 
-    def clients(settings: object) -> AwsClients:
-        real = made(settings)
-        assert real.ec2.meta.endpoint_url == c.moto_url and real.ec2.meta.region_name == "us-east-1"
-        return AwsClients(real.ec2, real.s3, c.clients("master").cfn)  # signal pinned by Stubber
+    def connect(profile: str | None, region: str | None, endpoint_url: str | None) -> aws.Aws:
+        assert (profile, region, endpoint_url) == (None, "us-east-1", c.moto_url)  # the flags' region and endpoint
+        real = aws.connect(profile, region, endpoint_url)
+        real._clients["cloudformation"] = c.clients("master").cfn  # the signal pinned by a Stubber
+        return real
 
-    monkeypatch.setattr(node_cmd, "_clients", clients)
     rc = run_with_boundary(cli, [
         "node", "boot", "--role", "master", "--stack", "demo", "--region", "us-east-1", "--bucket", c.bucket,
         "--signal-resource", "ClusterMaster", "--mount-point", "/efs", "--efs-id", "fs-0123456789abcdef0",
-        "--root", str(m.root), "--endpoint-url", c.moto_url, "--imds-url", m.imds.url])
+        "--root", str(m.root), "--endpoint-url", c.moto_url, "--imds-url", m.imds.url], Services(connect=connect))
     assert rc == 0, capsys.readouterr().err
     c.stubs[-1].assert_no_pending_responses()
     assert f"node {m.instance_id} (master): ready" in capsys.readouterr().out
