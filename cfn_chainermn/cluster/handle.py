@@ -153,7 +153,7 @@ def _console_keys(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
 
 def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
     """The master's subnet CIDR (the network the ranks must keep to) and its instance type."""
-    from cfn_chainermn.cluster.inventory import aws_call
+    from cfn_chainermn.aws import aws_call
 
     res = aws_call("DescribeInstances", lambda: ec2.describe_instances(InstanceIds=[instance_id]))
     inst = res["Reservations"][0]["Instances"][0]

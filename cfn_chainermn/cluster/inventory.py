@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["aws_call", "get_bytes", "host_keys", "list_nodes", "master_host_key", "ready_ids"]
+__all__ = ["get_bytes", "host_keys", "list_nodes", "master_host_key", "ready_ids"]
 
 
 def _node_objects(s3: S3Client, bucket: str) -> Iterator[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Literal
 
+from cfn_chainermn.aws import aws_call
 from cfn_chainermn.cluster import inventory
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AgentError, AwsError
@@ -35,11 +36,11 @@ class S3Bucket:
     def put(self, key: str, data: bytes, *, secret: bool = False) -> None:
         """Every object is written SSE-S3 explicitly, not only by the bucket's default: the
         encryption then holds even where that default was changed."""
-        inventory.aws_call("PutObject", lambda: self.s3.put_object(
+        aws_call("PutObject", lambda: self.s3.put_object(
             Bucket=self.name, Key=key, Body=data, ServerSideEncryption="AES256"))
 
     def delete(self, key: str) -> None:
-        inventory.aws_call("DeleteObject", lambda: self.s3.delete_object(Bucket=self.name, Key=key))
+        aws_call("DeleteObject", lambda: self.s3.delete_object(Bucket=self.name, Key=key))
 
 
 class AwsInventory:
@@ -81,7 +82,7 @@ class CfnSignal:
         if cfn is None:  # refresh runs without one: it never signals
             raise AgentError("no CloudFormation client to signal with")
         try:
-            inventory.aws_call("SignalResource", lambda: cfn.signal_resource(
+            aws_call("SignalResource", lambda: cfn.signal_resource(
                 StackName=stack, LogicalResourceId=resource, UniqueId=instance_id, Status=status))
         except AwsError as exc:
             found = _NOT_AWAITED.search(str(exc)) if exc.code == "ValidationError" else None
