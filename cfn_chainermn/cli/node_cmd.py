@@ -101,7 +101,7 @@ def node() -> None:
 @agent_options
 @_with_settings(saved=False)
 def boot(settings: Any, clients: Any) -> None:
-    """Run every step once (identity, user, ssh, efs, ready, hostfile) and signal the outcome.
+    """Run every step once (identity, imds, user, ssh, efs, ready, hostfile) and signal the outcome.
 
     \b
     On AWS (as root, from UserData):
