@@ -22,6 +22,17 @@ class InstanceType:
     network_gbps: float  # the "up to" figure where AWS gives a burst rate
     efa: bool
     usd_per_hour: float
+    network_cards: int = 0  # max EFA interfaces (= network cards) on EFA types, 0 where there is no EFA
+
+    @property
+    def arch(self) -> str:
+        """The GPU's compute capability ("7.0" for V100)."""
+        return GPUS[self.gpu_model].arch
+
+    @property
+    def min_cuda(self) -> tuple[int, int]:
+        """The oldest CUDA toolkit with native code for the GPU."""
+        return GPUS[self.gpu_model].min_cuda
 
     @property
     def family(self) -> str:
@@ -33,8 +44,25 @@ class InstanceType:
         return "P" if self.family.startswith("p") else "G"
 
 
+@dataclass(frozen=True)
+class Gpu:
+    """What a GPU model needs from the image: its architecture and the CUDA that first compiles for it."""
+
+    arch: str
+    min_cuda: tuple[int, int]
+
+
+# The oldest CUDA with native code (SASS) for each GPU: V100 sm_70, T4 sm_75, A100 sm_80,
+# A10G sm_86 (CUDA 11.1), L4 sm_89 and H100 sm_90 (CUDA 11.8).
+GPUS: dict[str, Gpu] = {
+    "V100": Gpu("7.0", (9, 0)), "T4": Gpu("7.5", (10, 0)), "A100": Gpu("8.0", (11, 0)),
+    "A10G": Gpu("8.6", (11, 1)), "L4": Gpu("8.9", (11, 8)), "H100": Gpu("9.0", (11, 8))}
+MIN_CUDA: dict[str, tuple[int, int]] = {model: gpu.min_cuda for model, gpu in GPUS.items()}
+
+
 def _t(name: str, gpus: int, model: str, vcpus: int, gbps: float, efa: bool, usd: float) -> InstanceType:
-    return InstanceType(name, gpus, model, vcpus, gbps, efa, usd)
+    cards = {"p3dn.24xlarge": 1, "p4d.24xlarge": 4, "p5.48xlarge": 32}.get(name, 1) if efa else 0
+    return InstanceType(name, gpus, model, vcpus, gbps, efa, usd, cards)
 
 
 _TABLE: tuple[InstanceType, ...] = (
@@ -93,12 +121,6 @@ def gpus_of(name: str, default: int = 1) -> int:
     """Slots for a node: its GPU count, or `default` for types outside the table (local nodes)."""
     row = INSTANCE_TYPES.get(name)
     return row.gpus if row else default
-
-
-# The oldest CUDA with native code (SASS) for each GPU: V100 sm_70, T4 sm_75, A100 sm_80,
-# A10G sm_86 (CUDA 11.1), L4 sm_89 and H100 sm_90 (CUDA 11.8).
-MIN_CUDA: dict[str, tuple[int, int]] = {
-    "V100": (9, 0), "T4": (10, 0), "A100": (11, 0), "A10G": (11, 1), "L4": (11, 8), "H100": (11, 8)}
 
 
 def _version(text: str) -> tuple[int, int] | None:

@@ -61,3 +61,11 @@ def test_cuda_floor_per_gpu() -> None:
     assert families_for_cuda("9.0") == ["p3", "p3dn"]
     assert families_for_cuda("12.4") == ["p3", "p3dn", "p4d", "p5", "g4dn", "g5", "g6"]
     assert families_for_cuda("junk") == []
+
+
+def test_efa_types_name_their_network_cards() -> None:
+    """EFA interfaces go on every network card: p5 has 32, p4d 4, one-card types 1; no EFA, no cards."""
+    assert (lookup("p5.48xlarge").network_cards, lookup("p4d.24xlarge").network_cards) == (32, 4)
+    assert lookup("g5.48xlarge").network_cards == 1 and lookup("p3.16xlarge").network_cards == 0
+    assert all((t.network_cards > 0) == t.efa for t in INSTANCE_TYPES.values())
+    assert (lookup("p3.16xlarge").arch, lookup("p3.16xlarge").min_cuda) == ("7.0", (9, 0))
