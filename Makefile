@@ -49,6 +49,9 @@ $(CHECKOV_STAMP):
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
 	@# the AMI recipe's pinned CPU stack, downloaded now so its test installs it with no network
 	$(BIN)/python -m cfn_chainermn.ami.wheelhouse .cache/ami-wheelhouse
+	@# Chainer 7 removed the 'hierarchical' communicator that 2018 scripts ask for: the local
+	@# cluster's jobs get pure_nccl (GPU) or naive instead, with one warning line (docs/jobs.md)
+	$(BIN)/python -m cfn_chainermn.jobs.compat_install
 	@# bytecode for the package, also where PYTHONDONTWRITEBYTECODE is set (CI images set it): else
 	@# every command compiles the modules it imports, ~30 ms of each `job submit`
 	$(BIN)/python -m compileall -q cfn_chainermn
