@@ -16,13 +16,15 @@ import click
 
 if TYPE_CHECKING:
     from cfn_chainermn.aws import Aws
+    from cfn_chainermn.cluster.choice import Ask
     from cfn_chainermn.cluster.handle import AwsAccess, Cluster
 
 
 class Resolve(Protocol):
     """NAME -> a cluster handle (cluster/handle.py's resolve)."""
 
-    def __call__(self, name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True) -> Cluster: ...
+    def __call__(self, name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True,
+                 ask: Ask | None = None, notice: Callable[[str], None] | None = None) -> Cluster: ...
 
 
 def _connect(profile: str | None, region: str | None, endpoint_url: str | None) -> Aws:
@@ -31,10 +33,11 @@ def _connect(profile: str | None, region: str | None, endpoint_url: str | None) 
     return connect(profile, region, endpoint_url)
 
 
-def _resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True) -> Cluster:
+def _resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True, ask: Ask | None = None,
+             notice: Callable[[str], None] | None = None) -> Cluster:
     from cfn_chainermn.cluster.handle import resolve
 
-    return resolve(name, state_dir=state_dir, access=access, login=login)
+    return resolve(name, state_dir=state_dir, access=access, login=login, ask=ask, notice=notice)
 
 
 @dataclass

@@ -11,8 +11,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from cfn_chainermn.cluster import choice
 from cfn_chainermn.cluster.channel_io import LineSink
 from cfn_chainermn.cluster.console_keys import ConsoleKeys
 from cfn_chainermn.cluster.console_keys import parse as parse_console
@@ -26,13 +27,12 @@ if TYPE_CHECKING:
 
 AWS_USER = "chainer"
 AWS_PYTHON = "python3"
-Kind = Literal["local", "aws"]
 
 
 @dataclass(frozen=True)
 class Cluster:
     name: str
-    kind: Kind
+    kind: choice.Kind
     master_host: str
     ssh_port: int
     user: str
@@ -161,24 +161,40 @@ def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
     return str(sub["Subnets"][0]["CidrBlock"]), str(inst["InstanceType"])
 
 
-def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True) -> Cluster:
-    """A local cluster when the state folder holds one called NAME, else the AWS stack NAME.
+def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True, ask: choice.Ask | None = None,
+            notice: Callable[[str], None] | None = None, session: Any = None) -> Cluster:
+    """The local cluster or the AWS stack NAME, as cluster/choice.py decides from the state folder
+    and `ask` (what the command line said) before any AWS call; `notice` hears which one.
 
     `login=False` (the hostfile command) needs no key and reads no host key.
     """
+    from cfn_chainermn import aws
     from cfn_chainermn.local import places
+
+    ask = ask or choice.Ask()
+    given = state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR")
+    folder = Path(given) if given else places.default_state_dir()
+    state = None if ask.want == "aws" else _local_state(folder, name)  # --aws: the folder is not read
+    kind = choice.decide(name, ask, local_found=state is not None, folder=str(folder),
+                         folder_given=state_dir is not None)
+    say = notice or (lambda line: None)
+    if kind == "local" and state is not None:
+        if not ask.state_dir_flag:  # --state-dir DIR on the command line left nothing to choose
+            say(choice.using_local(name, str(folder)))
+        return local_cluster(folder, state)
+    session = session or aws.make_session(access.profile, access.region)
+    say(choice.using_stack(name, session.region_name))
+    return aws_cluster(name, access, session=session, login=login)
+
+
+def _local_state(folder: Path, name: str) -> LocalState | None:
+    """NAME's recorded state in `folder`, trusted only if no one else could have planted it."""
     from cfn_chainermn.local import state as local_state
     from cfn_chainermn.local.state_dir import check_trusted
 
-    given = state_dir or os.environ.get("CFN_CHAINERMN_STATE_DIR")
-    folder = Path(given) if given else places.default_state_dir()
     if os.path.lexists(folder):  # its cluster.json says where jobs (and their --env) go
         check_trusted(folder.resolve())
     state = local_state.load(folder, name=name)
     if state is not None:
         check_trusted(folder.resolve())  # still, after reading: no one swapped it in meanwhile
-        return local_cluster(folder, state)
-    if name == "local":
-        raise ConfigError(f"no local cluster in {folder}; start one with `cfn-chainermn local up"
-                          f"{'' if state_dir is None else ' --state-dir ' + str(state_dir)}`")
-    return aws_cluster(name, access, login=login)
+    return state

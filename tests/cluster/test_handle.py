@@ -13,22 +13,13 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from fake_session import FakeSession
 
 from cfn_chainermn import names
 from cfn_chainermn.cluster import handle as clusters
 from cfn_chainermn.errors import ConfigError
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7w86mJ2pbTUtu3l2XyHZC4fDGD0E2ZqNYpVqlp2x0m"
-
-
-class FakeSession:
-    """Hands out the stubbed clients the way aws.client() asks for them."""
-
-    def __init__(self, clients: dict[str, Any]) -> None:
-        self.clients = clients
-
-    def client(self, service: str, endpoint_url: str | None = None, config: Any = None) -> Any:
-        return self.clients[service]
 
 
 def _body(data: bytes) -> StreamingBody:

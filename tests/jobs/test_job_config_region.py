@@ -24,7 +24,7 @@ def seen_access() -> list[Any]:
 def run(seen_access: list[Any]) -> Callable[[list[str]], int]:
     """Run the CLI with a resolver that records the AwsAccess and stops there (exit 3)."""
 
-    def resolve(name: str, *, state_dir: Any, access: Any, login: bool = True) -> Any:
+    def resolve(name: str, *, state_dir: Any, access: Any, login: bool = True, **choice: Any) -> Any:
         seen_access.append(access)
         raise StackError("stopped before any AWS call")
 
