@@ -30,6 +30,7 @@ PURE_CORE = (
     "cfn_chainermn.cluster.hostfile",
     "cfn_chainermn.cluster.console_keys",
     "cfn_chainermn.jobs.mpi",
+    "cfn_chainermn.jobs.fabric",
 )
 # packages whose __init__ the core passes through on its way to a core module (docstrings only)
 CORE_PASSAGES = {"cfn_chainermn", "cfn_chainermn.__version__", "cfn_chainermn.cluster", "cfn_chainermn.jobs"}

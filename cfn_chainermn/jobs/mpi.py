@@ -4,17 +4,19 @@ The settings that matter are the ones the 2018 reference left to luck: the TCP i
 OpenMPI may use (pinned to the cluster network, else it wanders onto docker0, link-local or,
 locally, the host's public NIC), tree spawn off (workers cannot ssh to each other before
 their keys are there), `rtc ^hwloc` (about 3% of launches crash without it), and, when the
-"nodes" share cores (a local cluster), no binding and yielding ranks.
+"nodes" share cores (a local cluster), no binding and yielding ranks. What NCCL and OpenMPI
+use between nodes (EFA or TCP sockets) is fabric.py's.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+from cfn_chainermn.cluster import hostfile
 from cfn_chainermn.errors import ConfigError
+from cfn_chainermn.jobs import fabric
 
 LOCAL_INSTANCE_TYPE = "local"
 LOOPBACK_CIDR = "127.0.0.0/8"
@@ -38,16 +40,29 @@ class Job:
 
 @dataclass(frozen=True)
 class Network:
-    """Where the ranks talk: the cluster CIDR, the instance type, the ssh port between nodes."""
+    """Where the ranks talk: the cluster CIDR, the instance type, the ssh port between nodes, and
+    the types of the nodes the job may run on (empty: all are `instance_type`, the master's)."""
 
     cidr: str
     instance_type: str
     ssh_port: int = 22
     extra_mca: tuple[tuple[str, str], ...] = field(default=())
+    node_types: tuple[str, ...] = ()
 
     @property
     def local(self) -> bool:
         return self.instance_type == LOCAL_INSTANCE_TYPE
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """Every instance type among the nodes: EFA only when all of them have it (fabric.py)."""
+        return tuple(dict.fromkeys(self.node_types or (self.instance_type,)))
+
+
+def on_nodes(net: Network, nodes: Sequence[hostfile.Node], np: int, per_node: int | None = None) -> Network:
+    """`net` for a job of `np` ranks: with the types of the nodes OpenMPI fills, in hostfile order."""
+    used = hostfile.members(nodes)[:hostfile.nodes_used(nodes, np, per_node)]
+    return replace(net, node_types=tuple(n.instance_type for n in used))
 
 
 def parse_env(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -92,21 +107,9 @@ def mca_settings(net: Network) -> dict[str, str]:
         mca["mpi_yield_when_idle"] = "1"
     if net.ssh_port != 22:
         mca["plm_rsh_args"] = f"-p {net.ssh_port}"
+    mca.update(fabric.mpi_mca(net.types))
     mca.update(dict(net.extra_mca))
     return mca
-
-
-def nccl_env(instance_type: str) -> dict[str, str]:
-    """NCCL settings per instance type: sockets, kept off lo and docker0.
-
-    Even EFA-capable types (p3dn, p4d, p5, the large g4dn/g5/g6) talk over TCP here: the template
-    attaches no EFA device and no AMI profile carries aws-ofi-nccl (ami/profiles/efa.yaml says
-    why), so FI_PROVIDER=efa would only leave NCCL's socket transport unpinned, free to pick
-    docker0, the 2018 reference's failure.
-    """
-    if instance_type == LOCAL_INSTANCE_TYPE or instance_type not in INSTANCE_TYPES:
-        return {}
-    return {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
 
 
 def mpiexec_argv(job: Job, net: Network) -> list[str]:
@@ -134,7 +137,7 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
         argv += ["--bind-to", "none"]
     for key, value in mca_settings(net).items():
         argv += ["--mca", key, value]
-    env: dict[str, str] = {key: value for key, value in {**nccl_env(net.instance_type), **dict(job.env)}.items()
+    env: dict[str, str] = {key: value for key, value in {**fabric.nccl_env(net.types), **dict(job.env)}.items()
                            if key not in job.secret_names}  # a secret overrides a default, as --env does
     if env or job.secret_names:
         names = dict.fromkeys(["PATH", *env, *job.secret_names])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.jobs import mpi
 
@@ -50,22 +50,44 @@ def test_gpu_instance_gets_subnet_and_nccl_sockets_without_binding_changes() -> 
     mca = _mca(argv)
     assert mca["btl_tcp_if_include"] == mca["oob_tcp_if_include"] == "10.0.0.0/24"
     assert "mpi_yield_when_idle" not in mca and "plm_rsh_args" not in mca
-    assert _x(argv) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
+    assert "pml" not in mca and "btl" not in mca  # OpenMPI's defaults beside TCP
+    assert _x(argv) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0", "NCCL_NET": "Socket"}
     assert argv[-3:] == ["python3", "/efs/train_mnist.py", "-g"]
 
 
-@pytest.mark.parametrize("itype", ["p4d.24xlarge", "p3dn.24xlarge", "p5.48xlarge", "g5.48xlarge"])
-def test_efa_capable_instances_still_pin_nccl_sockets(itype: str) -> None:
-    """No EFA device is attached and no image has aws-ofi-nccl: TCP, and never over lo or docker0."""
-    assert INSTANCE_TYPES[itype].efa
-    assert mpi.nccl_env(itype) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0"}
+def test_efa_cluster_gets_libfabric_and_keeps_mpi_off_the_efa_devices() -> None:
+    """p4d: FI_PROVIDER=efa with device RDMA for NCCL, MPI's own messages over pinned TCP."""
+    net = mpi.Network(cidr="10.0.0.0/24", instance_type="p4d.24xlarge")
+    argv = mpi.mpiexec_argv(mpi.Job(program="/efs/train_mnist.py", np=16, per_node=8, python="python3"), net)
+    mca = _mca(argv)
+    assert (mca["pml"], mca["btl"], mca["btl_tcp_if_include"]) == ("^cm", "tcp,self", "10.0.0.0/24")
+    assert _x(argv) == {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": "^lo,docker0", "FI_PROVIDER": "efa",
+                        "FI_EFA_USE_DEVICE_RDMA": "1"}
+
+
+def test_a_job_takes_the_fabric_of_the_nodes_it_fills() -> None:
+    """A g5.xlarge master (no EFA) before p4d workers: a job reaching a worker runs on TCP sockets
+    everywhere; one that stays on the master's GPU needs no network at all, and says TCP too."""
+    nodes = [Node("i-m", "10.0.0.10", "master", "g5.xlarge"), Node("i-w1", "10.0.0.11", "worker", "p4d.24xlarge"),
+             Node("i-w2", "10.0.0.12", "worker", "p4d.24xlarge")]
+    net = mpi.Network(cidr="10.0.0.0/24", instance_type="g5.xlarge")
+    mixed = mpi.on_nodes(net, nodes, np=9)
+    assert mixed.types == ("g5.xlarge", "p4d.24xlarge")
+    argv = mpi.mpiexec_argv(mpi.Job(program="a.sh", np=9), mixed)
+    assert _x(argv)["NCCL_NET"] == "Socket" and "FI_PROVIDER" not in _x(argv) and "pml" not in _mca(argv)
+    assert mpi.on_nodes(net, nodes, np=1).types == ("g5.xlarge",)
+    workers = mpi.on_nodes(net, nodes[1:], np=16, per_node=8)
+    assert workers.types == ("p4d.24xlarge",)
+    assert _x(mpi.mpiexec_argv(mpi.Job(program="a.sh", np=16), workers))["FI_PROVIDER"] == "efa"
 
 
 def test_user_env_follows_and_overrides_nccl_defaults() -> None:
     net = mpi.Network(cidr="10.0.0.0/24", instance_type="g5.12xlarge")
-    job = mpi.Job(program="a.sh", np=4, env=mpi.parse_env(["NCCL_DEBUG=INFO", "MSG=hello world; $HOME"]))
+    job = mpi.Job(program="a.sh", np=4, env=mpi.parse_env(["NCCL_DEBUG=INFO", "MSG=hello world; $HOME",
+                                                           "FI_PROVIDER=tcp"]))
     argv = mpi.mpiexec_argv(job, net)
     assert _x(argv)["NCCL_DEBUG"] == "INFO" and _x(argv)["MSG"] == "hello world; $HOME"
+    assert _x(argv)["FI_PROVIDER"] == "tcp"  # the user's word over the fabric's
     assert argv[-1] == "a.sh"  # not a .py: run as is, no interpreter
 
 
