@@ -14,32 +14,16 @@ from typing import Any
 
 import yaml
 
+from cfn_chainermn.ami.lock import SHA256, Package, apply_lock, parse_packages, read_lock
 from cfn_chainermn.errors import ConfigError
 
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
-CUPY = re.compile(r"^cupy-cuda(\d+)$")
+CUPY = re.compile(r"^cupy-cuda(\d+)(x?)$")  # cupy-cuda110: CUDA 11.0 only; cupy-cuda12x: any 12.x
 CUDA_SOURCES = ("base-ami", "nvidia-apt")
-
-
-@dataclass(frozen=True)
-class Package:
-    """One pinned PyPI distribution and the hashes pip may accept for it."""
-
-    name: str
-    version: str
-    sha256: tuple[str, ...]
-    stage: str = "main"  # "build": installed first, the others build against it
-    gpu: bool = False  # dropped from the CPU variant (CuPy and its helpers)
-    marker: str = ""
-    patch: str = ""
-
-    @property
-    def requirement(self) -> str:
-        """A pip requirements line in --require-hashes form."""
-        marker = f" ; {self.marker}" if self.marker else ""
-        hashes = "".join(f" --hash=sha256:{h}" for h in self.sha256)
-        return f"{self.name}=={self.version}{marker}{hashes}"
+# Chainer 7.8.1 imports with a newer CuPy and only warns (chainer/_environment_check.py,
+# _check_optional_dependencies; chainer issue #8621 quotes the v7.8.1 release notes: "allows
+# importing Chainer with CuPy v10+"); CuPy 14 is built for numpy 2, which Chainer 7 cannot use.
+CHAINER7_CUPY_MAJORS = (7, 13)
 
 
 @dataclass(frozen=True)
@@ -60,6 +44,7 @@ class Profile:
     python: dict[str, Any]
     agent: dict[str, Any]
     packages: tuple[Package, ...] = field(default=())
+    env: dict[str, str] = field(default_factory=dict)  # a lock's login environment (profile.d)
 
     def package(self, name: str) -> Package | None:
         return next((p for p in self.packages if p.name.lower() == name.lower()), None)
@@ -120,6 +105,7 @@ def load(recipe_dir: Path, name: str) -> Profile:
         raise ConfigError(f"profile {name}: {reason}")
     problems: list[str] = []
     where = f"profile {name}"
+    env = apply_lock(raw, where, problems)
 
     def section(key: str, required: tuple[str, ...]) -> dict[str, Any]:
         value = raw.get(key)
@@ -127,7 +113,8 @@ def load(recipe_dir: Path, name: str) -> Profile:
             problems.append(f"{where}: {key}: missing; add a `{key}:` mapping with {', '.join(required)}")
             return {}
         for sub in required:
-            if value.get(sub) in (None, "", []) and not (key == "openmpi" and sub == "sha256"):
+            if value.get(sub) in (None, "", []) and not (key == "openmpi" and sub == "sha256") \
+                    and not (key == "openmpi" and value.get("source") == "base-ami" and sub == "url"):
                 problems.append(f"{where}: {key}.{sub}: missing; set it in {path.name}")
         return value
 
@@ -140,10 +127,15 @@ def load(recipe_dir: Path, name: str) -> Profile:
         base = {}
     cuda = section("cuda", ("version", "path", "source"))
     openmpi = section("openmpi", ("version", "url", "sha256", "prefix"))
-    python = section("python", ("interpreters", "version", "packages"))
+    python = section("python", ("interpreters", "version"))
+    items = python.get("packages") or []
+    if python.get("packages_from"):
+        items = read_lock(str(python["packages_from"]), where, problems).get("packages") or []
+    elif not items:
+        problems.append(f"{where}: python.packages: missing; list the pins or name a lock in packages_from")
     agent = section("agent", ("pip_version", "pip_sha256", "uv_version", "uv_sha256", "python", "prefix"))
     nccl: dict[str, Any] = raw["nccl"] if isinstance(raw.get("nccl"), dict) else {}
-    packages = _packages(python.get("packages") or [], where, problems)
+    packages = parse_packages(items, where, problems)
     problems += _compatibility(where, cuda, openmpi, agent, packages)
     if problems:
         raise ConfigError(problems)
@@ -152,26 +144,7 @@ def load(recipe_dir: Path, name: str) -> Profile:
         path=path, base_ami={"name": base["name"], "owners": list(base["owners"])},
         ssh_username=str(raw["ssh_username"]), builder_instance_type=str(raw["builder_instance_type"]),
         gpu_builder=bool(raw.get("gpu_builder", False)), cuda=dict(cuda), nccl=dict(nccl),
-        openmpi=dict(openmpi), python=dict(python), agent=dict(agent), packages=tuple(packages))
-
-
-def _packages(items: list[Any], where: str, problems: list[str]) -> list[Package]:
-    out: list[Package] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not item.get("name") or not item.get("version"):
-            problems.append(f"{where}: python.packages[{i}]: needs `name` and `version`")
-            continue
-        hashes = item.get("sha256") or []
-        hashes = [hashes] if isinstance(hashes, str) else list(hashes)
-        bad = [h for h in hashes if not SHA256.match(str(h))]
-        if bad:
-            problems.append(f"{where}: python.packages[{item['name']}].sha256: {bad[0]!r} is not a "
-                            "sha256; copy the digest from PyPI (ami/tools/pypi_hashes.py prints them)")
-        out.append(Package(name=str(item["name"]), version=str(item["version"]),
-                           sha256=tuple(str(h) for h in hashes), stage=str(item.get("stage", "main")),
-                           gpu=bool(item.get("gpu", False)), marker=str(item.get("marker") or ""),
-                           patch=str(item.get("patch") or "")))
-    return out
+        openmpi=dict(openmpi), python=dict(python), agent=dict(agent), packages=tuple(packages), env=env)
 
 
 def _major(version: str) -> int:
@@ -193,18 +166,22 @@ def _compatibility(where: str, cuda: dict[str, Any], openmpi: dict[str, Any],
                             "NVIDIA's repository key")
         if not cuda.get("apt_repo") or not cuda.get("apt_key") or not cuda.get("packages"):
             problems.append(f"{where}: cuda: nvidia-apt needs apt_repo, apt_key and packages")
+    if cuda.get("source") == "base-ami" and cuda.get("select") and not str(cuda["select"]).startswith("/"):
+        problems.append(f"{where}: cuda.select: {cuda['select']!r}; give an absolute glob such as /usr/local/cuda-12.*")
     for pkg in packages:
         m = CUPY.match(pkg.name)
-        if m and m.group(1) != cuda_version.replace(".", ""):
+        if m and m.group(2) and m.group(1) != cuda_version.split(".")[0]:
+            problems.append(f"{where}: python.packages[{pkg.name}]: built for CUDA {m.group(1)}.x but "
+                            f"cuda.version is {cuda_version}; use cupy-cuda{cuda_version.split('.')[0]}x "
+                            "or change cuda.version")
+        elif m and not m.group(2) and m.group(1) != cuda_version.replace(".", ""):
             problems.append(f"{where}: python.packages[{pkg.name}]: built for CUDA "
                             f"{_cuda_of(m.group(1))} but cuda.version is {cuda_version}; use "
                             f"cupy-cuda{cuda_version.replace('.', '')} or change cuda.version")
     chainer = by_name.get("chainer")
     cupy = next((p for p in packages if CUPY.match(p.name)), None)
-    if chainer and cupy and _major(chainer.version) != _major(cupy.version):
-        problems.append(f"{where}: python.packages[{cupy.name}]: version {cupy.version} does not "
-                        f"fit chainer {chainer.version}; Chainer N needs CuPy N "
-                        f"(pin {cupy.name} {_major(chainer.version)}.x)")
+    if chainer and cupy:
+        problems += _cupy_fits(where, chainer, cupy)
     if chainer and _major(chainer.version) >= 5 and "chainermn" in by_name:
         problems.append(f"{where}: python.packages[chainermn]: ChainerMN is part of chainer "
                         f"since v5; remove it (chainer is {chainer.version})")
@@ -212,13 +189,28 @@ def _compatibility(where: str, cuda: dict[str, Any], openmpi: dict[str, Any],
     if chainer and numpy and _major(chainer.version) <= 7 and _major(numpy.version) >= 2:
         problems.append(f"{where}: python.packages[numpy]: {numpy.version} breaks chainer "
                         f"{chainer.version} (np.sctypes is gone in numpy 2); pin numpy<2")
-    if openmpi and tuple(_ints(str(openmpi.get("version", "0")))) < (1, 7):
+    if openmpi.get("source") != "base-ami" and openmpi and tuple(_ints(str(openmpi.get("version", "0")))) < (1, 7):
         problems.append(f"{where}: openmpi.version: {openmpi.get('version')} has no CUDA support; "
                         "use 1.7 or newer")
     for key in ("pip_sha256", "uv_sha256"):
         problems += [f"{where}: agent.{key}: {h!r} is not a sha256" for h in agent.get(key) or []
                      if not SHA256.match(str(h))]
     return problems
+
+
+def _cupy_fits(where: str, chainer: Package, cupy: Package) -> list[str]:
+    """Chainer N pairs with CuPy N; Chainer >= 7.8.1 also runs (with a silenceable warning) on a
+    CuPy up to 13, the last line built for numpy 1."""
+    major, cupy_major = _major(chainer.version), _major(cupy.version)
+    if major == cupy_major:
+        return []
+    if tuple(_ints(chainer.version)) >= (7, 8, 1) and CHAINER7_CUPY_MAJORS[0] <= cupy_major <= CHAINER7_CUPY_MAJORS[1]:
+        return []
+    fix = (f"pin {cupy.name} {CHAINER7_CUPY_MAJORS[1]}.x (CuPy {cupy_major} is built for numpy 2, which chainer "
+           f"{chainer.version} cannot use)" if major == 7 and cupy_major > CHAINER7_CUPY_MAJORS[1]
+           else f"Chainer N needs CuPy N (pin {cupy.name} {major}.x)")
+    return [f"{where}: python.packages[{cupy.name}]: version {cupy.version} does not fit chainer "
+            f"{chainer.version}; {fix}"]
 
 
 def _ints(version: str) -> list[int]:
@@ -232,7 +224,9 @@ def _cuda_of(digits: str) -> str:
 def render_blockers(profile: Profile) -> list[str]:
     """Fields that must be filled before a build can be rendered (null checksums)."""
     problems = []
-    if not profile.openmpi.get("sha256"):
+    if profile.openmpi.get("source") == "base-ami":
+        pass  # the image's own MPI: nothing is downloaded
+    elif not profile.openmpi.get("sha256"):
         problems.append(f"profile {profile.name}: openmpi.sha256 is null; fill it with the sha256 "
                         f"published for {profile.openmpi.get('url')} before rendering")
     elif not SHA256.match(str(profile.openmpi["sha256"])):

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from cfn_chainermn import __version__
-from cfn_chainermn.ami.profiles import CUPY, Package, Profile, load, render_blockers
+from cfn_chainermn.ami.lock import LOCK_DIR, Package, lock_digest
+from cfn_chainermn.ami.profiles import CUPY, Profile, load, render_blockers
 from cfn_chainermn.errors import ConfigError
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "ami"
@@ -71,16 +72,34 @@ def stack_python(profile: Profile) -> str:
 
 
 def cpu_variant(profile: Profile, *, venv: str, mpi_prefix: str, interpreter: str = sys.executable,
-                ) -> Profile:
-    """The same pinned stack minus CuPy, into `venv`, against the MPI at `mpi_prefix`.
+                keep_gpu: bool = False) -> Profile:
+    """The same pinned stack minus CuPy (unless `keep_gpu`: CuPy 13 installs and imports without
+    a GPU), into `venv`, against the MPI at `mpi_prefix`.
 
     This is what CI executes for real: it proves the pins install and work together.
     """
     return dataclasses.replace(
         profile, gpu_builder=False,
-        packages=tuple(p for p in profile.packages if not p.gpu),
+        packages=tuple(p for p in profile.packages if keep_gpu or not p.gpu),
         python={**profile.python, "venv": venv, "interpreters": [interpreter], "system_packages": []},
         openmpi={**profile.openmpi, "prefix": mpi_prefix})
+
+
+def stack_marker(profile: Profile) -> str:
+    """The JSON a lock-built stack leaves in its prefix, so the node agent skips its install
+    (node/chainer_stack.py compares the digest); "" for a profile with its own pins."""
+    lock = profile.python.get("packages_from")
+    if not lock:
+        return ""
+    return json.dumps({"lock": lock, "sha256": lock_digest(profile.packages), "by": f"ami build {profile.name}"},
+                      sort_keys=True)
+
+
+def shared_functions(name: str) -> str:
+    """The function definitions of a script in the package's data/ (between its START and END OF
+    FUNCTIONS lines), for a step to include: one copy of the code, run by the node agent too."""
+    text = (LOCK_DIR / name).read_text(encoding="utf-8")
+    return text.split("# START OF FUNCTIONS\n", 1)[1].split("# END OF FUNCTIONS", 1)[0].rstrip() + "\n"
 
 
 def _hcl(value: Any) -> str:
@@ -98,6 +117,7 @@ def _environment(recipe_dir: Path) -> Any:
     env.filters["q"] = lambda v: shlex.quote(str(v))
     env.filters["js"] = json.dumps
     env.filters["hcl"] = _hcl
+    env.globals["shared_functions"] = shared_functions
     return env
 
 
@@ -118,7 +138,7 @@ def context(profile: Profile, recipe_dir: Path, *, pip_cache_dir: str = "") -> d
         "smoke_imports": imports, "smoke_python": stack_python(profile),
         "path_dirs": search_dirs(profile)[0], "ld_dirs": search_dirs(profile)[1],
         "manifest_json": json.dumps(manifest(profile), indent=2, sort_keys=True),
-        "tags": tags(profile), "reboot": reboot,
+        "tags": tags(profile), "reboot": reboot, "stack_marker": stack_marker(profile),
         "scripts_before_reboot": [f"scripts/{s}.sh" for s in BEFORE_REBOOT],
         "scripts_after_reboot": [f"scripts/{s}.sh" for s in AFTER_REBOOT],
     }

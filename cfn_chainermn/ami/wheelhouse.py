@@ -18,9 +18,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cfn_chainermn.ami.profiles import Package, Profile
+from cfn_chainermn.ami.lock import Package
+from cfn_chainermn.ami.profiles import Profile
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".cache" / "ami-wheelhouse"
+
+
+def default_dir(profile: str) -> Path:
+    """current's wheelhouse keeps its old place; another profile's sits beside it (cuda12's
+    carries CuPy, 113 MB: the no-version-warning check needs it installed next to Chainer)."""
+    return DEFAULT_DIR if profile == "current" else DEFAULT_DIR.with_name(f"ami-wheelhouse-{profile}")
+
 STAMP = ".complete"
 
 
@@ -30,13 +38,12 @@ def requirement_files(profile: Profile) -> dict[str, tuple[str, bool]]:
 
     ctx = context(profile, RECIPE_DIR)
 
-    def lines(pkgs: list[Package]) -> str:
-        return "".join(f"{p.requirement}\n" for p in pkgs if not p.gpu)
+    def lines(pkgs: list[Package]) -> str:  # a cpu_variant: its GPU pins are gone unless kept
+        return "".join(f"{p.requirement}\n" for p in pkgs)
 
     out = {"binary.txt": (lines(ctx["pip_packages"] + ctx["build_packages"] + ctx["main_packages"]), False)}
     for pkg in ctx["patched_packages"]:
-        if not pkg.gpu:
-            out[f"{pkg.name}.txt"] = (f"{pkg.requirement}\n", True)  # the step builds it from its sdist
+        out[f"{pkg.name}.txt"] = (f"{pkg.requirement}\n", True)  # the step builds it from its sdist
     return out
 
 
@@ -81,16 +88,20 @@ def problem(profile: Profile, dest: Path, python: str = sys.executable) -> str |
 
 def main(argv: list[str] | None = None) -> int:
     from cfn_chainermn.ami.profiles import load
-    from cfn_chainermn.ami.render import RECIPE_DIR
+    from cfn_chainermn.ami.render import RECIPE_DIR, cpu_variant
 
     ap = argparse.ArgumentParser(prog="python -m cfn_chainermn.ami.wheelhouse", description=__doc__)
-    ap.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
+    ap.add_argument("dir", nargs="?", type=Path,
+                    help=f"default {DEFAULT_DIR} (current), ami-wheelhouse-PROFILE beside it")
     ap.add_argument("--profile", default="current")
+    ap.add_argument("--with-gpu", action="store_true",
+                    help="keep the GPU pins (CuPy: 113 MB for cuda12) that the CPU variant drops")
     args = ap.parse_args(argv)
-    profile = load(RECIPE_DIR, args.profile)
-    download(profile, args.dir)
-    files = sum(1 for p in args.dir.iterdir() if not p.name.startswith("."))
-    print(f"wheelhouse {args.dir}: {files} files for profile {profile.name}", file=sys.stderr)
+    profile = cpu_variant(load(RECIPE_DIR, args.profile), venv="", mpi_prefix="", keep_gpu=args.with_gpu)
+    dest = args.dir or default_dir(args.profile)
+    download(profile, dest)
+    files = sum(1 for p in dest.iterdir() if not p.name.startswith("."))
+    print(f"wheelhouse {dest}: {files} files for profile {profile.name}", file=sys.stderr)
     return 0
 
 

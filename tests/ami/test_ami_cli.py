@@ -33,7 +33,7 @@ def fails_with(capsys: pytest.CaptureFixture[str], args: list[str], *needles: st
 
 def test_unknown_profile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     fails_with(capsys, ["ami", "render", "nope", "-o", str(tmp_path / "o")],
-               "unknown version profile 'nope'", "chainer-ami-0.1.0, current, efa")
+               "unknown version profile 'nope'", "chainer-ami-0.1.0, cuda12, current, efa")
     assert not (tmp_path / "o").exists()
 
 
@@ -47,9 +47,12 @@ def test_unsupported_profile_says_why(capsys: pytest.CaptureFixture[str], tmp_pa
         next(i for i, p in enumerate(d["python"]["packages"]) if p["name"] == "cupy-cuda110"),
         {"name": "cupy-cuda102", "version": "7.8.0", "gpu": True, "sha256": ["0" * 64]}),
      ("python.packages[cupy-cuda102]: built for CUDA 10.2 but cuda.version is 11.0", "use cupy-cuda110")),
-    (lambda d: [p.__setitem__("version", "8.0.0") for p in d["python"]["packages"]
+    # Chainer 7.8.1 runs on CuPy 8-13 (it only warns); CuPy 14 is built for numpy 2
+    (lambda d: [p.__setitem__("version", "14.0.0") for p in d["python"]["packages"]
                 if p["name"] == "cupy-cuda110"],
-     ("cupy-cuda110]: version 8.0.0 does not fit chainer 7.8.1", "pin cupy-cuda110 7.x")),
+     ("cupy-cuda110]: version 14.0.0 does not fit chainer 7.8.1", "pin cupy-cuda110 13.x", "numpy 2")),
+    (lambda d: [p.__setitem__("version", "6.7.0") for p in d["python"]["packages"] if p["name"] == "chainer"],
+     ("cupy-cuda110]: version 7.8.0 does not fit chainer 6.7.0", "Chainer N needs CuPy N (pin cupy-cuda110 6.x)")),
     (lambda d: [p.__setitem__("version", "2.0.0") for p in d["python"]["packages"] if p["name"] == "numpy"],
      ("python.packages[numpy]: 2.0.0 breaks chainer 7.8.1", "pin numpy<2")),
     (lambda d: d["openmpi"].pop("prefix"), ("openmpi.prefix: missing; set it in current.yaml",)),
