@@ -2,7 +2,11 @@
 """ChainerMN data-parallel MNIST, in the spirit of ChainerMN's own examples/mnist/train_mnist.py.
 
     mpiexec -n 32 -N 8 python /efs/train_mnist.py -g            # GPUs, pure_nccl
+    mpiexec -n 32 -N 8 python /efs/train_mnist.py -g --double-buffering --allreduce-grad-dtype float16
     mpiexec -n 3 -N 1 python train_mnist.py --dataset digits     # CPU, offline
+
+Each epoch's row shows images/s next to the accuracy (images all ranks trained on, per second of
+training, evaluation excluded), and the last line one median, to compare runs and instance types.
 
 `--dataset digits` uses scikit-learn's bundled 8x8 digits (1,797 images), so it runs with no
 download; `mnist` uses chainer.datasets.get_mnist() (downloaded once, or a seeded cache in
@@ -13,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+import time
 import warnings
 
 warnings.filterwarnings("ignore")  # Chainer 7 on numpy 1.26 warns on import; keep the log readable
@@ -56,6 +62,34 @@ def load_dataset(name: str):  # type: ignore[no-untyped-def]
     y = digits.target.astype(np.int32)
     data = chainer.datasets.TupleDataset(x, y)
     return chainer.datasets.split_dataset_random(data, 1500, seed=0)
+
+
+def throughput(trainer: training.Trainer, images_per_iteration: int, device: int) -> list[float]:
+    """Report `images/s` each epoch: images all ranks trained on over the epoch's training time
+    (also appended to the list returned, for the summary line).
+
+    The clock stops before the evaluator (priority above PRIORITY_WRITER) and starts again after the
+    last extension (priority 0), so evaluation and printing are not counted; on a GPU it waits
+    for the device first, so queued kernels are.
+    """
+    clock = {"time": 0.0, "iteration": 0}
+    rates: list[float] = []
+
+    def start(trainer: training.Trainer) -> None:
+        clock["time"], clock["iteration"] = time.perf_counter(), trainer.updater.iteration
+
+    @training.make_extension(trigger=(1, "epoch"), priority=training.PRIORITY_WRITER + 10, initializer=start)
+    def stop(trainer: training.Trainer) -> None:
+        if device >= 0:
+            chainer.backends.cuda.get_device_from_id(device).synchronize()
+        images = (trainer.updater.iteration - clock["iteration"]) * images_per_iteration
+        rate = images / max(time.perf_counter() - clock["time"], 1e-9)
+        rates.append(rate)
+        chainer.reporter.report({"images/s": rate})
+
+    trainer.extend(stop, name="throughput")
+    trainer.extend(training.make_extension(trigger=(1, "epoch"), priority=0)(start), name="throughput_restart")
+    return rates
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -128,13 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     trainer.extend(chainermn.create_multi_node_evaluator(evaluator, comm))
 
     if comm.rank == 0:  # only rank 0 reports, as in the reference
+        rates = throughput(trainer, args.batchsize * comm.size, device)
         trainer.extend(extensions.LogReport())
         trainer.extend(extensions.PrintReport(
             ["epoch", "main/loss", "validation/main/loss", "main/accuracy", "validation/main/accuracy",
-             "elapsed_time"]))
+             "images/s", "elapsed_time"]))
     if args.resume:
         chainer.serializers.load_npz(args.resume, trainer)
     trainer.run()
+    if comm.rank == 0 and rates:  # one number to compare runs and instance types by
+        steady = rates[1:] or rates  # the first epoch includes warm-up (allocation, NCCL set-up)
+        print(f"images/s: {statistics.median(steady):.1f} (median of {len(steady)} epoch(s)"
+              f"{', the first left out' if len(rates) > 1 else ''}; {comm.size} ranks)")
     return 0
 
 

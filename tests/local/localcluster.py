@@ -107,11 +107,12 @@ def wait_until(predicate: object, timeout: float, step: float = 0.2) -> bool:
     return bool(predicate())  # type: ignore[operator]
 
 
-ROW = re.compile(r"^\s*(\d+)\s+([\d.e-]+)\s+([\d.e-]+)\s+([\d.e-]+)\s+([\d.e-]+)\s+([\d.e-]+)\s*$")
+ROW = re.compile(r"^\s*(\d+)" + r"\s+([\d.e+-]+)" * 6 + r"\s*$")
 
 
 def report_rows(text: str) -> list[tuple[float, ...]]:
-    """The PrintReport rows: epoch, loss, val loss, accuracy, val accuracy, elapsed."""
+    """examples/train_mnist.py's PrintReport rows: epoch, loss, val loss, accuracy, val accuracy,
+    images/s, elapsed."""
     rows = []
     for line in text.splitlines():
         m = ROW.match(line.replace("\x1b[J", ""))

@@ -50,10 +50,12 @@ def test_train_mnist_streams_epochs_and_learns(cluster: LocalCluster) -> None:
     assert "Using naive communicator" in out and "Num unit: 1000" in out
     assert "Num Minibatch-size: 100" in out and "Num epoch: 3" in out
     header = next(line for _, line in arrivals if "validation/main/accuracy" in line)
-    for col in ("epoch", "main/loss", "validation/main/loss", "main/accuracy", "elapsed_time"):
+    for col in ("epoch", "main/loss", "validation/main/loss", "main/accuracy", "images/s", "elapsed_time"):
         assert col in header
     rows = report_rows(out)
     assert [r[0] for r in rows] == [1, 2, 3]
+    assert all(r[5] > 0 for r in rows), rows  # images/s, all 3 ranks together
+    assert "images/s: " in out and "; 3 ranks)" in out
     assert rows[-1][4] > rows[0][4], f"validation accuracy did not rise: {rows}"
     assert rows[-1][1] < rows[0][1], f"loss did not fall: {rows}"
     # Streamed: the epoch lines reached us one by one, not all at the end.
