@@ -8,6 +8,7 @@ so a moved module or a deleted file shows up here instead of in a reader's shell
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -26,6 +27,8 @@ TOP = ("ami", "benchmarks", "cfn_chainermn", "docs", "examples", "scripts", "tem
 PACKAGE = ("ami", "catalog", "cli", "cluster", "config", "jobs", "local", "node", "stack", "template")
 REPO_PATH = re.compile(rf"^(?:{'|'.join(TOP)})/[\w./*-]*$")
 PACKAGE_PATH = re.compile(rf"^(?:{'|'.join(PACKAGE)})/[\w/]*\.py$")
+THREAT_MODEL = ROOT / "docs" / "threat-model.md"
+TEST_REF = re.compile(r"\btests/[\w/]+\.py::\w+")
 
 
 def prose(text: str) -> str:
@@ -118,3 +121,33 @@ def test_no_page_cites_research_notes_that_are_not_shipped() -> None:
     """The design research lives outside this repository; the docs must stand on their own."""
     cited = [p.name for p in PAGES if re.search(r"research/|feasibility-", p.read_text(encoding="utf-8"))]
     assert not cited, f"pages citing research notes that are not in the repository: {cited}"
+
+
+def missing_tests(text: str) -> list[str]:
+    """The `tests/FILE.py::NAME` references in `text` whose file defines no test function NAME."""
+    defined: dict[str, set[str]] = {}
+    missing: list[str] = []
+    for ref in TEST_REF.findall(text):
+        file, _, name = ref.partition("::")
+        if file not in defined:
+            path = ROOT / file
+            tree = ast.parse(path.read_text(encoding="utf-8")) if path.is_file() else ast.Module(body=[])
+            defined[file] = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+        if name not in defined[file]:
+            missing.append(ref)
+    return missing
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    """Each promise points at the tests that hold it; a renamed or deleted test must not leave the
+    page pointing at nothing."""
+    text = THREAT_MODEL.read_text(encoding="utf-8")
+    assert len(TEST_REF.findall(text)) >= 40, "the threat model names (almost) no tests: is TEST_REF still right?"
+    missing = missing_tests(text)
+    assert not missing, "docs/threat-model.md names tests that do not exist:\n" + "\n".join(missing)
+
+
+def test_a_missing_test_is_named() -> None:
+    text = ("`tests/test_docs.py::test_the_slug_is_githubs`, `tests/test_docs.py::test_gone`, "
+            "`tests/nowhere.py::test_x`, `tests/test_docs.py::missing_tests`")
+    assert missing_tests(text) == ["tests/test_docs.py::test_gone", "tests/nowhere.py::test_x"]
