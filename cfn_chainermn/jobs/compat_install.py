@@ -2,18 +2,21 @@
 
 Two files go into that environment's site-packages: the shim as the top-level module
 `cfnmn_chainermn_compat`, and a .pth file whose one `import` line site.py runs at every start-up
-(https://docs.python.org/3/library/site.html: "Lines starting with import ... are executed").
+(https://docs.python.org/3/library/site.html: lines starting with `import` followed by a space or
+tab are executed).
 That line only puts a finder on sys.meta_path; chainermn is wrapped when it is imported.
 
 The same two files are written by every installer, from `files()`: `make install` for the local
-cluster's venv (`python -m cfn_chainermn.jobs.compat_install`), the AMI recipe's Python-stack
-step (rendered into 40-python-stack.sh) and the node agent's boot-time stack install.
+cluster's venv (`python -m cfn_chainermn.jobs.compat_install`), the node agent's boot-time stack
+install (`install_into(VENV_PYTHON)`) and the AMI recipe's Python-stack step (rendered into
+40-python-stack.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -30,16 +33,19 @@ def files() -> dict[str, str]:
             PTH: f"import {MODULE}; {MODULE}.install()\n"}
 
 
-def site_packages() -> Path:
-    """Where pip would put a pure-Python package for this interpreter (a venv's own site-packages)."""
-    return Path(sysconfig.get_paths()["purelib"])
+def site_packages(python: str = sys.executable) -> Path:
+    """Where pip puts a pure-Python package for `python` (a venv's own site-packages); -I: the
+    caller's PYTHONPATH/PYTHONHOME must not move it."""
+    if python == sys.executable:
+        return Path(sysconfig.get_paths()["purelib"])
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+    return Path(out.strip())
 
 
-def install(site_dir: Path, *, byte_compile: bool = False) -> list[Path]:
+def install(site_dir: Path) -> list[Path]:
     """Write both files, each replaced in one step (a file or link already there is replaced, not
-    followed); returns what was written. `byte_compile` (only when this interpreter is the
-    environment's): write the module's .pyc too, else a start-up with PYTHONDONTWRITEBYTECODE
-    compiles it every time (~3 ms instead of ~0.3 ms)."""
+    followed); returns what was written."""
     written = []
     for name, text in files().items():
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=site_dir)
@@ -52,25 +58,40 @@ def install(site_dir: Path, *, byte_compile: bool = False) -> list[Path]:
             Path(tmp).unlink(missing_ok=True)
             raise
         written.append(site_dir / name)
-    if byte_compile:
-        import py_compile
-
-        py_compile.compile(str(site_dir / f"{MODULE}.py"), doraise=True)
     return written
 
 
+def install_into(python: str = sys.executable) -> list[Path]:
+    """Into `python`'s environment (the node agent's boot install: the Chainer venv is not the
+    agent's), byte-compiled by that interpreter: else, where PYTHONDONTWRITEBYTECODE is set, every
+    start-up compiles the module again (~3 ms instead of ~0.3 ms). Raises OSError or
+    subprocess.CalledProcessError."""
+    site = site_packages(python)
+    written = install(site)
+    subprocess.run([python, "-I", "-m", "py_compile", str(site / f"{MODULE}.py")], capture_output=True, text=True,
+                   check=True)
+    return written
+
+
+def _refuse(python: str, why: str) -> int:
+    print(f"error: --python {python}: cannot install into its site-packages ({why}); give the interpreter "
+          "of the environment that has Chainer, run by a user who may write there", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m cfn_chainermn.jobs.compat_install [SITE_DIR]` (make install runs it)."""
+    """`python -m cfn_chainermn.jobs.compat_install [--python PY]` (make install runs it)."""
     ap = argparse.ArgumentParser(prog="python -m cfn_chainermn.jobs.compat_install", description=__doc__)
-    ap.add_argument("site_dir", nargs="?", type=Path, default=None,
-                    help="the site-packages of the environment that has Chainer (default: this interpreter's)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="the interpreter of the environment that has Chainer (default: this one)")
     args = ap.parse_args(argv)
-    target: Path = args.site_dir or site_packages()
-    if not target.is_dir():
-        print(f"error: SITE_DIR {target} is not a folder; give the site-packages of the environment "
-              "that has Chainer", file=sys.stderr)
-        return 2
-    for path in install(target, byte_compile=args.site_dir is None):
+    try:
+        written = install_into(args.python)
+    except subprocess.CalledProcessError as exc:
+        return _refuse(args.python, ((exc.stderr or "").strip().splitlines() or [f"exit {exc.returncode}"])[-1])
+    except OSError as exc:
+        return _refuse(args.python, exc.strerror or str(exc))
+    for path in written:
         print(f"installed {path}", file=sys.stderr)
     return 0
 

@@ -36,16 +36,27 @@ def test_install_writes_readable_files_and_replaces_a_link_without_following_it(
     assert sorted(p.name for p in site.iterdir()) == sorted(p.name for p in written)  # no temp files left
 
 
-def test_byte_compile_writes_the_pyc(tmp_path: Path) -> None:
-    compat_install.install(tmp_path, byte_compile=True)
-    assert list((tmp_path / "__pycache__").glob("cfnmn_chainermn_compat.*.pyc"))
+def test_install_into_another_interpreter_byte_compiles_with_it(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The boot install's case: the Chainer venv is another interpreter's than the running one."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    assert compat_install.main(["--python", python]) == 0
+    site = compat_install.site_packages(python)
+    assert site.is_relative_to(tmp_path / "venv")
+    assert (site / "cfnmn-chainermn-compat.pth").is_file()
+    assert list((site / "__pycache__").glob("cfnmn_chainermn_compat.*.pyc"))
+    assert capsys.readouterr().err == f"installed {site / 'cfnmn_chainermn_compat.py'}\n" \
+                                      f"installed {site / 'cfnmn-chainermn-compat.pth'}\n"
 
 
-def test_a_site_dir_that_is_not_a_folder_is_one_line_exit_2(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert compat_install.main([str(tmp_path / "nope")]) == 2
+@pytest.mark.parametrize("python,why", [("/nonexistent/python", "No such file or directory"), ("/bin/false", "exit 1")])
+def test_an_interpreter_that_cannot_take_it_is_one_line_exit_2(python: str, why: str,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert compat_install.main(["--python", python]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: SITE_DIR {tmp_path / 'nope'} is not a folder")
+    assert err == (f"error: --python {python}: cannot install into its site-packages ({why}); give the interpreter "
+                   "of the environment that has Chainer, run by a user who may write there\n")
 
 
 @pytest.mark.slow
