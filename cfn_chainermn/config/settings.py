@@ -144,6 +144,16 @@ class ClusterConfig:
         param=Param("SpotWorkers", "Spot workers", CLUSTER, "Run workers on Spot capacity (the master stays "
                     "On-Demand)."),
         doc="workers on Spot capacity; the master stays On-Demand")
+    efa: str = setting(
+        "auto", choices=("auto", "on", "off"), optional=False,
+        invalid="{value!r} is not allowed; choose one of {choices}",
+        flag=Flag("--efa", "EFA interfaces on the nodes' network cards: auto, on or off.", choice=True),
+        param=Param("Efa", "EFA", CLUSTER, "auto = an EFA interface on every network card of types that have EFA; "
+                    "on = the same, refused for types without EFA; off = TCP only."),
+        doc="`auto` (EFA on every network card of the types that have it, TCP elsewhere), `on` (the same, but a "
+            "type without EFA is refused) or `off`. With more than one card (p4d, p5, ...), EFA goes on every card "
+            "only in an existing subnet (AWS gives no public address to an instance with several interfaces), "
+            "else on card 0 alone. See the template reference.")
     tags: Mapping[str, str] = setting_factory(
         dict, flag=Flag("--tag", "Tag for the stack and its resources (repeatable).", metavar="KEY=VALUE",
                         multiple=True, convert=tag_flag),

@@ -176,6 +176,17 @@ def _ami_source(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     return []
 
 
+@rule("efa")
+def _efa_on_needs_efa_types(cfg: ClusterConfig, for_stack: bool) -> Iterable[str]:
+    from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+
+    lacking = [t for t in cfg.instance_types if t in INSTANCE_TYPES and not INSTANCE_TYPES[t].efa]
+    if cfg.efa == "on" and lacking:
+        with_efa = ", ".join(sorted({t.family for t in INSTANCE_TYPES.values() if t.efa}))
+        yield (f"efa: {' and '.join(lacking)} has no EFA; set efa to auto or off, or choose a type with EFA "
+               f"(the larger sizes of {with_efa})")
+
+
 @rule("tags")
 def _tags(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     p = []

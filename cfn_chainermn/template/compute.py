@@ -20,6 +20,7 @@ from troposphere.policies import (
 )
 
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
+from cfn_chainermn.template import efa
 from cfn_chainermn.template.iam import Profiles
 from cfn_chainermn.template.network import Network
 from cfn_chainermn.template.parameters import Inputs
@@ -56,13 +57,26 @@ class Nodes:
 def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles: Profiles) -> Nodes:
     image_id = If(p.cond.has_image_id, p.ref("ImageId"), p.ref("ImageSsmParameter"))
     placement = t.add_resource(ec2.PlacementGroup("PlacementGroup", Strategy="cluster"))
+    efa.add_mapping(t)
+    efa.add_rules(t, p)
+    master_efa = efa.add_conditions(t, p, "Master", "MasterInstanceType")
+    worker_efa = efa.add_conditions(t, p, "Worker", "WorkerInstanceType")
+    master_groups = [Ref(net.cluster_sg), Ref(net.master_sg)]
+    master_lt = t.add_resource(ec2.LaunchTemplate(
+        "MasterEfaLaunchTemplate", Condition=master_efa.on,
+        TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=Tags({CLUSTER_TAG: StackName}))],
+        LaunchTemplateData=ec2.LaunchTemplateData(
+            MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),  # as the instance's own, which wins
+            NetworkInterfaces=efa.cards(master_efa, master_groups, net.subnet_id, p.ref("SubnetId")))))
     ready = _prerequisites(t, net, storage)
     master = t.add_resource(ec2.Instance(
         MASTER_RESOURCE,
         DependsOn=[ready.title],
         ImageId=image_id, InstanceType=p.ref("MasterInstanceType"), KeyName=p.ref("KeyName"),
-        IamInstanceProfile=Ref(profiles.master), SubnetId=net.subnet_id,
-        SecurityGroupIds=[Ref(net.cluster_sg), Ref(net.master_sg)],
+        IamInstanceProfile=Ref(profiles.master), SubnetId=efa.unless_efa(master_efa, net.subnet_id),
+        SecurityGroupIds=efa.unless_efa(master_efa, master_groups),
+        LaunchTemplate=If(master_efa.on, ec2.LaunchTemplateSpecification(
+            LaunchTemplateId=Ref(master_lt), Version=GetAtt(master_lt, "LatestVersionNumber")), NoValue),
         PlacementGroupName=Ref(placement), Tenancy=p.ref("Tenancy"), Monitoring=True,
         MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
         BlockDeviceMappings=[ec2.BlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EbsBlockDevice(
@@ -78,7 +92,8 @@ def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles
         LaunchTemplateData=ec2.LaunchTemplateData(
             ImageId=image_id, InstanceType=p.ref("WorkerInstanceType"), KeyName=p.ref("KeyName"),
             IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profiles.worker, "Arn")),
-            SecurityGroupIds=[Ref(net.cluster_sg)],
+            SecurityGroupIds=efa.unless_efa(worker_efa, [Ref(net.cluster_sg)]),
+            NetworkInterfaces=If(worker_efa.on, efa.cards(worker_efa, [Ref(net.cluster_sg)]), NoValue),
             Placement=ec2.Placement(Tenancy=p.ref("Tenancy")),
             Monitoring=ec2.Monitoring(Enabled=True),
             MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),

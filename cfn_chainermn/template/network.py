@@ -74,6 +74,12 @@ def add_network(t: Template, p: Inputs) -> Network:
         "ClusterSecurityGroupSelfIngress", GroupId=Ref(cluster_sg), SourceSecurityGroupId=Ref(cluster_sg),
         IpProtocol="-1", Description="all protocols among cluster members: MPI over TCP, NCCL and EFA beyond it",
     ))
+    # EFA needs the egress rule to the group itself too: the default 0.0.0.0/0 egress does not
+    # carry EFA traffic (EC2 user guide, "Prepare an EFA-enabled security group").
+    t.add_resource(ec2.SecurityGroupEgress(
+        "ClusterSecurityGroupSelfEgress", GroupId=Ref(cluster_sg), DestinationSecurityGroupId=Ref(cluster_sg),
+        IpProtocol="-1", Description="all protocols to cluster members: EFA's own traffic needs this rule",
+    ))
     master_sg = t.add_resource(ec2.SecurityGroup(
         "MasterSshSecurityGroup", VpcId=vpc_id, Tags=cluster_tags("ssh"),
         GroupDescription="cfn-chainermn master: SSH from SshCidr only",

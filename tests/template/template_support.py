@@ -37,6 +37,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         # the widest range allowed without opt-in, and the opt-in itself (lint and checkov see "true")
         "ssh_cidr": "10.0.0.0/8", "allow_ssh_from_anywhere": True,
     },
+    # EFA forced on: every network card in an existing subnet (p5: 32, p4d: 4)
+    "efa-on-all-cards": {
+        "network": {"vpc_id": VPC, "subnet_id": SUBNET}, "efa": "on",
+        "instance_type": "p5.48xlarge", "worker_instance_type": "p4d.24xlarge", "workers": 4,
+    },
+    # EFA off on EFA types: plain TCP, the top-level subnet and groups
+    "efa-off": {"efa": "off", "instance_type": "g6e.48xlarge", "workers": 2},
 }
 
 

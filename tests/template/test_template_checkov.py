@@ -62,7 +62,8 @@ def test_no_failed_checks_on_any_variant(checkov_report: dict[str, Any]) -> None
     assert failed == {}
     passed = _by_file(checkov_report["results"]["passed_checks"])
     assert set(passed) == {"released.json", "released.yaml", "existing-vpc-new-subnet.json",
-                           "existing-subnet.json", "new-network-custom.json", NEGATIVE}
+                           "existing-subnet.json", "new-network-custom.json", "efa-on-all-cards.json",
+                           "efa-off.json", NEGATIVE}
     assert all(len(ids) >= 35 for ids in passed.values()), {k: len(v) for k, v in passed.items()}
 
 
