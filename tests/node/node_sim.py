@@ -7,24 +7,20 @@ import io
 import json
 import os
 import pwd
-import secrets
 import subprocess
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.stub import Stubber
+from imds_stand_in import ImdsStandIn
 
 from cfn_chainermn.node import agent
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import State
 
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
-TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 USER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleUserKeyPairFromEc2xxxxxxxxxxxxxxxx user@laptop"
 FSTAB = ("fs-0123456789abcdef0.efs.us-east-1.amazonaws.com:/ /efs nfs4 "
          "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0")
@@ -38,75 +34,6 @@ GUARD_FIRST_BOOT = [
     f"/usr/sbin/iptables -w -C OUTPUT {_V4}", f"/usr/sbin/iptables -w -I OUTPUT 1 {_V4}",
     f"/usr/sbin/ip6tables -w -C OUTPUT {_V6}", f"/usr/sbin/ip6tables -w -I OUTPUT 1 {_V6}",
     "systemctl daemon-reload", "systemctl enable cfn-chainermn-imds-guard.service"]
-
-
-class ImdsStandIn:
-    """IMDSv2 for one simulated instance: PUT a token first; any request without it gets 401."""
-
-    def __init__(self, meta: dict[str, str], *, port: int = 0, fail_first: int = 0) -> None:
-        """`fail_first`: answer that many requests 503 first (an outage); `port`: reuse one."""
-        self.meta = meta
-        self.fail_first = fail_first
-        self.token = secrets.token_hex(8)
-        self.requests: list[tuple[str, str, bool]] = []  # (method, path, carried a valid token)
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, code: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _outage(self) -> bool:
-                if stand_in.fail_first <= 0:
-                    return False
-                stand_in.fail_first -= 1
-                stand_in.requests.append((self.command, self.path, False))
-                self._reply(503, "service unavailable")
-                return True
-
-            def do_PUT(self) -> None:
-                if self._outage():
-                    return
-                ok = self.path == "/latest/api/token" and bool(self.headers.get(TTL_HEADER))
-                stand_in.requests.append(("PUT", self.path, ok))
-                self._reply(200, stand_in.token) if ok else self._reply(400, "missing TTL header")
-
-            def do_GET(self) -> None:
-                if self._outage():
-                    return
-                ok = self.headers.get(TOKEN_HEADER) == stand_in.token
-                stand_in.requests.append(("GET", self.path, ok))
-                if not ok:
-                    self._reply(401, "token required")
-                    return
-                key = self.path.removeprefix("/latest/meta-data/")
-                if key in stand_in.meta:
-                    self._reply(200, stand_in.meta[key])
-                else:
-                    self._reply(404, "not found")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.closed = False
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        """Stop serving; idempotent (tests stop a node's IMDS early, the fixture stops it again)
-        and bounded: a shutdown that cannot finish must not hang the suite's teardown."""
-        if self.closed:
-            return
-        self.closed = True
-        stopper = threading.Thread(target=self.server.shutdown, daemon=True)
-        stopper.start()
-        stopper.join(timeout=10)
-        self.server.server_close()
 
 
 @dataclass
