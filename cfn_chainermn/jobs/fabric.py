@@ -54,10 +54,11 @@ def efa_devices(instance_type: str) -> int:
     return row.network_cards if row is not None and row.efa else 0
 
 
-def fabric(instance_types: Iterable[str]) -> str:
-    """EFA when every type has it; TCP when any is a known GPU type; "" for local/unknown only."""
+def fabric(instance_types: Iterable[str], *, attached: bool = True) -> str:
+    """EFA when every type has it (and, as a node sees it, its devices are `attached`); TCP when
+    any is a known GPU type; "" for local/unknown types only."""
     types = list(instance_types)
-    if types and all(efa_devices(t) > 0 for t in types):
+    if attached and types and all(efa_devices(t) > 0 for t in types):
         return EFA
     return TCP if any(t in INSTANCE_TYPES for t in types) else ""
 
@@ -68,19 +69,19 @@ def device_rdma(instance_types: Iterable[str]) -> bool:
     return bool(types) and all(t.split(".", 1)[0] in DEVICE_RDMA_FAMILIES for t in types)
 
 
-def nccl_env(instance_types: Iterable[str]) -> dict[str, str]:
+def nccl_env(instance_types: Iterable[str], *, attached: bool = True) -> dict[str, str]:
     """The variables every rank gets for these node types, in a stable order."""
     types = list(instance_types)
-    kind = fabric(types)
+    kind = fabric(types, attached=attached)
     if kind == EFA:
         rdma = {"FI_EFA_USE_DEVICE_RDMA": "1"} if device_rdma(types) else {}
         return {**SOCKETS, "FI_PROVIDER": "efa", **rdma}
     return {**SOCKETS, "NCCL_NET": "Socket"} if kind == TCP else {}
 
 
-def mpi_mca(instance_types: Iterable[str]) -> dict[str, str]:
+def mpi_mca(instance_types: Iterable[str], *, attached: bool = True) -> dict[str, str]:
     """OpenMPI's own transport beside EFA (nothing to add on TCP)."""
-    return dict(EFA_MCA) if fabric(instance_types) == EFA else {}
+    return dict(EFA_MCA) if fabric(instance_types, attached=attached) == EFA else {}
 
 
 def fi_info_devices(output: str) -> list[str]:

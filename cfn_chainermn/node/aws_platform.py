@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
+from cfn_chainermn.jobs import fabric
 from cfn_chainermn.node import imds_guard
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import own_folder
@@ -31,6 +33,7 @@ LIB_DIRS = ("/opt/amazon/openmpi/lib64", "/opt/amazon/openmpi/lib", "/opt/amazon
             "/usr/local/cuda/lib64", "/usr/local/cuda/extras/CUPTI/lib64", "/usr/local/mpi/lib")
 ENV_FILE = ".cfn-chainermn.env"
 AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI recipe
+EFA_SYSFS = "/sys/class/infiniband"  # one entry per RDMA device: on EC2, the EFA interfaces attached
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
 # A client whose path died (no FIN) is dropped after ~60 s, so an attached job's session ends
@@ -92,13 +95,16 @@ class AwsPlatform:
         ctx.owner = self.system.ensure_user(s.user, s.home_dir())
         files = ctx.files()  # the home is the user's: no-follow reads and writes (homefiles.py)
         path, libs = self.search_path()
+        nccl = fabric.nccl_env([s.instance_type], attached=self.efa_seen() > 0)
         env = f"export PATH={path}\n" + (f"export LD_LIBRARY_PATH={libs}\n" if libs else "")
+        env += "".join(f"export {key}={shlex.quote(value)}\n" for key, value in nccl.items())
         files.write(ENV_FILE, env, 0o644)
         source = f'. "$HOME/{ENV_FILE}"  # cfn-chainermn: PATH for non-interactive ssh'
         old = files.read_text(".bashrc")
         if source not in old.splitlines():
             files.write(".bashrc", source + "\n" + old, 0o644)
-        return f"user {s.user} (no sudo), PATH for non-interactive ssh in ~/{ENV_FILE}"
+        return (f"user {s.user} (no sudo), PATH for non-interactive ssh in ~/{ENV_FILE}; "
+                f"{self.fabric_detail(s.instance_type)}")
 
     def search_path(self) -> tuple[str, str]:
         """Only dirs that exist. On an image built by `cfn-chainermn ami build`, the manifest
@@ -107,7 +113,7 @@ class AwsPlatform:
         agent_bin = str(Path(sys.executable).parent)
         first_bins, first_libs = self._manifest_dirs()
         bins = [*first_bins, *BIN_DIRS, *STD_PATH, agent_bin]
-        libs = [*first_libs, *LIB_DIRS]
+        libs = [*first_libs, *LIB_DIRS, *(fabric.OFI_NCCL_LIB_DIRS if self.efa_seen() else ())]
         always = {*STD_PATH, agent_bin}  # the running interpreter's dir exists by definition
         return (":".join(dict.fromkeys(b for b in bins if self.path(b).is_dir() or b in always)),
                 ":".join(dict.fromkeys(d for d in libs if self.path(d).is_dir())))
@@ -124,7 +130,26 @@ class AwsPlatform:
         return bins, libs
 
     def mpi_params(self, settings: Settings) -> list[str]:
-        return []
+        """Beside EFA, OpenMPI's own messages stay on TCP (fabric.py says why)."""
+        mca = fabric.mpi_mca([settings.instance_type], attached=self.efa_seen() > 0)
+        return [f"{key} = {value}" for key, value in mca.items()]
+
+    def efa_seen(self) -> int:
+        """The EFA devices this instance has (what `cluster check` counts with fi_info, here
+        without running it: the kernel lists them before any library is asked)."""
+        try:
+            return sum(1 for _ in self.path(EFA_SYSFS).iterdir())
+        except OSError:
+            return 0
+
+    def fabric_detail(self, instance_type: str) -> str:
+        """The transport jobs of the cluster user take from this node, in words for the log."""
+        want, seen = fabric.efa_devices(instance_type), self.efa_seen()
+        if not want:
+            return "NCCL over TCP sockets"
+        if not seen:
+            return f"NCCL over TCP sockets: {instance_type} can have {want} EFA devices but none is attached"
+        return f"NCCL over EFA ({seen} of {want} devices)"
 
     def host_key(self, settings: Settings) -> Path:
         """sshd's key; generated (ssh-keygen -A) when the image has none yet."""
