@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from cfn_chainermn.aws import Aws, error_code, short_error
-from cfn_chainermn.catalog.instance_types import VCPU_QUOTA_CODES, lookup
+from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES, VCPU_QUOTA_CODES, InstanceType, lookup
 from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.errors import PreflightError
 
@@ -35,6 +35,7 @@ class Result:
     availability_zone: str = ""
     vpc_id: str = ""
     image_id: str = ""
+    types: dict[str, InstanceType] = field(default_factory=dict)  # EC2's word on each type, else the table's
 
 
 def _call(result: Result, what: str, missing: dict[str, str], fn: Callable[[], Any]) -> Any:
@@ -142,6 +143,37 @@ def check_offerings(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
                           "choose other instance types or another --region")
 
 
+def check_instance_types(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
+    """EC2's DescribeInstanceTypes is the source for GPUs and EFA; the table is the fallback (and
+    what the template's EFA mapping holds, so a difference is named)."""
+    from botocore.exceptions import ClientError
+
+    from cfn_chainermn.catalog.live import differences, from_description
+
+    types = sorted(cfg.instance_types)
+    r.types = {t: INSTANCE_TYPES[t] for t in types if t in INSTANCE_TYPES}
+    try:
+        found = aws.client("ec2").describe_instance_types(InstanceTypes=cast(Any, types))["InstanceTypes"]
+    except ClientError as exc:
+        r.warnings.append(f"could not describe {', '.join(types)} ({short_error(exc)}); this release's table is "
+                          "used instead")
+        found = []
+    for info in found:
+        live = from_description(info)
+        r.types[live.name] = live
+        r.warnings += [f"{gap}: the template attaches the table's count" for gap in differences(live)]
+    for name in types:
+        row = r.types[name]
+        if cfg.efa == "on" and not row.efa:
+            r.problems.append(f"efa: {name} has no EFA (DescribeInstanceTypes); set efa to auto or off, or choose "
+                              "a type with EFA")
+        if cfg.efa != "off" and row.network_cards > 1 and cfg.network.subnet_id:
+            r.warnings.append(
+                f"efa: {name} gets an EFA interface on each of its {row.network_cards} network cards, and AWS gives "
+                f"no public address to an instance with several interfaces: {cfg.network.subnet_id} needs a route "
+                "out without one (a NAT gateway), or set efa to off")
+
+
 def check_quotas(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
     """The account's vCPU quota per class covers the cluster; unreadable quotas only warn."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -215,23 +247,52 @@ def check_image(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
         r.problems.append(f"{field_name}: image {image} does not exist in {aws.region}; give an AMI of this region")
     elif images is not None:
         r.warnings += image_warnings(image, images["Images"][0], cfg)
+        r.problems += image_problems(image, images["Images"][0], cfg, r.types)
     r.image_id = image
 
 
 def image_warnings(image: str, description: dict[str, Any], cfg: ClusterConfig) -> list[str]:
-    """What the image's tags (written by `ami build`) say it cannot do for this cluster."""
-    from cfn_chainermn.ami.render import PROFILE_TAG, TAG_PREFIX
-    from cfn_chainermn.catalog.instance_types import cuda_too_old, families_for_cuda
+    """What the image's tags (written by `ami build`) say it cannot do for this cluster, short of refusing."""
+    from cfn_chainermn.ami.render import PROFILE_TAG
 
     tags = {t.get("Key", ""): t.get("Value", "") for t in description.get("Tags", [])}
     if PROFILE_TAG not in tags:
         return [f"image {image} was not built by `cfn-chainermn ami build`: it has no Chainer stack, so the "
                 "cluster comes up but `job submit` of a Chainer script fails; build one and give --ami"]
+    return []
+
+
+def image_problems(image: str, description: dict[str, Any], cfg: ClusterConfig,
+                   types: dict[str, InstanceType] | None = None) -> list[str]:
+    """Why the image cannot drive the cluster's GPUs, one line per type: its CUDA is older than the GPU
+    (the tag `ami build` writes), or the GPU needs a driver the image lacks (V100 on an image that is
+    not ours: the Deep Learning Base AMIs ship NVIDIA's open kernel modules, see catalog/gpus.py)."""
+    from cfn_chainermn.ami.render import PROFILE_TAG, TAG_PREFIX
+    from cfn_chainermn.catalog.gpus import GPUS, cuda_version, driver_gap
+    from cfn_chainermn.catalog.instance_types import families_for_cuda
+
+    tags = {t.get("Key", ""): t.get("Value", "") for t in description.get("Tags", [])}
+    rows = types if types is not None else {t: INSTANCE_TYPES[t] for t in cfg.instance_types if t in INSTANCE_TYPES}
+    field_name = "ami" if cfg.ami else "ami_ssm_parameter"
     cuda = tags.get(TAG_PREFIX + "cuda", "")
-    gaps = [gap for gap in (cuda_too_old(t, cuda) for t in cfg.instance_types) if gap]
-    fams = ", ".join(families_for_cuda(cuda)) or "none of the supported types"
-    return [f"image {image} ({tags[PROFILE_TAG]} profile) has CUDA {cuda}, but {gap}: GPU code may fail "
-            f"there; this image suits {fams}" for gap in gaps]
+    have = cuda_version(cuda)
+    problems = []
+    for name in cfg.instance_types:
+        row = rows.get(name)
+        gpu = GPUS.get(row.gpu_model) if row else None
+        if row is None or gpu is None:
+            continue
+        if have is not None and have < gpu.min_cuda:
+            suits = ", ".join(families_for_cuda(cuda)) or "none of the supported types"
+            problems.append(
+                f"{field_name}: image {image} ({tags.get(PROFILE_TAG, '?')} profile) has CUDA {cuda}, but the "
+                f"{row.gpu_model} GPUs ({gpu.sm}) of {name} need CUDA {gpu.min_cuda[0]}.{gpu.min_cuda[1]} or newer; "
+                f"give --ami of an image with a newer CUDA, or choose a type it suits ({suits})")
+        gap = driver_gap(row.gpu_model)
+        if gap and PROFILE_TAG not in tags:
+            problems.append(f"{field_name}: image {image} cannot drive {name}: {gap}; build an image with that "
+                            "driver (`cfn-chainermn ami build --profile current`, driver 535) and give --ami")
+    return problems
 
 
 def run(aws: Aws, cfg: ClusterConfig) -> Result:
@@ -240,6 +301,7 @@ def run(aws: Aws, cfg: ClusterConfig) -> Result:
     check_key_pair(aws, cfg, r)
     check_network(aws, cfg, r)
     check_offerings(aws, cfg, r)
+    check_instance_types(aws, cfg, r)
     check_quotas(aws, cfg, r)
     check_efs(aws, cfg, r)
     check_image(aws, cfg, r)

@@ -89,3 +89,19 @@ def event(n: int, logical: str, status: str, reason: str = "", *, rtype: str = "
 def cluster_client(service: str) -> Any:
     """A plain client for arranging or inspecting emulator state (not the code under test)."""
     return boto3.session.Session(region_name=REGION).client(service)
+
+
+def described_types(*names: str, cards: int | None = None) -> dict[str, Any]:
+    """DescribeInstanceTypes' answer for table types (the fields preflight reads; shapes per the EC2 API
+    reference); `cards` overrides the EFA interface count EC2 reports."""
+    from cfn_chainermn.catalog.instance_types import lookup
+
+    def info(name: str) -> dict[str, Any]:
+        row = lookup(name)
+        net: dict[str, Any] = {"NetworkPerformance": f"{row.network_gbps:g} Gigabit", "EfaSupported": row.efa}
+        if row.efa:
+            net["EfaInfo"] = {"MaximumEfaInterfaces": row.network_cards if cards is None else cards}
+        return {"InstanceType": name, "VCpuInfo": {"DefaultVCpus": row.vcpus}, "NetworkInfo": net,
+                "GpuInfo": {"Gpus": [{"Name": row.gpu_model, "Manufacturer": "NVIDIA", "Count": row.gpus}]}}
+
+    return {"InstanceTypes": [info(n) for n in names]}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY
-from stack_helpers import AMI, BUCKET, MASTER, NAME, OWN, STACK_ID, WORKER, event, stack
+from stack_helpers import AMI, BUCKET, MASTER, NAME, OWN, STACK_ID, WORKER, described_types, event, stack
 
 from cfn_chainermn.config.model import build
 from cfn_chainermn.config.params import template_parameters
@@ -150,6 +150,7 @@ def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(s
     ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
         {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": az}
         for az in ("us-east-1a", "us-east-1d")]}, None)
+    ec2.add_response("describe_instance_types", described_types("g5.xlarge"), {"InstanceTypes": ["g5.xlarge"]})
     stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 64.0}}, None)
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
     cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
@@ -217,6 +218,7 @@ def test_update_with_one_flag_keeps_every_other_setting_of_the_stack(stubbed: An
     ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
         {"InstanceType": t, "LocationType": "availability-zone", "Location": "us-east-1d"}
         for t in ("g5.2xlarge", "g5.xlarge")]}, None)
+    ec2.add_response("describe_instance_types", described_types("g5.2xlarge", "g5.xlarge"), None)
     quotas = stubbed("service-quotas")
     for _ in ("on-demand master", "spot workers"):
         quotas.add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)

@@ -8,7 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_helpers import ACCOUNT, AMI, BUCKET, FLAGS, MASTER, NAME, OWN, STACK_ID, STAGING, WORKER, body, event, stack
+from stack_helpers import (
+    ACCOUNT,
+    AMI,
+    BUCKET,
+    FLAGS,
+    MASTER,
+    NAME,
+    OWN,
+    STACK_ID,
+    STAGING,
+    WORKER,
+    body,
+    described_types,
+    event,
+    stack,
+)
 
 from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
 from cfn_chainermn.config.params import template_parameters
@@ -25,6 +40,7 @@ def _queue_preflight(stubbed: Any) -> None:
     ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
         {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": "us-east-1b"}]}, {
         "LocationType": "availability-zone", "Filters": [{"Name": "instance-type", "Values": ["g5.xlarge"]}]})
+    ec2.add_response("describe_instance_types", described_types("g5.xlarge"), {"InstanceTypes": ["g5.xlarge"]})
     stubbed("service-quotas").add_response(
         "get_service_quota", {"Quota": {"Value": 64.0}}, {"ServiceCode": "ec2", "QuotaCode": "L-DB2E81BA"})
     ssm.add_response("get_parameter", {"Parameter": {"Value": AMI}}, {"Name": DEFAULT_AMI_SSM_PARAMETER})

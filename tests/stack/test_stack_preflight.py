@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from stack_helpers import described_types
 
 from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
 from cfn_chainermn.errors import PreflightError
@@ -35,6 +36,8 @@ def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
         ("p3.16xlarge", "us-east-1a"), ("p3.16xlarge", "us-east-1d"), ("p3.8xlarge", "us-east-1d")]), {
         "LocationType": "availability-zone",
         "Filters": [{"Name": "instance-type", "Values": ["p3.16xlarge", "p3.8xlarge"]}]})
+    ec2.add_response("describe_instance_types", described_types("p3.16xlarge", "p3.8xlarge"),
+                     {"InstanceTypes": ["p3.16xlarge", "p3.8xlarge"]})
     # master On-Demand P (64 vCPUs); workers Spot P (3 x 32); the On-Demand quota was never
     # adjusted, so its AWS default is read instead.
     sq.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value",
@@ -60,6 +63,7 @@ def test_every_problem_is_reported_together_with_the_numbers(stubbed: Any) -> No
     ec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": SUBNET, "VpcId": OTHER_VPC,
                                                        "AvailabilityZone": "us-east-1e"}]}, {"SubnetIds": [SUBNET]})
     ec2.add_response("describe_instance_type_offerings", _offerings([("p3.16xlarge", "us-east-1a")]), None)
+    ec2.add_response("describe_instance_types", described_types("p3.16xlarge"), {"InstanceTypes": ["p3.16xlarge"]})
     sq.add_response("get_service_quota", _quota(64, "L-417A185B"), {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
     efs.add_response("describe_file_systems", {"FileSystems": [{
         "OwnerId": "1", "CreationToken": "t", "FileSystemId": EFS, "CreationTime": "2026-01-01T00:00:00Z",
@@ -97,12 +101,14 @@ def test_an_unreadable_quota_warns_instead_of_blocking(stubbed: Any) -> None:
     ec2, sq = stubbed("ec2"), stubbed("service-quotas")
     ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, None)
     ec2.add_response("describe_instance_type_offerings", _offerings([("g5.xlarge", "us-east-1b")]), None)
+    ec2.add_client_error("describe_instance_types", "UnauthorizedOperation", "not allowed")
     sq.add_client_error("get_service_quota", "AccessDeniedException", "not allowed")
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, None)
     result = preflight.run(stubbed, cfg)
     assert result.availability_zone == "us-east-1b"
     assert result.problems == []
     assert result.warnings == [
+        "could not describe g5.xlarge (UnauthorizedOperation: not allowed); this release's table is used instead",
         "could not read the quota Running On-Demand G and VT instances (L-DB2E81BA): "
         "AccessDeniedException: not allowed; the cluster needs 4 vCPUs of it",
         f"image {AMI} was not built by `cfn-chainermn ami build`: it has no Chainer stack, so the cluster comes "
@@ -112,15 +118,53 @@ def test_an_unreadable_quota_warns_instead_of_blocking(stubbed: Any) -> None:
 @pytest.mark.parametrize(("master", "worker", "workers", "expected"), [
     ("p3.2xlarge", "", 2, []),
     ("p4d.24xlarge", "g4dn.xlarge", 1, []),
-    ("g5.xlarge", "", 1, ["the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"]),
-    ("p3.2xlarge", "g6.xlarge", 1, ["the L4 GPUs of g6.xlarge need CUDA 11.8 or newer"]),
+    ("g5.xlarge", "", 1, ["the A10G GPUs (sm_86) of g5.xlarge need CUDA 11.1 or newer"]),
+    ("p3.2xlarge", "g6.xlarge", 1, ["the L4 GPUs (sm_89) of g6.xlarge need CUDA 11.8 or newer"]),
     ("p3.2xlarge", "g6.xlarge", 0, []),  # no workers: the worker type never runs
-    ("p5.48xlarge", "g5.xlarge", 1, ["the H100 GPUs of p5.48xlarge need CUDA 11.8 or newer",
-                                     "the A10G GPUs of g5.xlarge need CUDA 11.1 or newer"]),
+    ("p5.48xlarge", "g5.xlarge", 1, ["the H100 GPUs (sm_90) of p5.48xlarge need CUDA 11.8 or newer",
+                                     "the A10G GPUs (sm_86) of g5.xlarge need CUDA 11.1 or newer"]),
 ])
-def test_an_image_whose_cuda_cannot_drive_the_gpus_is_named(master: str, worker: str, workers: int,
-                                                            expected: list[str]) -> None:
-    cfg = build({"name": "demo", "instance_type": master, "worker_instance_type": worker, "workers": workers})
-    warnings = preflight.image_warnings(AMI, {"ImageId": AMI, "Tags": BUILT}, cfg)
-    assert warnings == [f"image {AMI} (current profile) has CUDA 11.0, but {gap}: GPU code may fail there; this "
-                        "image suits p3, p3dn, p4d, g4dn" for gap in expected]
+def test_an_image_whose_cuda_cannot_drive_the_gpus_is_refused(master: str, worker: str, workers: int,
+                                                              expected: list[str]) -> None:
+    cfg = build({"name": "demo", "instance_type": master, "worker_instance_type": worker, "workers": workers,
+                 "ami": AMI})
+    problems = preflight.image_problems(AMI, {"ImageId": AMI, "Tags": BUILT}, cfg)
+    assert problems == [f"ami: image {AMI} (current profile) has CUDA 11.0, but {gap}; give --ami of an image with a "
+                        "newer CUDA, or choose a type it suits (p3, p3dn, p4d, p4de, g4dn)" for gap in expected]
+
+
+def test_v100_on_an_image_with_the_open_driver_is_refused() -> None:
+    """The Deep Learning Base OSS AMI (no `ami build` tags) cannot drive p3's V100; a built image can."""
+    cfg = build({"name": "demo", "instance_type": "p3.16xlarge", "workers": 1, "worker_instance_type": "g5.xlarge"})
+    assert preflight.image_problems(AMI, {"ImageId": AMI}, cfg) == [
+        f"ami_ssm_parameter: image {AMI} cannot drive p3.16xlarge: V100 (sm_70) needs NVIDIA's proprietary driver, "
+        "branch 580 or older: the open kernel modules run Turing and newer only, and newer branches dropped it; "
+        "build an image with that driver (`cfn-chainermn ami build --profile current`, driver 535) and give --ami"]
+    assert preflight.image_problems(AMI, {"ImageId": AMI, "Tags": BUILT}, cfg) == [
+        f"ami_ssm_parameter: image {AMI} (current profile) has CUDA 11.0, but the A10G GPUs (sm_86) of g5.xlarge "
+        "need CUDA 11.1 or newer; give --ami of an image with a newer CUDA, or choose a type it suits (p3, p3dn, "
+        "p4d, p4de, g4dn)"]
+
+
+def test_efa_is_judged_by_what_ec2_says(stubbed: Any) -> None:
+    """EFA on a type EC2 says has none is refused; a card count the table lacks and the public-address
+    catch of several interfaces in an existing subnet are named."""
+    cfg = build({"name": "demo", "instance_type": "p5.48xlarge", "efa": "on", "workers": 0,
+                 "network": {"vpc_id": "vpc-0123456789abcdef0", "subnet_id": "subnet-0123456789abcdef0"}})
+    ec2 = stubbed("ec2")
+    described = described_types("p5.48xlarge", cards=16)
+    ec2.add_response("describe_instance_types", described, {"InstanceTypes": ["p5.48xlarge"]})
+    r = preflight.Result()
+    preflight.check_instance_types(stubbed, cfg, r)
+    assert r.problems == [] and r.types["p5.48xlarge"].network_cards == 16
+    assert r.warnings == [
+        "p5.48xlarge: EC2 says EFA interfaces 16, the table 32: the template attaches the table's count",
+        "efa: p5.48xlarge gets an EFA interface on each of its 16 network cards, and AWS gives no public address to "
+        "an instance with several interfaces: subnet-0123456789abcdef0 needs a route out without one (a NAT "
+        "gateway), or set efa to off"]
+    described["InstanceTypes"][0]["NetworkInfo"] = {"EfaSupported": False}
+    ec2.add_response("describe_instance_types", described, {"InstanceTypes": ["p5.48xlarge"]})
+    r = preflight.Result()
+    preflight.check_instance_types(stubbed, cfg, r)
+    assert r.problems == ["efa: p5.48xlarge has no EFA (DescribeInstanceTypes); set efa to auto or off, or choose a "
+                          "type with EFA"]
