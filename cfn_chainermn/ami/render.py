@@ -71,6 +71,17 @@ def stack_python(profile: Profile) -> str:
     return f"{venv}/bin/python" if venv else str(profile.python["interpreters"][-1])
 
 
+def compat_files(profile: Profile) -> dict[str, str]:
+    """The removed-communicator shim (jobs/compat_install.py) for a Chainer >= 7 stack; an older
+    ChainerMN still has the names it would substitute, on Pythons the shim does not run on."""
+    from cfn_chainermn.jobs import compat_install
+
+    chainer = profile.package("chainer")
+    if chainer is None or int(chainer.version.split(".")[0]) < 7:
+        return {}
+    return compat_install.files()
+
+
 def cpu_variant(profile: Profile, *, venv: str, mpi_prefix: str, interpreter: str = sys.executable,
                 keep_gpu: bool = False) -> Profile:
     """The same pinned stack minus CuPy (unless `keep_gpu`: CuPy 13 installs and imports without
@@ -134,6 +145,7 @@ def context(profile: Profile, recipe_dir: Path, *, pip_cache_dir: str = "") -> d
         "main_packages": plain,
         "patched_packages": [p for p in pkgs if p.patch and p.stage != "build"],
         "pip_cache_dir": pip_cache_dir,
+        "compat_files": compat_files(profile), "compat_module": "cfnmn_chainermn_compat",
         "smoke_versions": {p.name: p.version for p in pkgs if not p.marker},
         "smoke_imports": imports, "smoke_python": stack_python(profile),
         "path_dirs": search_dirs(profile)[0], "ld_dirs": search_dirs(profile)[1],

@@ -111,16 +111,34 @@ print(list(keep[:n]))
     assert out.strip() == "[0, 2]"
 
 
-def test_two_process_chainermn_job(stack: Path, tmp_path: Path) -> None:
+def two_ranks(stack: Path, script: Path) -> list[str]:
     cmd = ["mpiexec", "--oversubscribe", "-n", "2", "--bind-to", "none",
            "--mca", "btl_tcp_if_include", "127.0.0.0/8", "--mca", "oob_tcp_if_include", "127.0.0.0/8",
            "--mca", "rtc", "^hwloc", "--mca", "mpi_yield_when_idle", "1"]
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
-    cmd += [str(stack / "bin/python"), str(DATA / "mn_smoke.py")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    return [*cmd, str(stack / "bin/python"), str(script)]
+
+
+def test_two_process_chainermn_job(stack: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(two_ranks(stack, DATA / "mn_smoke.py"), capture_output=True, text=True, cwd=tmp_path,
+                          timeout=180)
     out = proc.stdout + proc.stderr
     # mpiexec exits 0 when it refuses to run as root, so the job's own output is the proof
     assert proc.returncode == 0, out
     assert "rank 0/2 up" in out and "rank 1/2 up" in out, out
     assert "mn-smoke size=2 accuracy=" in out and "weights_in_sync=True" in out, out
+
+
+def test_the_stack_runs_the_removed_communicators(stack: Path, tmp_path: Path) -> None:
+    """The step installed the communicator shim: 'hierarchical' & co. run (naive: no GPU here)
+    with one warning line per rank each, in the stack's own venv."""
+    script = Path(__file__).resolve().parents[1] / "local" / "scripts" / "removed_communicators.py"
+    proc = subprocess.run(two_ranks(stack, script), capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for name in ("hierarchical", "two_dimensional", "single_node"):
+        assert out.count(f"cfn-chainermn: ChainerMN communicator '{name}' was removed in Chainer 7; "
+                         "using 'naive' instead") == 2, out
+        for rank in range(2):
+            assert f"rank {rank}/2: {name} -> NaiveCommunicator allreduce=3 mean_grad=1.5" in out, out
