@@ -91,7 +91,8 @@ def cluster() -> None:
               help="Seconds each node may take to answer SSH.")
 @access_options
 def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
-    """Every node reachable over SSH from the master, with its GPUs; a dead node is named in seconds."""
+    """Every node reachable over SSH from the master, with its GPUs and (EFA types) its EFA devices;
+    a dead node, or one short of GPUs or EFA devices, is named and fails the check."""
     from cfn_chainermn.cluster import check
     from cfn_chainermn.cluster.readiness import plural
     from cfn_chainermn.errors import RemoteError
@@ -101,6 +102,8 @@ def check_cmd(name: str, connect_timeout: int, access: dict[str, Any]) -> None:
     with remote_for(cl, access) as remote:
         results = check.check(remote, nodes, cl.network.ssh_port, connect_timeout, cl.ssh_config)
     click.echo(check.table(results), nl=False)
+    for line in check.notes(results):
+        click.echo(f"note: {line}", err=True)
     bad = check.failures(results)
     if bad:
         raise RemoteError(f"{len(bad)} of {len(results)} nodes failed: " + "; ".join(

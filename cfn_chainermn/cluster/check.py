@@ -1,26 +1,33 @@
-"""`cluster check`: can the master reach every node over SSH, and does each have its GPUs?
+"""`cluster check`: can the master reach every node over SSH, does each have its GPUs, and does
+each node of an EFA type see the EFA devices its type has (one per network card)?
 
 The probe runs ON the master, as the cluster user, with the cluster's own ssh config (so the
 known_hosts the agent wrote is what gets verified), one background ssh per node at once and
 a short ConnectTimeout: a dead node is named within seconds and 16 nodes take about as long
-as 2.
+as 2. EFA devices are counted from `fi_info -p efa`, as libfabric (and so NCCL) sees them; a
+node short of its type's count is a failure, unless no node sees any (EFA off, or never
+attached: every job then runs over TCP alike, which the check says in a note).
 """
 
 from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cfn_chainermn.catalog.instance_types import gpus_of
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.cluster.remote import Remote
+from cfn_chainermn.jobs import fabric
 from cfn_chainermn.jobs.mpi import LOCAL_INSTANCE_TYPE
 
 CONNECT_TIMEOUT = 5
 # GPUs = NVIDIA device nodes (/dev/nvidia0, 1, ...): shell builtins only, so 16 probes stay cheap.
 PROBE = 'g=0; for f in /dev/nvidia[0-9]*; do [ -e "$f" ] && g=$((g+1)); done; echo gpus=$g; echo cpus=$(nproc)'
-
+# On EFA types only: fi_info's domain lines, marked (the EFA installer's bin may be off PATH).
+EFA_PROBE = ('; f=$(command -v fi_info || echo /opt/amazon/efa/bin/fi_info); if [ -x "$f" ]; then '
+             '"$f" -p efa 2>&1 | sed -n "s/^[[:space:]]*domain:/efa domain:/p"; else echo efa=no-fi_info; fi')
+KEYS = ("gpus", "cpus", "rc", "efa")
 
 
 @dataclass(frozen=True)
@@ -31,12 +38,28 @@ class NodeResult:
     cpus: int | None
     expected_gpus: int | None  # None: any number will do (a local cluster's nodes share this machine's)
     detail: str
+    efa: int | None = None  # EFA devices fi_info lists; None: not asked (a type without EFA) or no answer
+    expected_efa: int = 0  # the type's network cards; 0: TCP
+    efa_in_use: bool = True  # False when no node of the cluster sees any EFA device: TCP everywhere
 
     @property
     def status(self) -> str:
         if not self.ok:
             return "UNREACHABLE"
-        return "ok" if self.expected_gpus is None or self.gpus == self.expected_gpus else "GPU MISMATCH"
+        if self.expected_gpus is not None and self.gpus != self.expected_gpus:
+            return "GPU MISMATCH"
+        return "EFA SHORT" if self.efa_short else "ok"
+
+    @property
+    def efa_short(self) -> bool:
+        return self.ok and self.efa_in_use and (self.efa or 0) < self.expected_efa
+
+    @property
+    def fabric(self) -> str:
+        """The EFA column: `tcp` for types without EFA, else devices seen of those expected."""
+        if not self.expected_efa:
+            return fabric.TCP
+        return f"{'-' if self.efa is None else self.efa}/{self.expected_efa}"
 
 
 def expected_gpus(node: Node) -> int | None:
@@ -53,8 +76,9 @@ def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOU
     for n in nodes:
         out = shlex.quote(n.instance_id)
         config = ["-F", ssh_config] if ssh_config else []
+        probe = PROBE + (EFA_PROBE if fabric.efa_devices(n.instance_type) else "")
         ssh = shlex.join(["timeout", str(timeout * 3), "ssh", *config, "-o", "BatchMode=yes", "-o",
-                          f"ConnectTimeout={timeout}", "-p", str(port), n.private_ip, PROBE])
+                          f"ConnectTimeout={timeout}", "-p", str(port), n.private_ip, probe])
         lines.append(f'( {ssh} 2>&1; echo "rc=$?" ) > "$d"/{out} 2>&1 < /dev/null &')
     lines += ["wait", 'for f in "$d"/*; do [ -f "$f" ] || continue; echo "== ${f##*/}"; cat "$f"; done',
               'rm -rf "$d"']
@@ -73,20 +97,29 @@ def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
     results = []
     for n in nodes:
         lines = blocks.get(n.instance_id, [])
-        values = dict(line.split("=", 1) for line in lines if "=" in line and line.split("=", 1)[0] in
-                      ("gpus", "cpus", "rc"))
+        values = dict(line.split("=", 1) for line in lines if "=" in line and line.split("=", 1)[0] in KEYS)
+        efa_lines = [line.removeprefix("efa ") for line in lines if line.startswith("efa domain:")]
         rc = values.get("rc", "")
         ok = rc == "0"
-        other = [line for line in lines if line.split("=", 1)[0] not in ("gpus", "cpus", "rc") and line.strip()]
+        other = [line for line in lines if line.split("=", 1)[0] not in KEYS and line.strip()
+                 and not line.startswith("efa domain:")]
         if ok:
             detail = ""
         elif rc == "124":
             detail = f"no answer within {CONNECT_TIMEOUT * 3}s"
         else:
             detail = other[-1] if other else (f"ssh exited {rc}" if rc else "no result")
+        want = fabric.efa_devices(n.instance_type)
+        seen = len(fabric.fi_info_devices("\n".join(efa_lines))) if ok and want else None
+        if ok and want and (seen or 0) < want:
+            detail = (f"sees {seen} of the {want} EFA devices {n.instance_type} has" if values.get("efa") is None
+                      else "no fi_info on PATH or in /opt/amazon/efa/bin: the EFA software is missing")
         results.append(NodeResult(
             node=n, ok=ok, gpus=_int(values.get("gpus")) if ok else None,
-            cpus=_int(values.get("cpus")) if ok else None, expected_gpus=expected_gpus(n), detail=detail))
+            cpus=_int(values.get("cpus")) if ok else None, expected_gpus=expected_gpus(n), detail=detail,
+            efa=seen, expected_efa=want))
+    if not any(r.efa for r in results):  # nobody has EFA (off, or never attached): TCP alike, no shortfall
+        results = [replace(r, efa_in_use=False) for r in results]
     return results
 
 
@@ -98,12 +131,12 @@ def check(master: Remote, nodes: Sequence[Node], port: int, timeout: int = CONNE
 
 
 def table(results: Sequence[NodeResult]) -> str:
-    rows = [("NODE", "ADDRESS", "ROLE", "SSH", "GPUS", "CPUS", "DETAIL")]
+    rows = [("NODE", "ADDRESS", "ROLE", "SSH", "GPUS", "CPUS", "EFA", "DETAIL")]
     for r in results:
         seen = "-" if r.gpus is None else str(r.gpus)
         gpus = seen if r.expected_gpus is None else f"{seen}/{r.expected_gpus}"
         rows.append((r.node.instance_id, r.node.private_ip, r.node.role, r.status, gpus,
-                     str(r.cpus) if r.cpus is not None else "-", r.detail))
+                     str(r.cpus) if r.cpus is not None else "-", r.fabric if r.ok else "-", r.detail))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "".join(("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)) + "  " + row[-1])
                    .rstrip() + "\n" for row in rows)
@@ -111,6 +144,15 @@ def table(results: Sequence[NodeResult]) -> str:
 
 def failures(results: Sequence[NodeResult]) -> list[NodeResult]:
     return [r for r in results if r.status != "ok"]
+
+
+def notes(results: Sequence[NodeResult]) -> list[str]:
+    """What is true of the whole cluster rather than of one node: EFA types running on TCP."""
+    idle = sorted({r.node.instance_type for r in results if r.ok and r.expected_efa and not r.efa_in_use})
+    if not idle:
+        return []
+    return [f"no node sees an EFA device, so jobs use TCP sockets; {', '.join(idle)} can have EFA "
+            "(`--efa auto` attaches it; see docs/troubleshooting.md)"]
 
 
 def _int(value: str | None) -> int | None:

@@ -47,6 +47,7 @@ def test_local_nodes_take_the_hosts_gpus_and_table_lines_up() -> None:
     results = check.parse("== master\ngpus=0\ncpus=2\nrc=0\n== worker-1\ngpus=4\ncpus=2\nrc=0\n", nodes)
     assert [r.status for r in results] == ["ok", "ok"] and check.failures(results) == []
     assert check.table(results) == (
-        "NODE      ADDRESS    ROLE    SSH  GPUS  CPUS  DETAIL\n"
-        "master    127.0.0.2  master  ok   0     2\n"
-        "worker-1  127.0.0.3  worker  ok   4     2\n")
+        "NODE      ADDRESS    ROLE    SSH  GPUS  CPUS  EFA  DETAIL\n"
+        "master    127.0.0.2  master  ok   0     2     tcp\n"
+        "worker-1  127.0.0.3  worker  ok   4     2     tcp\n")
+    assert check.notes(results) == []
