@@ -123,3 +123,32 @@ def test_install_after_chainermn_patches_both_names(monkeypatch: pytest.MonkeyPa
     for module in (communicators, package):
         assert getattr(module.create_communicator, compat.MARK) is True
         assert module.create_communicator.__wrapped__ is create
+
+
+def test_the_finder_wraps_the_loader_and_never_recurses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It asks the finders behind it; one of those asking importlib again gets None from it, not a loop."""
+    import importlib.machinery
+    import importlib.util
+
+    real = importlib.machinery.ModuleSpec(compat.TARGET, importlib.machinery.SourceFileLoader(compat.TARGET, "x.py"))
+    asked: list[str] = []
+
+    class Behind:  # asks importlib again, as some finders do (itself answering only the outer call)
+        def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+            asked.append(fullname)
+            if len(asked) > 1:
+                return None
+            assert importlib.util._find_spec(fullname, path) is real  # type: ignore[attr-defined]  # from Plain
+            return real
+
+    class Plain:
+        def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+            return real if fullname == compat.TARGET else None
+
+    finder = compat.Finder()
+    monkeypatch.setattr(sys, "meta_path", [finder, Behind(), Plain()])
+    spec = finder.find_spec(compat.TARGET)
+    assert asked == [compat.TARGET] * 2 and spec is real  # the Finder was not asked twice
+    assert isinstance(spec.loader, compat._Loader)
+    assert not isinstance(spec.loader._inner, compat._Loader)  # wrapped once: the inner call got None from it
+    assert spec.loader.name == compat.TARGET  # the real loader's attributes show through
