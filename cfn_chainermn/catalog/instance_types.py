@@ -111,7 +111,7 @@ _TABLE: tuple[InstanceType, ...] = (
 )
 
 INSTANCE_TYPES: dict[str, InstanceType] = {t.name: t for t in _TABLE}
-DEFAULT_INSTANCE_TYPE = "p3.2xlarge"
+DEFAULT_INSTANCE_TYPE = "g6.xlarge"  # L4: the default image (open kernel modules, CUDA 12/13) drives it; V100 it cannot
 
 # Service Quotas codes (service code "ec2") for running vCPUs, by quota class.
 VCPU_QUOTA_CODES: dict[tuple[str, bool], str] = {

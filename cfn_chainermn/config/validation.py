@@ -176,6 +176,23 @@ def _ami_source(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     return []
 
 
+@rule("ami_ssm_parameter")
+def _closed_driver_gpus_need_an_image(cfg: ClusterConfig, for_stack: bool) -> Iterable[str]:
+    """V100 types on the default image, which cannot drive them (catalog/gpus.py); the template's
+    rule of the same meaning (template/gpu.py) refuses them in the console."""
+    from cfn_chainermn.catalog.gpus import driver_gap
+    from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+
+    if not for_stack or cfg.ami or cfg.ami_ssm_parameter != find("ami_ssm_parameter").default:
+        return
+    for name in cfg.instance_types:
+        gap = driver_gap(INSTANCE_TYPES[name].gpu_model) if name in INSTANCE_TYPES else None
+        if gap:
+            yield (f"instance_type: {name}: {gap}; the default image (Deep Learning Base OSS AMI) cannot drive it: "
+                   "give --ami of an image with that driver (cfn-chainermn ami build --profile current) or choose "
+                   "another type")
+
+
 @rule("efa")
 def _efa_on_needs_efa_types(cfg: ClusterConfig, for_stack: bool) -> Iterable[str]:
     from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES

@@ -20,7 +20,7 @@ from troposphere.policies import (
 )
 
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
-from cfn_chainermn.template import efa
+from cfn_chainermn.template import efa, gpu
 from cfn_chainermn.template.iam import Profiles
 from cfn_chainermn.template.network import Network
 from cfn_chainermn.template.parameters import Inputs
@@ -59,6 +59,7 @@ def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles
     placement = t.add_resource(ec2.PlacementGroup("PlacementGroup", Strategy="cluster"))
     efa.add_mapping(t)
     efa.add_rules(t, p)
+    gpu.add_rules(t, p)
     master_efa = efa.add_conditions(t, p, "Master", "MasterInstanceType")
     worker_efa = efa.add_conditions(t, p, "Worker", "WorkerInstanceType")
     master_groups = [Ref(net.cluster_sg), Ref(net.master_sg)]

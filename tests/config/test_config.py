@@ -18,8 +18,8 @@ def problems(**data: object) -> list[str]:
 
 def test_defaults_are_valid() -> None:
     cfg = build({})
-    assert cfg.instance_type == "p3.2xlarge"
-    assert cfg.worker_type == "p3.2xlarge"
+    assert cfg.instance_type == "g6.xlarge"
+    assert cfg.worker_type == "g6.xlarge"
     assert cfg.efs.mount_point == "/efs"
     assert validate(cfg) == []
 
@@ -154,7 +154,7 @@ def test_mount_points_of_their_own_are_fine(mount_point: str) -> None:
 
 
 @pytest.mark.parametrize(("data", "types"), [
-    ({}, ("p3.2xlarge",)),
+    ({}, ("g6.xlarge",)),
     ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge"}, ("p4d.24xlarge", "g5.xlarge")),
     ({"instance_type": "p4d.24xlarge", "worker_instance_type": "g5.xlarge", "workers": 0}, ("p4d.24xlarge",)),
     ({"instance_type": "g5.xlarge", "worker_instance_type": "g5.xlarge", "workers": 3}, ("g5.xlarge",)),

@@ -7,13 +7,14 @@ from typing import Any
 import pytest
 from stack_helpers import described_types
 
-from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
+from cfn_chainermn.config.model import build
 from cfn_chainermn.errors import PreflightError
 from cfn_chainermn.stack import preflight
 
 VPC, SUBNET, OTHER_VPC = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0", "vpc-0fedcba9876543210"
 EFS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"
 AMI = "ami-0123456789abcdef0"
+OWN_PARAMETER = "/my-team/images/chainer-current"
 # What `ami build` tags its images with (ami.tags), as DescribeImages returns them.
 BUILT = [{"Key": "cfn-chainermn:ami-profile", "Value": "current"}, {"Key": "cfn-chainermn:cuda", "Value": "11.0"}]
 
@@ -28,8 +29,10 @@ def _quota(value: float, code: str) -> dict[str, Any]:
 
 
 def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
+    # V100 needs an image of one's own (the default one cannot drive it): here named by an SSM parameter
     cfg = build({"name": "demo", "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "p3.16xlarge",
-                 "worker_instance_type": "p3.8xlarge", "workers": 3, "spot_workers": True}, for_stack=True)
+                 "worker_instance_type": "p3.8xlarge", "workers": 3, "spot_workers": True,
+                 "ami_ssm_parameter": OWN_PARAMETER}, for_stack=True)
     ec2, sq, ssm = stubbed("ec2"), stubbed("service-quotas"), stubbed("ssm")
     ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
     ec2.add_response("describe_instance_type_offerings", _offerings([
@@ -45,8 +48,7 @@ def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
     sq.add_response("get_aws_default_service_quota", _quota(64, "L-417A185B"),
                     {"ServiceCode": "ec2", "QuotaCode": "L-417A185B"})
     sq.add_response("get_service_quota", _quota(96, "L-7212CCBC"), {"ServiceCode": "ec2", "QuotaCode": "L-7212CCBC"})
-    ssm.add_response("get_parameter", {"Parameter": {"Name": DEFAULT_AMI_SSM_PARAMETER, "Value": AMI}},
-                     {"Name": DEFAULT_AMI_SSM_PARAMETER})
+    ssm.add_response("get_parameter", {"Parameter": {"Name": OWN_PARAMETER, "Value": AMI}}, {"Name": OWN_PARAMETER})
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI, "Tags": BUILT}]}, {"ImageIds": [AMI]})
     result = preflight.run(stubbed, cfg)
     assert (result.availability_zone, result.image_id, result.problems, result.warnings) == (

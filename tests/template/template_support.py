@@ -21,6 +21,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "existing-vpc-new-subnet": {
         "network": {"vpc_id": VPC, "route_table_id": RTB}, "efs": {"mode": "none"}, "workers": 0,
         "instance_type": "p3dn.24xlarge", "worker_instance_type": "p4d.24xlarge",
+        "ami": "ami-0123456789abcdef0",  # V100 needs an image with NVIDIA's proprietary driver (template/gpu.py)
     },
     "existing-subnet": {
         "network": {"vpc_id": VPC, "subnet_id": SUBNET},

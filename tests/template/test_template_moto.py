@@ -39,7 +39,7 @@ def test_stack_create_complete_on_moto(moto: Any, fmt: str) -> None:
     roles = sorted({t["Key"]: t["Value"] for t in i["Tags"]}[ROLE_TAG] for i in nodes)
     assert roles == ["master", "worker", "worker"]
     assert all({t["Key"]: t["Value"] for t in i["Tags"]}[CLUSTER_TAG] == "demo" for i in nodes)
-    assert {i["InstanceType"] for i in nodes} == {"p3.2xlarge"}
+    assert {i["InstanceType"] for i in nodes} == {"g6.xlarge"}
     master = next(i for i in nodes if i["InstanceId"] == outputs["ClusterMasterInstanceId"])
     assert master["PrivateIpAddress"] == outputs["ClusterMasterPrivateIP"]
     assert master["KeyName"] == "k"
