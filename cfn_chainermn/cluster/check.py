@@ -4,9 +4,12 @@ each node of an EFA type see the EFA devices its type has (one per network card)
 The probe runs ON the master, as the cluster user, with the cluster's own ssh config (so the
 known_hosts the agent wrote is what gets verified), one background ssh per node at once and
 a short ConnectTimeout: a dead node is named within seconds and 16 nodes take about as long
-as 2. EFA devices are counted from `fi_info -p efa`, as libfabric (and so NCCL) sees them; a
-node short of its type's count is a failure, unless no node sees any (EFA off, or never
-attached: every job then runs over TCP alike, which the check says in a note).
+as 2. EFA devices are counted from `fi_info -p efa`, as libfabric (and so NCCL) sees them, and
+shown against the type's network cards. What the stack attached is the same on every node of a
+type (all cards in an existing subnet, card 0 alone in a subnet of its own: template/efa.py),
+so a node is short when it sees fewer than the other nodes of its type, or none while others
+use EFA: NCCL cannot mix transports in a job. A whole cluster below its types' cards, or with
+no EFA at all (`--efa off`), is consistent: a note says so, and the check passes.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from cfn_chainermn.catalog.instance_types import gpus_of
 from cfn_chainermn.cluster.hostfile import Node
+from cfn_chainermn.cluster.readiness import plural
 from cfn_chainermn.cluster.remote import Remote
 from cfn_chainermn.jobs import fabric
 from cfn_chainermn.jobs.mpi import LOCAL_INSTANCE_TYPE
@@ -40,7 +44,7 @@ class NodeResult:
     detail: str
     efa: int | None = None  # EFA devices fi_info lists; None: not asked (a type without EFA) or no answer
     expected_efa: int = 0  # the type's network cards; 0: TCP
-    efa_in_use: bool = True  # False when no node of the cluster sees any EFA device: TCP everywhere
+    required_efa: int = 0  # what its peers show it should see: 0 where the cluster uses no EFA
 
     @property
     def status(self) -> str:
@@ -52,7 +56,7 @@ class NodeResult:
 
     @property
     def efa_short(self) -> bool:
-        return self.ok and self.efa_in_use and (self.efa or 0) < self.expected_efa
+        return self.ok and (self.efa or 0) < self.required_efa
 
     @property
     def fabric(self) -> str:
@@ -111,16 +115,32 @@ def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
             detail = other[-1] if other else (f"ssh exited {rc}" if rc else "no result")
         want = fabric.efa_devices(n.instance_type)
         seen = len(fabric.fi_info_devices("\n".join(efa_lines))) if ok and want else None
-        if ok and want and (seen or 0) < want:
-            detail = (f"sees {seen} of the {want} EFA devices {n.instance_type} has" if values.get("efa") is None
-                      else "no fi_info on PATH or in /opt/amazon/efa/bin: the EFA software is missing")
+        if ok and want and values.get("efa") == "no-fi_info":
+            detail = "no fi_info on PATH or in /opt/amazon/efa/bin: the EFA software is missing"
         results.append(NodeResult(
             node=n, ok=ok, gpus=_int(values.get("gpus")) if ok else None,
             cpus=_int(values.get("cpus")) if ok else None, expected_gpus=expected_gpus(n), detail=detail,
             efa=seen, expected_efa=want))
-    if not any(r.efa for r in results):  # nobody has EFA (off, or never attached): TCP alike, no shortfall
-        results = [replace(r, efa_in_use=False) for r in results]
-    return results
+    return _against_peers(results)
+
+
+def _against_peers(results: list[NodeResult]) -> list[NodeResult]:
+    """Each EFA node's requirement: the most any node of its type sees, at least 1 once any node
+    of the cluster uses EFA; a node below it is named with what it sees."""
+    peak: dict[str, int] = {}
+    for r in results:
+        peak[r.node.instance_type] = max(peak.get(r.node.instance_type, 0), r.efa or 0)
+    if not any(peak.values()):
+        return results
+    out = []
+    for r in results:
+        need = max(peak[r.node.instance_type], 1) if r.expected_efa else 0
+        if r.ok and (r.efa or 0) < need and not r.detail:
+            r = replace(r, detail=f"sees {plural(r.efa or 0, 'EFA device')} where the other {r.node.instance_type} "
+                        f"nodes see {need}" if peak[r.node.instance_type] else
+                        "sees no EFA device while the other nodes use EFA")
+        out.append(replace(r, required_efa=need))
+    return out
 
 
 def check(master: Remote, nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT,
@@ -147,12 +167,21 @@ def failures(results: Sequence[NodeResult]) -> list[NodeResult]:
 
 
 def notes(results: Sequence[NodeResult]) -> list[str]:
-    """What is true of the whole cluster rather than of one node: EFA types running on TCP."""
-    idle = sorted({r.node.instance_type for r in results if r.ok and r.expected_efa and not r.efa_in_use})
-    if not idle:
-        return []
-    return [f"no node sees an EFA device, so jobs use TCP sockets; {', '.join(idle)} can have EFA "
-            "(`--efa auto` attaches it; see docs/troubleshooting.md)"]
+    """What is true of the whole cluster rather than of one node: EFA types on TCP, or on fewer
+    network cards than they have."""
+    efa = [r for r in results if r.ok and r.expected_efa]
+    if efa and not any(r.efa for r in efa):
+        types = ", ".join(sorted({r.node.instance_type for r in efa}))
+        return [f"no node sees an EFA device, so jobs use TCP sockets; {types} can have EFA "
+                "(`--efa auto` attaches it; see docs/troubleshooting.md)"]
+    lines = []
+    for itype in sorted({r.node.instance_type for r in efa}):
+        peak = max(r.efa or 0 for r in efa if r.node.instance_type == itype)
+        cards = fabric.efa_devices(itype)
+        if 0 < peak < cards:
+            lines.append(f"the {itype} nodes see {peak} of their {cards} EFA devices: EFA on card 0 alone, as in "
+                         "a subnet the stack made itself (`--subnet-id` with an existing subnet gets every card)")
+    return lines
 
 
 def _int(value: str | None) -> int | None:

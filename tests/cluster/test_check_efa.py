@@ -59,23 +59,41 @@ def test_the_probe_marks_fi_info_domains_and_parse_counts_devices(tmp_path: Path
     assert (result.efa, result.expected_efa, result.fabric) == (4, 4, "4/4") and not result.efa_short
 
 
-def test_a_node_short_of_devices_is_named_and_fails() -> None:
-    def block(node: Node, buses: tuple[int, ...] | None) -> str:
-        efa = "efa=no-fi_info\n" if buses is None else "".join(
-            f"efa domain: {line.split('domain: ')[1]}\n" for line in fi_info_output(buses).splitlines()
-            if "domain: " in line)
-        return f"== {node.instance_id}\ngpus=8\ncpus=96\n{efa}rc=0\n"
+def block(node: Node, buses: tuple[int, ...] | None) -> str:
+    """A node's answer to the probe, as its shell prints it (fi_info's domain lines marked)."""
+    efa = "efa=no-fi_info\n" if buses is None else "".join(
+        f"efa domain: {line.split('domain: ')[1]}\n" for line in fi_info_output(buses).splitlines()
+        if "domain: " in line)
+    return f"== {node.instance_id}\ngpus=8\ncpus=96\n{efa}rc=0\n"
 
+
+def test_a_node_short_of_devices_is_named_and_fails() -> None:
     out = block(NODES[0], ALL4) + block(NODES[1], (16, 32)) + block(NODES[2], None) + block(NODES[3], ALL4)
     results = check.parse(out, NODES)
     assert [r.status for r in results] == ["ok", "EFA SHORT", "EFA SHORT", "ok"]
-    assert results[1].detail == "sees 2 of the 4 EFA devices p4d.24xlarge has"
+    assert results[1].detail == "sees 2 EFA devices where the other p4d.24xlarge nodes see 4"
     assert results[2].detail == "no fi_info on PATH or in /opt/amazon/efa/bin: the EFA software is missing"
     assert [r.node.instance_id for r in check.failures(results)] == ["i-w1", "i-w2"]
     table = check.table(results).splitlines()
     assert table[0].split()[:7] == ["NODE", "ADDRESS", "ROLE", "SSH", "GPUS", "CPUS", "EFA"]
     assert table[2].split()[3:8] == ["EFA", "SHORT", "8/8", "96", "2/4"]
     assert check.notes(results) == []
+
+
+def test_efa_on_card_0_alone_everywhere_is_consistent_and_noted() -> None:
+    """In a subnet the stack made itself, multi-card types get EFA on card 0 only: every node 1/4."""
+    results = check.parse("".join(block(n, (16,)) for n in NODES), NODES)
+    assert [r.status for r in results] == ["ok"] * 4 and {r.fabric for r in results} == {"1/4"}
+    assert check.notes(results) == [
+        "the p4d.24xlarge nodes see 1 of their 4 EFA devices: EFA on card 0 alone, as in a subnet the stack "
+        "made itself (`--subnet-id` with an existing subnet gets every card)"]
+    lone = check.parse(block(NODES[0], (16,)) + block(NODES[1], ()), NODES[:2])
+    assert lone[1].status == "EFA SHORT"
+    assert lone[1].detail == "sees 0 EFA devices where the other p4d.24xlarge nodes see 1"
+    g5 = Node("i-g5", "10.0.0.9", "master", "g5.48xlarge")  # the only node of its type, without EFA
+    mixed = check.parse(block(g5, ()) + block(NODES[1], ALL4), [g5, NODES[1]])
+    assert [r.status for r in mixed] == ["EFA SHORT", "ok"]
+    assert mixed[0].detail == "sees no EFA device while the other nodes use EFA"
 
 
 def test_no_node_with_efa_is_tcp_everywhere_not_a_failure() -> None:
@@ -132,4 +150,4 @@ def test_cluster_check_command_names_the_short_node(tmp_path: Path, monkeypatch:
     master, short = (line.split() for line in out.splitlines()[1:3])
     assert master[:5] == ["i-master", "10.0.0.10", "master", "ok", "8/8"] and master[6:] == ["4/4"]
     assert short[:6] == ["i-w1", "10.0.0.11", "worker", "EFA", "SHORT", "8/8"] and short[7] == "1/4"
-    assert "i-w1 (10.0.0.11) efa short: sees 1 of the 4 EFA devices p4d.24xlarge has" in err
+    assert "i-w1 (10.0.0.11) efa short: sees 1 EFA device where the other p4d.24xlarge nodes see 4" in err
