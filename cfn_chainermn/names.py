@@ -37,5 +37,9 @@ CLUSTER_PRIVATE_KEY = KEY_PREFIX + "id_ed25519"
 # The master's sshd host key, published by the master under the prefix only it may write: the
 # CLI pins the master from this object, never from nodes/ (which every node can write).
 MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"
+# The master's discovery (live nodes, readiness, host keys), published for the workers to read
+# with one conditional GET per refresh instead of each discovering the cluster themselves. Under
+# cluster-key/ so that, like the pinned host key, no worker can write what the others trust.
+CLUSTER_VIEW = KEY_PREFIX + "cluster-view.json"
 NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
 LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log

@@ -29,6 +29,7 @@ PURE_CORE = (
     "cfn_chainermn.template",
     "cfn_chainermn.cluster.hostfile",
     "cfn_chainermn.cluster.console_keys",
+    "cfn_chainermn.cluster.view",
     "cfn_chainermn.cluster.choice",
     "cfn_chainermn.jobs.mpi",
     "cfn_chainermn.jobs.fabric",

@@ -8,15 +8,16 @@ caller can keep its last good hostfile instead of writing an empty one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.cluster.hostfile import Node
+from cfn_chainermn.cluster.view import LIVE_STATES
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_HOST_KEY, NODES_PREFIX, ROLE_TAG
 
-LIVE_STATES = ("pending", "running")
 READY_NAME = "ready"
 HOST_KEY_NAME = "host_ed25519.pub"
 # Error codes S3 answers for "no such object" (GetObject: NoSuchKey; HEAD-style: 404/NotFound).
@@ -27,15 +28,16 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["get_bytes", "host_keys", "list_nodes", "master_host_key", "ready_ids"]
+__all__ = ["LIVE_STATES", "NodeObjects", "fetch_host_keys", "get_bytes", "get_changed", "host_keys",
+           "list_nodes", "live_instances", "master_host_key", "node_objects", "nodes_of", "ready_ids"]
 
 
-def _node_objects(s3: S3Client, bucket: str) -> Iterator[str]:
-    """Every key under nodes/ (paginated)."""
+def _node_objects(s3: S3Client, bucket: str) -> Iterator[tuple[str, str]]:
+    """(key, ETag) of every object under nodes/ (paginated: one call per 1,000 keys)."""
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=NODES_PREFIX)
     for page in pages:
         for obj in page.get("Contents", []):
-            yield str(obj["Key"])
+            yield str(obj["Key"]), str(obj.get("ETag", ""))
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -44,10 +46,30 @@ def _split(key: str) -> tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 and parts[0] else ("", "")
 
 
+@dataclass(frozen=True)
+class NodeObjects:
+    """What one listing of nodes/ says: who is ready, and the ETag of each published host key
+    (which changes when the key does, so a key already read need not be read again)."""
+
+    ready: frozenset[str]
+    host_key_etags: Mapping[str, str]
+
+
+def node_objects(s3: S3Client, bucket: str) -> NodeObjects:
+    """One listing of nodes/ (ListObjectsV2, paginated)."""
+    ready, etags = set(), {}
+    for key, etag in aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket))):
+        iid, name = _split(key)
+        if name == READY_NAME:
+            ready.add(iid)
+        elif name == HOST_KEY_NAME:
+            etags[iid] = etag
+    return NodeObjects(frozenset(ready), etags)
+
+
 def ready_ids(s3: S3Client, bucket: str) -> set[str]:
     """Instance ids that wrote nodes/<id>/ready."""
-    keys = aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket)))
-    return {iid for iid, name in map(_split, keys) if name == READY_NAME}
+    return set(node_objects(s3, bucket).ready)
 
 
 def _instances(ec2: EC2Client, stack_name: str) -> list[InstanceTypeDef]:
@@ -59,10 +81,13 @@ def _instances(ec2: EC2Client, stack_name: str) -> list[InstanceTypeDef]:
     return [inst for page in pages for res in page.get("Reservations", []) for inst in res.get("Instances", [])]
 
 
-def list_nodes(ec2: EC2Client, s3: S3Client, stack_name: str, bucket: str) -> list[Node]:
-    """The stack's pending/running instances, each marked ready when its ready object exists."""
-    instances = aws_call("DescribeInstances", lambda: _instances(ec2, stack_name))
-    ready = ready_ids(s3, bucket)
+def live_instances(ec2: EC2Client, stack_name: str) -> list[InstanceTypeDef]:
+    """The stack's pending/running instances (DescribeInstances, paginated)."""
+    return aws_call("DescribeInstances", lambda: _instances(ec2, stack_name))
+
+
+def nodes_of(instances: list[InstanceTypeDef], ready: frozenset[str] | set[str]) -> list[Node]:
+    """Instances as nodes, master first, each ready when its id is in `ready`."""
     nodes = []
     for inst in instances:
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
@@ -78,6 +103,12 @@ def list_nodes(ec2: EC2Client, s3: S3Client, stack_name: str, bucket: str) -> li
     return sorted(nodes, key=lambda n: (n.role != "master", n.instance_id))
 
 
+def list_nodes(ec2: EC2Client, s3: S3Client, stack_name: str, bucket: str) -> list[Node]:
+    """The stack's pending/running instances, each marked ready when its ready object exists."""
+    instances = live_instances(ec2, stack_name)
+    return nodes_of(instances, ready_ids(s3, bucket))
+
+
 def get_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
     """One object's body; AwsError (code NoSuchKey when absent) on failure."""
 
@@ -87,9 +118,57 @@ def get_bytes(s3: S3Client, bucket: str, key: str) -> bytes:
     return aws_call("GetObject", get)
 
 
+def get_changed(s3: S3Client, bucket: str, key: str, etag: str, limit: int) -> tuple[bytes, str] | None:
+    """(body, ETag) of an object, or None when its ETag is still `etag` ("": always read).
+
+    S3 answers If-None-Match with 304 Not Modified and no body, which botocore raises as a
+    ClientError of code "304" (boto3's behaviour, shown in paws-r/paws#462; moto does the same,
+    getmoto/moto#8534), so an unchanged object costs one request and nothing to parse. A body over
+    `limit` bytes is refused unread (AwsError, code TooLarge)."""
+
+    def get() -> tuple[bytes, str]:
+        got = (s3.get_object(Bucket=bucket, Key=key, IfNoneMatch=etag) if etag
+               else s3.get_object(Bucket=bucket, Key=key))
+        if int(got.get("ContentLength", 0)) > limit:
+            got["Body"].close()
+            raise AwsError(f"GetObject {key}: larger than {limit} bytes, not read", code="TooLarge",
+                           operation="GetObject")
+        return bytes(got["Body"].read(limit + 1)), str(got.get("ETag", ""))
+
+    try:
+        return aws_call("GetObject", get)
+    except AwsError as exc:
+        if etag and exc.code == "304":
+            return None
+        raise
+
+
 def key_line(text: str) -> str:
     """ "ssh-ed25519 AAAA..." from a .pub file's text: type and key, no comment ("" when empty)."""
     return " ".join(text.strip().split()[:2])
+
+
+def fetch_host_keys(s3: S3Client, bucket: str, etags: Mapping[str, str],
+                    known: Mapping[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+    """instance id -> (ETag, key line) for each id of `etags` (from node_objects), read with
+    GetObject only when `known` holds no key of that ETag: each key is read once, not per refresh.
+    A key deleted since the listing (its node just left) is skipped."""
+    out: dict[str, tuple[str, str]] = {}
+    for iid, etag in sorted(etags.items()):
+        old = (known or {}).get(iid)
+        if old is not None and etag and old[0] == etag:
+            out[iid] = old
+            continue
+        try:
+            data = get_bytes(s3, bucket, f"{NODES_PREFIX}{iid}/{HOST_KEY_NAME}")
+        except AwsError as exc:
+            if exc.code in MISSING_CODES:
+                continue
+            raise
+        line = key_line(data.decode("utf-8", "replace"))
+        if line:
+            out[iid] = (etag, line)
+    return out
 
 
 def host_keys(s3: S3Client, bucket: str) -> dict[str, str]:
@@ -99,16 +178,8 @@ def host_keys(s3: S3Client, bucket: str) -> dict[str, str]:
     (whose trust is flat: every node holds the cluster key) but not for pinning the master from
     outside it: that is master_host_key's job.
     """
-    keys = aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket)))
-    out: dict[str, str] = {}
-    for key in keys:
-        iid, name = _split(key)
-        if name != HOST_KEY_NAME:
-            continue
-        line = key_line(get_bytes(s3, bucket, key).decode("utf-8", "replace"))
-        if line:
-            out[iid] = line
-    return out
+    found = fetch_host_keys(s3, bucket, node_objects(s3, bucket).host_key_etags)
+    return {iid: line for iid, (_, line) in found.items()}
 
 
 def master_host_key(s3: S3Client, bucket: str) -> str | None:

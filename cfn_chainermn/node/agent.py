@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, TextIO
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.node import imds_guard, steps
-from cfn_chainermn.node.aws_backend import AwsInventory, CfnSignal, S3Bucket
+from cfn_chainermn.node.aws_backend import CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
+from cfn_chainermn.node.discovery import AwsInventory
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.local_backend import DirBucket, LocalInventory, NoSignal
 from cfn_chainermn.node.local_platform import LocalPlatform
@@ -55,7 +56,7 @@ def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None
         raise AgentError("AWS back end needs boto3 clients")
     platform = AwsPlatform(System(settings.root), imds or Imds(settings.imds_url, wait=settings.imds_wait))
     return Context(settings, platform, S3Bucket(clients.s3, settings.bucket),
-                   AwsInventory(clients.ec2, clients.s3, settings.stack, settings.bucket),
+                   AwsInventory(clients.ec2, clients.s3, settings),
                    CfnSignal(clients.cfn, settings), log, state)
 
 

@@ -1,4 +1,4 @@
-"""AWS back ends: the key bucket in S3, discovery through inventory.py, CloudFormation signals.
+"""AWS back ends: the key bucket in S3 and CloudFormation signals (discovery: discovery.py).
 
 Clients are made at the CLI edge and passed in.
 """
@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING, Literal
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.cluster import inventory
-from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AgentError, AwsError
 from cfn_chainermn.node.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
-    from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_s3 import S3Client
 
 
@@ -41,20 +39,6 @@ class S3Bucket:
 
     def delete(self, key: str) -> None:
         aws_call("DeleteObject", lambda: self.s3.delete_object(Bucket=self.name, Key=key))
-
-
-class AwsInventory:
-    def __init__(self, ec2: EC2Client, s3: S3Client, stack: str, bucket: str) -> None:
-        self.ec2, self.s3, self.stack, self.bucket = ec2, s3, stack, bucket
-
-    def list_nodes(self) -> list[Node]:
-        return inventory.list_nodes(self.ec2, self.s3, self.stack, self.bucket)
-
-    def host_keys(self) -> dict[str, str]:
-        return inventory.host_keys(self.s3, self.bucket)
-
-    def ssh_port(self, instance_id: str) -> int:
-        return 22
 
 
 # CloudFormation's answer when nothing waits for a signal: a worker added by `stack scale` or by

@@ -8,6 +8,8 @@ this machine. agent.py picks one set once; the steps only see these methods.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,12 +31,20 @@ class Bucket(Protocol):
         """Remove an object; one that does not exist is not an error."""
 
 
-class Inventory(Protocol):
-    def list_nodes(self) -> list[Node]:
-        """The cluster's live nodes with readiness; raises AwsError-like errors on failure."""
+@dataclass(frozen=True)
+class Discovery:
+    """What one look at the cluster found: its live nodes with readiness, their published host
+    keys (instance id -> "ssh-ed25519 AAAA..."), and how it was learned, in words ("" if nothing to say)."""
 
-    def host_keys(self) -> dict[str, str]:
-        """instance id -> published host public key."""
+    nodes: list[Node]
+    host_keys: Mapping[str, str]
+    how: str = ""
+
+
+class Inventory(Protocol):
+    def discover(self) -> Discovery:
+        """The cluster as this node may know it now; raises (AwsError, AgentError) on failure, so
+        the caller keeps its last good files."""
 
     def ssh_port(self, instance_id: str) -> int:
         """The node's sshd port (22 on AWS)."""

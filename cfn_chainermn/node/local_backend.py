@@ -15,6 +15,7 @@ from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.cluster.inventory import HOST_KEY_NAME, READY_NAME
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.names import NODES_PREFIX
+from cfn_chainermn.node.backends import Discovery
 
 
 class DirBucket:
@@ -77,11 +78,8 @@ class LocalInventory:
     def __init__(self, state_dir: str | Path) -> None:
         self.state_dir = Path(state_dir)
 
-    def list_nodes(self) -> list[Node]:
-        return list_nodes(self.state_dir)
-
-    def host_keys(self) -> dict[str, str]:
-        return host_keys(self.state_dir)
+    def discover(self) -> Discovery:
+        return Discovery(list_nodes(self.state_dir), host_keys(self.state_dir))
 
     def ssh_port(self, instance_id: str) -> int:
         for e in _entries(self.state_dir):

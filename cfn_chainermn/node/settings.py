@@ -18,6 +18,7 @@ from cfn_chainermn.node.system import System, write_atomic
 AWS_SETTINGS = "/etc/cfn-chainermn/agent.json"
 AWS_STATE = "/var/lib/cfn-chainermn/state.json"
 AWS_LOCK = "/var/lib/cfn-chainermn/hostfile.lock"
+AWS_DISCOVERY = "/var/lib/cfn-chainermn/discovery.json"  # node/discovery.py's cache, root's
 AWS_LOG = "/var/log/cfn-chainermn/agent.log"
 AWS_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -69,6 +70,10 @@ class Settings:
     def lock_path(self) -> Path:
         """Serialises hostfile writers: local nodes share one home, and the timer may race a boot."""
         return Path(self.state_dir) / "hostfile.lock" if self.local else System(self.root).path(AWS_LOCK)
+
+    def discovery_path(self) -> Path:
+        """What one refresh learned for the next (host keys read, the cluster view and its ETag)."""
+        return self.node_dir() / "discovery.json" if self.local else System(self.root).path(AWS_DISCOVERY)
 
     def home_dir(self) -> str:
         return self.home or f"/home/{self.user}"

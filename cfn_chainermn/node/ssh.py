@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from cfn_chainermn.cluster.hostfile import Node
@@ -134,7 +135,7 @@ def setup(ctx: Context) -> str:
     return f"{how}; host key published"
 
 
-def known_hosts(ctx: Context, nodes: list[Node], keys: dict[str, str]) -> str:
+def known_hosts(ctx: Context, nodes: list[Node], keys: Mapping[str, str]) -> str:
     """One line per live node that published its host key ("[ip]:port" off port 22)."""
     lines = []
     for node in sorted(nodes, key=lambda n: (n.private_ip, n.instance_id)):

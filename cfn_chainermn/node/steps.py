@@ -102,16 +102,16 @@ def cluster_files(ctx: Context) -> str:
 
 
 def _cluster_files(ctx: Context) -> str:
-    nodes = ctx.inventory.list_nodes()
-    keys = ctx.inventory.host_keys()
-    text = hostfile.render(nodes)
+    found = ctx.inventory.discover()
+    text = hostfile.render(found.nodes)
     files = ctx.files()  # the user's home: no-follow writes (homefiles.py); the copies are root's
     files.write("hostfile", text, 0o644)
-    files.write(".ssh/known_hosts", ssh.known_hosts(ctx, nodes, keys), 0o644, folder_mode=0o700)
+    files.write(".ssh/known_hosts", ssh.known_hosts(ctx, found.nodes, found.host_keys), 0o644, folder_mode=0o700)
     for path in ctx.platform.hostfile_copies():
         write_atomic(path, text, 0o644)
-    members = hostfile.members(nodes)
-    return f"{len(members)} ready nodes, {sum(n.slots for n in members)} slots"
+    members = hostfile.members(found.nodes)
+    how = f" ({found.how})" if found.how else ""
+    return f"{len(members)} ready nodes, {sum(n.slots for n in members)} slots{how}"
 
 
 def hostfile_step(ctx: Context) -> str:
