@@ -24,7 +24,8 @@ What each choice rests on:
   NVIDIA/nccl issue #1597) runs `--mca pml ^cm --mca btl tcp,self`: MPI's own messages go over
   TCP (the cm PML would open the EFA devices through the ofi MTL), NCCL's over EFA.
 - NCCL's bootstrap is always TCP: NCCL_SOCKET_IFNAME keeps it off lo and docker0, EFA or not.
-- TCP: `NCCL_NET=Socket` (NCCL's internal socket network, NCCL env docs) so a node of an
+- TCP: `NCCL_NET=Socket` (NCCL's internal socket network: NCCL env docs, and the name
+  ncclNetSocket carries in NVIDIA/nccl src/transport/net_socket.cc) so a node of an
   EFA-capable type never takes another transport than its peers, and a plugin on the image is
   never tried where no EFA is attached.
 """
