@@ -25,9 +25,8 @@ What each choice rests on:
   TCP (the cm PML would open the EFA devices through the ofi MTL), NCCL's over EFA.
 - NCCL's bootstrap is always TCP: NCCL_SOCKET_IFNAME keeps it off lo and docker0, EFA or not.
 - TCP: `NCCL_NET=Socket` (NCCL's internal socket network: NCCL env docs, and the name
-  ncclNetSocket carries in NVIDIA/nccl src/transport/net_socket.cc) so a node of an
-  EFA-capable type never takes another transport than its peers, and a plugin on the image is
-  never tried where no EFA is attached.
+  ncclNetSocket carries in NVIDIA/nccl src/transport/net_socket.cc), so every rank of a TCP
+  job takes NCCL's sockets, whatever plugin its image has and whatever its node's type.
 """
 
 from __future__ import annotations
