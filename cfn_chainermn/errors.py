@@ -62,6 +62,16 @@ class RemoteCommandError(RemoteError):
         super().__init__(f"remote command exited {returncode}{detail}")
 
 
+class BusyError(CfnChainermnError):
+    """`job submit --no-wait`: the nodes the job needs are held or queued for; nothing ran.
+
+    75 is sysexits' EX_TEMPFAIL (try again later); a job's own exit code can be any byte, so no
+    code is free of clashes, but this one is of no other failure of ours.
+    """
+
+    exit_code = 75
+
+
 class AgentError(CfnChainermnError):
     """A node-agent step failed; the message is the reason signalled to CloudFormation."""
 

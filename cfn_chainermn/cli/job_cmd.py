@@ -31,29 +31,34 @@ def job() -> None:
 @click.option("--files", "files", multiple=True, type=click.Path(exists=True),
               help="Extra file or folder to upload next to the script (repeatable; a folder keeps its "
                    "layout, without hidden entries and __pycache__).")
-@click.option("--detach", is_flag=True, help="Start it and return; its log stays on the shared mount.")
+@click.option("--detach", is_flag=True, help="Start it (or queue it) and return; its log stays on the shared mount.")
+@click.option("--no-wait", "no_wait", is_flag=True,
+              help="Fail at once (exit 75) when the nodes it needs are held by other jobs, instead of queueing.")
 @click.option("--python", "python", default=None, help="Interpreter for .py scripts (default: the cluster's).")
 @click.argument("script", type=click.Path(exists=True, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @access_options
 def submit(name: str, np: int, per_node: int | None, env: tuple[str, ...], secret_env: tuple[str, ...],
-           files: tuple[str, ...], detach: bool, python: str | None, script: str, args: tuple[str, ...],
-           access: dict[str, Any]) -> int:
+           files: tuple[str, ...], detach: bool, no_wait: bool, python: str | None, script: str,
+           args: tuple[str, ...], access: dict[str, Any]) -> int:
     """Upload SCRIPT to the shared mount and run it with mpiexec on NAME; returns the job's exit code.
 
     \b
     Example: cfn-chainermn job submit demo -n 32 -N 8 examples/train_mnist.py -- -g
-    Ctrl-C cancels the job on the cluster (no rank is left behind).
+    Ctrl-C cancels the job on the cluster (no rank is left behind). A job gets whole nodes no
+    other job holds; it waits for them in a queue on the master, first come first served.
     """
+    import functools
     import os
 
     from cfn_chainermn.jobs.submit import Request
     from cfn_chainermn.jobs.submit import submit as run
 
     request = Request(script=Path(script), np=np, per_node=per_node, args=args, env=env, secret_env=secret_env,
-                      files=[Path(f) for f in files], python=python, detach=detach)
+                      files=[Path(f) for f in files], python=python, detach=detach, wait=not no_wait)
+    say = functools.partial(click.echo, err=True)
     done = run(request, resolve=lambda: resolve_cluster(name, access), connect=lambda c: remote_for(c, access),
-               environ=os.environ, on_line=echo_line, on_started=lambda line: click.echo(line, err=True))
+               environ=os.environ, on_line=echo_line, on_started=say, on_note=say)
     if detach:
         click.echo(done.job_id)
         return 0

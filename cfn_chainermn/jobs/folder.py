@@ -1,8 +1,9 @@
 """A job's folder on the shared mount, and how it travels: one exec channel, no SFTP.
 
-`<shared>/jobs/<job-id>/` holds the user's script and `--files`, the hostfile, the runner
-scripts (jobs/sh/, see scripts.py) and later the log and exit code. The command that starts
-the job is sh/submit.sh itself: it writes this folder, then execs run.sh. Our own small text
+`<shared>/jobs/<job-id>/` holds the user's script and `--files`, the nodes ready at submit, the
+runner scripts (jobs/sh/, see scripts.py) and later the hostfile of the nodes the queue gave it,
+the log and exit code. The command that starts the job is sh/submit.sh itself: it writes this
+folder, then execs queue.sh, which execs run.sh when the job's turn comes. Our own small text
 files ride in its arguments; the user's files come on its stdin as a stream of `SIZE MODE
 NAME` lines each followed by SIZE bytes, ended by `END`. The command's length does not grow
 with the number of files, and nothing is held in memory here: files are read as they are sent.
@@ -24,9 +25,13 @@ from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.jobs import mpi, scripts
 
 JOBS = "jobs"
-RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "hostfile", "log", "summary", "pgid", "pgid.start",
-                      "mpiexec.pid", "exit_code", "exit_code.tmp", "cancelled"})
-LAUNCHED = "cfn-chainermn: job folder written"  # submit.sh's line between the upload's messages and the job's
+RESERVED = frozenset({"cmd.sh", "run.sh", "cancel.sh", "queue.sh", "hostfile", "nodes", "want", "queued",
+                      "queue.log", "log", "summary", "pgid", "pgid.start", "mpiexec.pid", "exit_code",
+                      "exit_code.tmp", "cancelled"})
+NOTE = "cfn-chainermn: "  # the master's lines for the client (not the job's), up to ADMITTED
+LAUNCHED = NOTE + "job folder written"  # submit.sh's line between the upload's messages and the queue's
+ADMITTED = NOTE + "admitted"  # queue.sh's line once the job has its nodes: the lines after it are the job's
+BUSY = 75  # queue.sh's exit with nowait when the job cannot start at once (sysexits' EX_TEMPFAIL)
 INLINE_LIMIT = 48 * 1024  # our own text files up to this much ride in the command (a shell arg takes 128 KiB)
 MAX_FILES = 10_000
 MAX_BYTES = 1 << 30
@@ -73,10 +78,12 @@ class Launch:
     # on stdin after the files: NAME, value; never a file, and never in a repr (a log, a test report)
     secrets: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
-    def command(self, mode: str) -> str:
-        """One shell command that writes the folder and execs run.sh (`attach`|`detach`)."""
+    def command(self, mode: str, *, wait: bool = True) -> str:
+        """One shell command that writes the folder and execs queue.sh (`attach`|`detach`); without
+        `wait`, queue.sh exits BUSY when the job's nodes are not free at once."""
         pairs = [word for name, text in self.written for word in (name, text)]  # submit.sh's NAME TEXT arguments
-        return scripts.inline("submit.sh", self.ref.directory, self.ref.job_id, mode, *pairs)
+        return scripts.inline("submit.sh", self.ref.directory, self.ref.job_id, mode, "wait" if wait else "nowait",
+                              *pairs)
 
     def chunks(self) -> Iterator[bytes]:
         """The stdin stream: each file's header and bytes, the secrets (`SIZE e NAME`), then END.
@@ -130,10 +137,10 @@ def prepare(*, shared: str, script: Path, files: Sequence[Path], hostfile_text: 
     argv = mpi.mpiexec_argv(full, net)
     summary = f"np={job.np} {script.name} {shlex.join(job.args)}".strip()
     ours = [("run.sh", scripts.text("run.sh")), ("cancel.sh", scripts.script("cancel.sh")),
-            ("cmd.sh", scripts.cmd_script(argv)),
-            ("summary", f"{summary}\n")]
-    if hostfile:
-        ours.append(("hostfile", hostfile_text))
+            ("queue.sh", scripts.script("queue.sh")), ("cmd.sh", scripts.cmd_script(argv)),
+            ("summary", f"{summary}\n"), ("want", f"{job.np} {job.per_node or 0}\n")]
+    if hostfile:  # the nodes ready now; queue.sh writes `hostfile` from those the job gets
+        ours.append(("nodes", hostfile_text))
     written: list[tuple[str, str]] = []
     room = INLINE_LIMIT
     for name, text in ours:  # a huge hostfile or argument list goes on stdin instead

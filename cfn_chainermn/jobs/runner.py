@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from cfn_chainermn.cluster.channel_io import LineSink, stream_lines
 from cfn_chainermn.cluster.remote import Remote, transport_errors
-from cfn_chainermn.errors import RemoteError
-from cfn_chainermn.jobs.folder import JOBS, LAUNCHED, JobRef, Launch
+from cfn_chainermn.errors import BusyError, RemoteError
+from cfn_chainermn.jobs.folder import ADMITTED, BUSY, JOBS, LAUNCHED, NOTE, JobRef, Launch
 from cfn_chainermn.jobs.scripts import inline
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
@@ -31,25 +31,36 @@ class NoJob(RemoteError):
 
 
 def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
-          on_started: Callable[[], None] | None = None) -> int:
+          on_started: Callable[[], None] | None = None, wait: bool = True,
+          on_note: Callable[[str], None] | None = None) -> int:
     """Send the job and run it; attached: stream its log and return its exit code.
 
-    `on_started` runs once the job folder is written and run.sh takes over, before any job output.
+    `on_started` runs once the job folder is written and the queue takes over, before any job
+    output; `on_note` gets the queue's news (`job JOB queued behind OTHER`). Without `wait`, a job
+    whose nodes are not free at once is not started: BusyError. A detached job that has to wait
+    returns 0 at once: it stays queued on the master.
     """
     ref = launch.ref
     broken = transport_errors()
-    chan = remote.open_command(launch.command("detach" if detach else "attach"))
+    chan = remote.open_command(launch.command("detach" if detach else "attach", wait=wait))
     before: list[str] = []  # the upload's own messages (mkdir's, say): for the error, not the job's output
-    launched = False
+    launched = admitted = False
 
     def route(line: str) -> None:
-        nonlocal launched
+        nonlocal launched, admitted
         if not launched:
             launched = line == LAUNCHED
             if not launched:
                 before.append(line)
             elif on_started is not None:
                 on_started()
+        elif not admitted:  # queue.sh's lines: news for the user, until the job has its nodes
+            admitted = line == ADMITTED
+            if not admitted and line.startswith(NOTE):
+                if on_note is not None:
+                    on_note(f"job {ref.job_id} {line[len(NOTE):]}")
+            elif not admitted:
+                before.append(line)
         elif detach:
             before.append(line)  # "started PID", or why not
         else:
@@ -76,6 +87,9 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
     if not launched:
         raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
                           f"{'; '.join(before) or 'no message'}")
+    if not admitted and rc == BUSY and not wait:
+        raise BusyError(f"job {ref.job_id} not started (--no-wait): {'; '.join(before) or 'its nodes are busy'}; "
+                        "`cfn-chainermn job list NAME` shows the jobs, or submit without --no-wait to queue it")
     if rc == -1:  # the channel closed without an exit status: sshd or the network went away
         raise _lost(remote, ref, remote.lost or "the session closed without an exit status", launched=True,
                     detach=detach)

@@ -1,7 +1,10 @@
 """The shell scripts of jobs, kept as shell in jobs/sh/ and read from the package once, when needed.
 
-Three are written into every job folder, so a job started by one version of the tool can be
+Four are written into every job folder, so a job started by one version of the tool can be
 followed and cancelled by another:
+
+- queue.sh waits for the nodes the job needs (a FIFO queue on the master, under a flock): it
+  writes the job's hostfile when its turn comes and nodes are free, then becomes run.sh.
 
 - run.sh starts cmd.sh in a session (process group) of its own; `run.sh attach` streams the
   log and runs cancel.sh when the client's channel closes before the job ends.
@@ -11,7 +14,7 @@ followed and cancelled by another:
   own. `job cancel` sends today's copy inline rather than running the folder's.
 
 The others are the command of an exec channel themselves (`inline`), their arguments set
-first: submit.sh writes the job folder and execs run.sh, logs.sh prints or follows a log,
+first: submit.sh writes the job folder and execs queue.sh, logs.sh prints or follows a log,
 list.sh lists the jobs. Nothing of ours has to be installed on the master.
 """
 
@@ -37,8 +40,8 @@ def cmd_script(argv: Sequence[str]) -> str:
     return text("cmd.sh").replace(COMMAND, shlex.join(argv), 1)
 
 
-# scripts that ask group.sh whether a job's process group is still its own
-USES_GROUP = frozenset({"cancel.sh", "list.sh", "logs.sh"})
+# scripts that ask group.sh whether a job's process group (or queue process) is still its own
+USES_GROUP = frozenset({"cancel.sh", "list.sh", "logs.sh", "queue.sh"})
 
 
 def script(name: str) -> str:

@@ -36,6 +36,7 @@ class Request:
     files: Sequence[Path] = ()
     python: str | None = None
     detach: bool = False
+    wait: bool = True  # False (--no-wait): BusyError when the job's nodes are not free at once
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ class Submitted:
 
 
 def submit(request: Request, *, resolve: Callable[[], Cluster], connect: Callable[[Cluster], Remote],
-           environ: Mapping[str, str], on_line: LineSink, on_started: Callable[[str], None]) -> Submitted:
+           environ: Mapping[str, str], on_line: LineSink, on_started: Callable[[str], None],
+           on_note: Callable[[str], None] | None = None) -> Submitted:
     """Run the job on the cluster `resolve` finds, once the request itself is known to be sound
     (a bad --env is a usage error before any lookup); `on_started` gets one line naming the job
-    (ranks, nodes, log) once it runs."""
+    (ranks, nodes, log) once it is on the master, `on_note` the queue's news while it waits there
+    for its nodes (jobs/sh/queue.sh)."""
     r = request
     job_env = mpi.parse_env(r.env)
     secrets = mpi.secret_env(r.secret_env, environ, job_env)
@@ -72,7 +75,7 @@ def submit(request: Request, *, resolve: Callable[[], Cluster], connect: Callabl
     with connect(cluster) as remote:
         kept: list[str] = []
         rc = runner.start(remote, launch, detach=r.detach, on_line=runner.tee(on_line, kept),
-                          on_started=lambda: on_started(started))
+                          on_started=lambda: on_started(started), wait=r.wait, on_note=on_note)
         if r.detach:
             return Submitted(ref.job_id, 0)
         if rc != 0 and runner.looks_like_launch_failure(kept):

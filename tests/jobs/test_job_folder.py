@@ -23,9 +23,9 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
     rc, out = run_sh(launch.command("attach"), launch.payload())
     d = tmp_path / "shared" / "jobs" / "j1"
     assert rc == 3
-    assert out.splitlines() == [job_folder.LAUNCHED, "hi from ./job.sh", str(len(blob))]
+    assert out.splitlines() == [job_folder.LAUNCHED, job_folder.ADMITTED, "hi from ./job.sh", str(len(blob))]
     assert (d / "weights.bin").read_bytes() == blob
-    assert (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"
+    assert (d / "nodes").read_text() == (d / "hostfile").read_text() == "127.0.0.2 slots=1\n"  # the queue's pick
     assert (d / "run.sh").read_text() == job_scripts.text("run.sh")
     assert (d / "cancel.sh").read_text() == job_scripts.script("cancel.sh")
     assert (d / "summary").read_text() == "np=1 job.sh\n"
@@ -36,14 +36,15 @@ def test_the_folder_arrives_byte_exact_and_the_job_runs(tmp_path: Path) -> None:
 
 def test_our_files_ride_in_the_command_and_a_huge_one_on_stdin(tmp_path: Path) -> None:
     small = launch_with_plain_cmd(tmp_path)
-    assert [n for n, _ in small.written] == ["run.sh", "cancel.sh", "cmd.sh", "summary", "hostfile"]
+    assert [n for n, _ in small.written] == ["run.sh", "cancel.sh", "queue.sh", "cmd.sh", "summary", "want", "nodes"]
     assert [u.name for u in small.sent] == ["job.sh"]  # only the user's files cost a process each
     hosts = "".join(f"10.0.{i // 250}.{i % 250 + 1} slots=8\n" for i in range(4000))  # > a shell argument's room
     big = launch_with_plain_cmd(tmp_path / "big", hostfile=hosts)
-    assert "hostfile" in [u.name for u in big.sent] and len(big.command("attach")) < job_folder.INLINE_LIMIT + 4096
+    assert "nodes" in [u.name for u in big.sent] and len(big.command("attach")) < job_folder.INLINE_LIMIT + 4096
     rc, out = run_sh(big.command("attach"), big.payload())
     assert rc == 3, out
-    assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "hostfile").read_text() == hosts
+    assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "nodes").read_text() == hosts
+    assert (tmp_path / "big" / "shared" / "jobs" / "j1" / "hostfile").read_text() == hosts.split("\n")[0] + "\n"
 
 
 def test_a_folder_keeps_its_layout_without_hidden_entries(tmp_path: Path) -> None:

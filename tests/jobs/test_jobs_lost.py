@@ -106,8 +106,8 @@ class _Dropping(ShellRemote):
     def open_command(self, command: str, *, combine: bool = True) -> FakeChannel:
         if not self.commands:
             self.commands.append(command)
-            return FakeChannel([job_folder.LAUNCHED.encode() + b"\n", b"epoch 1\n"], eof=False, closed=True,
-                               status=-1)
+            said = [job_folder.LAUNCHED, job_folder.ADMITTED, "epoch 1"]
+            return FakeChannel([f"{line}\n".encode() for line in said], eof=False, closed=True, status=-1)
         return super().open_command(command, combine=combine)  # type: ignore[no-any-return]
 
     def connect(self) -> Any:  # no SSH here: the shell channels stand in for it

@@ -1,13 +1,13 @@
 #!/bin/sh
-# `job logs`: the log of the job in folder $1 and its exit code (0 while it runs); with $2 =
-# follow, the log until the job ends and then its exit code. 254: no such job. Sent as the
-# command itself (runner.logs), so nothing is installed on the master.
+# `job logs`: the log of the job in folder $1 and its exit code (0 while it runs or waits); with
+# $2 = follow, the log until the job ends and then its exit code (a queued job: once it starts).
+# 254: no such job. Sent as the command itself (runner.logs), so nothing is installed on the master.
 # group.sh comes in front wherever this is sent or written; run alone from the package, fetch it
 # shellcheck disable=SC1091
 command -v job_running >/dev/null 2>&1 || . "$(dirname "$0")/group.sh"
 cd "$1" 2>/dev/null || exit 254
 if [ "${2:-}" != follow ]; then
-  cat log
+  [ ! -f log ] || cat log  # none while queued
   [ -f exit_code ] && exit "$(cat exit_code)"
   exit 0
 fi
@@ -16,13 +16,14 @@ fi
 # orphans its finished cmd.sh stays a zombie that `--pid` takes for alive. This shell reaps its
 # own child while it waits for tail, and stops it when tail ends early (the client went away:
 # SIGPIPE). tail's own complaints (inotify limits) are not job output.
+while [ ! -f pgid ] && [ ! -f cancelled ] && queue_alive .; do sleep 0.2; done  # queued: until it starts
 if job_running .; then  # group.sh (sets pg): a stranger that took the group id is not followed
   # shellcheck disable=SC2154 # pg is set by group.sh's job_running
   ( while [ ! -f exit_code ] && kill -0 "-$pg" 2>/dev/null; do sleep 0.1; done ) >/dev/null 2>&1 &
   w=$!
   tail -s 0.1 -n +1 --pid="$w" -f log 2>/dev/null
   kill "$w" 2>/dev/null
-else
+elif [ -f log ]; then
   cat log
 fi
 i=0
