@@ -49,6 +49,13 @@ $(CHECKOV_STAMP):
 install: $(SYSDEPS_STAMP) $(STAMP) $(CHECKOV_STAMP) ## .venv with the package and test tools, Debian packages when root
 	@# the AMI recipe's pinned CPU stack, downloaded now so its test installs it with no network
 	$(BIN)/python -m cfn_chainermn.ami.wheelhouse .cache/ami-wheelhouse
+	@# the cuda12 profile's stack, CuPy included (113 MB): the AMI step's test and the node agent's
+	@# first-boot install run from it offline (tests/ami/test_ami_stack_cuda12.py, tests/node/test_chainer_stack.py)
+	$(BIN)/python -m cfn_chainermn.ami.wheelhouse --profile cuda12 --with-gpu .cache/ami-wheelhouse-cuda12
+	@# the node agent's hash-pinned dependencies: a local mirror without this project, for the
+	@# test that boots a node from the released template with no index (tests/template/test_bootstrap_e2e.py)
+	test -f .cache/agent-wheelhouse/.complete || { $(PIP) download --no-deps --only-binary :all: --require-hashes \
+	  -r cfn_chainermn/node/agent-lock.txt -d .cache/agent-wheelhouse && touch .cache/agent-wheelhouse/.complete; }
 	@# Chainer 7 removed the 'hierarchical' communicator that 2018 scripts ask for: the local
 	@# cluster's jobs get pure_nccl (GPU) or naive instead, with one warning line (docs/jobs.md)
 	$(BIN)/python -m cfn_chainermn.jobs.compat_install
@@ -80,7 +87,7 @@ bench: install ## benchmarks, as ratios against baselines timed in the same run
 
 clean: ## remove the venvs, caches and local state (also what install put outside the checkout)
 	-test -x $(BIN)/cfn-chainermn && $(BIN)/cfn-chainermn local down --all 2>/dev/null
-	rm -rf $(VENV) $(CHECKOV_VENV) .cache/ami-wheelhouse .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
+	rm -rf $(VENV) $(CHECKOV_VENV) .cache/ami-wheelhouse .cache/ami-wheelhouse-cuda12 .cache/agent-wheelhouse .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info out .local-cluster .demo
 	$(PLACES) remove
 
 .PHONY: help install lint test golden templates demo bench clean

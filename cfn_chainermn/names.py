@@ -13,6 +13,7 @@ STACK_NAME_RULE = "use 1-128 letters, digits and hyphens, starting with a letter
 
 # Logical ids that the node agent signals and the CLI reports on.
 MASTER_RESOURCE = "ClusterMaster"
+AGENT_RESOURCE = "NodeAgent"  # its Metadata carries the agent wheel (template/userdata.py)
 WORKER_GROUP_RESOURCE = "WorkerGroup"
 
 # Tags the template puts on every instance; discovery and `stack list` key on them.
@@ -43,3 +44,7 @@ MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"
 CLUSTER_VIEW = KEY_PREFIX + "cluster-view.json"
 NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
 LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
+# The Chainer stack's wheelhouse (node/chainer_stack.py): the master builds and writes it, every
+# node reads it; the manifest (wheel names and sha256s) is written last.
+CHAINER_STACK_PREFIX = "chainer-stack/"
+CHAINER_STACK_MANIFEST = CHAINER_STACK_PREFIX + "manifest.json"

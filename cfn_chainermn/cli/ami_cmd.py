@@ -59,19 +59,23 @@ def _placeholder_wheel(tmp: Path) -> Path:
 
 
 def _agent_wheel(given: Path | None, tmp: Path) -> Path:
-    """The wheel the image installs: the one given (checked), else a fresh build of this checkout.
+    """The wheel the image installs: the one given (checked), else this package's own, byte for
+    byte the one its templates carry (template/agent_bundle.py), so the bootstrap's sha256 matches.
 
     Never a dist/ leftover: it may carry the same version as older code.
     """
     from cfn_chainermn.errors import ConfigError
-    from cfn_chainermn.stack import staging
+    from cfn_chainermn.template import agent_bundle
 
     if given is not None:
-        problem = staging.wheel_problem(given)
+        problem = agent_bundle.wheel_problem(given)
         if problem:
             raise ConfigError(f"--agent-wheel: {problem}")
         return given
-    return staging.build_wheel(tmp)
+    bundle = agent_bundle.current()
+    wheel = tmp / bundle.filename
+    wheel.write_bytes(bundle.wheel)
+    return wheel
 
 
 class _VersionProfileCommand(click.Command):

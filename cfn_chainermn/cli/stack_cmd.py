@@ -9,19 +9,16 @@ stack goes through a change set that is shown first.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from cfn_chainermn import __version__
 from cfn_chainermn.cli.aws_flags import AwsTarget, aws_options, name_argument, output_option, stack_target
 from cfn_chainermn.cli.options import cluster_options, config_from_options
 from cfn_chainermn.cli.stack_read import READ_COMMANDS
 from cfn_chainermn.cli.stack_view import operations, outcomes, print_outputs
 from cfn_chainermn.config.model import MAX_WORKERS, ClusterConfig
 from cfn_chainermn.errors import ConfigError
-from cfn_chainermn.stack.staging import AGENT_SOURCES, check_agent_options
 
 
 def _change_options(func: Any) -> Any:
@@ -30,20 +27,8 @@ def _change_options(func: Any) -> Any:
                         help="Follow the stack's events until it settles.")(func)
 
 
-def _agent_options(func: Any) -> Any:
-    func = click.option("--agent-wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        default=None,
-                        help=f"Agent wheel to stage: cfn_chainermn-{__version__}-py3-none-any.whl "
-                             "(default: built from this checkout, afresh each time).")(func)
-    return click.option("--agent-source", type=click.Choice(AGENT_SOURCES), default="staged", show_default=True,
-                        help="Where nodes get the agent: this package staged in S3, AgentPackage from a "
-                             "package index, or already on the AMI.")(func)
-
-
-def _cluster_config(name: str, agent_source: str, agent_wheel: Path | None, kwargs: dict[str, Any]) -> ClusterConfig:
-    cfg = config_from_options(kwargs, name=name, for_stack=True)
-    check_agent_options(agent_source, agent_wheel)
-    return cfg
+def _cluster_config(name: str, kwargs: dict[str, Any]) -> ClusterConfig:
+    return config_from_options(kwargs, name=name, for_stack=True)
 
 
 @click.group()
@@ -63,27 +48,27 @@ def stack() -> None:
 @click.argument("name")
 @cluster_options
 @aws_options
-@_agent_options
 @click.option("--on-failure", type=click.Choice(["rollback", "delete", "keep"]), default="rollback",
               show_default=True, help="What CloudFormation does when the create fails (keep = leave for debugging).")
 @_change_options
 @output_option()
-def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
-           agent_wheel: Path | None, on_failure: str, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
+def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, on_failure: str, wait: bool,
+           yes: bool, output: str, **kwargs: Any) -> None:
     """Create the cluster stack NAME, follow its events and print its outputs.
 
     Validates, estimates the cost, runs preflight checks (key pair, instance offerings, vCPU
-    quota, network, EFS, AMI), asks, stages the node agent, creates, and streams events.
+    quota, network, EFS, AMI), asks, creates (the node agent travels inside the template), and
+    streams events.
 
     \b
     Examples:
       cfn-chainermn stack create demo --key-name K --ssh-cidr 203.0.113.7/32 --workers 3 --instance-type p3.16xlarge
       cfn-chainermn stack create demo --config cluster.yaml --yes --output json > outputs.json
     """
-    cfg = _cluster_config(name, agent_source, agent_wheel, kwargs)
+    cfg = _cluster_config(name, kwargs)
     with outcomes():
         outcome = operations(AwsTarget(aws_profile, cfg.region or None, aws_endpoint_url)).create(
-            cfg, agent_source=agent_source, agent_wheel=agent_wheel, on_failure=on_failure, wait=wait, yes=yes)
+            cfg, on_failure=on_failure, wait=wait, yes=yes)
     if outcome is not None:
         print_outputs(outcome.stack, output)
 
@@ -92,24 +77,22 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, age
 @click.argument("name")
 @cluster_options
 @aws_options
-@_agent_options
 @_change_options
 @output_option()
-def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, agent_source: str,
-           agent_wheel: Path | None, wait: bool, yes: bool, output: str, **kwargs: Any) -> None:
+def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, wait: bool, yes: bool, output: str,
+           **kwargs: Any) -> None:
     """Change stack NAME: the flags and --config given, on top of the stack's current settings.
 
     Settings not given keep the values the stack has now; the change set is shown before it runs.
     """
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
-    check_agent_options(agent_source, agent_wheel)
 
     def configure(base: dict[str, Any]) -> ClusterConfig:
         return config_from_options(kwargs, name=name, for_stack=True, base=base)
 
     with outcomes():
         outcome = operations(AwsTarget(aws_profile, given.region or None, aws_endpoint_url)).update(
-            name, configure, agent_source=agent_source, agent_wheel=agent_wheel, wait=wait, yes=yes)
+            name, configure, wait=wait, yes=yes)
     if outcome is not None:
         print_outputs(outcome.stack, output)
 

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cfn_chainermn import __version__
 from cfn_chainermn.catalog.instance_types import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
 from cfn_chainermn.config.sections import EfsConfig, NetworkConfig
 from cfn_chainermn.config.setting import (
@@ -36,7 +35,8 @@ from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.names import STACK_NAME_PATTERN, STACK_NAME_RULE
 
 __all__ = [
-    "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
+    "AGENT_PIN", "AGENT_SOURCES", "DEFAULT_AMI_SSM_PARAMETER",
+    "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
     "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig", "find", "settings",
 ]
 
@@ -50,6 +50,11 @@ def tag_flag(items: tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"--tag: {item!r} is not KEY=VALUE")
         parsed[key] = value
     return {"tags": parsed}
+
+
+AGENT_SOURCES = ("template", "ami", "index")
+# A pinned agent requirement: the only way a node installs this project from an index.
+AGENT_PIN = r"cfn-chainermn==[0-9][0-9A-Za-z.+!-]* --hash=sha256:[0-9a-f]{64}"
 
 
 def _instance_type(flag: Flag, param: Param, doc: str, **kwargs: Any) -> str:
@@ -162,19 +167,33 @@ class ClusterConfig:
         doc="at most 40. Keys have 1–128 characters (letters, digits, spaces and `_ . : / = + - @`) and must not start "
             "with `aws:`; values have at most 256. `stack create` puts them on the stack, and CloudFormation copies "
             "them to its resources.")
+    agent_source: str = setting(
+        "template", choices=AGENT_SOURCES, optional=False,
+        invalid="{value!r} is not allowed; choose one of {choices}",
+        flag=Flag("--agent-source", "Where nodes get the agent: the template itself, the AMI, or a package index "
+                  "(AgentPackage, pinned by hash).", choice=True),
+        param=Param("AgentSource", "Agent source", AGENT, "template: the agent travels inside this template; ami: "
+                    "the image has it baked (cfn-chainermn ami build); index: AgentPackage, pinned by hash."),
+        doc="`template` (the agent wheel travels inside the template and nodes read it back with GetTemplate), "
+            "`ami` (baked into the image by `ami build`; a node without it fails at once) or `index` "
+            "(`agent_package` from `agent_index_url`, pinned by hash)")
     agent_package: str = setting(
-        f"cfn-chainermn=={__version__}",
-        flag=Flag("--agent-package", "pip requirement of the node agent on stock AMIs."),
-        param=Param("AgentPackage", "Agent package", AGENT, "pip requirement of the node agent, installed when the AMI "
-                    "lacks it.", pattern=r"""^[^'"`$\\;\n]*[^'"`$\\;\s][^'"`$\\;\n]*$""",
-                    constraint="a pip requirement such as cfn-chainermn==0.1.0"),
-        doc_default="`cfn-chainermn==<this version>`",
-        doc="the pip requirement nodes install when their AMI lacks the agent; no quotes or shell characters")
+        "",
+        flag=Flag("--agent-package", "With --agent-source index: cfn-chainermn==VERSION --hash=sha256:HEX."),
+        param=Param("AgentPackage", "Agent package", AGENT, "With AgentSource index: the agent's pinned requirement, "
+                    "cfn-chainermn==VERSION --hash=sha256:HEX.", pattern=rf"^({AGENT_PIN})?$",
+                    constraint="empty, or cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"),
+        doc_default="empty",
+        doc="with `agent_source: index`, the agent's requirement pinned by hash, "
+            "`cfn-chainermn==VERSION --hash=sha256:<64 hex digits>`: a node never installs this project by name "
+            "unless its hash is pinned")
     agent_index_url: str = setting(
-        "", flag=Flag("--agent-index-url", "Package index the nodes install the agent from."),
-        param=Param("AgentIndexUrl", "Agent package index", AGENT, "https package index for the agent; empty = PyPI.",
+        "", flag=Flag("--agent-index-url", "Package index for the agent's pinned dependencies (and AgentPackage)."),
+        param=Param("AgentIndexUrl", "Agent package index", AGENT, "https package index for the agent's hash-pinned "
+                    "dependencies (and AgentPackage); empty = PyPI.",
                     pattern=rf"^(https://{NO_SHELL}+)?$", constraint="empty or an https:// URL"),
-        doc_default="empty (= PyPI)", doc="an `https://` package index")
+        doc_default="empty (= PyPI)", doc="an `https://` package index (a mirror) for the agent's hash-pinned "
+                                          "dependencies, and for `agent_package`")
     # Client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with.
     identity_file: str = setting(
         "", doc_flag="`-i`/`--identity-file` of `job`, `ssh`, `cluster check` (or `CFN_CHAINERMN_IDENTITY_FILE`)",
@@ -193,13 +212,8 @@ class ClusterConfig:
         return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
 
 
-# A parameter no setting has: `stack create` sets it when it stages the agent wheel.
-TEMPLATE_ONLY = (
-    Param("AgentWheelS3Path", "Agent wheel in S3", AGENT, "bucket/key of an agent wheel to install instead (set by "
-          "`cfn-chainermn stack create`); empty = use the package.",
-          pattern=rf"^([a-z0-9][a-z0-9.-]{{1,61}}[a-z0-9]/{NO_SHELL}+\.whl)?$",
-          constraint="empty or bucket/path/to/agent.whl"),
-)
+# Parameters no setting has (none since the agent travels inside the template).
+TEMPLATE_ONLY: tuple[Param, ...] = ()
 
 
 def settings() -> tuple[Entry, ...]:

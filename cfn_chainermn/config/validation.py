@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.config.mount_point import mount_point_pattern, mount_point_problem
-from cfn_chainermn.config.settings import find, settings
+from cfn_chainermn.config.settings import AGENT_PIN, find, settings
 
 if TYPE_CHECKING:
     from cfn_chainermn.config.settings import ClusterConfig
@@ -219,8 +219,13 @@ def _tags(cfg: ClusterConfig, for_stack: bool) -> list[str]:
 
 @rule("agent_package")
 def _agent_package(cfg: ClusterConfig, for_stack: bool) -> list[str]:
-    if not cfg.agent_package.strip() or any(c in cfg.agent_package for c in "'\"`$\\;\n"):
-        return ["agent_package: give a pip requirement such as cfn-chainermn==0.1.0 (no quotes or shell characters)"]
+    if cfg.agent_package and not re.fullmatch(AGENT_PIN, cfg.agent_package):
+        return ["agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits> (a node installs this "
+                "project from an index only pinned by hash)"]
+    if cfg.agent_source == "index" and not cfg.agent_package:
+        return ["agent_package: agent_source index needs it: cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"]
+    if cfg.agent_package and cfg.agent_source != "index":
+        return [f"agent_package: only used with agent_source index (it is {cfg.agent_source}); drop it"]
     return []
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.errors import StackError
@@ -48,8 +47,7 @@ class StackOps:
         if not self.progress.ask(question):
             raise Declined(question)
 
-    def create(self, cfg: ClusterConfig, *, agent_source: str, agent_wheel: Path | None, on_failure: str,
-               wait: bool, yes: bool) -> Outcome | None:
+    def create(self, cfg: ClusterConfig, *, on_failure: str, wait: bool, yes: bool) -> Outcome | None:
         """Cost, name check, preflight, the question, staging, CreateStack, then follow it."""
         from cfn_chainermn.catalog.instance_types import estimate
         from cfn_chainermn.stack.cfn import create as create_stack
@@ -63,7 +61,7 @@ class StackOps:
         cfg = prepare(aws, self.progress, cfg)
         if not yes:
             self._confirm(f"Create stack {name} in {aws.region}?")
-        source, params = template_and_parameters(aws, self.progress, cfg, agent_source, agent_wheel)
+        source, params = template_and_parameters(aws, cfg)
         stack_id = create_stack(aws.client("cloudformation"), name, source, params, stack_tags(cfg.tags),
                                 on_failure=on_failure)
         self.say(f"creating stack {name} ({stack_id})")
@@ -72,8 +70,8 @@ class StackOps:
             return None
         return follow_to(aws, self.progress, name, stack_id, "CREATE_COMPLETE")
 
-    def update(self, name: str, configure: Callable[[dict[str, Any]], ClusterConfig], *, agent_source: str,
-               agent_wheel: Path | None, wait: bool, yes: bool) -> Outcome | None:
+    def update(self, name: str, configure: Callable[[dict[str, Any]], ClusterConfig], *, wait: bool,
+               yes: bool) -> Outcome | None:
         """`configure(base)` gives the new config over the stack's current settings; shown as a change set."""
         from cfn_chainermn.config.params import config_overrides
         from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of, stack_tags, tags_of
@@ -84,7 +82,7 @@ class StackOps:
         base: dict[str, Any] = config_overrides(parameters_of(current))
         base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(_SYSTEM_TAG_PREFIXES)}
         cfg = prepare(aws, self.progress, configure(base), parameters_of(current).get("AvailabilityZone", ""))
-        source, params = template_and_parameters(aws, self.progress, cfg, agent_source, agent_wheel)
+        source, params = template_and_parameters(aws, cfg)
         change_set = create_change_set(aws.client("cloudformation"), name, source, dict(params),
                                        stack_tags(cfg.tags))
         return self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
@@ -141,13 +139,9 @@ class StackOps:
         return follow_to(self.aws, self.progress, name, stack_id, "UPDATE_COMPLETE", stream)
 
     def delete(self, name: str, *, wait: bool, yes: bool) -> None:
-        """Empty the key bucket, delete, follow; once more if a node wrote to the bucket meanwhile.
-
-        Then staged agent wheels that no stack of the region uses leave the staging bucket.
-        """
+        """Empty the key bucket, delete, follow; once more if a node wrote to the bucket meanwhile."""
         from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
         from cfn_chainermn.stack.cfn import delete as delete_stack
-        from cfn_chainermn.stack.provision import prune_wheels
         from cfn_chainermn.stack.watch import EventStream
 
         aws = self.aws
@@ -173,7 +167,6 @@ class StackOps:
                 self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
                 continue
             settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
-            prune_wheels(aws, self.progress)
             return
 
     def watch(self, name: str) -> Outcome:

@@ -1,4 +1,4 @@
-"""The steps around a stack write: preflight before it, staging for it, pruning wheels after a delete.
+"""The steps around a stack write: preflight before it, the template (staged when big) for it.
 
 Used by stack/operations.py; each step reports through `Progress` and raises the package's
 errors (PreflightError lists every problem at once).
@@ -7,7 +7,6 @@ errors (PreflightError lists every problem at once).
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.config.model import ClusterConfig
@@ -55,43 +54,14 @@ def check_quota_for(aws: Aws, progress: Progress, name: str, params: dict[str, s
         raise PreflightError("\n".join(result.problems))
 
 
-def template_and_parameters(aws: Aws, progress: Progress, cfg: ClusterConfig, agent_source: str,
-                            agent_wheel: Path | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Stage what needs staging; the template source and the stack parameters."""
+def template_and_parameters(aws: Aws, cfg: ClusterConfig) -> tuple[dict[str, str], dict[str, str]]:
+    """The template source (staged in S3 when too big to pass inline, as it is with the agent
+    inside) and the stack parameters."""
     from cfn_chainermn.config.params import template_parameters
     from cfn_chainermn.stack.cfn import compact, template_source
     from cfn_chainermn.stack.staging import Stager
     from cfn_chainermn.template import render
 
     stager = Stager(aws)
-    params = template_parameters(cfg)
-    if agent_source == "staged":
-        params["AgentWheelS3Path"] = stager.agent_wheel(agent_wheel)
-        progress.say(f"agent: staged s3://{params['AgentWheelS3Path']}")
     body = compact(render(cfg, "json"))
-    return template_source(body, lambda text: stager.template(cfg.name, text)), params
-
-
-def prune_wheels(aws: Aws, progress: Progress) -> None:
-    """After a delete: drop staged agent wheels no stack uses (stack/wheel_gc.py); a failure only warns."""
-    from botocore.exceptions import BotoCoreError
-
-    from cfn_chainermn.aws import mapped
-    from cfn_chainermn.errors import CfnChainermnError
-    from cfn_chainermn.stack.staging import bucket_name
-    from cfn_chainermn.stack.wheel_gc import KEEP_HOURS, prune_agent_wheels
-
-    try:
-        account = aws.account_id()
-        bucket = bucket_name(account, aws.region)
-        with mapped(f"pruning agent wheels in s3://{bucket}"):
-            pruned = prune_agent_wheels(aws.client("s3"), aws.client("cloudformation"), bucket, account)
-    except (CfnChainermnError, BotoCoreError) as exc:
-        progress.say(f"warning: staged agent wheels not pruned: {exc}")
-        return
-    if pruned.busy:
-        progress.say(f"staged agent wheels not pruned: stack {pruned.busy} is changing; the next `stack delete` "
-                     "will")
-    elif pruned.removed:
-        progress.say(f"removed {pruned.removed} staged agent wheel(s) that no stack uses from s3://{bucket} "
-                     f"({pruned.kept} kept: in use or staged within {KEEP_HOURS} h)")
+    return template_source(body, lambda text: stager.template(cfg.name, text)), template_parameters(cfg)

@@ -21,6 +21,7 @@ from cfn_chainermn.template.network import add_network
 from cfn_chainermn.template.outputs import add_outputs
 from cfn_chainermn.template.parameters import add_conditions, add_parameters, add_rules
 from cfn_chainermn.template.storage import add_storage
+from cfn_chainermn.template.userdata import add_agent
 
 FORMATS = ("yaml", "json", "compact")
 MAX_INLINE_BYTES = 51_200  # CreateStack's TemplateBody limit
@@ -41,6 +42,7 @@ def build_template(cfg: ClusterConfig) -> Template:
     profiles = add_iam(t, inputs, storage.bucket)
     nodes = add_compute(t, inputs, net, storage, profiles)
     add_outputs(t, inputs, storage, nodes)
+    add_agent(t)
     return t
 
 

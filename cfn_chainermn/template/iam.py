@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import AccountId, If, NoValue, Ref, StackId, Sub, Template, iam, s3
+from troposphere import Ref, StackId, Sub, Template, iam, s3
 
-from cfn_chainermn.names import KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
+from cfn_chainermn.names import CHAINER_STACK_PREFIX, KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
 from cfn_chainermn.template.parameters import Inputs
 
 
@@ -47,6 +47,8 @@ def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
         _statement("DiscoverClusterNodes", ["ec2:DescribeInstances"], ["*"]),
         # Report the node's true boot result to this stack only.
         _statement("SignalThisStack", ["cloudformation:SignalResource"], [StackId]),
+        # The bootstrap reads the agent wheel out of this stack's own template (template/bootstrap.py).
+        _statement("ReadThisStackTemplate", ["cloudformation:GetTemplate"], [StackId]),
         # Listing turns "not there yet" into 404 instead of 403 while workers wait for the key.
         _statement("ListKeyBucket", ["s3:ListBucket"], [Sub(arn)]),
         _statement("WriteClusterKey" if role == "master" else "ReadClusterKey", key_actions, [objects(KEY_PREFIX)]),
@@ -57,12 +59,9 @@ def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
         _statement("PublishNodeRecords", ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                    [objects(NODES_PREFIX)]),
         _statement("WriteAgentLogs", ["s3:PutObject"], [objects(LOGS_PREFIX)]),
-        # The staging bucket's name is predictable: read the wheel (installed as root) only from a
-        # bucket of this stack's own account, never from one someone else made under that name.
-        If(p.cond.has_agent_wheel,
-           {**_statement("ReadAgentWheel", ["s3:GetObject"], [Sub("arn:${AWS::Partition}:s3:::${AgentWheelS3Path}")]),
-            "Condition": {"StringEquals": {"s3:ResourceAccount": AccountId}}},
-           NoValue),
+        # The Chainer stack's wheelhouse (node/chainer_stack.py): the master builds it, workers install it.
+        _statement("WriteChainerStack" if role == "master" else "ReadChainerStack", key_actions,
+                   [objects(CHAINER_STACK_PREFIX)]),
     ]
 
 

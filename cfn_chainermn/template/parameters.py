@@ -35,7 +35,6 @@ class Conditions:
     has_efs: str
     existing_efs_ingress: str
     spot_workers_on: str
-    has_agent_wheel: str
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,6 @@ def add_conditions(t: Template, params: Mapping[str, Parameter]) -> Inputs:
         existing_efs_ingress=add("ExistingEfsIngress", And(
             Equals(ref("EfsMode"), "existing"), Not(empty("EfsSecurityGroupId")))),
         spot_workers_on=add("SpotWorkersOn", Equals(ref("SpotWorkers"), "true")),
-        has_agent_wheel=add("HasAgentWheel", Not(empty("AgentWheelS3Path"))),
     ))
 
 

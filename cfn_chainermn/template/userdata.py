@@ -1,78 +1,77 @@
-"""UserData: make sure the node agent is installed, then hand the node over to it.
+"""UserData and the agent it boots: the bootstrap script, and the agent wheel inside the template.
 
-Everything that can fail in an interesting way (identity, keys, EFS, hostfile, signalling)
-lives in the agent, in Python, with tests. The shell part only installs the agent and, when
-that fails, signals FAILURE itself so the stack fails fast with a reason instead of timing out.
-Template values reach the shell inside single quotes; the parameters' AllowedPatterns forbid
-quotes and shell metacharacters in them.
+UserData is template/bootstrap.py (standard-library Python, run by cloud-init as root) with its
+CONFIG block filled in by Fn::Sub. Everything that can fail in an interesting way (identity,
+keys, EFS, hostfile, signalling) lives in the agent, in Python, with tests; the bootstrap only
+gets the agent (baked, or out of this template's NodeAgent resource) and, when that fails,
+signals FAILURE itself so the stack fails fast with a reason instead of timing out.
+Template values land inside double-quoted Python strings: every parameter used here has an
+AllowedPattern or AllowedValues that keeps quotes, backslashes and newlines out
+(tests/template/test_template_userdata.py checks it).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 
-from troposphere import Base64, If, Sub
+from troposphere import Base64, If, Ref, Sub, Template, cloudformation
 
-from cfn_chainermn.names import MASTER_RESOURCE, WORKER_GROUP_RESOURCE
+from cfn_chainermn import __version__
+from cfn_chainermn.names import AGENT_RESOURCE, MASTER_RESOURCE, WORKER_GROUP_RESOURCE
+from cfn_chainermn.template.agent_bundle import current
 from cfn_chainermn.template.parameters import Inputs
 from cfn_chainermn.template.storage import Storage
 
-# ${Name} is filled by Fn::Sub; ${!x} reaches bash as ${x}.
-SCRIPT = """\
-#!/bin/bash
-# cfn-chainermn node bootstrap: install the agent when missing, then run it.
-set -euo pipefail
-export PATH="/usr/local/bin:$PATH" PIP_BREAK_SYSTEM_PACKAGES=1
-pkg='${AgentPackage}' index='${AgentIndexUrl}' wheel='${AgentWheelS3Path}'
-fail() {  # the agent never started: tell CloudFormation now rather than time out
-  set +e  # best effort: a failed IMDS call must not end the script before the signal is tried
-  tok=$(curl -sfS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 300' http://169.254.169.254/latest/api/token)
-  iid=$(curl -sfS -H "X-aws-ec2-metadata-token: $tok" http://169.254.169.254/latest/meta-data/instance-id)
-  aws cloudformation signal-resource --region '${AWS::Region}' --stack-name '${AWS::StackName}' \\
-    --logical-resource-id '@SIGNAL@' --unique-id "$iid" --status FAILURE
-  exit 1
-}
-pip_install() {  # Deep Learning AMIs ship pip; a plain Ubuntu image may not
-  { python3 -m pip --version >/dev/null 2>&1 || { apt-get -o DPkg::Lock::Timeout=600 update -q &&
-    apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-pip; }; } && python3 -m pip install "$@"
-}
-if [ -n "$wheel" ]; then
-  { aws s3 cp "s3://$wheel" /tmp/ && pip_install "/tmp/${!wheel##*/}"; } || fail
-elif ! cfn-chainermn --version 2>/dev/null | grep -qxF "cfn-chainermn, version ${!pkg#*==}"; then
-  set --
-  [ -z "$index" ] || set -- --index-url "$index"
-  pip_install "$@" "$pkg" || fail
-fi
-exec cfn-chainermn node boot --role @ROLE@ --stack '${AWS::StackName}' --region '${AWS::Region}' \\
-  --bucket '${KeyBucket}' --signal-resource '@SIGNAL@' --mount-point '${MountPoint}'${EfsArg}
-"""
-
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 SIGNAL_RESOURCE = {"master": MASTER_RESOURCE, "worker": WORKER_GROUP_RESOURCE}
-
-# Sample values that stand in for Fn::Sub when the script is checked as plain bash.
+USER_DATA_LIMIT = 16_384  # EC2: 16 KB of user data before base64
+_CONFIG_BLOCK = re.compile(r"# @CONFIG begin.*?# @CONFIG end\n", re.S)
+# ${Name} is filled by Fn::Sub; the fixed values are this build's.
+_CONFIG = ('CONFIG = {{"role": "{role}", "stack": "${{AWS::StackName}}", "region": "${{AWS::Region}}", '
+           '"url_suffix": "${{AWS::URLSuffix}}",\n          "signal": "{signal}", "bucket": "${{KeyBucket}}", '
+           '"mount_point": "${{MountPoint}}", "efs_id": "${{EfsId}}",\n          "source": "${{AgentSource}}", '
+           '"package": "${{AgentPackage}}", "index_url": "${{AgentIndexUrl}}",\n          '
+           '"version": "{version}", "sha256": "{sha256}"}}\n')
+# Sample values that stand in for Fn::Sub when the script is run in tests and shown in docs.
 SAMPLE_VALUES: Mapping[str, str] = {
-    "AgentPackage": "cfn-chainermn==0.1.0",
-    "AgentIndexUrl": "",
-    "AgentWheelS3Path": "",
-    "AWS::Region": "us-east-1",
     "AWS::StackName": "demo",
+    "AWS::Region": "us-east-1",
+    "AWS::URLSuffix": "amazonaws.com",
     "KeyBucket": "demo-keybucket-1a2b3c4d5e6f",
     "MountPoint": "/efs",
-    "EfsArg": " --efs-id fs-0123456789abcdef0",
+    "EfsId": "fs-0123456789abcdef0",
+    "AgentSource": "template",
+    "AgentPackage": "",
+    "AgentIndexUrl": "",
 }
 
 
-def script(role: str) -> str:
-    """The Fn::Sub source of one role's script."""
-    return SCRIPT.replace("@ROLE@", role).replace("@SIGNAL@", SIGNAL_RESOURCE[role])
+def script(role: str, sha256: str | None = None) -> str:
+    """The Fn::Sub source of one role's UserData (the bootstrap with its CONFIG to fill in)."""
+    source = BOOTSTRAP.read_text(encoding="utf-8")
+    if "${" in _CONFIG_BLOCK.sub("", source):
+        raise ValueError("bootstrap.py must not contain ${ outside its CONFIG block (Fn::Sub would take it)")
+    config = _CONFIG.format(role=role, signal=SIGNAL_RESOURCE[role], version=__version__,
+                            sha256=sha256 or current().sha256)
+    return _CONFIG_BLOCK.sub(lambda _: config, source, count=1)
 
 
 def user_data(role: str, p: Inputs, storage: Storage) -> Base64:
-    """Base64(Sub(script)) with the EFS flag only when the stack has a file system."""
-    c, fs = p.cond, storage.file_system.title
-    efs_arg = If(c.has_efs, If(c.create_efs, Sub(f" --efs-id ${{{fs}}}"), Sub(" --efs-id ${EfsFileSystemId}")), "")
-    return Base64(Sub(script(role), EfsArg=efs_arg))
+    """Base64(Sub(script)) with the EFS id only when the stack has a file system."""
+    c, fs = p.cond, storage.file_system
+    efs_id = If(c.has_efs, If(c.create_efs, Ref(fs), p.ref("EfsFileSystemId")), "")
+    return Base64(Sub(script(role), EfsId=efs_id))
+
+
+def add_agent(t: Template) -> cloudformation.WaitConditionHandle:
+    """The resource whose Metadata carries the agent wheel (and does nothing else: a wait
+    condition handle is free and has no properties). Nodes read it with GetTemplate."""
+    bundle = current()
+    return t.add_resource(cloudformation.WaitConditionHandle(AGENT_RESOURCE, Metadata={"cfn-chainermn": {
+        "Comment": "The node agent: a py3-none-any wheel, xz-compressed, base64; nodes check its sha256.",
+        "Version": __version__, "Sha256": bundle.sha256, "File": bundle.filename, "Wheel": bundle.encoded()}}))
 
 
 def substitute(text: str, values: Mapping[str, str] = SAMPLE_VALUES) -> str:
@@ -83,3 +82,4 @@ def substitute(text: str, values: Mapping[str, str] = SAMPLE_VALUES) -> str:
         return "${" + name[1:] + "}" if name.startswith("!") else values[name]
 
     return re.sub(r"\$\{([^}]*)\}", repl, text)
+

@@ -1,132 +1,234 @@
-"""UserData: shellcheck-clean, golden, and actually run under bash with stub commands to prove
-the contract: install only when needed, FAILURE signal when the install fails, then exec
-`cfn-chainermn node boot` with exactly the agreed arguments. No network: every external
-command (curl, aws, python3, cfn-chainermn) is a stub that only logs its arguments."""
+"""UserData is the bootstrap (template/bootstrap.py) with its CONFIG filled in: golden, small
+enough for EC2, safe to fill, Python 3.7 grammar, and run for real on modelled images. IMDS is
+the IMDSv2 stand-in, CloudFormation a front that checks each SigV4 signature with botocore and
+records signals; images are modelled by PATH (which pythons exist) and the agent home."""
 
 from __future__ import annotations
 
-import shutil
+import ast
+import datetime
+import json
+import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from cfn_front import CfnFront
+from imds_stand_in import ImdsStandIn
 
-from cfn_chainermn.template.userdata import SAMPLE_VALUES, script, substitute
+from cfn_chainermn import __version__
+from cfn_chainermn.config.model import ClusterConfig
+from cfn_chainermn.template import bootstrap, render
+from cfn_chainermn.template.agent_bundle import current
+from cfn_chainermn.template.userdata import SAMPLE_VALUES, USER_DATA_LIMIT, script, substitute
 
-STUB = """#!/bin/bash
-echo "$(basename "$0") $*" >> "$STUB_LOG"
-case "$(basename "$0") $1" in
-  "cfn-chainermn --version") [ -n "${AGENT_VERSION:-}" ] || exit 127; echo "cfn-chainermn, version $AGENT_VERSION";;
-  "python3 -m") [ "$3" != --version ] || exit "${PIP_MISSING:-0}"; exit "${PIP_RC:-0}";;
-  "curl -sfS") case "$*" in
-    *api/token*) [ -z "${IMDS_DOWN:-}" ] || exit 7; echo TOKEN;;
-    *"token: TOKEN"*) echo i-0123456789abcdef0;;
-    *) exit 22;;  # IMDSv2 answers 401 without a token; curl -f exits 22
-  esac;;
-esac
-"""
+IID = "i-0123456789abcdef0"
+CREDS = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "secret/example", "Token": "token-example"}
+BOOT = ["node", "boot", "--role", "master", "--stack", "demo", "--region", "us-east-1", "--bucket",
+        "demo-keybucket-1a2b3c4d5e6f", "--signal-resource", "ClusterMaster", "--mount-point", "/efs",
+        "--efs-id", "fs-0123456789abcdef0"]
 
 
-def rendered(role: str, **values: str) -> str:
-    return substitute(script(role), {**SAMPLE_VALUES, **values})
+def rendered(role: str, sha256: str | None = None, **values: str) -> str:
+    return substitute(script(role, sha256), {**SAMPLE_VALUES, **values})
 
 
 @pytest.mark.parametrize("role", ["master", "worker"])
 def test_golden(role: str, golden: Any) -> None:
-    golden(f"template/userdata-{role}.sh", rendered(role))
+    golden(f"template/userdata-{role}.py", rendered(role, sha256="0" * 64))
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing: apt-get install shellcheck")
-def test_shellcheck_clean(tmp_path: Path) -> None:
-    variants = {
-        "master": rendered("master"),
-        "worker-no-efs": rendered("worker", EfsArg=""),
-        "worker-wheel-index": rendered("worker", AgentWheelS3Path="b/k/cfn_chainermn-0.1.0-py3-none-any.whl",
-                                       AgentIndexUrl="https://pypi.example.org/simple"),
-    }
-    for name, text in variants.items():
-        (tmp_path / f"{name}.sh").write_text(text)
-    proc = subprocess.run(["shellcheck", "--severity=style", *sorted(str(p) for p in tmp_path.iterdir())],
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout
-    broken = rendered("master").replace('"$iid"', "$iid")  # prove shellcheck is really looking
-    (tmp_path / "broken.sh").write_text(broken)
-    assert subprocess.run(["shellcheck", str(tmp_path / "broken.sh")], capture_output=True,
-                          check=False).returncode != 0
+def test_fits_ec2_user_data_limit() -> None:
+    assert len(substitute(script("worker")).encode()) < USER_DATA_LIMIT
 
 
-def run(tmp_path: Path, role: str, env: dict[str, str] | None = None, **values: str) -> tuple[int, list[str]]:
-    stubs = tmp_path / "stubs"
-    stubs.mkdir(exist_ok=True)
-    for name in ("curl", "aws", "python3", "cfn-chainermn", "apt-get"):
-        (stubs / name).write_text(STUB)
-        (stubs / name).chmod(0o755)
-    text = rendered(role, **values)
-    assert 'export PATH="/usr/local/bin:$PATH"' in text
-    text = text.replace('export PATH="/usr/local/bin:', f'export PATH="{stubs}:')
-    log = tmp_path / "calls.log"
-    log.unlink(missing_ok=True)
-    log.touch()
-    proc = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=20, check=False,
-                          env={"PATH": f"{stubs}:/usr/bin:/bin", "STUB_LOG": str(log), **(env or {})})
-    return proc.returncode, log.read_text().splitlines()
+def test_runs_on_any_python3_an_image_may_have() -> None:
+    """The bootstrap must at least start (and signal why not) on an image whose python3 is old."""
+    ast.parse(Path(bootstrap.__file__).read_text(), feature_version=(3, 7))
 
 
-BOOT = ("cfn-chainermn node boot --role {role} --stack demo --region us-east-1 --bucket demo-keybucket-1a2b3c4d5e6f "
-        "--signal-resource {signal} --mount-point /efs")
+def test_template_values_cannot_break_out_of_their_python_strings() -> None:
+    """Each parameter filled into CONFIG forbids the characters that end or escape a "string"."""
+    import yaml
+
+    params = yaml.safe_load(render(ClusterConfig(), "yaml"))["Parameters"]
+    names = [n for n in re.findall(r"\$\{([A-Za-z]+)\}", script("master")) if n in params]
+    assert sorted(names) == ["AgentIndexUrl", "AgentPackage", "AgentSource", "MountPoint"]
+    for name in names:
+        p = params[name]
+        for bad in ('a"b', "a\\b", "a\nb"):
+            assert "AllowedValues" in p or not re.match(p["AllowedPattern"], bad), (name, bad)
 
 
-def test_agent_of_the_right_version_boots_without_installing(tmp_path: Path) -> None:
-    rc, calls = run(tmp_path, "master", {"AGENT_VERSION": "0.1.0"})
-    assert rc == 0
-    assert calls == ["cfn-chainermn --version",
-                     BOOT.format(role="master", signal="ClusterMaster") + " --efs-id fs-0123456789abcdef0"]
+def test_sigv4_matches_botocore() -> None:
+    now = datetime.datetime(2026, 12, 2, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    body = b"Action=GetTemplate&StackName=demo&Version=2010-05-15"
+    url = "https://cloudformation.us-east-1.amazonaws.com/"
+    ours = bootstrap.sign(url, body, "us-east-1", "cloudformation", CREDS, now)
+    request = AWSRequest(method="POST", url=url, data=body, headers={k: v for k, v in ours.items()
+                                                                     if k != "authorization"})
+    request.context["timestamp"] = now.strftime("%Y%m%dT%H%M%SZ")
+    signer = SigV4Auth(Credentials("AKIDEXAMPLE", "secret/example", "token-example"), "cloudformation", "us-east-1")
+    expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
+    assert ours["authorization"].endswith(f"Signature={expected}")
+    assert "Credential=AKIDEXAMPLE/20261202/us-east-1/cloudformation/aws4_request" in ours["authorization"]
 
 
-def test_missing_or_other_version_is_installed_from_the_index(tmp_path: Path) -> None:
-    rc, calls = run(tmp_path, "worker", {"AGENT_VERSION": "0.0.9"}, EfsArg="",
-                    AgentIndexUrl="https://pypi.example.org/simple")
-    assert rc == 0
-    assert calls[1:3] == ["python3 -m pip --version",
-                          "python3 -m pip install --index-url https://pypi.example.org/simple cfn-chainermn==0.1.0"]
-    assert calls[3] == BOOT.format(role="worker", signal="WorkerGroup")  # no --efs-id without EFS
+class Node:
+    """One modelled instance: IMDS, CloudFormation, and an image (PATH, agent home)."""
+
+    def __init__(self, tmp: Path, *, template: str = "", imds_up: bool = True) -> None:
+        self.tmp = tmp
+        self.front = CfnFront(Credentials(CREDS["AccessKeyId"], CREDS["SecretAccessKey"], CREDS["Token"]),
+                              template=template)
+        meta = {"instance-id": IID, "iam/security-credentials/": "node-role",
+                "iam/security-credentials/node-role": json.dumps(CREDS)}
+        self.imds = ImdsStandIn(meta)
+        if not imds_up:
+            self.imds.close()
+        self.bin = tmp / "bin"
+        self.bin.mkdir()
+        self.home = tmp / "opt"
+        self.calls = tmp / "calls.log"
+
+    def fake(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n" + text)
+        path.chmod(0o755)
+
+    def python(self, name: str, version: str) -> None:
+        """A python on PATH that reports `version` (what choose_python asks) and does nothing else."""
+        self.fake(self.bin / name, f'echo "{name} $*" >> {self.calls}\necho {version}\n')
+
+    def baked(self, version: str) -> None:
+        self.fake(self.home / "venv/bin/cfn-chainermn",
+                  f'[ "$1" = --version ] && {{ echo "cfn-chainermn, version {version}"; exit 0; }}\n'
+                  f'echo "baked $*" >> {self.calls}\n')
+
+    def boot(self, role: str = "master", *args: str, sha256: str | None = None,
+             **values: str) -> subprocess.CompletedProcess[str]:
+        path = self.tmp / "user-data"
+        path.write_text(rendered(role, sha256, **values))
+        env = {"PATH": str(self.bin), "CFN_CHAINERMN_AGENT_HOME": str(self.home), "CFN_CHAINERMN_IMDS_WAIT": "1",
+               "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds.url, "AWS_ENDPOINT_URL": self.front.url}
+        return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+
+    def logged(self) -> list[str]:
+        return self.calls.read_text().splitlines() if self.calls.exists() else []
+
+    def close(self) -> None:
+        self.front.close()
+        self.imds.close()
 
 
-def test_staged_wheel_is_installed_from_s3(tmp_path: Path) -> None:
-    rc, calls = run(tmp_path, "worker", AgentWheelS3Path="stage-bucket/agent/cfn_chainermn-0.1.0-py3-none-any.whl")
-    assert rc == 0
-    assert calls[:3] == ["aws s3 cp s3://stage-bucket/agent/cfn_chainermn-0.1.0-py3-none-any.whl /tmp/",
-                         "python3 -m pip --version", "python3 -m pip install /tmp/cfn_chainermn-0.1.0-py3-none-any.whl"]
-    assert calls[3].startswith("cfn-chainermn node boot --role worker ")
+@pytest.fixture
+def node(tmp_path: Path) -> Any:
+    n = Node(tmp_path)
+    yield n
+    n.close()
 
 
-def test_missing_pip_comes_from_apt(tmp_path: Path) -> None:
-    rc, calls = run(tmp_path, "master", {"PIP_MISSING": "1"})
-    assert rc == 0
-    assert calls[1:5] == ["python3 -m pip --version", "apt-get -o DPkg::Lock::Timeout=600 update -q",
-                          "apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-pip",
-                          "python3 -m pip install cfn-chainermn==0.1.0"]
+def test_baked_agent_of_this_version_is_used_as_it_is(node: Node) -> None:
+    node.baked(__version__)
+    proc = node.boot()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert node.logged() == ["baked " + " ".join(BOOT)]  # exec'd with exactly the agreed arguments
+    assert node.front.actions == []  # nothing fetched, nothing signalled
 
 
-def test_failed_install_signals_failure_and_stops(tmp_path: Path) -> None:
-    rc, calls = run(tmp_path, "worker", {"PIP_RC": "1"})
-    assert rc == 1
-    assert calls[-1] == ("aws cloudformation signal-resource --region us-east-1 --stack-name demo "
-                         "--logical-resource-id WorkerGroup --unique-id i-0123456789abcdef0 --status FAILURE")
-    token_call, id_call = calls[-3], calls[-2]
-    assert "X-aws-ec2-metadata-token-ttl-seconds" in token_call and "-X PUT" in token_call  # IMDSv2
-    assert "X-aws-ec2-metadata-token: TOKEN" in id_call
-    assert not any(c.startswith("cfn-chainermn node boot") for c in calls)
+def test_worker_without_efs_boots_with_its_own_arguments(node: Node) -> None:
+    node.baked(__version__)
+    assert node.boot("worker", EfsId="").returncode == 0
+    assert node.logged() == ["baked node boot --role worker --stack demo --region us-east-1 --bucket "
+                             "demo-keybucket-1a2b3c4d5e6f --signal-resource WorkerGroup --mount-point /efs"]
 
 
-def test_failure_is_signalled_even_when_imds_fails(tmp_path: Path) -> None:
-    """fail() runs under `set -euo pipefail`: a failing curl must not skip the signal, or the
-    stack waits for its timeout instead of failing now."""
-    rc, calls = run(tmp_path, "master", {"PIP_RC": "1", "IMDS_DOWN": "1"})
-    assert rc == 1
-    curls = [c for c in calls if c.startswith("curl ")]
-    assert len(curls) == 2 and "api/token" in curls[0] and "meta-data/instance-id" in curls[1]
-    assert calls[-1] == ("aws cloudformation signal-resource --region us-east-1 --stack-name demo "
-                         "--logical-resource-id ClusterMaster --unique-id  --status FAILURE")
-    assert not any(c.startswith("cfn-chainermn node boot") for c in calls)
+def test_modelled_python38_image_without_aws_fails_at_once_with_the_reason(node: Node) -> None:
+    """No Python >= 3.10 (python3 is 3.8, no `aws` CLI): FAILURE goes to the stack now, signed by
+    the bootstrap itself, with the reason in the UniqueId and the console output."""
+    node.python("python3", "3.8")
+    node.baked("0.0.9")  # a baked agent of another version is not used
+    proc = node.boot()
+    assert proc.returncode == 1
+    assert "Python >= 3.10" in proc.stdout and "python3 is 3.8" in proc.stdout
+    assert node.front.signals == [{"Action": "SignalResource", "Version": "2010-05-15", "StackName": "demo",
+                                   "LogicalResourceId": "ClusterMaster", "UniqueId": f"{IID}-no-python310",
+                                   "Status": "FAILURE"}]
+    assert "GetTemplate" not in node.front.actions
+
+
+def test_ami_source_without_a_baked_agent_fails_without_installing(node: Node) -> None:
+    node.python("python3.12", "3.12")
+    proc = node.boot(AgentSource="ami")
+    assert proc.returncode == 1 and "AgentSource is ami" in proc.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-no-baked-agent"]
+    assert node.logged() == []  # not even a python was asked
+
+
+def test_template_without_the_agent_is_refused(node: Node) -> None:
+    node.python("python3.12", "3.12")
+    node.front.template = "Resources: {}"
+    proc = node.boot()
+    assert proc.returncode == 1 and "carries no agent" in proc.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-no-agent"]
+
+
+def test_an_agent_other_than_the_one_user_data_names_is_refused(node: Node) -> None:
+    node.python("python3.12", "3.12")
+    node.front.template = render(ClusterConfig(), "yaml")
+    proc = node.boot(sha256="f" * 64)
+    assert proc.returncode == 1 and "sha256 differs" in proc.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-hash"]
+
+
+def test_denied_template_read_names_the_aws_error(node: Node) -> None:
+    node.python("python3.12", "3.12")
+    node.front.error = (403, "AccessDenied", "not authorized to perform: cloudformation:GetTemplate")
+    proc = node.boot()
+    assert proc.returncode == 1
+    assert "GetTemplate: AccessDenied: not authorized to perform: cloudformation:GetTemplate" in proc.stdout
+    assert node.front.signals == []  # the same denial met the signal: said on the console, not hidden
+    assert "cannot signal CloudFormation: SignalResource: AccessDenied" in proc.stdout
+
+
+def test_without_imds_nothing_is_signalled_with_an_empty_id(tmp_path: Path) -> None:
+    """The old shell fail() sent --unique-id "" when IMDS was down; now the reason stays in the
+    console output (which `stack` commands show) and no malformed signal is sent."""
+    n = Node(tmp_path, imds_up=False)
+    try:
+        n.python("python3", "3.8")
+        proc = n.boot()
+        assert proc.returncode == 1
+        assert "instance metadata unreachable" in proc.stdout and "cannot signal CloudFormation" in proc.stdout
+        assert n.front.actions == []
+    finally:
+        n.close()
+
+
+def test_agent_home_someone_else_can_write_is_refused(node: Node) -> None:
+    node.home.mkdir(mode=0o777)
+    node.home.chmod(0o777)
+    node.baked(__version__)
+    node.home.chmod(0o777)
+    proc = node.boot()
+    assert proc.returncode == 1 and "writable by others" in proc.stdout
+    assert node.logged() == [] and [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-home"]
+
+
+def test_the_template_carries_the_checked_script_and_this_agent() -> None:
+    import yaml
+
+    doc = yaml.safe_load(render(ClusterConfig(), "yaml"))
+    res = doc["Resources"]
+    assert res["ClusterMaster"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][0] == script("master")
+    lt = res["WorkerLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert lt["UserData"]["Fn::Base64"]["Fn::Sub"][0] == script("worker")
+    meta = res["NodeAgent"]["Metadata"]["cfn-chainermn"]
+    assert (meta["Version"], meta["Sha256"]) == (__version__, current().sha256)
+    assert f'"sha256": "{current().sha256}"' in script("master")
