@@ -1,26 +1,27 @@
 """Package pins and locks: a profile's python.packages, or a lock file in the package.
 
-A lock (cfn_chainermn/data/<name>.yaml) is a pin list that two installers share: an `ami
-build` profile names it in `python.packages_from`, and the node agent installs it at first boot
-on an image without it (node/chainer_stack.py). It also declares the stack's prefix, CUDA link
-and login environment, once.
+A lock (cfn_chainermn/data/<name>.json, JSON so that the node agent reads it with the standard
+library) is a pin list two installers share: an `ami build` profile names it in
+`python.packages_from`, and the node agent installs it at first boot on an image without it
+(node/chainer_stack.py). It also declares the stack's prefix, CUDA link and login environment,
+once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from cfn_chainermn.errors import ConfigError
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 LOCK_DIR = Path(__file__).resolve().parents[1] / "data"  # in the package: the node agent reads it too
 MARKER_NAME = "cfn-chainermn-stack.json"  # in the prefix: which lock is installed there
+STACK_LOCK = "chainer-stack-cuda12"  # the lock the node agent installs at first boot
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def parse_packages(items: list[Any], where: str, problems: list[str]) -> list[Pa
         if not isinstance(item, dict) or not item.get("name") or not item.get("version"):
             problems.append(f"{where}: python.packages[{i}]: needs `name` and `version`")
             continue
-        hashes = item.get("sha256") or []
-        hashes = [hashes] if isinstance(hashes, str) else list(hashes)
+        hashes = item.get("sha256") or []  # a list, or {file name: sha256} in a lock
+        hashes = [hashes] if isinstance(hashes, str) else list(hashes.values() if isinstance(hashes, dict) else hashes)
         bad = [h for h in hashes if not SHA256.match(str(h))]
         if bad:
             problems.append(f"{where}: python.packages[{item['name']}].sha256: {bad[0]!r} is not a "
@@ -64,12 +65,12 @@ def parse_packages(items: list[Any], where: str, problems: list[str]) -> list[Pa
 
 
 def read_lock(name: str, where: str, problems: list[str]) -> dict[str, Any]:
-    """cfn_chainermn/data/<name>.yaml, a lock shared with the node agent: packages, prefix,
+    """cfn_chainermn/data/<name>.json, a lock shared with the node agent: packages, prefix,
     cuda_link, cuda_select, env. Problems are appended; {} when unreadable."""
-    path = LOCK_DIR / f"{name}.yaml"
+    path = LOCK_DIR / f"{name}.json"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         problems.append(f"{where}: python.packages_from: cannot read {path}: {exc}".replace("\n", " "))
         return {}
     if not isinstance(data, dict) or not isinstance(data.get("packages"), list) or not data["packages"]:
@@ -96,7 +97,7 @@ def apply_lock(raw: dict[str, Any], where: str, problems: list[str]) -> dict[str
 
 
 def load_lock(name: str) -> tuple[dict[str, Any], tuple[Package, ...]]:
-    """A lock (cfn_chainermn/data/<name>.yaml) and its packages; ConfigError when it is broken."""
+    """A lock (cfn_chainermn/data/<name>.json) and its packages; ConfigError when it is broken."""
     problems: list[str] = []
     data = read_lock(name, f"lock {name}", problems)
     packages = parse_packages(data.get("packages") or [], f"lock {name}", problems)

@@ -113,6 +113,12 @@ def shared_functions(name: str) -> str:
     return text.split("# START OF FUNCTIONS\n", 1)[1].split("# END OF FUNCTIONS", 1)[0].rstrip() + "\n"
 
 
+def package_file(name: str) -> str:
+    """A file of the package's data/ (less its last newline), for a step to include: the node
+    agent uses the same file."""
+    return (LOCK_DIR / name).read_text(encoding="utf-8").rstrip("\n")
+
+
 def _hcl(value: Any) -> str:
     return json.dumps(value).replace("${", "$${").replace("%{", "%%{")
 
@@ -129,6 +135,7 @@ def _environment(recipe_dir: Path) -> Any:
     env.filters["js"] = json.dumps
     env.filters["hcl"] = _hcl
     env.globals["shared_functions"] = shared_functions
+    env.globals["package_file"] = package_file
     return env
 
 

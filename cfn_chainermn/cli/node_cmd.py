@@ -40,6 +40,8 @@ _FLAGS: list[tuple[str, dict[str, Any]]] = [
     ("--imds-url", {"help": "Instance metadata base URL (default http://169.254.169.254)."}),
     ("--imds-wait", {"type": float, "help": "Seconds to retry instance metadata before failing (default 180)."}),
     ("--key-wait", {"type": float, "help": "Seconds a worker waits for the master's key (default 900)."}),
+    ("--stack-wheelhouse", {"help": "Folder with the Chainer stack's pinned files (--backend local)."}),
+    ("--stack-wait", {"type": float, "help": "Seconds a worker waits for the master's Chainer stack (default 3600)."}),
 ]
 
 

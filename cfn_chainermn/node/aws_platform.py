@@ -15,11 +15,12 @@ from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.jobs import fabric
-from cfn_chainermn.node import imds_guard
+from cfn_chainermn.node import imds_guard, stack_hosts
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.settings import AWS_HOST_KEY, Settings
+from cfn_chainermn.node.stack_build import Host
 from cfn_chainermn.node.system import STD_PATH, System, write_atomic
 
 # OpenMPI's system-wide default hostfile where the AMIs keep it (DLAMI, the 2018 AMI, Debian).
@@ -98,6 +99,7 @@ class AwsPlatform:
         nccl = fabric.nccl_env([s.instance_type], attached=self.efa_seen() > 0)
         env = f"export PATH={path}\n" + (f"export LD_LIBRARY_PATH={libs}\n" if libs else "")
         env += "".join(f"export {key}={shlex.quote(value)}\n" for key, value in nccl.items())
+        env += "".join(f"export {key}={value}\n" for key, value in stack_hosts.login_env(self.system).items())
         files.write(ENV_FILE, env, 0o644)
         source = f'. "$HOME/{ENV_FILE}"  # cfn-chainermn: PATH for non-interactive ssh'
         old = files.read_text(".bashrc")
@@ -112,7 +114,7 @@ class AwsPlatform:
         own interpreter (a venv of its own there) goes last so `python` in a job is the stack's."""
         agent_bin = str(Path(sys.executable).parent)
         first_bins, first_libs = self._manifest_dirs()
-        bins = [*first_bins, *BIN_DIRS, *STD_PATH, agent_bin]
+        bins = [*first_bins, stack_hosts.stack_bin(), *BIN_DIRS, *STD_PATH, agent_bin]
         libs = [*first_libs, *LIB_DIRS, *(fabric.OFI_NCCL_LIB_DIRS if self.efa_seen() else ())]
         always = {*STD_PATH, agent_bin}  # the running interpreter's dir exists by definition
         return (":".join(dict.fromkeys(b for b in bins if self.path(b).is_dir() or b in always)),
@@ -200,6 +202,13 @@ class AwsPlatform:
 
     def hostfile_copies(self) -> list[Path]:
         return [p for p in map(self.path, DEFAULT_HOSTFILES) if p.parent.is_dir()]
+
+    def chainer_stack_host(self, ctx: Context) -> Host | str:
+        """/opt/chainer from PyPI with the GPU parts, unless the image has a stack of its own."""
+        return stack_hosts.aws_host(self.system, AMI_MANIFEST)
+
+    def gpu_stack(self, select: str, link: str) -> str:
+        return stack_hosts.aws_gpu_stack(self.system, select, link)
 
     def refresh_timer(self, ctx: Context) -> str | None:
         """A systemd timer running `node refresh` every 30 s."""

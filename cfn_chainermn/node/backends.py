@@ -18,6 +18,7 @@ from cfn_chainermn.cluster.hostfile import Node
 if TYPE_CHECKING:
     from cfn_chainermn.node.context import Context
     from cfn_chainermn.node.settings import Settings
+    from cfn_chainermn.node.stack_build import Host
 
 
 class Bucket(Protocol):
@@ -96,3 +97,9 @@ class Platform(Protocol):
 
     def refresh_timer(self, ctx: Context) -> str | None:
         """Install what runs `node refresh` periodically; None where something else drives it."""
+
+    def chainer_stack_host(self, ctx: Context) -> Host | str:
+        """Where and from what the Chainer stack is installed here (stack_hosts.py), or why not."""
+
+    def gpu_stack(self, select: str, link: str) -> str:
+        """CUDA 12 linked at `link` and the image's NCCL on the loader path (gpu-stack.sh, as root)."""

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node import stack_hosts
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.settings import Settings
+from cfn_chainermn.node.stack_build import Host
 from cfn_chainermn.node.system import STD_PATH
 
 LOCAL_SUBNET = "127.0.0.0/8"  # every local node listens on a 127.0.0.x address
@@ -77,6 +79,13 @@ class LocalPlatform:
     def hostfile_copies(self) -> list[Path]:
         """None: the nodes share this machine's OpenMPI, which is not the cluster's to change."""
         return []
+
+    def chainer_stack_host(self, ctx: Context) -> Host | str:
+        """From --stack-wheelhouse only, into the node's folder, without the GPU parts."""
+        return stack_hosts.local_host(ctx)
+
+    def gpu_stack(self, select: str, link: str) -> str:
+        raise AgentError("a local node has no GPU: gpu-stack.sh is not run")
 
     def refresh_timer(self, ctx: Context) -> str | None:
         """None: `local up` runs `node refresh` itself."""

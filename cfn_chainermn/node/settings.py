@@ -48,6 +48,8 @@ class Settings:
     imds_url: str = "http://169.254.169.254"
     imds_wait: float = 180.0  # imds.WAIT_S: seconds of retries before identity fails
     key_wait: float = 900.0
+    stack_wheelhouse: str = ""  # a local node's only source for the Chainer stack ("": not installed)
+    stack_wait: float = 3600.0  # seconds a worker waits for the master's Chainer stack build
 
     @property
     def local(self) -> bool:

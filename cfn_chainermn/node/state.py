@@ -13,7 +13,7 @@ from typing import Any
 
 from cfn_chainermn.node.system import write_atomic
 
-STEPS = ("identity", "imds", "user", "ssh", "efs", "ready", "hostfile", "signal")
+STEPS = ("identity", "imds", "stack", "user", "ssh", "efs", "ready", "hostfile", "signal")
 
 
 def now() -> str:

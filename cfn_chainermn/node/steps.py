@@ -14,7 +14,7 @@ from collections.abc import Callable
 from cfn_chainermn.cluster import hostfile
 from cfn_chainermn.cluster.inventory import READY_NAME
 from cfn_chainermn.names import NODES_PREFIX
-from cfn_chainermn.node import ssh
+from cfn_chainermn.node import chainer_stack, ssh
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.state import now
 from cfn_chainermn.node.system import write_atomic
@@ -25,6 +25,7 @@ def plan(ctx: Context) -> list[tuple[str, Callable[[], str]]]:
     return [
         ("identity", lambda: identity(ctx)),
         ("imds", ctx.platform.guard_imds),  # before the cluster user exists: no job runs unguarded
+        ("stack", lambda: chainer_stack.step(ctx)),  # before user, whose env file names the stack
         ("user", lambda: ctx.platform.user(ctx)),
         ("ssh", lambda: ssh_step(ctx)),
         ("efs", lambda: ctx.platform.shared_folder(ctx)),

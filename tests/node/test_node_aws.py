@@ -63,7 +63,8 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
         assert "StrictHostKeyChecking yes" in config and "Port" not in config
         assert (node.root / "etc/fstab").read_text() == FSTAB + "\n"
         assert node.root.joinpath("var/lib/cfn-chainermn/commands.log").read_text().splitlines() == [
-            *GUARD_FIRST_BOOT, "useradd -m -d /home/chainer -s /bin/bash -U -p '*' chainer", "mount /efs",
+            *GUARD_FIRST_BOOT, "cfn-chainermn-stack install /opt/chainer",  # recorded: a test root runs no pip
+            "useradd -m -d /home/chainer -s /bin/bash -U -p '*' chainer", "mount /efs",
             "systemctl daemon-reload", "systemctl enable --now cfn-chainermn-refresh.timer",
             *(GUARD_AGAIN if node is m else [])]  # the master was refreshed once: probes only
         mca = (home / ".openmpi/mca-params.conf").read_text()

@@ -9,7 +9,15 @@ from typing import Any
 from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
 from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
 from cfn_chainermn.config.params import template_parameters
-from cfn_chainermn.names import CLUSTER_TAG, MASTER_HOST_KEY, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
+from cfn_chainermn.names import (
+    CHAINER_STACK_MANIFEST,
+    CHAINER_STACK_PREFIX,
+    CLUSTER_TAG,
+    MASTER_HOST_KEY,
+    MASTER_RESOURCE,
+    ROLE_TAG,
+    WORKER_GROUP_RESOURCE,
+)
 from cfn_chainermn.template import MAX_INLINE_BYTES, build_template, render
 
 R = "Resources"
@@ -212,6 +220,15 @@ def test_only_the_master_can_write_the_host_key_the_cli_pins(default_dict: dict[
     assert _may_write(default_dict, "WorkerRole", MASTER_HOST_KEY) == []
     assert _may_write(default_dict, "WorkerRole", "cluster-key/id_ed25519") == []
     assert _may_write(default_dict, "MasterRole", MASTER_HOST_KEY) == ["WriteClusterKey"]
+
+
+def test_only_the_master_can_write_the_chainer_stack_workers_install(default_dict: dict[str, Any]) -> None:
+    # workers install what the manifest names with --require-hashes: only the master may write it
+    for key in (CHAINER_STACK_MANIFEST, f"{CHAINER_STACK_PREFIX}wheels/chainer-7.8.1-py3-none-any.whl"):
+        assert _may_write(default_dict, "WorkerRole", key) == []
+        assert _may_write(default_dict, "MasterRole", key) == ["WriteChainerStack"]
+    read = _statements(default_dict, "WorkerRole")["ReadChainerStack"]
+    assert read["Action"] == ["s3:GetObject"] and read["Resource"] == [{"Fn::Sub": "${KeyBucket.Arn}/chainer-stack/*"}]
     # the check can fail: workers do write their own records under nodes/
     assert _may_write(default_dict, "WorkerRole", "nodes/i-0123456789abcdef0/ready") == ["PublishNodeRecords"]
 

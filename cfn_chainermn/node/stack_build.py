@@ -1,0 +1,146 @@
+"""The pip half of the Chainer stack install (node/chainer_stack.py drives it).
+
+The master makes a wheelhouse: the lock's build stage (pip, setuptools, wheel, Cython, numpy)
+into a fresh venv, then every pin downloaded with --require-hashes (from PyPI, or a local
+wheelhouse with --no-index), and each sdist among them (chainer, mpi4py against the image's
+mpicc, gym, chainerrl, chainercv with its NMS extension rebuilt from .pyx) built into a wheel
+once. Every node then installs that wheelhouse with --no-index --require-hashes, the hashes
+being the master's manifest, so no node builds twice and none installs what it did not check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cfn_chainermn.ami.lock import LOCK_DIR, Package
+from cfn_chainermn.errors import AgentError
+
+PIP = ["-m", "pip", "--disable-pip-version-check", "--no-input"]
+WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+NMS_PYX = LOCK_DIR / "_nms_gpu_post.pyx"  # ChainerCV's NMS helper, rebuilt from source (py >= 3.11)
+NMS_MODULE = "chainercv/utils/bbox/_nms_gpu_post"
+
+
+@dataclass
+class Host:
+    """What the platform says about this machine's stack install."""
+
+    prefix: Path  # the venv (/opt/chainer on AWS)
+    python: str  # the interpreter that makes it
+    mpicc: str  # mpi4py is compiled with it (the image's Open MPI)
+    gpu: bool  # CuPy and the CUDA/NCCL setup run; a local node says False
+    find_links: str = ""  # "": PyPI; else a folder of the pinned files, used with --no-index
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def venv_python(self) -> str:
+        return str(self.prefix / "bin" / "python")
+
+    def run(self, what: str, argv: list[str], *, cwd: Path | None = None) -> None:
+        """Run one command; its time is kept for the step's detail; a failure names the command."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        env["MPICC"] = self.mpicc
+        start = time.monotonic()
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+        self.timings.append((what, time.monotonic() - start))
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            raise AgentError(f"{what}: `{shlex.join(argv[:6])} ...` exited {proc.returncode}: {tail}")
+
+    def pip(self, what: str, *args: str) -> None:
+        source = ["--no-index", "--find-links", self.find_links] if self.find_links else []
+        self.run(what, [self.venv_python, *PIP, *args[:1], *source, *args[1:]])
+
+
+def requirements(packages: list[Package]) -> str:
+    return "".join(f"{p.requirement}\n" for p in packages)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def make_venv(host: Host) -> None:
+    if not Path(host.venv_python).exists():
+        host.run("venv", [host.python, "-m", "venv", str(host.prefix)])
+
+
+def build_wheelhouse(host: Host, packages: list[Package], work: Path) -> dict[str, str]:
+    """The master's half: every pin as a wheel in work/wheels; {file name: sha256}."""
+    make_venv(host)
+    build = [p for p in packages if p.stage == "build"]
+    (work / "build.txt").write_text(requirements(build), encoding="utf-8")
+    (work / "main.txt").write_text(requirements([p for p in packages if p.stage != "build"]), encoding="utf-8")
+    host.pip("build tools", "install", "--require-hashes", "--no-deps", "-r", str(work / "build.txt"))
+    dl, wheels = work / "download", work / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    for req in ("build.txt", "main.txt"):  # the build stage goes to every node too
+        host.pip(f"download {req}", "download", "--require-hashes", "--no-deps", "--no-build-isolation",
+                 "-d", str(dl), "-r", str(work / req))
+    for path in sorted(dl.iterdir()):
+        if path.suffix == ".whl":
+            path.replace(wheels / path.name)
+        else:
+            _build_sdist(host, path, wheels, work)
+    return {p.name: sha256(p) for p in sorted(wheels.iterdir())}
+
+
+def _build_sdist(host: Host, sdist: Path, wheels: Path, work: Path) -> None:
+    """`pip wheel` one sdist against the venv's build tools (no build isolation: setuptools < 74
+    and numpy are the lock's); ChainerCV first gets its NMS extension's .pyx instead of the
+    Cython-0.28 .c it ships, which no longer compiles on Python >= 3.11."""
+    target: Path = sdist
+    if sdist.name.startswith("chainercv-"):
+        _extract(sdist, work / "src")
+        target = work / "src" / sdist.name.removesuffix(".tar.gz")
+        (target / f"{NMS_MODULE}.c").unlink(missing_ok=True)
+        (target / f"{NMS_MODULE}.pyx").write_text(NMS_PYX.read_text(encoding="utf-8"), encoding="utf-8")
+    host.pip(f"build {sdist.name}", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(target))
+
+
+def _extract(sdist: Path, dest: Path) -> None:
+    """Unpack a (hash-checked) sdist: plain files and folders only, none outside dest (Python
+    3.10 and early 3.11 have no tarfile filter= to say this)."""
+    with tarfile.open(sdist) as tar:
+        members = tar.getmembers()
+        for m in members:
+            if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                raise AgentError(f"{sdist.name}: refusing member {m.name!r} (outside the folder or not a file)")
+        tar.extractall(dest, members=members)  # each member checked above
+
+
+def install(host: Host, wheels: Path, files: dict[str, str]) -> None:
+    """Every node's half: the wheelhouse into the venv, offline, each file's hash required."""
+    make_venv(host)
+    lines = []
+    for name, digest in sorted(files.items()):
+        m = WHEEL_NAME.match(name)
+        if m is None:
+            raise AgentError(f"the stack manifest names {name!r}, not a wheel; the master's build is broken")
+        lines.append(f"{m['name']}=={m['version']} --hash=sha256:{digest}\n")
+    req = wheels / "install.txt"
+    req.write_text("".join(lines), encoding="utf-8")
+    host.run("install", [host.venv_python, *PIP, "install", "--no-index", "--find-links", str(wheels),
+                         "--require-hashes", "--no-deps", "-r", str(req)])
+    host.run("pip check", [host.venv_python, *PIP, "check"])
+
+
+def smoke(host: Host, env: dict[str, str]) -> None:
+    """The stack imports (CuPy and its NCCL too where there is a GPU), with no warning at all."""
+    code = "import chainer, chainermn, chainercv.links, chainerrl.agents\n"
+    if host.gpu:
+        code += "import cupy, cupy.cuda.nccl\nassert cupy.cuda.nccl.available, 'no NCCL for CuPy'\n"
+    argv = ["env", *(f"{k}={v}" for k, v in env.items()), host.venv_python, "-W", "error::UserWarning", "-c", code]
+    host.run("smoke", argv)
