@@ -53,7 +53,7 @@ def template(fmt: str, output: Path | None, **kwargs: Any) -> None:
       cfn-chainermn template --workers 7 --instance-type p3dn.24xlarge --format json -o cluster.json
     """
     cfg = config_from_options(kwargs)
-    from cfn_chainermn.template import MAX_INLINE_BYTES, render
+    from cfn_chainermn.template import MAX_S3_BYTES, render
 
     text = render(cfg, fmt)
     if output is None:
@@ -63,6 +63,5 @@ def template(fmt: str, output: Path | None, **kwargs: Any) -> None:
         _write_atomically(output, text)
     except OSError as exc:
         raise ConfigError(f"-o: cannot write {output}: {exc.strerror}; give a file in a writable folder") from None
-    compact = len(render(cfg, "compact").encode())
-    click.echo(f"wrote {output} ({len(text.encode()):,} bytes; {compact:,} bytes as sent inline, "
-               f"limit {MAX_INLINE_BYTES:,})", err=True)
+    click.echo(f"wrote {output} ({len(text.encode()):,} bytes, the node agent included; upload it in the "
+               f"console or pass it as a TemplateURL: up to {MAX_S3_BYTES:,} bytes)", err=True)

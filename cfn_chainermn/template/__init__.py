@@ -24,7 +24,8 @@ from cfn_chainermn.template.storage import add_storage
 from cfn_chainermn.template.userdata import add_agent
 
 FORMATS = ("yaml", "json", "compact")
-MAX_INLINE_BYTES = 51_200  # CreateStack's TemplateBody limit
+MAX_INLINE_BYTES = 51_200  # CreateStack's TemplateBody limit: with the agent inside, every template is staged
+MAX_S3_BYTES = 1_000_000  # a template read from S3 (TemplateURL, or the console's upload) may be up to 1 MB
 DESCRIPTION = (
     f"cfn-chainermn {__version__}: a ChainerMN GPU cluster - 1 master + N workers in a cluster placement "
     "group, shared EFS, a cluster SSH key and an MPI hostfile kept current by the node agent."

@@ -16,7 +16,7 @@ from template_support import lint
 from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
 from cfn_chainermn.config.model import build
 from cfn_chainermn.errors import ConfigError
-from cfn_chainermn.template import MAX_INLINE_BYTES, render
+from cfn_chainermn.template import MAX_S3_BYTES, render
 
 HEX = st.one_of(*(st.text("0123456789abcdef", min_size=n, max_size=n) for n in (8, 17)))  # as AWS issues ids
 ASCII = st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=12)
@@ -93,5 +93,5 @@ def test_random_config_gives_clean_template_or_config_error(data: dict[str, Any]
         return
     event("template linted")
     text = render(cfg, "compact")
-    assert len(text.encode()) < MAX_INLINE_BYTES
+    assert len(text.encode()) < MAX_S3_BYTES
     assert lint(text) == []

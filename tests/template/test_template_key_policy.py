@@ -17,7 +17,7 @@ from template_support import VARIANTS, variant_config
 
 from cfn_chainermn.names import CLUSTER_PRIVATE_KEY, KEY_PREFIX, LOGS_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
 from cfn_chainermn.node.ssh import PRIVATE, PUBLIC
-from cfn_chainermn.template import MAX_INLINE_BYTES, render, template_dict
+from cfn_chainermn.template import MAX_S3_BYTES, render, template_dict
 
 BUCKET = "arn:aws:s3:::demo-keybucket-1a2b3c"
 ROLES = {"MasterRole": "arn:aws:iam::123456789012:role/demo-MasterRole-AAAA",
@@ -143,6 +143,6 @@ def test_access_log_skip_reason_does_not_claim_cloudtrail_sees_reads(default_dic
     assert "denies reads of the private key to all but the node roles" in reason
 
 
-def test_every_variant_fits_inline() -> None:
+def test_every_variant_fits_s3() -> None:
     for name in VARIANTS:
-        assert len(render(variant_config(name), "compact").encode()) < MAX_INLINE_BYTES, name
+        assert len(render(variant_config(name), "compact").encode()) < MAX_S3_BYTES, name

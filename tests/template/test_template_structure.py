@@ -18,7 +18,8 @@ from cfn_chainermn.names import (
     ROLE_TAG,
     WORKER_GROUP_RESOURCE,
 )
-from cfn_chainermn.template import MAX_INLINE_BYTES, build_template, render
+from cfn_chainermn.template import MAX_INLINE_BYTES, MAX_S3_BYTES, build_template, render
+from cfn_chainermn.template.agent_bundle import current
 
 R = "Resources"
 
@@ -66,7 +67,8 @@ def test_key_name_and_ssh_cidr_have_no_default_unless_configured(default_dict: d
 def test_rules_cover_cross_parameter_constraints(default_dict: dict[str, Any]) -> None:
     assert set(default_dict["Rules"]) == {"ExistingSubnetNeedsVpc", "NewSubnetInExistingVpcNeedsRouteTable",
                                           "ExistingEfsNeedsIdAndSecurityGroup", "MaxIoNeedsBursting",
-                                          "SshFromAnywhereNeedsOptIn"}
+                                          "SshFromAnywhereNeedsOptIn", "EfaOnNeedsEfaTypes",
+                                          "ClosedDriverGpusNeedAnImage"}
     for rule in default_dict["Rules"].values():
         assert rule["Assertions"][0]["AssertDescription"]
     ssh = default_dict["Rules"]["SshFromAnywhereNeedsOptIn"]
@@ -122,10 +124,12 @@ def test_security_group_rules_are_exact(default_dict: dict[str, Any]) -> None:
     ssh = props(default_dict, "MasterSshSecurityGroup")["SecurityGroupIngress"]
     assert ssh == [{"CidrIp": {"Ref": "SshCidr"}, "Description": "SSH from SshCidr", "FromPort": 22,
                     "IpProtocol": "tcp", "ToPort": 22}]
-    assert props(default_dict, MASTER_RESOURCE)["SecurityGroupIds"] == [
-        {"Ref": "ClusterSecurityGroup"}, {"Ref": "MasterSshSecurityGroup"}]
+    # without EFA; with it, card 0 carries the same groups (tests/template/test_template_efa.py)
+    no_value = {"Ref": "AWS::NoValue"}
+    assert props(default_dict, MASTER_RESOURCE)["SecurityGroupIds"] == {"Fn::If": ["MasterEfa", no_value, [
+        {"Ref": "ClusterSecurityGroup"}, {"Ref": "MasterSshSecurityGroup"}]]}
     worker = props(default_dict, "WorkerLaunchTemplate")["LaunchTemplateData"]
-    assert worker["SecurityGroupIds"] == [{"Ref": "ClusterSecurityGroup"}]  # no SSH from outside
+    assert worker["SecurityGroupIds"] == {"Fn::If": ["WorkerEfa", no_value, [{"Ref": "ClusterSecurityGroup"}]]}
     self_rule = props(default_dict, "ClusterSecurityGroupSelfIngress")
     assert self_rule["IpProtocol"] == "-1"
     assert self_rule["GroupId"] == self_rule["SourceSecurityGroupId"] == {"Ref": "ClusterSecurityGroup"}
@@ -185,11 +189,13 @@ def test_iam_least_privilege(default_dict: dict[str, Any]) -> None:
         assert records["Action"] == ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
         assert records["Resource"] == [{"Fn::Sub": "${KeyBucket.Arn}/nodes/*"}]
         assert [s["Sid"] for s in stmts.values() if "s3:DeleteObject" in s["Action"]] == ["PublishNodeRecords"]
-        assert stmts["ReadAgentWheel"]["Resource"] == [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${AgentWheelS3Path}"}]
-        # the staging bucket's name is predictable: only a bucket of the stack's own account serves the wheel
-        own_account = {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
-        assert stmts["ReadAgentWheel"]["Condition"] == own_account
-        assert [s["Sid"] for s in stmts.values() if "Condition" in s] == ["ReadAgentWheel"]
+        # the bootstrap reads the agent out of this stack's own template, nothing else of CloudFormation
+        assert stmts["ReadThisStackTemplate"] == {"Sid": "ReadThisStackTemplate", "Effect": "Allow",
+                                                  "Action": ["cloudformation:GetTemplate"],
+                                                  "Resource": [{"Ref": "AWS::StackId"}]}
+        cfn_actions = sorted(a for s in stmts.values() for a in s["Action"] if a.startswith("cloudformation:"))
+        assert cfn_actions == ["cloudformation:GetTemplate", "cloudformation:SignalResource"]
+        assert not any("Condition" in s for s in stmts.values())
         assert all(not a.endswith("*") for s in stmts.values() for a in s["Action"])
     wheel = props(default_dict, "MasterRole")["Policies"][0]["PolicyDocument"]["Statement"][-1]
     assert wheel["Fn::If"][0] == "HasAgentWheel" and wheel["Fn::If"][2] == {"Ref": "AWS::NoValue"}
@@ -260,10 +266,15 @@ def test_no_depends_on_a_conditional_resource(default_dict: dict[str, Any]) -> N
             assert "Condition" not in res[dep] or res[dep]["Condition"] == r.get("Condition"), (name, dep)
 
 
-def test_fits_inline_and_renders_deterministically() -> None:
+def test_fits_s3_and_renders_deterministically() -> None:
+    """With the agent inside, no template fits inline (51,200 bytes): `stack create` stages it and the
+    console stores an upload in S3, where 1 MB is the limit. Without the agent's wheel, the readable
+    part stays small."""
     cfg = ClusterConfig()
+    wheel = current().encoded()
     for fmt in ("compact", "yaml", "json"):
         text = render(cfg, fmt)
-        assert len(text.encode()) < MAX_INLINE_BYTES, fmt
+        assert MAX_INLINE_BYTES < len(text.encode()) < MAX_S3_BYTES // 2, fmt
+        assert len(text.replace(wheel, "").encode()) < 130_000, fmt
         assert text == render(cfg, fmt)
     assert "!Base64" not in render(cfg, "yaml")  # short-form tags crash moto
