@@ -46,8 +46,14 @@ class AgentBundle:
 
     def encoded(self) -> str:
         """What the template holds: the marker, then base64 of the xz-compressed wheel."""
-        packed = lzma.compress(self.wheel, preset=9 | lzma.PRESET_EXTREME)
-        return MARKER + base64.b64encode(packed).decode("ascii")
+        return _encode(self.wheel)
+
+
+@lru_cache(maxsize=2)
+def _encode(wheel: bytes) -> str:
+    """Once per wheel: xz at its strongest takes about a second, and every render asks for it."""
+    packed = lzma.compress(wheel, preset=9 | lzma.PRESET_EXTREME)
+    return MARKER + base64.b64encode(packed).decode("ascii")
 
 
 def decode(encoded: str) -> bytes:
