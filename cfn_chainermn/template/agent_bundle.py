@@ -52,7 +52,7 @@ class AgentBundle:
 @lru_cache(maxsize=2)
 def _encode(wheel: bytes) -> str:
     """Once per wheel: xz at its strongest takes about a second, and every render asks for it."""
-    packed = lzma.compress(wheel, preset=9 | lzma.PRESET_EXTREME)
+    packed = lzma.compress(wheel, preset=9)  # "extreme" takes 60% longer for 0.04% more
     return MARKER + base64.b64encode(packed).decode("ascii")
 
 
