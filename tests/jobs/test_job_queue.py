@@ -196,6 +196,18 @@ def test_cancel_takes_a_queued_job_out_and_leaves_no_process(shared: Path) -> No
     assert holder.end() == 0 and third.end() == 0
 
 
+def test_a_waiting_job_says_so_again_when_the_job_ahead_changes(shared: Path) -> None:
+    holder = _holder(shared)
+    middle = Master(_launch(shared, "j2", 1))
+    assert middle.behind("j1")
+    last = Master(_launch(shared, "j3", 1))
+    assert last.behind("j2")
+    assert runner.cancel(ShellRemote(), job_folder.JobRef("j2", str(middle.dir))) is True
+    assert last.behind("j1")  # j2 left the queue: j3 is at its head, behind the running j1
+    assert holder.end() == 0
+    assert last.admitted() and last.end() == 0
+
+
 def test_a_client_that_goes_away_leaves_the_queue(shared: Path) -> None:
     holder = _holder(shared)
     gone = Master(_launch(shared, "j2", 1))

@@ -7,7 +7,7 @@
 # the folder. Sets pg (the group) and mp (mpiexec's pid, may be empty) for the caller. Also the
 # queue's (queue.sh): whether a process is still the one that was recorded, and its lock.
 stat_field() {  # field $2 (3 or more) of /proc/$1/stat: the name before it may hold spaces and ")"
-  f=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  read -r f 2>/dev/null < "/proc/$1/stat" || return 1  # no cat: the queue asks this often
   n=$2; f=${f##*) }
   # shellcheck disable=SC2086 # the fields, split on purpose
   set -- $f; shift $((n - 3)); echo "$1"
@@ -35,5 +35,7 @@ lock() {  # the job queue's lock: flock on <jobs>/.lock ($1: the jobs folder) on
   [ ! -L "$1/.lock" ] || { echo "$1/.lock is a link; refusing it"; return 1; }
   exec 9>>"$1/.lock" && flock 9
 }
+# Closing the descriptor releases the lock (flock(2): once no descriptor of that open file is
+# left; nothing forked under the lock outlives it), one process fewer than `flock -u`.
 # shellcheck disable=SC2317
-unlock() { flock -u 9; exec 9>&-; }
+unlock() { exec 9>&-; }

@@ -21,7 +21,7 @@ id=${PWD##*/} q=../.queue dog=
 say() { echo "cfn-chainermn: $*"; }
 quit() { [ -z "$dog" ] || kill "$dog" 2>/dev/null; exit "$1"; }  # the watchdog holds the channel open
 [ -s nodes ] || { say admitted; exec sh ./run.sh "$how"; }  # no node list: nothing to account
-if ! { read -r np per < want && mkdir -p "$q"; }; then say "cannot read $PWD/want or create $q"; exit 254; fi
+if ! { read -r np per < want && { [ -d "$q" ] || mkdir "$q"; }; }; then say "cannot read $PWD/want or create $q"; exit 254; fi
 me="$$ $(stat_field $$ 22)"
 echo "$me" > queued || exit 254
 trap 'say "cancelled while queued"; quit 143' TERM  # cancel.sh signals the waiter's process group
@@ -37,7 +37,7 @@ tidy() {  # under the lock: drop the entries whose process is gone
   for f in "$q"/w.*; do [ ! -f "$f" ] || waiting "$f" || rm -f "$f"; done
   for f in "$q"/h.*; do [ ! -f "$f" ] || holding "${f##*/h.}" || rm -f "$f"; done
 }
-first() { for f in "$q"/w.*; do [ -f "$f" ] && { echo "${f##*/w.}"; return; }; done; }
+first() { head=; for f in "$q"/w.*; do [ -f "$f" ] && { head=${f##*/w.}; return; }; done; }  # sets head
 ahead() {  # the job this one waits for: the one queued just before it, else the oldest holder
   prev=
   for f in "$q"/w.*; do [ -f "$f" ] || continue; [ "${f##*/w.}" = "$ticket" ] && break; prev=$(cat "$f"); done
@@ -70,7 +70,7 @@ shown=
 while :; do
   lock "${PWD%/*}" || quit 254
   tidy
-  head=$(first)
+  first
   if [ -z "$head" ] || [ "$head" = "$ticket" ]; then
     got=$(place)
     [ -z "$got" ] || admit "$got"
