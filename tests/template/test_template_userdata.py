@@ -232,3 +232,13 @@ def test_the_template_carries_the_checked_script_and_this_agent() -> None:
     meta = res["NodeAgent"]["Metadata"]["cfn-chainermn"]
     assert (meta["Version"], meta["Sha256"]) == (__version__, current().sha256)
     assert f'"sha256": "{current().sha256}"' in script("master")
+
+
+@pytest.mark.parametrize("escape", [False, True])
+def test_the_wheel_is_found_in_yaml_and_in_json_even_with_escaped_slashes(escape: bool) -> None:
+    """GetTemplate returns the body as stored; a JSON writer may spell / as \\/."""
+    text = render(ClusterConfig(), "json")
+    if escape:
+        text = text.replace("/", "\\/")
+    assert bootstrap.wheel_from(text, current().sha256) == current().wheel
+    assert bootstrap.wheel_from(render(ClusterConfig(), "yaml"), current().sha256) == current().wheel

@@ -149,8 +149,9 @@ class Cfn:
             raise Failure("aws", f"{action}: {exc}") from None
 
     def template(self, stack: str) -> str:
-        body = self.call("GetTemplate", {"StackName": stack}).find(".//{*}TemplateBody")
-        return body.text or "" if body is not None else ""
+        found = [el.text or "" for el in self.call("GetTemplate", {"StackName": stack}).iter()
+                 if el.tag.endswith("TemplateBody")]  # any namespace ({*} needs Python 3.8)
+        return found[0] if found else ""
 
     def signal(self, stack: str, resource: str, unique_id: str, status: str) -> None:
         self.call("SignalResource", {"StackName": stack, "LogicalResourceId": resource,
@@ -158,11 +159,12 @@ class Cfn:
 
 
 def wheel_from(template: str, sha256: str) -> bytes:
-    found = re.search(re.escape(MARKER) + r"([A-Za-z0-9+/=]+)", template)
+    # {100,}: not the marker quoted in this very script (UserData); JSON may write / as \/
+    found = re.search(re.escape(MARKER) + r"([A-Za-z0-9+/=\\]{100,})", template)
     if not found:
         raise Failure("no-agent", "the stack's template carries no agent (NodeAgent metadata); "
                                   "make it with `cfn-chainermn template`")
-    wheel = lzma.decompress(base64.b64decode(found.group(1)))
+    wheel = lzma.decompress(base64.b64decode(found.group(1).replace("\\", "")))
     if hashlib.sha256(wheel).hexdigest() != sha256:
         raise Failure("agent-hash", "the template's agent is not the one this node's UserData names "
                                     "(sha256 differs): was the stack updated while this node booted?")
