@@ -14,6 +14,7 @@ imports; only then do the later steps mark the node ready.
 from __future__ import annotations
 
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from cfn_chainermn.ami.lock import MARKER_NAME, STACK_LOCK, Package, load_lock, lock_digest
 from cfn_chainermn.errors import AgentError, CfnChainermnError
+from cfn_chainermn.jobs import compat_install
 from cfn_chainermn.names import CHAINER_STACK_MANIFEST, CHAINER_STACK_PREFIX
 from cfn_chainermn.node import stack_build
 from cfn_chainermn.node.context import Context
@@ -68,12 +70,24 @@ def step(ctx: Context) -> str:
         else:
             files = _fetch(ctx, host, work / "wheels", digest)
         stack_build.install(host, work / "wheels", files)
+    _compat_shim(host)
     # the cluster user's logins get the same env (stack_hosts.login_env)
     stack_build.smoke(host, {str(k): str(v) for k, v in (data.get("env") or {}).items()})
     write_atomic(host.prefix / MARKER_NAME, json.dumps({"lock": LOCK, "sha256": digest, "by": "node agent"},
                                                        sort_keys=True) + "\n", 0o644)
     took = ", ".join(f"{what} {s:.1f} s" for what, s in host.timings)
     return "; ".join([f"{LOCK} installed in {host.prefix} ({len(files)} wheels): {took}", *notes])
+
+
+def _compat_shim(host: Host) -> None:
+    """The 2018 scripts' removed communicators (hierarchical, ...) run as pure_nccl/naive: the
+    jobs/ shim goes into the stack's environment, as make install puts it into the local venv."""
+    start = time.monotonic()
+    try:
+        compat_install.install_into(host.venv_python)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise AgentError(f"the communicator shim could not be installed into {host.prefix}: {exc}") from exc
+    host.timings.append(("communicator shim", time.monotonic() - start))
 
 
 def _build_and_publish(ctx: Context, host: Host, wanted: list[Package], work: Path, digest: str) -> dict[str, str]:

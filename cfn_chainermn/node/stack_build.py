@@ -78,36 +78,35 @@ def make_venv(host: Host) -> None:
 
 
 def build_wheelhouse(host: Host, packages: list[Package], work: Path) -> dict[str, str]:
-    """The master's half: every pin as a wheel in work/wheels; {file name: sha256}."""
+    """The master's half: every pin as a wheel in work/wheels; {file name: sha256}. `pip wheel`
+    copies the binary wheels and builds the sdists, keeping built wheels in pip's cache."""
     make_venv(host)
-    build = [p for p in packages if p.stage == "build"]
-    (work / "build.txt").write_text(requirements(build), encoding="utf-8")
-    (work / "main.txt").write_text(requirements([p for p in packages if p.stage != "build"]), encoding="utf-8")
+    wheels = work / "wheels"
+    plain, patched = [p for p in packages if not p.patch], [p for p in packages if p.patch]
+    (work / "build.txt").write_text(requirements([p for p in packages if p.stage == "build"]), encoding="utf-8")
+    (work / "wheel.txt").write_text(requirements(plain), encoding="utf-8")
     host.pip("build tools", "install", "--require-hashes", "--no-deps", "-r", str(work / "build.txt"))
-    dl, wheels = work / "download", work / "wheels"
-    wheels.mkdir(parents=True, exist_ok=True)
-    for req in ("build.txt", "main.txt"):  # the build stage goes to every node too
-        host.pip(f"download {req}", "download", "--require-hashes", "--no-deps", "--no-build-isolation",
-                 "-d", str(dl), "-r", str(work / req))
-    for path in sorted(dl.iterdir()):
-        if path.suffix == ".whl":
-            path.replace(wheels / path.name)
-        else:
-            _build_sdist(host, path, wheels, work)
+    host.pip("wheels", "wheel", "--require-hashes", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+             "-r", str(work / "wheel.txt"))
+    for pkg in patched:
+        _build_patched(host, pkg, wheels, work)
     return {p.name: sha256(p) for p in sorted(wheels.iterdir())}
 
 
-def _build_sdist(host: Host, sdist: Path, wheels: Path, work: Path) -> None:
-    """`pip wheel` one sdist against the venv's build tools (no build isolation: setuptools < 74
-    and numpy are the lock's); ChainerCV first gets its NMS extension's .pyx instead of the
-    Cython-0.28 .c it ships, which no longer compiles on Python >= 3.11."""
-    target: Path = sdist
-    if sdist.name.startswith("chainercv-"):
-        _extract(sdist, work / "src")
-        target = work / "src" / sdist.name.removesuffix(".tar.gz")
-        (target / f"{NMS_MODULE}.c").unlink(missing_ok=True)
-        (target / f"{NMS_MODULE}.pyx").write_text(NMS_PYX.read_text(encoding="utf-8"), encoding="utf-8")
-    host.pip(f"build {sdist.name}", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(target))
+def _build_patched(host: Host, pkg: Package, wheels: Path, work: Path) -> None:
+    """ChainerCV (patch nms-pyx): its NMS extension from .pyx instead of the Cython-0.28 .c it
+    ships, which no longer compiles on Python >= 3.11; then `pip wheel` of that tree."""
+    if pkg.patch != "nms-pyx":
+        raise AgentError(f"{pkg.name}: unknown patch {pkg.patch!r} in the lock")
+    (work / f"{pkg.name}.txt").write_text(requirements([pkg]), encoding="utf-8")
+    host.pip(f"download {pkg.name}", "download", "--require-hashes", "--no-deps", "--no-build-isolation",
+             "--no-binary", ":all:", "-d", str(work / "sdist"), "-r", str(work / f"{pkg.name}.txt"))
+    (sdist,) = (work / "sdist").glob(f"{pkg.name}-{pkg.version}.tar.gz")
+    _extract(sdist, work / "src")
+    target = work / "src" / f"{pkg.name}-{pkg.version}"
+    (target / f"{NMS_MODULE}.c").unlink(missing_ok=True)
+    (target / f"{NMS_MODULE}.pyx").write_text(NMS_PYX.read_text(encoding="utf-8"), encoding="utf-8")
+    host.pip(f"build {pkg.name}", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(target))
 
 
 def _extract(sdist: Path, dest: Path) -> None:

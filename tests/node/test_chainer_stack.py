@@ -58,7 +58,9 @@ def test_without_a_wheelhouse_a_local_node_says_it_skips(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_master_builds_once_and_both_nodes_install(tmp_path: Path) -> None:
+def test_master_builds_once_and_both_nodes_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # wheels built from the sdists (mpi4py: minutes) kept between runs, shared with tests/ami
+    monkeypatch.setenv("PIP_CACHE_DIR", str(WHEELHOUSE / ".pip-cache"))
     if not (WHEELHOUSE / wheelhouse.STAMP).is_file():
         pytest.skip(f"no wheelhouse at {WHEELHOUSE}: run `.venv/bin/python -m cfn_chainermn.ami.wheelhouse "
                     "--profile cuda12 --with-gpu` (make install does)")
@@ -71,9 +73,10 @@ def test_master_builds_once_and_both_nodes_install(tmp_path: Path) -> None:
     for detail in (m_detail, w_detail):
         assert "GPU parts skipped (no GPU): gpu-stack.sh (CUDA 12 link, NCCL loader path), fastrlock 0.8.3, " \
                "cupy-cuda12x 13.6.0" in detail, detail
-    # the master built each sdist once; the worker only fetched and installed
-    assert "build mpi4py-3.1.6.tar.gz" in m_detail and "build chainer-7.8.1.tar.gz" in m_detail, m_detail
-    assert "build " not in w_detail and "fetch" in w_detail and "install" in w_detail, w_detail
+    # the master made the wheels (and rebuilt ChainerCV's extension); the worker only fetched and installed
+    assert "wheels " in m_detail and "build chainercv " in m_detail, m_detail
+    assert "wheels " not in w_detail and "build " not in w_detail, w_detail
+    assert "fetch " in w_detail and "install " in w_detail, w_detail
     manifest = json.loads((d / "bucket/chainer-stack/manifest.json").read_text())
     assert manifest["gpu"] is False and not any(n.startswith("cupy") for n in manifest["files"])
     for name, digest in manifest["files"].items():
@@ -86,6 +89,9 @@ def test_master_builds_once_and_both_nodes_install(tmp_path: Path) -> None:
                              capture_output=True, text=True, check=True)
         assert out.stdout.split() == ["7.8.1", "1.26.4", "3.1.6"]
         assert json.loads((d / "nodes" / nid / "chainer" / MARKER_NAME).read_text())["lock"] == chainer_stack.LOCK
+        # the communicator shim (jobs/compat_install.py) is in the stack's environment
+        shim = subprocess.run([str(py), "-c", "import cfnmn_chainermn_compat"], capture_output=True, text=True)
+        assert shim.returncode == 0, shim.stderr
     # a second boot finds the marker and installs nothing
     again = agent.boot(_settings(d, "w1", "127.0.0.3", "worker", **extra))
     assert "already in" in again.steps["stack"]["detail"]
