@@ -84,10 +84,12 @@ def _with_settings(saved: bool) -> Callable[[F], F]:
     def deco(func: F) -> F:
         @functools.wraps(func)
         def wrapper(**kwargs: Any) -> Any:
+            own = {_dest(flag) for flag, _ in _FLAGS}  # the rest are the command's own options
+            extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
             settings = _settings(kwargs, saved=saved)
             settings.check(boot=not saved)
             clients = None if settings.local else _clients(settings)
-            return func(settings, clients)
+            return func(settings, clients, **extra)
 
         return wrapper  # type: ignore[return-value]
 
@@ -122,8 +124,11 @@ def boot(settings: Any, clients: Any) -> None:
 
 @node.command()
 @agent_options
+@click.option("--jitter", "jitter", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="First wait this node's stable share of SECONDS (the timer passes 20), so nodes "
+                   "whose timers fire together do not call AWS together.")
 @_with_settings(saved=True)
-def refresh(settings: Any, clients: Any) -> None:
+def refresh(settings: Any, clients: Any, jitter: float) -> None:
     """Rewrite the hostfile and known_hosts from discovery (the systemd timer runs this).
 
     Settings come from the agent.json that `node boot` saved; flags override them. An API
@@ -131,7 +136,7 @@ def refresh(settings: Any, clients: Any) -> None:
     """
     from cfn_chainermn.node import agent
 
-    agent.refresh(settings, clients)
+    agent.refresh(settings, clients, jitter=jitter)
 
 
 @node.command()

@@ -7,6 +7,7 @@ with the step's reason, so the stack fails fast with a message instead of timing
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from cfn_chainermn.node import imds_guard, steps
 from cfn_chainermn.node.aws_backend import CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
-from cfn_chainermn.node.discovery import AwsInventory
+from cfn_chainermn.node.discovery import AwsInventory, spread_delay
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.local_backend import DirBucket, LocalInventory, NoSignal
 from cfn_chainermn.node.local_platform import LocalPlatform
@@ -151,9 +152,15 @@ def _keep_guard(ctx: Context) -> str | None:
     return None
 
 
-def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None) -> State:
-    """Rewrite the hostfile and known_hosts; on an API error keep the last good files."""
+def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: TextIO | None = None,
+            jitter: float = 0.0, sleep: Callable[[float], None] | None = None) -> State:
+    """Rewrite the hostfile and known_hosts; on an API error keep the last good files.
+
+    With `jitter` (the timer's), first wait this node's stable share of it (discovery.spread_delay),
+    so nodes whose timers fire together do not call AWS together."""
     settings.check(boot=False)
+    if jitter > 0:
+        (sleep or time.sleep)(spread_delay(settings.node_id, jitter))
     ctx = _context(settings, clients, echo)
     if ctx.owner[0] < 0:
         try:  # the home's owner, never a link's target's (HomeFiles refuses a linked home anyway)

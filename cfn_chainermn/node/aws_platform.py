@@ -23,6 +23,8 @@ from cfn_chainermn.node.settings import AWS_HOST_KEY, Settings
 from cfn_chainermn.node.stack_build import Host
 from cfn_chainermn.node.system import STD_PATH, System, write_atomic
 
+REFRESH_JITTER_S = 20.0  # under the 30 s interval, with room for the refresh itself
+
 # OpenMPI's system-wide default hostfile where the AMIs keep it (DLAMI, the 2018 AMI, Debian).
 DEFAULT_HOSTFILES = (
     "/opt/amazon/openmpi/etc/openmpi-default-hostfile",
@@ -211,10 +213,14 @@ class AwsPlatform:
         return stack_hosts.aws_gpu_stack(self.system, select, link)
 
     def refresh_timer(self, ctx: Context) -> str | None:
-        """A systemd timer running `node refresh` every 30 s."""
+        """A systemd timer running `node refresh` every 30 s; each node's refresh first waits its own
+        share of REFRESH_JITTER_S (agent.refresh), which does not stretch the interval: systemd counts
+        OnUnitActiveSec from the service's start (timer.c, timer_enter_waiting: TIMER_UNIT_ACTIVE's
+        base is the trigger's inactive_exit_timestamp)."""
         unit_dir = self.path("/etc/systemd/system")
         service = (f"[Unit]\nDescription=cfn-chainermn hostfile refresh\nAfter=network-online.target\n\n"
-                   f"[Service]\nType=oneshot\nExecStart={sys.executable} -m cfn_chainermn node refresh\n")
+                   f"[Service]\nType=oneshot\nExecStart={sys.executable} -m cfn_chainermn node refresh "
+                   f"--jitter {REFRESH_JITTER_S:g}\n")
         timer_unit = ("[Unit]\nDescription=cfn-chainermn hostfile refresh every 30 s\n\n"
                       "[Timer]\nOnBootSec=30\nOnUnitActiveSec=30\nAccuracySec=5\n\n[Install]\nWantedBy=timers.target\n")
         changed = write_atomic(unit_dir / f"{UNIT}.service", service, 0o644)

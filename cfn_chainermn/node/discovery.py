@@ -49,7 +49,7 @@ def spread_delay(node_id: str, jitter: float) -> float:
     once. Stable rather than drawn anew each time (systemd's RandomizedDelaySec draws anew, and
     its FixedRandomDelay needs systemd 247), so every node still refreshes once per interval."""
     digest = hashlib.sha256(node_id.encode()).digest()
-    return jitter * int.from_bytes(digest[:8], "big") / 2**64
+    return jitter * (int.from_bytes(digest[:8], "big") / 2**64)
 
 
 @dataclass
@@ -110,14 +110,22 @@ class AwsInventory:
     def _publish(self, cache: Cache, body: bytes, count: int) -> str:
         """PutObject only when the view changed, or when the object is no longer the one this
         master wrote (deleted, replaced by hand): one conditional GET tells, 304 when it stands."""
-        if body == cache.view and cache.view_etag and inventory.get_changed(
-                self.s3, self.bucket, CLUSTER_VIEW, cache.view_etag, view.MAX_BYTES) is None:
+        if body == cache.view and cache.view_etag and self._stands(cache.view_etag):
             return "cluster view unchanged"
         put = aws_call("PutObject", lambda: self.s3.put_object(
             Bucket=self.bucket, Key=CLUSTER_VIEW, Body=body, ServerSideEncryption="AES256",
             ContentType="application/json"))
         cache.view, cache.view_etag = body, str(put.get("ETag", ""))
         return f"published the cluster view ({count} nodes)"
+
+    def _stands(self, etag: str) -> bool:
+        """Whether the published view is still the object of this ETag (one GET, 304 if so)."""
+        try:
+            return inventory.get_changed(self.s3, self.bucket, CLUSTER_VIEW, etag, view.MAX_BYTES) is None
+        except AwsError as exc:
+            if exc.code in inventory.MISSING_CODES:
+                return False
+            raise
 
     def _worker(self, cache: Cache) -> Discovery:
         try:

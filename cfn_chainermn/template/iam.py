@@ -1,11 +1,11 @@
 """IAM roles and instance profiles of the master and the workers.
 
-Least privilege, written out per statement: the master may write cluster-key/ (the cluster key
-and its own host key, which the CLI pins), workers may only read it (and the key bucket's policy
-keeps every other principal from reading the private key); every node publishes (and
-retracts) its records and writes logs; ec2:DescribeInstances is the one action on "*" because
-EC2 does not support resource-level permissions for it. No managed policies: the AWS ones grant
-wildcards this cluster does not need.
+Least privilege, written out per statement: the master may write cluster-key/ (the cluster key,
+its own host key, which the CLI pins, and the cluster view the workers' files come from), workers
+may only read it (and the key bucket's policy keeps every other principal from reading the
+private key); every node publishes (and retracts) its records and writes logs;
+ec2:DescribeInstances is the one action on "*" because EC2 does not support resource-level
+permissions for it. No managed policies: the AWS ones grant wildcards this cluster does not need.
 """
 
 from __future__ import annotations

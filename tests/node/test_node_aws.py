@@ -77,6 +77,8 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
             head = c.s3.head_object(Bucket=c.bucket, Key=f"nodes/{node.instance_id}/{name}")
             assert head["ServerSideEncryption"] == "AES256"
         assert (node.root / "etc/systemd/system/cfn-chainermn-refresh.timer").exists()
+        service = (node.root / "etc/systemd/system/cfn-chainermn-refresh.service").read_text()
+        assert " -m cfn_chainermn node refresh --jitter 20\n" in service  # each node its own share of 20 s
     # a worker's boot read the view the master published at its own boot (the master alone): the
     # master's next refresh adds the workers, the workers' next refresh follows (docs/node-agent.md)
     at_boot = {n.name: (n.root / "home/chainer/hostfile").read_text() for n in (w1, w2)}

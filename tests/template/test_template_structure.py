@@ -13,6 +13,7 @@ from cfn_chainermn.names import (
     CHAINER_STACK_MANIFEST,
     CHAINER_STACK_PREFIX,
     CLUSTER_TAG,
+    CLUSTER_VIEW,
     MASTER_HOST_KEY,
     MASTER_RESOURCE,
     ROLE_TAG,
@@ -226,6 +227,10 @@ def test_only_the_master_can_write_the_host_key_the_cli_pins(default_dict: dict[
     assert _may_write(default_dict, "WorkerRole", MASTER_HOST_KEY) == []
     assert _may_write(default_dict, "WorkerRole", "cluster-key/id_ed25519") == []
     assert _may_write(default_dict, "MasterRole", MASTER_HOST_KEY) == ["WriteClusterKey"]
+    # nor the cluster view every worker's hostfile and known_hosts are made from (node/discovery.py)
+    assert CLUSTER_VIEW.startswith("cluster-key/")
+    assert _may_write(default_dict, "WorkerRole", CLUSTER_VIEW) == []
+    assert _may_write(default_dict, "MasterRole", CLUSTER_VIEW) == ["WriteClusterKey"]
 
 
 def test_only_the_master_can_write_the_chainer_stack_workers_install(default_dict: dict[str, Any]) -> None:
