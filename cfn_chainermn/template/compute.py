@@ -68,7 +68,8 @@ def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles
         TagSpecifications=[ec2.TagSpecifications(ResourceType="launch-template", Tags=Tags({CLUSTER_TAG: StackName}))],
         LaunchTemplateData=ec2.LaunchTemplateData(
             MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),  # as the instance's own, which wins
-            NetworkInterfaces=efa.cards(master_efa, master_groups, net.subnet_id, p.ref("SubnetId")))))
+            NetworkInterfaces=efa.cards(master_efa, master_groups, net.subnet_id, p.ref("SubnetId"),
+                                        card_groups=[Ref(net.cluster_sg)]))))
     ready = _prerequisites(t, net, storage)
     master = t.add_resource(ec2.Instance(
         MASTER_RESOURCE,

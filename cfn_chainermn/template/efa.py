@@ -48,8 +48,18 @@ class Efa:
         return self.at_least[min(c for c in CARD_COUNTS if c > index)]
 
 
+ROLES = ("Master", "Worker")
+
+
+def condition_names() -> list[str]:
+    """Every condition add_conditions adds, for both roles."""
+    return [f"{role}{suffix}" for role in ROLES
+            for suffix in ("Efa", "EfaAllCards", *(f"Efa{c}" for c in CARD_COUNTS[1:]))]
+
+
 def add_conditions(t: Template, p: Inputs, role: str, type_param: str) -> Efa:
-    """`{role}Efa` (EFA enabled and the type has it) and `{role}EfaCards{n}` per count class > 1."""
+    """`{role}Efa` (EFA enabled and the type has it), `{role}EfaAllCards` (and an existing subnet), and
+    `{role}Efa{n}` per count class n > 1 (all cards, and the type has at least n)."""
     cards = FindInMap(MAPPING, p.ref(type_param), "Cards")
     on = t.add_condition(f"{role}Efa", And(Not(Equals(p.ref("Efa"), "off")), Not(Equals(cards, "0"))))
     all_cards = t.add_condition(f"{role}EfaAllCards", And(Condition(on), Not(Condition(p.cond.create_subnet))))
@@ -57,21 +67,23 @@ def add_conditions(t: Template, p: Inputs, role: str, type_param: str) -> Efa:
     for count in CARD_COUNTS[1:]:
         tests = [Equals(cards, str(n)) for n in CARD_COUNTS if n >= count]
         has = tests[0] if len(tests) == 1 else Or(*tests)
-        at_least[count] = t.add_condition(f"{role}EfaCards{count}", And(Condition(all_cards), has))
+        at_least[count] = t.add_condition(f"{role}Efa{count}", And(Condition(all_cards), has))
     return Efa(role, on, at_least)
 
 
-def cards(efa: Efa, groups: list[Any], subnet_id: Any | None = None, existing_subnet: Any | None = None) -> list[Any]:
+def cards(efa: Efa, groups: list[Any], subnet_id: Any | None = None, existing_subnet: Any | None = None,
+          card_groups: list[Any] | None = None) -> list[Any]:
     """Launch-template NetworkInterfaces: card 0, then each further card under its condition.
     Only launch templates take InterfaceType and NetworkCardIndex (AWS::EC2::Instance's
     NetworkInterface has neither), so the master takes its interfaces from one too. Cards beyond 0
-    exist only in an existing subnet, so they name `existing_subnet` (the SubnetId parameter)."""
+    exist only in an existing subnet, so they name `existing_subnet` (the SubnetId parameter), and
+    carry `card_groups` (default: `groups`): EFA traffic needs only the cluster group, SSH the primary."""
 
     def card(index: int) -> ec2.NetworkInterfaces:
         subnet = subnet_id if index == 0 else existing_subnet
         where = {"SubnetId": subnet} if subnet is not None else {}
-        return ec2.NetworkInterfaces(NetworkCardIndex=index, DeviceIndex=0 if index == 0 else 1,
-                                     InterfaceType="efa", Groups=groups, **where)
+        return ec2.NetworkInterfaces(NetworkCardIndex=index, DeviceIndex=0 if index == 0 else 1, InterfaceType="efa",
+                                     Groups=groups if index == 0 or card_groups is None else card_groups, **where)
 
     return [card(0)] + [If(efa.card_condition(i), card(i), NoValue) for i in range(1, MAX_CARDS)]
 

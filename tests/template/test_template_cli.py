@@ -49,7 +49,7 @@ def test_config_file_and_flags_become_defaults(tmp_path: Path) -> None:
     assert params["EfsMode"]["Default"] == "none"
     assert params["KeyName"]["Default"] == "my-key"
     assert params["SshCidr"]["Default"] == "203.0.113.7/32"
-    assert params["MasterInstanceType"]["Default"] == "p3.16xlarge"
+    assert params["MasterInstanceType"]["Default"] == "g6.12xlarge"
 
 
 def test_json_parses_and_matches_yaml() -> None:

@@ -10,6 +10,7 @@ from troposphere import Template
 
 from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.config.params import template_parameters
+from cfn_chainermn.template import efa
 from cfn_chainermn.template.parameters import Conditions, add_conditions, add_parameters
 
 
@@ -28,5 +29,6 @@ def test_a_misspelt_parameter_fails_when_the_template_is_built() -> None:
 def test_every_condition_the_builders_can_name_is_in_the_template(default_dict: dict[str, Any]) -> None:
     t, inputs = _inputs()
     names = [getattr(inputs.cond, f.name) for f in dataclasses.fields(Conditions)]
-    assert sorted(names) == sorted(t.conditions) == sorted(default_dict["Conditions"])
+    assert sorted(names) == sorted(t.conditions)
+    assert sorted(default_dict["Conditions"]) == sorted(names + efa.condition_names())  # compute adds EFA's
     assert list(inputs.params) == list(template_parameters(ClusterConfig())) == list(default_dict["Parameters"])
