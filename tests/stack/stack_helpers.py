@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import socket
 import threading
@@ -27,8 +28,42 @@ MASTER = "i-0aaaaaaaaaaaaaaa1"
 WORKER = "i-0bbbbbbbbbbbbbbb2"
 BUCKET = "demo-keybucket-abc"
 STAGING = f"cfn-chainermn-staging-{ACCOUNT}-us-east-1"
+# An agent package pinned by hash, as --agent-source index needs it.
+PINNED = f"cfn-chainermn==0.1.0 --hash=sha256:{'0a' * 32}"
 FLAGS = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32", "--instance-type", "g5.xlarge", "--workers", "2",
          "--tag", "team=ml"]
+
+
+def queue_template_upload(stubbed: Any, template: str, *, new_bucket: bool) -> str:
+    """The staging calls of one `stack create`/`update`; returns the TemplateURL CloudFormation gets.
+
+    Every template is staged (the agent inside it puts it over CreateStack's 51,200-byte inline
+    limit), and every call on the bucket names this account as ExpectedBucketOwner: the bucket's
+    name is predictable, so one made first by another account must get nothing.
+    `new_bucket`: the account's first staging, which creates the bucket encrypted and private.
+    """
+    stubbed("sts").add_response("get_caller_identity", {"Account": ACCOUNT}, {})
+    s3 = stubbed("s3")
+    owned = {"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT}
+    if not new_bucket:
+        s3.add_response("head_bucket", {}, owned)
+    else:
+        s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=owned)
+        s3.add_response("create_bucket", {}, {"Bucket": STAGING})  # CreateBucket has no ExpectedBucketOwner
+        s3.add_response("put_bucket_encryption", {}, {**owned, "ServerSideEncryptionConfiguration": {
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}})
+        s3.add_response("put_public_access_block", {}, {**owned, "PublicAccessBlockConfiguration": {
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True}})
+        s3.add_response("put_bucket_lifecycle_configuration", {}, {**owned, "LifecycleConfiguration": {
+            "Rules": [{"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": "templates/"},
+                       "Expiration": {"Days": 7}},
+                      {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
+                       "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}})
+    data = template.encode()
+    key = f"templates/{hashlib.sha256(data).hexdigest()[:16]}/{NAME}.json"
+    s3.add_response("put_object", {}, {**owned, "Key": key, "Body": data, "ServerSideEncryption": "AES256"})
+    return f"https://{STAGING}.s3.{REGION}.amazonaws.com/{key}"
 
 
 def free_port() -> int:

@@ -8,7 +8,20 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY
-from stack_helpers import AMI, BUCKET, MASTER, NAME, OWN, STACK_ID, WORKER, described_types, event, stack
+from stack_helpers import (
+    AMI,
+    BUCKET,
+    MASTER,
+    NAME,
+    OWN,
+    PINNED,
+    STACK_ID,
+    WORKER,
+    described_types,
+    event,
+    queue_template_upload,
+    stack,
+)
 
 from cfn_chainermn.config.model import build
 from cfn_chainermn.config.params import template_parameters
@@ -154,11 +167,12 @@ def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(s
     stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 64.0}}, None)
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
     cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
-                 "workers": 4, "ami": AMI, "tags": {"team": "ml"}, "agent_package": "cfn-chainermn==0.1.0",
+                 "workers": 4, "ami": AMI, "tags": {"team": "ml"}, "agent_source": "index", "agent_package": PINNED,
                  "network": {"availability_zone": "us-east-1d"}}, for_stack=True)
+    url = queue_template_upload(stubbed, compact(render(cfg, "json")), new_bucket=False)
     cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
         "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE",
-        "TemplateBody": compact(render(cfg, "json")), "Capabilities": ["CAPABILITY_IAM"],
+        "TemplateURL": url, "Capabilities": ["CAPABILITY_IAM"],
         "Tags": stack_tags({"team": "ml"}),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(cfg).items()]})
     cfn.add_response("describe_change_set", {"Status": "CREATE_COMPLETE"}, None)
@@ -176,7 +190,7 @@ def test_update_renders_the_new_config_keeps_the_az_and_follows_the_change_set(s
         event(2, NAME, "UPDATE_IN_PROGRESS", "User Initiated"), event(1, NAME, "CREATE_COMPLETE")]}, None)
     result = run_cli("stack", "update", NAME, "--key-name", "k", "--ssh-cidr", "203.0.113.7/32", "--instance-type",
                      "g5.xlarge", "--workers", "4", "--ami", AMI, "--tag", "team=ml", "--agent-source", "index",
-                     "--yes", "--output", "json")
+                     "--agent-package", PINNED, "--yes", "--output", "json")
     assert result.code == 0, result.err
     assert json.loads(result.out) == {"KeyBucketName": BUCKET}
     err = result.err.splitlines()
@@ -228,14 +242,15 @@ def test_update_with_one_flag_keeps_every_other_setting_of_the_stack(stubbed: An
                     "root_volume_size": 200, "tags": {"team": "ml"}, "efs": {"mode": "none", "mount_point": "/shared"},
                     "network": {"availability_zone": "us-east-1d", "vpc_cidr": "10.9.0.0/16",
                                 "subnet_cidr": "10.9.1.0/24"}}, for_stack=True)
+    url = queue_template_upload(stubbed, compact(render(wanted, "json")), new_bucket=False)
     cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
         "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE",
-        "TemplateBody": compact(render(wanted, "json")), "Capabilities": ["CAPABILITY_IAM"],
+        "TemplateURL": url, "Capabilities": ["CAPABILITY_IAM"],
         "Tags": stack_tags({"team": "ml"}),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
     cfn.add_response("describe_change_set", {"Status": "FAILED", "StatusReason": "stop here"}, None)
     cfn.add_response("delete_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
-    result = run_cli("stack", "update", NAME, "--instance-type", "g5.2xlarge", "--agent-source", "index", "--yes")
+    result = run_cli("stack", "update", NAME, "--instance-type", "g5.2xlarge", "--yes")
     # create_change_set's expected parameters are the assertion: every other setting came from the stack
     assert result.err.splitlines()[-1] == f"error: change set for stack {NAME} failed: stop here", result.err
 

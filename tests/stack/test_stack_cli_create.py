@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 from stack_helpers import (
-    ACCOUNT,
     AMI,
     BUCKET,
     FLAGS,
     MASTER,
     NAME,
     OWN,
+    PINNED,
     STACK_ID,
-    STAGING,
     WORKER,
     body,
     described_types,
     event,
+    queue_template_upload,
     stack,
 )
 
-from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, build
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig, build
 from cfn_chainermn.config.params import template_parameters
-from cfn_chainermn.stack.cfn import compact, stack_tags
+from cfn_chainermn.stack.cfn import TEMPLATE_BODY_LIMIT, compact, stack_tags
 from cfn_chainermn.template import render
 
 
@@ -47,45 +45,24 @@ def _queue_preflight(stubbed: Any) -> None:
     ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
 
 
-def _queue_staging(stubbed: Any, wheel: Path) -> str:
-    """The staging calls of a first create: each one on the bucket names this account as its owner."""
-    stubbed("sts").add_response("get_caller_identity", {"Account": ACCOUNT}, {})
-    s3 = stubbed("s3")
-    owned = {"Bucket": STAGING, "ExpectedBucketOwner": ACCOUNT}
-    s3.add_client_error("head_bucket", "404", "Not Found", 404, expected_params=owned)
-    s3.add_response("create_bucket", {}, {"Bucket": STAGING})  # CreateBucket has no ExpectedBucketOwner
-    s3.add_response("put_bucket_encryption", {}, {**owned, "ServerSideEncryptionConfiguration": {
-        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}})
-    s3.add_response("put_public_access_block", {}, {**owned, "PublicAccessBlockConfiguration": {
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}})
-    s3.add_response("put_bucket_lifecycle_configuration", {}, {**owned, "LifecycleConfiguration": {
-        "Rules": [{"ID": "templates-expire", "Status": "Enabled", "Filter": {"Prefix": "templates/"},
-                   "Expiration": {"Days": 7}},
-                  {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
-                   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}]}})
-    key = f"agent/{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}/{wheel.name}"
-    s3.add_response("put_object", {}, {**owned, "Key": key, "Body": wheel.read_bytes(),
-                                       "ServerSideEncryption": "AES256"})
-    return f"{STAGING}/{key}"
+def _config(**agent: str) -> ClusterConfig:
+    """What FLAGS (and `agent`) give, in the AZ preflight settles on: the config the template is rendered from."""
+    return build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
+                  "workers": 2, "tags": {"team": "ml"}, "network": {"availability_zone": "us-east-1b"}, **agent},
+                 for_stack=True)
 
 
-@pytest.fixture
-def wheel(tmp_path: Path) -> Path:
-    path = tmp_path / "cfn_chainermn-0.1.0-py3-none-any.whl"
-    path.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: only its upload is under test here
-    return path
-
-
-def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any, run_cli: Any, wheel: Path) -> None:
+def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any, run_cli: Any) -> None:
     _queue_preflight(stubbed)
-    staged = _queue_staging(stubbed, wheel)
-    cfg = build({"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
-                 "workers": 2, "tags": {"team": "ml"}, "network": {"availability_zone": "us-east-1b"}},
-                for_stack=True)
-    params = {**template_parameters(cfg), "AgentWheelS3Path": staged}
+    cfg = _config()
+    template = compact(render(cfg, "json"))
+    assert len(template.encode()) > TEMPLATE_BODY_LIMIT  # the agent travels inside: never inline
+    url = queue_template_upload(stubbed, template, new_bucket=True)
+    params = template_parameters(cfg)
+    assert params["AgentSource"] == "template" and "AgentWheelS3Path" not in params
     cfn = stubbed("cloudformation")
     cfn.add_response("create_stack", {"StackId": STACK_ID}, {
-        "StackName": NAME, "TemplateBody": compact(render(cfg, "json")), "Capabilities": ["CAPABILITY_IAM"],
+        "StackName": NAME, "TemplateURL": url, "Capabilities": ["CAPABILITY_IAM"],
         "OnFailure": "ROLLBACK", "Tags": stack_tags({"team": "ml"}),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]})
     cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Outputs=[
@@ -95,7 +72,7 @@ def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any
     cfn.add_response("describe_stack_events", {"StackEvents": [
         event(2, NAME, "CREATE_COMPLETE"), event(1, "ClusterMaster", "CREATE_COMPLETE", physical=MASTER),
         event(0, NAME, "CREATE_IN_PROGRESS", "User Initiated")]}, {"StackName": STACK_ID})
-    result = run_cli("stack", "create", NAME, *FLAGS, "--yes", "--agent-wheel", str(wheel))
+    result = run_cli("stack", "create", NAME, *FLAGS, "--yes")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
         "ClusterMasterPublicDNS  ec2-203-0-113-9.compute-1.amazonaws.com",
@@ -104,9 +81,29 @@ def test_create_pins_every_call_and_prints_outputs_master_dns_first(stubbed: Any
     err = result.err.splitlines()
     assert err[0].startswith("cost: 3 nodes, 3 GPUs: about $3.02/h On-Demand (us-east-1 list prices as of")
     assert "preflight: ok: key pair k; g5.xlarge offered in us-east-1b; image " + AMI in err
-    assert f"agent: staged s3://{staged}" in err
+    assert not any(line.startswith("agent:") for line in err)  # nothing of the agent is staged apart
     assert "03:04:06  ClusterMaster          CREATE_COMPLETE" in err
     assert err[-1] == f"stack {NAME}: CREATE_COMPLETE"
+
+
+def test_create_from_an_index_passes_the_pinned_package_and_stages_the_same_template(
+        stubbed: Any, run_cli: Any) -> None:
+    """--agent-source index changes parameter values only: the template (agent inside) is staged all the same."""
+    _queue_preflight(stubbed)
+    cfg = _config(agent_source="index", agent_package=PINNED, agent_index_url="https://mirror.example.com/simple")
+    url = queue_template_upload(stubbed, compact(render(cfg, "json")), new_bucket=False)
+    params = template_parameters(cfg)
+    assert (params["AgentSource"], params["AgentPackage"], params["AgentIndexUrl"]) == (
+        "index", PINNED, "https://mirror.example.com/simple")
+    stubbed("cloudformation").add_response("create_stack", {"StackId": STACK_ID}, {
+        "StackName": NAME, "TemplateURL": url, "Capabilities": ["CAPABILITY_IAM"],
+        "OnFailure": "ROLLBACK", "Tags": stack_tags({"team": "ml"}),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]})
+    result = run_cli("stack", "create", NAME, *FLAGS, "--agent-source", "index", "--agent-package", PINNED,
+                     "--agent-index-url", "https://mirror.example.com/simple", "--yes", "--no-wait")
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[-2:] == [f"creating stack {NAME} ({STACK_ID})",
+                                            f"follow it with: cfn-chainermn stack watch {NAME}"]
 
 
 UPDATE_IT = f"`cfn-chainermn stack update {NAME}` changes it, or pick another name"
@@ -121,22 +118,22 @@ DELETE_IT = (f"and cannot be updated; `cfn-chainermn stack delete {NAME}` remove
     ("ROLLBACK_FAILED", DELETE_IT), ("UPDATE_ROLLBACK_FAILED", DELETE_IT),
     ("CREATE_IN_PROGRESS", f"`cfn-chainermn stack watch {NAME}` follows it until it settles, or pick another name"),
 ])
-def test_create_of_an_existing_stack_stops_before_preflight_and_staging(stubbed: Any, run_cli: Any, wheel: Path,
-                                                                       status: str, advice: str) -> None:
+def test_create_of_an_existing_stack_stops_before_preflight_and_staging(stubbed: Any, run_cli: Any, status: str,
+                                                                       advice: str) -> None:
     stubbed("cloudformation").add_response("describe_stacks", {"Stacks": [stack(status, Tags=OWN)]},
                                            {"StackName": NAME})
     # Nothing else is queued: any EC2, SSM, STS or S3 call would fail the test as an unexpected call.
-    result = run_cli("stack", "create", NAME, *FLAGS, "--yes", "--agent-wheel", str(wheel))
+    result = run_cli("stack", "create", NAME, *FLAGS, "--yes")
     assert result.code == 3, result.err  # a refused stack operation
     sep = " " if advice == DELETE_IT else "; "
     assert result.err.splitlines()[-1] == f"error: stack {NAME} already exists ({status}){sep}{advice}"
-    assert "preflight" not in result.err and "agent: staged" not in result.err
+    assert "preflight" not in result.err
 
 
-def test_rollback_names_the_first_failed_resource_and_shows_its_agent_log(
-        stubbed: Any, run_cli: Any, wheel: Path) -> None:
+def test_rollback_names_the_first_failed_resource_and_shows_its_agent_log(stubbed: Any, run_cli: Any) -> None:
     _queue_preflight(stubbed)
-    _queue_staging(stubbed, wheel)
+    cfg = _config()
+    queue_template_upload(stubbed, compact(render(cfg, "json")), new_bucket=False)
     cfn, s3 = stubbed("cloudformation"), stubbed("s3")
     cfn.add_response("create_stack", {"StackId": STACK_ID}, None)
     reason = f"Received FAILURE signal with UniqueId {MASTER}"
@@ -158,7 +155,7 @@ def test_rollback_names_the_first_failed_resource_and_shows_its_agent_log(
     cfn.add_response("describe_stacks", {"Stacks": [stack("ROLLBACK_COMPLETE")]}, {"StackName": NAME})
     cfn.add_response("describe_stack_events", {"StackEvents": [
         event(5, NAME, "ROLLBACK_COMPLETE"), event(4, NAME, "ROLLBACK_IN_PROGRESS")]}, {"StackName": STACK_ID})
-    result = run_cli("stack", "create", NAME, *FLAGS, "--yes", "--agent-wheel", str(wheel))
+    result = run_cli("stack", "create", NAME, *FLAGS, "--yes")
     assert result.code == 3
     assert result.out == ""
     err = result.err.splitlines()

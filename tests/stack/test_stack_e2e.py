@@ -9,14 +9,15 @@ resources they name.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_helpers import cluster_client
+from stack_helpers import PINNED, STAGING, cluster_client
 
 from cfn_chainermn import __version__
+from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig
 from cfn_chainermn.names import CLUSTER_TAG, ROLE_TAG
+from cfn_chainermn.template import render
 
 NAME = "e2e"
 # moto says so for AWS::EC2::PlacementGroup and AWS::S3::BucketPolicy (feasibility-aws.md §5).
@@ -46,7 +47,7 @@ def _running(states: dict[str, str]) -> int:
     return sum(1 for s in states.values() if s == "running")
 
 
-def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     ec2, s3, asg, cfn = (cluster_client(s) for s in ("ec2", "s3", "autoscaling", "cloudformation"))
     vpc, subnet = _arrange(ec2)
 
@@ -72,26 +73,27 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[outputs["WorkerGroupName"]])["AutoScalingGroups"][0]
     assert group["DesiredCapacity"] == 2 and _running(_instances(ec2, "worker")) == 2
 
-    # The agent wheel was staged in the encrypted, private staging bucket and handed to the stack.
+    # The template, agent inside, was staged in the encrypted, private staging bucket, and the
+    # stack runs what was staged there (CloudFormation read its TemplateURL).
     described = cfn.describe_stacks(StackName=NAME)["Stacks"][0]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
-    staging, key = params["AgentWheelS3Path"].split("/", 1)
-    assert staging == "cfn-chainermn-staging-123456789012-us-east-1" and key.endswith("-py3-none-any.whl")
-    assert s3.head_object(Bucket=staging, Key=key)["ContentLength"] > 10_000
-    assert s3.get_public_access_block(Bucket=staging)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
-    rules = s3.get_bucket_encryption(Bucket=staging)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert (params["AgentSource"], params["AgentPackage"]) == ("template", "") and "AgentWheelS3Path" not in params
+    [(key, staged)] = _staged_templates(s3)
+    assert key.endswith(f"/{NAME}.json") and len(staged) > 51_200  # over CreateStack's inline limit
+    assert _resources(staged) == _resources(cfn.get_template(StackName=NAME)["TemplateBody"])
+    assert s3.get_public_access_block(Bucket=STAGING)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
+    rules = s3.get_bucket_encryption(Bucket=STAGING)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    # staged templates expire (CloudFormation has read them); the agent wheels stay for later boots
-    lifecycle = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=staging)["Rules"]}
+    # staged templates expire: CloudFormation has read them, and nodes read theirs with GetTemplate
+    lifecycle = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=STAGING)["Rules"]}
     assert lifecycle["templates-expire"]["Expiration"] == {"Days": 7}
     assert lifecycle["templates-expire"]["Filter"] == {"Prefix": "templates/"}
-    assert not any("agent/" in str(r.get("Filter")) for r in lifecycle.values())
     assert {"Key": "cfn-chainermn:version", "Value": __version__} in described["Tags"]
 
-    # The stack runs the released template (the config only changes parameter values).
-    released = json.loads((Path(__file__).parents[2] / "templates" / "chainermn-cluster.json").read_text())
-    body = cfn.get_template(StackName=NAME)["TemplateBody"]
-    running = json.loads(body) if isinstance(body, str) else body
+    # The stack runs the released template (the config only changes parameter values): the
+    # default config's, which tests/template/test_template_golden.py holds templates/ to.
+    released = json.loads(render(ClusterConfig(), "json"))
+    running = _template(cfn.get_template(StackName=NAME)["TemplateBody"])
     assert running["Resources"] == released["Resources"] and running["Outputs"] == released["Outputs"]
 
     status = run_cli("stack", "status", NAME)
@@ -103,7 +105,8 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
     # no node is ready, so it is empty and says why on stderr.
     hosts = run_cli("hostfile", NAME)
     assert (hosts.code, hosts.out) == (0, ""), hosts.err
-    assert hosts.err.startswith("note: 3 nodes not ready yet, left out (i-") and "--wait N" in hosts.err
+    assert hosts.err.splitlines()[0] == f"using stack {NAME} in us-east-1"  # the --region default of this test
+    assert hosts.err.splitlines()[1].startswith("note: 3 nodes not ready yet, left out (i-") and "--wait N" in hosts.err
 
     shown = run_cli("stack", "outputs", NAME, "--output", "json")
     assert shown.code == 0 and json.loads(shown.out)["KeyBucketName"] == bucket and shown.err == ""
@@ -127,17 +130,10 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
     s3.put_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub", Body=b"ssh-ed25519 AAAA")
     s3.delete_object(Bucket=bucket, Key="cluster-key/id_ed25519.pub")  # leaves a delete marker
 
-    # A wheel an earlier stack left behind; with no grace period both it and this stack's go.
-    s3.put_object(Bucket=staging, Key="agent/0123456789abcdef/cfn_chainermn-0.0.9-py3-none-any.whl", Body=b"old")
-    monkeypatch.setattr("cfn_chainermn.stack.wheel_gc.KEEP_HOURS", 0)
-
     deleted = run_cli("stack", "delete", NAME, "--yes")
     assert deleted.code == 0, deleted.err
     assert f"emptied bucket {bucket}: 5 object versions removed" in deleted.err
-    assert deleted.err.splitlines()[-2:] == [
-        f"stack {NAME}: DELETE_COMPLETE",
-        f"removed 2 staged agent wheel(s) that no stack uses from s3://{staging} (0 kept: in use or staged within 0 h)"]
-    assert "Contents" not in s3.list_objects_v2(Bucket=staging, Prefix="agent/")
+    assert deleted.err.splitlines()[-1] == f"stack {NAME}: DELETE_COMPLETE"
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     states = {**_instances(ec2, "master"), **_instances(ec2, "worker")}
     assert len(states) >= 6 and set(states.values()) == {"terminated"}
@@ -146,23 +142,47 @@ def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any, monkeypat
     assert (gone.code, gone.err) == (3, f"error: stack {NAME} not found; `cfn-chainermn stack list` shows yours\n")
 
 
-def test_a_template_over_the_inline_limit_goes_through_the_staging_bucket(
-        emulator: Any, run_cli: Any, monkeypatch: Any) -> None:
-    monkeypatch.setattr("cfn_chainermn.stack.cfn.TEMPLATE_BODY_LIMIT", 1000)  # the real body is ~27 KB
+def test_an_index_stack_and_its_update_stage_each_template_into_the_same_bucket(
+        emulator: Any, run_cli: Any) -> None:
+    """The second staging finds the bucket (head_bucket naming this account as its owner, on real S3 calls)."""
     ec2, s3, cfn = (cluster_client(s) for s in ("ec2", "s3", "cloudformation"))
     vpc, subnet = _arrange(ec2)
     created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
                       "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
-                      "--agent-source", "index", "--yes")
+                      "--agent-source", "index", "--agent-package", PINNED, "--yes")
     assert created.code == 0, created.err
-    staging = "cfn-chainermn-staging-123456789012-us-east-1"
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=staging, Prefix="templates/")["Contents"]]
-    assert len(keys) == 1 and keys[0].endswith(f"/{NAME}.json")
-    uploaded = json.loads(s3.get_object(Bucket=staging, Key=keys[0])["Body"].read())
-    body = cfn.get_template(StackName=NAME)["TemplateBody"]
-    assert (json.loads(body) if isinstance(body, str) else body)["Resources"] == uploaded["Resources"]
+    assert _parameters(cfn)[:2] == ("index", PINNED)
+
+    # moto's DescribeStacks gives an SSM-typed parameter's resolved AMI id as its ParameterValue
+    # (moto/cloudformation/parsing.py load_parameters; AWS gives the path there, the id as
+    # ResolvedValue), which an update would take for the path: the path is given again here.
+    updated = run_cli("stack", "update", NAME, "--workers", "1", "--ami-ssm-parameter", DEFAULT_AMI_SSM_PARAMETER,
+                      "--yes")
+    assert updated.code == 0, updated.err
+    assert _parameters(cfn) == ("index", PINNED, "1")  # the stack's agent settings carried over
+    (key1, first), (key2, second) = _staged_templates(s3)
+    assert key1 != key2 and key1.endswith(f"/{NAME}.json") and key2.endswith(f"/{NAME}.json")
+    assert _resources(first) == _resources(second)  # settings are parameter values only
+    assert run_cli("stack", "delete", NAME, "--yes").code == 0
+
+
+def _parameters(cfn: Any) -> tuple[str, str, str]:
+    """The stack's (AgentSource, AgentPackage, WorkerCount)."""
     described = cfn.describe_stacks(StackName=NAME)["Stacks"][0]
     params = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
-    assert (params["AgentWheelS3Path"], params["WorkerCount"]) == ("", "0")
-    assert "agent: staged" not in created.err
-    assert run_cli("stack", "delete", NAME, "--yes").code == 0
+    return params["AgentSource"], params["AgentPackage"], params["WorkerCount"]
+
+
+def _staged_templates(s3: Any) -> list[tuple[str, str]]:
+    """(key, text) of every template in the staging bucket (templates/<hash>/<stack>.json)."""
+    listed = s3.list_objects_v2(Bucket=STAGING, Prefix="templates/").get("Contents", [])
+    return [(o["Key"], s3.get_object(Bucket=STAGING, Key=o["Key"])["Body"].read().decode()) for o in listed]
+
+
+def _template(body: Any) -> dict[str, Any]:
+    """GetTemplate's TemplateBody as data (moto gives a str or the parsed mapping)."""
+    return json.loads(body) if isinstance(body, str) else dict(body)
+
+
+def _resources(body: Any) -> Any:
+    return _template(body)["Resources"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from stack_helpers import NAME, STACK_ID, free_port, http_endpoint
+from stack_helpers import NAME, PINNED, STACK_ID, free_port, http_endpoint
 
 GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
 EFS = "fs-0123456789abcdef0"
@@ -48,11 +47,21 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
     (["stack", "create", NAME, *GOOD, "--config", "/nonexistent/cluster.yaml"],
      ["error: --config: cannot read /nonexistent/cluster.yaml"]),
     (["stack", "create", NAME, *GOOD, "--agent-source", "pypi"],
-     ["error: Invalid value for '--agent-source': 'pypi' is not one of 'staged', 'index', 'ami'."]),
-    (["stack", "create", NAME, *GOOD, "--agent-wheel", "/nonexistent.whl"],
-     ["error: Invalid value for '--agent-wheel': File '/nonexistent.whl' does not exist."]),
-    (["stack", "create", NAME, *GOOD, "--agent-wheel", __file__, "--agent-source", "index"],
-     ["error: --agent-wheel: only used with --agent-source staged; drop one of them"]),
+     ["error: Invalid value for '--agent-source': 'pypi' is not one of 'template', 'ami', 'index'."]),
+    # a node installs this project from an index only pinned by hash (whoever registers the name gets root)
+    (["stack", "create", NAME, *GOOD, "--agent-source", "index", "--agent-package", "cfn-chainermn==0.1.0"],
+     ["error: agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits> (a node installs this "
+      "project from an index only pinned by hash)"]),
+    (["stack", "update", NAME, "--agent-source", "index", "--agent-package", PINNED.replace("0a", "0A")],
+     ["error: agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"]),
+    (["stack", "create", NAME, *GOOD, "--agent-source", "index"],
+     ["error: agent_package: agent_source index needs it: cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"]),
+    (["stack", "create", NAME, *GOOD, "--agent-package", PINNED],
+     ["error: agent_package: only used with agent_source index (it is template); drop it"]),
+    (["stack", "update", NAME, "--agent-source", "ami", "--agent-package", PINNED],
+     ["error: agent_package: only used with agent_source index (it is ami); drop it"]),
+    # the staged agent wheel is gone: the agent travels inside the template
+    (["stack", "create", NAME, *GOOD, "--agent-wheel", __file__], ["error: No such option '--agent-wheel'."]),
     (["stack", "create", NAME, *GOOD, "--on-failure", "ignore"], ["error: Invalid value for '--on-failure'"]),
     (["stack", "update", NAME, *GOOD, "--output", "yaml"], ["error: Invalid value for '--output': 'yaml'"]),
     (["stack", "scale", NAME, "--workers", "-1"], ["error: --workers: -1 is out of range; give 0 to 256"]),
@@ -122,21 +131,6 @@ def test_throttling_is_retried_by_botocore(throttling_endpoint: tuple[str, list[
     assert result.code == 0, result.err
     assert len(requests) == 2 and all(b"Action=DescribeStacks" in r for r in requests)
     assert "state    complete (CREATE_COMPLETE)" in result.out
-
-
-def test_the_staged_wheel_is_built_from_this_checkout_without_litter(tmp_path: Path) -> None:
-    import zipfile
-
-    from cfn_chainermn.stack.staging import build_wheel, project_root
-
-    root = project_root()
-    assert root is not None
-    before = {p.name for p in root.iterdir()}
-    wheel = build_wheel(tmp_path)
-    assert wheel.name.startswith("cfn_chainermn-") and wheel.suffix == ".whl"
-    names = zipfile.ZipFile(wheel).namelist()
-    assert "cfn_chainermn/stack/cfn.py" in names and "cfn_chainermn/node/__init__.py" in names
-    assert {p.name for p in root.iterdir()} - before == set()
 
 
 def test_an_unknown_profile_is_a_usage_error(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
