@@ -21,7 +21,9 @@ id=${PWD##*/} q=../.queue dog=
 say() { echo "cfn-chainermn: $*"; }
 quit() { [ -z "$dog" ] || kill "$dog" 2>/dev/null; exit "$1"; }  # the watchdog holds the channel open
 [ -s nodes ] || { say admitted; exec sh ./run.sh "$how"; }  # no node list: nothing to account
-if ! { read -r np per < want && { [ -d "$q" ] || mkdir "$q"; }; }; then say "cannot read $PWD/want or create $q"; exit 254; fi
+if ! { read -r np per < want && { [ -d "$q" ] || mkdir -p "$q"; }; }; then  # -p: two may create it at once
+  say "cannot read $PWD/want or create $q"; exit 254
+fi
 me="$$ $(stat_field $$ 22)"
 echo "$me" > queued || exit 254
 trap 'say "cancelled while queued"; quit 143' TERM  # cancel.sh signals the waiter's process group
