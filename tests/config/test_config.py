@@ -70,6 +70,13 @@ def test_stack_needs_key_and_cidr() -> None:
         ({"tags": ["a"]}, "tags: expected a mapping"),
         ({"spot_workers": "sometimes"}, "spot_workers: expected true or false"),
         ({"agent_package": "x; rm -rf /"}, "agent_package:"),
+        ({"agent_source": "pypi"}, "agent_source: 'pypi' is not allowed; choose one of template, ami, index"),
+        # a node installs this project from an index only pinned by hash: a name alone is not enough
+        ({"agent_source": "index", "agent_package": "cfn-chainermn==0.1.0"},
+         "agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"),
+        ({"agent_source": "index"}, "agent_package: agent_source index needs it"),
+        ({"agent_package": f"cfn-chainermn==0.1.0 --hash=sha256:{'0' * 64}"},
+         "agent_package: only used with agent_source index (it is template); drop it"),
         ({"agent_index_url": "http://insecure"}, "agent_index_url: give an https://"),
         ({"colour": "red"}, "colour: unknown field"),
         ({"key_name": "k\u00e9y"}, "key_name: must be 1-255 printable ASCII characters"),
