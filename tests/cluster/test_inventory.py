@@ -1,4 +1,5 @@
-"""inventory.list_nodes / host_keys / master_host_key, pinned call by call with botocore Stubber;
+"""inventory.list_nodes / host_keys / master_host_key / node_objects / fetch_host_keys / get_changed,
+pinned call by call with botocore Stubber;
 and the CLI's pin of the master's host key against a forged nodes/ record, on a moto bucket."""
 
 from __future__ import annotations
@@ -171,3 +172,49 @@ def test_cli_pins_the_master_key_from_cluster_key_not_a_forged_node_record(moto:
     cl = _aws_cluster(s3, key_file)
     assert cl.master_host_key == MASTER_KEY
     assert cl.master_host_key != inventory.host_keys(s3, "demo-keys")["i-0master"]
+
+
+def test_node_objects_is_one_listing_of_readiness_and_key_etags(clients: tuple[Any, Stubber, Any, Stubber]) -> None:
+    _, _, s3, ss = clients
+    ss.add_response("list_objects_v2", {"Contents": [
+        {"Key": "nodes/i-m/ready", "ETag": '"r"'}, {"Key": "nodes/i-m/host_ed25519.pub", "ETag": '"km"'},
+        {"Key": "nodes/i-w1/host_ed25519.pub", "ETag": '"kw1"'}, {"Key": "nodes/stray", "ETag": '"s"'}],
+        "IsTruncated": False}, {"Bucket": "kb", "Prefix": "nodes/"})
+    found = inventory.node_objects(s3, "kb")
+    assert found.ready == {"i-m"} and found.host_key_etags == {"i-m": '"km"', "i-w1": '"kw1"'}
+
+
+def test_fetch_host_keys_reads_only_keys_whose_etag_is_new(clients: tuple[Any, Stubber, Any, Stubber]) -> None:
+    _, _, s3, ss = clients
+    known = {"i-m": ('"km"', "ssh-ed25519 AAAAm"), "i-w1": ('"old"', "ssh-ed25519 AAAAold"), "i-gone": ('"g"', "x y")}
+    ss.add_response("get_object", {"Body": _body("ssh-ed25519 AAAAw1 root@w1\n")},
+                    {"Bucket": "kb", "Key": "nodes/i-w1/host_ed25519.pub"})
+    ss.add_client_error("get_object", "NoSuchKey", "The specified key does not exist.", http_status_code=404,
+                        expected_params={"Bucket": "kb", "Key": "nodes/i-w2/host_ed25519.pub"})
+    got = inventory.fetch_host_keys(s3, "kb", {"i-m": '"km"', "i-w1": '"kw1"', "i-w2": '"kw2"'}, known)
+    # i-m unchanged: not read; i-w1 changed: read again; i-w2 left between listing and GET: skipped;
+    # i-gone is no longer listed: dropped
+    assert got == {"i-m": ('"km"', "ssh-ed25519 AAAAm"), "i-w1": ('"kw1"', "ssh-ed25519 AAAAw1")}
+
+
+def test_get_changed_is_none_on_304_and_the_body_otherwise(clients: tuple[Any, Stubber, Any, Stubber]) -> None:
+    _, _, s3, ss = clients
+    key = names.CLUSTER_VIEW
+    ss.add_client_error("get_object", "304", "Not Modified", http_status_code=304,
+                        expected_params={"Bucket": "kb", "Key": key, "IfNoneMatch": '"e1"'})
+    assert inventory.get_changed(s3, "kb", key, '"e1"', 100) is None
+    ss.add_response("get_object", {"Body": _body("{}"), "ETag": '"e2"', "ContentLength": 2},
+                    {"Bucket": "kb", "Key": key, "IfNoneMatch": '"e1"'})
+    assert inventory.get_changed(s3, "kb", key, '"e1"', 100) == (b"{}", '"e2"')
+    ss.add_response("get_object", {"Body": _body("{}"), "ETag": '"e2"', "ContentLength": 2},
+                    {"Bucket": "kb", "Key": key})
+    assert inventory.get_changed(s3, "kb", key, "", 100) == (b"{}", '"e2"')  # nothing cached: unconditional
+    ss.add_response("get_object", {"Body": _body("x" * 101), "ETag": '"e3"', "ContentLength": 101},
+                    {"Bucket": "kb", "Key": key})
+    with pytest.raises(AwsError, match="larger than 100 bytes, not read") as info:
+        inventory.get_changed(s3, "kb", key, "", 100)
+    assert info.value.code == "TooLarge"
+    ss.add_client_error("get_object", "304", "Not Modified", http_status_code=304,
+                        expected_params={"Bucket": "kb", "Key": key})
+    with pytest.raises(AwsError):  # a 304 to a GET that asked for no condition is an error, not "unchanged"
+        inventory.get_changed(s3, "kb", key, "", 100)
