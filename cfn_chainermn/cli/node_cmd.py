@@ -139,6 +139,29 @@ def refresh(settings: Any, clients: Any, jitter: float) -> None:
     agent.refresh(settings, clients, jitter=jitter)
 
 
+@node.command("spot-watch")
+@agent_options
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Seconds between polls.")
+@click.option("--ticks", type=int, default=None, help="Stop after this many polls (default: never).")
+def spot_watch(interval: float, ticks: int | None, **kwargs: Any) -> None:
+    """Poll the Spot interruption notice; on one, retract readiness and fail this node's jobs fast.
+
+    On a Spot instance a systemd service runs this (settings from agent.json). A local node has
+    no metadata service: give --imds-url of a stand-in that serves spot/instance-action.
+    """
+    from cfn_chainermn.errors import ConfigError
+    from cfn_chainermn.node import agent, spot
+
+    if interval <= 0 or (ticks is not None and ticks < 1):
+        raise ConfigError("--interval must be above 0 and --ticks at least 1")
+    settings = _settings(kwargs, saved=True)
+    settings.check(boot=False)
+    if settings.local and not kwargs.get("imds_url"):
+        raise ConfigError("--imds-url is required with --backend local (a local node has no metadata service)")
+    clients = None if settings.local else _clients(settings)
+    agent.spot_watch(settings, clients, spot.imds_poll(settings.imds_url), interval=interval, ticks=ticks)
+
+
 @node.command()
 @click.option("--backend", type=click.Choice(["aws", "local"]), default="aws", help="aws or local.")
 @click.option("--state-dir", default="", help="Local cluster folder (--backend local).")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
-from cfn_chainermn.node import imds_guard, steps
+from cfn_chainermn.node import imds_guard, spot, steps
 from cfn_chainermn.node.aws_backend import CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
@@ -179,3 +179,10 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
     if guard:  # the hostfile stays current, but the timer's unit shows the failure
         raise AgentError(f"refresh: {guard}")
     return ctx.state
+
+
+def spot_watch(settings: Settings, clients: AwsClients | None, poll: Callable[[], str], *, interval: float,
+               ticks: int | None = None, echo: TextIO | None = None) -> None:
+    """Watch the Spot interruption notice with this node's back ends (node/spot.py)."""
+    settings.check(boot=False)
+    spot.watch(_context(settings, clients, echo), poll, interval=interval, ticks=ticks)

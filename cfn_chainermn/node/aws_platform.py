@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.jobs import fabric
-from cfn_chainermn.node import imds_guard, stack_hosts
+from cfn_chainermn.node import imds_guard, spot, stack_hosts
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.imds import Imds
@@ -39,6 +39,7 @@ AMI_MANIFEST = "/etc/cfn-chainermn/ami-manifest.json"  # written by the AMI reci
 EFA_SYSFS = "/sys/class/infiniband"  # one entry per RDMA device: on EC2, the EFA interfaces attached
 EFS_OPTIONS = "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev"
 UNIT = "cfn-chainermn-refresh"
+SPOT_UNIT = "cfn-chainermn-spot"
 # A client whose path died (no FIN) is dropped after ~60 s, so an attached job's session ends
 # instead of running on unseen; the AMI recipe bakes the same two lines (ami/recipe.yaml sshd:).
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/60-cfn-chainermn.conf"
@@ -229,3 +230,16 @@ class AwsPlatform:
             self.system.run(["systemctl", "daemon-reload"])
             self.system.run(["systemctl", "enable", "--now", f"{UNIT}.timer"])
         return f"{UNIT}.timer every 30 s"
+
+    def spot_watch(self, ctx: Context) -> str | None:
+        """On a Spot instance (the metadata's instance-life-cycle), a service that polls the
+        interruption notice every 5 s (spot.py), restarted if it ever stops; None elsewhere."""
+        if self.imds.get(spot.LIFECYCLE_PATH, missing_ok=True) != "spot":
+            return None
+        service = (f"[Unit]\nDescription=cfn-chainermn Spot interruption watch\nAfter=network-online.target\n\n"
+                   f"[Service]\nType=simple\nExecStart={sys.executable} -m cfn_chainermn node spot-watch\n"
+                   "Restart=always\nRestartSec=5\n\n[Install]\nWantedBy=multi-user.target\n")
+        if write_atomic(self.path(f"/etc/systemd/system/{SPOT_UNIT}.service"), service, 0o644):
+            self.system.run(["systemctl", "daemon-reload"])
+            self.system.run(["systemctl", "enable", "--now", f"{SPOT_UNIT}.service"])
+        return f"{SPOT_UNIT}.service polls the Spot interruption notice every {spot.INTERVAL_S:g} s"

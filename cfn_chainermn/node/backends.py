@@ -98,6 +98,9 @@ class Platform(Protocol):
     def refresh_timer(self, ctx: Context) -> str | None:
         """Install what runs `node refresh` periodically; None where something else drives it."""
 
+    def spot_watch(self, ctx: Context) -> str | None:
+        """Install what polls the Spot interruption notice (node/spot.py); None where nothing does."""
+
     def chainer_stack_host(self, ctx: Context) -> Host | str:
         """Where and from what the Chainer stack is installed here (stack_hosts.py), or why not."""
 

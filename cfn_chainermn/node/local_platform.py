@@ -90,3 +90,8 @@ class LocalPlatform:
     def refresh_timer(self, ctx: Context) -> str | None:
         """None: `local up` runs `node refresh` itself."""
         return None
+
+    def spot_watch(self, ctx: Context) -> str | None:
+        """None: no metadata service says a local node is Spot; `node spot-watch --backend local
+        --imds-url URL` runs the same watch against a stand-in (tests/local)."""
+        return None

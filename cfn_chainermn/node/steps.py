@@ -118,5 +118,5 @@ def _cluster_files(ctx: Context) -> str:
 def hostfile_step(ctx: Context) -> str:
     """The cluster files now, and what keeps them true from now on."""
     detail = cluster_files(ctx)
-    timer = ctx.platform.refresh_timer(ctx)
-    return detail if timer is None else f"{detail}; {timer}"
+    watchers = [ctx.platform.refresh_timer(ctx), ctx.platform.spot_watch(ctx)]
+    return "; ".join([detail, *(w for w in watchers if w)])

@@ -1,0 +1,180 @@
+"""The Spot watch (node/spot.py): on an interruption notice the node leaves the ready set, each
+job holding it gets one log line naming the node and the time, and its ranks there get SIGTERM,
+so mpiexec ends the job at once. Real processes, a real IMDS stand-in, a real local node folder;
+the whole flow with OpenMPI is tests/local/test_spot_e2e.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imds_stand_in import ImdsStandIn
+from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
+
+from cfn_chainermn.cli import cli
+from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.node import agent, spot
+
+NOTICE = '{"action": "terminate", "time": "2026-12-02T21:00:00Z"}'
+W1 = "127.0.0.3"  # node w1 of local_cluster(d, ["m", "w1"])
+
+
+def test_notice_text() -> None:
+    assert spot.parse_notice("") is None  # the 404: no notice
+    assert spot.parse_notice(NOTICE) == spot.Notice("terminate", "2026-12-02T21:00:00Z")
+    assert spot.parse_notice('{"action": "stop", "time": "2026-12-02T21:00:00Z"}') == spot.Notice(
+        "stop", "2026-12-02T21:00:00Z")
+    # a body of another shape is still a notice: failing soft early beats waiting for a format
+    assert spot.parse_notice("<html>") == spot.Notice("interrupt", "an unknown time")
+
+
+def test_log_line_names_the_node_and_both_times() -> None:
+    line = spot.log_line("i-0abc", "10.0.1.7", spot.Notice("terminate", "2026-12-02T21:00:00Z"), "2026-12-02T20:58:01Z")
+    assert line == ("cfn-chainermn: 2026-12-02T20:58:01Z Spot interruption notice on node i-0abc (10.0.1.7): EC2 "
+                    "will terminate it at 2026-12-02T21:00:00Z; stopping the job's ranks there so the job fails "
+                    "now instead of hanging\n")
+
+
+def test_a_hostfile_holds_a_node_by_its_whole_address() -> None:
+    text = "10.0.1.7 slots=4\n10.0.1.70 slots=4\n"
+    assert spot.holds(text, "10.0.1.7") and spot.holds(text, "10.0.1.70")
+    assert not spot.holds(text, "10.0.1."), "a prefix of an address is not the address"
+    assert not spot.holds("", "10.0.1.7")
+
+
+def test_a_rank_is_known_by_its_ssh_session_to_the_node() -> None:
+    env = b"PATH=/bin\0OMPI_COMM_WORLD_RANK=2\0SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 22\0"
+    assert spot.node_of(env) == ("10.0.1.7", 22)
+    assert spot.node_of(b"SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 22\0") is None  # a login shell, not a rank
+    assert spot.node_of(b"PMIX_RANK=0\0SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 2222\0") == ("10.0.1.7", 2222)
+    assert spot.node_of(b"OMPI_COMM_WORLD_RANK=0\0") is None  # started on this machine without ssh
+
+
+def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], **env})
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]:
+    """A booted local node w1 with three jobs in its shared folder and three processes: its rank,
+    another node's rank (same machine, as on a local cluster) and a login shell on it."""
+    d, ids = tmp_path / "lc", ["m", "w1"]
+    local_cluster(d, ids)
+    for i in (0, 1):
+        assert agent.boot(local_settings(d, ids, i), echo=io.StringIO()).ready
+    jobs = d / "shared" / "jobs"
+    for job, hosts, ended in (("j-on-w1", f"127.0.0.2 slots=1\n{W1} slots=1\n", False),
+                              ("j-elsewhere", "127.0.0.2 slots=1\n", False),
+                              ("j-ended", f"{W1} slots=1\n", True)):
+        (jobs / job).mkdir(parents=True)
+        (jobs / job / "hostfile").write_text(hosts)
+        (jobs / job / "log").write_text("step 0\n")
+        if ended:
+            (jobs / job / "exit_code").write_text("0\n")
+    procs = [_sleeper({"OMPI_COMM_WORLD_RANK": "1", "SSH_CONNECTION": f"127.0.0.2 41000 {W1} 22"}),
+             _sleeper({"OMPI_COMM_WORLD_RANK": "0", "SSH_CONNECTION": "127.0.0.9 41000 127.0.0.2 22"}),
+             _sleeper({"SSH_CONNECTION": f"127.0.0.9 41000 {W1} 22"})]
+    try:
+        yield d, procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _watch(d: Path, imds: ImdsStandIn, ticks: int) -> str:
+    echo = io.StringIO()
+    agent.spot_watch(local_settings(d, ["m", "w1"], 1), None, spot.imds_poll(imds.url), interval=0.01,
+                     ticks=ticks, echo=echo)
+    return echo.getvalue()
+
+
+def test_no_notice_changes_nothing(node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    d, procs = node
+    imds = ImdsStandIn({})
+    try:
+        out = _watch(d, imds, ticks=3)
+    finally:
+        imds.close()
+    assert [r[1] for r in imds.requests if r[0] == "GET"] == ["/latest/meta-data/spot/instance-action"] * 3
+    assert (d / "bucket/nodes/w1/ready").exists()
+    assert (d / "shared/jobs/j-on-w1/log").read_text() == "step 0\n"
+    assert all(p.poll() is None for p in procs)
+    assert "Spot interruption notice" not in out
+
+
+def test_notice_retracts_tells_the_job_once_and_stops_only_its_ranks_here(
+        node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    d, (rank_here, rank_elsewhere, login) = node
+    imds = ImdsStandIn({"spot/instance-action": NOTICE})
+    try:
+        out = _watch(d, imds, ticks=3)  # the notice stands for all three polls
+    finally:
+        imds.close()
+    assert not (d / "bucket/nodes/w1/ready").exists() and (d / "bucket/nodes/m/ready").exists()
+    lines = (d / "shared/jobs/j-on-w1/log").read_text().splitlines()
+    assert lines[0] == "step 0" and len(lines) == 2
+    assert "Spot interruption notice on node w1 (127.0.0.3): EC2 will terminate it at 2026-12-02T21:00:00Z" in lines[1]
+    for job in ("j-elsewhere", "j-ended"):
+        assert (d / f"shared/jobs/{job}/log").read_text() == "step 0\n"
+    assert rank_here.wait(timeout=10) == -15
+    assert rank_elsewhere.poll() is None and login.poll() is None
+    assert out.count("spot watch: Spot interruption notice: terminate at 2026-12-02T21:00:00Z") == 1
+    assert "job j-on-w1 told" in out and f"SIGTERM to ranks {rank_here.pid}" in out
+    assert json.loads((d / "nodes/w1/state.json").read_text())["ready"] is True  # boot's record, untouched
+
+
+def test_a_log_swapped_for_a_link_is_not_followed(node: tuple[Path, list[subprocess.Popen[bytes]]],
+                                                  tmp_path: Path) -> None:
+    d, (rank_here, _, _) = node
+    target = tmp_path / "root-owned"
+    target.write_text("keep\n")
+    log = d / "shared/jobs/j-on-w1/log"
+    log.unlink()
+    log.symlink_to(target)
+    imds = ImdsStandIn({"spot/instance-action": NOTICE})
+    try:
+        out = _watch(d, imds, ticks=1)
+    finally:
+        imds.close()
+    assert target.read_text() == "keep\n"
+    assert "job j-on-w1: jobs/j-on-w1/log cannot be appended to safely" in out
+    assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
+
+
+def test_spot_watch_is_installed_on_spot_instances_only(sim_cluster: SimCluster) -> None:
+    c = sim_cluster
+    c.nodes["w1"].imds.meta["instance-life-cycle"] = "spot"
+    c.nodes["w2"].imds.meta["instance-life-cycle"] = "on-demand"
+    for name in ("master", "w1", "w2"):
+        assert c.boot(name).ready
+    w1, w2 = c.nodes["w1"], c.nodes["w2"]
+    unit = "etc/systemd/system/cfn-chainermn-spot.service"
+    service = (w1.root / unit).read_text()
+    assert " -m cfn_chainermn node spot-watch\n" in service and "Restart=always\n" in service
+    assert "systemctl enable --now cfn-chainermn-spot.service" in (
+        w1.root / "var/lib/cfn-chainermn/commands.log").read_text().splitlines()
+    state = json.loads((w1.root / "var/lib/cfn-chainermn/state.json").read_text())
+    assert "cfn-chainermn-spot.service polls the Spot interruption notice every 5 s" in state["steps"]["hostfile"][
+        "detail"]
+    for other in (c.nodes["master"], w2):
+        assert not (other.root / unit).exists()
+        assert "spot" not in (other.root / "var/lib/cfn-chainermn/commands.log").read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--interval", "0"], "--interval must be above 0 and --ticks at least 1"),
+    ([], "--imds-url is required with --backend local (a local node has no metadata service)"),
+])
+def test_spot_watch_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              args: list[str], message: str) -> None:
+    argv = ["node", "spot-watch", "--backend", "local", "--state-dir", str(tmp_path), "--node-id", "w1",
+            "--user", LOCAL_USER, *args]
+    assert run_with_boundary(cli, argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
