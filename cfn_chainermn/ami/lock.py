@@ -107,6 +107,15 @@ def load_lock(name: str) -> tuple[dict[str, Any], tuple[Package, ...]]:
     return data, tuple(packages)
 
 
+def sha256_file(path: Path) -> str:
+    """A file's sha256, read in 1 MiB blocks (wheels run to 100+ MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def lock_digest(packages: tuple[Package, ...] | list[Package]) -> str:
     """What a stack marker records: the sha256 of the lock's requirement lines, in order."""
     return hashlib.sha256("".join(f"{p.requirement}\n" for p in packages).encode()).hexdigest()

@@ -6,7 +6,6 @@ never from the human text; the two must agree on the AMI ids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cfn_chainermn.ami.lock import sha256_file
 from cfn_chainermn.ami.render import PROFILE_TAG, TAG_PREFIX
 from cfn_chainermn.errors import AmiError, ConfigError
 
@@ -32,14 +32,6 @@ def _tool(name: str, install_hint: str) -> str:
     if path is None:
         raise AmiError(f"{name} not found on PATH; {install_hint}")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def parse_vars(pairs: Iterable[str]) -> dict[str, str]:

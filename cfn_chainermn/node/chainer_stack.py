@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cfn_chainermn.ami.lock import MARKER_NAME, STACK_LOCK, Package, load_lock, lock_digest
+from cfn_chainermn.ami.lock import MARKER_NAME, STACK_LOCK, Package, load_lock, lock_digest, sha256_file
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.jobs import compat_install
 from cfn_chainermn.names import CHAINER_STACK_MANIFEST, CHAINER_STACK_PREFIX
@@ -138,7 +138,7 @@ def _fetch(ctx: Context, host: Host, wheels: Path, digest: str) -> dict[str, str
         if body is None:
             raise AgentError(f"{CHAINER_STACK_PREFIX}wheels/{name} is in the manifest but not in the bucket")
         (wheels / name).write_bytes(body)
-        if stack_build.sha256(wheels / name) != want:
+        if sha256_file(wheels / name) != want:
             raise AgentError(f"{CHAINER_STACK_PREFIX}wheels/{name}: sha256 differs from the master's manifest")
     host.timings.append(("fetch", time.monotonic() - start))
     return files

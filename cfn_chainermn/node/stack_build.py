@@ -10,7 +10,6 @@ being the master's manifest, so no node builds twice and none installs what it d
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -20,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cfn_chainermn.ami.lock import LOCK_DIR, Package
+from cfn_chainermn.ami.lock import LOCK_DIR, Package, sha256_file
 from cfn_chainermn.errors import AgentError
 
 PIP = ["-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -64,14 +63,6 @@ def requirements(packages: list[Package]) -> str:
     return "".join(f"{p.requirement}\n" for p in packages)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def make_venv(host: Host) -> None:
     if not Path(host.venv_python).exists():
         host.run("venv", [host.python, "-m", "venv", str(host.prefix)])
@@ -90,7 +81,7 @@ def build_wheelhouse(host: Host, packages: list[Package], work: Path) -> dict[st
              "-r", str(work / "wheel.txt"))
     for pkg in patched:
         _build_patched(host, pkg, wheels, work)
-    return {p.name: sha256(p) for p in sorted(wheels.iterdir())}
+    return {p.name: sha256_file(p) for p in sorted(wheels.iterdir())}
 
 
 def _build_patched(host: Host, pkg: Package, wheels: Path, work: Path) -> None:
