@@ -173,11 +173,15 @@ def test_every_script_is_shellcheck_clean(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_the_scripts_ship_in_the_wheel(tmp_path: Path) -> None:
-    from cfn_chainermn.stack.staging import build_wheel
+def test_the_scripts_ship_in_the_wheel() -> None:
+    """In the agent wheel the template carries (template/agent_bundle.py), executable."""
+    import io
 
-    names = set(zipfile.ZipFile(build_wheel(tmp_path)).namelist())
-    assert {f"cfn_chainermn/jobs/sh/{n}" for n in SCRIPTS} <= names
+    from cfn_chainermn.template.agent_bundle import build
+
+    infos = {i.filename: i for i in zipfile.ZipFile(io.BytesIO(build().wheel)).infolist()}
+    for name in SCRIPTS:
+        assert infos[f"cfn_chainermn/jobs/sh/{name}"].external_attr >> 16 == 0o100755
 
 
 def test_cmd_sh_runs_the_argv_exactly_as_given(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.template import MAX_S3_BYTES, render
 
 HEX = st.one_of(*(st.text("0123456789abcdef", min_size=n, max_size=n) for n in (8, 17)))  # as AWS issues ids
+PINNED = f"cfn-chainermn==0.1.0 --hash=sha256:{'0123456789abcdef' * 4}"  # as agent_source index needs it
 ASCII = st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=12)
 
 
@@ -53,10 +54,11 @@ def plausible(draw: st.DrawFn) -> dict[str, Any]:
         "tenancy": draw(st.sampled_from(["default", "dedicated"])),
         "root_volume_size": draw(st.integers(8, 16384)),
         "ami": draw(st.one_of(st.just(""), ident("ami"))),
-        "agent_package": draw(st.sampled_from(["cfn-chainermn==0.1.0", "cfn-chainermn>=0.1,<0.2", " cfn-chainermn"])),
         "agent_index_url": draw(st.sampled_from(["", "https://pypi.example.org/simple"])),
         "network": net,
         "efs": efs,
+        **draw(st.sampled_from([{}, {"agent_source": "ami"},
+                                {"agent_source": "index", "agent_package": PINNED}])),
     }
 
 
@@ -67,7 +69,8 @@ anything: st.SearchStrategy[dict[str, Any]] = st.fixed_dictionaries({}, optional
     "allow_ssh_from_anywhere": st.booleans(),
     "tenancy": st.sampled_from(["default", "host"]),
     "root_volume_size": st.integers(0, 20000),
-    "agent_package": ASCII,
+    "agent_source": st.sampled_from(["template", "ami", "index", "pypi"]),
+    "agent_package": st.one_of(ASCII, st.just(PINNED)),
     "agent_index_url": st.sampled_from(["", "http://insecure", "https://a b"]),
     "network": st.fixed_dictionaries({}, optional={
         "vpc_id": st.one_of(st.just(""), ident("vpc"), st.just("vpc-XYZ")),
