@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -250,6 +251,16 @@ def test_a_detached_job_waits_on_the_master_and_holds_its_nodes_until_it_exits(s
     assert logs.communicate(timeout=30) == (TWO_NODES, None) and logs.returncode == 0  # followed from its start
     assert third.admitted()
     assert third.end() == 0
+
+
+def test_a_waiting_job_whose_folder_is_removed_by_hand_gives_up(shared: Path) -> None:
+    holder = _holder(shared)
+    orphan = Master(_launch(shared, "j2", 1))
+    assert orphan.behind("j1")
+    shutil.rmtree(orphan.dir)
+    assert orphan.until("")[-2] == f"{job_folder.NOTE}its folder {orphan.dir} is gone"
+    assert orphan.proc.wait(timeout=10) == 254
+    assert holder.end() == 0
 
 
 def test_the_lock_file_may_not_be_a_link(shared: Path, tmp_path: Path) -> None:

@@ -106,6 +106,7 @@ while :; do
     exit 0
   fi
   sleep 0.5
+  [ -f queued ] || { say "its folder $PWD is gone"; quit 254; }  # removed by hand: nothing to run
   if [ -n "$dog" ] && ! alive "$dog" "$dogs"; then  # the client has gone: leave the queue
     lock "${PWD%/*}" && echo withdrawn > cancelled && rm -f "$q/w.$ticket"
     unlock
