@@ -157,6 +157,27 @@ def test_build_passes_the_ssh_cidr_to_packer(tmp_path: Path, monkeypatch: pytest
     assert "us-east-1\tami-0123456789abcdef0" in capsys.readouterr().out
 
 
+def test_build_without_agent_wheel_bakes_the_wheel_the_templates_carry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Byte for byte: the bootstrap checks a baked agent against the sha256 its UserData names."""
+    from cfn_chainermn.template import agent_bundle
+
+    baked: list[tuple[str, bytes]] = []
+
+    def build(out: Path, region: str, wheel: Path, variables: Any, echo: Any, *, ssh_cidr: str,
+              env: Any) -> dict[str, str]:
+        baked.append((wheel.name, wheel.read_bytes()))
+        return {"us-east-1": "ami-0123456789abcdef0"}
+
+    monkeypatch.setattr(ami_packer, "shellcheck", lambda out: None)
+    monkeypatch.setattr(ami_packer, "packer_validate", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ami_packer, "packer_build", build)
+    args = ["ami", "build", "current", "--region", "us-east-1", "-o", str(tmp_path / "o"), "--ssh-cidr", CIDR]
+    assert run_with_boundary(cli, args) == 0
+    bundle = agent_bundle.current()
+    assert baked == [(bundle.filename, bundle.wheel)]
+
+
 def test_render_says_the_next_step(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert run_with_boundary(cli, ["ami", "render", "current", "-o", str(tmp_path / "o")]) == 0
     assert "; next: cfn-chainermn ami validate current\n" in capsys.readouterr().err
