@@ -26,6 +26,16 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
      ["error: efs.mount_point: /opt is a system folder; give a folder of its own such as /efs or /mnt/efs"]),
     (["stack", "create", NAME, *GOOD, "--instance-type", "p9.huge"],
      ["error: instance_type: unknown instance type 'p9.huge'; choose one of p3.2xlarge"]),
+    # GPUs the image cannot drive, EFA on a type without it (issue 11): one line each, no AWS call
+    (["stack", "create", NAME, *GOOD, "--instance-type", "p3.16xlarge"],
+     ["error: instance_type: p3.16xlarge: V100 (sm_70) needs NVIDIA's proprietary driver, branch 580 or older: the "
+      "open kernel modules run Turing and newer only, and newer branches dropped it; the default image (Deep "
+      "Learning Base OSS AMI) cannot drive it: give --ami of an image with that driver (cfn-chainermn ami build "
+      "--profile current) or choose another type"]),
+    (["stack", "create", NAME, *GOOD, "--instance-type", "g5.xlarge", "--efa", "on"],
+     ["error: efa: g5.xlarge has no EFA; set efa to auto or off, or choose a type with EFA (the larger sizes of "]),
+    (["stack", "create", NAME, *GOOD, "--efa", "sometimes"],
+     ["error: Invalid value for '--efa': 'sometimes' is not one of 'auto', 'on', 'off'."]),
     (["stack", "create", NAME, *GOOD, "--vpc-cidr", "10.0.0.0/16", "--subnet-cidr", "10.1.0.0/24"],
      ["error: network.subnet_cidr: 10.1.0.0/24 is outside network.vpc_cidr 10.0.0.0/16"]),
     (["stack", "create", NAME, *GOOD, "--subnet-id", "subnet-0123456789abcdef0"],
