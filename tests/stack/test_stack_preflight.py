@@ -170,3 +170,21 @@ def test_efa_is_judged_by_what_ec2_says(stubbed: Any) -> None:
     preflight.check_instance_types(stubbed, cfg, r)
     assert r.problems == ["efa: p5.48xlarge has no EFA (DescribeInstanceTypes); set efa to auto or off, or choose a "
                           "type with EFA"]
+
+
+def test_an_image_whose_cuda_is_too_old_stops_the_create_with_exit_4(stubbed: Any) -> None:
+    """The whole run: a `current` image (CUDA 11.0) for p5's H100 is a problem, not a warning."""
+    cfg = build({"name": "demo", "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "p5.48xlarge",
+                 "workers": 0, "ami": AMI, "network": {"availability_zone": "us-east-1b"}}, for_stack=True)
+    ec2, sq = stubbed("ec2"), stubbed("service-quotas")
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, None)
+    ec2.add_response("describe_instance_type_offerings", _offerings([("p5.48xlarge", "us-east-1b")]), None)
+    ec2.add_response("describe_instance_types", described_types("p5.48xlarge"), {"InstanceTypes": ["p5.48xlarge"]})
+    sq.add_response("get_service_quota", _quota(192, "L-417A185B"), None)
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI, "Tags": BUILT}]}, {"ImageIds": [AMI]})
+    with pytest.raises(PreflightError) as info:
+        preflight.run(stubbed, cfg)
+    assert info.value.exit_code == 4
+    assert str(info.value).splitlines() == [
+        f"ami: image {AMI} (current profile) has CUDA 11.0, but the H100 GPUs (sm_90) of p5.48xlarge need CUDA 11.8 "
+        "or newer; give --ami of an image with a newer CUDA, or choose a type it suits (p3, p3dn, p4d, p4de, g4dn)"]
