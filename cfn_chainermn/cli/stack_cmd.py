@@ -18,6 +18,7 @@ from cfn_chainermn.cli.options import cluster_options, config_from_options
 from cfn_chainermn.cli.stack_read import READ_COMMANDS
 from cfn_chainermn.cli.stack_view import operations, outcomes, print_outputs
 from cfn_chainermn.config.model import MAX_WORKERS, ClusterConfig
+from cfn_chainermn.config.sections import IDLE_OFF, MAX_HOURS_WITHOUT_YES
 from cfn_chainermn.errors import ConfigError
 
 
@@ -29,6 +30,14 @@ def _change_options(func: Any) -> Any:
 
 def _cluster_config(name: str, kwargs: dict[str, Any]) -> ClusterConfig:
     return config_from_options(kwargs, name=name, for_stack=True)
+
+
+def _check_max_hours(cfg: ClusterConfig, yes: bool) -> None:
+    """A limit over a week is more likely a typo than a plan: it needs --yes (before any AWS call)."""
+    hours = cfg.idle.max_hours
+    if hours != IDLE_OFF and int(hours) > MAX_HOURS_WITHOUT_YES and not yes:
+        raise ConfigError(f"idle.max_hours: {hours} hours is over a week ({MAX_HOURS_WITHOUT_YES}); "
+                          "give --yes if you mean it, or fewer hours")
 
 
 @click.group()
@@ -66,6 +75,7 @@ def create(name: str, aws_profile: str | None, aws_endpoint_url: str | None, on_
       cfn-chainermn stack create demo --config cluster.yaml --yes --output json > outputs.json
     """
     cfg = _cluster_config(name, kwargs)
+    _check_max_hours(cfg, yes)
     with outcomes():
         outcome = operations(AwsTarget(aws_profile, cfg.region or None, aws_endpoint_url)).create(
             cfg, on_failure=on_failure, wait=wait, yes=yes)
@@ -86,8 +96,11 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, wai
     Settings not given keep the values the stack has now; the change set is shown before it runs.
     """
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
+    _check_max_hours(given, yes)
 
     def configure(base: dict[str, Any]) -> ClusterConfig:
+        if kwargs.get("opt_agent_source") not in (None, "index") and kwargs.get("opt_agent_package") is None:
+            base = {k: v for k, v in base.items() if k != "agent_package"}  # leaving index drops its pin
         return config_from_options(kwargs, name=name, for_stack=True, base=base)
 
     with outcomes():

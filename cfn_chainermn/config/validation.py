@@ -204,6 +204,40 @@ def _efa_on_needs_efa_types(cfg: ClusterConfig, for_stack: bool) -> Iterable[str
                f"(the larger sizes of {with_efa})")
 
 
+def _gpus(n: int) -> str:
+    return f"{n} GPU" + ("" if n == 1 else "s")
+
+
+@rule("spot_instance_types")
+def _spot_types_match_the_worker_type(cfg: ClusterConfig, for_stack: bool) -> Iterable[str]:
+    """More Spot worker types: each known, new, and alike where a node's role depends on it: its
+    GPU count (the hostfile's slots, one rank per GPU) and, when the launch template gives the
+    workers EFA cards, its EFA cards (a type with fewer could not launch with them)."""
+    from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES
+
+    types = cfg.spot_types
+    if not types or find("spot_instance_types").setting.problem("", cfg.spot_instance_types):
+        return  # not a list of types: its own line says so
+    if not cfg.spot_workers:
+        yield "spot_instance_types: used only with Spot workers; add --spot-workers (spot_workers: true) or drop it"
+        return
+    worker = INSTANCE_TYPES.get(cfg.worker_type)
+    for name in types:
+        row = INSTANCE_TYPES.get(name)
+        if row is None:
+            yield f"spot_instance_types: unknown instance type {name!r}; list GPU types of the catalogue (docs/gpus.md)"
+        elif name == cfg.worker_type or types.count(name) > 1:
+            yield f"spot_instance_types: {name} is listed twice (the worker type counts); list each type once"
+        elif worker is not None and row.gpus != worker.gpus:
+            yield (f"spot_instance_types: {name} has {_gpus(row.gpus)}, the worker type {cfg.worker_type} has "
+                   f"{_gpus(worker.gpus)}; list types with {_gpus(worker.gpus)}, since every worker runs one rank "
+                   "per GPU")
+        elif worker is not None and worker.efa and cfg.efa != "off" and (
+                not row.efa or row.network_cards != worker.network_cards):
+            yield (f"spot_instance_types: {name} has {row.network_cards if row.efa else 'no'} EFA cards, the worker "
+                   f"type {cfg.worker_type} has {worker.network_cards}; list types with the same, or set efa off")
+
+
 @rule("tags")
 def _tags(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     p = []
@@ -222,7 +256,8 @@ def _agent_package(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     if cfg.agent_package and not re.fullmatch(AGENT_PIN, cfg.agent_package):
         return ["agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits> (a node installs this "
                 "project from an index only pinned by hash)"]
-    if cfg.agent_source == "index" and not cfg.agent_package:
+    # for_stack: flags checked alone (`stack update --agent-source index`) may take the stack's own pin
+    if for_stack and cfg.agent_source == "index" and not cfg.agent_package:
         return ["agent_package: agent_source index needs it: cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"]
     if cfg.agent_package and cfg.agent_source != "index":
         return [f"agent_package: only used with agent_source index (it is {cfg.agent_source}); drop it"]

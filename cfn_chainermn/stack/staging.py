@@ -30,7 +30,6 @@ LIFECYCLE: BucketLifecycleConfigurationTypeDef = {"Rules": [
     {"ID": "abort-incomplete-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
      "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}},
 ]}
-_PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE", "cfn_chainermn")
 
 
 def bucket_name(account: str, region: str) -> str:
@@ -76,7 +75,7 @@ def ensure_bucket(s3: S3Client, bucket: str, region: str, owner: str) -> None:
 def _not_ours(bucket: str, owner: str) -> CfnChainermnError:
     return CfnChainermnError(f"staging bucket {bucket} exists but is not owned by account {owner} or not "
                              "readable with these credentials (another account owns the name?); check the "
-                             "credentials' s3 permissions, or upload templates/ in the console")
+                             "credentials' s3 permissions (the name is fixed per account and region)")
 
 
 def upload_file(s3: S3Client, bucket: str, prefix: str, path: Path, *, owner: str) -> str:

@@ -74,7 +74,6 @@ def test_stack_needs_key_and_cidr() -> None:
         # a node installs this project from an index only pinned by hash: a name alone is not enough
         ({"agent_source": "index", "agent_package": "cfn-chainermn==0.1.0"},
          "agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"),
-        ({"agent_source": "index"}, "agent_package: agent_source index needs it"),
         ({"agent_package": f"cfn-chainermn==0.1.0 --hash=sha256:{'0' * 64}"},
          "agent_package: only used with agent_source index (it is template); drop it"),
         ({"agent_index_url": "http://insecure"}, "agent_index_url: give an https://"),
@@ -96,6 +95,15 @@ def test_stack_needs_key_and_cidr() -> None:
 def test_each_problem_names_its_field(data: dict[str, object], expected: str) -> None:
     found = problems(**data)
     assert any(expected in p for p in found), found
+
+
+def test_index_needs_a_pinned_package_for_a_stack_not_for_flags_alone() -> None:
+    """`stack update --agent-source index` may take the stack's own pin; a stack's config may not lack it."""
+    with pytest.raises(ConfigError) as exc:
+        build({"key_name": "k", "ssh_cidr": "203.0.113.7/32", "agent_source": "index"}, for_stack=True)
+    assert exc.value.problems == ["agent_package: agent_source index needs it: cfn-chainermn==VERSION "
+                                  "--hash=sha256:<64 hex digits>"]
+    assert build({"agent_source": "index"}).agent_source == "index"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -233,14 +241,15 @@ def test_every_field_is_in_the_example_and_the_reference_table() -> None:
     from the settings table) stay complete as fields are added."""
     import dataclasses
 
-    from cfn_chainermn.config.model import ClusterConfig, EfsConfig, NetworkConfig
+    from cfn_chainermn.config.model import ClusterConfig
+    from cfn_chainermn.config.setting import sections
 
     root = Path(__file__).resolve().parents[2]
     example = (root / "examples" / "cluster.yaml").read_text()
     reference = (root / "docs" / "configuration.md").read_text()
-    names = [f.name for f in dataclasses.fields(ClusterConfig) if f.name not in ("network", "efs")]
-    names += [f"network.{f.name}" for f in dataclasses.fields(NetworkConfig)]
-    names += [f"efs.{f.name}" for f in dataclasses.fields(EfsConfig)]
+    nested = sections(ClusterConfig)
+    names = [f.name for f in dataclasses.fields(ClusterConfig) if f.name not in nested]
+    names += [f"{section}.{f.name}" for section, cls in nested.items() for f in dataclasses.fields(cls)]
     for name in names:
         assert f"| `{name}` |" in reference, f"docs/configuration.md lacks {name}"
         assert f"{name.rsplit('.', 1)[-1]}:" in example, f"examples/cluster.yaml lacks {name}"

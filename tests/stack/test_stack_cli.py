@@ -276,3 +276,45 @@ def test_the_bucket_delete_empties_is_the_templates_key_bucket() -> None:
     resources = json.loads(render(cfg, "json"))["Resources"]
     assert resources[KEY_BUCKET_RESOURCE]["Type"] == "AWS::S3::Bucket"
     assert [k for k, r in resources.items() if r["Type"] == "AWS::S3::Bucket"] == [KEY_BUCKET_RESOURCE]
+
+
+def _update_agent(stubbed: Any, run_cli: Any, now: dict[str, Any], flags: list[str],
+                  then: dict[str, Any]) -> Any:
+    """`stack update` of a stack whose agent settings are `now`: the change set gets `then`."""
+    base = {"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
+            "ami": AMI, "efs": {"mode": "none"}, "network": {"availability_zone": "us-east-1d"}}
+    current, wanted = build({**base, **now}, for_stack=True), build({**base, **then}, for_stack=True)
+    cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+        {"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(current).items()],
+        Tags=[{"Key": "cfn-chainermn:version", "Value": "0.1.0"}])]}, {"StackName": NAME})
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
+    ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
+        {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": "us-east-1d"}]}, None)
+    ec2.add_response("describe_instance_types", described_types("g5.xlarge"), None)
+    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    url = queue_template_upload(stubbed, compact(render(wanted, "json")), new_bucket=False)
+    cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
+        "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE", "TemplateURL": url,
+        "Capabilities": ["CAPABILITY_IAM"], "Tags": stack_tags({}),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
+    cfn.add_response("describe_change_set", {"Status": "FAILED", "StatusReason": "stop here"}, None)
+    cfn.add_response("delete_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
+    return run_cli("stack", "update", NAME, *flags, "--yes")
+
+
+INDEX = {"agent_source": "index", "agent_package": PINNED}
+
+
+@pytest.mark.parametrize(("now", "flags", "then"), [
+    (INDEX, ["--agent-source", "template"], {"agent_source": "template"}),  # leaving index drops the pin
+    (INDEX, ["--workers", "1"], {**INDEX, "workers": 1}),                  # the pin carries over
+    ({}, ["--agent-source", "index", "--agent-package", PINNED], INDEX),
+    ({**INDEX, "workers": 2}, ["--agent-source", "index"], {**INDEX, "workers": 2}),  # the stack's pin completes it
+], ids=["index-to-template", "index-kept", "template-to-index", "index-flag-alone"])
+def test_update_moves_between_agent_sources(stubbed: Any, run_cli: Any, now: dict[str, Any], flags: list[str],
+                                            then: dict[str, Any]) -> None:
+    result = _update_agent(stubbed, run_cli, now, flags, then)
+    # create_change_set's expected parameters are the assertion
+    assert result.err.splitlines()[-1] == f"error: change set for stack {NAME} failed: stop here", result.err
