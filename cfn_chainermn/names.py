@@ -29,6 +29,10 @@ OUT_EFS_ID = "EfsFileSystemId"
 OUT_WORKER_GROUP = "WorkerGroupName"
 OUT_MOUNT_POINT = "MountPoint"
 OUT_SSH_COMMAND = "SshCommand"
+# Idle shutdown (node/idle.py): the role CloudFormation assumes when the master deletes its own
+# stack, and its ARN as an output the master reads with DescribeStacks.
+SHUTDOWN_ROLE_RESOURCE = "ShutdownRole"
+OUT_SHUTDOWN_ROLE = "ShutdownRoleArn"
 
 # Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
 KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only
@@ -42,6 +46,9 @@ MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"
 # with one conditional GET per refresh instead of each discovering the cluster themselves. Under
 # cluster-key/ so that, like the pinned host key, no worker can write what the others trust.
 CLUSTER_VIEW = KEY_PREFIX + "cluster-view.json"
+# Idle time and deadline as the master counts them (node/idle.py), for `stack status` to show;
+# under cluster-key/ so that no worker can write what the CLI reports.
+IDLE_STATUS = KEY_PREFIX + "idle.json"
 NODES_PREFIX = "nodes/"  # nodes/<instance-id>/host_ed25519.pub and nodes/<instance-id>/ready
 LOGS_PREFIX = "logs/"  # logs/<instance-id>/agent.log
 # The Chainer stack's wheelhouse (node/chainer_stack.py): the master builds and writes it, every

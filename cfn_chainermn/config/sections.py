@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cfn_chainermn.config.mount_point import MOUNT_POINT_MAX, mount_point_pattern
-from cfn_chainermn.config.setting import EFS, NETWORK, Flag, Param, aws_id, cidr_pattern, setting
+from cfn_chainermn.config.setting import EFS, IDLE, NETWORK, Flag, Param, aws_id, cidr_pattern, setting
 from cfn_chainermn.errors import ConfigError
 
 _NET_CIDR = cidr_pattern(r"1[6-9]|2[0-8]")  # /16 to /28: what a VPC or subnet may have (range=(16, 28) below)
@@ -113,3 +113,47 @@ class EfsConfig:
             "`/var/run`, `/var/lock`), `/sbin`, `/snap`, `/sys`, `/tmp` or `/usr`, nor the cluster user's home "
             "`/home/chainer` (its `~/.ssh` would be hidden); a folder inside `/home`, `/media`, `/mnt`, `/opt`, "
             "`/root`, `/srv` or `/var` is fine. `job submit` uploads scripts there.")
+
+
+IDLE_OFF = "off"
+IDLE_ACTIONS = ("delete", "stop")
+MAX_HOURS_WITHOUT_YES = 168  # a week: a longer limit asks for --yes (cli/stack_cmd.py)
+
+
+@dataclass(frozen=True)
+class IdleConfig:
+    """When the master shuts the cluster down by itself (node/idle.py): after so many idle
+    minutes, or so many hours in all; `off` disables either."""
+
+    minutes: str = setting(
+        IDLE_OFF, pattern=rf"{IDLE_OFF}|[1-9][0-9]{{0,3}}", optional=False,
+        invalid="{value!r} is not allowed; give whole minutes from 1 to 9999, or off",
+        flag=Flag("--idle-minutes", "Shut the cluster down after M idle minutes (off = never).", metavar="M|off"),
+        param=Param("IdleMinutes", "Idle minutes", IDLE, "The master shuts the cluster down after this many minutes "
+                    "with no job, no GPU process and nobody logged in; off = never.",
+                    constraint="off, or whole minutes from 1 to 9999"),
+        doc="`off`, or whole minutes from 1 to 9999: the master counts the cluster idle while no job of ours is "
+            "queued or running, no process holds a GPU and nobody is logged in, and after this many idle minutes "
+            "applies `idle.action`. `stack update --idle-minutes off` removes it.")
+    max_hours: str = setting(
+        IDLE_OFF, pattern=rf"{IDLE_OFF}|[1-9][0-9]{{0,3}}", optional=False,
+        invalid="{value!r} is not allowed; give whole hours from 1 to 9999, or off",
+        flag=Flag("--max-hours", f"Shut the cluster down H hours after it was created (off = never; over "
+                  f"{MAX_HOURS_WITHOUT_YES} needs --yes).", metavar="H|off"),
+        param=Param("MaxHours", "Maximum hours", IDLE, "The master shuts the cluster down this many hours after the "
+                    "stack was created, busy or not; off = never.", constraint="off, or whole hours from 1 to 9999"),
+        doc=f"`off`, or whole hours from 1 to 9999 after the stack's creation, busy or not; more than "
+            f"{MAX_HOURS_WITHOUT_YES} (a week) needs `--yes` on the command line")
+    action: str = setting(
+        "delete", choices=IDLE_ACTIONS, optional=False, invalid="{value!r} is not allowed; choose one of {choices}",
+        flag=Flag("--idle-action", "What the master does at the limit: delete the stack, or stop the nodes "
+                  "(EFS kept).", choice=True),
+        param=Param("IdleAction", "Idle action", IDLE, "delete = the whole stack (bucket emptied first); stop = "
+                    "workers to 0 and the master stopped, EFS kept."),
+        doc="`delete` (the stack deletes itself through a CloudFormation service role, after the master empties "
+            "the key bucket) or `stop` (the worker group goes to 0 and the master stops; EFS and the stack stay)")
+
+    @property
+    def enabled(self) -> bool:
+        """A limit is set (the template's HasIdleLimit)."""
+        return self.minutes != IDLE_OFF or self.max_hours != IDLE_OFF

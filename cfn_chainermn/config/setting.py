@@ -57,8 +57,8 @@ class Group:
 # The console's groups, in console order; each shows its parameters in field order.
 ACCESS, CLUSTER, IMAGE = Group("Access"), Group("Cluster (1 master + N workers)"), Group("Machine image and disks")
 NETWORK, EFS = Group("Network (empty ids = create new)"), Group("Shared file system (EFS)")
-AGENT = Group("Node agent")
-GROUPS = (ACCESS, CLUSTER, IMAGE, NETWORK, EFS, AGENT)
+AGENT, IDLE = Group("Node agent"), Group("Idle shutdown")
+GROUPS = (ACCESS, CLUSTER, IMAGE, NETWORK, EFS, IDLE, AGENT)
 
 
 @dataclass(frozen=True)

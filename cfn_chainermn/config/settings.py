@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cfn_chainermn.catalog.instance_types import DEFAULT_INSTANCE_TYPE, INSTANCE_TYPES
-from cfn_chainermn.config.sections import EfsConfig, NetworkConfig
+from cfn_chainermn.config.sections import EfsConfig, IdleConfig, NetworkConfig
 from cfn_chainermn.config.setting import (
     ACCESS,
     AGENT,
@@ -37,7 +37,8 @@ from cfn_chainermn.names import STACK_NAME_PATTERN, STACK_NAME_RULE
 __all__ = [
     "AGENT_PIN", "AGENT_SOURCES", "DEFAULT_AMI_SSM_PARAMETER",
     "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
-    "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig", "find", "settings",
+    "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES", "ClusterConfig", "EfsConfig", "IdleConfig", "NetworkConfig", "find",
+    "settings",
 ]
 
 
@@ -160,6 +161,7 @@ class ClusterConfig:
             "type without EFA is refused) or `off`. With more than one card (p4d, p5, ...), EFA goes on every card "
             "only in an existing subnet (AWS gives no public address to an instance with several interfaces), "
             "else on card 0 alone. See the template reference.")
+    idle: IdleConfig = field(default_factory=IdleConfig, metadata={"section": IdleConfig})
     tags: Mapping[str, str] = setting_factory(
         dict, flag=Flag("--tag", "Tag for the stack and its resources (repeatable).", metavar="KEY=VALUE",
                         multiple=True, convert=tag_flag),

@@ -17,6 +17,7 @@ from cfn_chainermn import __version__
 from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template.compute import add_compute
 from cfn_chainermn.template.iam import add_iam
+from cfn_chainermn.template.idle import add_idle, add_idle_output
 from cfn_chainermn.template.network import add_network
 from cfn_chainermn.template.outputs import add_outputs
 from cfn_chainermn.template.parameters import add_conditions, add_parameters, add_rules
@@ -40,9 +41,11 @@ def build_template(cfg: ClusterConfig) -> Template:
     add_rules(t, inputs)
     net = add_network(t, inputs)
     storage = add_storage(t, inputs, net)
-    profiles = add_iam(t, inputs, storage.bucket)
+    idle = add_idle(t, inputs)
+    profiles = add_iam(t, inputs, storage.bucket, idle)
     nodes = add_compute(t, inputs, net, storage, profiles)
     add_outputs(t, inputs, storage, nodes)
+    add_idle_output(t, idle)
     add_agent(t)
     return t
 

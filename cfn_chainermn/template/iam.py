@@ -16,6 +16,7 @@ from typing import Any
 from troposphere import Ref, StackId, Sub, Template, iam, s3
 
 from cfn_chainermn.names import CHAINER_STACK_PREFIX, KEY_PREFIX, LOGS_PREFIX, NODES_PREFIX
+from cfn_chainermn.template.idle import Idle, limits_tag, master_statements
 from cfn_chainermn.template.parameters import Inputs
 
 
@@ -34,7 +35,7 @@ def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, 
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
 
 
-def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
+def node_statements(role: str, p: Inputs, bucket: s3.Bucket, idle: Idle | None = None) -> list[Any]:
     """The policy statements of one role ("master" or "worker")."""
     arn = f"${{{bucket.title}.Arn}}"
 
@@ -62,20 +63,24 @@ def node_statements(role: str, p: Inputs, bucket: s3.Bucket) -> list[Any]:
         # The Chainer stack's wheelhouse (node/chainer_stack.py): the master builds it, workers install it.
         _statement("WriteChainerStack" if role == "master" else "ReadChainerStack", key_actions,
                    [objects(CHAINER_STACK_PREFIX)]),
+        # Idle shutdown (template/idle.py): the master's alone, scoped to this stack.
+        *(master_statements(idle, p, arn) if role == "master" and idle is not None else []),
     ]
 
 
-def _role(t: Template, role: str, p: Inputs, bucket: s3.Bucket) -> iam.InstanceProfile:
+def _role(t: Template, role: str, p: Inputs, bucket: s3.Bucket, idle: Idle) -> iam.InstanceProfile:
+    tags = {"Tags": [limits_tag(p)]} if role == "master" else {}
     r = t.add_resource(iam.Role(
         role_id(role),
         Description=Sub(f"cfn-chainermn {role} nodes of ${{AWS::StackName}}"),
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
         Policies=[iam.Policy(PolicyName=f"cfn-chainermn-{role}", PolicyDocument={
-            "Version": "2012-10-17", "Statement": node_statements(role, p, bucket)})],
+            "Version": "2012-10-17", "Statement": node_statements(role, p, bucket, idle)})],
+        **tags,
     ))
     return t.add_resource(iam.InstanceProfile(f"{role.capitalize()}InstanceProfile", Roles=[Ref(r)]))
 
 
-def add_iam(t: Template, p: Inputs, bucket: s3.Bucket) -> Profiles:
-    return Profiles(master=_role(t, "master", p, bucket), worker=_role(t, "worker", p, bucket))
+def add_iam(t: Template, p: Inputs, bucket: s3.Bucket, idle: Idle) -> Profiles:
+    return Profiles(master=_role(t, "master", p, bucket, idle), worker=_role(t, "worker", p, bucket, idle))

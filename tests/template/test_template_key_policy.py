@@ -97,7 +97,10 @@ def test_deny_names_exactly_the_private_key_and_excepts_exactly_the_node_roles(v
     assert "Condition" not in variant["Resources"]["KeyBucketPolicy"]  # in every variant, unconditionally
     # the excepted ARNs are the roles the nodes really run as
     res = variant["Resources"]
-    assert {n for n, r in res.items() if r["Type"] == "AWS::IAM::Role"} == set(ROLES)
+    assert {n for n, r in res.items() if r["Type"] == "AWS::IAM::Role"} == {*ROLES, "ShutdownRole"}
+    # the other role is CloudFormation's (idle shutdown), which reads no object at all
+    trust = res["ShutdownRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "cloudformation.amazonaws.com"}]
     assert res["MasterInstanceProfile"]["Properties"]["Roles"] == [{"Ref": "MasterRole"}]
     assert res["WorkerInstanceProfile"]["Properties"]["Roles"] == [{"Ref": "WorkerRole"}]
 
