@@ -17,9 +17,10 @@ from cfn_chainermn.catalog.instance_types import INSTANCE_TYPES, InstanceType
 
 
 def _gbps(text: str) -> float:
-    """25.0 from "Up to 25 Gigabit" or "3200 Gigabit"; 0 when EC2 gives words only ("High")."""
-    found = re.search(r"(\d+(?:\.\d+)?)\s*Gigabit", text)
-    return float(found.group(1)) if found else 0.0
+    """25.0 from "Up to 25 Gigabit", 3200.0 from "3200 Gigabit", 400.0 from p4d's "4x 100 Gigabit";
+    0 when EC2 gives words only ("High")."""
+    found = re.search(r"(?:(\d+)x\s*)?(\d+(?:\.\d+)?)\s*Gigabit", text)
+    return int(found.group(1) or 1) * float(found.group(2)) if found else 0.0
 
 
 def from_description(info: Mapping[str, Any]) -> InstanceType:

@@ -145,23 +145,31 @@ def check_offerings(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
 
 def check_instance_types(aws: Aws, cfg: ClusterConfig, r: Result) -> None:
     """EC2's DescribeInstanceTypes is the source for GPUs and EFA; the table is the fallback (and
-    what the template's EFA mapping holds, so a difference is named)."""
+    what the template's EFA mapping holds, so a difference is named). One call per type, so a type
+    EC2 no longer knows is named alone: AWS stopped describing p3 (not p3dn) in 2026 (dstack's
+    gpuhunt dropped it when the API did; moto's AWS-generated type list has no p3 either)."""
     from botocore.exceptions import ClientError
 
     from cfn_chainermn.catalog.live import differences, from_description
 
     types = sorted(cfg.instance_types)
     r.types = {t: INSTANCE_TYPES[t] for t in types if t in INSTANCE_TYPES}
-    try:
-        found = aws.client("ec2").describe_instance_types(InstanceTypes=cast(Any, types))["InstanceTypes"]
-    except ClientError as exc:
-        r.warnings.append(f"could not describe {', '.join(types)} ({short_error(exc)}); this release's table is "
-                          "used instead")
-        found = []
-    for info in found:
-        live = from_description(info)
-        r.types[live.name] = live
-        r.warnings += [f"{gap}: the template attaches the table's count" for gap in differences(live)]
+    ec2 = aws.client("ec2")
+    for name in types:
+        try:
+            found = ec2.describe_instance_types(InstanceTypes=cast(Any, [name]))["InstanceTypes"]
+        except ClientError as exc:
+            if error_code(exc).startswith("InvalidInstanceType"):
+                r.problems.append(f"instance_type: EC2 in {aws.region} does not know {name} (AWS no longer offers "
+                                  "it); choose another type (docs/gpus.md)")
+            else:
+                r.warnings.append(f"could not describe {name} ({short_error(exc)}); this release's table is used "
+                                  "instead")
+            continue
+        for info in found:
+            live = from_description(info)
+            r.types[live.name] = live
+            r.warnings += [f"{gap}: the template attaches the table's count" for gap in differences(live)]
     for name in types:
         row = r.types[name]
         if cfg.efa == "on" and not row.efa:

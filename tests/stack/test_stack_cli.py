@@ -232,7 +232,8 @@ def test_update_with_one_flag_keeps_every_other_setting_of_the_stack(stubbed: An
     ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
         {"InstanceType": t, "LocationType": "availability-zone", "Location": "us-east-1d"}
         for t in ("g5.2xlarge", "g5.xlarge")]}, None)
-    ec2.add_response("describe_instance_types", described_types("g5.2xlarge", "g5.xlarge"), None)
+    for t in ("g5.2xlarge", "g5.xlarge"):
+        ec2.add_response("describe_instance_types", described_types(t), {"InstanceTypes": [t]})
     quotas = stubbed("service-quotas")
     for _ in ("on-demand master", "spot workers"):
         quotas.add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)

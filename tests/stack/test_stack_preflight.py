@@ -39,8 +39,8 @@ def test_new_network_picks_an_az_that_offers_every_type(stubbed: Any) -> None:
         ("p3.16xlarge", "us-east-1a"), ("p3.16xlarge", "us-east-1d"), ("p3.8xlarge", "us-east-1d")]), {
         "LocationType": "availability-zone",
         "Filters": [{"Name": "instance-type", "Values": ["p3.16xlarge", "p3.8xlarge"]}]})
-    ec2.add_response("describe_instance_types", described_types("p3.16xlarge", "p3.8xlarge"),
-                     {"InstanceTypes": ["p3.16xlarge", "p3.8xlarge"]})
+    for t in ("p3.16xlarge", "p3.8xlarge"):  # one call per type (this account's EC2 still knows p3)
+        ec2.add_response("describe_instance_types", described_types(t), {"InstanceTypes": [t]})
     # master On-Demand P (64 vCPUs); workers Spot P (3 x 32); the On-Demand quota was never
     # adjusted, so its AWS default is read instead.
     sq.add_client_error("get_service_quota", "NoSuchResourceException", "no applied value",
@@ -188,3 +188,19 @@ def test_an_image_whose_cuda_is_too_old_stops_the_create_with_exit_4(stubbed: An
     assert str(info.value).splitlines() == [
         f"ami: image {AMI} (current profile) has CUDA 11.0, but the H100 GPUs (sm_90) of p5.48xlarge need CUDA 11.8 "
         "or newer; give --ami of an image with a newer CUDA, or choose a type it suits (p3, p3dn, p4d, p4de, g4dn)"]
+
+
+def test_a_type_ec2_no_longer_knows_is_named(stubbed: Any) -> None:
+    """AWS stopped describing p3 in 2026: that type is a problem line of its own; the other type is still read."""
+    cfg = build({"name": "demo", "instance_type": "p3.16xlarge", "worker_instance_type": "p4d.24xlarge",
+                 "workers": 2, "ami": AMI})
+    ec2 = stubbed("ec2")
+    ec2.add_client_error("describe_instance_types", "InvalidInstanceType",
+                         "The following supplied instance types do not exist: [p3.16xlarge]",
+                         expected_params={"InstanceTypes": ["p3.16xlarge"]})
+    ec2.add_response("describe_instance_types", described_types("p4d.24xlarge"), {"InstanceTypes": ["p4d.24xlarge"]})
+    r = preflight.Result()
+    preflight.check_instance_types(stubbed, cfg, r)
+    assert r.problems == ["instance_type: EC2 in us-east-1 does not know p3.16xlarge (AWS no longer offers it); "
+                          "choose another type (docs/gpus.md)"]
+    assert r.warnings == [] and r.types["p4d.24xlarge"].network_cards == 4
