@@ -4,7 +4,9 @@ code for it, and which NVIDIA drivers still run it.
 Sources (read 2026-12):
 - compute capability and the first CUDA that compiles for it: NVIDIA's CUDA GPU list and the
   CUDA release notes (sm_70 V100 CUDA 9.0, sm_75 T4 10.0, sm_80 A100 11.0, sm_86 A10G 11.1,
-  sm_89 L4/L40S and sm_90 H100/H200 11.8, sm_100 B200 12.8).
+  sm_89 L4/L40S and sm_90 H100/H200 11.8, sm_100 B200 and sm_120 RTX PRO Blackwell 12.8, sm_103
+  B300 12.9); NVIDIA's "CUDA GPU Compute Capability" page for 10.3 (B300) and 12.0 (RTX PRO 6000
+  and 4500 Blackwell Server Edition).
 - NVIDIA's driver installation guide, "Kernel Modules": the open-source kernel modules (the
   default flavour since the 560 series, and the one AWS's "Base OSS Nvidia Driver" Deep Learning
   AMIs ship) run Turing and newer only; Maxwell, Pascal and Volta need the proprietary modules.
@@ -43,6 +45,9 @@ GPUS: dict[str, Gpu] = {
     "H100": Gpu("9.0", (11, 8)),
     "H200": Gpu("9.0", (11, 8)),
     "B200": Gpu("10.0", (12, 8)),
+    "B300": Gpu("10.3", (12, 9)),
+    "RTX PRO Server 6000": Gpu("12.0", (12, 8)),  # EC2's name for g7e's RTX PRO 6000 Blackwell Server Edition
+    "RTX PRO 4500": Gpu("12.0", (12, 8)),  # g7's RTX PRO 4500 Blackwell Server Edition
 }
 MIN_CUDA: dict[str, tuple[int, int]] = {model: gpu.min_cuda for model, gpu in GPUS.items()}
 

@@ -75,6 +75,8 @@ _TABLE: tuple[InstanceType, ...] = (
     _t("p5e.48xlarge", 8, "H200", 192, 3200, 32, 0),
     _t("p5en.48xlarge", 8, "H200", 192, 3200, 16, 0),
     _t("p6-b200.48xlarge", 8, "B200", 192, 3200, 8, 0),
+    _t("p6-b300.48xlarge", 8, "B300", 192, 6400, 16, 0),
+    _t("p5.4xlarge", 1, "H100", 16, 100, 1, 0),
     _t("g4dn.xlarge", 1, "T4", 4, 25, 0, 0.526),
     _t("g4dn.2xlarge", 1, "T4", 8, 25, 0, 0.752),
     _t("g4dn.4xlarge", 1, "T4", 16, 25, 0, 1.204),
@@ -108,6 +110,18 @@ _TABLE: tuple[InstanceType, ...] = (
     _t("g6e.16xlarge", 1, "L40S", 64, 35, 1, 0),
     _t("g6e.24xlarge", 4, "L40S", 96, 200, 2, 0),
     _t("g6e.48xlarge", 8, "L40S", 192, 400, 4, 30.131),
+    _t("g7.2xlarge", 1, "RTX PRO 4500", 8, 60, 0, 0),
+    _t("g7.4xlarge", 1, "RTX PRO 4500", 16, 100, 0, 0),
+    _t("g7.8xlarge", 1, "RTX PRO 4500", 32, 100, 1, 0),
+    _t("g7.12xlarge", 2, "RTX PRO 4500", 48, 175, 1, 0),
+    _t("g7.24xlarge", 4, "RTX PRO 4500", 96, 350, 1, 0),
+    _t("g7.48xlarge", 8, "RTX PRO 4500", 192, 700, 2, 0),
+    _t("g7e.2xlarge", 1, "RTX PRO Server 6000", 8, 50, 0, 0),
+    _t("g7e.4xlarge", 1, "RTX PRO Server 6000", 16, 50, 0, 0),
+    _t("g7e.8xlarge", 1, "RTX PRO Server 6000", 32, 100, 1, 0),
+    _t("g7e.12xlarge", 2, "RTX PRO Server 6000", 48, 400, 1, 0),
+    _t("g7e.24xlarge", 4, "RTX PRO Server 6000", 96, 800, 2, 0),
+    _t("g7e.48xlarge", 8, "RTX PRO Server 6000", 192, 1600, 4, 0),
 )
 
 INSTANCE_TYPES: dict[str, InstanceType] = {t.name: t for t in _TABLE}

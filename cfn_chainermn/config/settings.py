@@ -81,7 +81,8 @@ class ClusterConfig:
     instance_type: str = _instance_type(
         Flag("--instance-type", "Master instance type (and workers' unless set)."),
         Param("MasterInstanceType", "Master instance type", CLUSTER, "GPU instance type of the master node."),
-        "one of the supported GPU types (p3, p3dn, p4d, p4de, p5, p5e, p5en, p6-b200, g4dn, g5, g6, gr6, g6e sizes; "
+        "one of the supported GPU types (p3, p3dn, p4d, p4de, p5, p5e, p5en, p6-b200, p6-b300, g4dn, g5, g6, gr6, g6e, "
+        "g7, g7e sizes; "
         "[GPUs, images and EFA](gpus.md)). It sets the master type, and the "
         "workers' type too unless `worker_instance_type` is set.", default=DEFAULT_INSTANCE_TYPE)
     worker_instance_type: str = _instance_type(

@@ -25,7 +25,7 @@ def test_required_types_and_families_present() -> None:
 
 def test_rows_are_sane() -> None:
     for t in INSTANCE_TYPES.values():
-        assert t.gpus in (1, 4, 8), t
+        assert t.gpus in (1, 2, 4, 8), t
         assert t.vcpus >= 4 and t.usd_per_hour >= 0 and t.network_gbps > 0
         assert (t.quota_class, False) in VCPU_QUOTA_CODES and (t.quota_class, True) in VCPU_QUOTA_CODES
     assert lookup("p4d.24xlarge").efa and not lookup("p3.16xlarge").efa
@@ -61,6 +61,7 @@ def test_cuda_floor_per_gpu() -> None:
     assert families_for_cuda("9.0") == ["p3", "p3dn"]
     assert families_for_cuda("12.4") == ["p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "g4dn", "g5", "g6", "gr6",
                                          "g6e"]
+    assert families_for_cuda("12.8")[-2:] == ["g7", "g7e"] and "p6-b300" in families_for_cuda("12.9")
     assert "p6-b200" in families_for_cuda("12.8") and cuda_too_old("p6-b200.48xlarge", "12.4") == (
         "the B200 GPUs of p6-b200.48xlarge need CUDA 12.8 or newer")
     assert families_for_cuda("junk") == []
