@@ -89,7 +89,10 @@ class CfnFront:
         signer = SigV4Auth(self.creds, "cloudformation", self.region)
         canonical = signer.canonical_request(request)
         expected = signer.signature(signer.string_to_sign(request, canonical), request)
-        return fields["Signature"] == expected and fields["Credential"].startswith(self.creds.access_key + "/")
+        token_signed = not self.creds.token or ("x-amz-security-token" in signed
+                                                and lower["x-amz-security-token"] == self.creds.token)
+        return (fields["Signature"] == expected and token_signed
+                and fields["Credential"].startswith(self.creds.access_key + "/"))
 
     def forward(self, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
         keep = {k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type", "x-amz-date",

@@ -35,10 +35,10 @@ from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.names import STACK_NAME_PATTERN, STACK_NAME_RULE
 
 __all__ = [
-    "AGENT_PIN", "AGENT_SOURCES", "DEFAULT_AMI_SSM_PARAMETER",
+    "AGENT_INDEX_URL_MAX", "AGENT_PACKAGE_MAX", "AGENT_PIN", "AGENT_SOURCES", "DEFAULT_AMI_SSM_PARAMETER",
     "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES", "MAX_ROOT_VOLUME_GIB",
-    "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES", "ClusterConfig", "EfsConfig", "IdleConfig", "NetworkConfig", "find",
-    "settings",
+    "MAX_SPOT_TYPES", "MAX_WORKERS", "TEMPLATE_ONLY", "TENANCIES",
+    "ClusterConfig", "EfsConfig", "IdleConfig", "NetworkConfig", "find", "settings",
 ]
 
 
@@ -53,9 +53,14 @@ def tag_flag(items: tuple[str, ...]) -> dict[str, Any]:
     return {"tags": parsed}
 
 
+MAX_SPOT_TYPES = 4  # more Spot worker types: the template has one MixedInstancesPolicy override for each
+_TYPE = r"[a-z][a-z0-9-]*\.[a-z0-9]+"  # an instance type's shape; the catalogue's names are checked in validation
+
 AGENT_SOURCES = ("template", "ami", "index")
 # A pinned agent requirement: the only way a node installs this project from an index.
 AGENT_PIN = r"cfn-chainermn==[0-9][0-9A-Za-z.+!-]* --hash=sha256:[0-9a-f]{64}"
+# Both land in UserData, which EC2 caps at 16 KB (tests/template/test_template_userdata.py).
+AGENT_PACKAGE_MAX, AGENT_INDEX_URL_MAX = 120, 200
 
 
 def _instance_type(flag: Flag, param: Param, doc: str, **kwargs: Any) -> str:
@@ -152,6 +157,22 @@ class ClusterConfig:
         param=Param("SpotWorkers", "Spot workers", CLUSTER, "Run workers on Spot capacity (the master stays "
                     "On-Demand)."),
         doc="workers on Spot capacity; the master stays On-Demand")
+    spot_instance_types: str = setting(
+        "", pattern=rf"{_TYPE}(,{_TYPE}){{0,{MAX_SPOT_TYPES - 1}}}",
+        invalid=f"{{value!r}} is not up to {MAX_SPOT_TYPES} instance types joined by commas (for example "
+                "g6.12xlarge,g5.12xlarge)",
+        flag=Flag("--spot-instance-types", "With --spot-workers: more worker types of the same GPU count, "
+                  "comma-separated.", metavar="TYPE,TYPE"),
+        param=Param("SpotInstanceTypes", "More Spot worker types", CLUSTER, f"With Spot workers: up to "
+                    f"{MAX_SPOT_TYPES} more types with the worker type's GPU count, comma-separated; Auto Scaling "
+                    "launches from whichever pool has capacity.",
+                    constraint=f"empty, or up to {MAX_SPOT_TYPES} instance types joined by commas such as "
+                               "g6.12xlarge,g5.12xlarge"),
+        doc_default="empty (= the worker type only)",
+        doc=f"with `spot_workers`: up to {MAX_SPOT_TYPES} more worker types, comma-separated, each with the worker "
+            "type's GPU count (and its EFA cards when EFA is on); the worker group then launches from whichever "
+            "Spot pool has capacity (a MixedInstancesPolicy) and replaces a worker at risk early (capacity "
+            "rebalancing). See [stacks](stacks.md#spot-workers).")
     efa: str = setting(
         "auto", choices=("auto", "on", "off"), optional=False,
         invalid="{value!r} is not allowed; choose one of {choices}",
@@ -185,6 +206,7 @@ class ClusterConfig:
         flag=Flag("--agent-package", "With --agent-source index: cfn-chainermn==VERSION --hash=sha256:HEX."),
         param=Param("AgentPackage", "Agent package", AGENT, "With AgentSource index: the agent's pinned requirement, "
                     "cfn-chainermn==VERSION --hash=sha256:HEX.", pattern=rf"^({AGENT_PIN})?$",
+                    max_length=AGENT_PACKAGE_MAX,
                     constraint="empty, or cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"),
         doc_default="empty",
         doc="with `agent_source: index`, the agent's requirement pinned by hash, "
@@ -194,9 +216,11 @@ class ClusterConfig:
         "", flag=Flag("--agent-index-url", "Package index for the agent's pinned dependencies (and AgentPackage)."),
         param=Param("AgentIndexUrl", "Agent package index", AGENT, "https package index for the agent's hash-pinned "
                     "dependencies (and AgentPackage); empty = PyPI.",
-                    pattern=rf"^(https://{NO_SHELL}+)?$", constraint="empty or an https:// URL"),
+                    pattern=rf"^(https://{NO_SHELL}+)?$", max_length=AGENT_INDEX_URL_MAX,
+                    constraint="empty or an https:// URL of at most 200 characters, with no credentials in it"),
         doc_default="empty (= PyPI)", doc="an `https://` package index (a mirror) for the agent's hash-pinned "
-                                          "dependencies, and for `agent_package`")
+                                          "dependencies, and for `agent_package`; at most 200 characters, and no "
+                                          "credentials (it is in every node's user data)")
     # Client side only: the key `job`, `ssh`, `hostfile`, `cluster check` log in with.
     identity_file: str = setting(
         "", doc_flag="`-i`/`--identity-file` of `job`, `ssh`, `cluster check` (or `CFN_CHAINERMN_IDENTITY_FILE`)",
@@ -213,6 +237,11 @@ class ClusterConfig:
     def instance_types(self) -> tuple[str, ...]:
         """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
         return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
+
+    @property
+    def spot_types(self) -> tuple[str, ...]:
+        """The more Spot worker types, as a list (the setting is comma-separated, as the parameter)."""
+        return tuple(t for t in self.spot_instance_types.split(",") if t)
 
 
 # Parameters no setting has (none since the agent travels inside the template).

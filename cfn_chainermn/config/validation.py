@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.config.mount_point import mount_point_pattern, mount_point_problem
-from cfn_chainermn.config.settings import AGENT_PIN, find, settings
+from cfn_chainermn.config.settings import AGENT_INDEX_URL_MAX, AGENT_PACKAGE_MAX, AGENT_PIN, find, settings
 
 if TYPE_CHECKING:
     from cfn_chainermn.config.settings import ClusterConfig
@@ -253,7 +253,8 @@ def _tags(cfg: ClusterConfig, for_stack: bool) -> list[str]:
 
 @rule("agent_package")
 def _agent_package(cfg: ClusterConfig, for_stack: bool) -> list[str]:
-    if cfg.agent_package and not re.fullmatch(AGENT_PIN, cfg.agent_package):
+    pinned = re.fullmatch(AGENT_PIN, cfg.agent_package) and len(cfg.agent_package) <= AGENT_PACKAGE_MAX
+    if cfg.agent_package and not pinned:
         return ["agent_package: give cfn-chainermn==VERSION --hash=sha256:<64 hex digits> (a node installs this "
                 "project from an index only pinned by hash)"]
     # for_stack: flags checked alone (`stack update --agent-source index`) may take the stack's own pin
@@ -268,4 +269,7 @@ def _agent_package(cfg: ClusterConfig, for_stack: bool) -> list[str]:
 def _agent_index_url(cfg: ClusterConfig, for_stack: bool) -> list[str]:
     if cfg.agent_index_url and not re.match(r"^https://[^\s'\"`$\\;]+$", cfg.agent_index_url):
         return ["agent_index_url: give an https:// package index URL, or leave it empty for PyPI"]
+    if len(cfg.agent_index_url) > AGENT_INDEX_URL_MAX:
+        return [f"agent_index_url: longer than {AGENT_INDEX_URL_MAX} characters; give a shorter mirror URL "
+                "(it must fit in the nodes' user data, and carry no credentials)"]
     return []

@@ -7,7 +7,8 @@ stack's own template (GetTemplate, checked against the sha256 below) into its ow
 Python >= 3.10, with its dependencies hash-pinned (the lock inside the wheel). Then it execs
 `cfn-chainermn node boot`. Any failure is signalled to CloudFormation at once (FAILURE, the
 reason as a UniqueId suffix, and in the console output), so the stack fails now, not in 30 min.
-Standard library only, and Python 3.7 syntax: it must run on whatever python3 the image has.
+Standard library only, and Python 3.7 syntax: it must run (and signal) on whatever python3 the
+image has, 3.7 or newer.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ CONFIG = {"role": "master", "stack": "demo", "region": "us-east-1", "url_suffix"
 # @CONFIG end
 HOME = os.environ.get("CFN_CHAINERMN_AGENT_HOME", "/opt/cfn-chainermn")
 BAKED = "venv/bin/cfn-chainermn"  # under HOME: what `ami build` bakes (ami/scripts/50-agent.sh)
+BAKED_SHA = "venv/agent-wheel.sha256"  # the baked wheel's sha256, written by the same step
 MARKER = "cfn-chainermn-agent-xz-base64:"  # template/agent_bundle.py
 LOCK = "cfn_chainermn/node/agent-lock.txt"
 PYTHONS = ("python3.13", "python3.12", "python3.11", "python3.10", "python3")
@@ -58,7 +60,10 @@ def log(msg: str) -> None:
 
 
 def run(argv: list[str], code: str, what: str) -> str:
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as exc:  # no such program (an image without apt-get, say)
+        raise Failure(code, f"{what} failed: {exc}") from None
     if proc.returncode != 0:
         tail = proc.stdout.strip().splitlines()[-3:]
         raise Failure(code, "{} failed (exit {}): {}".format(what, proc.returncode, " | ".join(tail)))
@@ -142,10 +147,13 @@ class Cfn:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return ET.fromstring(resp.read())
+        except ET.ParseError as exc:
+            raise Failure("aws", f"{action}: the endpoint's answer is not XML ({exc})") from None
         except urllib.error.HTTPError as exc:
             text = exc.read().decode("utf-8", "replace")
             found = re.search(r"<Code>(.*?)</Code>.*?<Message>(.*?)</Message>", text, re.S)
-            detail = "{}: {}".format(*found.groups()) if found else f"HTTP {exc.code} {exc.reason}"
+            # the code and the start of the message: AWS may quote the signed request (and its token)
+            detail = f"{found.group(1)}: {found.group(2)[:160]}" if found else f"HTTP {exc.code} {exc.reason}"
             raise Failure("aws", f"{action}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise Failure("aws", f"{action}: {exc}") from None
@@ -160,13 +168,33 @@ class Cfn:
                                      "UniqueId": unique_id, "Status": status})
 
 
+def _bundle_text(template: str) -> str:
+    """The marker's string: parsed from JSON (escapes and all), else found in YAML's plain text."""
+    try:
+        stack = [json.loads(template)]
+    except ValueError:
+        found = re.search(re.escape(MARKER) + r"[A-Za-z0-9+/=]{100,}", template)  # not the marker in UserData
+        return found.group(0) if found else ""
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.startswith(MARKER) and len(item) > len(MARKER) + 100:
+            return item
+    return ""
+
+
 def wheel_from(template: str, sha256: str) -> bytes:
-    # {100,}: not the marker quoted in this very script (UserData); JSON may write / as \/
-    found = re.search(re.escape(MARKER) + r"([A-Za-z0-9+/=\\]{100,})", template)
-    if not found:
+    text = _bundle_text(template)
+    if not text:
         raise Failure("no-agent", "the stack's template carries no agent (NodeAgent metadata); "
                                   "make it with `cfn-chainermn template`")
-    wheel = lzma.decompress(base64.b64decode(found.group(1).replace("\\", "")))
+    try:
+        wheel = lzma.decompress(base64.b64decode(text[len(MARKER):]))
+    except (ValueError, lzma.LZMAError) as exc:
+        raise Failure("agent-corrupt", f"the template's agent does not decode: {exc}") from None
     if hashlib.sha256(wheel).hexdigest() != sha256:
         raise Failure("agent-hash", "the template's agent is not the one this node's UserData names "
                                     "(sha256 differs): was the stack updated while this node booted?")
@@ -198,24 +226,34 @@ def safe_home() -> None:
         raise Failure("agent-home", HOME + " is a link, not root's, or writable by others: refusing it")
 
 
-def baked(version: str) -> str | None:
+def baked(cfg: dict[str, str]) -> str | None:
+    """The image's agent, if it may stand in for the template's: with AgentSource ami, one of this
+    version; otherwise only the very wheel UserData names (same version is not same code)."""
     path = os.path.join(HOME, BAKED)
-    if not os.access(path, os.X_OK):
+    if cfg["source"] == "index" or not os.access(path, os.X_OK):
         return None
     out = subprocess.run([path, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
-    return path if out == "cfn-chainermn, version " + version else None
+    if out != "cfn-chainermn, version " + cfg["version"]:
+        return None
+    try:
+        with open(os.path.join(HOME, BAKED_SHA)) as f:
+            same = f.read().strip() == cfg["sha256"]
+    except OSError:
+        same = False
+    return path if same or cfg["source"] == "ami" else None
 
 
 def make_venv(python: str, dest: str) -> None:
     try:
-        run([python, "-m", "venv", dest], "venv", "python -m venv")
+        run([python, "-I", "-m", "venv", dest], "venv", "python -m venv")
     except Failure:  # Debian/Ubuntu keep ensurepip in pythonX.Y-venv
         shutil.rmtree(dest, ignore_errors=True)
         ver = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], "venv", "python").strip()
+        os.environ["DEBIAN_FRONTEND"] = "noninteractive"  # no needrestart question
         apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-q", "-y"]
         run([*apt, "update"], "venv", "apt-get update")
         run([*apt, "install", f"python{ver}-venv"], "venv", f"apt-get install python{ver}-venv")
-        run([python, "-m", "venv", dest], "venv", "python -m venv")
+        run([python, "-I", "-m", "venv", dest], "venv", "python -m venv")
 
 
 def template_wheel(cfg: dict[str, str], cfn: Cfn, tmp: str) -> str:
@@ -233,7 +271,7 @@ def index_wheel(cfg: dict[str, str], python: str, tmp: str) -> str:
     with open(req, "w") as f:
         f.write(cfg["package"] + "\n")
     index = ["--index-url", cfg["index_url"]] if cfg["index_url"] else []
-    run([python, "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps",
+    run([python, "-I", "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps",
          "--require-hashes", "--only-binary", ":all:", "-d", tmp, "-r", req, *index],
         "agent-fetch", "downloading " + cfg["package"])
     found = [n for n in os.listdir(tmp) if n.endswith(".whl")]
@@ -254,7 +292,7 @@ def install(cfg: dict[str, str], cfn: Cfn) -> str:
     shutil.rmtree(dest, ignore_errors=True)  # half-built by an earlier boot
     python = choose_python()
     venv_python = os.path.join(dest, "bin", "python")
-    pip = [venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]
+    pip = [venv_python, "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]
     index = ["--index-url", cfg["index_url"]] if cfg["index_url"] else []
     with tempfile.TemporaryDirectory() as tmp:
         wheel = template_wheel(cfg, cfn, tmp) if cfg["source"] != "index" else ""
@@ -279,7 +317,7 @@ def boot_argv(cfg: dict[str, str], agent: str) -> list[str]:
 
 def agent_path(cfg: dict[str, str], cfn: Cfn) -> str:
     safe_home()
-    found = baked(cfg["version"])
+    found = baked(cfg)
     if found:
         log("using the baked agent " + found)
         return found
@@ -306,18 +344,21 @@ def fail(cfg: dict[str, str], imds: Imds, cfn: Cfn, exc: Failure) -> int:
 
 
 def main(argv: list[str]) -> int:
+    os.chdir("/")  # python -m puts the working folder on sys.path: never one someone else can write
     cfg = CONFIG
     imds = Imds(os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254")
     cfn = Cfn(imds, cfg["region"], cfg["url_suffix"])
     try:
         agent = agent_path(cfg, cfn)
+        if "--install-only" in argv:  # bake an image from a template: install, do not boot
+            print(agent)
+            return 0
+        log("starting " + agent)
+        os.execv(agent, boot_argv(cfg, agent))
     except Failure as exc:
         return fail(cfg, imds, cfn, exc)
-    if "--install-only" in argv:  # bake an image from a template: install, do not boot
-        print(agent)
-        return 0
-    log("starting " + agent)
-    os.execv(agent, boot_argv(cfg, agent))
+    except Exception as exc:  # a bug or a surprise: the stack must still hear of it now
+        return fail(cfg, imds, cfn, Failure("internal", f"{type(exc).__name__}: {exc}"))
     return 1  # not reached
 
 

@@ -12,6 +12,7 @@ AllowedPattern or AllowedValues that keeps quotes, backslashes and newlines out
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,9 +49,26 @@ SAMPLE_VALUES: Mapping[str, str] = {
 }
 
 
+def compact(source: str) -> str:
+    """The bootstrap without its docstrings and comment lines: EC2 takes 16 KB of user data, and
+    the reader has the commented file (template/bootstrap.py); the result still compiles."""
+    tree = ast.parse(source)
+    drop: set[int] = set()
+    for node in [tree, *ast.walk(tree)]:
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            drop.update(range(body[0].lineno, (body[0].end_lineno or body[0].lineno) + 1))
+    lines = [line for n, line in enumerate(source.splitlines(keepends=True), 1)
+             if n not in drop and (n == 1 or not line.lstrip().startswith("#") or "@CONFIG" in line)]
+    text = "".join(lines)
+    compile(text, "bootstrap.py", "exec")
+    return text
+
+
 def script(role: str, sha256: str | None = None) -> str:
     """The Fn::Sub source of one role's UserData (the bootstrap with its CONFIG to fill in)."""
-    source = BOOTSTRAP.read_text(encoding="utf-8")
+    source = compact(BOOTSTRAP.read_text(encoding="utf-8"))
     if "${" in _CONFIG_BLOCK.sub("", source):
         raise ValueError("bootstrap.py must not contain ${ outside its CONFIG block (Fn::Sub would take it)")
     config = _CONFIG.format(role=role, signal=SIGNAL_RESOURCE[role], version=__version__,

@@ -23,6 +23,7 @@ from imds_stand_in import ImdsStandIn
 
 from cfn_chainermn import __version__
 from cfn_chainermn.config.model import ClusterConfig
+from cfn_chainermn.config.settings import AGENT_INDEX_URL_MAX, AGENT_PACKAGE_MAX
 from cfn_chainermn.template import bootstrap, render
 from cfn_chainermn.template.agent_bundle import current
 from cfn_chainermn.template.userdata import SAMPLE_VALUES, USER_DATA_LIMIT, script, substitute
@@ -105,17 +106,32 @@ class Node:
         """A python on PATH that reports `version` (what choose_python asks) and does nothing else."""
         self.fake(self.bin / name, f'echo "{name} $*" >> {self.calls}\necho {version}\n')
 
-    def baked(self, version: str) -> None:
+    def baked(self, version: str, sha256: str | None = None) -> None:
+        """An agent `ami build` baked: its version, and the sha256 of the wheel it was built from."""
         self.fake(self.home / "venv/bin/cfn-chainermn",
                   f'[ "$1" = --version ] && {{ echo "cfn-chainermn, version {version}"; exit 0; }}\n'
                   f'echo "baked $*" >> {self.calls}\n')
+        (self.home / "venv/agent-wheel.sha256").write_text((sha256 or current().sha256) + "\n")
 
-    def boot(self, role: str = "master", *args: str, sha256: str | None = None,
+    def venv_python(self, name: str = "python3.12") -> None:
+        """A python whose `-m venv DEST` makes a venv whose pip logs, fails when PIP_FAIL is set, and
+        installs a stand-in agent from the wheel (so the exec at the end is seen)."""
+        agent, pip = self.tmp / "agent-stub", self.tmp / "venv-python"
+        self.fake(agent, f'echo "agent $*" >> {self.calls}\n')
+        self.fake(pip, f'echo "venv-python $*" >> {self.calls}\n'
+                       'case "$*" in *"-r "*) [ -z "$PIP_FAIL" ] || exit 1;; esac\n'
+                       f'case "$*" in *--no-index*) /bin/cp {agent} "${{0%/*}}/cfn-chainermn";; esac\n')
+        self.fake(self.bin / name, f'echo "{name} $*" >> {self.calls}\n'
+                                   'case "$*" in *version_info*) echo 3.12;; *"-m venv"*) '
+                                   f'/bin/mkdir -p "$4/bin"; /bin/cp {pip} "$4/bin/python";; esac\n')
+
+    def boot(self, role: str = "master", *args: str, sha256: str | None = None, env: dict[str, str] | None = None,
              **values: str) -> subprocess.CompletedProcess[str]:
         path = self.tmp / "user-data"
         path.write_text(rendered(role, sha256, **values))
         env = {"PATH": str(self.bin), "CFN_CHAINERMN_AGENT_HOME": str(self.home), "CFN_CHAINERMN_IMDS_WAIT": "1",
-               "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds.url, "AWS_ENDPOINT_URL": self.front.url}
+               "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.imds.url, "AWS_ENDPOINT_URL": self.front.url,
+               **(env or {})}
         return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True, env=env,
                               timeout=60, check=False)
 
@@ -140,6 +156,88 @@ def test_baked_agent_of_this_version_is_used_as_it_is(node: Node) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert node.logged() == ["baked " + " ".join(BOOT)]  # exec'd with exactly the agreed arguments
     assert node.front.actions == []  # nothing fetched, nothing signalled
+
+
+def test_baked_agent_of_this_version_but_another_wheel_gives_way_to_the_template(node: Node) -> None:
+    """Same version is not same code: a month-old image must not override the template's agent."""
+    node.baked(__version__, sha256="e" * 64)
+    node.venv_python()
+    node.front.template = render(ClusterConfig(), "yaml")
+    proc = node.boot()
+    assert proc.returncode == 0, proc.stdout
+    assert "GetTemplate" in node.front.actions
+    assert not any(c.startswith("baked ") for c in node.logged())
+    assert node.logged()[-1] == "agent " + " ".join(BOOT)
+
+
+def test_ami_source_takes_a_baked_agent_of_this_version_as_it_is(node: Node) -> None:
+    node.baked(__version__, sha256="e" * 64)
+    assert node.boot(AgentSource="ami").returncode == 0
+    assert node.logged() == ["baked " + " ".join(BOOT)] and node.front.actions == []
+
+
+def test_a_half_built_venv_is_rebuilt_and_a_built_one_reused(node: Node) -> None:
+    node.venv_python()
+    node.front.template = render(ClusterConfig(), "yaml")
+    failed = node.boot(env={"PIP_FAIL": "1"})
+    assert failed.returncode == 1 and "agent's hash-pinned dependencies failed" in failed.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-deps"]
+    (venv,) = node.home.glob("agent-*")
+    assert not (venv / ".complete").exists()
+    assert node.boot().returncode == 0  # rebuilt from scratch
+    assert (venv / ".complete").read_text() == current().sha256
+    reads = node.front.actions.count("GetTemplate")
+    assert node.boot().returncode == 0 and node.front.actions.count("GetTemplate") == reads  # reused
+    (venv / ".complete").write_text("f" * 64)  # not this agent's: rebuilt
+    assert node.boot().returncode == 0 and node.front.actions.count("GetTemplate") == reads + 1
+    assert node.logged()[-1] == "agent " + " ".join(BOOT)
+
+
+def test_every_python_call_is_isolated_from_the_working_folder(node: Node) -> None:
+    """`python -m` puts the working folder first on sys.path: the bootstrap runs from / with -I."""
+    node.venv_python()
+    node.front.template = render(ClusterConfig(), "yaml")
+    assert node.boot().returncode == 0
+    calls = [c for c in node.logged() if c.startswith(("python3.12 -", "venv-python "))]
+    assert calls and all(" -I -m " in f" {c} " for c in calls if "version_info" not in c), calls
+
+
+def test_a_linked_agent_home_is_refused(node: Node, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    node.home.symlink_to(elsewhere)
+    node.baked(__version__)
+    proc = node.boot()
+    assert proc.returncode == 1 and "is a link" in proc.stdout
+    assert node.logged() == [] and [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-home"]
+
+
+def test_a_surprise_is_still_signalled(node: Node) -> None:
+    """Anything unforeseen (here: an image without apt-get whose python lacks ensurepip) fails the
+    node now with a reason, never a 30-minute wait."""
+    node.fake(node.bin / "python3.12", 'case "$*" in *version_info*) echo 3.12;; *) exit 1;; esac\n')
+    node.front.template = render(ClusterConfig(), "yaml")
+    proc = node.boot()
+    assert proc.returncode == 1 and "apt-get update failed" in proc.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-venv"]
+
+
+def test_a_corrupt_agent_in_the_template_is_signalled(node: Node) -> None:
+    node.python("python3.12", "3.12")
+    node.front.template = render(ClusterConfig(), "yaml").replace(current().encoded()[-200:], "A" * 200)
+    proc = node.boot()
+    assert proc.returncode == 1 and "does not decode" in proc.stdout
+    assert [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-corrupt"]
+
+
+def test_worst_case_user_data_fits_ec2s_limit() -> None:
+    """Every value Fn::Sub fills in at its longest still leaves UserData under 16 KB."""
+    longest = {**SAMPLE_VALUES, "AWS::StackName": "s" * 128, "AWS::Region": "ap-southeast-12",
+               "AWS::URLSuffix": "amazonaws.com.cn", "KeyBucket": "b" * 63, "MountPoint": "/" + "m" * 100,
+               "EfsId": "fs-0123456789abcdef0", "AgentSource": "template",
+               "AgentPackage": "p" * AGENT_PACKAGE_MAX, "AgentIndexUrl": "u" * AGENT_INDEX_URL_MAX}
+    for role in ("master", "worker"):
+        assert len(substitute(script(role), longest).encode()) < USER_DATA_LIMIT
 
 
 def test_worker_without_efs_boots_with_its_own_arguments(node: Node) -> None:

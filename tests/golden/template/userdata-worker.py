@@ -1,14 +1,4 @@
 #!/usr/bin/python3
-"""cfn-chainermn node bootstrap, run as root by cloud-init as the node's UserData.
-
-Gets the node agent without installing this project by name from any index: a baked agent of
-this version (an `ami build` image) is used as it is; else the agent wheel comes out of this
-stack's own template (GetTemplate, checked against the sha256 below) into its own venv on a
-Python >= 3.10, with its dependencies hash-pinned (the lock inside the wheel). Then it execs
-`cfn-chainermn node boot`. Any failure is signalled to CloudFormation at once (FAILURE, the
-reason as a UniqueId suffix, and in the console output), so the stack fails now, not in 30 min.
-Standard library only, and Python 3.7 syntax: it must run on whatever python3 the image has.
-"""
 from __future__ import annotations
 
 import base64
@@ -36,6 +26,7 @@ CONFIG = {"role": "worker", "stack": "demo", "region": "us-east-1", "url_suffix"
           "version": "0.1.0", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}
 HOME = os.environ.get("CFN_CHAINERMN_AGENT_HOME", "/opt/cfn-chainermn")
 BAKED = "venv/bin/cfn-chainermn"  # under HOME: what `ami build` bakes (ami/scripts/50-agent.sh)
+BAKED_SHA = "venv/agent-wheel.sha256"  # the baked wheel's sha256, written by the same step
 MARKER = "cfn-chainermn-agent-xz-base64:"  # template/agent_bundle.py
 LOCK = "cfn_chainermn/node/agent-lock.txt"
 PYTHONS = ("python3.13", "python3.12", "python3.11", "python3.10", "python3")
@@ -44,7 +35,6 @@ CFN_VERSION = "2010-05-15"
 
 
 class Failure(Exception):
-    """Why this node cannot boot; `code` becomes the UniqueId suffix in the stack events."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
@@ -56,7 +46,10 @@ def log(msg: str) -> None:
 
 
 def run(argv: list[str], code: str, what: str) -> str:
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except OSError as exc:  # no such program (an image without apt-get, say)
+        raise Failure(code, f"{what} failed: {exc}") from None
     if proc.returncode != 0:
         tail = proc.stdout.strip().splitlines()[-3:]
         raise Failure(code, "{} failed (exit {}): {}".format(what, proc.returncode, " | ".join(tail)))
@@ -64,7 +57,6 @@ def run(argv: list[str], code: str, what: str) -> str:
 
 
 class Imds:
-    """IMDSv2 (a token first), retried with backoff for a bounded time: it can lag at boot."""
 
     def __init__(self, base: str, wait: float = IMDS_WAIT_S) -> None:
         self.base, self.deadline, self._token = base.rstrip("/"), time.monotonic() + wait, ""
@@ -101,8 +93,6 @@ def _hmac(key: bytes, msg: str) -> bytes:
 
 def sign(url: str, body: bytes, region: str, service: str, creds: dict[str, str],
          now: datetime.datetime) -> dict[str, str]:
-    """Headers of a SigV4-signed POST, as the IAM user guide's "Create a signed AWS API request"
-    page spells it out (reference_sigv-create-signed-request.html)."""
     parts = urllib.parse.urlsplit(url)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8", "host": parts.netloc,
@@ -124,11 +114,9 @@ def sign(url: str, body: bytes, region: str, service: str, creds: dict[str, str]
 
 
 class Cfn:
-    """The two CloudFormation calls the bootstrap needs, over the Query API."""
 
     def __init__(self, imds: Imds, region: str, url_suffix: str) -> None:
         self.imds, self.region = imds, region
-        # botocore's variables for another endpoint (an emulator in tests)
         self.url = (os.environ.get("AWS_ENDPOINT_URL_CLOUDFORMATION") or os.environ.get("AWS_ENDPOINT_URL")
                     or f"https://cloudformation.{region}.{url_suffix}").rstrip("/") + "/"
 
@@ -140,10 +128,12 @@ class Cfn:
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 return ET.fromstring(resp.read())
+        except ET.ParseError as exc:
+            raise Failure("aws", f"{action}: the endpoint's answer is not XML ({exc})") from None
         except urllib.error.HTTPError as exc:
             text = exc.read().decode("utf-8", "replace")
             found = re.search(r"<Code>(.*?)</Code>.*?<Message>(.*?)</Message>", text, re.S)
-            detail = "{}: {}".format(*found.groups()) if found else f"HTTP {exc.code} {exc.reason}"
+            detail = f"{found.group(1)}: {found.group(2)[:160]}" if found else f"HTTP {exc.code} {exc.reason}"
             raise Failure("aws", f"{action}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise Failure("aws", f"{action}: {exc}") from None
@@ -158,13 +148,32 @@ class Cfn:
                                      "UniqueId": unique_id, "Status": status})
 
 
+def _bundle_text(template: str) -> str:
+    try:
+        stack = [json.loads(template)]
+    except ValueError:
+        found = re.search(re.escape(MARKER) + r"[A-Za-z0-9+/=]{100,}", template)  # not the marker in UserData
+        return found.group(0) if found else ""
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and item.startswith(MARKER) and len(item) > len(MARKER) + 100:
+            return item
+    return ""
+
+
 def wheel_from(template: str, sha256: str) -> bytes:
-    # {100,}: not the marker quoted in this very script (UserData); JSON may write / as \/
-    found = re.search(re.escape(MARKER) + r"([A-Za-z0-9+/=\\]{100,})", template)
-    if not found:
+    text = _bundle_text(template)
+    if not text:
         raise Failure("no-agent", "the stack's template carries no agent (NodeAgent metadata); "
                                   "make it with `cfn-chainermn template`")
-    wheel = lzma.decompress(base64.b64decode(found.group(1).replace("\\", "")))
+    try:
+        wheel = lzma.decompress(base64.b64decode(text[len(MARKER):]))
+    except (ValueError, lzma.LZMAError) as exc:
+        raise Failure("agent-corrupt", f"the template's agent does not decode: {exc}") from None
     if hashlib.sha256(wheel).hexdigest() != sha256:
         raise Failure("agent-hash", "the template's agent is not the one this node's UserData names "
                                     "(sha256 differs): was the stack updated while this node booted?")
@@ -172,7 +181,6 @@ def wheel_from(template: str, sha256: str) -> bytes:
 
 
 def choose_python() -> str:
-    """The first Python >= 3.10 by explicit name; never a venv's or an older one."""
     seen = []
     for name in PYTHONS:
         path = shutil.which(name)
@@ -189,35 +197,41 @@ def choose_python() -> str:
 
 
 def safe_home() -> None:
-    """HOME is root's alone: nothing here follows a link or trusts a folder someone else made."""
     os.makedirs(HOME, mode=0o755, exist_ok=True)
     st = os.lstat(HOME)
     if os.path.islink(HOME) or (os.geteuid() == 0 and st.st_uid != 0) or st.st_mode & 0o022:
         raise Failure("agent-home", HOME + " is a link, not root's, or writable by others: refusing it")
 
 
-def baked(version: str) -> str | None:
+def baked(cfg: dict[str, str]) -> str | None:
     path = os.path.join(HOME, BAKED)
-    if not os.access(path, os.X_OK):
+    if cfg["source"] == "index" or not os.access(path, os.X_OK):
         return None
     out = subprocess.run([path, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
-    return path if out == "cfn-chainermn, version " + version else None
+    if out != "cfn-chainermn, version " + cfg["version"]:
+        return None
+    try:
+        with open(os.path.join(HOME, BAKED_SHA)) as f:
+            same = f.read().strip() == cfg["sha256"]
+    except OSError:
+        same = False
+    return path if same or cfg["source"] == "ami" else None
 
 
 def make_venv(python: str, dest: str) -> None:
     try:
-        run([python, "-m", "venv", dest], "venv", "python -m venv")
+        run([python, "-I", "-m", "venv", dest], "venv", "python -m venv")
     except Failure:  # Debian/Ubuntu keep ensurepip in pythonX.Y-venv
         shutil.rmtree(dest, ignore_errors=True)
         ver = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], "venv", "python").strip()
+        os.environ["DEBIAN_FRONTEND"] = "noninteractive"  # no needrestart question
         apt = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-q", "-y"]
         run([*apt, "update"], "venv", "apt-get update")
         run([*apt, "install", f"python{ver}-venv"], "venv", f"apt-get install python{ver}-venv")
-        run([python, "-m", "venv", dest], "venv", "python -m venv")
+        run([python, "-I", "-m", "venv", dest], "venv", "python -m venv")
 
 
 def template_wheel(cfg: dict[str, str], cfn: Cfn, tmp: str) -> str:
-    """The agent wheel out of this stack's template, checked against the sha256 UserData names."""
     log("fetching the agent from stack {}'s template".format(cfg["stack"]))
     path = os.path.join(tmp, "cfn_chainermn-{}-py3-none-any.whl".format(cfg["version"]))
     with open(path, "wb") as out:
@@ -226,12 +240,11 @@ def template_wheel(cfg: dict[str, str], cfn: Cfn, tmp: str) -> str:
 
 
 def index_wheel(cfg: dict[str, str], python: str, tmp: str) -> str:
-    """The wheel AgentPackage pins by hash (only when the user chose AgentSource index)."""
     req = os.path.join(tmp, "agent.txt")
     with open(req, "w") as f:
         f.write(cfg["package"] + "\n")
     index = ["--index-url", cfg["index_url"]] if cfg["index_url"] else []
-    run([python, "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps",
+    run([python, "-I", "-m", "pip", "download", "--disable-pip-version-check", "--no-input", "--no-deps",
          "--require-hashes", "--only-binary", ":all:", "-d", tmp, "-r", req, *index],
         "agent-fetch", "downloading " + cfg["package"])
     found = [n for n in os.listdir(tmp) if n.endswith(".whl")]
@@ -241,7 +254,6 @@ def index_wheel(cfg: dict[str, str], python: str, tmp: str) -> str:
 
 
 def install(cfg: dict[str, str], cfn: Cfn) -> str:
-    """Build the agent's venv once per agent (a reboot reuses it); returns its cfn-chainermn."""
     ident = cfg["sha256"] if cfg["source"] != "index" else hashlib.sha256(cfg["package"].encode()).hexdigest()
     dest = os.path.join(HOME, "agent-{}-{}".format(cfg["version"], ident[:12]))
     done = os.path.join(dest, ".complete")
@@ -252,7 +264,7 @@ def install(cfg: dict[str, str], cfn: Cfn) -> str:
     shutil.rmtree(dest, ignore_errors=True)  # half-built by an earlier boot
     python = choose_python()
     venv_python = os.path.join(dest, "bin", "python")
-    pip = [venv_python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]
+    pip = [venv_python, "-I", "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-cache-dir"]
     index = ["--index-url", cfg["index_url"]] if cfg["index_url"] else []
     with tempfile.TemporaryDirectory() as tmp:
         wheel = template_wheel(cfg, cfn, tmp) if cfg["source"] != "index" else ""
@@ -277,7 +289,7 @@ def boot_argv(cfg: dict[str, str], agent: str) -> list[str]:
 
 def agent_path(cfg: dict[str, str], cfn: Cfn) -> str:
     safe_home()
-    found = baked(cfg["version"])
+    found = baked(cfg)
     if found:
         log("using the baked agent " + found)
         return found
@@ -304,18 +316,21 @@ def fail(cfg: dict[str, str], imds: Imds, cfn: Cfn, exc: Failure) -> int:
 
 
 def main(argv: list[str]) -> int:
+    os.chdir("/")  # python -m puts the working folder on sys.path: never one someone else can write
     cfg = CONFIG
     imds = Imds(os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or "http://169.254.169.254")
     cfn = Cfn(imds, cfg["region"], cfg["url_suffix"])
     try:
         agent = agent_path(cfg, cfn)
+        if "--install-only" in argv:  # bake an image from a template: install, do not boot
+            print(agent)
+            return 0
+        log("starting " + agent)
+        os.execv(agent, boot_argv(cfg, agent))
     except Failure as exc:
         return fail(cfg, imds, cfn, exc)
-    if "--install-only" in argv:  # bake an image from a template: install, do not boot
-        print(agent)
-        return 0
-    log("starting " + agent)
-    os.execv(agent, boot_argv(cfg, agent))
+    except Exception as exc:  # a bug or a surprise: the stack must still hear of it now
+        return fail(cfg, imds, cfn, Failure("internal", f"{type(exc).__name__}: {exc}"))
     return 1  # not reached
 
 

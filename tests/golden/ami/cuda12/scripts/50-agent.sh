@@ -195,6 +195,8 @@ REQ
   ln -sf "$PREFIX/venv/bin/cfn-chainermn" /usr/local/bin/cfn-chainermn
   got=$(/usr/local/bin/cfn-chainermn --version)
   [[ $got == *" 0.1.0" ]] || die "installed agent reports '$got', expected 0.1.0"
+  # the node bootstrap uses a baked agent in place of its template's only when this is that wheel
+  printf '%s\n' "$want" >"$PREFIX/venv/agent-wheel.sha256"
   log "node agent: $got"
   rm -rf "$dir"
 }
