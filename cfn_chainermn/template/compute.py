@@ -20,7 +20,7 @@ from troposphere.policies import (
 )
 
 from cfn_chainermn.names import CLUSTER_TAG, MASTER_RESOURCE, ROLE_TAG, WORKER_GROUP_RESOURCE
-from cfn_chainermn.template import efa, gpu
+from cfn_chainermn.template import efa, gpu, spot
 from cfn_chainermn.template.iam import Profiles
 from cfn_chainermn.template.network import Network
 from cfn_chainermn.template.parameters import Inputs
@@ -101,18 +101,17 @@ def add_compute(t: Template, p: Inputs, net: Network, storage: Storage, profiles
             MetadataOptions=ec2.MetadataOptions(**IMDS_V2_ONLY),
             BlockDeviceMappings=[ec2.LaunchTemplateBlockDeviceMapping(DeviceName=ROOT_DEVICE, Ebs=ec2.EBSBlockDevice(
                 VolumeType="gp3", VolumeSize=p.ref("RootVolumeSize"), Encrypted=True, DeleteOnTermination=True))],
-            InstanceMarketOptions=If(p.cond.spot_workers_on, ec2.InstanceMarketOptions(
-                MarketType="spot", SpotOptions=ec2.SpotOptions(
-                    SpotInstanceType="one-time", InstanceInterruptionBehavior="terminate")), NoValue),
             TagSpecifications=[ec2.TagSpecifications(ResourceType="volume", Tags=Tags(_node_tags("worker")))],
             UserData=user_data("worker", p, storage),
         ),
     ))
+    group = spot.worker_group(t, p, autoscaling.LaunchTemplateSpecification(
+        LaunchTemplateId=Ref(lt), Version=GetAtt(lt, "LatestVersionNumber")))
     workers = t.add_resource(autoscaling.AutoScalingGroup(
         WORKER_GROUP_RESOURCE,
         DependsOn=[ready.title],
-        LaunchTemplate=autoscaling.LaunchTemplateSpecification(
-            LaunchTemplateId=Ref(lt), Version=GetAtt(lt, "LatestVersionNumber")),
+        LaunchTemplate=group.launch_template, MixedInstancesPolicy=group.mixed_instances_policy,
+        CapacityRebalance=group.capacity_rebalance,
         VPCZoneIdentifier=[net.subnet_id], PlacementGroup=Ref(placement),
         # MaxSize = DesiredCapacity = WorkerCount: `stack scale` is a stack update of WorkerCount.
         MinSize="0", MaxSize=p.ref("WorkerCount"), DesiredCapacity=p.ref("WorkerCount"),

@@ -26,7 +26,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "existing-subnet": {
         "network": {"vpc_id": VPC, "subnet_id": SUBNET},
         "efs": {"mode": "existing", "file_system_id": FS, "security_group_id": SG},
-        "workers": 64, "spot_workers": True, "tenancy": "dedicated", "ami": "ami-0123456789abcdef0",
+        "workers": 64, "spot_workers": True, "spot_instance_types": "g5.12xlarge,g6.12xlarge",
+        "tenancy": "dedicated", "ami": "ami-0123456789abcdef0",
         "instance_type": "p5.48xlarge", "worker_instance_type": "g4dn.12xlarge",
         "key_name": "my-key", "ssh_cidr": "203.0.113.7/32",
     },

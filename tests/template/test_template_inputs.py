@@ -10,7 +10,7 @@ from troposphere import Template
 
 from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.config.params import template_parameters
-from cfn_chainermn.template import efa, idle
+from cfn_chainermn.template import efa, idle, spot
 from cfn_chainermn.template.parameters import Conditions, add_conditions, add_parameters
 
 
@@ -30,6 +30,7 @@ def test_every_condition_the_builders_can_name_is_in_the_template(default_dict: 
     t, inputs = _inputs()
     names = [getattr(inputs.cond, f.name) for f in dataclasses.fields(Conditions)]
     assert sorted(names) == sorted(t.conditions)
-    # compute adds EFA's, idle.py its own
-    assert sorted(default_dict["Conditions"]) == sorted(names + efa.condition_names() + list(idle.CONDITIONS))
+    # compute adds EFA's, idle.py and spot.py their own
+    assert sorted(default_dict["Conditions"]) == sorted(names + efa.condition_names() + list(idle.CONDITIONS)
+                                                        + list(spot.CONDITIONS))
     assert list(inputs.params) == list(template_parameters(ClusterConfig())) == list(default_dict["Parameters"])

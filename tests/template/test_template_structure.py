@@ -96,8 +96,7 @@ def test_imdsv2_only_and_encrypted_gp3_root_on_every_node(default_dict: dict[str
         assert ebs["VolumeSize"] == {"Ref": "RootVolumeSize"}
         assert node["ImageId"] == {"Fn::If": ["HasImageId", {"Ref": "ImageId"}, {"Ref": "ImageSsmParameter"}]}
     assert master["Tenancy"] == {"Ref": "Tenancy"} and worker["Placement"]["Tenancy"] == {"Ref": "Tenancy"}
-    assert worker["InstanceMarketOptions"]["Fn::If"][0] == "SpotWorkersOn"
-    assert "InstanceMarketOptions" not in master
+    assert "InstanceMarketOptions" not in master and "InstanceMarketOptions" not in worker  # Spot: test_template_spot
 
 
 def test_cluster_placement_group_holds_master_and_workers(default_dict: dict[str, Any]) -> None:
