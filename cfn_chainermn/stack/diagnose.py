@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cfn_chainermn.names import CLUSTER_TAG, LOGS_PREFIX, MASTER_RESOURCE, NODES_PREFIX, ROLE_TAG, WORKER_GROUP_RESOURCE
 
 if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import FilterTypeDef
     from mypy_boto3_s3 import S3Client
@@ -25,6 +26,15 @@ TAIL_LINES = 20
 MAX_NODES = 3
 _INSTANCE_RE = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 _NODE_RESOURCES = (MASTER_RESOURCE, WORKER_GROUP_RESOURCE)
+# EC2's words when it has no instances to give: the error code (RunInstances, and Auto Scaling's
+# activity messages quote it), the sentence its message starts with, and Spot's own.
+_NO_CAPACITY = re.compile(r"InsufficientInstanceCapacity|do not have sufficient \S* ?capacity|"
+                          r"no Spot capacity available|InsufficientCapacity|UnfulfillableCapacity", re.IGNORECASE)
+CAPACITY_OPTIONS = (
+    "EC2 has no capacity for these instances here now (a cluster placement group needs every node close together "
+    "in one availability zone). Options: another availability zone (--az, or a subnet in another zone); fewer "
+    "workers (--workers); other instance types (--worker-instance-type, or with Spot workers --spot-instance-types "
+    "of the same GPU count); On-Demand instead of Spot workers (--on-demand-workers); or try again later")
 
 
 @dataclass(frozen=True)
@@ -120,3 +130,23 @@ def node_logs(ec2: EC2Client, s3: S3Client, bucket: str | None, stack_name: str,
         return []
     logs = [node_log(ec2, s3, bucket, i) for i in ids]
     return [log for log in logs if log is not None]
+
+
+def capacity_advice(text: str) -> str | None:
+    """The options, when `text` (a stack event's reason, a scaling activity's message) says EC2 ran
+    out of capacity; None for any other failure."""
+    return CAPACITY_OPTIONS if _NO_CAPACITY.search(text) else None
+
+
+def scaling_failure(autoscaling: AutoScalingClient, group_name: str) -> str | None:
+    """Why the worker group's last launch failed, in EC2's words: CloudFormation's event says only
+    that signals did not come, while the group's scaling activity keeps RunInstances' error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        activities = autoscaling.describe_scaling_activities(AutoScalingGroupName=group_name,
+                                                             MaxRecords=10)["Activities"]
+    except (ClientError, BotoCoreError):
+        return None
+    failed = [a for a in activities if a.get("StatusCode") in ("Failed", "Cancelled") and a.get("StatusMessage")]
+    return str(failed[0]["StatusMessage"]) if failed else None

@@ -81,6 +81,7 @@ def show_node_logs(aws: Aws, progress: Progress, name: str, stack_id: str, event
 
     if not concerns_nodes(event):
         return []
+    explain_capacity(aws, progress, event)
     try:
         bucket = key_bucket_of(aws.client("cloudformation"), stack_id)
     except CfnChainermnError:
@@ -91,6 +92,25 @@ def show_node_logs(aws: Aws, progress: Progress, name: str, stack_id: str, event
     if not logs:
         progress.say("no agent log found for the failed node (it may not have started; see the EC2 console)")
     return [log.instance_id for log in logs] or ["-"]
+
+
+def explain_capacity(aws: Aws, progress: Progress, event: dict[str, Any]) -> None:
+    """When EC2 had no instances to give, say so and the options. The master's event carries
+    RunInstances' error; the worker group's says only that signals did not come, so its last
+    failed scaling activity is read for EC2's words (diagnose.scaling_failure)."""
+    from cfn_chainermn.names import WORKER_GROUP_RESOURCE
+    from cfn_chainermn.stack.diagnose import capacity_advice, scaling_failure
+
+    text = str(event.get("ResourceStatusReason", ""))
+    group = str(event.get("PhysicalResourceId", ""))
+    if event.get("LogicalResourceId") == WORKER_GROUP_RESOURCE and group:
+        activity = scaling_failure(aws.client("autoscaling"), group)
+        if activity:
+            progress.say(f"the worker group's last failed launch: {activity}")
+            text = f"{text} {activity}"
+    advice = capacity_advice(text)
+    if advice:
+        progress.say(advice)
 
 
 def settle(aws: Aws, progress: Progress, name: str, stack_id: str, outcome: Outcome, want: str,
