@@ -127,12 +127,12 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: boo
     source = f"s3://{bucket}/{names.MASTER_HOST_KEY}" if key else f"the EC2 console output of {master_id}"
     hint = (f"s3://{bucket}/{names.MASTER_HOST_KEY} is missing and the console output of {master_id} "
             + (f"could not be read ({unread})" if unread else "shows no keys yet"))
-    subnet, itype = _master_facts(ec2, master_id)
+    subnet, itype, efa = _master_facts(ec2, master_id)
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
         key_file=key_file, master_host_key=key or next(iter(console.keys), None),
         shared=out.get(names.OUT_MOUNT_POINT, "/efs"), python=AWS_PYTHON,
-        network=mpi.Network(cidr=subnet, instance_type=itype),
+        network=mpi.Network(cidr=subnet, instance_type=itype, efa_attached=efa),
         list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket),
         host_fingerprints=console.fingerprints, host_key_source=source if key or console else "",
         host_key_hint="" if key or console else hint)
@@ -151,14 +151,16 @@ def _console_keys(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
     return parse_console(output), ""
 
 
-def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str]:
-    """The master's subnet CIDR (the network the ranks must keep to) and its instance type."""
+def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str, bool]:
+    """The master's subnet CIDR (the network the ranks must keep to), its instance type, and whether
+    it has an EFA interface (the stack's Efa setting applies to every node alike)."""
     from cfn_chainermn.aws import aws_call
 
     res = aws_call("DescribeInstances", lambda: ec2.describe_instances(InstanceIds=[instance_id]))
     inst = res["Reservations"][0]["Instances"][0]
     sub = aws_call("DescribeSubnets", lambda: ec2.describe_subnets(SubnetIds=[inst["SubnetId"]]))
-    return str(sub["Subnets"][0]["CidrBlock"]), str(inst["InstanceType"])
+    efa = any(ni.get("InterfaceType") == "efa" for ni in inst.get("NetworkInterfaces", []))
+    return str(sub["Subnets"][0]["CidrBlock"]), str(inst["InstanceType"]), efa
 
 
 def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True, ask: choice.Ask | None = None,

@@ -48,6 +48,7 @@ class Network:
     ssh_port: int = 22
     extra_mca: tuple[tuple[str, str], ...] = field(default=())
     node_types: tuple[str, ...] = ()
+    efa_attached: bool = True  # False when the stack attaches no EFA interface (Efa off): TCP then
 
     @property
     def local(self) -> bool:
@@ -107,7 +108,7 @@ def mca_settings(net: Network) -> dict[str, str]:
         mca["mpi_yield_when_idle"] = "1"
     if net.ssh_port != 22:
         mca["plm_rsh_args"] = f"-p {net.ssh_port}"
-    mca.update(fabric.mpi_mca(net.types))
+    mca.update(fabric.mpi_mca(net.types, attached=net.efa_attached))
     mca.update(dict(net.extra_mca))
     return mca
 
@@ -137,7 +138,8 @@ def mpiexec_argv(job: Job, net: Network) -> list[str]:
         argv += ["--bind-to", "none"]
     for key, value in mca_settings(net).items():
         argv += ["--mca", key, value]
-    env: dict[str, str] = {key: value for key, value in {**fabric.nccl_env(net.types), **dict(job.env)}.items()
+    defaults = fabric.nccl_env(net.types, attached=net.efa_attached)
+    env: dict[str, str] = {key: value for key, value in {**defaults, **dict(job.env)}.items()
                            if key not in job.secret_names}  # a secret overrides a default, as --env does
     if env or job.secret_names:
         names = dict.fromkeys(["PATH", *env, *job.secret_names])

@@ -155,6 +155,25 @@ def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
     assert cl.master_host_key is None and cl.network.cidr == "10.0.0.0/24" and cl.master_host == "10.0.0.10"
 
 
+@pytest.mark.parametrize("interfaces", [[{"InterfaceType": "efa"}], [{"InterfaceType": "interface"}], []],
+                         ids=["efa", "plain", "none"])
+def test_jobs_use_efa_only_where_the_stack_attached_it(interfaces: list[dict[str, str]]) -> None:
+    """A p4d stack made with Efa off has no EFA device: its jobs must not ask libfabric for one."""
+    cfn, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "ec2"))
+    with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
+        scfn.add_response("describe_stacks", _stack({
+            names.OUT_MASTER_PRIVATE_IP: "10.0.0.10", names.OUT_MASTER_INSTANCE_ID: "i-1", names.OUT_BUCKET: "b"}),
+            {"StackName": "demo"})
+        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
+            {"InstanceId": "i-1", "SubnetId": "subnet-1", "InstanceType": "p4d.24xlarge",
+             "NetworkInterfaces": interfaces}]}]}, {"InstanceIds": ["i-1"]})
+        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
+                          {"SubnetIds": ["subnet-1"]})
+        cl = clusters.aws_cluster("demo", clusters.AwsAccess(), login=False,
+                                  session=FakeSession({"cloudformation": cfn, "s3": None, "ec2": ec2}))
+    assert cl.network.efa_attached is (interfaces == [{"InterfaceType": "efa"}])
+
+
 def test_local_name_without_a_cluster_says_how_to_start_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"no local cluster in .*local up"):
         clusters.resolve("local", state_dir=str(tmp_path), access=clusters.AwsAccess())

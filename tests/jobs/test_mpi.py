@@ -65,6 +65,15 @@ def test_efa_cluster_gets_libfabric_and_keeps_mpi_off_the_efa_devices() -> None:
                         "FI_EFA_USE_DEVICE_RDMA": "1"}
 
 
+def test_efa_type_without_efa_attached_keeps_tcp_sockets() -> None:
+    """Efa off: a p4d stack has no EFA interface, so NCCL and MPI stay on the pinned sockets."""
+    net = mpi.Network(cidr="10.0.0.0/24", instance_type="p4d.24xlarge", efa_attached=False)
+    argv = mpi.mpiexec_argv(mpi.Job(program="/efs/train_mnist.py", np=16, per_node=8, python="python3"), net)
+    env = _x(argv)
+    assert "FI_PROVIDER" not in env and "FI_EFA_USE_DEVICE_RDMA" not in env and env["NCCL_NET"] == "Socket"
+    assert "pml" not in _mca(argv)
+
+
 def test_a_job_takes_the_fabric_of_the_nodes_it_fills() -> None:
     """A g5.xlarge master (no EFA) before p4d workers: a job reaching a worker runs on TCP sockets
     everywhere; one that stays on the master's GPU needs no network at all, and says TCP too."""
