@@ -77,7 +77,7 @@ def _clients(settings: Settings) -> AwsClients:
     if not settings.region:
         settings.region = Imds(settings.imds_url, wait=settings.imds_wait).get("placement/region")
     aws = services().connect(None, settings.region, settings.endpoint_url or None)
-    return AwsClients(aws.client("ec2"), aws.client("s3"), aws.client("cloudformation"))
+    return AwsClients(aws.client("ec2"), aws.client("s3"), aws.client("cloudformation"), aws.client("autoscaling"))
 
 
 def _with_settings(saved: bool) -> Callable[[F], F]:

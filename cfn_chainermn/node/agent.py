@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
-from cfn_chainermn.node import imds_guard, spot, steps
+from cfn_chainermn.node import idle_master, imds_guard, spot, steps
 from cfn_chainermn.node.aws_backend import CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
@@ -28,6 +28,7 @@ from cfn_chainermn.node.state import STEPS, State
 from cfn_chainermn.node.system import System
 
 if TYPE_CHECKING:  # the stubs only type the clients; the agent imports boto3 where it makes them
+    from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_s3 import S3Client
@@ -42,6 +43,7 @@ class AwsClients:
     ec2: EC2Client
     s3: S3Client
     cfn: CloudFormationClient | None  # None: refresh, which signals nothing
+    autoscaling: AutoScalingClient | None = None  # the master's idle stop (node/idle_master.py)
 
 
 def _context(settings: Settings, clients: AwsClients | None, echo: TextIO | None, imds: Imds | None = None) -> Context:
@@ -176,6 +178,8 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
         ctx.log.error(f"refresh failed: {exc}; kept the last good hostfile")
         raise AgentError(f"refresh failed: {exc}; kept the last good hostfile") from exc
     ctx.state.mark("hostfile", "ok", detail)
+    # the master's idle shutdown (node/idle.py); it logs its own failures
+    idle_master.tick_master(ctx, idle_master.local(settings) if settings.local else idle_master.aws(settings, clients))
     if guard:  # the hostfile stays current, but the timer's unit shows the failure
         raise AgentError(f"refresh: {guard}")
     return ctx.state

@@ -1,0 +1,221 @@
+"""Idle and TTL shutdown, counted by the master at every refresh (issue 13 item 2).
+
+The cluster is idle while no job of ours is queued or running, no MPI launcher runs, no process
+holds a GPU and nobody is logged in (idle_probe.py looks). After `idle.minutes` idle minutes, or
+`idle.max_hours` after the stack was created, busy or not, the master applies `idle.action`
+through a Shutdown back end (idle_aws.py: delete the stack through its service role, or stop the
+nodes). Logged-in users are warned (wall) once, 5 minutes before. What the master counts is
+published for `stack status` (names.IDLE_STATUS).
+
+The decision (`judge`) is pure and takes the time as an argument, so tests compress hours into
+calls; `tick` joins it to the probes, the saved state and the back end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cfn_chainermn.config.sections import IDLE_OFF
+from cfn_chainermn.errors import CfnChainermnError
+from cfn_chainermn.names import IDLE_STATUS
+from cfn_chainermn.node.system import write_atomic
+
+WARN_S = 300.0  # logged-in users hear of the shutdown this long before it
+PUBLISH_EVERY_S = 300.0  # an unchanged status is written again after this long (`stack status` shows its age)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The stack's idle settings as the master reads them (its parameters), and its creation time."""
+
+    idle_minutes: int | None = None
+    max_hours: int | None = None
+    action: str = "delete"
+    created: float = 0.0  # epoch seconds
+
+    @classmethod
+    def from_parameters(cls, params: Mapping[str, str], created: float) -> Limits:
+        """IdleMinutes/MaxHours/IdleAction as CloudFormation returns them; a stack made before these
+        parameters existed has none, which means off."""
+        def number(name: str) -> int | None:
+            value = params.get(name, IDLE_OFF)
+            return int(value) if value.isdigit() and int(value) > 0 else None
+
+        return cls(number("IdleMinutes"), number("MaxHours"), params.get("IdleAction", "delete"), created)
+
+    @property
+    def enabled(self) -> bool:
+        return self.idle_minutes is not None or self.max_hours is not None
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What keeps the cluster busy now, each in words ("job 20260102-...", "chainer@pts/0")."""
+
+    jobs: tuple[str, ...] = ()
+    processes: tuple[str, ...] = ()  # MPI launchers and GPU holders
+    sessions: tuple[str, ...] = ()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs or self.processes or self.sessions)
+
+    def words(self) -> list[str]:
+        return [*self.jobs, *self.processes, *self.sessions]
+
+
+@dataclass
+class IdleState:
+    """Kept between refreshes (the master's idle.json): since when idle, which deadline was warned."""
+
+    idle_since: float | None = None
+    warned: float | None = None  # the deadline the warning was for
+    acted: str = ""  # what was done, once done (a deletion is not asked for twice)
+    resumed: float | None = None  # when a stopped cluster's master ran again: `stop`'s max_hours count from it
+    published: str = ""  # the last status written, less its time
+    published_at: float = 0.0
+
+    @classmethod
+    def load(cls, path: Path) -> IdleState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        fresh = asdict(cls())
+        if not isinstance(data, dict) or any(k in data and not _same_kind(data[k], v) for k, v in fresh.items()):
+            return cls()  # damaged: counting afresh only delays a shutdown, never hastens one
+        return cls(**{k: data[k] for k in fresh if k in data})
+
+    def save(self, path: Path) -> None:
+        write_atomic(path, json.dumps(asdict(self), sort_keys=True) + "\n", 0o600)
+
+
+def _same_kind(value: object, default: object) -> bool:
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What `judge` found: the deadline (None: no limit reaches), why, and whether to warn or act."""
+
+    idle_since: float | None
+    deadline: float | None
+    reason: str
+    warn: bool
+    act: bool
+
+
+def judge(limits: Limits, activity: Activity, state: IdleState, now: float) -> Verdict:
+    """The earlier of the idle deadline (idle since + minutes) and the TTL (created + hours)."""
+    idle_since = None if activity.busy else (state.idle_since if state.idle_since is not None else now)
+    deadlines: list[tuple[float, str]] = []
+    if limits.idle_minutes is not None and idle_since is not None:
+        deadlines.append((idle_since + limits.idle_minutes * 60.0, f"idle for {limits.idle_minutes} minutes"))
+    if limits.max_hours is not None:
+        deadlines.append((limits.created + limits.max_hours * 3600.0,
+                          f"{limits.max_hours} hours since the stack was created"))
+    if not deadlines:
+        return Verdict(idle_since, None, "", False, False)
+    deadline, reason = min(deadlines)
+    act = now >= deadline
+    warn = not act and deadline - now <= WARN_S and state.warned != deadline
+    return Verdict(idle_since, deadline, reason, warn, act)
+
+
+def status(limits: Limits, activity: Activity, verdict: Verdict, now: float) -> dict[str, object]:
+    """The record `stack status` reads: times in epoch seconds, what keeps the cluster busy."""
+    return {"time": now, "idle_minutes": limits.idle_minutes, "max_hours": limits.max_hours,
+            "action": limits.action, "idle_since": verdict.idle_since, "deadline": verdict.deadline,
+            "reason": verdict.reason, "busy": activity.words()}
+
+
+class Shutdown(Protocol):
+    """Where the limits come from and what acting means (idle_aws.py; a local node's stand-in)."""
+
+    def limits(self) -> Limits:
+        """The limits now (a `stack update` may change them at any time)."""
+
+    def act(self, limits: Limits, reason: str) -> str:
+        """Delete the stack or stop the nodes; what was done, in words. Raises on failure."""
+
+
+@dataclass
+class Hooks:
+    """The master's ways to look and speak, injected so tests use a fake clock and probes."""
+
+    probe: Callable[[], Activity]
+    publish: Callable[[str, bytes], None]  # (key, body) into the key bucket
+    wall: Callable[[str], None]
+    log: Callable[[str], None]
+    clock: Callable[[], float] = field(default=time.time)
+
+
+def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
+    """One look: count, warn, publish, act. Returns the line the refresh logs."""
+    state = IdleState.load(state_path)
+    limits = shutdown.limits()
+    if not limits.enabled:
+        state.idle_since = None
+        _publish(hooks, state, {"idle_minutes": None, "max_hours": None, "action": limits.action}, hooks.clock())
+        state.save(state_path)
+        return "idle shutdown off"
+    activity = hooks.probe()
+    now = hooks.clock()
+    if state.acted and limits.action == "stop":  # a tick after the stop: someone started the master again
+        state.acted, state.resumed, state.idle_since, state.warned = "", now, None, None
+    if state.resumed is not None and limits.action == "stop":
+        limits = Limits(limits.idle_minutes, limits.max_hours, limits.action, max(limits.created, state.resumed))
+    verdict = judge(limits, activity, state, now)
+    state.idle_since = verdict.idle_since
+    if verdict.warn and verdict.deadline is not None:
+        left = max(1, round((verdict.deadline - now) / 60))
+        hooks.wall(f"cfn-chainermn: this cluster will {_doing(limits.action)} in about {left} minute(s) "
+                   f"({verdict.reason}). Run a job or stay logged in to keep it idle-free; `stack update "
+                   "--idle-minutes`/`--max-hours` changes the limits.")
+        state.warned = verdict.deadline
+    record = status(limits, activity, verdict, now)
+    if verdict.act and state.acted:
+        line = f"already asked to {limits.action}: {state.acted}"
+    elif verdict.act:
+        record["acting"] = True
+        _publish(hooks, state, record, now, force=True)  # before the bucket is emptied, never after
+        state.acted = shutdown.act(limits, verdict.reason)
+        line = f"{verdict.reason}: {state.acted}"
+    else:
+        state.acted = ""
+        _publish(hooks, state, record, now)
+        line = _summary(activity, verdict, now)
+    state.save(state_path)
+    return line
+
+
+def _doing(action: str) -> str:
+    return "be deleted" if action == "delete" else "be stopped (workers to 0, master stopped; EFS kept)"
+
+
+def _summary(activity: Activity, verdict: Verdict, now: float) -> str:
+    busy = f"busy ({', '.join(activity.words()[:3])})" if activity.busy else \
+        f"idle for {int((now - (verdict.idle_since or now)) // 60)} min"
+    due = f"; deadline in {int((verdict.deadline - now) // 60)} min ({verdict.reason})" if verdict.deadline else ""
+    return busy + due
+
+
+def _publish(hooks: Hooks, state: IdleState, record: dict[str, object], now: float, force: bool = False) -> None:
+    """Write the status when it changed (its time aside) or has aged; a failure is logged, not raised:
+    `stack status` shows a stale time then, and the counting goes on."""
+    body = json.dumps({k: v for k, v in record.items() if k != "time"}, sort_keys=True)
+    if not force and body == state.published and now - state.published_at < PUBLISH_EVERY_S:
+        return
+    try:
+        hooks.publish(IDLE_STATUS, json.dumps({**record, "time": now}, sort_keys=True).encode())
+    except (CfnChainermnError, OSError) as exc:  # the next tick tries again
+        hooks.log(f"idle: could not publish {IDLE_STATUS}: {exc}")
+        return
+    state.published, state.published_at = body, now

@@ -1,0 +1,184 @@
+"""Idle shutdown's edges on the master: where the limits come from and what acting does (node/idle.py
+decides). On AWS the limits are the stack's own parameters (DescribeStacks on its id, the one
+read the master role has for it), so `stack update --idle-minutes` takes effect at the next
+refresh; a local cluster reads them from <state dir>/idle-limits.json and only records what it
+would do.
+
+Deleting, in this order: stop the refresh timer (nothing writes to the bucket any more), ask
+CloudFormation to delete the stack as the ShutdownRole (DeleteStack's RoleARN), then empty the
+key bucket as `stack delete` does (stack/cfn.py empty_bucket): the bucket goes only after the
+instances, which depend on it, so the master is still there to empty it; and a refused
+DeleteStack leaves the bucket and the cluster whole. Stopping: the worker group to 0 (min and
+desired) and the master stopped; EFS, the bucket and the stack stay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfn_chainermn.aws import aws_call
+from cfn_chainermn.errors import AgentError, CfnChainermnError
+from cfn_chainermn.jobs.folder import JOBS
+from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID, OUT_SHUTDOWN_ROLE, OUT_WORKER_GROUP
+from cfn_chainermn.node import idle, idle_probe
+from cfn_chainermn.node.system import System, write_atomic
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_s3 import S3Client
+
+    from cfn_chainermn.node.context import Context
+    from cfn_chainermn.node.settings import Settings
+
+PROC = Path("/proc")  # where the probes look for launchers and sessions (tests point it elsewhere)
+LOCAL_LIMITS = "idle-limits.json"
+LOCAL_ACTION = "idle-action.json"
+LOCAL_WALL = "idle-wall.log"
+AWS_IDLE_STATE = "/var/lib/cfn-chainermn/idle.json"  # root's, beside state.json
+REFRESH_TIMER = "cfn-chainermn-refresh.timer"  # aws_platform.UNIT's timer
+
+
+def now() -> float:
+    """The clock the master counts with (a test compresses time by replacing it)."""
+    return time.time()
+
+
+@dataclass
+class AwsShutdown:
+    """The stack as the master sees it: limits from DescribeStacks; deletion through the service role."""
+
+    cfn: CloudFormationClient
+    s3: S3Client
+    ec2: EC2Client
+    autoscaling: AutoScalingClient | None
+    stack: str
+    bucket: str
+    system: System
+    stack_id: str = ""
+    outputs: dict[str, str] | None = None
+
+    def limits(self) -> idle.Limits:
+        (found,) = aws_call("DescribeStacks", lambda: self.cfn.describe_stacks(StackName=self.stack))["Stacks"]
+        self.stack_id = found["StackId"]
+        self.outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in found.get("Outputs", [])}
+        params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters", [])}
+        return idle.Limits.from_parameters(params, found["CreationTime"].timestamp())
+
+    def act(self, limits: idle.Limits, reason: str) -> str:
+        return self._delete() if limits.action == "delete" else self._stop()
+
+    def _output(self, key: str) -> str:
+        value = (self.outputs or {}).get(key, "")
+        if not value:
+            raise AgentError(f"stack {self.stack} has no output {key}: update it with this version's template")
+        return value
+
+    def _delete(self) -> str:
+        from cfn_chainermn.stack.cfn import empty_bucket
+
+        role = self._output(OUT_SHUTDOWN_ROLE)
+        self.system.run(["systemctl", "disable", "--now", REFRESH_TIMER], check=False)
+        try:
+            aws_call("DeleteStack", lambda: self.cfn.delete_stack(StackName=self.stack_id, RoleARN=role))
+        except CfnChainermnError:
+            self.system.run(["systemctl", "enable", "--now", REFRESH_TIMER], check=False)
+            raise
+        removed = empty_bucket(self.s3, self.bucket)
+        return f"DeleteStack sent as {role}; key bucket {self.bucket} emptied ({removed} versions)"
+
+    def _stop(self) -> str:
+        group, master = self._output(OUT_WORKER_GROUP), self._output(OUT_MASTER_INSTANCE_ID)
+        asg = self.autoscaling
+        if asg is None:
+            raise AgentError("no Auto Scaling client to stop the workers with")
+        aws_call("UpdateAutoScalingGroup", lambda: asg.update_auto_scaling_group(
+            AutoScalingGroupName=group, MinSize=0, DesiredCapacity=0))
+        aws_call("StopInstances", lambda: self.ec2.stop_instances(InstanceIds=[master]))
+        return f"worker group {group} set to 0, master {master} stopping (EFS kept)"
+
+
+@dataclass
+class LocalShutdown:
+    """A local cluster has no stack: its limits are a file, and acting writes down what would be done."""
+
+    state_dir: Path
+
+    def limits(self) -> idle.Limits:
+        path = self.state_dir / LOCAL_LIMITS
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return idle.Limits()
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot read {path}: {exc}") from exc
+        params: dict[str, str] = {k: str(data[k]) for k in ("IdleMinutes", "MaxHours", "IdleAction") if k in data}
+        return idle.Limits.from_parameters(params, float(data.get("created", path.stat().st_mtime)))
+
+    def act(self, limits: idle.Limits, reason: str) -> str:
+        path = self.state_dir / LOCAL_ACTION
+        write_atomic(path, json.dumps({"action": limits.action, "reason": reason, "time": now()}) + "\n", 0o644)
+        return f"local cluster: {limits.action} recorded in {path}"
+
+
+@dataclass(frozen=True)
+class Back:
+    """The master's idle back end, as agent.py picks it: limits and acting, its state file, its wall."""
+
+    shutdown: idle.Shutdown
+    state_path: Path
+    wall: Callable[[str], None]
+
+
+def _wall(message: str) -> None:
+    """util-linux wall: every terminal (root's message passes `mesg n`)."""
+    subprocess.run(["wall", message], capture_output=True, check=False, timeout=30)
+
+
+def aws(settings: Settings, clients: Any) -> Back | None:
+    """The stack's limits, acting through AWS; None without a CloudFormation client."""
+    if clients is None or clients.cfn is None:
+        return None
+    shutdown = AwsShutdown(clients.cfn, clients.s3, clients.ec2, clients.autoscaling, settings.stack,
+                           settings.bucket, System(settings.root))
+    return Back(shutdown, System(settings.root).path(AWS_IDLE_STATE), _wall)
+
+
+def local(settings: Settings) -> Back:
+    """Limits from <state dir>/idle-limits.json; the wall goes to the master's idle-wall.log."""
+    log = settings.node_dir() / LOCAL_WALL
+
+    def wall(message: str) -> None:
+        with log.open("a", encoding="utf-8") as f:
+            f.write(message + "\n")
+
+    return Back(LocalShutdown(Path(settings.state_dir)), settings.node_dir() / "idle.json", wall)
+
+
+def tick_master(ctx: Context, back: Back | None) -> str | None:
+    """The master's idle look at the end of a refresh; None on a worker. Never raises: a failure is
+    logged and the next refresh looks again."""
+    s = ctx.settings
+    if "master" not in (s.role, ctx.state.role):
+        return None
+    if back is None:
+        return "idle: no CloudFormation client"
+    jobs_dir = os.path.join(str(ctx.platform.path(s.mount_point)), JOBS)
+    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs_dir, PROC), publish=lambda key, body: ctx.bucket.put(
+        key, body), wall=back.wall, log=ctx.log.error, clock=now)
+    try:
+        line = idle.tick(back.shutdown, hooks, back.state_path)
+    except CfnChainermnError as exc:
+        ctx.log.error(f"idle: {exc}")
+        return f"idle: {exc}"
+    if line != "idle shutdown off":
+        ctx.log.info(f"idle: {line}")
+    return line

@@ -1,0 +1,104 @@
+"""What keeps a cluster busy, as the master sees it (node/idle.py counts the rest).
+
+- Jobs of ours: jobs/sh/list.sh over the shared jobs folder, the same script `job list` runs;
+  a queued or running job is busy (the queue's states: jobs/sh/queue.sh).
+- MPI launchers on the master (mpiexec, mpirun, orterun, prterun), ours or started by hand.
+- GPU holders: `nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader` lists the
+  processes with a compute context (nvidia-smi(1), "--query-compute-apps"); a machine without
+  nvidia-smi has no GPU to hold, and a failing one shows none.
+- Logins: every ssh session, interactive or not (`job logs -f`, a client waiting on its job),
+  by the title sshd gives a session's process, "sshd: USER@pts/N" or "sshd: USER@notty"
+  (OpenSSH's sshd.c/session.c setproctitle; "sshd-session: ..." since OpenSSH 9.8 split it).
+
+Pure functions over a /proc folder and a command runner, so a test gives both.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cfn_chainermn.jobs import scripts
+from cfn_chainermn.node.idle import Activity
+
+Runner = Callable[[Sequence[str]], tuple[int, bytes]]
+LAUNCHERS = frozenset({"mpiexec", "mpirun", "orterun", "prterun"})
+BUSY_JOB_STATES = frozenset({"queued", "running"})
+_SESSION = re.compile(rb"^sshd(?:-session)?: ([^\s\0@\[]+)@([^\s\0]+)")
+GPU_QUERY = ["nvidia-smi", "--query-compute-apps=pid,process_name", "--format=csv,noheader"]
+
+
+def run(argv: Sequence[str]) -> tuple[int, bytes]:
+    """A command's exit code and output; a missing program is 127, as a shell says."""
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, str(exc).encode()
+    return proc.returncode, proc.stdout
+
+
+def jobs(jobs_dir: str, runner: Runner = run) -> tuple[str, ...]:
+    """Queued and running jobs of the jobs folder, as "job ID (state)"."""
+    rc, out = runner(["sh", "-c", scripts.inline("list.sh", jobs_dir)])
+    if rc != 0:
+        return (f"job list failed (exit {rc})",)  # cannot tell: busy, so nothing is deleted on a guess
+    found = []
+    for record in out.split(b"\0"):
+        fields = record.decode("utf-8", "replace").split("\t")
+        if len(fields) >= 2 and fields[1] in BUSY_JOB_STATES:
+            found.append(f"job {fields[0]} ({fields[1]})")
+    return tuple(found)
+
+
+def _cmdlines(proc: Path) -> list[tuple[str, bytes]]:
+    out = []
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if entry.name.isdigit():
+            try:
+                out.append((entry.name, (entry / "cmdline").read_bytes()))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return sorted(out, key=lambda item: int(item[0]))
+
+
+def launchers(proc: Path) -> tuple[str, ...]:
+    found = []
+    for pid, cmdline in _cmdlines(proc):
+        name = Path(cmdline.split(b"\0", 1)[0].decode("utf-8", "replace")).name
+        if name in LAUNCHERS:
+            found.append(f"{name} (pid {pid})")
+    return tuple(found)
+
+
+def sessions(proc: Path) -> tuple[str, ...]:
+    found: dict[str, None] = {}  # in order, each once
+    for _, cmdline in _cmdlines(proc):
+        match = _SESSION.match(cmdline)
+        if match:
+            who = f"{match.group(1).decode('utf-8', 'replace')}@{match.group(2).decode('utf-8', 'replace')}"
+            found[who] = None
+    return tuple(found)
+
+
+def gpu_holders(runner: Runner = run, which: Callable[[str], str | None] = shutil.which) -> tuple[str, ...]:
+    if which(GPU_QUERY[0]) is None:
+        return ()
+    rc, out = runner(GPU_QUERY)
+    if rc != 0:
+        return ()  # a broken driver holds nothing; the status names the failure through the log
+    found = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        pid, _, name = (part.strip() for part in line.partition(","))
+        if pid:
+            found.append(f"GPU: {Path(name).name or '?'} (pid {pid})")
+    return tuple(found)
+
+
+def probe(jobs_dir: str, proc: Path, runner: Runner = run,
+          which: Callable[[str], str | None] = shutil.which) -> Activity:
+    """Everything that keeps the cluster busy now."""
+    return Activity(jobs=jobs(jobs_dir, runner), processes=launchers(proc) + gpu_holders(runner, which),
+                    sessions=sessions(proc))
