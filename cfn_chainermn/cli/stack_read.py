@@ -7,9 +7,12 @@ calls one operation of stack/operations.py and prints what it returns.
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from cfn_chainermn.cli.aws_flags import AwsTarget, name_argument, output_option, stack_target
+from cfn_chainermn.cli.idle_view import idle_text
 from cfn_chainermn.cli.stack_view import (
     emit_json,
     event_json,
@@ -48,11 +51,17 @@ def watch(name: str, target: AwsTarget, output: str) -> None:
 @output_option()
 def status(name: str, target: AwsTarget, output: str) -> None:
     """Show stack NAME's state, size and outputs."""
-    current, nodes = operations(target).status(name)
+    ops = operations(target)
+    current, nodes = ops.status(name)
+    idle = ops.idle(current)
     if output == "json":
-        emit_json({**stack_json(current), "nodes": None if nodes is None else [node_json(n) for n in nodes]})
+        emit_json({**stack_json(current), "nodes": None if nodes is None else [node_json(n) for n in nodes],
+                   "idle": idle})
     else:
         click.echo(status_text(current))
+        idle_line = idle_text(stack_json(current)["parameters"], idle, time.time())
+        if idle_line:
+            click.echo(idle_line)
         if nodes is not None:
             click.echo("\n" + nodes_text(nodes))
 

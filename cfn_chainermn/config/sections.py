@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,3 +158,8 @@ class IdleConfig:
     def enabled(self) -> bool:
         """A limit is set (the template's HasIdleLimit)."""
         return self.minutes != IDLE_OFF or self.max_hours != IDLE_OFF
+
+
+def has_idle_limit(parameters: Mapping[str, str]) -> bool:
+    """Whether a stack's parameters set an idle or TTL limit (a stack from before them sets neither)."""
+    return any(parameters.get(k, IDLE_OFF) != IDLE_OFF for k in ("IdleMinutes", "MaxHours"))

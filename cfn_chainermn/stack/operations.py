@@ -204,6 +204,31 @@ class StackOps:
             self.say(f"warning: could not list the nodes: {exc}")
             return None
 
+    def idle(self, current: dict[str, Any]) -> dict[str, Any] | None:
+        """What the master last published of its idle count (node/idle.py); None when the stack has no
+        idle limit (no call then), nothing is published yet, or it is unreadable (a warning says why)."""
+        import json
+
+        from cfn_chainermn.cluster.inventory import MISSING_CODES, get_bytes
+        from cfn_chainermn.config.sections import has_idle_limit
+        from cfn_chainermn.errors import AwsError
+        from cfn_chainermn.names import IDLE_STATUS, OUT_BUCKET
+        from cfn_chainermn.stack.cfn import outputs_of, parameters_of
+
+        bucket = outputs_of(current).get(OUT_BUCKET)
+        if not bucket or not has_idle_limit(parameters_of(current)):
+            return None
+        try:
+            record = json.loads(get_bytes(self.aws.client("s3"), bucket, IDLE_STATUS))
+        except AwsError as exc:
+            if exc.code not in MISSING_CODES:
+                self.say(f"warning: could not read the idle count: {exc}")
+            return None
+        except ValueError:
+            self.say(f"warning: {IDLE_STATUS} is not JSON")
+            return None
+        return record if isinstance(record, dict) else None
+
     def outputs(self, name: str) -> dict[str, str]:
         from cfn_chainermn.stack.cfn import outputs
 
