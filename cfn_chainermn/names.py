@@ -33,6 +33,7 @@ OUT_SSH_COMMAND = "SshCommand"
 # stack, and its ARN as an output the master reads with DescribeStacks.
 SHUTDOWN_ROLE_RESOURCE = "ShutdownRole"
 OUT_SHUTDOWN_ROLE = "ShutdownRoleArn"
+SHUTDOWN_POLICY = "cfn-chainermn-shutdown"  # its inline policy, which `stack delete` removes with it
 
 # Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
 KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.errors import StackError
+from cfn_chainermn.names import SHUTDOWN_POLICY
 from cfn_chainermn.stack.follow import Declined, Progress, follow_stack, follow_to, settle
 
 if TYPE_CHECKING:
@@ -146,7 +147,8 @@ class StackOps:
 
         aws = self.aws
         cfn, s3 = aws.client("cloudformation"), aws.client("s3")
-        stack_id = describe_own(cfn, name, "delete")["StackId"]
+        own = describe_own(cfn, name, "delete")
+        stack_id = own["StackId"]
         if not yes:
             self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
         for attempt in (1, 2):
@@ -167,7 +169,30 @@ class StackOps:
                 self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
                 continue
             settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
+            self._delete_shutdown_role(own)
             return
+
+    def _delete_shutdown_role(self, stack: dict[str, Any]) -> None:
+        """The idle shutdown's service role outlives its stack by design (template/idle.py: Retain);
+        once the stack is gone, `stack delete` removes it. A failure is a warning naming the role."""
+        from cfn_chainermn.aws import aws_call
+        from cfn_chainermn.errors import AwsError
+        from cfn_chainermn.names import OUT_SHUTDOWN_ROLE
+        from cfn_chainermn.stack.cfn import outputs_of
+
+        arn = outputs_of(stack).get(OUT_SHUTDOWN_ROLE, "")
+        if not arn:
+            return
+        role, iam = arn.rpartition("/")[2], self.aws.client("iam")
+        try:
+            aws_call("DeleteRolePolicy", lambda: iam.delete_role_policy(RoleName=role,
+                                                                         PolicyName=SHUTDOWN_POLICY))
+            aws_call("DeleteRole", lambda: iam.delete_role(RoleName=role))
+        except AwsError as exc:
+            self.say(f"warning: could not delete the idle shutdown's role {role}: {exc}; delete it in the IAM "
+                     "console (it can do nothing without its stack)")
+            return
+        self.say(f"deleted the idle shutdown's role {role}")
 
     def watch(self, name: str) -> Outcome:
         """Follow the stack's current operation until it settles; StackError when it ended badly."""

@@ -26,7 +26,7 @@ from typing import Any
 from troposphere import And, Condition, Equals, GetAtt, If, Not, NoValue, Or, Output, StackId, Sub, Template, iam
 
 from cfn_chainermn.config.sections import IDLE_OFF
-from cfn_chainermn.names import OUT_SHUTDOWN_ROLE, SHUTDOWN_ROLE_RESOURCE
+from cfn_chainermn.names import OUT_SHUTDOWN_ROLE, SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE
 from cfn_chainermn.template.parameters import Inputs
 
 # What CloudFormation needs to delete each resource type the template has (scoped to this
@@ -101,7 +101,7 @@ def add_idle(t: Template, p: Inputs) -> Idle:
         Description=Sub("cfn-chainermn: CloudFormation deletes ${AWS::StackName} with it when the cluster idles"),
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
-        Policies=[iam.Policy(PolicyName="cfn-chainermn-shutdown", PolicyDocument={
+        Policies=[iam.Policy(PolicyName=SHUTDOWN_POLICY, PolicyDocument={
             "Version": "2012-10-17", "Statement": shutdown_statements()})],
     ))
     return Idle(deletes=deletes, stops=stops, role=role)
