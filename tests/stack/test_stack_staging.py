@@ -30,8 +30,8 @@ def test_the_first_template_creates_the_bucket_encrypted_private_and_expiring(st
 # The bucket name is predictable: an attacker who makes it first must not receive the templates
 # (the agent inside them) that CloudFormation reads with CAPABILITY_IAM, nor swap them.
 NOT_OURS = (f"staging bucket {STAGING} exists but is not owned by account {ACCOUNT} or not readable with these "
-            "credentials (another account owns the name?); check the credentials' s3 permissions, or upload "
-            "templates/ in the console")
+            "credentials (another account owns the name?); check the credentials' s3 permissions (the name is "
+            "fixed per account and region)")
 
 
 def test_a_staging_bucket_of_another_account_gets_nothing(stubbed: Any) -> None:
