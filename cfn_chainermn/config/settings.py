@@ -235,8 +235,10 @@ class ClusterConfig:
 
     @property
     def instance_types(self) -> tuple[str, ...]:
-        """The instance types the cluster runs, each once: the master's first, then the workers' when there are any."""
-        return tuple(dict.fromkeys([self.instance_type, *([self.worker_type] if self.workers else [])]))
+        """The instance types the cluster may run, each once: the master's first, then the workers' when there are
+        any, with the more Spot types (so every check of a type, the zone offering them all too, sees those)."""
+        workers = [self.worker_type, *self.spot_types] if self.workers else []
+        return tuple(dict.fromkeys([self.instance_type, *workers]))
 
     @property
     def spot_types(self) -> tuple[str, ...]:

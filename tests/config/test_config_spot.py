@@ -64,3 +64,13 @@ def test_the_flag_refuses_before_any_aws_call(capsys: pytest.CaptureFixture[str]
     assert err == ["error: spot_instance_types: g5.xlarge has 1 GPU, the worker type g6.12xlarge has 4 GPUs; list "
                    "types with 4 GPUs, since every worker runs one rank per GPU"]
     assert not (tmp_path / "t.yaml").exists()
+
+
+def test_every_check_of_a_type_sees_the_spot_types() -> None:
+    """instance_types feeds the zone choice, the GPU/driver and CUDA checks: the more types too."""
+    cfg = build({**SPOT, "workers": 2, "spot_instance_types": "g5.12xlarge"})
+    assert cfg.instance_types == ("g6.xlarge", "g6.12xlarge", "g5.12xlarge")
+    with pytest.raises(ConfigError) as exc:  # a V100 type on the default image, as for the worker type
+        build({**SPOT, "spot_instance_types": "p3.8xlarge", "efa": "off", "key_name": "k",
+               "ssh_cidr": "203.0.113.7/32"}, for_stack=True)
+    assert [p.split(":")[:2] for p in exc.value.problems] == [["instance_type", " p3.8xlarge"]]
