@@ -42,6 +42,7 @@ from cfn_chainermn.node.imds import Imds
 NOTICE_PATH = "spot/instance-action"
 LIFECYCLE_PATH = "instance-life-cycle"  # "spot" or "on-demand"
 INTERVAL_S = 5.0  # what AWS recommends for the check
+KILL_AFTER_S = 20.0  # a rank's grace between SIGTERM and SIGKILL, well inside the 2-minute notice
 RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=")
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -135,6 +136,7 @@ class Watch:
     notice: Notice | None = None
     retracted: bool = False
     told: set[str] = field(default_factory=set)  # jobs whose log has the line already
+    termed: dict[int, float] = field(default_factory=dict)  # rank pid -> when it got SIGTERM
 
     def running_jobs(self) -> Iterator[str]:
         """Jobs (folder names) that have not ended and whose hostfile names this node."""
@@ -173,28 +175,41 @@ class Watch:
         for job in self.running_jobs():
             if job in self.told:
                 continue
-            self.told.add(job)
             try:
                 _append(files, f"jobs/{job}", log_line(s.node_id, s.private_ip, notice, seen))
+                self.told.add(job)  # only once it is written: a failed append is tried again next poll
                 done.append(f"job {job} told")
             except (AgentError, OSError) as exc:
                 done.append(f"job {job}: {exc}")
-        stopped = self.stop_ranks()
-        if stopped:
-            done.append(f"SIGTERM to ranks {' '.join(map(str, stopped))}")
+        termed, killed = self.stop_ranks()
+        if termed:
+            done.append(f"SIGTERM to ranks {' '.join(map(str, termed))}")
+        if killed:
+            done.append(f"SIGKILL to ranks {' '.join(map(str, killed))} (running {KILL_AFTER_S:g} s after SIGTERM)")
         return "; ".join(done)
 
-    def stop_ranks(self) -> list[int]:
+    def stop_ranks(self) -> tuple[list[int], list[int]]:
+        """SIGTERM each rank here once; SIGKILL one still running KILL_AFTER_S later (a rank whose
+        SIGTERM handler waits inside an allreduce would otherwise hang the job until EC2 takes the node)."""
         s = self.ctx.settings
         try:
             uid = pwd.getpwnam(s.user).pw_uid
         except KeyError:
-            return []
-        pids = rank_pids(self.proc, uid, s.private_ip, s.ssh_port)
-        for pid in pids:
+            return [], []
+        termed: list[int] = []
+        killed: list[int] = []
+        now = time.monotonic()
+        for pid in rank_pids(self.proc, uid, s.private_ip, s.ssh_port):
+            if pid not in self.termed:
+                self.termed[pid], sig = now, signal.SIGTERM
+            elif now - self.termed[pid] >= KILL_AFTER_S:
+                sig = signal.SIGKILL
+            else:
+                continue
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        return pids
+                os.kill(pid, sig)
+            (termed if sig == signal.SIGTERM else killed).append(pid)
+        return termed, killed
 
 
 def imds_poll(url: str, wait: float = 2.0) -> Callable[[], str]:

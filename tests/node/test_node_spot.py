@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,6 +128,27 @@ def test_notice_retracts_tells_the_job_once_and_stops_only_its_ranks_here(
     assert out.count("spot watch: Spot interruption notice: terminate at 2026-12-02T21:00:00Z") == 1
     assert "job j-on-w1 told" in out and f"SIGTERM to ranks {rank_here.pid}" in out
     assert json.loads((d / "nodes/w1/state.json").read_text())["ready"] is True  # boot's record, untouched
+
+
+def test_a_rank_that_ignores_sigterm_gets_sigkill_after_the_grace(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM handler stuck in an allreduce must not hang the job until EC2 takes the node."""
+    d, procs = node
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                               "print('ready', flush=True); time.sleep(60)"],
+        env={"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "2", "SSH_CONNECTION": f"127.0.0.2 41001 {W1} 22"},
+        stdout=subprocess.PIPE)
+    procs.append(stubborn)
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # its handler is in place
+    monkeypatch.setattr(spot, "KILL_AFTER_S", 0.0)
+    imds = ImdsStandIn({"spot/instance-action": NOTICE})
+    try:
+        out = _watch(d, imds, ticks=3)
+    finally:
+        imds.close()
+    assert stubborn.wait(timeout=10) == -9
+    assert f"SIGKILL to ranks {stubborn.pid}" in out and f"SIGKILL to ranks {procs[0].pid}" not in out
 
 
 def test_a_log_swapped_for_a_link_is_not_followed(node: tuple[Path, list[subprocess.Popen[bytes]]],
