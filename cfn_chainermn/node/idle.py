@@ -75,6 +75,7 @@ class IdleState:
 
     idle_since: float | None = None
     warned: float | None = None  # the deadline the warning was for
+    warned_at: float | None = None  # when that warning went out: nothing is done sooner than WARN_S after it
     acted: str = ""  # what was done, once done (a deletion is not asked for twice)
     resumed: float | None = None  # when a stopped cluster's master ran again: `stop`'s max_hours count from it
     published: str = ""  # the last status written, less its time
@@ -124,8 +125,11 @@ def judge(limits: Limits, activity: Activity, state: IdleState, now: float) -> V
     if not deadlines:
         return Verdict(idle_since, None, "", False, False)
     deadline, reason = min(deadlines)
-    act = now >= deadline
-    warn = not act and deadline - now <= WARN_S and state.warned != deadline
+    # never without the warning first, WARN_S before: a deadline that passed while nobody looked (the
+    # master stopped overnight, `stack update --max-hours` shorter than the stack's age) is warned now
+    warned = state.warned == deadline and state.warned_at is not None
+    act = now >= deadline and warned and now - (state.warned_at or now) >= WARN_S
+    warn = not warned and deadline - now <= WARN_S
     return Verdict(idle_since, deadline, reason, warn, act)
 
 
@@ -175,11 +179,11 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     verdict = judge(limits, activity, state, now)
     state.idle_since = verdict.idle_since
     if verdict.warn and verdict.deadline is not None:
-        left = max(1, round((verdict.deadline - now) / 60))
+        left = max(1, round((max(verdict.deadline, now + WARN_S) - now) / 60))  # a late warning still gives WARN_S
         hooks.wall(f"cfn-chainermn: this cluster will {_doing(limits.action)} in about {left} minute(s) "
                    f"({verdict.reason}). Run a job or stay logged in to keep it idle-free; `stack update "
                    "--idle-minutes`/`--max-hours` changes the limits.")
-        state.warned = verdict.deadline
+        state.warned, state.warned_at = verdict.deadline, now
     record = status(limits, activity, verdict, now)
     if verdict.act and state.acted:
         line = f"already asked to {limits.action}: {state.acted}"

@@ -68,7 +68,7 @@ def launchers(proc: Path) -> tuple[str, ...]:
     found = []
     for pid, cmdline in _cmdlines(proc):
         name = Path(cmdline.split(b"\0", 1)[0].decode("utf-8", "replace")).name
-        if name in LAUNCHERS:
+        if name in LAUNCHERS or name.startswith(("mpiexec.", "mpirun.")):  # mpiexec.hydra, mpirun.openmpi
             found.append(f"{name} (pid {pid})")
     return tuple(found)
 
@@ -87,8 +87,8 @@ def gpu_holders(runner: Runner = run, which: Callable[[str], str | None] = shuti
     if which(GPU_QUERY[0]) is None:
         return ()
     rc, out = runner(GPU_QUERY)
-    if rc != 0:
-        return ()  # a broken driver holds nothing; the status names the failure through the log
+    if rc != 0:  # cannot tell (a wedged driver, a timeout): busy, so nothing is deleted on a guess
+        return (f"GPU query failed (exit {rc})",)
     found = []
     for line in out.decode("utf-8", "replace").splitlines():
         pid, _, name = (part.strip() for part in line.partition(","))

@@ -39,7 +39,8 @@ DELETES = {  # Sid: (resources, actions)
         "ec2:DeleteLaunchTemplate", "ec2:DeletePlacementGroup", "ec2:DeleteRoute", "ec2:DeleteRouteTable",
         "ec2:DisassociateRouteTable", "ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress",
         "ec2:RevokeSecurityGroupEgress", "ec2:DeleteSubnet", "ec2:DeleteVpc", "ec2:DetachInternetGateway",
-        "ec2:DeleteInternetGateway"]),
+        "ec2:DeleteInternetGateway",
+        "ec2:DeleteNetworkInterface"]),  # EFS's DeleteMountTarget needs it of the caller (EFS API reference)
     "DeleteWorkerGroup": (_ASG, ["autoscaling:DeleteAutoScalingGroup", "autoscaling:UpdateAutoScalingGroup"]),
     "DeleteFileSystem": (_REGIONAL % ("elasticfilesystem", "file-system/*"), [
         "elasticfilesystem:DeleteFileSystem", "elasticfilesystem:DeleteMountTarget"]),

@@ -31,6 +31,9 @@ def test_idle_deadline_counts_from_the_first_idle_look_and_busy_resets_it() -> N
     v = judge(limits, IDLE, state, T0 + 100)
     assert (v.idle_since, v.deadline, v.act) == (T0 + 100, T0 + 100 + 1800, False)
     state.idle_since = v.idle_since
+    unwarned = judge(limits, IDLE, state, T0 + 1900)
+    assert (unwarned.warn, unwarned.act) == (True, False)  # never without the warning first
+    state.warned, state.warned_at = T0 + 1900, T0 + 1900 - WARN_S
     assert judge(limits, IDLE, state, T0 + 1899).act is False
     assert judge(limits, IDLE, state, T0 + 1900).act is True
     busy = judge(limits, JOB, state, T0 + 1900)  # a job started: no idle deadline at all
@@ -40,7 +43,7 @@ def test_idle_deadline_counts_from_the_first_idle_look_and_busy_resets_it() -> N
 
 def test_max_hours_act_even_while_busy_and_the_earlier_deadline_wins() -> None:
     limits = Limits(idle_minutes=60, max_hours=2, created=T0)
-    v = judge(limits, JOB, IdleState(), T0 + 7200)
+    v = judge(limits, JOB, IdleState(warned=T0 + 7200, warned_at=T0 + 7200 - WARN_S), T0 + 7200)
     assert v.act and v.reason == "2 hours since the stack was created"
     early = judge(limits, IDLE, IdleState(idle_since=T0 + 600), T0 + 900)
     assert early.deadline == T0 + 600 + 3600 and early.reason == "idle for 60 minutes"
@@ -53,8 +56,9 @@ def test_the_warning_comes_once_in_the_last_five_minutes() -> None:
     deadline = T0 + 3600
     assert not judge(limits, LOGIN, IdleState(), deadline - WARN_S - 1).warn
     assert judge(limits, LOGIN, IdleState(), deadline - WARN_S).warn
-    assert not judge(limits, LOGIN, IdleState(warned=deadline), deadline - 60).warn
-    assert not judge(limits, LOGIN, IdleState(), deadline).warn  # at the deadline it acts instead
+    assert not judge(limits, LOGIN, IdleState(warned=deadline, warned_at=deadline - WARN_S), deadline - 60).warn
+    late = judge(limits, LOGIN, IdleState(), deadline + 3600)  # passed while nobody looked: warned first
+    assert late.warn and not late.act
 
 
 @dataclass
@@ -128,12 +132,27 @@ def test_a_cluster_left_alone_is_deleted_once_after_its_idle_minutes(tmp_path: P
 def test_stop_counts_max_hours_again_from_the_masters_restart(tmp_path: Path) -> None:
     c = Cluster(Limits(max_hours=2, action="stop", created=T0), activity=JOB)
     state = tmp_path / "idle.json"
-    _run(c, state, [0, 119, 120])
+    _run(c, state, [0, 115, 120])
     assert c.acts == ["stop: 2 hours since the stack was created"]
     _run(c, state, [600, 601])  # someone started the master again hours later: not stopped at once
     assert len(c.acts) == 1
-    _run(c, state, [600 + 119, 600 + 120])
+    _run(c, state, [600 + 115, 600 + 120])
     assert len(c.acts) == 2
+
+
+def test_a_deadline_passed_while_nobody_looked_is_warned_five_minutes_before_anything_is_done(
+        tmp_path: Path) -> None:
+    """The master stopped overnight (or `stack update --max-hours` shorter than the stack's age):
+    its first look after the gap warns logged-in users; it acts only WARN_S later, if still idle."""
+    c = Cluster(Limits(idle_minutes=60, created=T0))
+    state = tmp_path / "idle.json"
+    _run(c, state, [0, 10])
+    _run(c, state, [600])  # the next look, hours later: the deadline has long passed
+    assert c.acts == [] and len(c.walls) == 1 and "be deleted in about" in c.walls[0]
+    _run(c, state, [602])
+    assert c.acts == []
+    _run(c, state, [605])
+    assert c.acts == ["delete: idle for 60 minutes"]
 
 
 def test_status_is_published_when_it_changes_or_ages_and_a_failed_put_does_not_stop_the_count(

@@ -65,8 +65,9 @@ def test_every_ssh_session_counts_once_and_the_privileged_monitor_not_at_all(tmp
 
 def test_mpi_launchers_are_busy_whoever_started_them(tmp_path: Path) -> None:
     proc = _proc(tmp_path, {"7": b"/opt/amazon/openmpi/bin/mpiexec\0-n\0002\0python\0", "8": b"python\0train.py\0",
-                            "12": b"mpirun\0hostname\0", "30": b"/usr/bin/orted\0"})
-    assert idle_probe.launchers(proc) == ("mpiexec (pid 7)", "mpirun (pid 12)")
+                            "12": b"mpirun\0hostname\0", "30": b"/usr/bin/orted\0",
+                            "40": b"/opt/intel/bin/mpiexec.hydra\0-n\0002\0a.out\0"})
+    assert idle_probe.launchers(proc) == ("mpiexec (pid 7)", "mpirun (pid 12)", "mpiexec.hydra (pid 40)")
 
 
 def test_gpu_holders_from_nvidia_smi_and_none_without_it() -> None:
@@ -80,7 +81,9 @@ def test_gpu_holders_from_nvidia_smi_and_none_without_it() -> None:
         "GPU: python3 (pid 4242)", "GPU: [Not Found] (pid 4243)")
     assert calls == [["nvidia-smi", "--query-compute-apps=pid,process_name", "--format=csv,noheader"]]
     assert idle_probe.gpu_holders(smi, lambda name: None) == ()
-    assert idle_probe.gpu_holders(lambda argv: (9, b"NVIDIA-SMI has failed"), lambda name: "/x") == ()
+    # a driver that cannot answer cannot say nothing runs: busy
+    assert idle_probe.gpu_holders(lambda argv: (9, b"NVIDIA-SMI has failed"), lambda name: "/x") == (
+        "GPU query failed (exit 9)",)
 
 
 def test_probe_joins_them(tmp_path: Path) -> None:
