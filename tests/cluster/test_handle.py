@@ -136,22 +136,28 @@ def test_the_identity_file_is_checked_before_any_aws_call(tmp_path: Path) -> Non
         clusters.aws_cluster("demo", clusters.AwsAccess(identity_file=str(tmp_path / "nope.pem")), session=NoAws())
 
 
-def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
-    """Also: a master without a public name (private subnet; moto never gives one) is its private IP."""
+def _no_login_cluster(master: dict[str, Any]) -> clusters.Cluster:
+    """An AWS cluster resolved without logging in, its master as DescribeInstances gives it; every
+    call pinned (no S3 stub: reading cluster-key/ would fail the test)."""
     cfn, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "ec2"))
     with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
         scfn.add_response("describe_stacks", _stack({
             names.OUT_MASTER_PRIVATE_IP: "10.0.0.10", names.OUT_MASTER_INSTANCE_ID: "i-1", names.OUT_BUCKET: "b"}),
             {"StackName": "demo"})
         sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
-            {"InstanceId": "i-1", "SubnetId": "subnet-1", "InstanceType": "p3.2xlarge"}]}]}, None)
+            {"InstanceId": "i-1", "SubnetId": "subnet-1", **master}]}]}, {"InstanceIds": ["i-1"]})
         sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
-                          None)
-        # no S3 stub: reading cluster-key/ would fail the test
+                          {"SubnetIds": ["subnet-1"]})
         cl = clusters.aws_cluster("demo", clusters.AwsAccess(), login=False,
                                   session=FakeSession({"cloudformation": cfn, "s3": None, "ec2": ec2}))
         scfn.assert_no_pending_responses()
         sec2.assert_no_pending_responses()
+    return cl
+
+
+def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
+    """Also: a master without a public name (private subnet; moto never gives one) is its private IP."""
+    cl = _no_login_cluster({"InstanceType": "p3.2xlarge"})
     assert cl.master_host_key is None and cl.network.cidr == "10.0.0.0/24" and cl.master_host == "10.0.0.10"
 
 
@@ -159,18 +165,7 @@ def test_hostfile_needs_no_key_and_reads_no_host_key() -> None:
                          ids=["efa", "plain", "none"])
 def test_jobs_use_efa_only_where_the_stack_attached_it(interfaces: list[dict[str, str]]) -> None:
     """A p4d stack made with Efa off has no EFA device: its jobs must not ask libfabric for one."""
-    cfn, ec2 = (boto3.client(s, region_name="us-east-1") for s in ("cloudformation", "ec2"))
-    with Stubber(cfn) as scfn, Stubber(ec2) as sec2:
-        scfn.add_response("describe_stacks", _stack({
-            names.OUT_MASTER_PRIVATE_IP: "10.0.0.10", names.OUT_MASTER_INSTANCE_ID: "i-1", names.OUT_BUCKET: "b"}),
-            {"StackName": "demo"})
-        sec2.add_response("describe_instances", {"Reservations": [{"Instances": [
-            {"InstanceId": "i-1", "SubnetId": "subnet-1", "InstanceType": "p4d.24xlarge",
-             "NetworkInterfaces": interfaces}]}]}, {"InstanceIds": ["i-1"]})
-        sec2.add_response("describe_subnets", {"Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.0.0/24"}]},
-                          {"SubnetIds": ["subnet-1"]})
-        cl = clusters.aws_cluster("demo", clusters.AwsAccess(), login=False,
-                                  session=FakeSession({"cloudformation": cfn, "s3": None, "ec2": ec2}))
+    cl = _no_login_cluster({"InstanceType": "p4d.24xlarge", "NetworkInterfaces": interfaces})
     assert cl.network.efa_attached is (interfaces == [{"InterfaceType": "efa"}])
 
 

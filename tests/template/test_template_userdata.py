@@ -212,9 +212,9 @@ def test_a_linked_agent_home_is_refused(node: Node, tmp_path: Path) -> None:
     assert node.logged() == [] and [s["UniqueId"] for s in node.front.signals] == [f"{IID}-agent-home"]
 
 
-def test_a_surprise_is_still_signalled(node: Node) -> None:
-    """Anything unforeseen (here: an image without apt-get whose python lacks ensurepip) fails the
-    node now with a reason, never a 30-minute wait."""
+def test_a_missing_program_is_its_steps_failure_and_signalled(node: Node) -> None:
+    """A program the image lacks (here apt-get, wanted because its python has no ensurepip) is that
+    step's failure, signalled now with a reason, never a 30-minute wait."""
     node.fake(node.bin / "python3.12", 'case "$*" in *version_info*) echo 3.12;; *) exit 1;; esac\n')
     node.front.template = render(ClusterConfig(), "yaml")
     proc = node.boot()
