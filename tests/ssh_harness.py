@@ -54,6 +54,28 @@ def _serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> 
     threading.Thread(target=accept, daemon=True).start()
 
 
+class _Transport(paramiko.Transport):  # type: ignore[misc]
+    """Notes each exec request's success reply as sent. paramiko sends it only after
+    check_channel_exec_request returns (channel.py `_handle_request`), while the command's thread
+    may already be done: a close sent before that reply makes the client's exec_command raise
+    "Channel closed" (seen under load). The thread waits for the reply before closing."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self.replied: dict[int, threading.Event] = {}
+        self.replied_lock = threading.Lock()
+
+    def reply_event(self, chanid: int) -> threading.Event:
+        with self.replied_lock:
+            return self.replied.setdefault(chanid, threading.Event())
+
+    def _send_user_message(self, data: Any) -> None:
+        super()._send_user_message(data)
+        raw = data.asbytes()
+        if raw[:1] == bytes([paramiko.common.MSG_CHANNEL_SUCCESS]):
+            self.reply_event(int.from_bytes(raw[1:5], "big")).set()
+
+
 class _Login(paramiko.ServerInterface):  # type: ignore[misc]
     def __init__(self, server: ShellServer) -> None:
         self.server = server
@@ -83,7 +105,7 @@ class ShellServer:
         _serve(self.listener, self._login)
 
     def _login(self, conn: socket.socket) -> None:
-        transport = paramiko.Transport(conn)
+        transport = _Transport(conn)
         transport.add_server_key(self.key)
         self.transports.append(transport)
         with contextlib.suppress(Exception):
@@ -108,6 +130,7 @@ class ShellServer:
             while data := proc.stdout.read1(65536):
                 chan.sendall(data)
             chan.send_exit_status(proc.wait())
+            chan.transport.reply_event(chan.remote_chanid).wait(10)  # the exec's reply first
             chan.close()
 
     def close(self) -> None:
