@@ -19,6 +19,7 @@ AWS_SETTINGS = "/etc/cfn-chainermn/agent.json"
 AWS_STATE = "/var/lib/cfn-chainermn/state.json"
 AWS_LOCK = "/var/lib/cfn-chainermn/hostfile.lock"
 AWS_DISCOVERY = "/var/lib/cfn-chainermn/discovery.json"  # node/discovery.py's cache, root's
+AWS_SPOT = "/var/lib/cfn-chainermn/spot.json"  # node/spot_record.py: what the Spot watch did, root's
 AWS_LOG = "/var/log/cfn-chainermn/agent.log"
 AWS_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -76,6 +77,10 @@ class Settings:
     def discovery_path(self) -> Path:
         """What one refresh learned for the next (host keys read, the cluster view and its ETag)."""
         return self.node_dir() / "discovery.json" if self.local else System(self.root).path(AWS_DISCOVERY)
+
+    def spot_path(self) -> Path:
+        """What the Spot watch did for the notice standing, so that a restarted watch goes on."""
+        return self.node_dir() / "spot.json" if self.local else System(self.root).path(AWS_SPOT)
 
     def home_dir(self) -> str:
         return self.home or f"/home/{self.user}"

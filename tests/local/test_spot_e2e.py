@@ -6,6 +6,7 @@ node and the time, and the job ends at once with a failure instead of hanging in
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
         assert "on node worker-1 (127.0.0.3): EC2 will terminate it at 2026-12-02T21:00:00Z" in told[0]
         assert "finished" not in log
         assert not ready.exists()
+        gone = cluster.shared / "jobs" / ".queue" / "gone.127.0.0.3"  # the queue's word that the node goes
+        assert gone.read_text() == "worker-1 2026-12-02T21:00:00Z\n" and stat.S_IMODE(gone.stat().st_mode) == 0o600
         assert wait_until(lambda: not rank_pids(job_id, "allreduce_loop.py"), 10)
         # a new job is not placed on the node: its hostfile holds the two nodes still ready
         res = cluster.cli("job", "submit", "local", "-n", "2", "-N", "1", str(SCRIPTS / "hostname.sh"))
@@ -58,4 +61,6 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
         watch.terminate()
         watch.wait(timeout=10)
         imds.close()
-        ready.write_bytes(mark)  # the session's other tests want all three nodes
+        ready.write_bytes(mark)  # the session's other tests want all three nodes, the queue too,
+        (cluster.shared / "jobs" / ".queue" / "gone.127.0.0.3").unlink(missing_ok=True)
+        (cluster.state_dir / "nodes" / "worker-1" / "spot.json").unlink(missing_ok=True)  # and no notice half done

@@ -8,6 +8,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
+import re
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +22,9 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
+from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node import agent, spot
+from cfn_chainermn.node.homefiles import HomeFiles
 
 NOTICE = '{"action": "terminate", "time": "2026-12-02T21:00:00Z"}'
 W1 = "127.0.0.3"  # node w1 of local_cluster(d, ["m", "w1"])
@@ -46,14 +51,6 @@ def test_a_hostfile_holds_a_node_by_its_whole_address() -> None:
     assert spot.holds(text, "10.0.1.7") and spot.holds(text, "10.0.1.70")
     assert not spot.holds(text, "10.0.1."), "a prefix of an address is not the address"
     assert not spot.holds("", "10.0.1.7")
-
-
-def test_a_rank_is_known_by_its_ssh_session_to_the_node() -> None:
-    env = b"PATH=/bin\0OMPI_COMM_WORLD_RANK=2\0SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 22\0"
-    assert spot.node_of(env) == ("10.0.1.7", 22)
-    assert spot.node_of(b"SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 22\0") is None  # a login shell, not a rank
-    assert spot.node_of(b"PMIX_RANK=0\0SSH_CONNECTION=10.0.1.5 40000 10.0.1.7 2222\0") == ("10.0.1.7", 2222)
-    assert spot.node_of(b"OMPI_COMM_WORLD_RANK=0\0") is None  # started on this machine without ssh
 
 
 def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -167,6 +164,122 @@ def test_a_log_swapped_for_a_link_is_not_followed(node: tuple[Path, list[subproc
     assert target.read_text() == "keep\n"
     assert "job j-on-w1: jobs/j-on-w1/log cannot be appended to safely" in out
     assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
+
+
+GONE = "shared/jobs/.queue/gone.127.0.0.3"  # the queue's entry for w1 (jobs/sh/queue.sh)
+OBSERVER = ("import os, signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: print(f'TERM gone={os.path.exists(sys.argv[1])}', flush=True))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+def _observer(d: Path, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """A rank on w1 that survives SIGTERM and says, at each, whether the queue's entry existed."""
+    p = subprocess.Popen([sys.executable, "-c", OBSERVER, str(d / GONE)], stdout=subprocess.PIPE,
+                         env={"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "3",
+                              "SSH_CONNECTION": f"127.0.0.2 41002 {W1} 22"})
+    procs.append(p)
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"  # its handler is in place
+    return p
+
+
+def _notice(d: Path, ticks: int) -> str:
+    imds = ImdsStandIn({"spot/instance-action": NOTICE})
+    try:
+        return _watch(d, imds, ticks=ticks)
+    finally:
+        imds.close()
+
+
+def test_the_queue_is_told_before_any_rank_is_signalled(node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    d, procs = node
+    observer = _observer(d, procs)
+    out = _notice(d, ticks=1)
+    assert observer.stdout is not None and observer.stdout.readline() == b"TERM gone=True\n"
+    gone = d / GONE
+    assert gone.read_text() == "w1 2026-12-02T21:00:00Z\n"  # INSTANCE-ID NOTICE-TIME
+    st, queue = gone.stat(), gone.parent.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and stat.S_IMODE(queue.st_mode) == 0o700  # .queue was missing
+    assert st.st_uid == queue.st_uid == pwd.getpwnam(LOCAL_USER).pw_uid
+    assert "queue told (jobs/.queue/gone.127.0.0.3): no waiting job is placed on 127.0.0.3" in out
+    assert out.index("queue told") < out.index("SIGTERM to ranks")
+
+
+def test_a_restarted_watch_goes_on_instead_of_repeating(node: tuple[Path, list[subprocess.Popen[bytes]]],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd restarts the watch mid-notice: no second retraction, queue entry, log line or
+    SIGTERM; the rank's grace runs on from the first run's SIGTERM."""
+    d, procs = node
+    rank_here, observer = procs[0], _observer(d, procs)
+    first = _notice(d, ticks=2)
+    assert "readiness retracted" in first and f"SIGTERM to ranks {rank_here.pid} {observer.pid}" in first
+    assert stat.S_IMODE((d / "nodes/w1/spot.json").stat().st_mode) == 0o600
+    (d / GONE).unlink()  # the queue drops entries older than 5 minutes: the watch must not renew it
+    monkeypatch.setattr(spot, "KILL_AFTER_S", 0.0)  # the grace has passed by the restart
+    second = _notice(d, ticks=2)
+    assert ("Spot interruption notice: terminate at 2026-12-02T21:00:00Z (an earlier run of the watch began on it: "
+            "readiness retracted, queue told, 1 job(s) told, 2 rank(s) sent SIGTERM; going on from there)") in second
+    for repeated in ("not marked ready", "queue told (", "job j-on-w1 told", "SIGTERM to"):
+        assert repeated not in second, second
+    assert f"SIGKILL to ranks {observer.pid} (" in second, "the ended rank_here is not reported as killed"
+    assert observer.wait(timeout=10) == -9
+    assert observer.stdout is not None and observer.stdout.read() == b"TERM gone=True\n", "one SIGTERM in all"
+    assert not (d / GONE).exists()
+    assert sum("Spot interruption notice" in x for x in (d / "shared/jobs/j-on-w1/log").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("planted", [".queue", "gone.127.0.0.3"])
+def test_a_link_planted_for_the_queue_entry_is_refused(node: tuple[Path, list[subprocess.Popen[bytes]]],
+                                                        tmp_path: Path, planted: str) -> None:
+    """The cluster user may plant a link at `.queue` or at the entry: root writes through neither,
+    the job still fails fast, and the entry is written at a later poll once the link is gone."""
+    d, (rank_here, _, _) = node
+    target = tmp_path / "root-owned"
+    target.mkdir()
+    (target / "keep").write_text("keep\n")
+    queue = d / "shared/jobs/.queue"
+    if planted == ".queue":
+        queue.symlink_to(target)
+    else:
+        queue.mkdir(mode=0o700)
+        (queue / planted).symlink_to(target / "keep")
+    out = _notice(d, ticks=1)
+    assert sorted(p.name for p in target.iterdir()) == ["keep"] and (target / "keep").read_text() == "keep\n"
+    assert f"queue not told yet: ~/jobs/{planted if planted == '.queue' else '.queue/' + planted} in " in out
+    assert "is a symbolic link: refused, not followed" in out
+    assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
+    (queue if planted == ".queue" else queue / planted).unlink()
+    again = _notice(d, ticks=1)
+    assert "queue told (jobs/.queue/gone.127.0.0.3)" in again
+    assert not (d / GONE).is_symlink() and (d / GONE).read_text() == "w1 2026-12-02T21:00:00Z\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the entry to another user")
+def test_the_queue_entry_is_the_cluster_users(tmp_path: Path) -> None:
+    """Written by root, owned by the cluster user (queue.sh, run as that user, removes old ones),
+    inside the jobs folder the boot made; none is made where it is missing (EFS not mounted)."""
+    nobody = pwd.getpwnam("nobody")
+    mount = tmp_path / "efs"
+    mount.mkdir()
+    files = HomeFiles(mount, (nobody.pw_uid, nobody.pw_gid))
+    text = spot.gone_text("i-0abc", spot.Notice("terminate", "2026-12-02T21:00:00Z"))
+    with pytest.raises(AgentError, match=f"no jobs folder in {mount} \\(the shared folder not mounted\\?\\)"):
+        spot.tell_queue(files, "10.0.1.7", text)
+    assert list(mount.iterdir()) == []
+    (mount / "jobs").mkdir(mode=0o700)
+    os.chown(mount / "jobs", nobody.pw_uid, nobody.pw_gid)
+    spot.tell_queue(files, "10.0.1.7", text)
+    for path, mode in ((mount / "jobs/.queue", 0o700), (mount / "jobs/.queue/gone.10.0.1.7", 0o600)):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, nobody.pw_gid, mode), path
+    assert (mount / "jobs/.queue/gone.10.0.1.7").read_text() == "i-0abc 2026-12-02T21:00:00Z\n"
+
+
+def test_the_queue_entry_names_a_file_safely() -> None:
+    assert spot.gone_text("i-0abc", spot.Notice("interrupt", "an unknown time")) == "i-0abc unknown\n"
+    assert spot.gone_text("i-0abc", spot.Notice("stop", "2026-12-02T21:00:00Z\nx")) == "i-0abc unknown\n"
+    with pytest.raises(AgentError, match=re.escape("node address '../x' cannot name a file in jobs/.queue")):
+        spot.tell_queue(HomeFiles(Path("/nonexistent")), "../x", "i-0abc unknown\n")
 
 
 def test_spot_watch_is_installed_on_spot_instances_only(sim_cluster: SimCluster) -> None:

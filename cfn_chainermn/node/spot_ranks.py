@@ -1,0 +1,169 @@
+"""The Spot watch's ranks: found in /proc, signalled so that a reused pid is never hit.
+
+A rank is found by a scan of /proc (spot.py's docstring says which processes count) and signalled
+moments later, SIGKILL 20 s later still. A pid names a process only while it lives: between the
+scan and the kill the rank may exit and another process (the cluster user's next job, or anything
+else) take its number. So a rank is known by its pid AND its start time (field 22 of
+/proc/PID/stat, clock ticks after boot: the two together name one process for the whole boot),
+and a signal goes through a pidfd, a descriptor of that one process:
+
+- `os.pidfd_open(pid)` ("a file descriptor referring to the process pid ... process management
+  without races and signals", Linux >= 5.3, Python 3.9: docs.python.org/3/library/os.html#os.pidfd_open);
+- then /proc/PID is read again: same start time, same owner, the rank variable and ssh session
+  still there. A pid reused before the open fails this (the newcomer started later), and a pidfd
+  cannot come to name another process after it is open;
+- `signal.pidfd_send_signal(fd, sig)` (Linux >= 5.1, Python 3.9:
+  docs.python.org/3/library/signal.html#signal.pidfd_send_signal) reaches that process or none
+  (ESRCH once it is gone);
+- the pidfd is kept for the SIGKILL. It turns readable when its process ends (pidfd_open(2):
+  "poll(2), select(2), and epoll(7) ... indicate the file descriptor as readable"), so an ended
+  rank gets nothing and is not reported as killed.
+
+Where pidfd_open is missing (ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that predates it)
+the old path remains: the same re-check, then os.kill(pid). That leaves the short window between
+the re-check and the kill, which only pidfds close.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=")
+NO_PIDFD = (errno.ENOSYS, errno.EPERM)  # the kernel lacks the call; a seccomp filter refuses it
+
+
+@dataclass(frozen=True)
+class Rank:
+    """One process for the whole boot: its pid and its start time (/proc/PID/stat field 22)."""
+
+    pid: int
+    start: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.pid}:{self.start}"
+
+    @classmethod
+    def of_key(cls, key: str) -> Rank | None:
+        pid, _, start = key.partition(":")
+        return cls(int(pid), int(start)) if pid.isdigit() and start.isdigit() else None
+
+
+def node_of(environ: bytes) -> tuple[str, int] | None:
+    """(address, port) of the ssh session a process's environment came from, if it is a rank."""
+    entries = environ.split(b"\0")
+    if not any(e.startswith(RANK_VARS) for e in entries):
+        return None
+    for e in entries:
+        if e.startswith(b"SSH_CONNECTION="):
+            parts = e.split(b"=", 1)[1].split()
+            if len(parts) == 4 and parts[3].isdigit():
+                return parts[2].decode(errors="replace"), int(parts[3])
+    return None
+
+
+def start_time(stat_text: bytes) -> int | None:
+    """Field 22 of /proc/PID/stat. The command name (field 2) may hold spaces and parentheses,
+    so the fields are counted after its last ')'."""
+    fields = stat_text.rpartition(b")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """The ranks of user `uid` that came in over ssh to this node's `ip` and `port`."""
+
+    proc: Path
+    uid: int
+    ip: str
+    port: int
+
+    def at(self, pid: int) -> Rank | None:
+        """The rank at /proc/PID now, or None. The start time is read last: if it is the one
+        expected, PID held that one process throughout, so the owner and environment were its."""
+        entry = self.proc / str(pid)
+        try:
+            if entry.stat().st_uid != self.uid or node_of((entry / "environ").read_bytes()) != (self.ip, self.port):
+                return None
+            start = start_time((entry / "stat").read_bytes())
+        except OSError:
+            return None
+        return None if start is None else Rank(pid, start)
+
+    def scan(self) -> list[Rank]:
+        """Every rank here now, by pid."""
+        found = (self.at(int(e.name)) for e in self.proc.iterdir() if e.name.isdigit())
+        return sorted((r for r in found if r is not None), key=lambda r: r.pid)
+
+
+@dataclass
+class Signaller:
+    """Signals ranks through pidfds kept from the first signal to the last (see the docstring)."""
+
+    ranks: Ranks
+    pidfds: dict[Rank, int] = field(default_factory=dict)
+    use_pidfd: bool = True
+
+    def send(self, rank: Rank, sig: int) -> bool:
+        """`sig` to that very process; False, with nothing sent, when it has ended or its pid
+        now names another process."""
+        fd = self.pidfds.get(rank)
+        if fd is None and self.use_pidfd:
+            fd = self._open(rank)
+            if fd is None and self.use_pidfd:
+                return False
+        if fd is None:  # no pidfds here: re-check, then kill by pid
+            if self.ranks.at(rank.pid) != rank:
+                return False
+            try:
+                os.kill(rank.pid, sig)
+            except ProcessLookupError:
+                return False
+            return True
+        if _ended(fd):
+            self.forget(rank)
+            return False
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            self.forget(rank)
+            return False
+        return True
+
+    def _open(self, rank: Rank) -> int | None:
+        """A pidfd of the rank found, kept; None when it is gone (or pidfds are not available)."""
+        try:
+            fd = os.pidfd_open(rank.pid)
+        except ProcessLookupError:
+            return None
+        except OSError as exc:
+            if exc.errno not in NO_PIDFD:
+                raise
+            self.use_pidfd = False
+            return None
+        if self.ranks.at(rank.pid) != rank:  # the pid was reused before the open: not ours
+            os.close(fd)
+            return None
+        self.pidfds[rank] = fd
+        return fd
+
+    def forget(self, rank: Rank) -> None:
+        fd = self.pidfds.pop(rank, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for rank in list(self.pidfds):
+            self.forget(rank)
+
+
+def _ended(pidfd: int) -> bool:
+    """Whether the pidfd's process has ended (it is readable then; a zombie counts as ended)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
