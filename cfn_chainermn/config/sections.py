@@ -149,10 +149,11 @@ class IdleConfig:
         "delete", choices=IDLE_ACTIONS, optional=False, invalid="{value!r} is not allowed; choose one of {choices}",
         flag=Flag("--idle-action", "What the master does at the limit: delete the stack, or stop the nodes "
                   "(EFS kept).", choice=True),
-        param=Param("IdleAction", "Idle action", IDLE, "delete = the whole stack (bucket emptied first); stop = "
-                    "workers to 0 and the master stopped, EFS kept."),
-        doc="`delete` (the stack deletes itself through a CloudFormation service role, after the master empties "
-            "the key bucket) or `stop` (the worker group goes to 0 and the master stops; EFS and the stack stay)")
+        param=Param("IdleAction", "Idle action", IDLE, "delete = workers to 0, then the whole stack (its bucket "
+                    "emptied); stop = workers to 0 and the master stopped, EFS kept."),
+        doc="`delete` (the worker group goes to 0, then the stack deletes itself through a CloudFormation service "
+            "role and the master empties the key bucket) or `stop` (the worker group goes to 0 and the master "
+            "stops; EFS and the stack stay)")
 
     @property
     def enabled(self) -> bool:

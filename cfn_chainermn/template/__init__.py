@@ -16,8 +16,8 @@ from troposphere import Template
 from cfn_chainermn import __version__
 from cfn_chainermn.config.model import ClusterConfig
 from cfn_chainermn.template.compute import add_compute
-from cfn_chainermn.template.iam import add_iam
-from cfn_chainermn.template.idle import add_idle, add_idle_output
+from cfn_chainermn.template.iam import add_iam, role_id
+from cfn_chainermn.template.idle import add_idle, add_shutdown
 from cfn_chainermn.template.network import add_network
 from cfn_chainermn.template.outputs import add_outputs
 from cfn_chainermn.template.parameters import add_conditions, add_parameters, add_rules
@@ -45,7 +45,7 @@ def build_template(cfg: ClusterConfig) -> Template:
     profiles = add_iam(t, inputs, storage.bucket, idle)
     nodes = add_compute(t, inputs, net, storage, profiles)
     add_outputs(t, inputs, storage, nodes)
-    add_idle_output(t, idle)
+    add_shutdown(t, inputs, idle, net.subnet_id, role_id("master"))  # names resources above, so last
     add_agent(t)
     return t
 

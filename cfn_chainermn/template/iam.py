@@ -63,8 +63,9 @@ def node_statements(role: str, p: Inputs, bucket: s3.Bucket, idle: Idle | None =
         # The Chainer stack's wheelhouse (node/chainer_stack.py): the master builds it, workers install it.
         _statement("WriteChainerStack" if role == "master" else "ReadChainerStack", key_actions,
                    [objects(CHAINER_STACK_PREFIX)]),
-        # Idle shutdown (template/idle.py): the master's alone, scoped to this stack.
-        *(master_statements(idle, p, arn) if role == "master" and idle is not None else []),
+        # Idle shutdown (template/idle.py): the master's alone, scoped to this stack; what names the
+        # service role or the nodes is the separate MasterIdlePolicy (a cycle otherwise).
+        *(master_statements(idle, arn) if role == "master" and idle is not None else []),
     ]
 
 

@@ -1,5 +1,6 @@
 """Idle shutdown in the template: its conditions, the CloudFormation service role the master's
-deletion runs under, and the master's statements for it (node/idle.py does the counting).
+deletion runs under (its policy: idle_scope.py), and the master's statements for it (node/idle.py
+does the counting).
 
 Why a service role: DeleteStack without RoleARN deletes with the caller's credentials, so the
 master role would need every Delete* of the stack's resources. With one, the master needs only
@@ -16,6 +17,15 @@ Center: cloudformation-role-arn-error and cloudformation-stack-delete-failed). R
 outlives the deletion: free of charge, trusted only by CloudFormation, and what it may do is
 reachable only through a DeleteStack that passes it. It exists only while the stack has a limit
 with action delete, and `stack delete` removes it after the stack is gone (stack/operations.py).
+
+Why the master's idle statements are in two places: the role's policy names the master instance,
+its role and profile, so the master role cannot name the role back inline (a dependency cycle).
+What names the role or the nodes (PassRole, DeleteStack, scaling the workers to 0, StopInstances)
+is in a separate AWS::IAM::Policy attached to the master role (MasterIdleDeletePolicy or
+MasterIdleStopPolicy), created after both. Emptying the key bucket stays inline in the master
+role: CloudFormation deletes first what nothing depends on, so that policy goes at the start of
+the deletion, while the inline statements last until the master role goes, after the master is
+terminated; the master empties the bucket after DeleteStack, under them.
 """
 
 from __future__ import annotations
@@ -23,118 +33,82 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from troposphere import And, Condition, Equals, GetAtt, If, Not, NoValue, Or, Output, StackId, Sub, Template, iam
+from troposphere import And, Condition, Equals, GetAtt, If, Not, NoValue, Or, Output, Ref, StackId, Sub, Template, iam
 
 from cfn_chainermn.config.sections import IDLE_OFF
 from cfn_chainermn.names import OUT_SHUTDOWN_ROLE, SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE
+from cfn_chainermn.template.idle_scope import MASTER_ARN, WORKER_GROUP_ARN, shutdown_statements, statement
 from cfn_chainermn.template.parameters import Inputs
 
-# What CloudFormation needs to delete each resource type the template has (scoped to this
-# account and region, since CloudFormation names them), and to see them gone (Describe*, which
-# these services do not scope to resources). Reachable only through this stack's DeleteStack.
-_REGIONAL = "arn:${AWS::Partition}:%s:${AWS::Region}:${AWS::AccountId}:%s"
-_ASG = _REGIONAL % ("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*")
-DELETES = {  # Sid: (resources, actions)
-    "DeleteNetworkAndLaunchTemplates": (_REGIONAL % ("ec2", "*"), [
-        "ec2:DeleteLaunchTemplate", "ec2:DeletePlacementGroup", "ec2:DeleteRoute", "ec2:DeleteRouteTable",
-        "ec2:DisassociateRouteTable", "ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress",
-        "ec2:RevokeSecurityGroupEgress", "ec2:DeleteSubnet", "ec2:DeleteVpc", "ec2:DetachInternetGateway",
-        "ec2:DeleteInternetGateway",
-        "ec2:DeleteNetworkInterface"]),  # EFS's DeleteMountTarget needs it of the caller (EFS API reference)
-    "DeleteWorkerGroup": (_ASG, ["autoscaling:DeleteAutoScalingGroup", "autoscaling:UpdateAutoScalingGroup"]),
-    "DeleteFileSystem": (_REGIONAL % ("elasticfilesystem", "file-system/*"), [
-        "elasticfilesystem:DeleteFileSystem", "elasticfilesystem:DeleteMountTarget"]),
-    "DeleteKeyBucket": ("arn:${AWS::Partition}:s3:::*", ["s3:DeleteBucket", "s3:DeleteBucketPolicy",
-                                                          "s3:GetBucketPolicy"]),
-    # The stack's two node roles and their instance profiles (IAM is global: no region).
-    "DeleteNodeRoles": ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/*", [
-        "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:GetRole", "iam:ListRolePolicies",
-        "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"]),
-    "DeleteNodeProfiles": ("arn:${AWS::Partition}:iam::${AWS::AccountId}:instance-profile/*", [
-        "iam:DeleteInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:GetInstanceProfile"]),
-}
-READS = ["autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeScalingActivities",
-         "ec2:DescribeLaunchTemplates", "ec2:DescribeLaunchTemplateVersions", "ec2:DescribePlacementGroups",
-         "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules",
-         "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeInstances",
-         "ec2:DescribeNetworkInterfaces", "elasticfilesystem:DescribeFileSystems",
-         "elasticfilesystem:DescribeMountTargets"]
-# The tag CloudFormation puts on what it creates ("Resource tag", CloudFormation user guide:
-# aws:cloudformation:stack-id): the one instance the role terminates is the master, this stack's.
-STACK_TAG = "aws:cloudformation:stack-id"
 CONDITIONS = ("HasIdleLimit", "IdleDeletesStack", "IdleStopsNodes")
+MASTER_IDLE_DELETE, MASTER_IDLE_STOP = "MasterIdleDeletePolicy", "MasterIdleStopPolicy"
 
 
 @dataclass(frozen=True)
 class Idle:
-    """The condition names the master's statements test, and the service role (when it exists)."""
+    """The condition names the master's statements test."""
 
     deletes: str
     stops: str
-    role: iam.Role
-
-
-def _statement(sid: str, actions: list[str], resources: list[Any], condition: Any = None) -> dict[str, Any]:
-    out = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources}
-    return {**out, "Condition": condition} if condition is not None else out
-
-
-def shutdown_statements() -> list[dict[str, Any]]:
-    """The service role's policy: delete this template's resource types, and nothing else."""
-    deletes = [_statement(sid, actions, [Sub(arn)]) for sid, (arn, actions) in DELETES.items()]
-    return [
-        _statement("SeeResourcesGone", READS, ["*"]),
-        *deletes,
-        _statement("TerminateThisStacksMaster", ["ec2:TerminateInstances"], [Sub(_REGIONAL % ("ec2", "instance/*"))],
-                   {"StringEquals": {f"ec2:ResourceTag/{STACK_TAG}": StackId}}),
-    ]
 
 
 def add_idle(t: Template, p: Inputs) -> Idle:
-    """Conditions (a limit is set; its action) and the service role for `delete`."""
+    """The conditions: a limit is set; its action."""
     has_limit, deletes_stack, stops_nodes = CONDITIONS
     limit = t.add_condition(has_limit, Or(Not(Equals(p.ref("IdleMinutes"), IDLE_OFF)),
                                                 Not(Equals(p.ref("MaxHours"), IDLE_OFF))))
     deletes = t.add_condition(deletes_stack, And(Condition(limit), Equals(p.ref("IdleAction"), "delete")))
     stops = t.add_condition(stops_nodes, And(Condition(limit), Equals(p.ref("IdleAction"), "stop")))
+    return Idle(deletes=deletes, stops=stops)
+
+
+def add_shutdown(t: Template, p: Inputs, idle: Idle, subnet_id: Any, master_role: str) -> None:
+    """The service role for `delete`, the master's policies that name it (and the nodes), and the
+    role's ARN as the last output; after every resource the role names."""
     role = t.add_resource(iam.Role(
-        SHUTDOWN_ROLE_RESOURCE, Condition=deletes, DeletionPolicy="Retain", UpdateReplacePolicy="Retain",
+        SHUTDOWN_ROLE_RESOURCE, Condition=idle.deletes, DeletionPolicy="Retain", UpdateReplacePolicy="Retain",
         Description=Sub("cfn-chainermn: CloudFormation deletes ${AWS::StackName} with it when the cluster idles"),
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
         Policies=[iam.Policy(PolicyName=SHUTDOWN_POLICY, PolicyDocument={
-            "Version": "2012-10-17", "Statement": shutdown_statements()})],
+            "Version": "2012-10-17", "Statement": shutdown_statements(p, subnet_id)})],
     ))
-    return Idle(deletes=deletes, stops=stops, role=role)
-
-
-def add_idle_output(t: Template, idle: Idle) -> None:
-    """The service role's ARN, which the master passes to DeleteStack (after the other outputs)."""
-    t.add_output(Output(OUT_SHUTDOWN_ROLE, Condition=idle.deletes, Value=GetAtt(idle.role, "Arn"),
+    for name, condition, statements in master_idle_policies(idle, GetAtt(role, "Arn")):
+        t.add_resource(iam.PolicyType(name, Condition=condition, PolicyName=f"cfn-chainermn-{name}",
+                                      Roles=[Ref(master_role)],
+                                      PolicyDocument={"Version": "2012-10-17", "Statement": statements}))
+    t.add_output(Output(OUT_SHUTDOWN_ROLE, Condition=idle.deletes, Value=GetAtt(role, "Arn"),
                         Description="Role CloudFormation assumes when the master deletes this idle stack"))
 
 
-def master_statements(idle: Idle, p: Inputs, bucket_arn: str) -> list[Any]:
-    """What the master may do for idle shutdown: read its stack (the limits are its parameters),
-    and, only under the matching condition, delete it (empty the key bucket, pass the service
-    role, DeleteStack on this stack's id) or stop the nodes (this stack's group and instances)."""
-    own = {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": StackId}}
-    delete = [
-        _statement("IdleDeleteThisStack", ["cloudformation:DeleteStack"], [StackId]),
-        _statement("IdlePassShutdownRole", ["iam:PassRole"], [GetAtt(idle.role, "Arn")],
-                   {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}),
-        # `stack delete`'s empty_bucket, by the master: every version and delete marker.
-        _statement("IdleListKeyBucketVersions", ["s3:ListBucketVersions"], [Sub(bucket_arn)]),
-        _statement("IdleEmptyKeyBucket", ["s3:DeleteObject", "s3:DeleteObjectVersion"], [Sub(f"{bucket_arn}/*")]),
+def master_idle_policies(idle: Idle, role_arn: Any) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The master's policies that name the role or the nodes, (name, condition, statements): each
+    scales the worker group to 0; `delete` then waits for it to empty and sends DeleteStack on this
+    stack's id passing the service role, `stop` stops the master itself. Two policies, each under its
+    own condition, rather than Fn::If inside one (moto keeps an If's NoValue as a null statement)."""
+    scale = statement("IdleScaleWorkersToZero", ["autoscaling:UpdateAutoScalingGroup"], [Sub(WORKER_GROUP_ARN)])
+    return [
+        (MASTER_IDLE_DELETE, idle.deletes, [
+            scale,
+            statement("IdleSeeWorkersGone", ["autoscaling:DescribeAutoScalingGroups"], ["*"]),  # no resource type
+            statement("IdleDeleteThisStack", ["cloudformation:DeleteStack"], [StackId]),
+            statement("IdlePassShutdownRole", ["iam:PassRole"], [role_arn],
+                      {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})]),
+        (MASTER_IDLE_STOP, idle.stops, [
+            scale, statement("IdleStopMaster", ["ec2:StopInstances"], [Sub(MASTER_ARN)])]),
     ]
-    stop = [
-        _statement("IdleStopWorkers", ["autoscaling:UpdateAutoScalingGroup"], [Sub(_ASG)], own),
-        _statement("IdleStopMaster", ["ec2:StopInstances"], [Sub(_REGIONAL % ("ec2", "instance/*"))], own),
+
+
+def master_statements(idle: Idle, bucket_arn: str) -> list[Any]:
+    """The master role's inline idle statements: read its stack (the limits are its parameters), and
+    with `delete`, empty the key bucket (`stack delete`'s empty_bucket: every version and marker)."""
+    empty = [
+        statement("IdleListKeyBucketVersions", ["s3:ListBucketVersions"], [Sub(bucket_arn)]),
+        statement("IdleEmptyKeyBucket", ["s3:DeleteObject", "s3:DeleteObjectVersion"], [Sub(f"{bucket_arn}/*")]),
     ]
     return [
-        _statement("IdleReadThisStack", ["cloudformation:DescribeStacks"], [StackId]),
-        *(If(idle.deletes, s, NoValue) for s in delete),
-        *(If(idle.stops, s, NoValue) for s in stop),
+        statement("IdleReadThisStack", ["cloudformation:DescribeStacks"], [StackId]),
+        *(If(idle.deletes, s, NoValue) for s in empty),
     ]
 
 

@@ -18,8 +18,10 @@ FS, SG = "fs-0123456789abcdef0", "sg-0123456789abcdef0"
 VARIANTS: dict[str, dict[str, Any]] = {
     # the released template: new VPC and subnet, new EFS, 1 worker, p3
     "released": {},
+    # with idle shutdown's delete, whose service role names the existing route table
     "existing-vpc-new-subnet": {
         "network": {"vpc_id": VPC, "route_table_id": RTB}, "efs": {"mode": "none"}, "workers": 0,
+        "idle": {"minutes": "60"},
         "instance_type": "p3dn.24xlarge", "worker_instance_type": "p4d.24xlarge",
         "ami": "ami-0123456789abcdef0",  # V100 needs an image with NVIDIA's proprietary driver (template/gpu.py)
     },
@@ -37,12 +39,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "workers": 256, "instance_type": "g5.48xlarge", "worker_instance_type": "g6.xlarge",
         "agent_index_url": "https://pypi.example.org/simple", "root_volume_size": 500,
         # the widest range allowed without opt-in, and the opt-in itself (lint and checkov see "true")
-        "ssh_cidr": "10.0.0.0/8", "allow_ssh_from_anywhere": True,
+        "ssh_cidr": "10.0.0.0/8", "allow_ssh_from_anywhere": True, "idle": {"minutes": "30", "max_hours": "12"},
     },
-    # EFA forced on: every network card in an existing subnet (p5: 32, p4d: 4)
+    # EFA forced on: every network card in an existing subnet (p5: 32, p4d: 4); idle shutdown's stop
     "efa-on-all-cards": {
         "network": {"vpc_id": VPC, "subnet_id": SUBNET}, "efa": "on",
         "instance_type": "p5.48xlarge", "worker_instance_type": "p4d.24xlarge", "workers": 4,
+        "idle": {"max_hours": "8", "action": "stop"},
     },
     # EFA off on EFA types: plain TCP, the top-level subnet and groups
     "efa-off": {"efa": "off", "instance_type": "g6e.48xlarge", "workers": 2},

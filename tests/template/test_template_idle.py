@@ -3,14 +3,16 @@ master's statements, each scoped to this stack; the conditions as moto evaluates
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import boto3
 import pytest
 
 from cfn_chainermn.config.model import build
-from cfn_chainermn.template import render
-from cfn_chainermn.template.idle import STACK_TAG
+from cfn_chainermn.names import SHUTDOWN_POLICY
+from cfn_chainermn.template import render, template_dict
 
 MOTO_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 R = "Resources"
@@ -47,24 +49,52 @@ def test_the_service_role_is_cloudformations_kept_at_deletion_and_only_with_a_de
     assert out["Condition"] == "IdleDeletesStack" and out["Value"] == {"Fn::GetAtt": ["ShutdownRole", "Arn"]}
 
 
-def test_the_service_role_deletes_only_within_the_account_and_terminates_only_this_stacks_instances(
-        default_dict: dict[str, Any]) -> None:
-    statements = _by_sid(_policy(default_dict, "ShutdownRole"))
-    for sid, (_, s) in statements.items():
-        if s["Resource"] == ["*"]:  # only what shows a resource is gone
-            assert sid == "SeeResourcesGone"
-            assert all(a.split(":")[1].startswith(("Describe", "Get", "List")) for a in s["Action"]), s["Action"]
-            continue
-        (arn,) = s["Resource"]
-        assert arn["Fn::Sub"].startswith("arn:${AWS::Partition}:"), sid
-        assert "${AWS::AccountId}" in arn["Fn::Sub"] or arn["Fn::Sub"] == "arn:${AWS::Partition}:s3:::*", sid
-    _, terminate = statements["TerminateThisStacksMaster"]
-    assert terminate["Action"] == ["ec2:TerminateInstances"]
-    assert terminate["Condition"] == {"StringEquals": {f"ec2:ResourceTag/{STACK_TAG}": {"Ref": "AWS::StackId"}}}
-    actions = {a for _, s in statements.values() for a in s["Action"]}
-    assert not any(a.endswith("*") for a in actions)
-    assert "iam:PassRole" not in actions and not any(a.startswith(("iam:Create", "iam:Put", "iam:Attach"))
-                                                     for a in actions)
+def _refs(value: Any) -> set[str]:
+    """The logical ids a template value depends on (Ref, GetAtt and Sub's ${Name} / ${Name.Attr})."""
+    if isinstance(value, list):
+        return set().union(*map(_refs, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    if "Ref" in value:
+        return {value["Ref"]}
+    if "Fn::GetAtt" in value:
+        return {value["Fn::GetAtt"][0]}
+    if "Fn::Sub" in value:
+        text, names = (value["Fn::Sub"], {}) if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"]
+        own = {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)} - set(names)
+        return own | _refs(list(names.values()))
+    return _refs(list(value.values()))
+
+
+def _needs(t: dict[str, Any]) -> dict[str, set[str]]:
+    """Resource -> every resource it depends on, directly or not (CloudFormation deletes in reverse)."""
+    direct = {name: (_refs(r) | set(r.get("DependsOn", []))) & set(t[R]) for name, r in t[R].items()}
+    out: dict[str, set[str]] = {}
+
+    def walk(name: str, path: tuple[str, ...]) -> set[str]:
+        assert name not in path, f"dependency cycle: {' -> '.join((*path, name))}"
+        if name not in out:
+            out[name] = set().union(*(walk(d, (*path, name)) | {d} for d in direct[name]))
+        return out[name]
+
+    for name in direct:
+        walk(name, ())
+    return out
+
+
+def test_the_idle_statements_that_name_the_role_are_a_policy_of_their_own_so_nothing_is_circular() -> None:
+    """The service role names the master, its role and profile: the master role names nothing of idle
+    shutdown's, a policy of its own (attached to it) names the role; and deleting keeps the order the
+    master's deletion relies on: the master is terminated before its role (whose inline statements
+    empty the bucket) and before the key bucket."""
+    needs = _needs(template_dict(build({"idle": {"minutes": "30"}})))
+    assert {"ClusterMaster", "MasterRole", "MasterInstanceProfile", "WorkerGroup"} <= needs["ShutdownRole"]
+    assert "ShutdownRole" not in needs["MasterRole"] and "ShutdownRole" not in needs["ClusterMaster"]
+    assert {"ShutdownRole", "MasterRole", "WorkerGroup"} <= needs["MasterIdleDeletePolicy"]
+    assert {"MasterRole", "ClusterMaster", "WorkerGroup"} <= needs["MasterIdleStopPolicy"]
+    assert {"MasterRole", "KeyBucket"} <= needs["ClusterMaster"]
+    waits = [name for name, n in needs.items() if n & {"MasterIdleDeletePolicy", "MasterIdleStopPolicy"}]
+    assert waits == []  # deleted first: nothing waits on them
 
 
 def test_the_master_may_delete_only_its_own_stack_through_that_role_and_the_workers_nothing(
@@ -73,22 +103,45 @@ def test_the_master_may_delete_only_its_own_stack_through_that_role_and_the_work
     stack_id = [{"Ref": "AWS::StackId"}]
     assert master["IdleReadThisStack"] == (None, {"Sid": "IdleReadThisStack", "Effect": "Allow",
                                                   "Action": ["cloudformation:DescribeStacks"], "Resource": stack_id})
-    cond, delete = master["IdleDeleteThisStack"]
-    assert cond == "IdleDeletesStack" and delete["Action"] == ["cloudformation:DeleteStack"]
-    assert delete["Resource"] == stack_id
-    cond, pass_role = master["IdlePassShutdownRole"]
-    assert cond == "IdleDeletesStack" and pass_role["Action"] == ["iam:PassRole"]
-    assert pass_role["Resource"] == [{"Fn::GetAtt": ["ShutdownRole", "Arn"]}]
-    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}
-    # no broad Delete*: the deletes the master has are named, each on its own scope
-    deletes = sorted(a for _, s in master.values() for a in s["Action"] if ":Delete" in a)
+    assert master["IdleListKeyBucketVersions"] == ("IdleDeletesStack", {
+        "Sid": "IdleListKeyBucketVersions", "Effect": "Allow", "Action": ["s3:ListBucketVersions"],
+        "Resource": [{"Fn::Sub": "${KeyBucket.Arn}"}]})
+    assert master["IdleEmptyKeyBucket"] == ("IdleDeletesStack", {
+        "Sid": "IdleEmptyKeyBucket", "Effect": "Allow", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+        "Resource": [{"Fn::Sub": "${KeyBucket.Arn}/*"}]})
+    assert sorted(sid for sid in master if sid.startswith("Idle")) == [
+        "IdleEmptyKeyBucket", "IdleListKeyBucketVersions", "IdleReadThisStack"]
+
+    idle: dict[str, tuple[str | None, dict[str, Any]]] = {}
+    for name, condition in (("MasterIdleDeletePolicy", "IdleDeletesStack"), ("MasterIdleStopPolicy", "IdleStopsNodes")):
+        policy = default_dict[R][name]
+        assert policy["Type"] == "AWS::IAM::Policy" and policy["Condition"] == condition
+        assert policy["Properties"]["Roles"] == [{"Ref": "MasterRole"}]
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statements[0] == {"Sid": "IdleScaleWorkersToZero", "Effect": "Allow",  # both actions begin so
+                                 "Action": ["autoscaling:UpdateAutoScalingGroup"], "Resource": [{
+                                     "Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:"
+                                                "autoScalingGroup:*:autoScalingGroupName/${WorkerGroup}"}]}
+        idle.update({s["Sid"]: (condition, s) for s in statements[1:]})
+    stack_id_only = {"Effect": "Allow", "Resource": stack_id}
+    assert idle["IdleSeeWorkersGone"] == ("IdleDeletesStack", {
+        "Sid": "IdleSeeWorkersGone", "Effect": "Allow", "Action": ["autoscaling:DescribeAutoScalingGroups"],
+        "Resource": ["*"]})
+    assert idle["IdleDeleteThisStack"] == ("IdleDeletesStack", {
+        "Sid": "IdleDeleteThisStack", "Action": ["cloudformation:DeleteStack"], **stack_id_only})
+    assert idle["IdlePassShutdownRole"] == ("IdleDeletesStack", {
+        "Sid": "IdlePassShutdownRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+        "Resource": [{"Fn::GetAtt": ["ShutdownRole", "Arn"]}],
+        "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}})
+    assert idle["IdleStopMaster"] == ("IdleStopsNodes", {
+        "Sid": "IdleStopMaster", "Effect": "Allow", "Action": ["ec2:StopInstances"], "Resource": [
+            {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/${ClusterMaster}"}]})
+    assert sorted(idle) == ["IdleDeleteThisStack", "IdlePassShutdownRole", "IdleSeeWorkersGone", "IdleStopMaster"]
+    # idle's only "*" is the read Auto Scaling takes on nothing else; no broad Delete* anywhere
+    idle_sids = {**{sid: v for sid, v in master.items() if sid.startswith("Idle")}, **idle}
+    assert [sid for sid, (_, s) in idle_sids.items() if "*" in s["Resource"]] == ["IdleSeeWorkersGone"]
+    deletes = sorted(a for _, s in [*master.values(), *idle.values()] for a in s["Action"] if ":Delete" in a)
     assert deletes == ["cloudformation:DeleteStack", "s3:DeleteObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]
-    emptying = [sid for sid, (cond, s) in master.items() if "s3:DeleteObjectVersion" in s["Action"]]
-    assert emptying == ["IdleEmptyKeyBucket"] and master["IdleEmptyKeyBucket"][0] == "IdleDeletesStack"
-    for sid in ("IdleStopWorkers", "IdleStopMaster"):
-        cond, stop = master[sid]
-        assert cond == "IdleStopsNodes"
-        assert stop["Condition"] == {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": {"Ref": "AWS::StackId"}}}
     worker = _by_sid(_policy(default_dict, "WorkerRole"))
     assert not [sid for sid in worker if sid.startswith("Idle")]
     assert not any(a.startswith(("cloudformation:Delete", "cloudformation:Describe", "iam:", "autoscaling:"))
@@ -115,7 +168,20 @@ def test_moto_makes_the_service_role_exactly_when_a_limit_deletes(moto: Any, idl
                      Parameters=[{"ParameterKey": "KeyName", "ParameterValue": "k"},
                                  {"ParameterKey": "SshCidr", "ParameterValue": "203.0.113.7/32"}])
     cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    resources = {r["LogicalResourceId"] for r in cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]}
-    outputs = {o["OutputKey"] for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]}
+    resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
+                 for r in cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]}
     assert ("ShutdownRole" in resources) is role
     assert ("ShutdownRoleArn" in outputs) is role
+    assert ("MasterIdleDeletePolicy" in resources) is role
+    assert ("MasterIdleStopPolicy" in resources) is (idle.get("action") == "stop")
+    if role:  # the policy as created names this stack's own resources, every reference resolved
+        iam = boto3.client("iam", **kw)
+        doc = iam.get_role_policy(RoleName=resources["ShutdownRole"], PolicyName=SHUTDOWN_POLICY)["PolicyDocument"]
+        text = doc if isinstance(doc, str) else json.dumps(doc)  # moto returns it as a string
+        # every reference resolved, but the placement group's: moto's CloudFormation has none
+        assert re.findall(r"\$\{\w+\}", text) == ["${PlacementGroup}"] and "Fn::" not in text
+        for arn_end in (f":instance/{outputs['ClusterMasterInstanceId']}", f"arn:aws:s3:::{outputs['KeyBucketName']}",
+                        f":autoScalingGroupName/{outputs['WorkerGroupName']}",
+                        f":file-system/{outputs['EfsFileSystemId']}"):
+            assert re.search(re.escape(arn_end) + "[\"']", text), arn_end
