@@ -219,11 +219,13 @@ class Watch:
         return "; ".join(done)
 
     def stop_ranks(self, uid: int) -> tuple[list[int], list[int]]:
-        """SIGTERM each rank here once; SIGKILL one still running KILL_AFTER_S later (a rank whose
-        SIGTERM handler waits inside an allreduce would otherwise hang the job until EC2 takes the node)."""
+        """SIGTERM each rank here once; SIGKILL one still running KILL_AFTER_S later, at a later poll
+        (a rank whose SIGTERM handler waits inside an allreduce would otherwise hang the job until
+        EC2 takes the node)."""
         s, rec = self.ctx.settings, self.record
         assert rec is not None  # tick loads it first
         if self.signaller is None or self.signaller.ranks.uid != uid:
+            self.close()
             self.signaller = Signaller(Ranks(self.proc, uid, s.private_ip, s.ssh_port))
         sig = self.signaller
         termed: list[int] = []
@@ -235,7 +237,7 @@ class Watch:
                 termed.append(rank.pid)
         for key, at in rec.termed.items():
             found = Rank.of_key(key)
-            if key in rec.settled or found is None or now - at < KILL_AFTER_S:
+            if key in rec.settled or found is None or found.pid in termed or now - at < KILL_AFTER_S:
                 continue
             if sig.send(found, signal.SIGKILL):
                 killed.append(found.pid)

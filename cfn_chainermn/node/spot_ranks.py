@@ -19,9 +19,10 @@ and a signal goes through a pidfd, a descriptor of that one process:
   "poll(2), select(2), and epoll(7) ... indicate the file descriptor as readable"), so an ended
   rank gets nothing and is not reported as killed.
 
-Where pidfd_open is missing (ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that predates it)
-the old path remains: the same re-check, then os.kill(pid). That leaves the short window between
-the re-check and the kill, which only pidfds close.
+Where pidfds are missing (ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that predates
+them; a Python built without the two functions) the old path remains: the same re-check, then
+os.kill(pid). That leaves the short window between the re-check and the kill, which only pidfds
+close.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ class Signaller:
 
     def _open(self, rank: Rank) -> int | None:
         """A pidfd of the rank found, kept; None when it is gone (or pidfds are not available)."""
+        if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):  # built without them
+            self.use_pidfd = False
+            return None
         try:
             fd = os.pidfd_open(rank.pid)
         except ProcessLookupError:

@@ -81,12 +81,15 @@ def _reuse(pid: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     pytest.fail(f"pid {pid} was not reused in 50 tries")
 
 
-@pytest.fixture(params=["pidfd", "no pidfd (ENOSYS)"])
+@pytest.fixture(params=["pidfd", "ENOSYS", "a Python without pidfds"])
 def signaller(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Signaller:
-    if request.param != "pidfd":
+    """Each test runs with pidfds, and on the old path: a kernel without them, a Python without them."""
+    if request.param == "ENOSYS":
         def missing(pid: int, flags: int = 0) -> int:
             raise OSError(errno.ENOSYS, "Function not implemented")
         monkeypatch.setattr(os, "pidfd_open", missing)
+    elif request.param != "pidfd":
+        monkeypatch.delattr(signal, "pidfd_send_signal")
     return Signaller(_ranks())
 
 
