@@ -4,21 +4,32 @@ read the master role has for it), so `stack update --idle-minutes` takes effect 
 refresh; a local cluster reads them from <state dir>/idle-limits.json and only records what it
 would do.
 
-Deleting, in this order: stop the refresh timer (nothing writes to the bucket any more), ask
-CloudFormation to delete the stack as the ShutdownRole (DeleteStack's RoleARN), then empty the
-key bucket as `stack delete` does (stack/cfn.py empty_bucket): the bucket goes only after the
-instances, which depend on it, so the master is still there to empty it; and a refused
-DeleteStack leaves the bucket and the cluster whole. Stopping: the worker group to 0 (min and
-desired) and the master stopped; EFS, the bucket and the stack stay.
+Deleting leaves no writer to the key bucket, in this order: stop the refresh timer (the master's
+own writes); scale the worker group to 0 (min, max and desired) and wait, at most WORKERS_GONE_S,
+until DescribeAutoScalingGroups lists no instance in it (a booting replacement writes its host
+key and ready marker, a Spot retraction a delete marker); ask CloudFormation to delete the stack
+as the ShutdownRole (DeleteStack's RoleARN); then empty the key bucket as `stack delete` does
+(stack/cfn.py empty_bucket). The bucket goes only after the master, whose role depends on it, so
+the master is still there to empty it, and it does so with SIGTERM ignored: CloudFormation
+terminates it early in the deletion, and systemd stops the refresh service with SIGTERM, sending
+SIGKILL only TimeoutStopSec (90 s by default) later (systemd.kill(5)). A refused or failed call
+before DeleteStack restores nothing: the timer runs again (the next refresh tries again), the
+group stays at 0, the bucket stays whole, and the line the refresh logs says so. The refresh is
+a Type=oneshot service, which systemd gives no start timeout by default (systemd.service(5),
+TimeoutStartSec), so the wait is not cut short. Stopping: the worker group to 0 (min and desired)
+and the master stopped; EFS, the bucket and the stack stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +56,8 @@ LOCAL_ACTION = "idle-action.json"
 LOCAL_WALL = "idle-wall.log"
 AWS_IDLE_STATE = "/var/lib/cfn-chainermn/idle.json"  # root's, beside state.json
 REFRESH_TIMER = "cfn-chainermn-refresh.timer"  # aws_platform.UNIT's timer
+WORKERS_GONE_S = 600.0  # the longest the master waits for its workers to terminate before DeleteStack
+WORKERS_POLL_S = 15.0
 
 
 def now() -> float:
@@ -65,6 +78,7 @@ class AwsShutdown:
     system: System
     stack_id: str = ""
     outputs: dict[str, str] | None = None
+    sleep: Callable[[float], None] = time.sleep
 
     def limits(self) -> idle.Limits:
         (found,) = aws_call("DescribeStacks", lambda: self.cfn.describe_stacks(StackName=self.stack))["Stacks"]
@@ -82,28 +96,68 @@ class AwsShutdown:
             raise AgentError(f"stack {self.stack} has no output {key}: update it with this version's template")
         return value
 
+    def _asg(self) -> AutoScalingClient:
+        if self.autoscaling is None:
+            raise AgentError("no Auto Scaling client to scale the workers with")
+        return self.autoscaling
+
     def _delete(self) -> str:
         from cfn_chainermn.stack.cfn import empty_bucket
 
-        role = self._output(OUT_SHUTDOWN_ROLE)
+        role, group = self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP)
+        asg, scaled = self._asg(), False
         self.system.run(["systemctl", "disable", "--now", REFRESH_TIMER], check=False)
         try:
+            aws_call("UpdateAutoScalingGroup", lambda: asg.update_auto_scaling_group(
+                AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0))
+            scaled = True
+            left = self._workers_left(asg, group)
             aws_call("DeleteStack", lambda: self.cfn.delete_stack(StackName=self.stack_id, RoleARN=role))
-        except CfnChainermnError:
+        except CfnChainermnError as exc:
             self.system.run(["systemctl", "enable", "--now", REFRESH_TIMER], check=False)
-            raise
-        removed = empty_bucket(self.s3, self.bucket)
-        return f"DeleteStack sent as {role}; key bucket {self.bucket} emptied ({removed} versions)"
+            kept = (f"worker group {group} left at 0 (nothing is restored; `aws autoscaling "
+                    f"update-auto-scaling-group --auto-scaling-group-name {group} --max-size N --desired-capacity N` "
+                    "brings N workers back)") if scaled else "nothing changed"
+            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; key bucket untouched; "
+                             "the next refresh tries again") from exc
+        with _sigterm_ignored():
+            removed = empty_bucket(self.s3, self.bucket)
+        waited = f"{left} worker(s) still there after {WORKERS_GONE_S:g} s; " if left else ""
+        return (f"worker group {group} at 0; {waited}DeleteStack sent as {role}; key bucket {self.bucket} emptied "
+                f"({removed} versions)")
+
+    def _workers_left(self, asg: AutoScalingClient, group: str) -> int:
+        """Instances still in the group once it has none, or WORKERS_GONE_S have passed."""
+        deadline = now() + WORKERS_GONE_S
+        while True:
+            found = aws_call("DescribeAutoScalingGroups", lambda: asg.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[group]))["AutoScalingGroups"]
+            left = sum(len(g.get("Instances", [])) for g in found)
+            if not left or now() >= deadline:
+                return left
+            self.sleep(WORKERS_POLL_S)
 
     def _stop(self) -> str:
         group, master = self._output(OUT_WORKER_GROUP), self._output(OUT_MASTER_INSTANCE_ID)
-        asg = self.autoscaling
-        if asg is None:
-            raise AgentError("no Auto Scaling client to stop the workers with")
+        asg = self._asg()
         aws_call("UpdateAutoScalingGroup", lambda: asg.update_auto_scaling_group(
             AutoScalingGroupName=group, MinSize=0, DesiredCapacity=0))
         aws_call("StopInstances", lambda: self.ec2.stop_instances(InstanceIds=[master]))
         return f"worker group {group} set to 0, master {master} stopping (EFS kept)"
+
+
+@contextlib.contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    """SIGTERM ignored inside (the module's docstring says why); a no-op off the main thread, where
+    Python cannot set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
