@@ -209,7 +209,11 @@ class Watch:
             except (AgentError, OSError) as exc:
                 done.append(f"job {job}: {exc}")
         if entry is not None:
-            termed, killed = self.stop_ranks(entry.pw_uid)
+            try:
+                termed, killed = self.stop_ranks(entry.pw_uid)
+            except OSError as exc:  # out of descriptors, say: tried again next poll
+                termed, killed = [], []
+                done.append(f"ranks not stopped yet: {exc}")
             if termed or killed:
                 self._save(done)
             if termed:

@@ -5,6 +5,7 @@ the whole flow with OpenMPI is tests/local/test_spot_e2e.py."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -254,6 +255,22 @@ def test_a_link_planted_for_the_queue_entry_is_refused(node: tuple[Path, list[su
     again = _notice(d, ticks=1)
     assert "queue told (jobs/.queue/gone.127.0.0.3)" in again
     assert not (d / GONE).is_symlink() and (d / GONE).read_text() == "w1 2026-12-02T21:00:00Z\n"
+
+
+def test_ranks_that_cannot_be_signalled_now_are_tried_at_the_next_poll(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch out of descriptors (pidfd_open's EMFILE) neither dies nor forgets the ranks."""
+    d, (rank_here, _, _) = node
+    real = os.pidfd_open
+
+    def full(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+    monkeypatch.setattr(os, "pidfd_open", full)
+    out = _notice(d, ticks=1)
+    assert "ranks not stopped yet: [Errno 24] Too many open files" in out and rank_here.poll() is None
+    monkeypatch.setattr(os, "pidfd_open", real)
+    assert f"SIGTERM to ranks {rank_here.pid}" in _notice(d, ticks=1)
+    assert rank_here.wait(timeout=10) == -15
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the entry to another user")
