@@ -8,8 +8,8 @@ caller can keep its last good hostfile instead of writing an empty one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.aws import aws_call
@@ -20,6 +20,8 @@ from cfn_chainermn.names import CLUSTER_TAG, MASTER_HOST_KEY, NODES_PREFIX, ROLE
 
 READY_NAME = "ready"
 HOST_KEY_NAME = "host_ed25519.pub"
+BUSY_NAME = "busy"  # a worker's busy marker (node/idle_marker.py), present only while it is busy
+MAX_NODE_OBJECT = 4096  # a host key line or a busy marker is far smaller; a larger object is not read
 # Error codes S3 answers for "no such object" (GetObject: NoSuchKey; HEAD-style: 404/NotFound).
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, InstanceTypeDef
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["LIVE_STATES", "NodeObjects", "fetch_host_keys", "get_bytes", "get_changed", "host_keys",
+__all__ = ["LIVE_STATES", "NodeObjects", "fetch_changed", "fetch_host_keys", "get_bytes", "get_changed", "host_keys",
            "list_nodes", "live_instances", "master_host_key", "node_objects", "nodes_of", "ready_ids"]
 
 
@@ -49,22 +51,26 @@ def _split(key: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class NodeObjects:
     """What one listing of nodes/ says: who is ready, and the ETag of each published host key
-    (which changes when the key does, so a key already read need not be read again)."""
+    (which changes when the key does, so a key already read need not be read again) and of each
+    busy marker (which its worker rewrites only when what keeps it busy changes)."""
 
     ready: frozenset[str]
     host_key_etags: Mapping[str, str]
+    busy_etags: Mapping[str, str] = field(default_factory=dict)
 
 
 def node_objects(s3: S3Client, bucket: str) -> NodeObjects:
     """One listing of nodes/ (ListObjectsV2, paginated)."""
-    ready, etags = set(), {}
+    ready, etags, busy = set(), {}, {}
     for key, etag in aws_call("ListObjectsV2", lambda: list(_node_objects(s3, bucket))):
         iid, name = _split(key)
         if name == READY_NAME:
             ready.add(iid)
         elif name == HOST_KEY_NAME:
             etags[iid] = etag
-    return NodeObjects(frozenset(ready), etags)
+        elif name == BUSY_NAME:
+            busy[iid] = etag
+    return NodeObjects(frozenset(ready), etags, busy)
 
 
 def ready_ids(s3: S3Client, bucket: str) -> set[str]:
@@ -148,27 +154,40 @@ def key_line(text: str) -> str:
     return " ".join(text.strip().split()[:2])
 
 
-def fetch_host_keys(s3: S3Client, bucket: str, etags: Mapping[str, str],
-                    known: Mapping[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
-    """instance id -> (ETag, key line) for each id of `etags` (from node_objects), read with
-    GetObject only when `known` holds no key of that ETag: each key is read once, not per refresh.
-    A key deleted since the listing (its node just left) is skipped."""
+def fetch_changed(s3: S3Client, bucket: str, name: str, etags: Mapping[str, str],
+                  known: Mapping[str, tuple[str, str]] | None, convert: Callable[[bytes | None], str]
+                  ) -> dict[str, tuple[str, str]]:
+    """instance id -> (ETag, convert(body)) of nodes/<id>/NAME for each id of `etags` (from
+    node_objects), read with GetObject only when `known` holds no value of that ETag: each object is
+    read once per change, not per refresh. An object deleted since the listing (its node just
+    left, or stopped being busy) is skipped; one over MAX_NODE_OBJECT bytes is converted as None,
+    unread; an empty conversion is left out."""
     out: dict[str, tuple[str, str]] = {}
     for iid, etag in sorted(etags.items()):
         old = (known or {}).get(iid)
         if old is not None and etag and old[0] == etag:
             out[iid] = old
             continue
-        try:
-            data = get_bytes(s3, bucket, f"{NODES_PREFIX}{iid}/{HOST_KEY_NAME}")
+        try:  # unconditional ("" ETag): never None
+            got = get_changed(s3, bucket, f"{NODES_PREFIX}{iid}/{name}", "", MAX_NODE_OBJECT)
+            data = got[0] if got is not None else None
         except AwsError as exc:
             if exc.code in MISSING_CODES:
                 continue
-            raise
-        line = key_line(data.decode("utf-8", "replace"))
-        if line:
-            out[iid] = (etag, line)
+            if exc.code != "TooLarge":
+                raise
+            data = None
+        value = convert(data)
+        if value:
+            out[iid] = (etag, value)
     return out
+
+
+def fetch_host_keys(s3: S3Client, bucket: str, etags: Mapping[str, str],
+                    known: Mapping[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+    """instance id -> (ETag, key line), each key read once (fetch_changed); an oversized one is left out."""
+    return fetch_changed(s3, bucket, HOST_KEY_NAME, etags, known,
+                         lambda data: key_line(data.decode("utf-8", "replace")) if data else "")
 
 
 def host_keys(s3: S3Client, bucket: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
-from cfn_chainermn.node import idle_master, imds_guard, spot, steps
+from cfn_chainermn.node import idle_marker, idle_master, imds_guard, spot, steps
 from cfn_chainermn.node.aws_backend import CfnSignal, S3Bucket
 from cfn_chainermn.node.aws_platform import AwsPlatform
 from cfn_chainermn.node.context import AgentLog, Context
@@ -178,10 +178,13 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
         ctx.log.error(f"refresh failed: {exc}; kept the last good hostfile")
         raise AgentError(f"refresh failed: {exc}; kept the last good hostfile") from exc
     ctx.state.mark("hostfile", "ok", detail)
-    # the master's idle shutdown (node/idle.py); it logs its own failures
+    # idle shutdown (node/idle.py): a worker publishes what keeps it busy, the master counts the
+    # cluster; each logs its own failures
+    marker = idle_marker.tick_worker(ctx)
     idle_master.tick_master(ctx, idle_master.local(settings) if settings.local else idle_master.aws(settings, clients))
-    if guard:  # the hostfile stays current, but the timer's unit shows the failure
-        raise AgentError(f"refresh: {guard}")
+    failures = [f for f in (guard, marker) if f]
+    if failures:  # the hostfile stays current, but the timer's unit shows the failure
+        raise AgentError(f"refresh: {'; '.join(failures)}")
     return ctx.state
 
 

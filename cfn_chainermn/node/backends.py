@@ -9,7 +9,7 @@ this machine. agent.py picks one set once; the steps only see these methods.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -35,11 +35,13 @@ class Bucket(Protocol):
 @dataclass(frozen=True)
 class Discovery:
     """What one look at the cluster found: its live nodes with readiness, their published host
-    keys (instance id -> "ssh-ed25519 AAAA..."), and how it was learned, in words ("" if nothing to say)."""
+    keys (instance id -> "ssh-ed25519 AAAA..."), and how it was learned, in words ("" if nothing to
+    say); on the master also what keeps live workers busy (instance id -> words, node/idle_marker.py)."""
 
     nodes: list[Node]
     host_keys: Mapping[str, str]
     how: str = ""
+    busy: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Inventory(Protocol):

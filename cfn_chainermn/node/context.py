@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from cfn_chainermn.node.backends import Bucket, Inventory, Platform, Signaller
+from cfn_chainermn.node.backends import Bucket, Discovery, Inventory, Platform, Signaller
 from cfn_chainermn.node.homefiles import HomeFiles
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.state import State
@@ -53,6 +53,9 @@ class Context:
     # The ready marker this boot retracted (None: there was none), so that an unchanged node
     # re-publishes the same bytes and a second boot changes nothing.
     retracted_ready: bytes | None = None
+    # What this refresh's discovery found (steps.cluster_files): the master's idle count reads the
+    # workers' busy markers from it.
+    seen: Discovery | None = None
 
     def home(self) -> Path:
         """The user's home as a path on this machine (under the root directory on AWS)."""

@@ -6,13 +6,16 @@ calls per interval. Instead, per interval:
 
 - the master: one DescribeInstances and one ListObjectsV2 of nodes/ (one call per page of 1,000),
   a host key's GetObject only when its ETag changed (each key is read once, not per interval),
-  then the cluster view (cluster/view.py): one conditional GET that answers 304 while the view
-  stands, or one PutObject when the cluster changed;
+  likewise a live worker's busy marker (node/idle_marker.py: rewritten only when what keeps that
+  worker busy changes; idle shutdown counts them), then the cluster view (cluster/view.py): one
+  conditional GET that answers 304 while the view stands, or one PutObject when the cluster changed;
 - each worker: one conditional GET of the view (304 while nothing changed; the files are then
-  rewritten from the copy kept in the cache).
+  rewritten from the copy kept in the cache), and a PutObject or DeleteObject of its busy marker
+  only when it becomes busy, busy otherwise, or idle.
 
-That is N + 2 calls (+1 when the cluster changed). A worker that finds no view yet (the master
-has not published one) discovers the cluster itself, as the master does, until it appears.
+That is N + 2 calls (+1 when the cluster changed; +2, its write and the master's read, for each
+worker whose busy state changed). A worker that finds no view yet (the master has not published
+one) discovers the cluster itself, as the master does, until it appears.
 
 Each refresh is its own process: the cache (root's, next to the state file) carries the host
 keys read and the view with its ETag from one refresh to the next. A lost or broken cache costs
@@ -32,6 +35,7 @@ from cfn_chainermn.cluster import inventory, view
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.names import CLUSTER_VIEW
+from cfn_chainermn.node import idle_marker
 from cfn_chainermn.node.backends import Discovery
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.system import write_atomic
@@ -57,19 +61,22 @@ class Cache:
     host_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (ETag, key line)
     view: bytes = b""  # the view last published (master) or read (worker)
     view_etag: str = ""
+    busy: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (ETag, its words, one a line)
 
     @classmethod
     def load(cls, path: Path) -> Cache:
         """The cache, or an empty one when it is missing or unreadable (one full read follows)."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            keys = {str(k): (str(v[0]), str(v[1])) for k, v in dict(data["host_keys"]).items()}
-            return cls(keys, str(data["view"]).encode(), str(data["view_etag"]))
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            keys, busy = ({str(k): (str(v[0]), str(v[1])) for k, v in dict(data.get(name, {})).items()}
+                          for name in ("host_keys", "busy"))
+            return cls(keys, str(data["view"]).encode(), str(data["view_etag"]), busy)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return cls()
 
     def save(self, path: Path) -> None:
         data = {"host_keys": {k: list(v) for k, v in sorted(self.host_keys.items())},
+                "busy": {k: list(v) for k, v in sorted(self.busy.items())},
                 "view": self.view.decode("utf-8", "replace"), "view_etag": self.view_etag}
         write_atomic(path, json.dumps(data, sort_keys=True) + "\n", 0o600)
 
@@ -91,21 +98,27 @@ class AwsInventory:
         cache.save(path)
         return found
 
-    def _look(self, cache: Cache) -> tuple[list[Node], dict[str, str]]:
-        """EC2 and one listing of nodes/; host keys read only where their ETag is new."""
+    def _look(self, cache: Cache, busy: bool = False) -> tuple[list[Node], dict[str, str]]:
+        """EC2 and one listing of nodes/; host keys (and with `busy`, the live workers' busy
+        markers, into the cache) read only where their ETag is new."""
         instances = inventory.live_instances(self.ec2, self.stack)
         objects = inventory.node_objects(self.s3, self.bucket)
         nodes = inventory.nodes_of(instances, objects.ready)
         live = {n.instance_id for n in nodes}
         etags = {iid: etag for iid, etag in objects.host_key_etags.items() if iid in live}
         cache.host_keys = inventory.fetch_host_keys(self.s3, self.bucket, etags, cache.host_keys)
+        if busy:  # a terminated node's marker may linger: only the live ones count
+            markers = {iid: etag for iid, etag in objects.busy_etags.items() if iid in live}
+            cache.busy = inventory.fetch_changed(self.s3, self.bucket, inventory.BUSY_NAME, markers, cache.busy,
+                                                 lambda data: "\n".join(idle_marker.parse(data)))
         return nodes, {iid: line for iid, (_, line) in cache.host_keys.items()}
 
     def _master(self, cache: Cache) -> Discovery:
-        nodes, keys = self._look(cache)
+        nodes, keys = self._look(cache, busy=True)
         body = view.render(self.stack, nodes, keys)
         view.parse(body, self.stack)  # what the workers will accept, checked before any reads it
-        return Discovery(nodes, keys, self._publish(cache, body, len(nodes)))
+        busy = {iid: tuple(words.split("\n")) for iid, (_, words) in cache.busy.items()}
+        return Discovery(nodes, keys, self._publish(cache, body, len(nodes)), busy)
 
     def _publish(self, cache: Cache, body: bytes, count: int) -> str:
         """PutObject only when the view changed, or when the object is no longer the one this

@@ -1,7 +1,8 @@
 """Idle and TTL shutdown, counted by the master at every refresh (issue 13 item 2).
 
-The cluster is idle while no job of ours is queued or running, no MPI launcher runs, no process
-holds a GPU and nobody is logged in (idle_probe.py looks). After `idle.minutes` idle minutes, or
+The cluster is idle while no job of ours is queued or running, and on no live node an MPI
+launcher or daemon runs, a process holds a GPU or anybody is logged in (idle_probe.py looks at
+the master; each worker publishes what it sees of itself, idle_marker.py). After `idle.minutes` idle minutes, or
 `idle.max_hours` after the stack was created, busy or not, the master applies `idle.action`
 through a Shutdown back end (idle_aws.py: delete the stack through its service role, or stop the
 nodes). Logged-in users are warned (wall) once, 5 minutes before. What the master counts is
@@ -55,18 +56,20 @@ class Limits:
 
 @dataclass(frozen=True)
 class Activity:
-    """What keeps the cluster busy now, each in words ("job 20260102-...", "chainer@pts/0")."""
+    """What keeps the cluster busy now, each in words ("job 20260102-...", "chainer@pts/0",
+    "i-0abc: orted (pid 7)" from a worker's busy marker)."""
 
     jobs: tuple[str, ...] = ()
-    processes: tuple[str, ...] = ()  # MPI launchers and GPU holders
+    processes: tuple[str, ...] = ()  # MPI launchers and daemons, GPU holders
     sessions: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()  # what live workers' busy markers say, each "INSTANCE-ID: word"
 
     @property
     def busy(self) -> bool:
-        return bool(self.jobs or self.processes or self.sessions)
+        return bool(self.jobs or self.processes or self.sessions or self.nodes)
 
     def words(self) -> list[str]:
-        return [*self.jobs, *self.processes, *self.sessions]
+        return [*self.jobs, *self.processes, *self.sessions, *self.nodes]
 
 
 @dataclass

@@ -226,8 +226,9 @@ def tick_master(ctx: Context, back: Back | None) -> str | None:
     if back is None:
         return "idle: no CloudFormation client"
     jobs_dir = os.path.join(str(ctx.platform.path(s.mount_point)), JOBS)
-    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs_dir, PROC), publish=lambda key, body: ctx.bucket.put(
-        key, body), wall=back.wall, log=ctx.log.error, clock=now)
+    busy = ctx.seen.busy if ctx.seen is not None else {}  # the live workers' markers (node/idle_marker.py)
+    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs_dir, PROC, nodes=busy), publish=lambda key, body:
+                       ctx.bucket.put(key, body), wall=back.wall, log=ctx.log.error, clock=now)
     try:
         line = idle.tick(back.shutdown, hooks, back.state_path)
     except CfnChainermnError as exc:

@@ -1,31 +1,41 @@
-"""What keeps a cluster busy, as the master sees it (node/idle.py counts the rest).
+"""What keeps a node busy (node/idle.py counts the rest): the master looks at itself and reads
+every live worker's busy marker (node/idle_marker.py), which each worker publishes from
+`node_activity` over its own /proc.
 
-- Jobs of ours: jobs/sh/list.sh over the shared jobs folder, the same script `job list` runs;
-  a queued or running job is busy (the queue's states: jobs/sh/queue.sh).
-- MPI launchers on the master (mpiexec, mpirun, orterun, prterun), ours or started by hand.
+- Jobs of ours (the master only): jobs/sh/list.sh over the shared jobs folder, the same script
+  `job list` runs; a queued or running job is busy (the queue's states: jobs/sh/queue.sh). The
+  agent makes the folder at boot (steps.shared_step), so a missing or unreadable one means the
+  shared folder is not what it should be (EFS not mounted, a stale handle): cannot tell, busy.
+- MPI launchers (mpiexec, mpirun, orterun, prterun, prte) and the per-node daemons they start
+  over ssh (Open MPI 4's orted, Open MPI 5's PRRTE prted (prted(1)), MPICH Hydra's
+  hydra_pmi_proxy), ours or started by hand.
 - GPU holders: `nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader` lists the
   processes with a compute context (nvidia-smi(1), "--query-compute-apps"); a machine without
-  nvidia-smi has no GPU to hold, and a failing one shows none.
+  nvidia-smi has no GPU to hold, and a failing one cannot tell: busy.
 - Logins: every ssh session, interactive or not (`job logs -f`, a client waiting on its job),
   by the title sshd gives a session's process, "sshd: USER@pts/N" or "sshd: USER@notty"
   (OpenSSH's sshd.c/session.c setproctitle; "sshd-session: ..." since OpenSSH 9.8 split it).
 
-Pure functions over a /proc folder and a command runner, so a test gives both.
+A /proc that cannot be listed cannot tell either: busy. Pure functions over a /proc folder and
+a command runner, so a test gives both.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from cfn_chainermn.jobs import scripts
 from cfn_chainermn.node.idle import Activity
 
 Runner = Callable[[Sequence[str]], tuple[int, bytes]]
-LAUNCHERS = frozenset({"mpiexec", "mpirun", "orterun", "prterun"})
+LAUNCHERS = frozenset({"mpiexec", "mpirun", "orterun", "prterun", "prte",
+                       "orted", "prted", "hydra_pmi_proxy"})  # the daemons too: a rank's node runs one
 BUSY_JOB_STATES = frozenset({"queued", "running"})
 _SESSION = re.compile(rb"^sshd(?:-session)?: ([^\s\0@\[]+)@([^\s\0]+)")
 GPU_QUERY = ["nvidia-smi", "--query-compute-apps=pid,process_name", "--format=csv,noheader"]
@@ -40,8 +50,30 @@ def run(argv: Sequence[str]) -> tuple[int, bytes]:
     return proc.returncode, proc.stdout
 
 
+def folder_problem(jobs_dir: str) -> str | None:
+    """Why the jobs folder cannot be read as it is (None: it can). list.sh reads a missing folder
+    as "no jobs", which here would be a guess: the agent made it at boot, so its absence means the
+    shared folder is not the one jobs use. A link is not followed (the cluster user can plant one)."""
+    try:
+        st = os.lstat(jobs_dir)
+        if stat.S_ISLNK(st.st_mode):
+            return f"jobs folder {jobs_dir} is a symbolic link (not followed): cannot tell whether a job waits"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"jobs folder {jobs_dir} is not a folder: cannot tell whether a job waits"
+        with os.scandir(jobs_dir) as entries:
+            next(entries, None)
+    except FileNotFoundError:
+        return f"jobs folder {jobs_dir} missing (is the shared folder mounted?): cannot tell whether a job waits"
+    except OSError as exc:
+        return f"jobs folder {jobs_dir} unreadable ({exc.strerror}): cannot tell whether a job waits"
+    return None
+
+
 def jobs(jobs_dir: str, runner: Runner = run) -> tuple[str, ...]:
     """Queued and running jobs of the jobs folder, as "job ID (state)"."""
+    problem = folder_problem(jobs_dir)
+    if problem:
+        return (problem,)
     rc, out = runner(["sh", "-c", scripts.inline("list.sh", jobs_dir)])
     if rc != 0:
         return (f"job list failed (exit {rc})",)  # cannot tell: busy, so nothing is deleted on a guess
@@ -54,8 +86,9 @@ def jobs(jobs_dir: str, runner: Runner = run) -> tuple[str, ...]:
 
 
 def _cmdlines(proc: Path) -> list[tuple[str, bytes]]:
+    """(pid, cmdline) of every process; OSError when `proc` itself cannot be listed."""
     out = []
-    for entry in proc.iterdir() if proc.is_dir() else ():
+    for entry in proc.iterdir():
         if entry.name.isdigit():
             try:
                 out.append((entry.name, (entry / "cmdline").read_bytes()))
@@ -97,8 +130,20 @@ def gpu_holders(runner: Runner = run, which: Callable[[str], str | None] = shuti
     return tuple(found)
 
 
-def probe(jobs_dir: str, proc: Path, runner: Runner = run,
-          which: Callable[[str], str | None] = shutil.which) -> Activity:
-    """Everything that keeps the cluster busy now."""
-    return Activity(jobs=jobs(jobs_dir, runner), processes=launchers(proc) + gpu_holders(runner, which),
-                    sessions=sessions(proc))
+def node_activity(proc: Path, runner: Runner = run,
+                  which: Callable[[str], str | None] = shutil.which) -> Activity:
+    """What keeps this node busy, jobs aside: MPI launchers and daemons, GPU holders, sessions."""
+    try:
+        found, sessions_ = launchers(proc), sessions(proc)
+    except OSError as exc:  # no process list: nothing can be said, so nothing is deleted on a guess
+        found, sessions_ = (f"cannot list processes in {proc} ({exc.strerror})",), ()
+    return Activity(processes=found + gpu_holders(runner, which), sessions=sessions_)
+
+
+def probe(jobs_dir: str, proc: Path, runner: Runner = run, which: Callable[[str], str | None] = shutil.which,
+          nodes: Mapping[str, Sequence[str]] | None = None) -> Activity:
+    """Everything that keeps the cluster busy now: the master's own jobs and processes, and what
+    each live worker's busy marker says (`nodes`: instance id -> its words)."""
+    own = node_activity(proc, runner, which)
+    return Activity(jobs=jobs(jobs_dir, runner), processes=own.processes, sessions=own.sessions,
+                    nodes=tuple(f"{iid}: {word}" for iid, words in sorted((nodes or {}).items()) for word in words))

@@ -2,7 +2,8 @@
 
 DIR/bucket/ mirrors the S3 key layout; DIR/inventory.json is written by `local up`:
 {"nodes": [{"instance_id", "private_ip", "role", "instance_type": "local", "state": "running",
-"slots": N, "ssh_port": P}]}. Readiness and host keys come from the bucket folder, as on AWS.
+"slots": N, "ssh_port": P}]}. Readiness, host keys and busy markers come from the bucket folder,
+as on AWS.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cfn_chainermn.cluster.hostfile import Node
-from cfn_chainermn.cluster.inventory import HOST_KEY_NAME, READY_NAME
+from cfn_chainermn.cluster.inventory import BUSY_NAME, HOST_KEY_NAME, MAX_NODE_OBJECT, READY_NAME
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.names import NODES_PREFIX
 from cfn_chainermn.node.backends import Discovery
@@ -74,12 +75,25 @@ def host_keys(state_dir: str | Path) -> dict[str, str]:
     return out
 
 
+def busy_markers(state_dir: str | Path, live: list[Node]) -> dict[str, tuple[str, ...]]:
+    """instance id -> what its busy marker DIR/bucket/nodes/<id>/busy says, for the nodes listed."""
+    from cfn_chainermn.node.idle_marker import parse  # idle_probe's subprocess: not for `job submit`
+
+    out = {}
+    for node in live:
+        path = Path(state_dir) / "bucket" / NODES_PREFIX / node.instance_id / BUSY_NAME
+        if path.is_file():
+            out[node.instance_id] = parse(path.read_bytes() if path.stat().st_size <= MAX_NODE_OBJECT else None)
+    return out
+
+
 class LocalInventory:
     def __init__(self, state_dir: str | Path) -> None:
         self.state_dir = Path(state_dir)
 
     def discover(self) -> Discovery:
-        return Discovery(list_nodes(self.state_dir), host_keys(self.state_dir))
+        nodes = list_nodes(self.state_dir)
+        return Discovery(nodes, host_keys(self.state_dir), busy=busy_markers(self.state_dir, nodes))
 
     def ssh_port(self, instance_id: str) -> int:
         for e in _entries(self.state_dir):

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 from cfn_chainermn.cluster import hostfile
 from cfn_chainermn.cluster.inventory import READY_NAME
+from cfn_chainermn.jobs.folder import JOBS
 from cfn_chainermn.names import NODES_PREFIX
 from cfn_chainermn.node import chainer_stack, ssh
 from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.homefiles import HomeFiles
 from cfn_chainermn.node.state import now
 from cfn_chainermn.node.system import write_atomic
 
@@ -28,7 +30,7 @@ def plan(ctx: Context) -> list[tuple[str, Callable[[], str]]]:
         ("stack", lambda: chainer_stack.step(ctx)),  # before user, whose env file names the stack
         ("user", lambda: ctx.platform.user(ctx)),
         ("ssh", lambda: ssh_step(ctx)),
-        ("efs", lambda: ctx.platform.shared_folder(ctx)),
+        ("efs", lambda: shared_step(ctx)),
         ("ready", lambda: ready(ctx)),
         ("hostfile", lambda: hostfile_step(ctx)),
     ]
@@ -61,6 +63,19 @@ def ssh_step(ctx: Context) -> str:
     ctx.files().write(".openmpi/mca-params.conf", mca_params(ctx), 0o644)
     ctx.log.info(ctx.platform.sshd_keepalive())
     return detail
+
+
+def shared_step(ctx: Context) -> str:
+    """The shared folder, then its jobs folder in it (the user's, 0700, as submit.sh would make it).
+
+    Made here, after the mount, never before it (a folder made under the mount point would be
+    hidden by EFS) and never by a refresh (one made while EFS is not mounted would read as "no
+    jobs"): so on a healthy node it always exists, and idle shutdown counts a missing one as
+    "cannot tell" (idle_probe.folder_problem). No link in the user's shared folder is followed."""
+    detail = ctx.platform.shared_folder(ctx)
+    with HomeFiles(ctx.platform.path(ctx.settings.mount_point), ctx.owner).folder(JOBS, mode=0o700):
+        pass
+    return f"{detail}; jobs folder {ctx.settings.mount_point.rstrip('/')}/{JOBS}"
 
 
 def retract_ready(ctx: Context) -> str:
@@ -103,7 +118,7 @@ def cluster_files(ctx: Context) -> str:
 
 
 def _cluster_files(ctx: Context) -> str:
-    found = ctx.inventory.discover()
+    found = ctx.seen = ctx.inventory.discover()
     text = hostfile.render(found.nodes)
     files = ctx.files()  # the user's home: no-follow writes (homefiles.py); the copies are root's
     files.write("hostfile", text, 0o644)

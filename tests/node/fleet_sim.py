@@ -105,6 +105,7 @@ class Fleet:
             root = self.tmp / iid
             (root / "home/chainer").mkdir(parents=True)
             (root / "usr/sbin").mkdir(parents=True)
+            (root / "proc").mkdir()  # the busy probe's process list (idle_marker.PROC): an idle node
             for name in ("iptables", "ip6tables"):  # the imds rules' probes are only recorded
                 (root / "usr/sbin" / name).write_text("#!/bin/sh\n")
             node = FleetNode(iid, ip, role, root, host_key())

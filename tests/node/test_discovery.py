@@ -48,7 +48,9 @@ def _state(node: Any) -> State:
 def test_an_interval_costs_n_plus_2_calls_and_every_node_sees_the_cluster(moto: Any, tmp_path: Path) -> None:
     f = fleet(moto.url, tmp_path, 4)
     # the first interval reads every host key once and publishes the view; each worker reads it whole
-    assert f.interval() == {"DescribeInstances": 1, "ListObjectsV2": 1, "GetObject": 4 + 3, "PutObject": 1}
+    # and, knowing nothing of what it published before, makes sure it has no busy marker
+    assert f.interval() == {"DescribeInstances": 1, "ListObjectsV2": 1, "GetObject": 4 + 3, "PutObject": 1,
+                            "DeleteObject": 3}
     # from then on: the master's two discovery calls and one conditional GET per node, answered 304
     assert f.interval() == STEADY
     assert f.interval() == STEADY
@@ -87,6 +89,25 @@ def test_a_terminated_node_leaves_within_one_refresh_and_costs_no_read(four: Fle
     f.refresh(worker)
     assert gone.private_ip not in worker.hostfile() and gone.private_ip not in worker.known_hosts()
     assert worker.hostfile().count("slots=") == 3
+
+
+def test_a_worker_that_becomes_busy_costs_one_write_and_one_read_and_then_nothing(four: Fleet) -> None:
+    """Idle shutdown's busy markers (node/idle_marker.py) ride on the same listing: per interval
+    they cost nothing while no worker's state changes."""
+    f = four
+    worker = f.nodes[1]
+    (worker.root / "proc/77").mkdir()
+    (worker.root / "proc/77/cmdline").write_bytes(b"/opt/amazon/openmpi/bin/orted\0")  # a rank's daemon
+    assert f.interval() == {**STEADY, "PutObject": 1}  # the worker's write, after the master's look
+    assert f.interval() == {**STEADY, "GetObject": 1}  # the master reads the new marker once
+    assert f.interval() == STEADY
+    cache = json.loads((f.nodes[0].root / "var/lib/cfn-chainermn/discovery.json").read_text())
+    assert [words for _, words in cache["busy"].values()] == ["orted (pid 77)"]
+    (worker.root / "proc/77/cmdline").unlink()
+    (worker.root / "proc/77").rmdir()
+    assert f.interval() == {**STEADY, "DeleteObject": 1}
+    assert f.interval() == STEADY
+    assert json.loads((f.nodes[0].root / "var/lib/cfn-chainermn/discovery.json").read_text())["busy"] == {}
 
 
 def test_a_node_no_longer_ready_leaves_the_hostfile_but_keeps_its_host_key(four: Fleet) -> None:
@@ -151,8 +172,9 @@ def test_before_the_master_publishes_a_worker_discovers_directly(moto: Any, tmp_
     worker = f.nodes[1]
     f.calls.take()
     f.refresh(worker)
-    # the view's GET (NoSuchKey), then the master's way: EC2, the listing, each host key once
-    assert f.calls.take() == {"GetObject": 1 + 3, "DescribeInstances": 1, "ListObjectsV2": 1}
+    # the view's GET (NoSuchKey), then the master's way: EC2, the listing, each host key once (and
+    # the busy marker's first delete: this worker has not published before)
+    assert f.calls.take() == {"GetObject": 1 + 3, "DescribeInstances": 1, "ListObjectsV2": 1, "DeleteObject": 1}
     assert worker.hostfile() == _expected_hostfile(f)
     assert "(no cluster view yet: discovered directly)" in _state(worker).steps["hostfile"]["detail"]
     f.refresh(f.nodes[0])

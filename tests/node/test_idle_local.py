@@ -1,6 +1,7 @@
 """Idle shutdown on a local node, time compressed: a real local master boots and `node refresh`
 runs as its timer would, with the master's clock (idle_master.now) set a minute further at each
-refresh; the jobs folder is the real shared one, read by the real list.sh."""
+refresh; the jobs folder is the real shared one, read by the real list.sh; the worker's refresh
+publishes its busy marker into the cluster's bucket folder, which the master's discovery reads."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from node_sim import local_cluster, local_settings
 
+from cfn_chainermn.cli.idle_view import idle_text
 from cfn_chainermn.names import IDLE_STATUS
-from cfn_chainermn.node import agent, idle_master
+from cfn_chainermn.node import agent, idle_marker, idle_master
 
 T0 = 1_767_000_000.0
 IDS = ["m", "w1"]
@@ -28,11 +30,14 @@ def master(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     proc = tmp_path / "proc"
     proc.mkdir()
     monkeypatch.setattr(idle_master, "PROC", proc)  # this machine's own sessions are not the cluster's
+    (tmp_path / "worker-proc").mkdir()
+    monkeypatch.setattr(idle_marker, "PROC", str(tmp_path / "worker-proc"))  # nor the worker's
     return d
 
 
 def _refresh_at(d: Path, monkeypatch: pytest.MonkeyPatch, minute: float, node: int = 0) -> None:
     monkeypatch.setattr(idle_master, "now", lambda: T0 + minute * 60)
+    monkeypatch.setattr(idle_marker, "now", lambda: T0 + minute * 60)
     agent.refresh(local_settings(d, IDS, node), echo=io.StringIO())
 
 
@@ -77,3 +82,49 @@ def test_without_limits_the_master_says_off_and_never_acts(master: Path, monkeyp
         _refresh_at(master, monkeypatch, minute)
     assert json.loads((master / "bucket" / IDLE_STATUS).read_text())["idle_minutes"] is None
     assert not (master / idle_master.LOCAL_ACTION).exists()
+
+
+def test_a_job_on_a_worker_alone_keeps_the_cluster_busy_until_the_worker_is_gone(
+        master: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ssh w1 nohup mpiexec ...` started from w1 itself: nothing on the master, an MPI daemon and a
+    session on w1. Its marker holds the cluster; once w1 leaves the inventory (terminated) the
+    marker it left behind counts for nothing."""
+    d = master
+    (d / idle_master.LOCAL_LIMITS).write_text(json.dumps({"IdleMinutes": "10", "IdleAction": "delete",
+                                                          "created": T0}))
+    worker_proc = Path(idle_marker.PROC)
+    for pid, cmdline in {"7": b"/opt/amazon/openmpi/bin/orted\0", "9": b"sshd: chainer@notty\0"}.items():
+        (worker_proc / pid).mkdir()
+        (worker_proc / pid / "cmdline").write_bytes(cmdline)
+    marker = d / "bucket" / "nodes" / "w1" / "busy"
+    for minute in range(0, 30, 5):
+        _refresh_at(d, monkeypatch, minute, node=1)
+        _refresh_at(d, monkeypatch, minute)
+    status = json.loads((d / "bucket" / IDLE_STATUS).read_text())
+    assert status["busy"] == ["w1: orted (pid 7)", "w1: chainer@notty"] and status["deadline"] is None
+    assert json.loads(marker.read_text()) == {"node": "w1", "busy": ["orted (pid 7)", "chainer@notty"],
+                                              "since": T0}  # written once, when w1 became busy
+    assert "busy: w1: orted (pid 7), w1: chainer@notty" in idle_text(
+        {"IdleMinutes": "10", "MaxHours": "off", "IdleAction": "delete"}, status, T0 + 30 * 60)
+    assert not (d / idle_master.LOCAL_ACTION).exists()
+
+    inventory = json.loads((d / "inventory.json").read_text())  # w1 terminated, its marker lingers
+    (d / "inventory.json").write_text(json.dumps({"nodes": inventory["nodes"][:1]}))
+    _refresh_at(d, monkeypatch, 30)
+    status = json.loads((d / "bucket" / IDLE_STATUS).read_text())
+    assert status["busy"] == [] and status["idle_since"] == T0 + 30 * 60 and marker.exists()
+
+    (d / "inventory.json").write_text(json.dumps(inventory))  # back (its id is live again): busy again
+    _refresh_at(d, monkeypatch, 31)
+    assert json.loads((d / "bucket" / IDLE_STATUS).read_text())["busy"] == ["w1: orted (pid 7)", "w1: chainer@notty"]
+    for pid in ("7", "9"):  # the job ends: the worker's next refresh removes its marker
+        (worker_proc / pid / "cmdline").unlink()
+        (worker_proc / pid).rmdir()
+    _refresh_at(d, monkeypatch, 32, node=1)
+    _refresh_at(d, monkeypatch, 32)
+    assert not marker.exists()
+    assert json.loads((d / "bucket" / IDLE_STATUS).read_text())["idle_since"] == T0 + 32 * 60
+    log = (d / "nodes" / "w1" / "agent.log").read_text()
+    # one write when it became busy, one delete when idle again: nothing in the seven refreshes between
+    assert [line.split(" INFO ")[1] for line in log.splitlines() if "busy marker" in line] == [
+        "busy marker nodes/w1/busy published: orted (pid 7), chainer@notty", "busy marker nodes/w1/busy removed: idle"]

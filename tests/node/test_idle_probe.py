@@ -1,11 +1,15 @@
 """node/idle_probe.py: what keeps a cluster busy. Jobs through the real jobs/sh/list.sh over a
-real jobs folder; sessions and launchers from a /proc laid out as Linux lays it out."""
+real jobs folder; sessions, launchers and MPI daemons from a /proc laid out as Linux lays it out.
+Whatever cannot be looked at (the jobs folder, the process list, the GPU) counts as busy."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+import pytest
 
 from cfn_chainermn.node import idle_probe
 
@@ -36,14 +40,46 @@ def test_a_queued_job_is_busy_an_exited_or_lost_one_is_not(tmp_path: Path) -> No
     assert idle_probe.jobs(str(jobs)) == ("job 20260102-030405-queued (queued)",)
     (jobs / "20260102-030405-queued" / "cancelled").write_text("")
     assert idle_probe.jobs(str(jobs)) == ()
-    assert idle_probe.jobs(str(tmp_path / "no-such-folder")) == ()  # no job was ever submitted
+    for entry in list(jobs.iterdir()):  # only finished jobs, or none at all: idle
+        (entry / "pgid").write_text("999999\n")
+        (entry / "exit_code").write_text("0\n")
+    assert idle_probe.jobs(str(jobs)) == ()
 
 
-def test_a_job_list_that_fails_counts_as_busy() -> None:
+def test_a_missing_jobs_folder_cannot_tell_whether_a_job_waits(tmp_path: Path) -> None:
+    """The agent makes the folder at boot: without it (EFS not mounted) "no jobs" would be a guess."""
+    missing = tmp_path / "efs" / "jobs"
+    assert idle_probe.jobs(str(missing)) == (
+        f"jobs folder {missing} missing (is the shared folder mounted?): cannot tell whether a job waits",)
+
+
+def test_a_jobs_folder_that_is_a_link_or_a_file_is_not_read(tmp_path: Path) -> None:
+    real = _jobs(tmp_path)  # holds a queued job, which a link would make root read as someone else's
+    link = tmp_path / "link-jobs"
+    link.symlink_to(real)
+    assert idle_probe.jobs(str(link)) == (
+        f"jobs folder {link} is a symbolic link (not followed): cannot tell whether a job waits",)
+    plain = tmp_path / "file-jobs"
+    plain.write_text("")
+    assert idle_probe.jobs(str(plain)) == (f"jobs folder {plain} is not a folder: cannot tell whether a job waits",)
+
+
+def test_an_unreadable_jobs_folder_cannot_tell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = _jobs(tmp_path)
+
+    def stale(path: object) -> object:  # what a stale NFS handle gives a listing
+        raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
+
+    monkeypatch.setattr(idle_probe.os, "scandir", stale)
+    assert idle_probe.jobs(str(jobs)) == (
+        f"jobs folder {jobs} unreadable ({os.strerror(errno.ESTALE)}): cannot tell whether a job waits",)
+
+
+def test_a_job_list_that_fails_counts_as_busy(tmp_path: Path) -> None:
     def failing(argv: Sequence[str]) -> tuple[int, bytes]:
         return 2, b""
 
-    assert idle_probe.jobs("/efs/jobs", failing) == ("job list failed (exit 2)",)
+    assert idle_probe.jobs(str(_jobs(tmp_path)), failing) == ("job list failed (exit 2)",)
 
 
 def _proc(tmp_path: Path, cmdlines: dict[str, bytes]) -> Path:
@@ -63,11 +99,15 @@ def test_every_ssh_session_counts_once_and_the_privileged_monitor_not_at_all(tmp
     assert idle_probe.sessions(proc) == ("chainer@pts/0", "chainer@notty", "alice@pts/1")
 
 
-def test_mpi_launchers_are_busy_whoever_started_them(tmp_path: Path) -> None:
+def test_mpi_launchers_and_daemons_are_busy_whoever_started_them(tmp_path: Path) -> None:
+    """A rank's node runs the daemon its launcher started over ssh (Open MPI 4 orted, Open MPI 5
+    prted, MPICH hydra_pmi_proxy), with no launcher of its own."""
     proc = _proc(tmp_path, {"7": b"/opt/amazon/openmpi/bin/mpiexec\0-n\0002\0python\0", "8": b"python\0train.py\0",
-                            "12": b"mpirun\0hostname\0", "30": b"/usr/bin/orted\0",
-                            "40": b"/opt/intel/bin/mpiexec.hydra\0-n\0002\0a.out\0"})
-    assert idle_probe.launchers(proc) == ("mpiexec (pid 7)", "mpirun (pid 12)", "mpiexec.hydra (pid 40)")
+                            "12": b"mpirun\0hostname\0", "30": b"/usr/bin/orted\0-mca\0ess\0env\0",
+                            "31": b"/opt/openmpi5/bin/prted\0", "32": b"hydra_pmi_proxy\0--control-port\0",
+                            "40": b"/opt/intel/bin/mpiexec.hydra\0-n\0002\0a.out\0", "41": b"ortedx\0"})
+    assert idle_probe.launchers(proc) == ("mpiexec (pid 7)", "mpirun (pid 12)", "orted (pid 30)", "prted (pid 31)",
+                                          "hydra_pmi_proxy (pid 32)", "mpiexec.hydra (pid 40)")
 
 
 def test_gpu_holders_from_nvidia_smi_and_none_without_it() -> None:
@@ -86,8 +126,19 @@ def test_gpu_holders_from_nvidia_smi_and_none_without_it() -> None:
         "GPU query failed (exit 9)",)
 
 
-def test_probe_joins_them(tmp_path: Path) -> None:
+def test_a_node_whose_processes_cannot_be_listed_is_busy(tmp_path: Path) -> None:
+    activity = idle_probe.node_activity(tmp_path / "no-proc", which=lambda name: None)
+    assert activity.words() == [f"cannot list processes in {tmp_path / 'no-proc'} ({os.strerror(errno.ENOENT)})"]
+
+
+def test_probe_joins_them_with_what_the_workers_markers_say(tmp_path: Path) -> None:
+    jobs = tmp_path / "efs" / "jobs"
+    jobs.mkdir(parents=True)
     proc = _proc(tmp_path, {"101": b"sshd: chainer@pts/0\0"})
-    activity = idle_probe.probe(str(tmp_path / "none"), proc, which=lambda name: None)
+    activity = idle_probe.probe(str(jobs), proc, which=lambda name: None)
     assert activity.busy and activity.words() == ["chainer@pts/0"]
-    assert not idle_probe.probe(str(tmp_path / "none"), _proc(tmp_path / "b", {}), which=lambda name: None).busy
+    idle = _proc(tmp_path / "b", {})
+    assert not idle_probe.probe(str(jobs), idle, which=lambda name: None).busy
+    workers = {"i-0w2": ("GPU: python3 (pid 9)",), "i-0w1": ("orted (pid 7)", "chainer@notty")}
+    assert idle_probe.probe(str(jobs), idle, which=lambda name: None, nodes=workers).words() == [
+        "i-0w1: orted (pid 7)", "i-0w1: chainer@notty", "i-0w2: GPU: python3 (pid 9)"]

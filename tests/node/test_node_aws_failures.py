@@ -82,7 +82,8 @@ def test_efs_mount_retried_until_target_answers(sim_cluster: SimCluster, monkeyp
     monkeypatch.setattr(agent, "System", _SlowMountTarget)
     monkeypatch.setattr(aws_platform, "MOUNT_FIRST_DELAY_S", 0.05)
     state = c.boot("master")
-    assert state.steps["efs"]["detail"] == "EFS fs-0123456789abcdef0 mounted at /efs via /etc/fstab"
+    assert state.steps["efs"]["detail"] == ("EFS fs-0123456789abcdef0 mounted at /efs via /etc/fstab; "
+                                           "jobs folder /efs/jobs")
     root = c.nodes["master"].root
     assert _SlowMountTarget(root).recorded().count("mount /efs") == 3
     assert (root / "etc/fstab").read_text() == FSTAB + "\n"
