@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
 from node_sim import local_cluster, local_settings
 
 from cfn_chainermn.cli.idle_view import idle_text
+from cfn_chainermn.errors import AgentError
 from cfn_chainermn.names import IDLE_STATUS
 from cfn_chainermn.node import agent, idle_marker, idle_master
 
@@ -125,6 +127,37 @@ def test_a_job_on_a_worker_alone_keeps_the_cluster_busy_until_the_worker_is_gone
     assert not marker.exists()
     assert json.loads((d / "bucket" / IDLE_STATUS).read_text())["idle_since"] == T0 + 32 * 60
     log = (d / "nodes" / "w1" / "agent.log").read_text()
-    # one write when it became busy, one delete when idle again: nothing in the seven refreshes between
+    # one write when it became busy, one delete when idle again: nothing in the refreshes between
     assert [line.split(" INFO ")[1] for line in log.splitlines() if "busy marker" in line] == [
         "busy marker nodes/w1/busy published: orted (pid 7), chainer@notty", "busy marker nodes/w1/busy removed: idle"]
+
+
+def test_the_boot_makes_the_jobs_folder_and_the_master_counts_its_absence_as_busy(
+        master: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a healthy node the jobs folder exists (the user's, 0700, as submit.sh makes it), so a
+    missing one means the shared folder is not the one jobs use (EFS not mounted): busy, never
+    "no jobs"."""
+    d = master
+    jobs = d / "shared" / "jobs"
+    st = jobs.lstat()
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.getuid()
+    (d / idle_master.LOCAL_LIMITS).write_text(json.dumps({"IdleMinutes": "10", "created": T0}))
+    jobs.rmdir()
+    for minute in (0, 20):
+        _refresh_at(d, monkeypatch, minute)
+    status = json.loads((d / "bucket" / IDLE_STATUS).read_text())
+    assert status["busy"] == [f"jobs folder {jobs} missing (is the shared folder mounted?): "
+                              "cannot tell whether a job waits"] and status["deadline"] is None
+    assert not (d / idle_master.LOCAL_ACTION).exists()
+
+
+def test_a_link_planted_where_the_jobs_folder_goes_fails_the_boot_and_is_not_followed(tmp_path: Path) -> None:
+    d = tmp_path / "lc"
+    local_cluster(d, IDS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    (d / "shared").mkdir()
+    (d / "shared" / "jobs").symlink_to(elsewhere)
+    with pytest.raises(AgentError, match=r"efs step failed: ~/jobs in .*/shared is a symbolic link: refused"):
+        agent.boot(local_settings(d, IDS, 0), echo=io.StringIO())
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755 and list(elsewhere.iterdir()) == []
