@@ -8,7 +8,8 @@ on the resource types the action authorizes on (Service Authorization Reference,
 resources, and condition keys for Amazon EC2", and the same page for EC2 Auto Scaling, EFS, S3 and
 IAM). A statement may list several types' ARNs: an action is matched only against its own types, so
 DeleteVpc over [vpc, route-table] still reaches this VPC alone. Reads (Describe*, List*: they change
-nothing) stay on "*"; EC2's and Auto Scaling's take no other Resource (their rows list no type).
+nothing) stay on "*", as most of them take no other Resource (DescribeInstances, DescribeVpcs,
+DescribeAutoScalingGroups...: their rows list no resource type).
 
 Not granted, as nothing here uses them: ec2:DetachVpnGateway (the VPC has no VPN gateway),
 iam:DeleteUserPolicy/DeleteGroupPolicy (the master's idle policy is a role's), managed-fleets:*
@@ -44,10 +45,8 @@ READS = ["autoscaling:Describe*", "ec2:DescribeInstanceCreditSpecifications", "e
          "ec2:DescribeInternetGateways", "ec2:DescribeLaunchTemplates", "ec2:DescribeNetworkInterfaces",
          "ec2:DescribePlacementGroups", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroupRules",
          "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVolumes", "ec2:DescribeVpcs",
-         "ec2:DescribeVpnGateways",
-         "elasticfilesystem:DescribeFileSystems", "elasticfilesystem:DescribeMountTargets",
-         "elasticfilesystem:DescribeReplicationConfigurations", "ssm:DescribeAssociation",
-         "ssm:ListAssociations"]
+         "ec2:DescribeVpnGateways", "elasticfilesystem:DescribeFileSystems", "elasticfilesystem:DescribeMountTargets",
+         "elasticfilesystem:DescribeReplicationConfigurations", "ssm:DescribeAssociation", "ssm:ListAssociations"]
 ROLE_DELETES = ["iam:DeleteRole", "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:GetRole",
                 "iam:ListAttachedRolePolicies", "iam:ListRolePolicies", "iam:TagRole", "iam:UntagRole"]
 PROFILE_DELETES = ["iam:DeleteInstanceProfile", "iam:GetInstanceProfile", "iam:RemoveRoleFromInstanceProfile"]
