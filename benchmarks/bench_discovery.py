@@ -5,6 +5,11 @@ tests/node/fleet_sim.py), then every node runs `node refresh` (the agent's code,
 for two intervals: the first reads every host key and publishes the view, the second is the steady
 state. The API calls are counted by operation with botocore's before-send event, per interval.
 
+Then a job starts on every worker at once (an MPI daemon in each worker's process list) and ends:
+what idle shutdown's busy markers (node/idle_marker.py) cost in those intervals, over the steady
+state (each worker writes its marker once when busy and deletes it once when idle; the master
+reads each once), and that the interval after is the steady state again.
+
 Goals: calls(256) / calls(16) <= 16 in the steady state (the old design, where every node
 discovered the cluster itself, made N DescribeInstances, 2N ListObjectsV2 and N^2 GetObject: a
 ratio of about 256; its per-node calls are measured on one node of the same cluster and times N);
@@ -106,6 +111,9 @@ class Row:
     master_s: float  # median of TIMED steady refreshes
     master_emulator_s: float  # of which waiting for the emulator
     worker_s: float
+    # a job on every worker: the calls over the steady state in the interval it starts, the next,
+    # the one after, the interval it ends and the next
+    job_extra: list[dict[str, int]]
 
     @property
     def calls(self) -> int:
@@ -131,7 +139,25 @@ def measure(url: str, size: int) -> Row:
         master = sorted(timed_refresh(f, 0, waits) for _ in range(TIMED))[TIMED // 2]
         worker = statistics.median(timed_refresh(f, -1, waits)[0] for _ in range(TIMED))
         f.calls.take()
-    return Row(size, first, steady, legacy, cold_master, master[0], master[1], worker)
+        job = job_on_every_worker(f, steady)
+    return Row(size, first, steady, legacy, cold_master, master[0], master[1], worker, job)
+
+
+def job_on_every_worker(f: Fleet, steady: dict[str, int]) -> list[dict[str, int]]:
+    """Intervals while an MPI daemon starts and ends on every worker: the calls beyond `steady`."""
+    def extra() -> dict[str, int]:
+        got = f.interval()
+        return {op: n - steady.get(op, 0) for op, n in got.items() if n != steady.get(op, 0)}
+
+    daemons = [n.root / "proc" / "4242" for n in f.nodes[1:]]
+    for d in daemons:
+        d.mkdir()
+        (d / "cmdline").write_bytes(b"/opt/amazon/openmpi/bin/orted\0")
+    out = [extra(), extra(), extra()]
+    for d in daemons:
+        (d / "cmdline").unlink()
+        d.rmdir()
+    return [*out, extra(), extra()]
 
 
 def show(calls: dict[str, int]) -> str:
@@ -151,6 +177,9 @@ def main() -> int:
             print(f"            before: {r.legacy_calls:6d} calls ({size} x {show(r.legacy_node)}); master refresh "
                   f"{r.master_s:.3f} s ({r.master_emulator_s:.3f} s of it waiting for the emulator; first "
                   f"{r.master_cold_s:.3f} s), worker {r.worker_s:.3f} s", flush=True)
+            job = " | ".join(show(x) or "none" for x in r.job_extra)
+            print(f"            a job on every worker, over the steady state: {job} (starts, next, next, ends, next)",
+                  flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
