@@ -161,3 +161,19 @@ def test_a_link_planted_where_the_jobs_folder_goes_fails_the_boot_and_is_not_fol
     with pytest.raises(AgentError, match=r"efs step failed: ~/jobs in .*/shared is a symbolic link: refused"):
         agent.boot(local_settings(d, IDS, 0), echo=io.StringIO())
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755 and list(elsewhere.iterdir()) == []
+
+
+def test_a_marker_that_cannot_be_written_fails_the_refresh_and_is_tried_again(
+        master: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = master
+    worker_proc = Path(idle_marker.PROC)
+    (worker_proc / "7").mkdir()
+    (worker_proc / "7" / "cmdline").write_bytes(b"orted\0")
+    marker = d / "bucket" / "nodes" / "w1" / "busy"
+    marker.mkdir()  # in its way: the write fails
+    with pytest.raises(AgentError, match=r"^refresh: busy marker: "):
+        _refresh_at(d, monkeypatch, 0, node=1)
+    assert "ERROR busy marker: " in (d / "nodes" / "w1" / "agent.log").read_text()
+    marker.rmdir()
+    _refresh_at(d, monkeypatch, 1, node=1)  # nothing was recorded as published: written now
+    assert json.loads(marker.read_text())["busy"] == ["orted (pid 7)"]
