@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass
@@ -74,16 +75,19 @@ class Waits:
     on AWS is AWS's), so the master's time splits into the emulator's share and this process's."""
 
     def __init__(self, *clients: Any) -> None:
-        self.total, self._sent = 0.0, 0.0
+        self.total = 0.0
+        self._sent = threading.local()  # a first refresh reads keys from several threads at once
+        self._lock = threading.Lock()
         for client in clients:
             client.meta.events.register("before-send", self._start)
             client.meta.events.register("before-parse", self._stop)
 
     def _start(self, **_: Any) -> None:
-        self._sent = time.perf_counter()
+        self._sent.at = time.perf_counter()
 
     def _stop(self, **_: Any) -> None:
-        self.total += time.perf_counter() - self._sent
+        with self._lock:
+            self.total += time.perf_counter() - self._sent.at
 
 
 def legacy_node_calls(f: Fleet) -> dict[str, int]:
@@ -191,11 +195,15 @@ def main() -> int:
     print(f"master refresh at 256 nodes {master:.3f} s = {master / base:.1f}x its refresh at 2 nodes ({base:.3f} s) "
           f"(goal <= {GOAL_MASTER_S:g} s: {'met' if master <= GOAL_MASTER_S else 'NOT met'}); "
           f"in this process, without the emulator's share: {ours:.3f} s")
+    cold = rows[256].master_cold_s  # every host key read: keys fetched PARALLEL_READS at a time
+    print(f"the master's first refresh at 256 nodes (every key new) {cold:.3f} s "
+          f"(goal <= {GOAL_MASTER_S:g} s: {'met' if cold <= GOAL_MASTER_S else 'NOT met'})")
     OUT.mkdir(parents=True, exist_ok=True)
     report = {"name": "discovery", "rows": [asdict(r) | {"calls": r.calls, "legacy_calls": r.legacy_calls}
                                             for r in rows.values()],
               "ratio_256_16": round(ratio, 2), "legacy_ratio_256_16": round(legacy_ratio, 2),
               "master_256_s": round(master, 4), "master_2_s": round(base, 4), "master_256_own_s": round(ours, 4),
+              "master_256_first_s": round(cold, 4),
               "python": platform.python_version(), "machine": platform.platform(), "cpus": os.cpu_count()}
     (OUT / "discovery.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {(OUT / 'discovery.json').relative_to(ROOT)}")

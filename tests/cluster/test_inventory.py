@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -195,6 +196,29 @@ def test_fetch_host_keys_reads_only_keys_whose_etag_is_new(clients: tuple[Any, S
     # i-m unchanged: not read; i-w1 changed: read again; i-w2 left between listing and GET: skipped;
     # i-gone is no longer listed: dropped
     assert got == {"i-m": ('"km"', "ssh-ed25519 AAAAm"), "i-w1": ('"kw1"', "ssh-ed25519 AAAAw1")}
+
+
+def test_many_new_keys_are_read_several_at_a_time_with_the_same_result(moto: Any) -> None:
+    """A master's first refresh of a large cluster: over PARALLEL_FROM keys to read go in parallel
+    (real HTTP to moto), and the result is what reading them one by one gives."""
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto.url)
+    s3.create_bucket(Bucket="kb-many")
+    ids = [f"i-{n:02d}" for n in range(3 * inventory.PARALLEL_FROM)]
+    for iid in ids[:-1]:  # the last one left between the listing and the GET
+        body = f"ssh-ed25519 AAAA{iid} root\n".encode()
+        s3.put_object(Bucket="kb-many", Key=f"nodes/{iid}/host_ed25519.pub", Body=body)
+    threads: set[int] = set()
+    s3.meta.events.register("before-send", lambda **_: threads.add(threading.get_ident()))
+    etags = {iid: f'"{iid}"' for iid in ids}
+    known = {ids[0]: (etags[ids[0]], "ssh-ed25519 AAAAcached")}  # unchanged: not read again
+    got = inventory.fetch_host_keys(s3, "kb-many", etags, known)
+    assert got == {ids[0]: (etags[ids[0]], "ssh-ed25519 AAAAcached"),
+                   **{iid: (etags[iid], f"ssh-ed25519 AAAA{iid}") for iid in ids[1:-1]}}
+    assert list(got) == sorted(got) and len(threads) > 1
+    threads.clear()
+    few = {iid: etags[iid] for iid in ids[1:inventory.PARALLEL_FROM + 1]}
+    assert inventory.fetch_host_keys(s3, "kb-many", few) == {iid: got[iid] for iid in few}
+    assert threads == {threading.get_ident()}  # up to PARALLEL_FROM: one by one, in this thread
 
 
 def test_get_changed_is_none_on_304_and_the_body_otherwise(clients: tuple[Any, Stubber, Any, Stubber]) -> None:

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +32,21 @@ class ApiCalls:
 
     def __init__(self, *clients: Any) -> None:
         self.counts: Counter[str] = Counter()
+        self.lock = threading.Lock()  # a master's first refresh reads host keys from several threads
         for client in clients:
             client.meta.events.register("before-send", self._sent)
 
     def _sent(self, request: Any, event_name: str, **_: Any) -> None:
         operation = event_name.rsplit(".", 1)[-1]
         conditional = "If-None-Match" in request.headers
-        self.counts[f"{operation} If-None-Match" if conditional else operation] += 1
+        with self.lock:
+            self.counts[f"{operation} If-None-Match" if conditional else operation] += 1
 
     def take(self) -> dict[str, int]:
         """The counts since the last take, and start again."""
-        out = dict(self.counts)
-        self.counts.clear()
+        with self.lock:
+            out = dict(self.counts)
+            self.counts.clear()
         return out
 
 
