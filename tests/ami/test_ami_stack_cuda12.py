@@ -19,7 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_ami_stack import DATA, PYTHON, offline_env
+from test_ami_stack import DATA, FAST_BUILD, PYTHON, offline_env
 from test_ami_stack import pytestmark as stack_marks
 
 from cfn_chainermn.ami import profiles as ami_profiles
@@ -53,7 +53,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, profile: ami_profiles.Profil
     ami.render(cpu, root / "out", pip_cache_dir=str(PIP_CACHE), steps=("40-python-stack",))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON", "PIP_", "CHAINER"))}
     env = {k: v for k, v in env.items() if not k.lower().endswith("_proxy")}
-    env.update({"PIP_CONFIG_FILE": os.devnull, **offline_env(WHEELHOUSE)})
+    env.update({"PIP_CONFIG_FILE": os.devnull, **offline_env(WHEELHOUSE), **FAST_BUILD})
     proc = subprocess.run(["bash", str(root / "out/scripts/40-python-stack.sh")], capture_output=True, text=True,
                           env=env, timeout=1200)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
