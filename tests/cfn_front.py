@@ -73,7 +73,7 @@ class CfnFront:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown() waits a poll
 
     def signed_right(self, path: str, headers: dict[str, str], body: bytes) -> bool:
         """Recompute the signature with botocore for the headers the request says it signed."""

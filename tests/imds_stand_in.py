@@ -66,7 +66,8 @@ class ImdsStandIn:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.closed = False
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # poll 0.05 s: shutdown() waits up to one poll (0.5 s by default, per server, per test)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:

@@ -89,7 +89,7 @@ def http_endpoint(answer: Callable[[bytes], tuple[int, str, bytes]]) -> Iterator
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()  # shutdown() waits a poll
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
