@@ -72,6 +72,19 @@ class BusyError(CfnChainermnError):
     exit_code = 75
 
 
+class NotStarted(RemoteError):
+    """A job that never ran: the master could not write its folder, its queue failed, or it was
+    cancelled (or its client went away) while it waited. Nothing of it ran.
+
+    125 is what coreutils' env, nohup and timeout exit with when they fail themselves rather than
+    the command they run (coreutils manual, "Exit status"; nohup(1): "125 if the nohup command
+    itself fails"): a job's own code can be any byte, so none is free of clashes, but mpiexec and
+    Python exit with this one rarely; the `job ID did not start: REASON` line tells them apart.
+    """
+
+    exit_code = 125
+
+
 class AgentError(CfnChainermnError):
     """A node-agent step failed; the message is the reason signalled to CloudFormation."""
 

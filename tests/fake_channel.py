@@ -43,8 +43,9 @@ class FakeChannel:
         """A channel whose command runs: `sh -c command` with its stdin, stdout and stderr on pipes."""
         chan = cls(eof=False)
         chan.set_combine_stderr(True)
+        # in a session of its own, as sshd starts a command: a signal to its group reaches its children
         chan.proc = subprocess.Popen(["sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         chan.command = command
         return chan
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from cfn_chainermn.cluster.channel_io import LineSink, stream_lines
 from cfn_chainermn.cluster.remote import Remote, transport_errors
-from cfn_chainermn.errors import BusyError, RemoteError
-from cfn_chainermn.jobs.folder import ADMITTED, BUSY, JOBS, LAUNCHED, NOTE, JobRef, Launch
+from cfn_chainermn.errors import BusyError, NotStarted, RemoteError
+from cfn_chainermn.jobs.folder import ADMITTED, BUSY, JOBS, LAUNCHED, NEVER, NEVER_RC, NEWS, NOTE, JobRef, Launch
 from cfn_chainermn.jobs.scripts import inline
 
 LAUNCH_FAILURE_MARKS = ("ORTE was unable to reliably start", "ssh: connect to host", "Host key verification failed")
@@ -38,7 +38,9 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
     `on_started` runs once the job folder is written and the queue takes over, before any job
     output; `on_note` gets the queue's news (`job JOB queued behind OTHER`). Without `wait`, a job
     whose nodes are not free at once is not started: BusyError. A detached job that has to wait
-    returns 0 at once: it stays queued on the master.
+    returns 0 at once: it stays queued on the master. A job that never ran (its folder not
+    written, its queue failed or was cancelled before it had nodes) is NotStarted, never an exit
+    code that could be the job's own.
     """
     ref = launch.ref
     broken = transport_errors()
@@ -54,13 +56,15 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
                 before.append(line)
             elif on_started is not None:
                 on_started()
-        elif not admitted:  # queue.sh's lines: news for the user, until the job has its nodes
+        elif not admitted:  # queue.sh's lines until the job has its nodes: news, or why it did not start
             admitted = line == ADMITTED
-            if not admitted and line.startswith(NOTE):
+            if admitted:
+                return
+            if line.startswith(NEWS):
                 if on_note is not None:
                     on_note(f"job {ref.job_id} {line[len(NOTE):]}")
-            elif not admitted:
-                before.append(line)
+            else:
+                before.append(line.removeprefix(NOTE))
         elif detach:
             before.append(line)  # "started PID", or why not
         else:
@@ -84,17 +88,19 @@ def start(remote: Remote, launch: Launch, *, detach: bool, on_line: LineSink,
         raise
     finally:
         chan.close()
+    why = "; ".join(before)
     if not launched:
-        raise RemoteError(f"job {ref.job_id} not started on {remote.host} (exit {rc}): "
-                          f"{'; '.join(before) or 'no message'}")
+        raise NotStarted(f"job {ref.job_id} did not start: {why or 'no message'} (exit {rc} on {remote.host})")
     if not admitted and rc == BUSY and not wait:
-        raise BusyError(f"job {ref.job_id} not started (--no-wait): {'; '.join(before) or 'its nodes are busy'}; "
+        raise BusyError(f"job {ref.job_id} not started (--no-wait): {why or 'its nodes are busy'}; "
                         "`cfn-chainermn job list NAME` shows the jobs, or submit without --no-wait to queue it")
     if rc == -1:  # the channel closed without an exit status: sshd or the network went away
         raise _lost(remote, ref, remote.lost or "the session closed without an exit status", launched=True,
                     detach=detach)
+    if not admitted and not (detach and rc == 0):  # detached, 0: queued, its own waiter starts it
+        raise NotStarted(f"job {ref.job_id} did not start: {why or f'its queue on {remote.host} exited {rc}'}")
     if detach and rc != 0:
-        raise RemoteError(f"job {ref.job_id} did not start (exit {rc}): {'; '.join(before)}")
+        raise NotStarted(f"job {ref.job_id} did not start: {why or 'no message'} (exit {rc} on {remote.host})")
     return rc
 
 
@@ -142,18 +148,40 @@ def cancel(remote: Remote, ref: JobRef) -> bool:
 
 
 def logs(remote: Remote, ref: JobRef, *, follow: bool, on_line: LineSink) -> int:
-    """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running)."""
+    """Print the job's log; with `follow`, until it ends. Returns its exit code (0 while running).
+
+    A job that never ran (cancelled while queued, its queue process gone) has no log: logs.sh
+    says so in one line before anything else, and exits NEVER_RC: NotStarted, not an exit code.
+    """
     cmd = inline("logs.sh", ref.directory, *(["follow"] if follow else []))
-    rc = remote.run(cmd, on_line=on_line)
+    held: list[str] = []  # a first line that looks like logs.sh's, until the next line or the end says whose
+    first = True
+
+    def route(line: str) -> None:
+        nonlocal first
+        if first and line.startswith(NEVER):
+            held.append(line)
+        else:
+            for kept in held:  # the log's own first line after all, in its place
+                on_line(kept)
+            held.clear()
+            on_line(line)
+        first = False
+
+    rc = remote.run(cmd, on_line=route)
     if rc == 254:
         raise _no_job(ref)
+    if held and rc == NEVER_RC:
+        raise NotStarted(f"job {ref.job_id} did not start: {held[0][len(NEVER):]}")
+    for kept in held:
+        on_line(kept)
     return rc
 
 
 @dataclass(frozen=True)
 class JobInfo:
     job_id: str
-    state: str  # running | exited | cancelled | lost
+    state: str  # queued | running | exited | cancelled | lost
     exit_code: int | None
     summary: str
 

@@ -9,7 +9,7 @@ import pytest
 from fake_channel import ShellRemote
 from folder_helpers import launch_with_plain_cmd
 
-from cfn_chainermn.errors import RemoteError
+from cfn_chainermn.errors import NotStarted
 from cfn_chainermn.jobs import runner as jobs
 
 
@@ -43,10 +43,11 @@ def test_start_names_why_the_folder_could_not_be_written(tmp_path: Path) -> None
     shared.mkdir()
     (shared / "jobs").write_text("a file where the jobs folder goes")
     started: list[str] = []
-    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*"
-                                          r"cannot create .*/shared/jobs/j1$"):
+    with pytest.raises(NotStarted, match=r"^job j1 did not start: mkdir: .*cannot create .*/shared/jobs/j1 "
+                                          r"\(exit 254 on master\.test\)$") as info:
         jobs.start(ShellRemote(), launch, detach=False, on_line=print,  # type: ignore[arg-type]
                    on_started=lambda: started.append("x"))
+    assert info.value.exit_code == 125  # ours, not an exit code of the job's
     assert started == []  # the "job ...: N ranks" line is never printed for a job that did not start
 
 
@@ -54,8 +55,8 @@ def test_an_early_failure_with_a_big_upload_names_the_reason_not_a_broken_pipe(t
     """The remote shell stops reading (here: the job folder exists) while megabytes are still to send."""
     launch = launch_with_plain_cmd(tmp_path, extra=b"\1" * (8 << 20))
     (tmp_path / "shared" / "jobs" / "j1").mkdir(parents=True)
-    with pytest.raises(RemoteError, match=r"^job j1 not started on master\.test \(exit 254\): mkdir: .*File exists; "
-                                          r"cannot create .*/shared/jobs/j1$"):
+    with pytest.raises(NotStarted, match=r"^job j1 did not start: mkdir: .*File exists; "
+                                          r"cannot create .*/shared/jobs/j1 \(exit 254 on master\.test\)$"):
         jobs.start(ShellRemote(), launch, detach=False, on_line=print)  # type: ignore[arg-type]
 
 

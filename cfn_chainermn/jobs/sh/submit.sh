@@ -1,6 +1,7 @@
 #!/bin/sh
 # `job submit` in one exec channel (folder.Launch.command): write the job folder, then queue.sh
-# (which waits for the job's nodes, then runs run.sh). Arguments: FOLDER JOB_ID MODE
+# (which waits for the job's nodes, then runs run.sh), both sourced: the same process, and no sh
+# started for each (a launch's latency). Arguments: FOLDER JOB_ID MODE
 # (attach|detach) WAIT (wait|nowait), then NAME TEXT pairs: our own small files,
 # written with the builtin printf (no process each). The user's files come on stdin as `SIZE
 # MODE NAME` lines (MODE x: executable), each followed by SIZE bytes, ended by `END`. `read`
@@ -13,7 +14,8 @@ fail() { echo "$1"; exit 254; }
 umask 077
 dir=$1 id=$2 how=$3 wait=$4
 shift 4
-{ mkdir -p "${dir%/*}" && mkdir "$dir" && cd "$dir"; } || fail "cannot create $dir"
+# one mkdir once the jobs folder exists (every process is launch latency); else make it, and say why not
+{ { mkdir "$dir" 2>/dev/null || { mkdir -p "${dir%/*}" && mkdir "$dir"; }; } && cd "$dir"; } || fail "cannot create $dir"
 while [ $# -gt 1 ]; do
   printf %s "$2" > "$1" || fail "cannot write the files of $dir"
   shift 2
@@ -34,4 +36,6 @@ while IFS= read -r entry; do
 done
 [ "$entry" = END ] || fail "upload of $id cut short"
 echo "cfn-chainermn: job folder written"  # folder.LAUNCHED: the lines after it are the job's
-exec sh ./queue.sh "$how" "$wait"
+set -- "$how" "$wait"
+# shellcheck disable=SC1091 # written just now
+. ./queue.sh
