@@ -1,12 +1,14 @@
 """One job per node on a real 3-node local cluster (issue 13 item 4): two `job submit`s from two
 clients at once never share a node, the second waits in the master's queue until the first has
 ended; a client killed while its job waits leaks nothing; `--no-wait` and `job cancel` of a queued
-job. Every job here needs all three nodes (one slot each). Order is asserted, never timing: the
-jobs write `start`/`end` lines to one file and wait for the test's go-ahead file."""
+job; a waiting job is placed on the master's ready set as it is now. Most jobs here need all three
+nodes (one slot each). Order is asserted, never timing: the jobs write `start`/`end` lines to one
+file and wait for the test's go-ahead file."""
 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -119,9 +121,68 @@ def test_a_killed_client_leaks_no_place_and_no_wait_and_cancel(cluster: LocalClu
     assert (cancel.returncode, cancel.stdout) == (0, f"job {queued_id} cancelled\n"), cancel.stderr
     assert wait_until(lambda: not _queue_processes(cluster.shared / "jobs" / queued_id), 15)
     assert _states(cluster)[queued_id] == "cancelled"
+    # an attached job cancelled while queued: its client says it did not start (ours, 125), not "exited 143"
+    attached = _submit(cluster, log, go)
+    assert attached.stderr is not None
+    attached_id = STARTED.match(attached.stderr.readline()).group(1)  # type: ignore[union-attr]
+    assert attached.stderr.readline() == f"job {attached_id} queued behind {held}\n"
+    assert cluster.cli("job", "cancel", "local", attached_id).returncode == 0
+    _, rest = attached.communicate(timeout=30)
+    assert (attached.returncode, rest) == (125, f"error: job {attached_id} did not start: cancelled while queued\n")
     go.touch()
     assert wait_until(lambda: _states(cluster)[held] == "exited", 60)
     now = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--no-wait", str(SCRIPTS / "turn.py"), "--",
                       str(log), str(go))
     assert now.returncode == 0, now.stderr  # every node is free again: nothing leaked
     assert "queued" not in now.stderr
+
+
+def _refresh_master(cluster: LocalCluster) -> list[str]:
+    """The master's `node refresh` (its timer on AWS): its hostfile's addresses afterwards."""
+    res = cluster.cli("node", "refresh", "--backend", "local", "--node-id", "master")
+    assert res.returncode == 0, res.stdout + res.stderr
+    hostfile = Path(str(cluster.state["home"])) / "hostfile"
+    return [line.split()[0] for line in hostfile.read_text().splitlines()]
+
+
+def test_a_waiting_job_gets_a_node_ready_since_its_submit_but_not_one_going(cluster: LocalCluster,
+                                                                            turns: tuple[Path, Path]) -> None:
+    """The queue places a waiting job on the master's ready set as it is when its turn comes (the
+    agent's hostfile), less a node whose Spot watch wrote a gone entry, not on the nodes of its submit."""
+    log, go = turns
+    markers = {w: cluster.state_dir / "bucket" / "nodes" / w / "ready" for w in ("worker-1", "worker-2")}
+    kept = {w: m.read_bytes() for w, m in markers.items()}
+    book = cluster.shared / "jobs" / ".queue"
+    gone = book / "gone.127.0.0.3"  # worker-1's, as its Spot watch writes it on a notice
+    try:
+        for mark in markers.values():  # both workers not ready (yet)
+            mark.unlink()
+        assert _refresh_master(cluster) == ["127.0.0.2"]
+        holder = cluster.cli("job", "submit", "local", "-n", "1", "--detach", str(SCRIPTS / "turn.py"), "--",
+                             str(log), str(go))
+        assert holder.returncode == 0, holder.stderr
+        held = holder.stdout.strip()
+        assert wait_until(lambda: _ids_in(log) == {held}, 60)  # running on the master
+        waiter = cluster.cli("job", "submit", "local", "-n", "1", "--detach", str(SCRIPTS / "turn.py"), "--",
+                             str(log), str(go))
+        assert waiter.returncode == 0 and f"queued behind {held}" in waiter.stderr, waiter.stderr
+        waiting = waiter.stdout.strip()
+        assert (cluster.shared / "jobs" / waiting / "nodes").read_text() == "127.0.0.2 slots=1\n"  # at its submit
+        gone.write_text("i-local-worker-1 2026-12-02T21:00:00Z\n")
+        user = pwd.getpwnam(str(cluster.state["user"]))
+        os.chown(gone, user.pw_uid, user.pw_gid)
+        gone.chmod(0o600)
+        for worker, mark in markers.items():  # both workers ready again: the master's next refresh lists them
+            mark.write_bytes(kept[worker])
+        assert _refresh_master(cluster) == ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        assert wait_until(lambda: _ids_in(log) == {held, waiting}, 60), _states(cluster)  # while the holder runs
+        hostfile = (cluster.shared / "jobs" / waiting / "hostfile").read_text()
+        assert hostfile == "127.0.0.4 slots=1\n"  # worker-2: not the held master, not the going worker-1
+        go.touch()
+        assert wait_until(lambda: _states(cluster).get(waiting) == _states(cluster).get(held) == "exited", 60)
+    finally:
+        gone.unlink(missing_ok=True)
+        for worker, mark in markers.items():
+            if not mark.exists():
+                mark.write_bytes(kept[worker])
+        _refresh_master(cluster)  # the session's other tests want all three nodes
