@@ -4,10 +4,12 @@
 # TICKET: the detached waiter taking over a place in the queue). A job gets whole nodes that no
 # other job holds, since ChainerMN picks a rank's GPU by its rank on the node: two jobs sharing a
 # node would share its first GPUs. The nodes are the master's ready set as it is now: the
-# hostfile the node agent keeps in the cluster user's home (node/steps.py; $HOME in the job's
-# channel on AWS and locally), else `nodes`, those ready at submit; a node whose Spot watch wrote
-# <jobs>/.queue/gone.ADDRESS less than 5 minutes ago is not given (node/spot.py: the notice is 2
-# minutes ahead, and one refresh after the end the hostfile no longer lists it). `want`: the
+# hostfile the node agent keeps in the cluster user's home (node/steps.py), $HOME/hostfile in the
+# job's channel (OpenSSH's session.c do_setup_env sets HOME from the passwd entry, which useradd
+# -d made that home; a local cluster run by an ordinary user: its sshd_config's SetEnv HOME), else
+# `nodes`, those ready at submit; a node whose Spot watch wrote <jobs>/.queue/gone.ADDRESS less
+# than 5 minutes ago is not given (node/spot.py: the notice is 2 minutes ahead, and one refresh
+# after the end the hostfile no longer lists it; GNU find's -mmin -5: under 300 s). `want`: the
 # job's ranks and ranks per node (0: any). First come, first served, no overtaking: under the
 # lock (flock on <jobs>/.lock, in the cluster user's own 0700 folder) the first waiting job takes
 # the first free nodes that fit, writes them to `hostfile` (mpiexec's), becomes a holder and this
