@@ -28,6 +28,9 @@ OUT_BUCKET = "KeyBucketName"
 OUT_EFS_ID = "EfsFileSystemId"
 OUT_WORKER_GROUP = "WorkerGroupName"
 OUT_MOUNT_POINT = "MountPoint"
+# Where the shared file system is mounted unless `efs.mount_point` says otherwise: the settings
+# table's default, the node agent's, and what a stack without the output is read as.
+DEFAULT_MOUNT_POINT = "/efs"
 OUT_SSH_COMMAND = "SshCommand"
 # Idle shutdown (node/idle.py): the role CloudFormation assumes when the master deletes its own
 # stack, and its ARN as an output the master reads with DescribeStacks.

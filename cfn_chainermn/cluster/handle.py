@@ -131,7 +131,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: boo
     return Cluster(
         name=name, kind="aws", master_host=host, ssh_port=22, user=AWS_USER,
         key_file=key_file, master_host_key=key or next(iter(console.keys), None),
-        shared=out.get(names.OUT_MOUNT_POINT, "/efs"), python=AWS_PYTHON,
+        shared=out.get(names.OUT_MOUNT_POINT, names.DEFAULT_MOUNT_POINT), python=AWS_PYTHON,
         network=mpi.Network(cidr=subnet, instance_type=itype, efa_attached=efa),
         list_nodes=lambda: inventory.list_nodes(ec2, s3, name, bucket),
         host_fingerprints=console.fingerprints, host_key_source=source if key or console else "",

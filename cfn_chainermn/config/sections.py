@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cfn_chainermn import names
 from cfn_chainermn.config.mount_point import MOUNT_POINT_MAX, mount_point_pattern
 from cfn_chainermn.config.setting import EFS, IDLE, NETWORK, Flag, Param, aws_id, cidr_pattern, setting
 from cfn_chainermn.errors import ConfigError
@@ -99,7 +100,7 @@ class EfsConfig:
                     "needs bursting."),
         doc="`elastic` or `bursting`; `maxIO` needs `bursting`")
     mount_point: str = setting(
-        "/efs", flag=Flag("--mount-point", "Where the shared file system is mounted."),
+        names.DEFAULT_MOUNT_POINT, flag=Flag("--mount-point", "Where the shared file system is mounted."),
         param=Param("MountPoint", "Mount point", EFS, "Where every node mounts the shared file system: a folder of its "
                     "own, not a system folder such as /opt, /usr or /etc.", pattern=mount_point_pattern(),
                     max_length=MOUNT_POINT_MAX, constraint="a folder of its own such as /efs or /mnt/efs: not / or a "

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cfn_chainermn import names
 from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.node.system import System, write_atomic
 
@@ -32,7 +33,7 @@ class Settings:
     region: str = ""
     bucket: str = ""
     signal_resource: str = ""
-    mount_point: str = "/efs"
+    mount_point: str = names.DEFAULT_MOUNT_POINT
     efs_id: str = ""
     state_dir: str = ""
     node_id: str = ""
