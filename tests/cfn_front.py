@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from http_reply import reply
 
 NS = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
 
@@ -42,12 +43,7 @@ class CfnFront:
                 pass
 
             def _reply(self, code: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, code, body, "text/xml")
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.response import StreamingBody
+from http_reply import reply
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -79,11 +80,7 @@ def http_endpoint(answer: Callable[[bytes], tuple[int, str, bytes]]) -> Iterator
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             status, content_type, payload = answer(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            reply(self, status, payload, content_type)
 
         def log_message(self, *args: Any) -> None:
             pass
