@@ -56,10 +56,15 @@ def _key_bucket(t: Template) -> s3.Bucket:
         VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
         LifecycleConfiguration=s3.LifecycleConfiguration(Rules=[
             # Current objects (the cluster key, node records) live as long as the cluster; a
-            # replaced or deleted key must not linger as an old version.
+            # replaced or deleted key must not linger as an old version. A retracted record (a
+            # ready or busy marker a node deletes) leaves a delete marker; once the version under
+            # it has expired, this removes it ("the delete marker will be removed if there are no
+            # noncurrent versions"; not allowed beside ExpirationInDays/Date or TagFilters: the
+            # AWS::S3::Bucket Rule schema cfn-lint ships).
             s3.LifecycleRule(
                 Id="expire-old-versions", Status="Enabled",
                 NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=1),
+                ExpiredObjectDeleteMarker=True,
                 AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=1),
             ),
             s3.LifecycleRule(Id="expire-agent-logs", Status="Enabled", Prefix=LOGS_PREFIX,

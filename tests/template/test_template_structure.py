@@ -157,6 +157,8 @@ def test_key_bucket_is_private_encrypted_tls_only(default_dict: dict[str, Any]) 
     rules = {r["Id"]: r for r in b["LifecycleConfiguration"]["Rules"]}
     assert rules["expire-old-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert "ExpirationInDays" not in rules["expire-old-versions"]  # the current key lives with the cluster
+    # a retracted marker's delete marker goes once the version under it has expired
+    assert rules["expire-old-versions"]["ExpiredObjectDeleteMarker"] is True
     assert rules["expire-agent-logs"]["Prefix"] == "logs/"
     statements = {s["Sid"]: s for s in props(default_dict, "KeyBucketPolicy")["PolicyDocument"]["Statement"]}
     # the second statement, the private key's readers, is test_template_key_policy.py's
