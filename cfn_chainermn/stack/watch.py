@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cfn_chainermn.aws import aws_error
+from cfn_chainermn.aws import aws_error, botocore_errors
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -169,11 +169,9 @@ def follow(cfn: CloudFormationClient, stack_id: str, on_event: Callable[[dict[st
 
 def _last_events(stream: EventStream, outcome: Outcome, on_event: Callable[[dict[str, Any]], None]) -> None:
     """The events written after the last poll of a stack that is now gone (best effort)."""
-    from botocore.exceptions import ClientError
-
     try:
         new = stream.poll()
-    except ClientError:
+    except botocore_errors():
         return
     for event in new:
         outcome.events.append(event)
@@ -181,8 +179,8 @@ def _last_events(stream: EventStream, outcome: Outcome, on_event: Callable[[dict
 
 
 class _ErrorView(Exception):
-    """Carries a waiter's last error response so aws_error can read its code and message."""
+    """Carries a waiter's last error response so aws_error (failure_of, the one reading) can read it."""
 
     def __init__(self, response: dict[str, Any]) -> None:
         self.response = response
-        super().__init__(str(response.get("Error", {}).get("Message", "")) or "unexpected waiter error")
+        super().__init__("the waiter stopped on an answer without an error in it")

@@ -200,6 +200,18 @@ def test_follow_reports_a_deleted_stack_once_its_name_is_gone(stubbed: Any) -> N
     assert [e["EventId"] for e in outcome.events] == ["e-9", "e-10"]
 
 
+def test_follow_stopped_by_an_aws_error_names_the_stack_and_the_error(stubbed: Any) -> None:
+    """Any error but ValidationError (the stack is gone) ends the wait as AWS said it, through failure_of."""
+    cfn = stubbed("cloudformation")
+    cfn.add_client_error("describe_stacks", "AccessDenied", "User: arn:aws:iam::1:user/u is not authorized\nmore",
+                         http_status_code=403)
+    with pytest.raises(AwsError) as err:
+        follow(stubbed.client("cloudformation"), STACK_ID, lambda e: None, name=NAME, delay=0)
+    assert str(err.value).startswith(f"watching stack {STACK_ID}: AccessDenied: User: arn:aws:iam::1:user/u is "
+                                     "not authorized (the credentials in use lack")
+    assert err.value.code == "AccessDenied"
+
+
 def test_root_cause_is_the_first_failure_not_the_cancellations_after_it() -> None:
     events = [
         event(1, NAME, "CREATE_IN_PROGRESS", "User Initiated"),
