@@ -14,11 +14,14 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.ami.lock import sha256_file
 from cfn_chainermn.ami.render import PROFILE_TAG, TAG_PREFIX
 from cfn_chainermn.errors import AmiError, ConfigError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
 
 # Variables of chainermn.pkr.hcl a user may set with --var.
 USER_VARIABLES = ("instance_type", "ami_regions", "ami_public", "ami_name_prefix", "volume_size")
@@ -214,14 +217,14 @@ def packer_build(out_dir: Path, region: str, wheel: Path, variables: Mapping[str
     return from_manifest
 
 
-def list_images(ec2: Any) -> list[dict[str, Any]]:
+def list_images(ec2: EC2Client) -> list[dict[str, Any]]:
     """This account's AMIs built by the tool, newest first, with versions from their tags."""
     from cfn_chainermn.aws import mapped
 
-    kwargs = {"Owners": ["self"], "Filters": [{"Name": "tag-key", "Values": [PROFILE_TAG]}]}
     with mapped("listing this account's cfn-chainermn AMIs (DescribeImages)"):
-        images = [img for page in ec2.get_paginator("describe_images").paginate(**kwargs)
-                  for img in page.get("Images", [])]
+        pages = ec2.get_paginator("describe_images").paginate(
+            Owners=["self"], Filters=[{"Name": "tag-key", "Values": [PROFILE_TAG]}])
+        images = [img for page in pages for img in page.get("Images", [])]
     rows = []
     for img in images:
         tags = {t["Key"]: t["Value"] for t in img.get("Tags", [])}

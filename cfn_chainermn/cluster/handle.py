@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cfn_chainermn.cluster import choice
 from cfn_chainermn.cluster.channel_io import LineSink
@@ -23,6 +23,9 @@ from cfn_chainermn.errors import ConfigError, RemoteError
 from cfn_chainermn.jobs import mpi
 
 if TYPE_CHECKING:
+    from boto3.session import Session
+    from mypy_boto3_ec2 import EC2Client
+
     from cfn_chainermn.local.state import LocalState
 
 AWS_USER = "chainer"
@@ -97,7 +100,7 @@ def _identity_file(access: AwsAccess) -> str:
     return path
 
 
-def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: bool = True) -> Cluster:
+def aws_cluster(name: str, access: AwsAccess, *, session: Session | None = None, login: bool = True) -> Cluster:
     """The handle of stack NAME: outputs for the master, the bucket for its host key.
 
     The host key comes from cluster-key/ (written by the master's role only), never from
@@ -138,7 +141,7 @@ def aws_cluster(name: str, access: AwsAccess, *, session: Any = None, login: boo
         host_key_hint="" if key or console else hint)
 
 
-def _console_keys(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
+def _console_keys(ec2: EC2Client, instance_id: str) -> tuple[ConsoleKeys, str]:
     """What cloud-init printed to the master's console, or nothing and why it could not be read."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -151,7 +154,7 @@ def _console_keys(ec2: Any, instance_id: str) -> tuple[ConsoleKeys, str]:
     return parse_console(output), ""
 
 
-def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str, bool]:
+def _master_facts(ec2: EC2Client, instance_id: str) -> tuple[str, str, bool]:
     """The master's subnet CIDR (the network the ranks must keep to), its instance type, and whether
     it has an EFA interface (the stack's Efa setting applies to every node alike)."""
     from cfn_chainermn.aws import aws_call
@@ -164,7 +167,7 @@ def _master_facts(ec2: Any, instance_id: str) -> tuple[str, str, bool]:
 
 
 def resolve(name: str, *, state_dir: str | None, access: AwsAccess, login: bool = True, ask: choice.Ask | None = None,
-            notice: Callable[[str], None] | None = None, session: Any = None) -> Cluster:
+            notice: Callable[[str], None] | None = None, session: Session | None = None) -> Cluster:
     """The local cluster or the AWS stack NAME, as cluster/choice.py decides from the state folder
     and `ask` (what the command line said) before any AWS call; `notice` hears which one.
 
