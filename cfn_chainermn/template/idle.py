@@ -91,7 +91,13 @@ def master_idle_policies(idle: Idle, role_arn: Any) -> list[tuple[str, str, list
         (MASTER_IDLE_DELETE, idle.deletes, [
             scale,
             statement("IdleSeeWorkersGone", ["autoscaling:DescribeAutoScalingGroups"], ["*"]),  # no resource type
-            statement("IdleDeleteThisStack", ["cloudformation:DeleteStack"], [StackId]),
+            # Only as the service role: a DeleteStack without RoleARN would delete with the master's
+            # own credentials, or with the role last associated with the stack (DeleteStack's RoleARN,
+            # CloudFormation API reference). DeleteStack takes cloudformation:RoleArn (Service
+            # Authorization Reference, "Actions, resources, and condition keys for AWS CloudFormation";
+            # as generated from it in udondan/iam-floyd lib/generated/cloudformation.ts, ifRoleArn).
+            statement("IdleDeleteThisStack", ["cloudformation:DeleteStack"], [StackId],
+                      {"ArnEquals": {"cloudformation:RoleArn": role_arn}}),
             statement("IdlePassShutdownRole", ["iam:PassRole"], [role_arn],
                       {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})]),
         (MASTER_IDLE_STOP, idle.stops, [

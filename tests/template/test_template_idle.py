@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from policy_support import Grant, ec2, grant, grants, sub
 
 from cfn_chainermn.config.model import build
 from cfn_chainermn.names import SHUTDOWN_POLICY
@@ -97,51 +98,57 @@ def test_the_idle_statements_that_name_the_role_are_a_policy_of_their_own_so_not
     assert waits == []  # deleted first: nothing waits on them
 
 
+STACK = {"Ref": "AWS::StackId"}
+WORKER_GROUP = sub("arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:"
+                   "autoScalingGroup:*:autoScalingGroupName/${WorkerGroup}")
+SHUTDOWN_ROLE = {"Fn::GetAtt": ["ShutdownRole", "Arn"]}
+
+
+def _objects(prefix: str) -> Grant:
+    return grant(sub(f"${{KeyBucket.Arn}}/{prefix}*"))
+
+
+# The master role's inline policy, action by action: what idle shutdown adds is the stack read and,
+# with `delete`, listing and deleting every version in the key bucket (its emptying).
+MASTER_INLINE: dict[str, set[Grant]] = {
+    "ec2:DescribeInstances": {grant("*")},
+    "cloudformation:SignalResource": {grant(STACK)},
+    "cloudformation:GetTemplate": {grant(STACK)},
+    "cloudformation:DescribeStacks": {grant(STACK)},
+    "s3:ListBucket": {grant(sub("${KeyBucket.Arn}"))},
+    "s3:ListBucketVersions": {grant(sub("${KeyBucket.Arn}"), "IdleDeletesStack")},
+    "s3:GetObject": {_objects("cluster-key/"), _objects("nodes/"), _objects("chainer-stack/")},
+    "s3:PutObject": {_objects("cluster-key/"), _objects("nodes/"), _objects("logs/"), _objects("chainer-stack/")},
+    "s3:DeleteObject": {_objects("nodes/"), grant(sub("${KeyBucket.Arn}/*"), "IdleDeletesStack")},
+    "s3:DeleteObjectVersion": {grant(sub("${KeyBucket.Arn}/*"), "IdleDeletesStack")},
+}
+# The policies of their own (each under its condition): scale this group to 0 and see it empty, delete
+# this stack only as the ShutdownRole and pass that role only to CloudFormation; or stop the master.
+MASTER_IDLE: dict[str, dict[str, set[Grant]]] = {
+    "MasterIdleDeletePolicy": {
+        "autoscaling:UpdateAutoScalingGroup": {grant(WORKER_GROUP, "IdleDeletesStack")},
+        "autoscaling:DescribeAutoScalingGroups": {grant("*", "IdleDeletesStack")},  # takes no resource
+        "cloudformation:DeleteStack": {grant(STACK, "IdleDeletesStack", when={
+            "ArnEquals": {"cloudformation:RoleArn": SHUTDOWN_ROLE}})},
+        "iam:PassRole": {grant(SHUTDOWN_ROLE, "IdleDeletesStack", when={
+            "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}})},
+    },
+    "MasterIdleStopPolicy": {
+        "autoscaling:UpdateAutoScalingGroup": {grant(WORKER_GROUP, "IdleStopsNodes")},
+        "ec2:StopInstances": {grant(ec2("instance", "ClusterMaster"), "IdleStopsNodes")},
+    },
+}
+
+
 def test_the_master_may_delete_only_its_own_stack_through_that_role_and_the_workers_nothing(
         default_dict: dict[str, Any]) -> None:
-    master = _by_sid(_policy(default_dict, "MasterRole"))
-    stack_id = [{"Ref": "AWS::StackId"}]
-    assert master["IdleReadThisStack"] == (None, {"Sid": "IdleReadThisStack", "Effect": "Allow",
-                                                  "Action": ["cloudformation:DescribeStacks"], "Resource": stack_id})
-    assert master["IdleListKeyBucketVersions"] == ("IdleDeletesStack", {
-        "Sid": "IdleListKeyBucketVersions", "Effect": "Allow", "Action": ["s3:ListBucketVersions"],
-        "Resource": [{"Fn::Sub": "${KeyBucket.Arn}"}]})
-    assert master["IdleEmptyKeyBucket"] == ("IdleDeletesStack", {
-        "Sid": "IdleEmptyKeyBucket", "Effect": "Allow", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
-        "Resource": [{"Fn::Sub": "${KeyBucket.Arn}/*"}]})
-    assert sorted(sid for sid in master if sid.startswith("Idle")) == [
-        "IdleEmptyKeyBucket", "IdleListKeyBucketVersions", "IdleReadThisStack"]
-
-    idle: dict[str, tuple[str | None, dict[str, Any]]] = {}
-    for name, condition in (("MasterIdleDeletePolicy", "IdleDeletesStack"), ("MasterIdleStopPolicy", "IdleStopsNodes")):
+    """Action by action, the exact resources (and conditions) the master's policies allow: moving an
+    action into another statement, or dropping a condition, fails here."""
+    assert grants(_policy(default_dict, "MasterRole")) == MASTER_INLINE
+    for name, expected in MASTER_IDLE.items():
         policy = default_dict[R][name]
-        assert policy["Type"] == "AWS::IAM::Policy" and policy["Condition"] == condition
-        assert policy["Properties"]["Roles"] == [{"Ref": "MasterRole"}]
-        statements = policy["Properties"]["PolicyDocument"]["Statement"]
-        assert statements[0] == {"Sid": "IdleScaleWorkersToZero", "Effect": "Allow",  # both actions begin so
-                                 "Action": ["autoscaling:UpdateAutoScalingGroup"], "Resource": [{
-                                     "Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:"
-                                                "autoScalingGroup:*:autoScalingGroupName/${WorkerGroup}"}]}
-        idle.update({s["Sid"]: (condition, s) for s in statements[1:]})
-    stack_id_only = {"Effect": "Allow", "Resource": stack_id}
-    assert idle["IdleSeeWorkersGone"] == ("IdleDeletesStack", {
-        "Sid": "IdleSeeWorkersGone", "Effect": "Allow", "Action": ["autoscaling:DescribeAutoScalingGroups"],
-        "Resource": ["*"]})
-    assert idle["IdleDeleteThisStack"] == ("IdleDeletesStack", {
-        "Sid": "IdleDeleteThisStack", "Action": ["cloudformation:DeleteStack"], **stack_id_only})
-    assert idle["IdlePassShutdownRole"] == ("IdleDeletesStack", {
-        "Sid": "IdlePassShutdownRole", "Effect": "Allow", "Action": ["iam:PassRole"],
-        "Resource": [{"Fn::GetAtt": ["ShutdownRole", "Arn"]}],
-        "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}})
-    assert idle["IdleStopMaster"] == ("IdleStopsNodes", {
-        "Sid": "IdleStopMaster", "Effect": "Allow", "Action": ["ec2:StopInstances"], "Resource": [
-            {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/${ClusterMaster}"}]})
-    assert sorted(idle) == ["IdleDeleteThisStack", "IdlePassShutdownRole", "IdleSeeWorkersGone", "IdleStopMaster"]
-    # idle's only "*" is the read Auto Scaling takes on nothing else; no broad Delete* anywhere
-    idle_sids = {**{sid: v for sid, v in master.items() if sid.startswith("Idle")}, **idle}
-    assert [sid for sid, (_, s) in idle_sids.items() if "*" in s["Resource"]] == ["IdleSeeWorkersGone"]
-    deletes = sorted(a for _, s in [*master.values(), *idle.values()] for a in s["Action"] if ":Delete" in a)
-    assert deletes == ["cloudformation:DeleteStack", "s3:DeleteObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]
+        assert policy["Type"] == "AWS::IAM::Policy" and policy["Properties"]["Roles"] == [{"Ref": "MasterRole"}]
+        assert grants(policy["Properties"]["PolicyDocument"]["Statement"], policy["Condition"]) == expected, name
     worker = _by_sid(_policy(default_dict, "WorkerRole"))
     assert not [sid for sid in worker if sid.startswith("Idle")]
     assert not any(a.startswith(("cloudformation:Delete", "cloudformation:Describe", "iam:", "autoscaling:"))
