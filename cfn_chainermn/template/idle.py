@@ -106,14 +106,16 @@ def master_idle_policies(idle: Idle, role_arn: Any) -> list[tuple[str, str, list
 
 
 def master_statements(idle: Idle, bucket_arn: str) -> list[Any]:
-    """The master role's inline idle statements: read its stack (the limits are its parameters), and
-    with `delete`, empty the key bucket (`stack delete`'s empty_bucket: every version and marker)."""
+    """The master role's inline idle statements: read its stack (the limits are its parameters) and its
+    events (why a deletion failed), and with `delete`, empty the key bucket (`stack delete`'s
+    empty_bucket: every version and marker)."""
     empty = [
         statement("IdleListKeyBucketVersions", ["s3:ListBucketVersions"], [Sub(bucket_arn)]),
         statement("IdleEmptyKeyBucket", ["s3:DeleteObject", "s3:DeleteObjectVersion"], [Sub(f"{bucket_arn}/*")]),
     ]
     return [
-        statement("IdleReadThisStack", ["cloudformation:DescribeStacks"], [StackId]),
+        statement("IdleReadThisStack", ["cloudformation:DescribeStackEvents", "cloudformation:DescribeStacks"],
+                  [StackId]),
         *(If(idle.deletes, s, NoValue) for s in empty),
     ]
 

@@ -115,6 +115,7 @@ MASTER_INLINE: dict[str, set[Grant]] = {
     "cloudformation:SignalResource": {grant(STACK)},
     "cloudformation:GetTemplate": {grant(STACK)},
     "cloudformation:DescribeStacks": {grant(STACK)},
+    "cloudformation:DescribeStackEvents": {grant(STACK)},  # why the master's deletion failed
     "s3:ListBucket": {grant(sub("${KeyBucket.Arn}"))},
     "s3:ListBucketVersions": {grant(sub("${KeyBucket.Arn}"), "IdleDeletesStack")},
     "s3:GetObject": {_objects("cluster-key/"), _objects("nodes/"), _objects("chainer-stack/")},
