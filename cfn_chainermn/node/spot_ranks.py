@@ -23,6 +23,16 @@ Where pidfds are missing (ENOSYS: a kernel before 5.3; EPERM: a seccomp filter t
 them; a Python built without the two functions) the old path remains: the same re-check, then
 os.kill(pid). That leaves the short window between the re-check and the kill, which only pidfds
 close.
+
+What the watch cannot do is never taken for an answer about the rank: /proc files that are gone
+(ENOENT, ESRCH) mean the process ended, unreadable ones (EACCES, EPERM) that it is not the
+user's, and pidfd_open's EINVAL that the pid now names a thread of another process (pidfd_open(2):
+"pid is not valid"; it takes thread-group leaders only). Anything else, EMFILE above all (the
+watch's own descriptor limit), is raised: the caller reports it and tries the rank again at the
+next poll, where treating it as "ended" would have spared the rank its SIGKILL. Pidfds are held
+for ranks only, not for the processes a rank forks with its environment (a data loader's
+workers): at most one per rank on the node between its SIGTERM and its SIGKILL, far below
+systemd's default soft limit of 1024 descriptors (LimitNOFILE=, systemd.exec(5)).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from pathlib import Path
 
 RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=")
 NO_PIDFD = (errno.ENOSYS, errno.EPERM)  # the kernel lacks the call; a seccomp filter refuses it
+_SKIP = (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM)  # ended, or not the watch's to read
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,21 @@ def start_time(stat_text: bytes) -> int | None:
     return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
 
 
+def parent_of(stat_text: bytes) -> int | None:
+    """Field 4 of /proc/PID/stat, the parent's pid, counted after the command name as above."""
+    fields = stat_text.rpartition(b")")[2].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def uids_of(status_text: bytes) -> tuple[int, ...]:
+    """The real, effective and saved uids (/proc/PID/status's `Uid:` line, proc(5)); () if none."""
+    for line in status_text.splitlines():
+        if line.startswith(b"Uid:"):
+            ids = line.split()[1:4]
+            return tuple(int(i) for i in ids) if len(ids) == 3 and all(i.isdigit() for i in ids) else ()
+    return ()
+
+
 @dataclass(frozen=True)
 class Ranks:
     """The ranks of user `uid` that came in over ssh to this node's `ip` and `port`."""
@@ -84,22 +110,41 @@ class Ranks:
     ip: str
     port: int
 
-    def at(self, pid: int) -> Rank | None:
-        """The rank at /proc/PID now, or None. The start time is read last: if it is the one
-        expected, PID held that one process throughout, so the owner and environment were its."""
+    def _look(self, pid: int) -> tuple[Rank, int | None] | None:
+        """The rank at /proc/PID now and its parent's pid, or None. Real, effective and saved
+        uid must all be the user's: a process that is root in any of them (a set-uid program the
+        user ran, a root daemon acting as the user for a moment) is not signalled. The start time
+        is read last: if it is the one expected, PID held that one process throughout, so the
+        owner and environment were its. Errors other than _SKIP are raised (see the docstring)."""
         entry = self.proc / str(pid)
         try:
-            if entry.stat().st_uid != self.uid or node_of((entry / "environ").read_bytes()) != (self.ip, self.port):
+            if uids_of((entry / "status").read_bytes()) != (self.uid,) * 3:
                 return None
-            start = start_time((entry / "stat").read_bytes())
-        except OSError:
-            return None
-        return None if start is None else Rank(pid, start)
+            if node_of((entry / "environ").read_bytes()) != (self.ip, self.port):
+                return None
+            text = (entry / "stat").read_bytes()
+        except OSError as exc:
+            if exc.errno in _SKIP:
+                return None
+            raise
+        start = start_time(text)
+        return None if start is None else (Rank(pid, start), parent_of(text))
+
+    def at(self, pid: int) -> Rank | None:
+        """The rank at /proc/PID now, or None."""
+        found = self._look(pid)
+        return None if found is None else found[0]
 
     def scan(self) -> list[Rank]:
-        """Every rank here now, by pid."""
-        found = (self.at(int(e.name)) for e in self.proc.iterdir() if e.name.isdigit())
-        return sorted((r for r in found if r is not None), key=lambda r: r.pid)
+        """Every rank here now, by pid. A match whose parent is a match too is a rank's own child
+        (a data loader's worker forked with its environment): its rank is signalled, not it; one
+        left behind by its rank (reparented) is found at the next scan."""
+        found: dict[int, tuple[Rank, int | None]] = {}
+        for e in self.proc.iterdir():
+            look = self._look(int(e.name)) if e.name.isdigit() else None
+            if look is not None:
+                found[look[0].pid] = look
+        return sorted((r for r, parent in found.values() if parent not in found), key=lambda r: r.pid)
 
 
 @dataclass
@@ -143,14 +188,20 @@ class Signaller:
             return None
         try:
             fd = os.pidfd_open(rank.pid)
-        except ProcessLookupError:
-            return None
         except OSError as exc:
-            if exc.errno not in NO_PIDFD:
-                raise
+            if exc.errno in (errno.ESRCH, errno.EINVAL):  # ended; or the pid is another process's thread
+                return None
+            if exc.errno not in NO_PIDFD:  # EMFILE, ENFILE, ENOMEM: the watch's own limits
+                raise OSError(exc.errno, f"no pidfd for rank {rank.pid}: {exc.strerror} (the watch's own "
+                                         "limit, not the rank's end)") from exc
             self.use_pidfd = False
             return None
-        if self.ranks.at(rank.pid) != rank:  # the pid was reused before the open: not ours
+        try:
+            same = self.ranks.at(rank.pid) == rank
+        except BaseException:
+            os.close(fd)
+            raise
+        if not same:  # the pid was reused before the open: not ours
             os.close(fd)
             return None
         self.pidfds[rank] = fd

@@ -1,11 +1,12 @@
 """What the Spot watch has done for one notice, kept across restarts of the watch.
 
-systemd restarts the watch if it dies, and an update of the node agent restarts it too; in the
-middle of a notice a fresh watch would otherwise retract the node again, write every job's log line
-again and SIGTERM ranks that are already handling one. So each step is recorded as soon as it is
-done, in a root-only file beside the agent's other state (spot.json: /var/lib/cfn-chainermn/ on a
-node, DIR/nodes/<id>/ on a local cluster), keyed by the notice's time: a later notice (a stopped
-instance started again and warned again) starts afresh. A run that stops between a step and its
+systemd restarts the watch if it dies (Restart=always in its unit, aws_platform.py; nothing else
+restarts it: the agent is installed once, at boot); in the middle of a notice a fresh watch would
+otherwise retract the node again, write every job's log line again and SIGTERM ranks that are
+already handling one. So each step is recorded as soon as it is done, in a root-only file beside
+the agent's other state (spot.json: /var/lib/cfn-chainermn/ on a node, DIR/nodes/<id>/ on a local
+cluster), keyed by the notice's time (spot.record_key: this boot's id where the metadata gave no
+time): a later notice (a stopped instance started again and warned again) starts afresh. A run that stops between a step and its
 record repeats that one step; a file that cannot be read (damaged, or not a plain file) counts as
 none, since acting twice beats not acting.
 """

@@ -11,10 +11,11 @@ import json
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot
+from cfn_chainermn.node import agent, spot, spot_jobs, steps
+from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
 NOTICE = '{"action": "terminate", "time": "2026-12-02T21:00:00Z"}'
@@ -38,20 +40,33 @@ def test_notice_text() -> None:
         "stop", "2026-12-02T21:00:00Z")
     # a body of another shape is still a notice: failing soft early beats waiting for a format
     assert spot.parse_notice("<html>") == spot.Notice("interrupt", "an unknown time")
+    # what goes into users' logs and files is cleaned: no line breaks, no shell, no paths
+    assert spot.parse_notice('{"action": "terminate\\nrm -rf", "time": "21:00 $(id)"}') == spot.Notice(
+        "interrupt", "an unknown time")
+
+
+def test_a_notice_of_unknown_time_is_kept_for_this_boot_only() -> None:
+    """A restarted watch goes on with it; after a stop and a start (a new boot) a notice that
+    again names no time begins afresh instead of finding everything done."""
+    unknown = spot.Notice("interrupt", "an unknown time")
+    assert spot.record_key(unknown, "boot-a") != spot.record_key(unknown, "boot-b")
+    assert spot.record_key(spot.Notice("terminate", "2026-12-02T21:00:00Z"), "boot-a") == "2026-12-02T21:00:00Z"
 
 
 def test_log_line_names_the_node_and_both_times() -> None:
-    line = spot.log_line("i-0abc", "10.0.1.7", spot.Notice("terminate", "2026-12-02T21:00:00Z"), "2026-12-02T20:58:01Z")
+    line = spot_jobs.log_line("i-0abc", "10.0.1.7", "terminate", "2026-12-02T21:00:00Z", "2026-12-02T20:58:01Z")
     assert line == ("cfn-chainermn: 2026-12-02T20:58:01Z Spot interruption notice on node i-0abc (10.0.1.7): EC2 "
                     "will terminate it at 2026-12-02T21:00:00Z; stopping the job's ranks there so the job fails "
                     "now instead of hanging\n")
+    odd = spot_jobs.log_line("i-0abc\nfake line", "10.0.1.7 x", "terminate", "2026-12-02T21:00:00Z", "now")
+    assert "node (unnamed) (?): EC2" in odd and odd.count("\n") == 1
 
 
 def test_a_hostfile_holds_a_node_by_its_whole_address() -> None:
     text = "10.0.1.7 slots=4\n10.0.1.70 slots=4\n"
-    assert spot.holds(text, "10.0.1.7") and spot.holds(text, "10.0.1.70")
-    assert not spot.holds(text, "10.0.1."), "a prefix of an address is not the address"
-    assert not spot.holds("", "10.0.1.7")
+    assert spot_jobs.holds(text, "10.0.1.7") and spot_jobs.holds(text, "10.0.1.70")
+    assert not spot_jobs.holds(text, "10.0.1."), "a prefix of an address is not the address"
+    assert not spot_jobs.holds("", "10.0.1.7")
 
 
 def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -60,8 +75,9 @@ def _sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]:
-    """A booted local node w1 with three jobs in its shared folder and three processes: its rank,
-    another node's rank (same machine, as on a local cluster) and a login shell on it."""
+    """A booted local node w1 with jobs in its shared folder, the queue's book listing the ones
+    it admitted (the ended one's entry not yet tidied), and three processes: its rank, another
+    node's rank (same machine, as on a local cluster) and a login shell on it."""
     d, ids = tmp_path / "lc", ["m", "w1"]
     local_cluster(d, ids)
     for i in (0, 1):
@@ -75,6 +91,8 @@ def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]
         (jobs / job / "log").write_text("step 0\n")
         if ended:
             (jobs / job / "exit_code").write_text("0\n")
+        (jobs / ".queue").mkdir(mode=0o700, exist_ok=True)
+        (jobs / ".queue" / f"h.{job}").touch()
     procs = [_sleeper({"OMPI_COMM_WORLD_RANK": "1", "SSH_CONNECTION": f"127.0.0.2 41000 {W1} 22"}),
              _sleeper({"OMPI_COMM_WORLD_RANK": "0", "SSH_CONNECTION": "127.0.0.9 41000 127.0.0.2 22"}),
              _sleeper({"SSH_CONNECTION": f"127.0.0.9 41000 {W1} 22"})]
@@ -87,9 +105,13 @@ def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]
 
 
 def _watch(d: Path, imds: ImdsStandIn, ticks: int) -> str:
+    return _run(d, spot.imds_poll(imds.url), ticks)
+
+
+def _run(d: Path, poll: Callable[[], str], ticks: int, **over: str) -> str:
+    """`node spot-watch` on w1 for `ticks` polls of `poll`; what it logged."""
     echo = io.StringIO()
-    agent.spot_watch(local_settings(d, ["m", "w1"], 1), None, spot.imds_poll(imds.url), interval=0.01,
-                     ticks=ticks, echo=echo)
+    agent.spot_watch(local_settings(d, ["m", "w1"], 1, **over), None, poll, interval=0.01, ticks=ticks, echo=echo)
     return echo.getvalue()
 
 
@@ -140,11 +162,14 @@ def test_a_rank_that_ignores_sigterm_gets_sigkill_after_the_grace(
     procs.append(stubborn)
     assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # its handler is in place
     monkeypatch.setattr(spot, "KILL_AFTER_S", 0.0)
-    imds = ImdsStandIn({"spot/instance-action": NOTICE})
-    try:
-        out = _watch(d, imds, ticks=3)
-    finally:
-        imds.close()
+    polls: list[str] = []
+
+    def poll() -> str:  # the second poll comes once procs[0] has ended of its SIGTERM, however slow the machine
+        if polls:
+            os.waitid(os.P_PID, procs[0].pid, os.WEXITED | os.WNOWAIT)  # ended, left unreaped
+        polls.append(NOTICE)
+        return NOTICE
+    out = _run(d, poll, ticks=2)
     assert stubborn.wait(timeout=10) == -9
     assert f"SIGKILL to ranks {stubborn.pid}" in out and f"SIGKILL to ranks {procs[0].pid}" not in out
 
@@ -163,7 +188,8 @@ def test_a_log_swapped_for_a_link_is_not_followed(node: tuple[Path, list[subproc
     finally:
         imds.close()
     assert target.read_text() == "keep\n"
-    assert "job j-on-w1: jobs/j-on-w1/log cannot be appended to safely" in out
+    assert "job j-on-w1 not told yet (jobs/j-on-w1/log cannot be appended to safely (Too many levels of " \
+           "symbolic links): refused); tried again at the next poll" in out
     assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
 
 
@@ -200,7 +226,7 @@ def test_the_queue_is_told_before_any_rank_is_signalled(node: tuple[Path, list[s
     gone = d / GONE
     assert gone.read_text() == "w1 2026-12-02T21:00:00Z\n"  # INSTANCE-ID NOTICE-TIME
     st, queue = gone.stat(), gone.parent.stat()
-    assert stat.S_IMODE(st.st_mode) == 0o600 and stat.S_IMODE(queue.st_mode) == 0o700  # .queue was missing
+    assert stat.S_IMODE(st.st_mode) == 0o600 and stat.S_IMODE(queue.st_mode) == 0o700
     assert st.st_uid == queue.st_uid == pwd.getpwnam(LOCAL_USER).pw_uid
     assert "queue told (jobs/.queue/gone.127.0.0.3): no waiting job is placed on 127.0.0.3" in out
     assert out.index("queue told") < out.index("SIGTERM to ranks")
@@ -241,6 +267,7 @@ def test_a_link_planted_for_the_queue_entry_is_refused(node: tuple[Path, list[su
     target.mkdir()
     (target / "keep").write_text("keep\n")
     queue = d / "shared/jobs/.queue"
+    shutil.rmtree(queue)
     if planted == ".queue":
         queue.symlink_to(target)
     else:
@@ -248,7 +275,7 @@ def test_a_link_planted_for_the_queue_entry_is_refused(node: tuple[Path, list[su
         (queue / planted).symlink_to(target / "keep")
     out = _notice(d, ticks=1)
     assert sorted(p.name for p in target.iterdir()) == ["keep"] and (target / "keep").read_text() == "keep\n"
-    assert f"queue not told yet: ~/jobs/{planted if planted == '.queue' else '.queue/' + planted} in " in out
+    assert f"queue not told yet (~/jobs/{planted if planted == '.queue' else '.queue/' + planted} in " in out
     assert "is a symbolic link: refused, not followed" in out
     assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
     (queue if planted == ".queue" else queue / planted).unlink()
@@ -267,7 +294,9 @@ def test_ranks_that_cannot_be_signalled_now_are_tried_at_the_next_poll(
         raise OSError(errno.EMFILE, "Too many open files")
     monkeypatch.setattr(os, "pidfd_open", full)
     out = _notice(d, ticks=1)
-    assert "ranks not stopped yet: [Errno 24] Too many open files" in out and rank_here.poll() is None
+    assert (f"rank {rank_here.pid} not sent SIGTERM yet (EMFILE: no pidfd for rank {rank_here.pid}: Too many "
+            "open files (the watch's own limit, not the rank's end)); tried again at the next poll") in out
+    assert rank_here.poll() is None
     monkeypatch.setattr(os, "pidfd_open", real)
     assert f"SIGTERM to ranks {rank_here.pid}" in _notice(d, ticks=1)
     assert rank_here.wait(timeout=10) == -15
@@ -281,13 +310,13 @@ def test_the_queue_entry_is_the_cluster_users(tmp_path: Path) -> None:
     mount = tmp_path / "efs"
     mount.mkdir()
     files = HomeFiles(mount, (nobody.pw_uid, nobody.pw_gid))
-    text = spot.gone_text("i-0abc", spot.Notice("terminate", "2026-12-02T21:00:00Z"))
+    text = spot_jobs.gone_text("i-0abc", "2026-12-02T21:00:00Z")
     with pytest.raises(AgentError, match=f"no jobs folder in {mount} \\(the shared folder not mounted\\?\\)"):
-        spot.tell_queue(files, "10.0.1.7", text)
+        spot_jobs.tell_queue(files, "10.0.1.7", text)
     assert list(mount.iterdir()) == []
     (mount / "jobs").mkdir(mode=0o700)
     os.chown(mount / "jobs", nobody.pw_uid, nobody.pw_gid)
-    spot.tell_queue(files, "10.0.1.7", text)
+    spot_jobs.tell_queue(files, "10.0.1.7", text)
     for path, mode in ((mount / "jobs/.queue", 0o700), (mount / "jobs/.queue/gone.10.0.1.7", 0o600)):
         st = path.stat()
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, nobody.pw_gid, mode), path
@@ -295,10 +324,11 @@ def test_the_queue_entry_is_the_cluster_users(tmp_path: Path) -> None:
 
 
 def test_the_queue_entry_names_a_file_safely() -> None:
-    assert spot.gone_text("i-0abc", spot.Notice("interrupt", "an unknown time")) == "i-0abc unknown\n"
-    assert spot.gone_text("i-0abc", spot.Notice("stop", "2026-12-02T21:00:00Z\nx")) == "i-0abc unknown\n"
+    assert spot_jobs.gone_text("i-0abc", "an unknown time") == "i-0abc unknown\n"
+    assert spot_jobs.gone_text("i-0abc", "2026-12-02T21:00:00Z\nx") == "i-0abc unknown\n"
+    assert spot_jobs.gone_text("i-0abc x", "2026-12-02T21:00:00Z") == "unknown 2026-12-02T21:00:00Z\n"
     with pytest.raises(AgentError, match=re.escape("node address '../x' cannot name a file in jobs/.queue")):
-        spot.tell_queue(HomeFiles(Path("/nonexistent")), "../x", "i-0abc unknown\n")
+        spot_jobs.tell_queue(HomeFiles(Path("/nonexistent")), "../x", "i-0abc unknown\n")
 
 
 def test_spot_watch_is_installed_on_spot_instances_only(sim_cluster: SimCluster) -> None:
@@ -332,3 +362,108 @@ def test_spot_watch_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.Cap
     assert run_with_boundary(cli, argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("failure", ["a link at jobs", "EIO listing the queue"])
+def test_a_jobs_folder_that_fails_keeps_no_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch, failure: str) -> None:
+    """The shared folder is the user's and EFS's: whatever fails there is said, tried again at
+    the next poll, and the ranks are signalled all the same (the job still fails fast)."""
+    d, (rank_here, _, _) = node
+    jobs = d / "shared/jobs"
+    if failure == "a link at jobs":
+        jobs.rename(d / "shared/elsewhere")
+        jobs.symlink_to(d / "shared/elsewhere")
+    else:
+        real = os.listdir
+
+        def eio(path: object = ".") -> list[str]:
+            if isinstance(path, int):  # a folder opened without following links: the queue's
+                raise OSError(errno.EIO, "Input/output error")
+            return real(path)  # type: ignore[arg-type]
+        monkeypatch.setattr(os, "listdir", eio)
+    out = _notice(d, ticks=1)
+    assert rank_here.wait(timeout=10) == -15
+    assert f"SIGTERM to ranks {rank_here.pid}" in out and "readiness retracted" in out
+    if failure == "a link at jobs":
+        assert "queue not told yet (~/jobs in " in out and "running jobs not read yet (~/jobs in " in out
+    else:
+        assert "running jobs not read yet (EIO: Input/output error); tried again at the next poll" in out
+
+
+def test_a_job_that_cannot_be_read_does_not_keep_the_others_from_their_line(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], tmp_path: Path) -> None:
+    d, (rank_here, _, _) = node
+    odd = d / "shared/jobs/j-odd"
+    odd.mkdir()
+    (odd / "hostfile").symlink_to(tmp_path)
+    (d / "shared/jobs/.queue/h.j-odd").touch()
+    out = _notice(d, ticks=1)
+    assert "job j-odd not read yet (~/jobs/j-odd/hostfile in " in out and "job j-on-w1 told" in out
+    assert "Spot interruption notice on node w1" in (d / "shared/jobs/j-on-w1/log").read_text()
+    assert rank_here.wait(timeout=10) == -15
+
+
+def test_the_ranks_are_signalled_while_s3_is_slow(node: tuple[Path, list[subprocess.Popen[bytes]]],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retraction (S3 on AWS: up to 10 tries of 60 s) runs beside the rest: here it cannot
+    finish until the rank has ended of its SIGTERM, which an inline retraction would never see."""
+    d, (rank_here, _, _) = node
+    real = steps.retract_ready
+    seen: list[int | None] = []
+
+    def slow(ctx: Context) -> str:
+        try:
+            seen.append(rank_here.wait(timeout=30))  # a liveness bound: the rank's end, or the test fails
+        except subprocess.TimeoutExpired:
+            seen.append(None)
+        return real(ctx)
+    monkeypatch.setattr(steps, "retract_ready", slow)
+    out = _notice(d, ticks=1)
+    assert seen == [-15], "the rank had its SIGTERM before the retraction returned"
+    assert out.index(f"SIGTERM to ranks {rank_here.pid}") < out.index("readiness retracted")
+    assert not (d / "bucket/nodes/w1/ready").exists()
+    assert json.loads((d / "nodes/w1/spot.json").read_text())["retracted"] is True
+
+
+def test_a_failed_retraction_is_tried_again_at_the_next_poll(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    d, _ = node
+    real, calls = steps.retract_ready, []
+
+    def flaky(ctx: Context) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AgentError("DeleteObject failed: SlowDown: Please reduce your request rate.")
+        return real(ctx)
+    monkeypatch.setattr(steps, "retract_ready", flaky)
+    out = _notice(d, ticks=2)
+    assert ("readiness not retracted yet (DeleteObject failed: SlowDown: Please reduce your request rate.); "
+            "tried again at the next poll") in out
+    assert len(calls) == 2 and not (d / "bucket/nodes/w1/ready").exists()
+
+
+def test_a_poll_that_fails_unexpectedly_leaves_the_watch_running(
+        node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    d, (rank_here, _, _) = node
+    polls: list[str] = []
+
+    def poll() -> str:
+        polls.append(NOTICE)
+        if len(polls) == 1:
+            raise ValueError("a bug")
+        return NOTICE
+    out = _run(d, poll, ticks=2)
+    assert "spot watch: unexpected ValueError: a bug" in out
+    assert rank_here.wait(timeout=10) == -15
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root: as any other user the "
+                                              "entry is the test user's whatever the watch asks for")
+def test_the_watch_gives_the_queue_entry_to_the_cluster_user(node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    """queue.sh, run as the cluster user, removes entries over 5 minutes old: root's would stay."""
+    d, _ = node
+    nobody = pwd.getpwnam("nobody")
+    _run(d, lambda: NOTICE, 1, user="nobody")
+    st = (d / GONE).stat()
+    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)

@@ -24,8 +24,10 @@ from cfn_chainermn.node.spot_ranks import Rank, Ranks, Signaller
 IP, PORT = "127.0.0.3", 22
 RANK_ENV = {"OMPI_COMM_WORLD_RANK": "1", "SSH_CONNECTION": f"127.0.0.2 41000 {IP} {PORT}"}
 NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
-as_root = pytest.mark.skipif(os.geteuid() != 0 or not os.access(NS_LAST_PID, os.W_OK),
-                             reason="reusing a pid on purpose needs root (ns_last_pid)")
+as_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access(NS_LAST_PID, os.W_OK),
+    reason="making the kernel reuse a given pid needs root (writes /proc/sys/kernel/ns_last_pid); the "
+           "fake-/proc test below covers the same race as any user")
 
 
 def test_a_rank_is_known_by_its_ssh_session_to_the_node() -> None:
@@ -156,28 +158,97 @@ def test_the_sigkill_reaches_only_the_process_that_got_the_sigterm(
     assert not signaller.pidfds, "the ended rank's pidfd is closed"
 
 
+def _fake(proc: Path, pid: int, start: int, *, uids: tuple[int, int, int] | None = None, ppid: int = 1,
+          env: dict[str, str] = RANK_ENV) -> Path:
+    """/proc/PID in a folder of the test's: status (real, effective, saved, fs uids), environ, stat."""
+    entry = proc / str(pid)
+    entry.mkdir(exist_ok=True)
+    r, e, s = uids if uids is not None else (os.getuid(),) * 3
+    (entry / "status").write_text(f"Name:\tpython\nUid:\t{r}\t{e}\t{s}\t{e}\nGid:\t0\t0\t0\t0\n")
+    (entry / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in env.items()))
+    fields = f"S {ppid} " + " ".join(map(str, range(5, 22)))
+    (entry / "stat").write_text(f"{pid} (python) {fields} {start} 0\n")
+    return entry
+
+
 def test_a_fake_proc_whose_rank_was_replaced_refuses_the_signal(
         signaller: Signaller, procs: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
     """The same race for any user: /proc says pid P was a rank at the scan, then (the rank gone)
     that P is a process started later; P is a real process that must get nothing."""
     innocent = _start(STUBBORN, {})
     procs.append(innocent)
-    entry = tmp_path / str(innocent.pid)
-    entry.mkdir()
-    fields = "S " + " ".join(map(str, range(4, 22)))
-    (entry / "stat").write_text(f"{innocent.pid} (python) {fields} 1000 0\n")
-    (entry / "environ").write_bytes(b"".join(f"{k}={v}\0".encode() for k, v in RANK_ENV.items()))
+    _fake(tmp_path, innocent.pid, 1000)
     signaller = Signaller(_ranks(tmp_path), use_pidfd=signaller.use_pidfd)
     found = signaller.ranks.scan()
     assert found == [Rank(innocent.pid, 1000)]
-    (entry / "stat").write_text(f"{innocent.pid} (sleep) {fields} 2000 0\n")  # the newcomer
+    _fake(tmp_path, innocent.pid, 2000)  # the newcomer
     assert not signaller.send(found[0], signal.SIGTERM)
     assert innocent.poll() is None and not signaller.pidfds
+
+
+@pytest.mark.parametrize("which", ["real", "effective", "saved"])
+def test_a_process_that_is_someone_else_in_any_uid_is_no_rank(tmp_path: Path, which: str) -> None:
+    """A set-uid program the user ran (effective root), or a root daemon acting as the user for a
+    moment (real root), has the rank's environment but is not the user's to have signalled."""
+    me = os.getuid()
+    uids = {"real": (me + 1, me, me), "effective": (me, me + 1, me), "saved": (me, me, me + 1)}[which]
+    _fake(tmp_path, 4242, 1000, uids=uids)
+    _fake(tmp_path, 4243, 1000)
+    assert _ranks(tmp_path).scan() == [Rank(4243, 1000)]
+    assert _ranks(tmp_path).at(4242) is None
+
+
+def test_a_ranks_own_children_are_left_to_it(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
+    """A data loader's workers are forked with their rank's environment: only the rank is
+    signalled (and holds a pidfd); a child its rank left behind is found as one at the next scan."""
+    parent = _start([sys.executable, "-c", "import subprocess, sys, time; c = subprocess.Popen(['sleep', '60']); "
+                                           "print('ready', flush=True); print(c.pid, flush=True); time.sleep(60)"],
+                    RANK_ENV)
+    procs.append(parent)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    pids = [r.pid for r in _ranks().scan()]
+    assert parent.pid in pids and child not in pids
+    _fake(tmp_path, 500, 10)  # the same on a folder: 501 is 500's child, 502 was reparented to 1
+    _fake(tmp_path, 501, 11, ppid=500)
+    _fake(tmp_path, 502, 12, ppid=1)
+    assert [r.pid for r in _ranks(tmp_path).scan()] == [500, 502]
+    os.kill(child, signal.SIGKILL)
+
+
+def test_what_the_watch_cannot_read_is_not_taken_for_the_ranks_end(
+        signaller: Signaller, procs: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """A /proc read that fails for the watch's own reasons (EMFILE; here EISDIR, a real error of
+    the same kind) is raised, not read as "ended or reused": a rank so misread would never get
+    its SIGKILL. Once the read works again the same rank is signalled."""
+    rank_proc = _start(STUBBORN, RANK_ENV)
+    procs.append(rank_proc)
+    entry = _fake(tmp_path, rank_proc.pid, 1000)
+    signaller = Signaller(_ranks(tmp_path), use_pidfd=signaller.use_pidfd)
+    found = signaller.ranks.scan()
+    (entry / "status").unlink()
+    (entry / "status").mkdir()
+    with pytest.raises(IsADirectoryError):
+        signaller.send(found[0], signal.SIGKILL)
+    assert rank_proc.poll() is None and not signaller.pidfds, "no pidfd left open"
+    (entry / "status").rmdir()
+    _fake(tmp_path, rank_proc.pid, 1000)
+    assert signaller.send(found[0], signal.SIGKILL)
+    assert rank_proc.wait(timeout=10) == -9
+
+
+def test_a_pid_that_now_names_a_thread_is_not_the_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pidfd_open's EINVAL: the pid is not a thread-group leader (pidfd_open(2)), so the rank
+    that had it is gone: nothing is sent, and nothing raised at every poll from then on."""
+    def thread(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+    monkeypatch.setattr(os, "pidfd_open", thread)
+    assert not Signaller(_ranks()).send(Rank(os.getpid(), 1), signal.SIGTERM)
 
 
 def test_pidfds_that_the_kernel_refuses_otherwise_are_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
     def full(pid: int, flags: int = 0) -> int:
         raise OSError(errno.EMFILE, "Too many open files")
     monkeypatch.setattr(os, "pidfd_open", full)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(OSError, match=r"no pidfd for rank \d+: Too many open files \(the watch's own limit"):
         Signaller(_ranks()).send(Rank(os.getpid(), 1), signal.SIGTERM)

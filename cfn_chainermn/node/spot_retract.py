@@ -1,0 +1,53 @@
+"""The Spot watch's retraction of readiness, in a thread of its own.
+
+The watch's first step (spot.py) deletes the node's ready marker in the bucket. On AWS that is
+S3 through the agent's client, which retries a call up to 10 times (aws.MAX_ATTEMPTS) with
+botocore's default 60 s connect and read timeouts (botocore/endpoint.py DEFAULT_TIMEOUT,
+the default of Config's connect_timeout and read_timeout): run inline, a slow or
+unreachable S3 could spend the 2-minute notice before the first rank got its SIGTERM. So the
+watch starts it first, goes on with the queue and the ranks, and takes the outcome in when there
+is one (a poll waits POLL_WAIT_S at most); a failed attempt is tried again at the next poll.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from cfn_chainermn.node import steps
+from cfn_chainermn.node.context import Context
+
+
+class Retraction:
+    """steps.retract_ready in a thread of its own (spot.py's docstring, step 1); at most one at a
+    time. Only this thread calls the bucket while it runs, and boto3's clients may be used from
+    another thread than their maker's anyway (boto3's guide, clients.html, "Multithreading or
+    multiprocessing with clients"); the local bucket is a folder."""
+
+    POLL_WAIT_S = 1.0  # how long a poll waits at its end for the thread
+    CLOSE_WAIT_S = 30.0  # how long a watch that stops waits for it, to log its outcome
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._thread: threading.Thread | None = None
+        self._outcome: tuple[bool, str] = (False, "")
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spot-retraction", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (True, steps.retract_ready(self.ctx))
+        except Exception as exc:  # S3 throttled or down, or a bug: said, and tried at the next poll
+            self._outcome = (False, f"readiness not retracted yet ({exc}); tried again at the next poll")
+
+    def result(self, wait: float) -> tuple[bool, str] | None:
+        """(retracted, words) once the attempt has ended, waiting `wait` s at most; None while it runs."""
+        if self._thread is None:
+            return None
+        self._thread.join(wait)
+        if self._thread.is_alive():
+            return None
+        self._thread = None
+        return self._outcome
