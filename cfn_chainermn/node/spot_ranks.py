@@ -31,8 +31,9 @@ user's, and pidfd_open's EINVAL that the pid now names a thread of another proce
 watch's own descriptor limit), is raised: the caller reports it and tries the rank again at the
 next poll, where treating it as "ended" would have spared the rank its SIGKILL. Pidfds are held
 for ranks only, not for the processes a rank forks with its environment (a data loader's
-workers): at most one per rank on the node between its SIGTERM and its SIGKILL, far below
-systemd's default soft limit of 1024 descriptors (LimitNOFILE=, systemd.exec(5)).
+workers): at most one per rank on the node between its SIGTERM and its SIGKILL, far below the
+soft limit of 1024 descriptors a service gets from systemd (DefaultLimitNOFILE=1024:524288 since
+systemd 240, systemd-system.conf(5)), so the unit sets no LimitNOFILE.
 """
 
 from __future__ import annotations
