@@ -129,15 +129,22 @@ def scale(name: str, workers: int, target: AwsTarget, wait: bool, yes: bool, out
 @stack.command()
 @name_argument
 @stack_target
+@click.option("--role-arn", metavar="ARN",
+              help="IAM role CloudFormation deletes as (default: the role last associated with the stack, if any).")
 @_change_options
-def delete(name: str, target: AwsTarget, wait: bool, yes: bool) -> None:
+def delete(name: str, target: AwsTarget, role_arn: str | None, wait: bool, yes: bool) -> None:
     """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
 
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
-    Then agent wheels that no stack of the region uses leave the staging bucket.
+    Then agent wheels that no stack of the region uses leave the staging bucket. After idle
+    shutdown's own deletion the stack keeps deleting as its ShutdownRole; --role-arn names another
+    role (trusted by cloudformation.amazonaws.com) when that one cannot finish.
     """
+    from cfn_chainermn.stack.roles import check_role_arn
+
+    role = check_role_arn(role_arn) if role_arn is not None else None  # before any AWS call
     with outcomes():
-        operations(target).delete(name, wait=wait, yes=yes)
+        operations(target).delete(name, wait=wait, yes=yes, role_arn=role)
 
 
 for _command in READ_COMMANDS:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.errors import StackError
-from cfn_chainermn.names import SHUTDOWN_POLICY
+from cfn_chainermn.names import OUT_SHUTDOWN_ROLE
 from cfn_chainermn.stack.follow import Declined, Progress, follow_stack, follow_to, settle
 
 if TYPE_CHECKING:
@@ -75,18 +75,33 @@ class StackOps:
                yes: bool) -> Outcome | None:
         """`configure(base)` gives the new config over the stack's current settings; shown as a change set."""
         from cfn_chainermn.config.params import config_overrides
-        from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of, stack_tags, tags_of
+        from cfn_chainermn.stack.cfn import (
+            create_change_set,
+            describe_own,
+            outputs_of,
+            parameters_of,
+            stack_tags,
+            tags_of,
+        )
         from cfn_chainermn.stack.provision import prepare, template_and_parameters
+        from cfn_chainermn.stack.roles import delete_role_commands, deletes_when_idle, remove_retained_role, role_name
 
         aws = self.aws
         current = describe_own(aws.client("cloudformation"), name, "update")
+        retained = outputs_of(current).get(OUT_SHUTDOWN_ROLE, "")
         base: dict[str, Any] = config_overrides(parameters_of(current))
         base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(_SYSTEM_TAG_PREFIXES)}
         cfg = prepare(aws, self.progress, configure(base), parameters_of(current).get("AvailabilityZone", ""))
         source, params = template_and_parameters(aws, cfg)
         change_set = create_change_set(aws.client("cloudformation"), name, source, dict(params),
                                        stack_tags(cfg.tags))
-        return self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+        outcome = self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+        if retained and outcome is not None and outputs_of(outcome.stack or {}).get(OUT_SHUTDOWN_ROLE) != retained:
+            remove_retained_role(aws.client("iam"), retained, self.say)  # dropped or replaced: kept (Retain)
+        elif retained and change_set is not None and not wait and not deletes_when_idle(params):
+            self.say(f"note: the update drops the idle shutdown's role {role_name(retained)}, which CloudFormation "
+                     f"keeps; once it is done: {delete_role_commands(retained)}")
+        return outcome
 
     def scale(self, name: str, workers: int, *, wait: bool, yes: bool) -> Outcome | None:
         """Only WorkerCount changes; the vCPU quota is checked before growing."""
@@ -139,60 +154,46 @@ class StackOps:
             return None
         return follow_to(self.aws, self.progress, name, stack_id, "UPDATE_COMPLETE", stream)
 
-    def delete(self, name: str, *, wait: bool, yes: bool) -> None:
-        """Empty the key bucket, delete, follow; once more if a node wrote to the bucket meanwhile."""
-        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of
-        from cfn_chainermn.stack.cfn import delete as delete_stack
+    def delete(self, name: str, *, wait: bool, yes: bool, role_arn: str | None = None) -> None:
+        """Empty the key bucket, delete (as `role_arn` when given), follow; once more if a node wrote to
+        the bucket meanwhile. A failure names the role CloudFormation deleted as (stack/roles.py)."""
+        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of, outputs_of
+        from cfn_chainermn.stack.roles import deleted_as, remove_retained_role, send_delete
         from cfn_chainermn.stack.watch import EventStream
 
         aws = self.aws
         cfn, s3 = aws.client("cloudformation"), aws.client("s3")
         own = describe_own(cfn, name, "delete")
-        stack_id = own["StackId"]
+        stack_id, role = own["StackId"], role_arn or str(own.get("RoleARN") or "")
         if not yes:
             self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
-        for attempt in (1, 2):
-            bucket = key_bucket_of(cfn, stack_id)
-            if bucket is not None:
-                self.say(f"emptied bucket {bucket}: {empty_bucket(s3, bucket)} object versions removed")
-            stream = EventStream(cfn, stack_id)
-            stream.skip_existing()
-            delete_stack(cfn, stack_id)
-            self.say(f"deleting stack {name}")
-            if not wait:
-                self.say(f"follow it with: cfn-chainermn stack watch {name}")
-                return
-            outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
-            failure = outcome.failure
-            if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
-                    and failure.get("LogicalResourceId") == KEY_BUCKET_RESOURCE):
-                self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying the delete")
-                continue
-            settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
-            self._delete_shutdown_role(own)
-            return
-
-    def _delete_shutdown_role(self, stack: dict[str, Any]) -> None:
-        """The idle shutdown's service role outlives its stack by design (template/idle.py: Retain);
-        once the stack is gone, `stack delete` removes it. A failure is a warning naming the role."""
-        from cfn_chainermn.aws import aws_call
-        from cfn_chainermn.errors import AwsError
-        from cfn_chainermn.names import OUT_SHUTDOWN_ROLE
-        from cfn_chainermn.stack.cfn import outputs_of
-
-        arn = outputs_of(stack).get(OUT_SHUTDOWN_ROLE, "")
-        if not arn:
-            return
-        role, iam = arn.rpartition("/")[2], self.aws.client("iam")
         try:
-            aws_call("DeleteRolePolicy", lambda: iam.delete_role_policy(RoleName=role,
-                                                                         PolicyName=SHUTDOWN_POLICY))
-            aws_call("DeleteRole", lambda: iam.delete_role(RoleName=role))
-        except AwsError as exc:
-            self.say(f"warning: could not delete the idle shutdown's role {role}: {exc}; delete it in the IAM "
-                     "console (it can do nothing without its stack)")
-            return
-        self.say(f"deleted the idle shutdown's role {role}")
+            for attempt in (1, 2):
+                bucket = key_bucket_of(cfn, stack_id)
+                if bucket is not None:
+                    self.say(f"emptied bucket {bucket}: {empty_bucket(s3, bucket)} object versions removed")
+                stream = EventStream(cfn, stack_id)
+                stream.skip_existing()
+                send_delete(cfn, name, stack_id, role_arn)
+                self.say(f"deleting stack {name}" + (f" as {role_arn}" if role_arn else ""))
+                if not wait:
+                    self.say(f"follow it with: cfn-chainermn stack watch {name}")
+                    return
+                outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
+                failure = outcome.failure
+                if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
+                        and failure.get("LogicalResourceId") == KEY_BUCKET_RESOURCE):
+                    self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying")
+                    continue
+                settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
+                break
+        except StackError as exc:
+            if not role:
+                raise
+            raise StackError(f"{exc}\n{deleted_as(name, role, given=bool(role_arn))}") from None
+        retained = outputs_of(own).get(OUT_SHUTDOWN_ROLE, "")
+        if retained:
+            remove_retained_role(aws.client("iam"), retained, self.say)
 
     def watch(self, name: str) -> Outcome:
         """Follow the stack's current operation until it settles; StackError when it ended badly."""

@@ -137,3 +137,32 @@ def described_types(*names: str, cards: int | None = None) -> dict[str, Any]:
                 "GpuInfo": {"Gpus": [{"Name": row.gpu_model, "Manufacturer": "NVIDIA", "Count": row.gpus}]}}
 
     return {"InstanceTypes": [info(n) for n in names]}
+
+
+def queue_change_set(stubbed: Any, current: Any, wanted: Any, **described: Any) -> Any:
+    """The calls of `stack update` up to its change set, for a g5.xlarge stack in us-east-1d (master and
+    on-demand workers): the stack (`current`'s parameters, this tool's tag, `described`), preflight,
+    the staging of `wanted`'s template and CreateChangeSet with `wanted`'s parameters. Returns the
+    CloudFormation stubber, for what comes next."""
+    from botocore.stub import ANY
+
+    from cfn_chainermn.config.params import template_parameters
+    from cfn_chainermn.stack.cfn import compact, stack_tags
+    from cfn_chainermn.template import render
+
+    cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
+        {"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(current).items()],
+        Tags=OWN, **described)]}, {"StackName": NAME})
+    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
+    ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
+        {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": "us-east-1d"}]}, None)
+    ec2.add_response("describe_instance_types", described_types("g5.xlarge"), {"InstanceTypes": ["g5.xlarge"]})
+    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)
+    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
+    url = queue_template_upload(stubbed, compact(render(wanted, "json")), new_bucket=False)
+    cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
+        "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE", "TemplateURL": url,
+        "Capabilities": ["CAPABILITY_IAM"], "Tags": stack_tags({}),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
+    return cfn

@@ -19,6 +19,7 @@ from stack_helpers import (
     WORKER,
     described_types,
     event,
+    queue_change_set,
     queue_template_upload,
     stack,
 )
@@ -285,21 +286,7 @@ def _update_agent(stubbed: Any, run_cli: Any, now: dict[str, Any], flags: list[s
     base = {"name": NAME, "key_name": "k", "ssh_cidr": "203.0.113.7/32", "instance_type": "g5.xlarge",
             "ami": AMI, "efs": {"mode": "none"}, "network": {"availability_zone": "us-east-1d"}}
     current, wanted = build({**base, **now}, for_stack=True), build({**base, **then}, for_stack=True)
-    cfn, ec2 = stubbed("cloudformation"), stubbed("ec2")
-    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Parameters=[
-        {"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(current).items()],
-        Tags=[{"Key": "cfn-chainermn:version", "Value": "0.1.0"}])]}, {"StackName": NAME})
-    ec2.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "k"}]}, {"KeyNames": ["k"]})
-    ec2.add_response("describe_instance_type_offerings", {"InstanceTypeOfferings": [
-        {"InstanceType": "g5.xlarge", "LocationType": "availability-zone", "Location": "us-east-1d"}]}, None)
-    ec2.add_response("describe_instance_types", described_types("g5.xlarge"), None)
-    stubbed("service-quotas").add_response("get_service_quota", {"Quota": {"Value": 256.0}}, None)
-    ec2.add_response("describe_images", {"Images": [{"ImageId": AMI}]}, {"ImageIds": [AMI]})
-    url = queue_template_upload(stubbed, compact(render(wanted, "json")), new_bucket=False)
-    cfn.add_response("create_change_set", {"Id": "arn:cs"}, {
-        "StackName": NAME, "ChangeSetName": ANY, "ChangeSetType": "UPDATE", "TemplateURL": url,
-        "Capabilities": ["CAPABILITY_IAM"], "Tags": stack_tags({}),
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
+    cfn = queue_change_set(stubbed, current, wanted)
     cfn.add_response("describe_change_set", {"Status": "FAILED", "StatusReason": "stop here"}, None)
     cfn.add_response("delete_change_set", {}, {"ChangeSetName": ANY, "StackName": NAME})
     return run_cli("stack", "update", NAME, *flags, "--yes")

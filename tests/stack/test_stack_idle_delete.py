@@ -1,21 +1,28 @@
 """`stack delete` of a stack with idle shutdown: once the stack is gone, the ShutdownRole it retains
 (template/idle.py: CloudFormation cannot delete the role it deletes with) goes too, by name from
-the stack's output; a stack without the role makes no IAM call. Over Stubber."""
+the stack's output; a stack without the role makes no IAM call. After the master's own DeleteStack
+the stack stays associated with that role, which a later delete reuses: `--role-arn` names another,
+and a failure says which role CloudFormation used. Over Stubber."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from stack_helpers import BUCKET, NAME, OWN, STACK_ID, event, stack
 
 ROLE = "demo-ShutdownRole-AbCdEf"
 ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE}"
 
 
-def _queue_delete(stubbed: Any, outputs: list[dict[str, str]]) -> None:
+def _queue_delete(stubbed: Any, outputs: list[dict[str, str]], *, role_arn: str = "", associated: str = "",
+                  ends: str = "DELETE_COMPLETE") -> None:
+    """One `stack delete`: DeleteStack (with RoleARN when `role_arn`) of a stack associated with role
+    `associated` (DescribeStacks' RoleARN), ending `ends`."""
     cfn, s3 = stubbed("cloudformation"), stubbed("s3")
-    cfn.add_response("describe_stacks", {"Stacks": [stack("CREATE_COMPLETE", Tags=OWN, Outputs=outputs)]},
-                     {"StackName": NAME})
+    own = stack("DELETE_FAILED" if associated else "CREATE_COMPLETE", Tags=OWN, Outputs=outputs,
+                **({"RoleARN": associated} if associated else {}))
+    cfn.add_response("describe_stacks", {"Stacks": [own]}, {"StackName": NAME})
     cfn.add_response("list_stack_resources", {"StackResourceSummaries": [
         {"LogicalResourceId": "KeyBucket", "PhysicalResourceId": BUCKET, "ResourceType": "AWS::S3::Bucket",
          "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"}]},
@@ -23,10 +30,18 @@ def _queue_delete(stubbed: Any, outputs: list[dict[str, str]]) -> None:
     s3.add_response("list_object_versions", {}, {"Bucket": BUCKET})
     cfn.add_response("describe_stack_events", {"StackEvents": [event(2, NAME, "CREATE_COMPLETE")]},
                      {"StackName": STACK_ID})
-    cfn.add_response("delete_stack", {}, {"StackName": STACK_ID})
-    cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist")
+    cfn.add_response("delete_stack", {}, {"StackName": STACK_ID, **({"RoleARN": role_arn} if role_arn else {})})
+    if ends == "DELETE_COMPLETE":
+        cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist")
+        cfn.add_response("describe_stack_events", {"StackEvents": [
+            event(4, NAME, "DELETE_COMPLETE"), event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
+        return
+    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_FAILED", Tags=OWN)]}, {"StackName": NAME})
     cfn.add_response("describe_stack_events", {"StackEvents": [
-        event(4, NAME, "DELETE_COMPLETE"), event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
+        event(5, NAME, "DELETE_FAILED", "The following resource(s) failed to delete: [FileSystem]."),
+        event(4, "FileSystem", "DELETE_FAILED", "not authorized to perform: elasticfilesystem:DeleteFileSystem",
+              rtype="AWS::EFS::FileSystem", physical="fs-0123"),
+        event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
 
 
 def test_delete_removes_the_retained_shutdown_role_after_the_stack(stubbed: Any, run_cli: Any) -> None:
@@ -52,3 +67,65 @@ def test_a_stack_without_idle_shutdown_makes_no_iam_call(stubbed: Any, run_cli: 
     stubbed("iam")  # activated with nothing queued: any call fails the test
     result = run_cli("stack", "delete", NAME, "--yes")
     assert result.code == 0 and "role" not in result.err
+
+
+def test_an_already_deleted_role_is_said_so_and_the_delete_succeeds(stubbed: Any, run_cli: Any) -> None:
+    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
+    iam = stubbed("iam")
+    iam.add_client_error("delete_role_policy", "NoSuchEntity", f"The role with name {ROLE} cannot be found.", 404)
+    iam.add_client_error("delete_role", "NoSuchEntity", f"The role with name {ROLE} cannot be found.", 404)
+    result = run_cli("stack", "delete", NAME, "--yes")
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[-1] == f"the idle shutdown's role {ROLE} was already gone"
+
+
+OTHER = "arn:aws:iam::123456789012:role/admins/cfn-delete"
+
+
+def test_role_arn_is_passed_to_delete_stack(stubbed: Any, run_cli: Any) -> None:
+    _queue_delete(stubbed, [], role_arn=OTHER, associated=ROLE_ARN)
+    result = run_cli("stack", "delete", NAME, "--role-arn", OTHER, "--yes")
+    assert result.code == 0, result.err
+    assert f"deleting stack {NAME} as {OTHER}" in result.err.splitlines()
+
+
+@pytest.mark.parametrize(("flags", "used", "why"), [
+    ([], ROLE_ARN, "the role last associated with the stack, which DeleteStack reuses"),
+    (["--role-arn", OTHER], OTHER, "given with --role-arn")])
+def test_a_failed_delete_names_the_role_cloudformation_used_and_the_fix(
+        stubbed: Any, run_cli: Any, flags: list[str], used: str, why: str) -> None:
+    _queue_delete(stubbed, [], role_arn=flags[1] if flags else "", associated=ROLE_ARN, ends="DELETE_FAILED")
+    result = run_cli("stack", "delete", NAME, *flags, "--yes")
+    assert result.code == 3, result.err
+    assert result.err.splitlines()[-1] == (
+        f"error: CloudFormation deleted it as {used} ({why}); if that role may not delete what failed, or is gone, run "
+        f"`cfn-chainermn stack delete {NAME} --role-arn ARN` with a role trusted by cloudformation.amazonaws.com "
+        "that may")
+
+
+def test_a_role_cloudformation_cannot_assume_is_one_error_with_the_next_step(stubbed: Any, run_cli: Any) -> None:
+    """The associated ShutdownRole deleted by hand: DeleteStack without RoleARN is refused at once."""
+    cfn = stubbed("cloudformation")
+    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_FAILED", Tags=OWN, RoleARN=ROLE_ARN)]},
+                     {"StackName": NAME})
+    cfn.add_response("list_stack_resources", {"StackResourceSummaries": []}, {"StackName": STACK_ID})
+    cfn.add_response("describe_stack_events", {"StackEvents": []}, {"StackName": STACK_ID})
+    cfn.add_client_error("delete_stack", "ValidationError", f"Role {ROLE_ARN} is invalid or cannot be assumed",
+                         expected_params={"StackName": STACK_ID})
+    result = run_cli("stack", "delete", NAME, "--yes")
+    assert result.code == 3
+    assert result.err.splitlines() == [
+        f"error: stack {NAME} not deleted: DeleteStack failed: ValidationError: Role {ROLE_ARN} is invalid or "
+        "cannot be assumed",
+        f"error: CloudFormation deleted it as {ROLE_ARN} (the role last associated with the stack, which "
+        f"DeleteStack reuses); if that role may not delete what failed, or is gone, run `cfn-chainermn stack delete "
+        f"{NAME} --role-arn ARN` with a role trusted by cloudformation.amazonaws.com that may"]
+
+
+@pytest.mark.parametrize("bad", ["admin", "arn:aws:iam::123456789012:user/alice", "arn:aws:iam::1234:role/x",
+                                 "arn:aws:iam::123456789012:role/", f"{ROLE_ARN} "])
+def test_a_role_arn_that_is_no_role_arn_exits_2_before_any_aws_call(no_aws: None, run_cli: Any, bad: str) -> None:
+    result = run_cli("stack", "delete", NAME, "--role-arn", bad, "--yes")
+    assert (result.code, result.out) == (2, "")
+    assert result.err == (f"error: --role-arn: {bad!r} is not an IAM role ARN; give arn:aws:iam::ACCOUNT:role/NAME "
+                          "(a role CloudFormation may assume that can delete the stack's resources)\n")

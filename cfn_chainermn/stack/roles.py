@@ -1,0 +1,110 @@
+"""The IAM roles a stack's deletion runs under: idle shutdown's retained ShutdownRole, removed once
+no stack uses it, and the role a user names for DeleteStack (`stack delete --role-arn`).
+
+CloudFormation keeps the ShutdownRole (DeletionPolicy Retain, template/idle.py) whenever the
+resource leaves the stack: when the stack is deleted, and when an update drops it (a limit turned
+off or set to `stop`) or replaces it, since "DeletionPolicy ... also applies to update operations
+that lead to resources being deleted" (CloudFormation User Guide, DeletionPolicy attribute). Its
+ARN is the stack's ShutdownRoleArn output, read before the operation; once the operation is done,
+`stack delete` and `stack update` delete it here, so it is never left behind by this tool.
+
+Why `--role-arn`: DeleteStack without RoleARN "uses the role that was previously associated with
+the stack" (DeleteStack's RoleARN, CloudFormation API reference): after the master's idle deletion
+passed the ShutdownRole, that is the role every later delete runs as, and a stack it cannot finish
+(DELETE_FAILED) or whose role is gone can be deleted only by passing another role.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cfn_chainermn.aws import aws_call
+from cfn_chainermn.config.sections import has_idle_limit
+from cfn_chainermn.errors import AwsError, ConfigError, StackError
+from cfn_chainermn.names import SHUTDOWN_POLICY
+
+# arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME: a name of [\w+=,.@-], at most 64 characters, under a
+# path of printable ASCII (IAM API reference, CreateRole: the RoleName and Path patterns).
+ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[!-~]*/)?[\w+=,.@-]{1,64}")
+# CloudFormation's words for a role it cannot use: "Role ARN is invalid or cannot be assumed".
+ROLE_GONE = "cannot be assumed"
+
+
+def check_role_arn(value: str) -> str:
+    """`--role-arn`, before any AWS call: an IAM role's ARN, or ConfigError (exit 2)."""
+    if not ROLE_ARN.fullmatch(value):
+        raise ConfigError(f"--role-arn: {value!r} is not an IAM role ARN; give arn:aws:iam::ACCOUNT:role/NAME "
+                          "(a role CloudFormation may assume that can delete the stack's resources)")
+    return value
+
+
+def role_name(arn: str) -> str:
+    return arn.rpartition("/")[2]
+
+
+def _gone(operation: str, call: Callable[[], object]) -> bool:
+    """Run one IAM call; True when IAM says its target no longer exists (NoSuchEntity)."""
+    try:
+        aws_call(operation, call)
+    except AwsError as exc:
+        if exc.code != "NoSuchEntity":
+            raise
+        return True
+    return False
+
+
+def delete_retained_role(iam: Any, arn: str) -> bool:
+    """Delete the ShutdownRole `arn` (its inline policy first, as IAM requires); False when it was
+    already gone. AwsError when IAM refuses."""
+    name = role_name(arn)
+    _gone("DeleteRolePolicy", lambda: iam.delete_role_policy(RoleName=name, PolicyName=SHUTDOWN_POLICY))
+    return not _gone("DeleteRole", lambda: iam.delete_role(RoleName=name))
+
+
+def deletes_when_idle(parameters: Mapping[str, str]) -> bool:
+    """Whether a stack with these parameters has the ShutdownRole (the template's IdleDeletesStack)."""
+    return has_idle_limit(parameters) and parameters.get("IdleAction", "delete") == "delete"
+
+
+def delete_role_commands(arn: str) -> str:
+    """The AWS CLI commands that delete the retained role by hand."""
+    name = role_name(arn)
+    return (f"`aws iam delete-role-policy --role-name {name} --policy-name {SHUTDOWN_POLICY} && "
+            f"aws iam delete-role --role-name {name}`")
+
+
+def deleted_as(name: str, role: str, given: bool) -> str:
+    """What a failed delete says about the role CloudFormation used, and the fix."""
+    why = "given with --role-arn" if given else "the role last associated with the stack, which DeleteStack reuses"
+    return (f"CloudFormation deleted it as {role} ({why}); if that role may not delete what failed, or is gone, "
+            f"run `cfn-chainermn stack delete {name} --role-arn ARN` with a role trusted by "
+            "cloudformation.amazonaws.com that may")
+
+
+def remove_retained_role(iam: Any, arn: str, say: Callable[[str], None]) -> None:
+    """Delete the retained ShutdownRole once no stack uses it, saying so; a refusal is a warning naming
+    the role and the commands (it can do nothing without its stack)."""
+    role = role_name(arn)
+    try:
+        deleted = delete_retained_role(iam, arn)
+    except AwsError as exc:
+        say(f"warning: could not delete the idle shutdown's role {role}: {exc}; it can do nothing without its "
+            f"stack; delete it with: {delete_role_commands(arn)}")
+        return
+    say(f"deleted the idle shutdown's role {role}" if deleted else f"the idle shutdown's role {role} was already gone")
+
+
+def send_delete(cfn: Any, name: str, stack_id: str, role_arn: str | None) -> None:
+    """DeleteStack by id (so it can be followed after the name is gone), as `role_arn` when given; a
+    role CloudFormation cannot assume (the associated one deleted, say) is a StackError."""
+    try:
+        if role_arn:
+            aws_call("DeleteStack", lambda: cfn.delete_stack(StackName=stack_id, RoleARN=role_arn))
+        else:
+            aws_call("DeleteStack", lambda: cfn.delete_stack(StackName=stack_id))
+    except AwsError as exc:
+        if ROLE_GONE not in str(exc):
+            raise
+        raise StackError(f"stack {name} not deleted: {exc}") from None  # the caller adds the role and the fix
