@@ -3,8 +3,9 @@ no stack uses it, and the role a user names for DeleteStack (`stack delete --rol
 
 CloudFormation keeps the ShutdownRole (DeletionPolicy Retain, template/idle.py) whenever the
 resource leaves the stack: when the stack is deleted, and when an update drops it (a limit turned
-off or set to `stop`) or replaces it, since "DeletionPolicy ... also applies to update operations
-that lead to resources being deleted" (CloudFormation User Guide, DeletionPolicy attribute). Its
+off or set to `stop`): "This capability also applies to stack update operations that lead to
+resources being deleted from stacks" (CloudFormation User Guide, DeletionPolicy attribute); a
+replacement keeps the old one by UpdateReplacePolicy Retain. Its
 ARN is the stack's ShutdownRoleArn output, read before the operation; once the operation is done,
 `stack delete` and `stack update` delete it here, so it is never left behind by this tool.
 
