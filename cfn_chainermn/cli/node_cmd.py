@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
+    from botocore.config import Config
+
     from cfn_chainermn.node.agent import AwsClients
     from cfn_chainermn.node.settings import Settings
 
@@ -67,9 +69,10 @@ def _settings(kwargs: dict[str, Any], *, saved: bool) -> Any:
     return base
 
 
-def _clients(settings: Settings) -> AwsClients:
+def _clients(settings: Settings, s3_config: Config | None = None) -> AwsClients:
     """The agent's clients through the one AWS factory (cli/services.py: retries, user agent; tests
-    hand in their own); the region from IMDS when the flags gave none."""
+    hand in their own); the region from IMDS when the flags gave none. `s3_config`: an S3 client
+    of the command's own, from the same session (the Spot watch's shorter timeouts)."""
     from cfn_chainermn.cli.services import services
     from cfn_chainermn.node.agent import AwsClients
     from cfn_chainermn.node.imds import Imds
@@ -77,7 +80,9 @@ def _clients(settings: Settings) -> AwsClients:
     if not settings.region:
         settings.region = Imds(settings.imds_url, wait=settings.imds_wait).get("placement/region")
     aws = services().connect(None, settings.region, settings.endpoint_url or None)
-    return AwsClients(aws.client("ec2"), aws.client("s3"), aws.client("cloudformation"), aws.client("autoscaling"))
+    s3 = aws.client("s3") if s3_config is None else aws.session.client(  # type: ignore[call-overload]
+        "s3", endpoint_url=aws.endpoint_url or None, config=s3_config)
+    return AwsClients(aws.client("ec2"), s3, aws.client("cloudformation"), aws.client("autoscaling"))
 
 
 def _with_settings(saved: bool) -> Callable[[F], F]:
@@ -150,7 +155,7 @@ def spot_watch(interval: float, ticks: int | None, **kwargs: Any) -> None:
     no metadata service: give --imds-url of a stand-in that serves spot/instance-action.
     """
     from cfn_chainermn.errors import ConfigError
-    from cfn_chainermn.node import agent, spot
+    from cfn_chainermn.node import agent, spot, spot_retract
 
     if interval <= 0 or (ticks is not None and ticks < 1):
         raise ConfigError("--interval must be above 0 and --ticks at least 1")
@@ -158,7 +163,7 @@ def spot_watch(interval: float, ticks: int | None, **kwargs: Any) -> None:
     settings.check(boot=False)
     if settings.local and not kwargs.get("imds_url"):
         raise ConfigError("--imds-url is required with --backend local (a local node has no metadata service)")
-    clients = None if settings.local else _clients(settings)
+    clients = None if settings.local else _clients(settings, spot_retract.s3_config())
     agent.spot_watch(settings, clients, spot.imds_poll(settings.imds_url), interval=interval, ticks=ticks)
 
 

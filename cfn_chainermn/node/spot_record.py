@@ -6,9 +6,9 @@ otherwise retract the node again, write every job's log line again and SIGTERM r
 already handling one. So each step is recorded as soon as it is done, in a root-only file beside
 the agent's other state (spot.json: /var/lib/cfn-chainermn/ on a node, DIR/nodes/<id>/ on a local
 cluster), keyed by the notice's time (spot.record_key: this boot's id where the metadata gave no
-time): a later notice (a stopped instance started again and warned again) starts afresh. A run that stops between a step and its
-record repeats that one step; a file that cannot be read (damaged, or not a plain file) counts as
-none, since acting twice beats not acting.
+time): a later notice (a stopped instance started again and warned again) starts afresh. A run
+that stops between a step and its record repeats that one step; a file that cannot be read
+(damaged, or not a plain file) counts as none, since acting twice beats not acting.
 """
 
 from __future__ import annotations

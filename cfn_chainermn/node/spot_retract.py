@@ -7,14 +7,36 @@ the default of Config's connect_timeout and read_timeout): run inline, a slow or
 unreachable S3 could spend the 2-minute notice before the first rank got its SIGTERM. So the
 watch starts it first, goes on with the queue and the ranks, and takes the outcome in when there
 is one (a poll waits POLL_WAIT_S at most); a failed attempt is tried again at the next poll.
+`node spot-watch` also gives the watch an S3 client of its own with short timeouts and 3 tries
+in all (s3_config), so one attempt ends within about a minute (3 x 8 s, and botocore's standard
+mode backs off 1 s, then 2 s at most between tries, 20 s plus 5 where S3 asks for a pause:
+botocore/retries/standard.py ExponentialBackoff) and the next poll can try afresh.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from cfn_chainermn.node import steps
 from cfn_chainermn.node.context import Context
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+S3_RETRIES = 2  # botocore's max_attempts counts the tries after the first
+S3_CONNECT_TIMEOUT_S = 3.0
+S3_READ_TIMEOUT_S = 5.0
+
+
+def s3_config() -> Config:
+    """The watch's S3 client settings: the agent's (standard retries, user agent), shorter."""
+    from botocore.config import Config
+
+    from cfn_chainermn.aws import botocore_config
+
+    return botocore_config(S3_RETRIES).merge(Config(connect_timeout=S3_CONNECT_TIMEOUT_S,
+                                                     read_timeout=S3_READ_TIMEOUT_S))
 
 
 class Retraction:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from imds_stand_in import ImdsStandIn
@@ -25,7 +26,7 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot, spot_jobs, steps
+from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, steps
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
@@ -467,3 +468,29 @@ def test_the_watch_gives_the_queue_entry_to_the_cluster_user(node: tuple[Path, l
     _run(d, lambda: NOTICE, 1, user="nobody")
     st = (d / GONE).stat()
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+
+
+def test_on_aws_the_watch_retracts_through_an_s3_client_with_short_timeouts(
+        sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`node spot-watch` as its unit runs it (settings from agent.json): the marker goes from the
+    bucket (moto), through an S3 client of the watch's own whose one attempt ends within a minute."""
+    c = sim_cluster
+    for name in ("master", "w1"):
+        assert c.boot(name).ready
+    w1 = c.nodes["w1"]
+    w1.imds.meta["spot/instance-action"] = NOTICE
+    seen: list[agent.AwsClients | None] = []
+    real = agent.spot_watch
+
+    def spy(settings: Any, clients: agent.AwsClients | None, *args: Any, **kwargs: Any) -> None:
+        seen.append(clients)
+        real(settings, clients, *args, **kwargs)
+    monkeypatch.setattr(agent, "spot_watch", spy)
+    assert run_with_boundary(cli, ["node", "spot-watch", "--root", str(w1.root), "--ticks", "1"]) == 0
+    ready = f"nodes/{w1.instance_id}/ready"
+    assert ready not in [o["Key"] for o in c.s3.list_objects_v2(Bucket=c.bucket).get("Contents", [])]
+    assert seen and seen[0] is not None
+    config = seen[0].s3.meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (
+        spot_retract.S3_CONNECT_TIMEOUT_S, spot_retract.S3_READ_TIMEOUT_S, 3)
+    assert f"readiness retracted ({ready})" in capsys.readouterr().err
