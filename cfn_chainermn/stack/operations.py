@@ -104,28 +104,41 @@ class StackOps:
         return outcome
 
     def scale(self, name: str, workers: int, *, wait: bool, yes: bool) -> Outcome | None:
-        """Only WorkerCount changes; the vCPU quota is checked before growing."""
+        """Only WorkerCount changes; the vCPU quota is checked before growing. A cluster idle shutdown
+        stopped (outside CloudFormation) is started again: its master, and its group to N (stack/resume.py)."""
         from cfn_chainermn.catalog.instance_types import estimate
-        from cfn_chainermn.stack.cfn import create_change_set, describe_own, parameters_of
+        from cfn_chainermn.stack.cfn import create_change_set, describe_own, outputs_of, parameters_of
         from cfn_chainermn.stack.provision import check_quota_for
+        from cfn_chainermn.stack.resume import Stopped, find_stopped, resume
 
         aws = self.aws
         current = describe_own(aws.client("cloudformation"), name, "scale")
         params = parameters_of(current)
         if "WorkerCount" not in params:
             raise StackError(f"stack {name} has no WorkerCount parameter; it is not a cfn-chainermn cluster")
-        if params["WorkerCount"] == str(workers):
+        same = params["WorkerCount"] == str(workers)
+        stopped = find_stopped(aws.client("ec2"), aws.client("autoscaling"), outputs_of(current), workers)
+        if same and not stopped:
             self.say(f"stack {name} already has {workers} workers; nothing to change")
             return None
         with contextlib.suppress(KeyError):
             cost = estimate(params["MasterInstanceType"], params["WorkerInstanceType"], workers)
             self.say(f"cost: {cost.describe()}")
-        if workers > int(params["WorkerCount"] or 0):
+        if workers > int(params["WorkerCount"] or 0) or stopped:
             check_quota_for(aws, self.progress, name, params, workers)
+        if same:  # the stack already says N: nothing for CloudFormation to change, the resources differ
+            if not yes:
+                self._confirm(f"Stack {name} is stopped: {stopped.describe(workers)}?")
+            for line in resume(aws.client("ec2"), aws.client("autoscaling"), stopped, workers):
+                self.say(line)
+            return None
         values: dict[str, str | None] = {key: None for key in params}
         values["WorkerCount"] = str(workers)
         change_set = create_change_set(aws.client("cloudformation"), name, None, values)
-        return self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+        outcome = self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
+        for line in resume(aws.client("ec2"), aws.client("autoscaling"), Stopped(master=stopped.master), workers):
+            self.say(line)  # the change set sized the group; the master idle shutdown stopped needs a start
+        return outcome
 
     def _apply(self, name: str, stack_id: str, change_set: ChangeSet | None, *, yes: bool,
                wait: bool) -> Outcome | None:

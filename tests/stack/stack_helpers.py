@@ -123,6 +123,15 @@ def cluster_client(service: str) -> Any:
     return boto3.session.Session(region_name=REGION).client(service)
 
 
+def arrange_default_subnet(ec2: Any) -> tuple[str, str]:
+    """A key pair (demo-key), and moto's default VPC with its us-east-1a subnet (moto cannot delete a
+    stack's new VPC: its SubnetRouteTableAssociation makes DeleteStack fail)."""
+    ec2.create_key_pair(KeyName="demo-key")
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
+    return vpc, next(s["SubnetId"] for s in subnets if s["AvailabilityZone"] == "us-east-1a")
+
+
 def described_types(*names: str, cards: int | None = None) -> dict[str, Any]:
     """DescribeInstanceTypes' answer for table types (the fields preflight reads; shapes per the EC2 API
     reference); `cards` overrides the EFA interface count EC2 reports."""

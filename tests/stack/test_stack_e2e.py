@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from stack_helpers import PINNED, STAGING, cluster_client
+from stack_helpers import PINNED, STAGING, arrange_default_subnet, cluster_client
 
 from cfn_chainermn import __version__
 from cfn_chainermn.config.model import DEFAULT_AMI_SSM_PARAMETER, ClusterConfig
@@ -34,22 +34,13 @@ def _instances(ec2: Any, role: str) -> dict[str, str]:
     return found
 
 
-def _arrange(ec2: Any) -> tuple[str, str]:
-    """A key pair, and moto's default VPC with its us-east-1a subnet (moto cannot delete a stack's
-    new VPC: its SubnetRouteTableAssociation makes DeleteStack fail)."""
-    ec2.create_key_pair(KeyName="demo-key")
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]
-    return vpc, next(s["SubnetId"] for s in subnets if s["AvailabilityZone"] == "us-east-1a")
-
-
 def _running(states: dict[str, str]) -> int:
     return sum(1 for s in states.values() if s == "running")
 
 
 def test_create_scale_delete_against_moto(emulator: Any, run_cli: Any) -> None:
     ec2, s3, asg, cfn = (cluster_client(s) for s in ("ec2", "s3", "autoscaling", "cloudformation"))
-    vpc, subnet = _arrange(ec2)
+    vpc, subnet = arrange_default_subnet(ec2)
 
     created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
                       "--instance-type", "g5.xlarge", "--workers", "2", "--vpc-id", vpc, "--subnet-id", subnet,
@@ -146,7 +137,7 @@ def test_an_index_stack_and_its_update_stage_each_template_into_the_same_bucket(
         emulator: Any, run_cli: Any) -> None:
     """The second staging finds the bucket (head_bucket naming this account as its owner, on real S3 calls)."""
     ec2, s3, cfn = (cluster_client(s) for s in ("ec2", "s3", "cloudformation"))
-    vpc, subnet = _arrange(ec2)
+    vpc, subnet = arrange_default_subnet(ec2)
     created = run_cli("stack", "create", NAME, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
                       "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
                       "--agent-source", "index", "--agent-package", PINNED, "--yes")
