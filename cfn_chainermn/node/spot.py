@@ -14,14 +14,15 @@ descriptors) is reported in the agent log and the step tried again at the next p
 keeps the steps after it from running:
 1. the node's ready marker is deleted (steps.retract_ready), so `job submit`, which reads
    readiness from the bucket, places no new job on it, and every hostfile drops it at the next
-   refresh. It runs in a thread of its own, started first and taken in last: the agent's S3
-   client retries a call 10 times with botocore's 60 s timeouts, which inline could spend the
-   2-minute notice before the first SIGTERM;
+   refresh. It runs in a thread of its own, started first and taken in last (spot_retract.py):
+   a slow S3 must not spend the 2-minute notice before the first SIGTERM;
 2. `<jobs>/.queue/gone.<ADDRESS>` is written for the master's queue (spot_jobs.tell_queue), so
    that no waiting job is placed on the node when the ranks' end frees it; written before any
    rank is signalled, and if it cannot be, the ranks are signalled anyway;
-3. the running jobs that hold the node are listed (spot_jobs.py: from the queue's book), before
-   the signals, since a job ended by them would no longer look running;
+3. each running job that holds the node (spot_jobs.py: from the queue's book) gets its line,
+   naming the node and the time, in `spot.ADDRESS` in its folder, which cmd.sh adds to the job's
+   log when mpiexec returns (the log's one writer: NFS appends from two clients race). Written
+   before the signals, since the job's end is when cmd.sh reads it;
 4. the ranks on this node get SIGTERM, then SIGKILL if still running KILL_AFTER_S later, at a
    later poll (spot_ranks.py: through pidfds, never a reused pid). They are the cluster user's
    processes that OpenMPI started (OMPI_COMM_WORLD_RANK in their environment) under an ssh
@@ -29,9 +30,8 @@ keeps the steps after it from running:
    node's ranks from another's on the same machine), of whatever job: the node goes, so every
    job with a rank here fails, and the queue gives a node to one job at a time anyway. OpenMPI's
    mpiexec then ends the whole job at once ("process rank N ... exited on signal 15"), where a
-   lost node would leave the other ranks waiting in an allreduce until NCCL or TCP gives up;
-5. each of those jobs gets one line in its log naming the node and the time.
-Steps 3 to 5 repeat at every poll while the notice stands (a job may have been placed a moment
+   lost node would leave the other ranks waiting in an allreduce until NCCL or TCP gives up.
+Steps 3 and 4 repeat at every poll while the notice stands (a job may have been placed a moment
 before the queue was told).
 """
 
@@ -127,27 +127,19 @@ class Watch:
         except KeyError:
             done.append(f"user {s.user} does not exist: no queue entry, no ranks to stop")
             entry = None
-        mount = self.ctx.platform.path(s.mount_point)
-        if entry is not None and not rec.gone:
-            try:
-                done.append(spot_jobs.tell_queue(HomeFiles(mount, (entry.pw_uid, entry.pw_gid)), s.private_ip,
-                                                 spot_jobs.gone_text(s.node_id, notice.time)))
-                rec.gone = True
-                self._save(done)
-            except (CfnChainermnError, OSError) as exc:
-                done.append(f"queue not told yet ({_words(exc)}); tried again at the next poll")
-        jobs = self._jobs(HomeFiles(mount), rec, done)
-        if entry is not None:
-            self._stop_ranks(entry.pw_uid, done)
-        for job in jobs:
-            try:
-                line = spot_jobs.log_line(s.node_id, s.private_ip, notice.action, notice.time, seen)
-                if spot_jobs.append_log(HomeFiles(mount), job, line):
-                    rec.told.append(job)  # only once it is written: a failed append is tried again next poll
-                    done.append(f"job {job} told")
+        if entry is not None:  # the shared folder's files are the cluster user's, who runs the queue and cmd.sh
+            files = HomeFiles(self.ctx.platform.path(s.mount_point), (entry.pw_uid, entry.pw_gid))
+            if not rec.gone:
+                try:
+                    done.append(spot_jobs.tell_queue(files, s.private_ip, spot_jobs.gone_text(s.node_id, notice.time)))
+                    rec.gone = True
                     self._save(done)
-            except (CfnChainermnError, OSError) as exc:
-                done.append(f"job {job} not told yet ({_words(exc)}); tried again at the next poll")
+                except (CfnChainermnError, OSError) as exc:
+                    done.append(f"queue not told yet ({_words(exc)}); tried again at the next poll")
+            line = spot_jobs.log_line(s.node_id, s.private_ip, notice.action, notice.time, seen)
+            for job in self._jobs(files, rec, done):
+                self._tell(files, job, line, done)
+            self._stop_ranks(entry.pw_uid, done)
         self._retracted(Retraction.POLL_WAIT_S, done)
         return "; ".join(done)
 
@@ -168,6 +160,18 @@ class Watch:
             except (CfnChainermnError, OSError) as exc:
                 done.append(f"job {job} not read yet ({_words(exc)}); tried again at the next poll")
         return jobs
+
+    def _tell(self, files: HomeFiles, job: str, line: str, done: list[str]) -> None:
+        """The job's note (spot_jobs.write_note), before its ranks are signalled: cmd.sh reads it
+        as soon as mpiexec returns. Recorded once written; a failed one is tried next poll."""
+        assert self.record is not None
+        try:
+            if spot_jobs.write_note(files, job, self.ctx.settings.private_ip, line):
+                self.record.told.append(job)
+                done.append(f"job {job} told")
+                self._save(done)
+        except (CfnChainermnError, OSError) as exc:
+            done.append(f"job {job} not told yet ({_words(exc)}); tried again at the next poll")
 
     def _stop_ranks(self, uid: int, done: list[str]) -> None:
         try:

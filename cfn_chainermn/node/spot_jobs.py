@@ -1,4 +1,4 @@
-"""The Spot watch's side of the shared folder: the queue's gone entry and the running jobs' logs.
+"""The Spot watch's side of the shared folder: the queue's gone entry and the running jobs' lines.
 
 Everything here is on `<mount>/jobs/`, the cluster user's (opened without following links:
 homefiles.py), and on EFS, which can fail like any file system (EIO, a stale handle) or refuse
@@ -11,19 +11,19 @@ once the job has ended. So a poll reads the holders' folders only (exit_code fir
 hostfile), however long the history of finished jobs is. A job started by a version without
 the queue has no entry and is not told (docs/jobs.md counts such jobs out of the queue too).
 
-The log line is appended with O_APPEND from this node while mpiexec on the master appends the
-job's output to the same file: EFS is NFS, where two clients' appends are not atomic ("O_APPEND
-may lead to corrupted files on NFS filesystems if more than one process appends data to a file
-at once ... the client kernel has to simulate it, which can't be done without a race
-condition", open(2)). The line can be overwritten by output the master writes at the same
-moment; docs/node-agent.md says so, and the agent log on the node keeps the same facts.
+The line for a job's log is not appended to the log from here: mpiexec on the master appends the
+job's output to it from another NFS client, and two clients' appends race ("O_APPEND may lead to
+corrupted files on NFS filesystems if more than one process appends data to a file at once ...
+the client kernel has to simulate it, which can't be done without a race condition", open(2)).
+So the watch writes the line whole into a file of its own in the job's folder, `spot.ADDRESS`
+(one writer: this node; replaced in one rename, the cluster user's, 0600), before it signals the
+ranks, and cmd.sh, the log's one writer, adds it to the log once mpiexec has returned.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.jobs.folder import JOBS
@@ -31,7 +31,7 @@ from cfn_chainermn.node.homefiles import HomeFiles
 
 QUEUE = f"{JOBS}/.queue"  # jobs/sh/queue.sh's folder, under the mount point
 HOLDER = "h."  # queue.sh's entry for a job that holds the nodes of its hostfile
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO: ENXIO, no hang
+NOTE = "spot."  # spot.ADDRESS in a job's folder: the line cmd.sh adds to its log
 _ADDRESS = re.compile(r"[0-9A-Za-z][0-9A-Za-z.:_-]{0,252}")  # an IPv4/IPv6 address or a host name: a safe file name
 _NODE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")  # an instance id, or a local node's id
 _TIME = re.compile(r"[0-9A-Za-z:.+-]{1,40}")
@@ -96,25 +96,16 @@ def running_on(files: HomeFiles, job: str, ip: str) -> bool:
     return hostfile is not None and holds(hostfile.decode(errors="replace"), ip)
 
 
-def append_log(files: HomeFiles, job: str, text: str) -> bool:
-    """One line at the end of <jobs>/JOB/log (cmd.sh appends there too: O_APPEND, whole line);
-    False when the job has no folder or no log. A link, a FIFO or a file with other names there
-    is refused: root writes only into the plain file the job made."""
+def write_note(files: HomeFiles, job: str, address: str, text: str) -> bool:
+    """<jobs>/JOB/spot.ADDRESS holding `text`, for cmd.sh to add to the job's log (files: owned by
+    the cluster user, who runs cmd.sh); False when the job's folder is gone (none is made). A
+    link, a FIFO or a file with other names at that name is refused, as homefiles.py refuses
+    them anywhere."""
+    if not _ADDRESS.fullmatch(address):
+        raise AgentError(f"node address {address!r} cannot name a file in {JOBS}/{job}: the job is not told")
     folder = f"{JOBS}/{job}"
     with files.folder(folder, create=False) as fd:
         if fd is None:
             return False
-        try:
-            log = os.open("log", _APPEND, dir_fd=fd)
-        except FileNotFoundError:
-            return False
-        except OSError as exc:  # ELOOP: a link; ENXIO: a FIFO nobody reads
-            raise AgentError(f"{folder}/log cannot be appended to safely ({exc.strerror}): refused") from exc
-        try:
-            st = os.fstat(log)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                raise AgentError(f"{folder}/log is not a plain file with one name: refused")
-            os.write(log, text.encode())
-        finally:
-            os.close(log)
+    files.write(f"{folder}/{NOTE}{address}", text, 0o600)
     return True

@@ -32,6 +32,7 @@ from cfn_chainermn.node.homefiles import HomeFiles
 
 NOTICE = '{"action": "terminate", "time": "2026-12-02T21:00:00Z"}'
 W1 = "127.0.0.3"  # node w1 of local_cluster(d, ["m", "w1"])
+NOTE = f"spot.{W1}"  # w1's line for a job, in the job's folder (node/spot_jobs.py)
 
 
 def test_notice_text() -> None:
@@ -139,10 +140,11 @@ def test_notice_retracts_tells_the_job_once_and_stops_only_its_ranks_here(
     finally:
         imds.close()
     assert not (d / "bucket/nodes/w1/ready").exists() and (d / "bucket/nodes/m/ready").exists()
-    lines = (d / "shared/jobs/j-on-w1/log").read_text().splitlines()
-    assert lines[0] == "step 0" and len(lines) == 2
-    assert "Spot interruption notice on node w1 (127.0.0.3): EC2 will terminate it at 2026-12-02T21:00:00Z" in lines[1]
+    lines = (d / f"shared/jobs/j-on-w1/{NOTE}").read_text().splitlines()  # cmd.sh adds it to the log (test_spot_jobs)
+    assert len(lines) == 1
+    assert "Spot interruption notice on node w1 (127.0.0.3): EC2 will terminate it at 2026-12-02T21:00:00Z" in lines[0]
     for job in ("j-elsewhere", "j-ended"):
+        assert not (d / f"shared/jobs/{job}/{NOTE}").exists()
         assert (d / f"shared/jobs/{job}/log").read_text() == "step 0\n"
     assert rank_here.wait(timeout=10) == -15
     assert rank_elsewhere.poll() is None and login.poll() is None
@@ -175,35 +177,35 @@ def test_a_rank_that_ignores_sigterm_gets_sigkill_after_the_grace(
     assert f"SIGKILL to ranks {stubborn.pid}" in out and f"SIGKILL to ranks {procs[0].pid}" not in out
 
 
-def test_a_log_swapped_for_a_link_is_not_followed(node: tuple[Path, list[subprocess.Popen[bytes]]],
-                                                  tmp_path: Path) -> None:
+def test_a_link_planted_for_the_note_is_not_followed(node: tuple[Path, list[subprocess.Popen[bytes]]],
+                                                     tmp_path: Path) -> None:
     d, (rank_here, _, _) = node
     target = tmp_path / "root-owned"
     target.write_text("keep\n")
-    log = d / "shared/jobs/j-on-w1/log"
-    log.unlink()
-    log.symlink_to(target)
+    (d / f"shared/jobs/j-on-w1/{NOTE}").symlink_to(target)
     imds = ImdsStandIn({"spot/instance-action": NOTICE})
     try:
         out = _watch(d, imds, ticks=1)
     finally:
         imds.close()
     assert target.read_text() == "keep\n"
-    assert "job j-on-w1 not told yet (jobs/j-on-w1/log cannot be appended to safely (Too many levels of " \
-           "symbolic links): refused); tried again at the next poll" in out
+    assert f"job j-on-w1 not told yet (~/jobs/j-on-w1/{NOTE} in " in out and "is a symbolic link: refused" in out
     assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
 
 
 GONE = "shared/jobs/.queue/gone.127.0.0.3"  # the queue's entry for w1 (jobs/sh/queue.sh)
 OBSERVER = ("import os, signal, sys, time\n"
-            "signal.signal(signal.SIGTERM, lambda *_: print(f'TERM gone={os.path.exists(sys.argv[1])}', flush=True))\n"
+            "signal.signal(signal.SIGTERM, lambda *_: print(f'TERM gone={os.path.exists(sys.argv[1])} '\n"
+            "                                               f'note={os.path.exists(sys.argv[2])}', flush=True))\n"
             "print('ready', flush=True)\n"
             "time.sleep(60)\n")
 
 
 def _observer(d: Path, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """A rank on w1 that survives SIGTERM and says, at each, whether the queue's entry existed."""
-    p = subprocess.Popen([sys.executable, "-c", OBSERVER, str(d / GONE)], stdout=subprocess.PIPE,
+    """A rank on w1 that survives SIGTERM and says, at each, whether the queue's entry and the
+    running job's line existed."""
+    p = subprocess.Popen([sys.executable, "-c", OBSERVER, str(d / GONE), str(d / f"shared/jobs/j-on-w1/{NOTE}")],
+                         stdout=subprocess.PIPE,
                          env={"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "3",
                               "SSH_CONNECTION": f"127.0.0.2 41002 {W1} 22"})
     procs.append(p)
@@ -219,11 +221,14 @@ def _notice(d: Path, ticks: int) -> str:
         imds.close()
 
 
-def test_the_queue_is_told_before_any_rank_is_signalled(node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+def test_the_queue_and_the_jobs_are_told_before_any_rank_is_signalled(
+        node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
+    """The ranks' end frees the node (the queue must know it goes) and ends the job (cmd.sh then
+    adds the job's line to its log: it must be there)."""
     d, procs = node
     observer = _observer(d, procs)
     out = _notice(d, ticks=1)
-    assert observer.stdout is not None and observer.stdout.readline() == b"TERM gone=True\n"
+    assert observer.stdout is not None and observer.stdout.readline() == b"TERM gone=True note=True\n"
     gone = d / GONE
     assert gone.read_text() == "w1 2026-12-02T21:00:00Z\n"  # INSTANCE-ID NOTICE-TIME
     st, queue = gone.stat(), gone.parent.stat()
@@ -253,9 +258,10 @@ def test_a_restarted_watch_goes_on_instead_of_repeating(node: tuple[Path, list[s
         assert repeated not in second, second
     assert f"SIGKILL to ranks {observer.pid} (" in second, "the ended rank_here is not reported as killed"
     assert observer.wait(timeout=10) == -9
-    assert observer.stdout is not None and observer.stdout.read() == b"TERM gone=True\n", "one SIGTERM in all"
+    assert observer.stdout is not None and observer.stdout.read() == b"TERM gone=True note=True\n", "one SIGTERM"
     assert not (d / GONE).exists()
-    assert sum("Spot interruption notice" in x for x in (d / "shared/jobs/j-on-w1/log").read_text().splitlines()) == 1
+    note = (d / f"shared/jobs/j-on-w1/{NOTE}").read_text().splitlines()
+    assert sum("Spot interruption notice" in x for x in note) == 1
 
 
 @pytest.mark.parametrize("planted", [".queue", "gone.127.0.0.3"])
@@ -401,7 +407,7 @@ def test_a_job_that_cannot_be_read_does_not_keep_the_others_from_their_line(
     (d / "shared/jobs/.queue/h.j-odd").touch()
     out = _notice(d, ticks=1)
     assert "job j-odd not read yet (~/jobs/j-odd/hostfile in " in out and "job j-on-w1 told" in out
-    assert "Spot interruption notice on node w1" in (d / "shared/jobs/j-on-w1/log").read_text()
+    assert "Spot interruption notice on node w1" in (d / f"shared/jobs/j-on-w1/{NOTE}").read_text()
     assert rank_here.wait(timeout=10) == -15
 
 
@@ -462,12 +468,14 @@ def test_a_poll_that_fails_unexpectedly_leaves_the_watch_running(
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root: as any other user the "
                                               "entry is the test user's whatever the watch asks for")
 def test_the_watch_gives_the_queue_entry_to_the_cluster_user(node: tuple[Path, list[subprocess.Popen[bytes]]]) -> None:
-    """queue.sh, run as the cluster user, removes entries over 5 minutes old: root's would stay."""
+    """queue.sh, run as the cluster user, removes entries over 5 minutes old, and cmd.sh reads the
+    job's line: root's files, 0600, would stay, and could not be read."""
     d, _ = node
     nobody = pwd.getpwnam("nobody")
     _run(d, lambda: NOTICE, 1, user="nobody")
-    st = (d / GONE).stat()
-    assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    for path in (d / GONE, d / f"shared/jobs/j-on-w1/{NOTE}"):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), path
 
 
 def test_on_aws_the_watch_retracts_through_an_s3_client_with_short_timeouts(
