@@ -125,7 +125,7 @@ class Watch:
         try:
             entry: pwd.struct_passwd | None = pwd.getpwnam(s.user)
         except KeyError:
-            done.append(f"user {s.user} does not exist: no queue entry, no ranks to stop")
+            done.append(f"user {s.user} does not exist: no queue entry, job lines or ranks to stop")
             entry = None
         if entry is not None:  # the shared folder's files are the cluster user's, who runs the queue and cmd.sh
             files = HomeFiles(self.ctx.platform.path(s.mount_point), (entry.pw_uid, entry.pw_gid))

@@ -1,9 +1,9 @@
 """What the Spot watch has done for one notice, kept across restarts of the watch.
 
-systemd restarts the watch if it dies (Restart=always in its unit, aws_platform.py; nothing else
-restarts it: the agent is installed once, at boot); in the middle of a notice a fresh watch would
-otherwise retract the node again, write every job's log line again and SIGTERM ranks that are
-already handling one. So each step is recorded as soon as it is done, in a root-only file beside
+systemd restarts the watch if it dies (Restart=always in its unit, aws_platform.py; nothing
+else restarts it: the agent is installed once, at the instance's first boot); in the middle of a
+notice a fresh watch would otherwise retract the node again, write every job's line again and
+SIGTERM ranks that are already handling one. So each step is recorded as soon as it is done, in a root-only file beside
 the agent's other state (spot.json: /var/lib/cfn-chainermn/ on a node, DIR/nodes/<id>/ on a local
 cluster), keyed by the notice's time (spot.record_key: this boot's id where the metadata gave no
 time): a later notice (a stopped instance started again and warned again) starts afresh. A run
@@ -33,7 +33,7 @@ class Record:
     notice_time: str
     retracted: bool = False  # the node's ready marker deleted
     gone: bool = False  # <jobs>/.queue/gone.<address> written for the queue
-    told: list[str] = field(default_factory=list)  # jobs whose log has the line
+    told: list[str] = field(default_factory=list)  # jobs whose line (spot_jobs.write_note) is written
     termed: dict[str, float] = field(default_factory=dict)  # "pid:start" -> when (time.time) SIGTERM went
     settled: list[str] = field(default_factory=list)  # ranks SIGKILLed, or found ended: nothing more to send
     resumed: bool = False  # loaded from an earlier run's file (not saved)
