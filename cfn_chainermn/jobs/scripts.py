@@ -15,7 +15,8 @@ followed and cancelled by another:
 
 The others are the command of an exec channel themselves (`inline`), their arguments set
 first: submit.sh writes the job folder and execs queue.sh, logs.sh prints or follows a log,
-list.sh lists the jobs. Nothing of ours has to be installed on the master.
+list.sh lists the jobs. Nothing of ours has to be installed on the master. idle.sh enters the
+jobs folder for idle shutdown's listing (node/idle_probe.py sends it, list.sh after it).
 """
 
 from __future__ import annotations

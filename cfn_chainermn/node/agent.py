@@ -171,16 +171,19 @@ def refresh(settings: Settings, clients: AwsClients | None = None, *, echo: Text
         except FileNotFoundError:
             pass
     guard = _keep_guard(ctx)
+    # idle shutdown (node/idle.py): a worker publishes what keeps it busy first, whatever its
+    # discovery does next (its own look and its own call: a worker whose view cannot be read
+    # still tells the master it is busy); the master counts the cluster after its discovery,
+    # which reads the markers. Each logs its own failures.
+    marker = idle_marker.tick_worker(ctx)
     try:
         detail = steps.cluster_files(ctx)
     except CfnChainermnError as exc:
         ctx.state.mark("hostfile", "failed", f"{exc}; kept the last good hostfile")
         ctx.log.error(f"refresh failed: {exc}; kept the last good hostfile")
-        raise AgentError(f"refresh failed: {exc}; kept the last good hostfile") from exc
+        raise AgentError("; ".join([f"refresh failed: {exc}; kept the last good hostfile",
+                                    *(f for f in (guard, marker) if f)])) from exc
     ctx.state.mark("hostfile", "ok", detail)
-    # idle shutdown (node/idle.py): a worker publishes what keeps it busy, the master counts the
-    # cluster; each logs its own failures
-    marker = idle_marker.tick_worker(ctx)
     idle_master.tick_master(ctx, idle_master.local(settings) if settings.local else idle_master.aws(settings, clients))
     failures = [f for f in (guard, marker) if f]
     if failures:  # the hostfile stays current, but the timer's unit shows the failure

@@ -11,14 +11,14 @@ A worker that cannot look (no process list, a failing GPU query) publishes that:
 The master reads the markers of the nodes in its current discovery from the listing of nodes/
 it already makes (discovery.py), each marker's body only when its ETag changed: a terminated
 node's lingering marker is not live, so it counts for nothing. What a marker says is a worker's
-word, so it is cleaned (printable, short, few) before `stack status` or a log shows it.
+word, so it is cleaned (idle_probe.clean, as the master's own words are) before `stack status`
+or a log shows it.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,15 +34,6 @@ if TYPE_CHECKING:
 
 PROC = "/proc"  # a node path (under the platform's root); a test points it at a folder of its own
 RECORD = "busy-marker.json"  # what this worker last published, beside discovery.json
-MAX_WORDS, MAX_WORD = 8, 80
-
-
-def clean(words: Iterable[object]) -> tuple[str, ...]:
-    """At most MAX_WORDS printable words of at most MAX_WORD characters (a process name is the
-    user's to choose: no terminal escapes reach `stack status`), the rest counted."""
-    out = ["".join(c for c in str(w) if c.isprintable())[:MAX_WORD] for w in words]
-    out = [w for w in out if w]
-    return tuple(out[:MAX_WORDS]) + ((f"(+{len(out) - MAX_WORDS} more)",) if len(out) > MAX_WORDS else ())
 
 
 def key(node_id: str) -> str:
@@ -61,7 +52,8 @@ def parse(data: bytes | None) -> tuple[str, ...]:
         return ("busy marker too large to read",)
     try:
         found = json.loads(data.decode("utf-8"))
-        words = clean(found["busy"]) if isinstance(found, dict) and isinstance(found.get("busy"), list) else ()
+        said = found.get("busy") if isinstance(found, dict) else None
+        words = idle_probe.clean(said) if isinstance(said, list) else ()
     except ValueError:
         words = ()
     return words or ("busy marker unreadable",)
@@ -81,7 +73,7 @@ def keep(bucket: Bucket, node_id: str, words: tuple[str, ...], record: Path, now
     """Make the marker say `words` (() = idle: no marker) with the fewest calls: none when the
     last published words are these. What was done, in words ("" when nothing). A failed call
     raises and leaves the record as it was, so the next refresh tries again."""
-    words = clean(words)
+    words = idle_probe.clean(words)
     if _last(record) == words:
         return ""
     if words:
@@ -100,9 +92,10 @@ def now() -> float:
 
 
 def tick_worker(ctx: Context) -> str | None:
-    """A worker's look at itself at the end of a refresh; the failure, else None (the master: None,
-    it looks at itself in idle_master.tick_master). A failure is logged; the caller raises it after
-    the hostfile is written, so the timer's unit shows it."""
+    """A worker's look at itself, before its refresh's discovery so that a failing discovery does
+    not keep it from publishing; the failure, else None (the master: None, it looks at itself in
+    idle_master.tick_master). A failure is logged; the caller raises it once the hostfile is
+    written or discovery has failed, so the timer's unit shows it."""
     s = ctx.settings
     if "master" in (s.role, ctx.state.role):
         return None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -36,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.errors import AgentError, CfnChainermnError
-from cfn_chainermn.jobs.folder import JOBS
 from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID, OUT_SHUTDOWN_ROLE, OUT_WORKER_GROUP
 from cfn_chainermn.node import idle, idle_probe
 from cfn_chainermn.node.system import System, write_atomic
@@ -225,9 +223,9 @@ def tick_master(ctx: Context, back: Back | None) -> str | None:
         return None
     if back is None:
         return "idle: no CloudFormation client"
-    jobs_dir = os.path.join(str(ctx.platform.path(s.mount_point)), JOBS)
+    jobs = idle_probe.JobsFolder.of(ctx)  # listed as the cluster user, never as root
     busy = ctx.seen.busy if ctx.seen is not None else {}  # the live workers' markers (node/idle_marker.py)
-    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs_dir, PROC, nodes=busy), publish=lambda key, body:
+    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs, PROC, nodes=busy), publish=lambda key, body:
                        ctx.bucket.put(key, body), wall=back.wall, log=ctx.log.error, clock=now)
     try:
         line = idle.tick(back.shutdown, hooks, back.state_path)

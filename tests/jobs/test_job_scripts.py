@@ -23,7 +23,7 @@ from cfn_chainermn.jobs import mpi, runner
 from cfn_chainermn.jobs import scripts as job_scripts
 
 SH = Path(job_scripts.__file__).with_name("sh")
-SCRIPTS = ["cancel.sh", "cmd.sh", "group.sh", "list.sh", "logs.sh", "queue.sh", "run.sh", "submit.sh"]
+SCRIPTS = ["cancel.sh", "cmd.sh", "group.sh", "idle.sh", "list.sh", "logs.sh", "queue.sh", "run.sh", "submit.sh"]
 
 
 def _job(tmp_path: Path, argv: list[str]) -> Path:

@@ -132,11 +132,12 @@ def test_a_job_on_a_worker_alone_keeps_the_cluster_busy_until_the_worker_is_gone
         "busy marker nodes/w1/busy published: orted (pid 7), chainer@notty", "busy marker nodes/w1/busy removed: idle"]
 
 
-def test_the_boot_makes_the_jobs_folder_and_the_master_counts_its_absence_as_busy(
+def test_the_boot_makes_the_jobs_folder_and_its_removal_leaves_no_job_waiting(
         master: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a healthy node the jobs folder exists (the user's, 0700, as submit.sh makes it), so a
-    missing one means the shared folder is not the one jobs use (EFS not mounted): busy, never
-    "no jobs"."""
+    """The boot makes the jobs folder (the user's, 0700, as submit.sh makes it). A local cluster's
+    shared folder is a plain folder, never an unmounted EFS, so a removed jobs folder (`rm -rf`)
+    holds no job: idle, not busy until the next submit makes it again (on AWS, a missing folder
+    under an EFS mount point the kernel no longer lists is busy: tests/node/test_idle_probe.py)."""
     d = master
     jobs = d / "shared" / "jobs"
     st = jobs.lstat()
@@ -146,9 +147,31 @@ def test_the_boot_makes_the_jobs_folder_and_the_master_counts_its_absence_as_bus
     for minute in (0, 20):
         _refresh_at(d, monkeypatch, minute)
     status = json.loads((d / "bucket" / IDLE_STATUS).read_text())
-    assert status["busy"] == [f"jobs folder {jobs} missing (is the shared folder mounted?): "
-                              "cannot tell whether a job waits"] and status["deadline"] is None
-    assert not (d / idle_master.LOCAL_ACTION).exists()
+    assert (status["busy"], status["idle_since"], status["deadline"]) == ([], T0, T0 + 10 * 60)
+
+
+def test_a_worker_whose_discovery_fails_still_publishes_its_marker(
+        master: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marker is the worker's own look and its own call: a refresh whose discovery fails (the
+    inventory unreadable here; on AWS the view's GET throttled) publishes it all the same, so
+    the master does not count a busy worker idle for as long as its discovery fails."""
+    d = master
+    worker_proc = Path(idle_marker.PROC)
+    (worker_proc / "7").mkdir()
+    (worker_proc / "7" / "cmdline").write_bytes(b"orted\0")
+    inventory = (d / "inventory.json").read_text()
+    (d / "inventory.json").write_text("{not json")
+    with pytest.raises(AgentError, match=r"^refresh failed: cannot read local inventory .*; kept the last good"):
+        _refresh_at(d, monkeypatch, 0, node=1)
+    marker = d / "bucket" / "nodes" / "w1" / "busy"
+    assert json.loads(marker.read_text())["busy"] == ["orted (pid 7)"]
+    (worker_proc / "7" / "cmdline").unlink()
+    (worker_proc / "7").rmdir()
+    with pytest.raises(AgentError, match=r"^refresh failed: cannot read local inventory"):
+        _refresh_at(d, monkeypatch, 1, node=1)
+    assert not marker.exists()  # idle again: removed, still without a discovery
+    (d / "inventory.json").write_text(inventory)
+    _refresh_at(d, monkeypatch, 2, node=1)
 
 
 def test_a_link_planted_where_the_jobs_folder_goes_fails_the_boot_and_is_not_followed(tmp_path: Path) -> None:

@@ -4,9 +4,13 @@ Whatever cannot be looked at (the jobs folder, the process list, the GPU) counts
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-from collections.abc import Sequence
+import pwd
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,51 +39,167 @@ def _jobs(tmp_path: Path) -> Path:
     return jobs
 
 
+def _folder(path: Path, user: str = "", mount: str = "", mounts: str = idle_probe.MOUNTS,
+            timeout: float = idle_probe.LIST_TIMEOUT_S) -> idle_probe.JobsFolder:
+    return idle_probe.JobsFolder(str(path), user, mount, timeout, mounts)
+
+
 def test_a_queued_job_is_busy_an_exited_or_lost_one_is_not(tmp_path: Path) -> None:
     jobs = _jobs(tmp_path)
-    assert idle_probe.jobs(str(jobs)) == ("job 20260102-030405-queued (queued)",)
+    assert idle_probe.jobs(_folder(jobs)) == ("job 20260102-030405-queued (queued)",)
     (jobs / "20260102-030405-queued" / "cancelled").write_text("")
-    assert idle_probe.jobs(str(jobs)) == ()
+    assert idle_probe.jobs(_folder(jobs)) == ()
     for entry in list(jobs.iterdir()):  # only finished jobs, or none at all: idle
         (entry / "pgid").write_text("999999\n")
         (entry / "exit_code").write_text("0\n")
-    assert idle_probe.jobs(str(jobs)) == ()
+    assert idle_probe.jobs(_folder(jobs)) == ()
 
 
-def test_a_missing_jobs_folder_cannot_tell_whether_a_job_waits(tmp_path: Path) -> None:
-    """The agent makes the folder at boot: without it (EFS not mounted) "no jobs" would be a guess."""
-    missing = tmp_path / "efs" / "jobs"
-    assert idle_probe.jobs(str(missing)) == (
+def test_a_removed_jobs_folder_is_no_jobs_unless_its_efs_mount_is_gone(tmp_path: Path) -> None:
+    """`rm -rf` of the folder leaves no job to wait (submit.sh makes it again); but under a bare
+    mount point (EFS no longer mounted) "no jobs" would be a guess. The kernel's table says which,
+    read without touching the mount (a stat of a hung hard NFS mount blocks)."""
+    shared = tmp_path / "efs"
+    shared.mkdir()
+    missing = shared / "jobs"
+    assert idle_probe.jobs(_folder(missing)) == ()  # a plain shared folder: removed
+    table = tmp_path / "mounts"
+    table.write_text("proc /proc proc rw 0 0\n")
+    assert idle_probe.jobs(_folder(missing, mount=str(shared), mounts=str(table))) == (
         f"jobs folder {missing} missing (is the shared folder mounted?): cannot tell whether a job waits",)
+    escaped = str(shared).replace(" ", "\\040")
+    table.write_text(f"fs-1.efs.us-east-1.amazonaws.com:/ {escaped} nfs4 rw,hard 0 0\n")
+    assert idle_probe.jobs(_folder(missing, mount=str(shared), mounts=str(table))) == ()
+    spaced = tmp_path / "shared folder"
+    table.write_text("fs-1:/ " + str(spaced).replace(" ", "\\040") + " nfs4 rw 0 0\n")
+    assert idle_probe.mounted(str(spaced), str(table)) and not idle_probe.mounted(str(shared), str(table))
+    assert not idle_probe.mounted(str(shared), str(tmp_path / "no-table"))  # unreadable: not mounted, busy
 
 
 def test_a_jobs_folder_that_is_a_link_or_a_file_is_not_read(tmp_path: Path) -> None:
-    real = _jobs(tmp_path)  # holds a queued job, which a link would make root read as someone else's
-    link = tmp_path / "link-jobs"
+    real = _jobs(tmp_path)  # holds a queued job, which a link would make the probe read as someone else's
+    link = tmp_path / "efs" / "link-jobs"
     link.symlink_to(real)
-    assert idle_probe.jobs(str(link)) == (
+    assert idle_probe.jobs(_folder(link)) == (
         f"jobs folder {link} is a symbolic link (not followed): cannot tell whether a job waits",)
-    plain = tmp_path / "file-jobs"
+    plain = tmp_path / "efs" / "file-jobs"
     plain.write_text("")
-    assert idle_probe.jobs(str(plain)) == (f"jobs folder {plain} is not a folder: cannot tell whether a job waits",)
+    assert idle_probe.jobs(_folder(plain)) == (
+        f"jobs folder {plain} cannot be listed as the agent: cannot tell whether a job waits",)
+    gone = tmp_path / "no-shared" / "jobs"  # no shared folder at all: cannot tell either
+    assert idle_probe.jobs(_folder(gone)) == (
+        f"jobs folder {gone} cannot be listed as the agent: cannot tell whether a job waits",)
 
 
-def test_an_unreadable_jobs_folder_cannot_tell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    jobs = _jobs(tmp_path)
-
-    def stale(path: object) -> object:  # what a stale NFS handle gives a listing
-        raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
-
-    monkeypatch.setattr(idle_probe.os, "scandir", stale)
-    assert idle_probe.jobs(str(jobs)) == (
-        f"jobs folder {jobs} unreadable ({os.strerror(errno.ESTALE)}): cannot tell whether a job waits",)
-
-
-def test_a_job_list_that_fails_counts_as_busy(tmp_path: Path) -> None:
+def test_a_job_list_that_fails_or_times_out_counts_as_busy(tmp_path: Path) -> None:
     def failing(argv: Sequence[str]) -> tuple[int, bytes]:
         return 2, b""
 
-    assert idle_probe.jobs(str(_jobs(tmp_path)), failing) == ("job list failed (exit 2)",)
+    folder = _folder(_jobs(tmp_path), timeout=1.5)
+    assert idle_probe.jobs(folder, failing) == ("job list failed (exit 2)",)
+    assert idle_probe.jobs(folder, lambda argv: (idle_probe.TIMED_OUT, b"")) == (
+        "job list timed out after 1.5 s (a hung shared folder?): cannot tell whether a job waits",)
+    # a record whose state is not one of list.sh's (a folder name with a tab in it): cannot tell
+    assert idle_probe.jobs(folder, lambda argv: (0, b"a\tb\tqueued\t-\tx\0j2\texited\t0\ty\0")) == (
+        "job record unreadable (a)",)
+
+
+def _alive(pid: int) -> bool:
+    """A process that runs (a zombie waits only for its parent to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_command_that_hangs_is_killed_with_its_whole_group_at_the_timeout(tmp_path: Path) -> None:
+    """What a hard NFS mount that stopped answering does to the listing: a process that sleeps.
+    It and what it started are killed (one SIGKILL to the group), and the probe says so."""
+    pids = tmp_path / "pids"
+    rc, out = idle_probe.run(["sh", "-c", f'sleep 600 & echo "$$ $!" > {pids}; wait'], timeout=0.5)
+    assert (rc, out) == (idle_probe.TIMED_OUT, b"")
+    shell, sleeper = map(int, pids.read_text().split())
+    assert not _alive(shell) and not _alive(sleeper)
+    assert idle_probe.run(["sh", "-c", "echo hi; exit 3"]) == (3, b"hi\n")
+    assert idle_probe.run(["no-such-program-here"])[0] == 127
+
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="the listing drops to another user only when root")
+
+
+@pytest.fixture
+def user_jobs(tmp_path: Path) -> Iterator[Path]:
+    """A jobs folder of the user `nobody`, 0700, under a shared folder it can reach (tmp_path's
+    parents are root's, 0700), with a queued job in it whose queue process (this one) lives."""
+    shared = Path(tempfile.mkdtemp(prefix="cfnmn-idle-"))
+    shared.chmod(0o755)
+    jobs = shared / "jobs"
+    try:
+        shutil.copytree(_jobs(tmp_path), jobs)
+        nobody = pwd.getpwnam("nobody")
+        for path in (jobs, *jobs.rglob("*")):
+            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+        jobs.chmod(0o700)
+        yield jobs
+    finally:
+        shutil.rmtree(shared)
+
+
+def _root_fifo(tmp_path: Path) -> Path:
+    """A FIFO only root can open (tmp_path is root's, 0700): root's `cat` of it blocks for good."""
+    fifo = tmp_path / "root-only" / "fifo"
+    fifo.parent.mkdir(mode=0o700)
+    os.mkfifo(fifo, 0o600)
+    return fifo
+
+
+@AS_ROOT
+def test_the_listing_runs_as_the_user_so_links_it_planted_reach_nothing_of_roots(
+        user_jobs: Path, tmp_path: Path) -> None:
+    """The user's links into root's files: a job's `queued` record is a link to a root-only
+    record of a live queue process (root would read it and count a job that is not the user's to
+    claim) and its summary a link to a root-only FIFO (root's `cat` would block until the
+    timeout). As the user both are unreadable: the one real job counts, at once."""
+    queued = user_jobs / "20260102-030405-queued"
+    (queued / "summary").unlink()
+    (queued / "summary").symlink_to(_root_fifo(tmp_path))
+    planted = user_jobs / "20260102-040000-planted"
+    planted.mkdir()
+    secret = tmp_path / "root-only" / "queued"
+    secret.write_text((queued / "queued").read_text())
+    (planted / "queued").symlink_to(secret)
+    for path in (planted, planted / "queued", queued / "summary"):
+        os.lchown(path, pwd.getpwnam("nobody").pw_uid, -1)
+    assert idle_probe.jobs(_folder(user_jobs, user="nobody", timeout=30)) == ("job 20260102-030405-queued (queued)",)
+    # the same folder listed as root: the planted record counts, and the FIFO blocks it until the timeout
+    assert idle_probe.jobs(_folder(user_jobs, timeout=0.5))[0].startswith("job list timed out after 0.5 s")
+
+
+@AS_ROOT
+def test_a_fifo_the_user_planted_blocks_only_the_listing_which_counts_as_busy(user_jobs: Path) -> None:
+    """The user's own FIFO blocks the user's own `cat`: the timeout kills the listing's whole
+    group, nothing of it is left running, and the cluster is busy (it cannot tell)."""
+    summary = user_jobs / "20260102-030405-queued" / "summary"
+    summary.unlink()
+    os.mkfifo(summary, 0o600)
+    os.lchown(summary, pwd.getpwnam("nobody").pw_uid, -1)
+    assert idle_probe.jobs(_folder(user_jobs, user="nobody", timeout=0.5)) == (
+        "job list timed out after 0.5 s (a hung shared folder?): cannot tell whether a job waits",)
+    left = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and os.readlink(entry / "cwd") == str(user_jobs):
+                left.append(entry.name)
+    assert left == []
+
+
+@AS_ROOT
+def test_a_folder_the_user_cannot_list_or_a_missing_user_cannot_tell(user_jobs: Path) -> None:
+    os.chown(user_jobs, 0, 0)  # root's, 0700: `for d in */` as the user would match nothing
+    assert idle_probe.jobs(_folder(user_jobs, user="nobody")) == (
+        f"jobs folder {user_jobs} cannot be listed as nobody: cannot tell whether a job waits",)
+    assert idle_probe.jobs(_folder(user_jobs, user="no-such-user-here")) == (
+        f"jobs folder {user_jobs} not listed: user no-such-user-here does not exist: cannot tell whether a job waits",)
 
 
 def _proc(tmp_path: Path, cmdlines: dict[str, bytes]) -> Path:
@@ -91,12 +211,18 @@ def _proc(tmp_path: Path, cmdlines: dict[str, bytes]) -> Path:
     return proc
 
 
-def test_every_ssh_session_counts_once_and_the_privileged_monitor_not_at_all(tmp_path: Path) -> None:
+def test_every_authenticated_ssh_connection_counts_once_and_no_unauthenticated_one(tmp_path: Path) -> None:
+    """A tunnel alone ("sshd: USER", no session channel) counts; the monitor and the network
+    child of a connection still authenticating ("[priv]", "[net]": a stranger guessing passwords
+    too) and the listener do not."""
     proc = _proc(tmp_path, {
         "100": b"sshd: chainer [priv]\0", "101": b"sshd: chainer@pts/0\0", "102": b"sshd: chainer@notty\0",
         "103": b"sshd-session: alice@pts/1\0", "104": b"/usr/sbin/sshd\0-D\0", "105": b"sshd: chainer@pts/0\0",
-        "106": b"-bash\0"})
-    assert idle_probe.sessions(proc) == ("chainer@pts/0", "chainer@notty", "alice@pts/1")
+        "106": b"-bash\0", "107": b"sshd: bob\0\0\0", "108": b"sshd: root [net]\0", "109": b"sshd: unknown [priv]\0",
+        "110": b"sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups\0", "111": b"sshd-session: bob\0",
+        "112": b"sshd: carol@pts/2,pts/3"})
+    assert idle_probe.sessions(proc) == ("chainer@pts/0", "chainer@notty", "alice@pts/1", "bob (ssh, no session)",
+                                         "carol@pts/2,pts/3")
 
 
 def test_mpi_launchers_and_daemons_are_busy_whoever_started_them(tmp_path: Path) -> None:
@@ -135,10 +261,27 @@ def test_probe_joins_them_with_what_the_workers_markers_say(tmp_path: Path) -> N
     jobs = tmp_path / "efs" / "jobs"
     jobs.mkdir(parents=True)
     proc = _proc(tmp_path, {"101": b"sshd: chainer@pts/0\0"})
-    activity = idle_probe.probe(str(jobs), proc, which=lambda name: None)
+    activity = idle_probe.probe(_folder(jobs), proc, which=lambda name: None)
     assert activity.busy and activity.words() == ["chainer@pts/0"]
     idle = _proc(tmp_path / "b", {})
-    assert not idle_probe.probe(str(jobs), idle, which=lambda name: None).busy
+    assert not idle_probe.probe(_folder(jobs), idle, which=lambda name: None).busy
     workers = {"i-0w2": ("GPU: python3 (pid 9)",), "i-0w1": ("orted (pid 7)", "chainer@notty")}
-    assert idle_probe.probe(str(jobs), idle, which=lambda name: None, nodes=workers).words() == [
+    assert idle_probe.probe(_folder(jobs), idle, which=lambda name: None, nodes=workers).words() == [
         "i-0w1: orted (pid 7)", "i-0w1: chainer@notty", "i-0w2: GPU: python3 (pid 9)"]
+
+
+def test_the_masters_own_words_are_cleaned_as_the_workers_are(tmp_path: Path) -> None:
+    """A job folder's, a user's or a GPU process's name is the user's to choose: no terminal
+    escape or control character reaches `stack status` from the master's own look either."""
+    jobs = _jobs(tmp_path)
+    (jobs / "20260102-030405-queued").rename(jobs / "20260102-\x1b]0;owned\x07q")
+    proc = _proc(tmp_path, {"101": b"sshd: \x1b]2;t\x07@pts/0\0", "7": b"/usr/bin/mpiexec\0"})
+
+    def smi(argv: Sequence[str]) -> tuple[int, bytes]:
+        return 0, b"4242, /tmp/\x1b[2J\xc2\x9b31m" + b"x" * 100 + b"\n"
+
+    words = idle_probe.probe(_folder(jobs), proc, smi, which=lambda name: "/usr/bin/nvidia-smi").words()
+    assert words == ["job 20260102-]0;ownedq (queued)", "mpiexec (pid 7)", f"GPU: [2J31m{'x' * 69}",
+                     "]2;t@pts/0"]
+    assert idle_probe.clean(["\x1b\x07", *(f"w{i}" for i in range(9))]) == (
+        "?", "w0", "w1", "w2", "w3", "w4", "w5", "w6", "(+2 more)")  # no word vanishes: busy stays busy
