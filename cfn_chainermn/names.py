@@ -37,6 +37,8 @@ OUT_SSH_COMMAND = "SshCommand"
 SHUTDOWN_ROLE_RESOURCE = "ShutdownRole"
 OUT_SHUTDOWN_ROLE = "ShutdownRoleArn"
 SHUTDOWN_POLICY = "cfn-chainermn-shutdown"  # its inline policy, which `stack delete` removes with it
+# The role's tag naming its stack's id: `stack delete` finds the role a deleted stack left by it.
+SHUTDOWN_ROLE_STACK_TAG = "cfn-chainermn:stack-id"
 
 # Layout of the key bucket, shared by the node agent (writer) and the CLI (reader).
 KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master only

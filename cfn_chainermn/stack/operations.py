@@ -75,14 +75,8 @@ class StackOps:
                yes: bool) -> Outcome | None:
         """`configure(base)` gives the new config over the stack's current settings; shown as a change set."""
         from cfn_chainermn.config.params import config_overrides
-        from cfn_chainermn.stack.cfn import (
-            create_change_set,
-            describe_own,
-            outputs_of,
-            parameters_of,
-            stack_tags,
-            tags_of,
-        )
+        from cfn_chainermn.stack.cfn import create_change_set as change_set_of
+        from cfn_chainermn.stack.cfn import describe_own, outputs_of, parameters_of, stack_tags, tags_of
         from cfn_chainermn.stack.provision import prepare, template_and_parameters
         from cfn_chainermn.stack.roles import delete_role_commands, deletes_when_idle, remove_retained_role, role_name
 
@@ -93,8 +87,7 @@ class StackOps:
         base["tags"] = {k: v for k, v in tags_of(current).items() if not k.startswith(_SYSTEM_TAG_PREFIXES)}
         cfg = prepare(aws, self.progress, configure(base), parameters_of(current).get("AvailabilityZone", ""))
         source, params = template_and_parameters(aws, cfg)
-        change_set = create_change_set(aws.client("cloudformation"), name, source, dict(params),
-                                       stack_tags(cfg.tags))
+        change_set = change_set_of(aws.client("cloudformation"), name, source, dict(params), stack_tags(cfg.tags))
         outcome = self._apply(name, current["StackId"], change_set, yes=yes, wait=wait)
         if retained and outcome is not None and outputs_of(outcome.stack or {}).get(OUT_SHUTDOWN_ROLE) != retained:
             remove_retained_role(aws.client("iam"), retained, self.say)  # dropped or replaced: kept (Retain)
@@ -170,13 +163,19 @@ class StackOps:
     def delete(self, name: str, *, wait: bool, yes: bool, role_arn: str | None = None) -> None:
         """Empty the key bucket, delete (as `role_arn` when given), follow; once more if a node wrote to
         the bucket meanwhile. A failure names the role CloudFormation deleted as (stack/roles.py)."""
-        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE, describe_own, empty_bucket, key_bucket_of, outputs_of
-        from cfn_chainermn.stack.roles import deleted_as, remove_retained_role, send_delete
+        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE as BUCKET
+        from cfn_chainermn.stack.cfn import StackNotFound, describe_own, empty_bucket, key_bucket_of, outputs_of
+        from cfn_chainermn.stack.roles import delete_left_roles, deleted_as, remove_retained_role, send_delete
         from cfn_chainermn.stack.watch import EventStream
 
         aws = self.aws
         cfn, s3 = aws.client("cloudformation"), aws.client("s3")
-        own = describe_own(cfn, name, "delete")
+        try:
+            own = describe_own(cfn, name, "delete")
+        except StackNotFound:  # the master's deletion may have left its role
+            if not delete_left_roles(aws.client("iam"), cfn, name, self.say, self._confirm, yes=yes):
+                raise
+            return
         stack_id, role = own["StackId"], role_arn or str(own.get("RoleARN") or "")
         if not yes:
             self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
@@ -195,7 +194,7 @@ class StackOps:
                 outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
                 failure = outcome.failure
                 if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
-                        and failure.get("LogicalResourceId") == KEY_BUCKET_RESOURCE):
+                        and failure.get("LogicalResourceId") == BUCKET):
                     self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying")
                     continue
                 settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)

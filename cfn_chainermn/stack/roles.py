@@ -7,7 +7,10 @@ off or set to `stop`): "This capability also applies to stack update operations 
 resources being deleted from stacks" (CloudFormation User Guide, DeletionPolicy attribute); a
 replacement keeps the old one by UpdateReplacePolicy Retain. Its
 ARN is the stack's ShutdownRoleArn output, read before the operation; once the operation is done,
-`stack delete` and `stack update` delete it here, so it is never left behind by this tool.
+`stack delete` and `stack update` delete it here. After the master's own deletion that output is
+gone with the stack: `stack delete NAME` then finds the role by its name (CloudFormation names it
+`<stack>-ShutdownRole-<suffix>`) and its tag naming the stack's id, and deletes it only when that
+stack is DELETE_COMPLETE (a deleted stack can still be described by its id).
 
 Why `--role-arn`: DeleteStack without RoleARN "uses the role that was previously associated with
 the stack" (DeleteStack's RoleARN, CloudFormation API reference): after the master's idle deletion
@@ -17,6 +20,7 @@ passed the ShutdownRole, that is the role every later delete runs as, and a stac
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,7 +28,7 @@ from typing import Any
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.config.sections import has_idle_limit
 from cfn_chainermn.errors import AwsError, ConfigError, StackError
-from cfn_chainermn.names import SHUTDOWN_POLICY
+from cfn_chainermn.names import SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE, SHUTDOWN_ROLE_STACK_TAG
 
 # arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME: a name of [\w+=,.@-], at most 64 characters, under a
 # path of printable ASCII (IAM API reference, CreateRole: the RoleName and Path patterns).
@@ -109,3 +113,38 @@ def send_delete(cfn: Any, name: str, stack_id: str, role_arn: str | None) -> Non
         if ROLE_GONE not in str(exc):
             raise
         raise StackError(f"stack {name} not deleted: {exc}") from None  # the caller adds the role and the fix
+
+
+def left_by_deleted_stack(iam: Any, cfn: Any, name: str) -> list[str]:
+    """ARNs of the ShutdownRoles that deleted stacks called `name` left: a role whose name has the
+    logical id in it (ListRoles gives no tags), whose tag names a stack id of that name, which
+    CloudFormation describes as DELETE_COMPLETE. A live stack's role is never among them."""
+    found = []
+    for page in aws_call("ListRoles", lambda: list(iam.get_paginator("list_roles").paginate())):
+        for role in page["Roles"]:
+            if f"-{SHUTDOWN_ROLE_RESOURCE}-" not in role["RoleName"]:
+                continue
+            tags = aws_call("ListRoleTags", functools.partial(iam.list_role_tags, RoleName=role["RoleName"]))["Tags"]
+            stack_id = next((t["Value"] for t in tags if t["Key"] == SHUTDOWN_ROLE_STACK_TAG), "")
+            if f":stack/{name}/" not in stack_id:
+                continue
+            stacks = aws_call("DescribeStacks", functools.partial(cfn.describe_stacks, StackName=stack_id))["Stacks"]
+            if stacks and stacks[0]["StackStatus"] == "DELETE_COMPLETE":
+                found.append(str(role["Arn"]))
+    return found
+
+
+def delete_left_roles(iam: Any, cfn: Any, name: str, say: Callable[[str], None], confirm: Callable[[str], None],
+                      *, yes: bool) -> bool:
+    """`stack delete` of a stack that is gone: delete the ShutdownRoles its deleted stacks left (asked
+    first unless `yes`); False when there are none."""
+    left = left_by_deleted_stack(iam, cfn, name)
+    if not left:
+        return False
+    names = ", ".join(role_name(arn) for arn in left)
+    say(f"stack {name} is already deleted; its idle shutdown left the role {names}")
+    if not yes:
+        confirm(f"Delete {names}?")
+    for arn in left:
+        remove_retained_role(iam, arn, say)
+    return True

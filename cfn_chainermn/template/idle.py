@@ -16,7 +16,9 @@ powerless ends in DELETE_FAILED ("Role ... is invalid or cannot be assumed", AWS
 Center: cloudformation-role-arn-error and cloudformation-stack-delete-failed). Retained, the role
 outlives the deletion: free of charge, trusted only by CloudFormation, and what it may do is
 reachable only through a DeleteStack that passes it. It exists only while the stack has a limit
-with action delete, and `stack delete` removes it after the stack is gone (stack/operations.py).
+with action delete; `stack delete` removes it after the stack is gone, `stack update` after an
+update drops it, and after the master's own deletion `stack delete NAME` finds it by its tag
+naming the stack's id (stack/roles.py).
 
 Why the master's idle statements are in two places: the role's policy names the master instance,
 its role and profile, so the master role cannot name the role back inline (a dependency cycle).
@@ -36,7 +38,7 @@ from typing import Any
 from troposphere import And, Condition, Equals, GetAtt, If, Not, NoValue, Or, Output, Ref, StackId, Sub, Template, iam
 
 from cfn_chainermn.config.sections import IDLE_OFF
-from cfn_chainermn.names import OUT_SHUTDOWN_ROLE, SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE
+from cfn_chainermn.names import OUT_SHUTDOWN_ROLE, SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE, SHUTDOWN_ROLE_STACK_TAG
 from cfn_chainermn.template.idle_scope import MASTER_ARN, WORKER_GROUP_ARN, shutdown_statements, statement
 from cfn_chainermn.template.parameters import Inputs
 
@@ -68,6 +70,9 @@ def add_shutdown(t: Template, p: Inputs, idle: Idle, subnet_id: Any, master_role
     role = t.add_resource(iam.Role(
         SHUTDOWN_ROLE_RESOURCE, Condition=idle.deletes, DeletionPolicy="Retain", UpdateReplacePolicy="Retain",
         Description=Sub("cfn-chainermn: CloudFormation deletes ${AWS::StackName} with it when the cluster idles"),
+        # Its stack's id: once the master's deletion is done, the output naming the role is gone, and
+        # `stack delete NAME` finds the role by name and this tag (stack/roles.py).
+        Tags=[{"Key": SHUTDOWN_ROLE_STACK_TAG, "Value": StackId}],
         AssumeRolePolicyDocument={"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
         Policies=[iam.Policy(PolicyName=SHUTDOWN_POLICY, PolicyDocument={

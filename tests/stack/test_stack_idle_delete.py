@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from stack_helpers import BUCKET, NAME, OWN, STACK_ID, event, stack
+from stack_helpers import BUCKET, NAME, OWN, STACK_ID, arrange_default_subnet, cluster_client, event, stack
 
 ROLE = "demo-ShutdownRole-AbCdEf"
 ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE}"
@@ -129,3 +129,28 @@ def test_a_role_arn_that_is_no_role_arn_exits_2_before_any_aws_call(no_aws: None
     assert (result.code, result.out) == (2, "")
     assert result.err == (f"error: --role-arn: {bad!r} is not an IAM role ARN; give arn:aws:iam::ACCOUNT:role/NAME "
                           "(a role CloudFormation may assume that can delete the stack's resources)\n")
+
+
+def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_tag(
+        emulator: Any, run_cli: Any) -> None:
+    """The master's DeleteStack leaves the role and no output naming it: `stack delete NAME` finds it by
+    name and its stack-id tag, and only a deleted stack's (the other live stack's role stays). moto."""
+    vpc, subnet = arrange_default_subnet(cluster_client("ec2"))
+    cfn, iam = cluster_client("cloudformation"), cluster_client("iam")
+    for stack_name in ("left", "left-other"):
+        created = run_cli("stack", "create", stack_name, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
+                          "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
+                          "--efs", "none", "--idle-minutes", "30", "--yes")
+        assert created.code == 0, created.err
+    roles = {r["RoleName"].split("-ShutdownRole-")[0]: r["RoleName"] for r in iam.list_roles()["Roles"]
+             if "-ShutdownRole-" in r["RoleName"]}
+    cfn.delete_stack(StackName=cfn.describe_stacks(StackName="left")["Stacks"][0]["StackId"])  # as the master does
+    result = run_cli("stack", "delete", "left", "--yes")
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        f"stack left is already deleted; its idle shutdown left the role {roles['left']}",
+        f"deleted the idle shutdown's role {roles['left']}"]
+    assert {r["RoleName"] for r in iam.list_roles()["Roles"] if "-ShutdownRole-" in r["RoleName"]} == {
+        roles["left-other"]}
+    again = run_cli("stack", "delete", "left", "--yes")
+    assert (again.code, again.err) == (3, "error: stack left not found; `cfn-chainermn stack list` shows yours\n")

@@ -38,6 +38,8 @@ def test_the_service_role_is_cloudformations_kept_at_deletion_and_only_with_a_de
     role = default_dict[R]["ShutdownRole"]
     assert role["Condition"] == "IdleDeletesStack"
     assert (role["DeletionPolicy"], role["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    # what `stack delete` finds it by once the stack and its output are gone (stack/roles.py)
+    assert role["Properties"]["Tags"] == [{"Key": "cfn-chainermn:stack-id", "Value": {"Ref": "AWS::StackId"}}]
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust == {"Effect": "Allow", "Principal": {"Service": "cloudformation.amazonaws.com"},
                      "Action": "sts:AssumeRole"}
