@@ -1,6 +1,6 @@
 """`stack status`'s idle line: the limits (the stack's parameters) and what the master last
 published of its count (names.IDLE_STATUS, node/idle.py): idle since when, the deadline, or what
-keeps the cluster busy. Pure text, the time passed in."""
+keeps the cluster busy, and why its action did not finish. Pure text, the time passed in."""
 
 from __future__ import annotations
 
@@ -50,4 +50,6 @@ def idle_text(parameters: Mapping[str, str], record: Mapping[str, Any] | None, n
                   if left > 0 else f"; deadline passed: {record.get('reason', '')}")
     if record.get("acting"):
         line2 += f"; the master is acting ({record.get('action', '')})"
+    if record.get("failed"):  # it did not finish and tries again at each refresh (node/idle.py NotDone)
+        line2 += f"\n         not done: {record['failed']}"
     return f"{head}; {age}\n{line2}"

@@ -1,15 +1,14 @@
 """Idle and TTL shutdown, counted by the master at every refresh (issue 13 item 2).
 
-The cluster is idle while no job of ours is queued or running, and on no live node an MPI
-launcher or daemon runs, a process holds a GPU or anybody is logged in (idle_probe.py looks at
-the master; each worker publishes what it sees of itself, idle_marker.py). After `idle.minutes` idle minutes, or
-`idle.max_hours` after the stack was created, busy or not, the master applies `idle.action`
-through a Shutdown back end (idle_aws.py: delete the stack through its service role, or stop the
-nodes). Logged-in users are warned (wall) once, 5 minutes before. What the master counts is
-published for `stack status` (names.IDLE_STATUS).
+The cluster is idle while no job of ours is queued or running, and on no live node an MPI launcher
+or daemon runs, a process holds a GPU or anybody is logged in (idle_probe.py looks at the master;
+each worker publishes what it sees of itself, idle_marker.py). After `idle.minutes` idle minutes, or
+`idle.max_hours` after the stack was created, busy or not, the master applies `idle.action` through
+a Shutdown back end (idle_master.py). Logged-in users are warned (wall) once, 5 minutes before. What
+the master counts is published for `stack status` (names.IDLE_STATUS), and so is an action that did
+not finish (the next tick acts again); one called off (Acting.still_due) lets the count go on.
 
-The decision (`judge`) is pure and takes the time as an argument, so tests compress hours into
-calls; `tick` joins it to the probes, the saved state and the back end.
+`judge` is pure and takes the time, so tests compress hours into calls; `tick` joins it to the rest.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cfn_chainermn.config.sections import IDLE_OFF
 from cfn_chainermn.errors import CfnChainermnError
@@ -83,6 +82,7 @@ class IdleState:
     resumed: float | None = None  # when a stopped cluster's master ran again: `stop`'s max_hours count from it
     published: str = ""  # the last status written, less its time
     published_at: float = 0.0
+    progress: dict[str, Any] = field(default_factory=dict)  # what an unfinished action recorded (Acting)
 
     @classmethod
     def load(cls, path: Path) -> IdleState:
@@ -100,8 +100,8 @@ class IdleState:
 
 
 def _same_kind(value: object, default: object) -> bool:
-    if isinstance(default, str):
-        return isinstance(value, str)
+    if isinstance(default, (str, dict)):
+        return isinstance(value, type(default))
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
@@ -114,26 +114,32 @@ class Verdict:
     reason: str
     warn: bool
     act: bool
+    ttl: bool = False  # the deadline is max_hours' (activity cannot keep the cluster from it)
 
 
 def judge(limits: Limits, activity: Activity, state: IdleState, now: float) -> Verdict:
     """The earlier of the idle deadline (idle since + minutes) and the TTL (created + hours)."""
     idle_since = None if activity.busy else (state.idle_since if state.idle_since is not None else now)
-    deadlines: list[tuple[float, str]] = []
+    deadlines: list[tuple[float, str, bool]] = []  # (when, why, whether it is the TTL)
     if limits.idle_minutes is not None and idle_since is not None:
-        deadlines.append((idle_since + limits.idle_minutes * 60.0, f"idle for {limits.idle_minutes} minutes"))
+        deadlines.append((idle_since + limits.idle_minutes * 60.0, f"idle for {count(limits.idle_minutes, 'minute')}",
+                          False))
     if limits.max_hours is not None:
         deadlines.append((limits.created + limits.max_hours * 3600.0,
-                          f"{limits.max_hours} hours since the stack was created"))
+                          f"{count(limits.max_hours, 'hour')} since the stack was created", True))
     if not deadlines:
         return Verdict(idle_since, None, "", False, False)
-    deadline, reason = min(deadlines)
+    deadline, reason, ttl = min(deadlines)
     # never without the warning first, WARN_S before: a deadline that passed while nobody looked (the
     # master stopped overnight, `stack update --max-hours` shorter than the stack's age) is warned now
     warned = state.warned == deadline and state.warned_at is not None
     act = now >= deadline and warned and now - (state.warned_at or now) >= WARN_S
     warn = not warned and deadline - now <= WARN_S
-    return Verdict(idle_since, deadline, reason, warn, act)
+    return Verdict(idle_since, deadline, reason, warn, act, ttl)
+
+
+def count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
 def status(limits: Limits, activity: Activity, verdict: Verdict, now: float) -> dict[str, object]:
@@ -143,14 +149,38 @@ def status(limits: Limits, activity: Activity, verdict: Verdict, now: float) -> 
             "reason": verdict.reason, "busy": activity.words()}
 
 
+@dataclass
+class Acting:
+    """What `Shutdown.act` is given besides the limits: why it acts, a second look before the step
+    that cannot be undone, and a record that outlives a tick that did not finish."""
+
+    reason: str
+    still_due: Callable[[], str]  # limits re-read, activity re-probed: "" when still due, else why not
+    progress: dict[str, Any]  # kept in the state file until the action finishes or is called off
+    save: Callable[[], None]  # write `progress` down now (before a long wait)
+    log: Callable[[str], None]  # a step that is tried again within the same act (the refresh's log)
+
+
+class Cancelled(CfnChainermnError):
+    """The action was called off (still_due said why) and what it had done undone: the count goes on."""
+
+
+class NotDone(CfnChainermnError):
+    """Stopped short, the next tick acts again; `quiet`: nothing may be written to the bucket (it is being emptied)."""
+
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
+        super().__init__(message)
+        self.quiet = quiet
+
+
 class Shutdown(Protocol):
-    """Where the limits come from and what acting means (idle_aws.py; a local node's stand-in)."""
+    """Where the limits come from and what acting means (idle_master.py; a local node's stand-in)."""
 
     def limits(self) -> Limits:
         """The limits now (a `stack update` may change them at any time)."""
 
-    def act(self, limits: Limits, reason: str) -> str:
-        """Delete the stack or stop the nodes; what was done, in words. Raises on failure."""
+    def act(self, limits: Limits, acting: Acting) -> str:
+        """Delete the stack or stop the nodes; what was done, in words. Raises when it did not finish."""
 
 
 @dataclass
@@ -177,15 +207,12 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     now = hooks.clock()
     if state.acted and limits.action == "stop":  # a tick after the stop: someone started the master again
         state.acted, state.resumed, state.idle_since, state.warned = "", now, None, None
-    if state.resumed is not None and limits.action == "stop":
-        limits = Limits(limits.idle_minutes, limits.max_hours, limits.action, max(limits.created, state.resumed))
+    limits = _counted(limits, state)
     verdict = judge(limits, activity, state, now)
     state.idle_since = verdict.idle_since
     if verdict.warn and verdict.deadline is not None:
         left = max(1, round((max(verdict.deadline, now + WARN_S) - now) / 60))  # a late warning still gives WARN_S
-        hooks.wall(f"cfn-chainermn: this cluster will {_doing(limits.action)} in about {left} minute(s) "
-                   f"({verdict.reason}). Run a job or stay logged in to keep it idle-free; `stack update "
-                   "--idle-minutes`/`--max-hours` changes the limits.")
+        hooks.wall(warning(limits.action, verdict, left))
         state.warned, state.warned_at = verdict.deadline, now
     record = status(limits, activity, verdict, now)
     if verdict.act and state.acted:
@@ -193,8 +220,7 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     elif verdict.act:
         record["acting"] = True
         _publish(hooks, state, record, now, force=True)  # before the bucket is emptied, never after
-        state.acted = shutdown.act(limits, verdict.reason)
-        line = f"{verdict.reason}: {state.acted}"
+        line = _act(shutdown, hooks, state, state_path, limits, verdict, record)
     else:
         state.acted = ""
         _publish(hooks, state, record, now)
@@ -203,8 +229,54 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     return line
 
 
-def _doing(action: str) -> str:
-    return "be deleted" if action == "delete" else "be stopped (workers to 0, master stopped; EFS kept)"
+def _counted(limits: Limits, state: IdleState) -> Limits:
+    """`stop`'s max_hours count from the master's restart, when it was stopped and started again."""
+    if state.resumed is None or limits.action != "stop":
+        return limits
+    return Limits(limits.idle_minutes, limits.max_hours, limits.action, max(limits.created, state.resumed))
+
+
+def _act(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, limits: Limits, verdict: Verdict,
+         record: dict[str, object]) -> str:
+    """Act once; a cancellation publishes the count as it is now, a failure is published (unless
+    quiet) with the state kept, and re-raised for the refresh to log."""
+    again: list[tuple[Limits, Activity, Verdict]] = []
+
+    def still_due() -> str:
+        fresh = _counted(shutdown.limits(), state)
+        activity = hooks.probe()
+        again.append((fresh, activity, judge(fresh, activity, state, hooks.clock())))
+        if fresh != limits:
+            return "the limits changed (`stack update`)" if fresh.enabled else "idle shutdown was turned off"
+        return "" if again[-1][2].act else f"busy again ({', '.join(activity.words()[:3])})"
+
+    try:
+        state.acted = shutdown.act(limits, Acting(verdict.reason, still_due, state.progress,
+                                                  lambda: state.save(state_path), hooks.log))
+    except Cancelled as exc:
+        fresh, activity, now_verdict = again[-1] if again else (limits, Activity(), verdict)
+        state.acted, state.progress, state.idle_since = "", {}, now_verdict.idle_since
+        _publish(hooks, state, status(fresh, activity, now_verdict, hooks.clock()), hooks.clock(), force=True)
+        return str(exc)
+    except CfnChainermnError as exc:
+        if not getattr(exc, "quiet", False):
+            _publish(hooks, state, {**record, "failed": str(exc)}, hooks.clock(), force=True)
+        state.save(state_path)
+        raise
+    state.progress = {}
+    return f"{verdict.reason}: {state.acted}"
+
+
+def warning(action: str, verdict: Verdict, minutes: int) -> str:
+    """The wall text: what happens when and why, and what can keep the cluster from it, which for the
+    TTL is only a later limit (activity does not)."""
+    doing = "be deleted" if action == "delete" else "be stopped (workers to 0, master stopped; EFS kept)"
+    head = f"cfn-chainermn: this cluster will {doing} in about {count(minutes, 'minute')} ({verdict.reason})."
+    if verdict.ttl:
+        return (f"{head} Jobs and logins do not keep it: `cfn-chainermn stack update STACK --max-hours H` "
+                "(a later limit, or off) does.")
+    return (f"{head} A job or an ssh login keeps it; `cfn-chainermn stack update STACK --idle-minutes M` "
+            "(or off) changes the limit.")
 
 
 def _summary(activity: Activity, verdict: Verdict, now: float) -> str:

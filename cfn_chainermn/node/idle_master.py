@@ -1,34 +1,21 @@
 """Idle shutdown's edges on the master: where the limits come from and what acting does (node/idle.py
-decides). On AWS the limits are the stack's own parameters (DescribeStacks on its id, the one
+decides). On AWS the limits are the stack's own parameters (DescribeStacks on its name, the one
 read the master role has for it), so `stack update --idle-minutes` takes effect at the next
 refresh; a local cluster reads them from <state dir>/idle-limits.json and only records what it
 would do.
 
-Deleting leaves no writer to the key bucket, in this order: stop the refresh timer (the master's
-own writes); scale the worker group to 0 (min, max and desired) and wait, at most WORKERS_GONE_S,
-until DescribeAutoScalingGroups lists no instance in it (a booting replacement writes its host
-key and ready marker, a Spot retraction a delete marker); ask CloudFormation to delete the stack
-as the ShutdownRole (DeleteStack's RoleARN); then empty the key bucket as `stack delete` does
-(stack/cfn.py empty_bucket). The bucket goes only after the master, whose role depends on it, so
-the master is still there to empty it, and it does so with SIGTERM ignored: CloudFormation
-terminates it early in the deletion, and systemd stops the refresh service with SIGTERM, sending
-SIGKILL only TimeoutStopSec (90 s by default) later (systemd.kill(5)). A refused or failed call
-before DeleteStack restores nothing: the timer runs again (the next refresh tries again), the
-group stays at 0, the bucket stays whole, and the line the refresh logs says so. The refresh is
-a Type=oneshot service, which systemd gives no start timeout by default (systemd.service(5),
-TimeoutStartSec), so the wait is not cut short. Stopping: the worker group to 0 (min and desired)
-and the master stopped; EFS, the bucket and the stack stay.
+Deleting is idle_delete.py's sequence (workers to 0, a second look, DeleteStack as the
+ShutdownRole, the bucket emptied until the stack is gone), resumable at the next refresh when it
+does not finish. Stopping: the worker group to 0 (min and desired) and the master stopped; EFS, the
+bucket and the stack stay.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +24,7 @@ from cfn_chainermn.aws import aws_call
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID, OUT_SHUTDOWN_ROLE, OUT_WORKER_GROUP
 from cfn_chainermn.node import idle, idle_probe
+from cfn_chainermn.node.idle_delete import Deletion
 from cfn_chainermn.node.system import System, write_atomic
 
 if TYPE_CHECKING:
@@ -53,9 +41,6 @@ LOCAL_LIMITS = "idle-limits.json"
 LOCAL_ACTION = "idle-action.json"
 LOCAL_WALL = "idle-wall.log"
 AWS_IDLE_STATE = "/var/lib/cfn-chainermn/idle.json"  # root's, beside state.json
-REFRESH_TIMER = "cfn-chainermn-refresh.timer"  # aws_platform.UNIT's timer
-WORKERS_GONE_S = 600.0  # the longest the master waits for its workers to terminate before DeleteStack
-WORKERS_POLL_S = 15.0
 
 
 def now() -> float:
@@ -75,18 +60,19 @@ class AwsShutdown:
     bucket: str
     system: System
     stack_id: str = ""
+    status: str = ""  # the stack's, as limits() read it: a deletion resumes from it
     outputs: dict[str, str] | None = None
     sleep: Callable[[float], None] = time.sleep
 
     def limits(self) -> idle.Limits:
         (found,) = aws_call("DescribeStacks", lambda: self.cfn.describe_stacks(StackName=self.stack))["Stacks"]
-        self.stack_id = found["StackId"]
+        self.stack_id, self.status = found["StackId"], found.get("StackStatus", "")
         self.outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in found.get("Outputs", [])}
         params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters", [])}
         return idle.Limits.from_parameters(params, found["CreationTime"].timestamp())
 
-    def act(self, limits: idle.Limits, reason: str) -> str:
-        return self._delete() if limits.action == "delete" else self._stop()
+    def act(self, limits: idle.Limits, acting: idle.Acting) -> str:
+        return self._delete(acting) if limits.action == "delete" else self._stop()
 
     def _output(self, key: str) -> str:
         value = (self.outputs or {}).get(key, "")
@@ -99,41 +85,11 @@ class AwsShutdown:
             raise AgentError("no Auto Scaling client to scale the workers with")
         return self.autoscaling
 
-    def _delete(self) -> str:
-        from cfn_chainermn.stack.cfn import empty_bucket
-
-        role, group = self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP)
-        asg, scaled = self._asg(), False
-        self.system.run(["systemctl", "disable", "--now", REFRESH_TIMER], check=False)
-        try:
-            aws_call("UpdateAutoScalingGroup", lambda: asg.update_auto_scaling_group(
-                AutoScalingGroupName=group, MinSize=0, MaxSize=0, DesiredCapacity=0))
-            scaled = True
-            left = self._workers_left(asg, group)
-            aws_call("DeleteStack", lambda: self.cfn.delete_stack(StackName=self.stack_id, RoleARN=role))
-        except CfnChainermnError as exc:
-            self.system.run(["systemctl", "enable", "--now", REFRESH_TIMER], check=False)
-            kept = (f"worker group {group} left at 0 (nothing is restored; `aws autoscaling "
-                    f"update-auto-scaling-group --auto-scaling-group-name {group} --max-size N --desired-capacity N` "
-                    "brings N workers back)") if scaled else "nothing changed"
-            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; key bucket untouched; "
-                             "the next refresh tries again") from exc
-        with _sigterm_ignored():
-            removed = empty_bucket(self.s3, self.bucket)
-        waited = f"{left} worker(s) still there after {WORKERS_GONE_S:g} s; " if left else ""
-        return (f"worker group {group} at 0; {waited}DeleteStack sent as {role}; key bucket {self.bucket} emptied "
-                f"({removed} versions)")
-
-    def _workers_left(self, asg: AutoScalingClient, group: str) -> int:
-        """Instances still in the group once it has none, or WORKERS_GONE_S have passed."""
-        deadline = now() + WORKERS_GONE_S
-        while True:
-            found = aws_call("DescribeAutoScalingGroups", lambda: asg.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[group]))["AutoScalingGroups"]
-            left = sum(len(g.get("Instances", [])) for g in found)
-            if not left or now() >= deadline:
-                return left
-            self.sleep(WORKERS_POLL_S)
+    def _delete(self, acting: idle.Acting) -> str:
+        deletion = Deletion(self.cfn, self.s3, self._asg(), self.system, self.stack, self.stack_id, self.bucket,
+                            self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep,
+                            lambda: now())
+        return deletion.run(self.status, acting)
 
     def _stop(self) -> str:
         group, master = self._output(OUT_WORKER_GROUP), self._output(OUT_MASTER_INSTANCE_ID)
@@ -142,20 +98,6 @@ class AwsShutdown:
             AutoScalingGroupName=group, MinSize=0, DesiredCapacity=0))
         aws_call("StopInstances", lambda: self.ec2.stop_instances(InstanceIds=[master]))
         return f"worker group {group} set to 0, master {master} stopping (EFS kept)"
-
-
-@contextlib.contextmanager
-def _sigterm_ignored() -> Iterator[None]:
-    """SIGTERM ignored inside (the module's docstring says why); a no-op off the main thread, where
-    Python cannot set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -175,9 +117,10 @@ class LocalShutdown:
         params: dict[str, str] = {k: str(data[k]) for k in ("IdleMinutes", "MaxHours", "IdleAction") if k in data}
         return idle.Limits.from_parameters(params, float(data.get("created", path.stat().st_mtime)))
 
-    def act(self, limits: idle.Limits, reason: str) -> str:
+    def act(self, limits: idle.Limits, acting: idle.Acting) -> str:
         path = self.state_dir / LOCAL_ACTION
-        write_atomic(path, json.dumps({"action": limits.action, "reason": reason, "time": now()}) + "\n", 0o644)
+        write_atomic(path, json.dumps({"action": limits.action, "reason": acting.reason, "time": now()}) + "\n",
+                     0o644)
         return f"local cluster: {limits.action} recorded in {path}"
 
 

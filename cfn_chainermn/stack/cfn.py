@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from cfn_chainermn import __version__
-from cfn_chainermn.aws import aws_error, delete_objects, error_code, mapped
+from cfn_chainermn.aws import aws_error, botocore_errors, delete_objects, error_code, mapped
 from cfn_chainermn.errors import StackError
 
 if TYPE_CHECKING:
@@ -267,8 +267,13 @@ def key_bucket_of(cfn: CloudFormationClient, stack_id: str) -> str | None:
 
 def empty_bucket(s3: S3Client, bucket: str) -> int:
     """Delete every object version and delete marker, so CloudFormation can delete the bucket."""
-    from botocore.exceptions import ClientError
+    return empty_if_there(s3, bucket) or 0
 
+
+def empty_if_there(s3: S3Client, bucket: str) -> int | None:
+    """empty_bucket's work: the versions removed, or None when the bucket is gone (NoSuchBucket). Any
+    botocore failure, an answer or none (BotoCoreError: no connection, a timeout), is an AwsError
+    through aws.py's one path, so callers catch the package's errors alone."""
     removed = 0
     try:
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
@@ -279,9 +284,9 @@ def empty_bucket(s3: S3Client, bucket: str) -> int:
             if refused:
                 raise StackError(f"could not empty bucket {bucket}: {refused}")
             removed += len(keys)
-    except ClientError as exc:
+    except botocore_errors() as exc:
         if error_code(exc) == "NoSuchBucket":
-            return removed
+            return None
         raise aws_error(exc, f"emptying bucket {bucket}") from exc
     return removed
 

@@ -127,8 +127,7 @@ def settle(aws: Aws, progress: Progress, name: str, stack_id: str, outcome: Outc
         show_node_logs(aws, progress, name, stack_id, failure)
     cause = ""
     if failure is not None:
-        cause = (f"; first failure: {failure.get('LogicalResourceId')} ({failure.get('ResourceType', '')}) "
-                 f"{failure.get('ResourceStatus')}: {failure.get('ResourceStatusReason', 'no reason given')}")
+        cause = f"; first failure: {watch.failure_text(failure)}"
     step = _NEXT_STEP.get(outcome.status, "see `cfn-chainermn stack events {name}`").format(name=name)
     raise StackError(f"stack {name} ended {outcome.status}{cause}\nnext: {step}")
 

@@ -108,6 +108,12 @@ def root_cause(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def failure_text(event: dict[str, Any]) -> str:
+    """A failed resource in words: "KeyBucket (AWS::S3::Bucket) DELETE_FAILED: its reason"."""
+    return (f"{event.get('LogicalResourceId')} ({event.get('ResourceType', '')}) "
+            f"{event.get('ResourceStatus')}: {event.get('ResourceStatusReason', 'no reason given')}")
+
+
 @dataclass
 class Outcome:
     """How an operation ended: the final stack (None when deleted and gone) and its events."""

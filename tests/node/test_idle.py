@@ -11,7 +11,19 @@ import pytest
 
 from cfn_chainermn.errors import AwsError
 from cfn_chainermn.names import IDLE_STATUS
-from cfn_chainermn.node.idle import WARN_S, Activity, Hooks, IdleState, Limits, judge, tick
+from cfn_chainermn.node.idle import (
+    WARN_S,
+    Acting,
+    Activity,
+    Cancelled,
+    Hooks,
+    IdleState,
+    Limits,
+    NotDone,
+    judge,
+    tick,
+    warning,
+)
 
 T0 = 1_767_000_000.0  # the stack's creation
 IDLE = Activity()
@@ -73,12 +85,26 @@ class Cluster:
     logs: list[str] = field(default_factory=list)
     acts: list[str] = field(default_factory=list)
     publish_fails: bool = False
+    outcomes: list[Exception] = field(default_factory=list)  # what the next acts raise, in turn
+    probes: list[Activity] = field(default_factory=list)  # what the next looks see, before `activity`
+    later: Limits | None = None  # the limits a second look reads (a `stack update` meanwhile)
+    looked: int = 0
 
     def limits_now(self) -> Limits:
-        return self.limits
+        self.looked += 1
+        return self.later if self.later is not None and self.looked > 1 else self.limits
 
-    def act(self, limits: Limits, reason: str) -> str:
-        self.acts.append(f"{limits.action}: {reason}")
+    def probe(self) -> Activity:
+        return self.probes.pop(0) if self.probes else self.activity
+
+    def act(self, limits: Limits, acting: Acting) -> str:
+        self.acts.append(f"{limits.action}: {acting.reason}")
+        if self.outcomes:
+            acting.progress["tries"] = acting.progress.get("tries", 0) + 1
+            outcome = self.outcomes.pop(0)
+            if isinstance(outcome, Cancelled):
+                raise Cancelled(f"{outcome}: {acting.still_due()}")
+            raise outcome
         return f"{limits.action} asked"
 
     def publish(self, key: str, body: bytes) -> None:
@@ -88,7 +114,7 @@ class Cluster:
         self.published.append(json.loads(body))
 
     def hooks(self) -> Hooks:
-        return Hooks(probe=lambda: self.activity, publish=self.publish, wall=self.walls.append,
+        return Hooks(probe=self.probe, publish=self.publish, wall=self.walls.append,
                      log=self.logs.append, clock=lambda: self.now)
 
 
@@ -99,15 +125,15 @@ class _Shutdown:
     def limits(self) -> Limits:
         return self.c.limits_now()
 
-    def act(self, limits: Limits, reason: str) -> str:
-        return self.c.act(limits, reason)
+    def act(self, limits: Limits, acting: Acting) -> str:
+        return self.c.act(limits, acting)
 
 
 def _run(c: Cluster, path: Path, minutes: list[float]) -> list[str]:
     """One tick at each minute after T0 (the refresh timer's looks, compressed)."""
     lines = []
     for m in minutes:
-        c.now = T0 + m * 60
+        c.now, c.looked = T0 + m * 60, 0
         lines.append(tick(_Shutdown(c), c.hooks(), path))
     return lines
 
@@ -188,3 +214,76 @@ def test_a_damaged_state_file_starts_the_count_afresh(tmp_path: Path, text: str)
     c = Cluster(Limits(idle_minutes=30, created=T0))
     _run(c, tmp_path / "idle.json", [5])
     assert c.acts == []
+
+
+def test_the_warning_says_what_keeps_the_cluster_idle_versus_ttl_and_counts_in_words() -> None:
+    """Activity keeps an idle cluster, never one at its TTL; "1 hour", "1 minute", "8 hours"."""
+    idle = judge(Limits(idle_minutes=1, created=T0), IDLE, IdleState(idle_since=T0), T0 + 30)
+    ttl = judge(Limits(max_hours=1, created=T0), JOB, IdleState(), T0 + 3600 - WARN_S)
+    assert (idle.reason, idle.ttl, ttl.reason, ttl.ttl) == ("idle for 1 minute", False,
+                                                            "1 hour since the stack was created", True)
+    assert judge(Limits(max_hours=8, created=T0), JOB, IdleState(), T0).reason == "8 hours since the stack was created"
+    text = warning("delete", ttl, 5)
+    assert text.startswith("cfn-chainermn: this cluster will be deleted in about 5 minutes (1 hour since the stack "
+                           "was created). Jobs and logins do not keep it: ") and "--max-hours H" in text
+    assert "keeps it" not in text.replace("do not keep it", "")
+    text = warning("stop", idle, 1)
+    assert text.startswith("cfn-chainermn: this cluster will be stopped (workers to 0, master stopped; EFS kept) in "
+                           "about 1 minute (idle for 1 minute). A job or an ssh login keeps it; ")
+
+
+def _due(c: Cluster, state: Path) -> None:
+    """Idle from T0 with a 30-minute limit: warned at minute 25, due at 30."""
+    c.limits = Limits(idle_minutes=30, created=T0)
+    _run(c, state, [0, 25])
+    assert len(c.walls) == 1 and c.acts == []
+
+
+def test_an_action_that_did_not_finish_is_published_kept_and_tried_again_at_the_next_tick(tmp_path: Path) -> None:
+    c = Cluster(Limits(), outcomes=[NotDone("stack demo DELETE_FAILED: KeyBucket ...")])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    with pytest.raises(NotDone, match="DELETE_FAILED"):
+        _run(c, state, [30])
+    assert c.published[-1]["failed"] == "stack demo DELETE_FAILED: KeyBucket ..." and c.published[-1]["acting"]
+    assert IdleState.load(state).progress == {"tries": 1} and IdleState.load(state).acted == ""
+    assert _run(c, state, [30.5]) == ["idle for 30 minutes: delete asked"]  # tried again, and done
+    assert len(c.acts) == 2 and IdleState.load(state).progress == {}
+    assert _run(c, state, [31]) == ["already asked to delete: delete asked"] and len(c.acts) == 2
+
+
+def test_a_quiet_failure_writes_nothing_to_the_bucket_being_emptied(tmp_path: Path) -> None:
+    c = Cluster(Limits(), outcomes=[NotDone("still DELETE_IN_PROGRESS", quiet=True)])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    with pytest.raises(NotDone):
+        _run(c, state, [30])
+    assert not any("failed" in p for p in c.published)
+
+
+def test_a_cancelled_action_publishes_the_count_as_it_is_now_and_the_count_goes_on(tmp_path: Path) -> None:
+    """The back end's second look (after waiting for the workers) found a login: nothing is acted,
+    the new activity is published, and acting needs a new idle period and a new warning."""
+    c = Cluster(Limits(), outcomes=[Cancelled("deletion cancelled")])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    c.probes = [IDLE, LOGIN]  # the tick's look, then the second look
+    assert _run(c, state, [30]) == ["deletion cancelled: busy again (chainer@pts/0)"]
+    assert c.published[-1]["busy"] == ["chainer@pts/0"] and not c.published[-1].get("acting")
+    assert IdleState.load(state).idle_since is None and IdleState.load(state).acted == ""
+    c.activity = IDLE
+    _run(c, state, [31, 50, 56, 60])  # idle again from 31: warned at 56, nothing before 61
+    assert len(c.acts) == 1 and len(c.walls) == 2
+    _run(c, state, [61])
+    assert len(c.acts) == 2
+
+
+def test_limits_turned_off_or_changed_while_acting_cancel_it(tmp_path: Path) -> None:
+    for later, why in ((Limits(created=T0), "idle shutdown was turned off"),
+                       (Limits(idle_minutes=90, created=T0), "the limits changed (`stack update`)")):
+        c = Cluster(Limits(), outcomes=[Cancelled("deletion cancelled")])
+        state = tmp_path / f"{why[:4]}.json"
+        _due(c, state)
+        c.later = later
+        assert _run(c, state, [30]) == [f"deletion cancelled: {why}"]
+        assert c.published[-1]["idle_minutes"] == later.idle_minutes and not c.published[-1].get("acting")

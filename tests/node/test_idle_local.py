@@ -65,7 +65,7 @@ def test_an_idle_local_cluster_warns_then_acts_once_and_a_queued_job_holds_it_of
     status = json.loads((d / "bucket" / IDLE_STATUS).read_text())
     assert (status["idle_since"], status["deadline"]) == (T0 + 30 * 60, T0 + 40 * 60)
     wall = d / "nodes" / "m" / idle_master.LOCAL_WALL
-    assert "will be deleted in about 5 minute(s) (idle for 10 minutes)" in wall.read_text()
+    assert "be deleted in about 5 minutes (idle for 10 minutes). A job or an ssh login keeps it" in wall.read_text()
     assert not (d / idle_master.LOCAL_ACTION).exists()
 
     for minute in (39, 40, 41, 45):

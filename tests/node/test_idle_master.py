@@ -1,14 +1,19 @@
-"""The master's idle shutdown on AWS (node/idle_master.py), call by call (Stubber: the real API
-models check every parameter): the limits come from DescribeStacks of its own stack; deleting
-stops the refresh timer, scales this stack's worker group to 0 and waits until it has no
-instance, sends DeleteStack as the stack's ShutdownRole to the stack's id, then empties the key
-bucket with SIGTERM ignored; a refused call before DeleteStack restores nothing, leaves the
-bucket alone and lets the timer run again; stopping sets the worker group to 0 and stops the
-master; every call is one the template grants the master, on the resource it scopes."""
+"""The master's idle shutdown on AWS (node/idle_master.py, node/idle_delete.py), call by call
+(Stubber: the real API models check every parameter): the limits come from DescribeStacks of its own
+stack; deleting stops the refresh timer, records the worker group's sizes and scales it to 0, waits
+until it has no instance, looks again (limits re-read, activity re-probed: a `stack update
+--idle-minutes off` or a login meanwhile calls it off and puts the group back), sends DeleteStack
+as the stack's ShutdownRole to the stack's id, then empties the key bucket with SIGTERM ignored and
+reads the stack until it is gone; DELETE_FAILED is told with its first failed resource and tried
+again at the next tick; a refused call before DeleteStack restores nothing, leaves the bucket alone
+and lets the timer run again; any botocore error, an answer or none, is caught and tried again;
+stopping sets the worker group to 0 and stops the master; every call is one the template grants
+the master, on the resource it scopes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +24,10 @@ import pytest
 from botocore.stub import Stubber
 
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import idle_master
-from cfn_chainermn.node.idle import Limits
-from cfn_chainermn.node.idle_master import WORKERS_GONE_S, WORKERS_POLL_S, AwsShutdown
+from cfn_chainermn.node import idle_delete, idle_master
+from cfn_chainermn.node.idle import Acting, Limits
+from cfn_chainermn.node.idle_delete import DELETE_POLL_S, WORKERS_GONE_S, WORKERS_POLL_S
+from cfn_chainermn.node.idle_master import AwsShutdown
 from cfn_chainermn.node.system import JOURNAL, System
 
 STACK = "demo"
@@ -54,9 +60,10 @@ def _shutdown(stubs: dict[str, Stubber], root: Path, sleep: Any = None) -> AwsSh
     return shutdown
 
 
-def _describe(stubs: dict[str, Stubber], params: dict[str, str], outputs: dict[str, str]) -> None:
+def _describe(stubs: dict[str, Stubber], params: dict[str, str], outputs: dict[str, str],
+              status: str = "UPDATE_COMPLETE") -> None:
     stubs["cloudformation"].add_response("describe_stacks", {"Stacks": [{
-        "StackName": STACK, "StackId": STACK_ID, "CreationTime": CREATED, "StackStatus": "UPDATE_COMPLETE",
+        "StackName": STACK, "StackId": STACK_ID, "CreationTime": CREATED, "StackStatus": status,
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}, {"StackName": STACK})
 
@@ -66,9 +73,18 @@ def _journal(root: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
+TIMER_STOP, TIMER_START = "systemctl stop cfn-chainermn-refresh.timer", "systemctl start cfn-chainermn-refresh.timer"
+
+
 def test_limits_are_the_stacks_own_parameters_read_by_name(stubs: dict[str, Stubber], tmp_path: Path) -> None:
     _describe(stubs, {"IdleMinutes": "45", "MaxHours": "off", "IdleAction": "delete", "Workers": "2"}, {})
     assert _shutdown(stubs, tmp_path).limits() == Limits(45, None, "delete", CREATED.timestamp())
+
+
+def _acting(progress: dict[str, Any] | None = None, still_due: Any = lambda: "",
+            logs: list[str] | None = None) -> Acting:
+    return Acting("idle for 30 minutes", still_due, progress if progress is not None else {}, lambda: None,
+                  (logs if logs is not None else []).append)
 
 
 def _scale_to_zero(stubs: dict[str, Stubber]) -> None:
@@ -76,50 +92,76 @@ def _scale_to_zero(stubs: dict[str, Stubber]) -> None:
         "AutoScalingGroupName": GROUP, "MinSize": 0, "MaxSize": 0, "DesiredCapacity": 0})
 
 
-def _group_has(stubs: dict[str, Stubber], *instances: str) -> None:
+def _group_has(stubs: dict[str, Stubber], *instances: str, sizes: tuple[int, int, int] = (0, 0, 0)) -> None:
     stubs["autoscaling"].add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [{
-        "AutoScalingGroupName": GROUP, "MinSize": 0, "MaxSize": 0, "DesiredCapacity": 0, "DefaultCooldown": 300,
-        "AvailabilityZones": ["us-east-1a"], "HealthCheckType": "EC2", "CreatedTime": CREATED,
+        "AutoScalingGroupName": GROUP, "MinSize": sizes[0], "MaxSize": sizes[1], "DesiredCapacity": sizes[2],
+        "DefaultCooldown": 300, "AvailabilityZones": ["us-east-1a"], "HealthCheckType": "EC2", "CreatedTime": CREATED,
         "Instances": [{"InstanceId": i, "AvailabilityZone": "us-east-1a", "LifecycleState": "Terminating",
                        "HealthStatus": "Healthy", "ProtectedFromScaleIn": False} for i in instances]}]},
         {"AutoScalingGroupNames": [GROUP]})
 
 
-def _empty_bucket(stubs: dict[str, Stubber]) -> None:
+def _recorded(stubs: dict[str, Stubber]) -> None:
+    """The group as the deletion finds it: 2 workers, at most 4."""
+    _group_has(stubs, "i-0aaaaaaaaaaaaaaa2", "i-0aaaaaaaaaaaaaaa3", sizes=(2, 4, 2))
+
+
+def _restored(stubs: dict[str, Stubber]) -> None:
+    stubs["autoscaling"].add_response("update_auto_scaling_group", {}, {
+        "AutoScalingGroupName": GROUP, "MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2})
+
+
+def _empty_bucket(stubs: dict[str, Stubber], *keys: str) -> None:
     s3 = stubs["s3"]
-    s3.add_response("list_object_versions", {
-        "Versions": [{"Key": "cluster-key/id_ed25519", "VersionId": "v1"},
-                     {"Key": "nodes/i-1/ready", "VersionId": "v2"}],
-        "DeleteMarkers": [{"Key": "logs/i-1/agent.log", "VersionId": "v3"}], "IsTruncated": False}, {"Bucket": BUCKET})
-    s3.add_response("delete_objects", {}, {"Bucket": BUCKET, "Delete": {"Quiet": True, "Objects": [
-        {"Key": "cluster-key/id_ed25519", "VersionId": "v1"}, {"Key": "nodes/i-1/ready", "VersionId": "v2"},
-        {"Key": "logs/i-1/agent.log", "VersionId": "v3"}]}})
+    versions = [{"Key": k, "VersionId": f"v{i}"} for i, k in enumerate(keys)]
+    s3.add_response("list_object_versions", {"Versions": versions, "IsTruncated": False}, {"Bucket": BUCKET})
+    if versions:
+        s3.add_response("delete_objects", {}, {"Bucket": BUCKET, "Delete": {"Quiet": True, "Objects": versions}})
 
 
-def test_delete_empties_the_worker_group_first_then_deletes_as_the_service_role_then_empties_the_bucket(
+def _stack_is(stubs: dict[str, Stubber], status: str, reason: str = "") -> None:
+    extra = {"StackStatusReason": reason} if reason else {}
+    stubs["cloudformation"].add_response("describe_stacks", {"Stacks": [{
+        "StackName": STACK, "StackId": STACK_ID, "CreationTime": CREATED, "StackStatus": status, **extra}]},
+        {"StackName": STACK_ID})
+
+
+def _delete_stack(stubs: dict[str, Stubber]) -> None:
+    stubs["cloudformation"].add_response("delete_stack", {}, {"StackName": STACK_ID, "RoleARN": ROLE})
+
+
+def test_delete_records_the_group_empties_it_deletes_as_the_service_role_and_empties_the_bucket_until_gone(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
     """No writer is left when the bucket is emptied: the timer is stopped, the group is at 0 with no
-    instance left; the emptying itself cannot be cut short by SIGTERM (CloudFormation terminates the
-    master meanwhile), and SIGTERM is back to what it was afterwards."""
+    instance left; the emptying repeats while the stack is being deleted (a write after the first
+    one is removed by the next) and cannot be cut short by SIGTERM, which is back afterwards."""
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
     _scale_to_zero(stubs)
     _group_has(stubs, "i-0aaaaaaaaaaaaaaa2", "i-0aaaaaaaaaaaaaaa3")  # still terminating
     _group_has(stubs)
-    stubs["cloudformation"].add_response("delete_stack", {}, {"StackName": STACK_ID, "RoleARN": ROLE})
+    _delete_stack(stubs)
+    _empty_bucket(stubs, "cluster-key/id_ed25519", "nodes/i-1/ready", "logs/i-1/agent.log")
+    _stack_is(stubs, "DELETE_IN_PROGRESS")
+    _empty_bucket(stubs, "cluster-key/idle.json")  # written after the first emptying
+    _stack_is(stubs, "DELETE_IN_PROGRESS")
     _empty_bucket(stubs)
+    _stack_is(stubs, "DELETE_COMPLETE")
     sigterm_while_emptying = []
     stubs["s3"].client.meta.events.register(  # type: ignore[attr-defined]
-        "provide-client-params.s3.DeleteObjects", lambda **_: sigterm_while_emptying.append(
+        "provide-client-params.s3.ListObjectVersions", lambda **_: sigterm_while_emptying.append(
             signal.getsignal(signal.SIGTERM)))
     slept: list[float] = []
     shutdown = _shutdown(stubs, tmp_path, sleep=slept.append)
     before = signal.getsignal(signal.SIGTERM)
-    done = shutdown.act(shutdown.limits(), "idle for 30 minutes")
+    progress: dict[str, Any] = {}
+    done = shutdown.act(shutdown.limits(), _acting(progress))
     assert done == (f"worker group {GROUP} at 0; DeleteStack sent as {ROLE}; key bucket {BUCKET} emptied "
-                    "(3 versions)")
-    assert slept == [WORKERS_POLL_S]
-    assert sigterm_while_emptying == [signal.SIG_IGN] and signal.getsignal(signal.SIGTERM) == before
-    assert _journal(tmp_path) == ["systemctl disable --now cfn-chainermn-refresh.timer"]
+                    "(4 versions); stack DELETE_COMPLETE")
+    assert slept == [WORKERS_POLL_S, DELETE_POLL_S, DELETE_POLL_S]
+    assert sigterm_while_emptying == [signal.SIG_IGN] * 3 and signal.getsignal(signal.SIGTERM) == before
+    assert progress["group"] == {"MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2}
+    assert _journal(tmp_path) == [TIMER_STOP]  # the master is going: its timer stays stopped
 
 
 def test_a_group_still_not_empty_after_the_bound_is_deleted_anyway_and_the_line_says_so(
@@ -127,18 +169,20 @@ def test_a_group_still_not_empty_after_the_bound_is_deleted_anyway_and_the_line_
     clock = [1_000.0]
     monkeypatch.setattr(idle_master, "now", lambda: clock[0])
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
     _scale_to_zero(stubs)
     polls = int(WORKERS_GONE_S // WORKERS_POLL_S) + 1  # the last look is at the deadline
     for _ in range(polls):
         _group_has(stubs, "i-0aaaaaaaaaaaaaaa2")
-    stubs["cloudformation"].add_response("delete_stack", {}, {"StackName": STACK_ID, "RoleARN": ROLE})
-    _empty_bucket(stubs)
+    _delete_stack(stubs)
+    _empty_bucket(stubs, "nodes/i-0aaaaaaaaaaaaaaa2/ready")
+    _stack_is(stubs, "DELETE_COMPLETE")
 
     def sleep(seconds: float) -> None:
         clock[0] += seconds
 
     shutdown = _shutdown(stubs, tmp_path, sleep=sleep)
-    done = shutdown.act(shutdown.limits(), "idle for 30 minutes")
+    done = shutdown.act(shutdown.limits(), _acting())
     assert f"1 worker(s) still there after {WORKERS_GONE_S:g} s; DeleteStack sent as {ROLE}" in done
     assert clock[0] == 1_000.0 + WORKERS_GONE_S
 
@@ -146,6 +190,7 @@ def test_a_group_still_not_empty_after_the_bound_is_deleted_anyway_and_the_line_
 def test_a_refused_deletestack_restores_nothing_leaves_the_bucket_whole_and_lets_the_timer_run(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
     _scale_to_zero(stubs)
     _group_has(stubs)
     stubs["cloudformation"].add_client_error("delete_stack", "AccessDenied", "not authorized to perform: "
@@ -154,25 +199,234 @@ def test_a_refused_deletestack_restores_nothing_leaves_the_bucket_whole_and_lets
     shutdown = _shutdown(stubs, tmp_path)
     limits = shutdown.limits()
     with pytest.raises(AgentError) as refused:
-        shutdown.act(limits, "idle for 30 minutes")
+        shutdown.act(limits, _acting())
     line = str(refused.value)
     assert line.startswith(f"stack {STACK} not deleted: ") and "iam:PassRole" in line
     assert f"worker group {GROUP} left at 0 (nothing is restored;" in line
-    assert f"--auto-scaling-group-name {GROUP} --max-size N --desired-capacity N" in line
-    assert line.endswith("key bucket untouched; the next refresh tries again")
-    assert _journal(tmp_path) == ["systemctl disable --now cfn-chainermn-refresh.timer",
-                                  "systemctl enable --now cfn-chainermn-refresh.timer"]
+    assert f"--auto-scaling-group-name {GROUP} --min-size 2 --max-size 4 --desired-capacity 2" in line
+    assert line.endswith(f"key bucket untouched; the next refresh tries again (`cfn-chainermn stack delete {STACK}` "
+                         "deletes it from your machine)")
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
 
-def test_a_refused_scaling_changes_nothing_and_sends_no_deletestack(stubs: dict[str, Stubber], tmp_path: Path) -> None:
+@pytest.mark.parametrize("failure", ["AccessDenied", "EndpointConnectionError"])
+def test_a_failed_scaling_changes_nothing_and_sends_no_deletestack(
+        stubs: dict[str, Stubber], tmp_path: Path, failure: str) -> None:
+    """A refusal or no answer at all (BotoCoreError): the same one line, through aws.py."""
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
-    stubs["autoscaling"].add_client_error("update_auto_scaling_group", "AccessDenied", "not authorized", 403)
+    _recorded(stubs)
+    if failure == "AccessDenied":
+        stubs["autoscaling"].add_client_error("update_auto_scaling_group", "AccessDenied", "not authorized", 403)
+    else:
+        _fails_once(stubs["autoscaling"], "UpdateAutoScalingGroup")
     shutdown = _shutdown(stubs, tmp_path)
     limits = shutdown.limits()
-    with pytest.raises(AgentError, match=r"not deleted: .*; nothing changed; key bucket untouched"):
-        shutdown.act(limits, "idle for 30 minutes")
-    assert _journal(tmp_path) == ["systemctl disable --now cfn-chainermn-refresh.timer",
-                                  "systemctl enable --now cfn-chainermn-refresh.timer"]
+    with pytest.raises(AgentError, match=r"not deleted: UpdateAutoScalingGroup failed: .*; nothing changed; key "
+                                         "bucket untouched") as failed:
+        shutdown.act(limits, _acting())
+    assert failure == "AccessDenied" or "Could not connect to the endpoint URL" in str(failed.value)
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+
+def _fails_once(stubber: Stubber, operation: str) -> None:
+    """The next `operation` gets no answer (EndpointConnectionError, a BotoCoreError), raised before
+    the Stubber looks at its queue (provide-client-params comes before its before-parameter-build)."""
+    from botocore.exceptions import EndpointConnectionError
+
+    client = stubber.client  # type: ignore[attr-defined]
+    left = [1]
+
+    def fail(**_: Any) -> None:
+        if left.pop() if left else 0:
+            raise EndpointConnectionError(endpoint_url=f"https://{client.meta.service_model.endpoint_prefix}.test")
+
+    service = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"provide-client-params.{service}.{operation}", fail)
+
+
+def test_no_answer_while_emptying_or_reading_the_stack_is_logged_and_tried_again(
+        stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    _delete_stack(stubs)
+    # the first look gets no answer, from S3 nor from CloudFormation: nothing of the queue is used
+    _empty_bucket(stubs, "nodes/i-1/ready")
+    _stack_is(stubs, "DELETE_IN_PROGRESS")
+    _empty_bucket(stubs)
+    _stack_is(stubs, "DELETE_COMPLETE")
+    logs: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(idle_master, "now", lambda: clock[0])
+    shutdown = _shutdown(stubs, tmp_path, sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    limits = shutdown.limits()
+    _fails_once(stubs["s3"], "ListObjectVersions")
+    _fails_once(stubs["cloudformation"], "DescribeStacks")  # armed after the limits' read
+    done = shutdown.act(limits, _acting(logs=logs))
+    assert done.endswith("emptied (1 versions); stack DELETE_COMPLETE")
+    assert logs == [f"idle: key bucket {BUCKET} not emptied: emptying bucket {BUCKET}: Could not connect to the "
+                    "endpoint URL: \"https://s3.test\"; trying again in 15 s",
+                    f"idle: stack {STACK} not read: DescribeStacks failed: Could not connect to the endpoint URL: "
+                    "\"https://cloudformation.test\"; reading it again in 15 s"]
+
+
+def _events(stubs: dict[str, Stubber]) -> None:
+    """This deletion's events, newest first: the bucket refused (a write after the last emptying)."""
+    def event(n: int, logical: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
+        return {"StackId": STACK_ID, "EventId": f"e{n}", "StackName": STACK, "LogicalResourceId": logical,
+                "PhysicalResourceId": STACK_ID if kind == "AWS::CloudFormation::Stack" else logical.lower(),
+                "ResourceType": kind, "Timestamp": CREATED, "ResourceStatus": status, "ResourceStatusReason": reason}
+
+    stubs["cloudformation"].add_response("describe_stack_events", {"StackEvents": [
+        event(5, STACK, "AWS::CloudFormation::Stack", "DELETE_FAILED",
+              "The following resource(s) failed to delete: [KeyBucket]. "),
+        event(4, "KeyBucket", "AWS::S3::Bucket", "DELETE_FAILED", "The bucket you tried to delete is not empty"),
+        event(3, "ClusterMaster", "AWS::EC2::Instance", "DELETE_COMPLETE"),
+        event(2, STACK, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS", "User Initiated"),
+        event(1, STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE")]}, {"StackName": STACK_ID})
+
+
+def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_the_next_tick(
+        stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeleteStack, the bucket emptied, DescribeStacks says DELETE_FAILED: the events name the
+    resource and why; the line (and `stack status`'s record) says what the user runs; the timer runs
+    again, and the next tick sends DeleteStack again without touching the group (it may be gone)."""
+    from cfn_chainermn.node import idle
+
+    state = tmp_path / "idle.json"
+    deadline = CREATED.timestamp() + 3600
+    idle.IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
+    published: list[dict[str, Any]] = []
+    hooks = idle.Hooks(probe=idle.Activity, publish=lambda key, body: published.append(json.loads(body)),
+                       wall=print, log=print, clock=lambda: deadline)
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)  # the second look: still due
+    _delete_stack(stubs)
+    _empty_bucket(stubs, "nodes/i-1/ready")
+    _stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+    _events(stubs)
+    clock = [0.0]  # the watch's clock, moved by its sleeps (a watch that missed DELETE_FAILED ends soon)
+    monkeypatch.setattr(idle_master, "now", lambda: clock[0])
+    shutdown = _shutdown(stubs, tmp_path, sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    with pytest.raises(idle.NotDone) as failed:
+        idle.tick(shutdown, hooks, state)
+    line = str(failed.value)
+    assert line == (f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried "
+                    "to delete is not empty; the next refresh sends DeleteStack again; `cfn-chainermn stack delete "
+                    f"{STACK}` deletes it from your machine")
+    assert published[-1]["failed"] == line and published[-1]["acting"] is True
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # the next tick
+    _delete_stack(stubs)
+    _empty_bucket(stubs, "cluster-key/idle.json")  # what the failed tick published
+    _stack_is(stubs, "DELETE_COMPLETE")
+    assert idle.tick(shutdown, hooks, state).endswith("emptied (1 versions); stack DELETE_COMPLETE")
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP]
+
+
+def test_a_watch_that_runs_out_lets_the_timer_run_writes_nothing_and_the_next_tick_watches_again(
+        stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cfn_chainermn.node import idle
+
+    clock = [1_000.0]
+    monkeypatch.setattr(idle_master, "now", lambda: clock[0])
+    monkeypatch.setattr(idle_delete, "DELETE_WATCH_S", 2 * DELETE_POLL_S)
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    _delete_stack(stubs)
+    for _ in range(3):  # at 0, 15 and 30 s
+        _empty_bucket(stubs)
+        _stack_is(stubs, "DELETE_IN_PROGRESS")
+    shutdown = _shutdown(stubs, tmp_path, sleep=sleep)
+    with pytest.raises(idle.NotDone) as ran_out:
+        shutdown.act(shutdown.limits(), _acting())
+    assert ran_out.value.quiet and f"still DELETE_IN_PROGRESS after {2 * DELETE_POLL_S:g} s" in str(ran_out.value)
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_IN_PROGRESS")  # no DeleteStack again
+    _empty_bucket(stubs, "nodes/m/hostfile")
+    _stack_is(stubs, "DELETE_COMPLETE")
+    assert shutdown.act(shutdown.limits(), _acting()).endswith("stack DELETE_COMPLETE")
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP]
+
+
+def _tick_while_waiting(stubs: dict[str, Stubber], tmp_path: Path, probes: list[Any],
+                        later: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
+    """One due tick: the group recorded, scaled and empty; then the second look reads `later` as the
+    stack's parameters and sees probes[1]."""
+    from cfn_chainermn.node import idle
+
+    state = tmp_path / "idle.json"
+    deadline = CREATED.timestamp() + 3600
+    idle.IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
+    published: list[dict[str, Any]] = []
+    hooks = idle.Hooks(probe=lambda: probes.pop(0), publish=lambda key, body: published.append(json.loads(body)),
+                       wall=print, log=print, clock=lambda: deadline)
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    _describe(stubs, later, DELETING)
+    _restored(stubs)
+    line = idle.tick(_shutdown(stubs, tmp_path), hooks, state)
+    assert idle.IdleState.load(state).progress == {} and idle.IdleState.load(state).acted == ""
+    return line, published
+
+
+def test_limits_turned_off_during_the_wait_send_no_deletestack_and_put_the_group_back(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    from cfn_chainermn.node.idle import Activity
+
+    line, published = _tick_while_waiting(stubs, tmp_path, [Activity(), Activity()],
+                                          {"IdleMinutes": "off", "MaxHours": "off"})
+    assert line == (f"deletion cancelled: idle shutdown was turned off; worker group {GROUP} back to min 2, max 4, "
+                    "desired 2")
+    assert published[-1]["idle_minutes"] is None and "acting" not in published[-1]
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+
+def test_a_login_during_the_wait_sends_no_deletestack_and_puts_the_group_back(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    from cfn_chainermn.node.idle import Activity
+
+    line, published = _tick_while_waiting(stubs, tmp_path, [Activity(), Activity(sessions=("chainer@pts/0",))],
+                                          {"IdleMinutes": "30"})
+    assert line == (f"deletion cancelled: busy again (chainer@pts/0); worker group {GROUP} back to min 2, max 4, "
+                    "desired 2")
+    assert published[-1]["busy"] == ["chainer@pts/0"] and published[-1]["deadline"] is None
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+
+def test_a_retry_puts_the_group_back_to_the_sizes_recorded_before_it_went_to_zero(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """A refused DeleteStack left the group at 0; the next try finds it at 0 and records nothing new,
+    so calling it off restores what the first try saw."""
+    progress: dict[str, Any] = {}
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    stubs["cloudformation"].add_client_error("delete_stack", "AccessDenied", "no", 403)
+    shutdown = _shutdown(stubs, tmp_path)
+    with pytest.raises(AgentError):
+        shutdown.act(shutdown.limits(), _acting(progress))
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _scale_to_zero(stubs)  # no DescribeAutoScalingGroups first: the sizes are kept from the first try
+    _group_has(stubs)
+    _restored(stubs)
+    with pytest.raises(idle_master.idle.Cancelled, match="back to min 2, max 4, desired 2"):
+        shutdown.act(shutdown.limits(), _acting(progress, still_due=lambda: "busy again (job x)"))
 
 
 def test_a_stack_without_the_role_output_is_named_and_nothing_is_called(
@@ -180,7 +434,7 @@ def test_a_stack_without_the_role_output_is_named_and_nothing_is_called(
     _describe(stubs, {"IdleMinutes": "30"}, {})
     shutdown = _shutdown(stubs, tmp_path)
     with pytest.raises(Exception, match="no output ShutdownRoleArn"):
-        shutdown.act(shutdown.limits(), "idle")
+        shutdown.act(shutdown.limits(), _acting())
     assert _journal(tmp_path) == []
 
 
@@ -191,7 +445,7 @@ def test_stop_sets_the_worker_group_to_zero_and_stops_the_master(stubs: dict[str
         "AutoScalingGroupName": GROUP, "MinSize": 0, "DesiredCapacity": 0})
     stubs["ec2"].add_response("stop_instances", {"StoppingInstances": []}, {"InstanceIds": ["i-0aaaaaaaaaaaaaaa1"]})
     shutdown = _shutdown(stubs, tmp_path)
-    done = shutdown.act(shutdown.limits(), "idle for 30 minutes")
+    done = shutdown.act(shutdown.limits(), _acting())
     assert done == f"worker group {GROUP} set to 0, master i-0aaaaaaaaaaaaaaa1 stopping (EFS kept)"
     assert _journal(tmp_path) == []
 
@@ -216,6 +470,7 @@ def test_the_calls_are_those_the_template_grants_the_master(stubs: dict[str, Stu
     group = {"Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
                         "autoScalingGroupName/${WorkerGroup}"}
     assert granted[("cloudformation:DescribeStacks", None)] == [stack_id]
+    assert granted[("cloudformation:DescribeStackEvents", None)] == [stack_id]
     assert granted[("autoscaling:UpdateAutoScalingGroup", deletes)] == [group]
     assert granted[("autoscaling:DescribeAutoScalingGroups", deletes)] == ["*"]  # it takes no other Resource
     assert granted[("cloudformation:DeleteStack", deletes)] == [stack_id]
