@@ -137,8 +137,13 @@ def left_by_deleted_stack(iam: Any, cfn: Any, name: str) -> list[str]:
 def delete_left_roles(iam: Any, cfn: Any, name: str, say: Callable[[str], None], confirm: Callable[[str], None],
                       *, yes: bool) -> bool:
     """`stack delete` of a stack that is gone: delete the ShutdownRoles its deleted stacks left (asked
-    first unless `yes`); False when there are none."""
-    left = left_by_deleted_stack(iam, cfn, name)
+    first unless `yes`); False when there are none, or they cannot be looked for (a warning says why:
+    the caller may lack iam:ListRoles, and the stack is gone either way)."""
+    try:
+        left = left_by_deleted_stack(iam, cfn, name)
+    except AwsError as exc:
+        say(f"warning: could not look for a role idle shutdown left: {exc}")
+        return False
     if not left:
         return False
     names = ", ".join(role_name(arn) for arn in left)

@@ -131,6 +131,7 @@ def test_a_role_arn_that_is_no_role_arn_exits_2_before_any_aws_call(no_aws: None
                           "(a role CloudFormation may assume that can delete the stack's resources)\n")
 
 
+@pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto:UserWarning")
 def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_tag(
         emulator: Any, run_cli: Any) -> None:
     """The master's DeleteStack leaves the role and no output naming it: `stack delete NAME` finds it by
@@ -154,3 +155,15 @@ def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_t
         roles["left-other"]}
     again = run_cli("stack", "delete", "left", "--yes")
     assert (again.code, again.err) == (3, "error: stack left not found; `cfn-chainermn stack list` shows yours\n")
+
+
+def test_a_gone_stack_whose_roles_cannot_be_listed_is_still_not_found(stubbed: Any, run_cli: Any) -> None:
+    stubbed("cloudformation").add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not "
+                                               "exist", expected_params={"StackName": NAME})
+    stubbed("iam").add_client_error("list_roles", "AccessDenied", "not authorized to perform: iam:ListRoles", 403)
+    result = run_cli("stack", "delete", NAME, "--yes")
+    assert result.code == 3
+    assert result.err.splitlines() == [
+        "warning: could not look for a role idle shutdown left: ListRoles failed: AccessDenied: not authorized to "
+        "perform: iam:ListRoles (the credentials in use lack this permission; check the IAM policy of the role or "
+        "user)", f"error: stack {NAME} not found; `cfn-chainermn stack list` shows yours"]
