@@ -135,14 +135,16 @@ def test_a_role_arn_that_is_no_role_arn_exits_2_before_any_aws_call(no_aws: None
 def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_tag(
         emulator: Any, run_cli: Any) -> None:
     """The master's DeleteStack leaves the role and no output naming it: `stack delete NAME` finds it by
-    name and its stack-id tag, and only a deleted stack's (the other live stack's role stays). moto."""
+    name and its stack-id tag, and only a deleted stack of that name's (another stack's role stays). moto."""
     vpc, subnet = arrange_default_subnet(cluster_client("ec2"))
     cfn, iam = cluster_client("cloudformation"), cluster_client("iam")
-    for stack_name in ("left", "left-other"):
-        created = run_cli("stack", "create", stack_name, "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
-                          "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
-                          "--efs", "none", "--idle-minutes", "30", "--yes")
-        assert created.code == 0, created.err
+    created = run_cli("stack", "create", "left", "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
+                      "--instance-type", "g5.xlarge", "--workers", "0", "--vpc-id", vpc, "--subnet-id", subnet,
+                      "--efs", "none", "--idle-minutes", "30", "--yes")
+    assert created.code == 0, created.err
+    stack_id = cfn.describe_stacks(StackName="left")["Stacks"][0]["StackId"]
+    iam.create_role(RoleName="left-other-ShutdownRole-XYZ", AssumeRolePolicyDocument="{}", Tags=[
+        {"Key": "cfn-chainermn:stack-id", "Value": stack_id.replace("/left/", "/left-other/")}])
     roles = {r["RoleName"].split("-ShutdownRole-")[0]: r["RoleName"] for r in iam.list_roles()["Roles"]
              if "-ShutdownRole-" in r["RoleName"]}
     cfn.delete_stack(StackName=cfn.describe_stacks(StackName="left")["Stacks"][0]["StackId"])  # as the master does
