@@ -80,14 +80,6 @@ def _statements(t: dict[str, Any]) -> dict[str, tuple[str | None, dict[str, Any]
     return out
 
 
-def _patterns(resource: Any) -> list[tuple[str | None, str]]:
-    """(condition, Sub text) of each ARN a Resource entry may be."""
-    if "Fn::If" in resource:
-        cond, value, _ = resource["Fn::If"]
-        return [(cond, p) for _, p in _patterns(value)]
-    return [(None, resource["Fn::Sub"])]
-
-
 def test_every_delete_names_this_stacks_own_resources_and_no_account_wide_arn_is_left() -> None:
     """Action by action, the exact ARNs (and the conditions they exist under) the role may use it on:
     an action moved into another statement reaches other resources, and this fails. Only reads are on
