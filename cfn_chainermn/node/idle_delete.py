@@ -13,8 +13,9 @@ DELETE_FAILED ends the watch with the first failed resource's reason (DescribeSt
 timer runs again and the next refresh sends DeleteStack again (skipping the group: it may be gone).
 
 The timer is stopped, not disabled: a master that reboots mid-way gets it back. Every way out but a
-finished deletion starts it again, outside the SIGTERM-ignoring block (a child inherits an ignored
-signal across exec, signal(7), and Python's restore_signals resets only SIGPIPE, SIGXFZ and SIGXFSZ).
+finished deletion (a watch that ran out among them) starts it again, outside the SIGTERM-ignoring
+block (a child inherits an ignored signal across exec, signal(7), and Python's restore_signals
+resets only SIGPIPE, SIGXFZ and SIGXFSZ).
 """
 
 from __future__ import annotations
@@ -63,17 +64,24 @@ class Deletion:
     clock: Callable[[], float]
 
     def run(self, status: str, acting: Acting) -> str:
+        """What was done; the timer runs again on every way out but a finished deletion, whatever was raised."""
         self._timer("stop")
-        if status == "DELETE_IN_PROGRESS":  # a watch that ran out, or the user's own `stack delete`
-            return self._watch("", acting)
+        finished = False
+        try:
+            line = self._watch("", acting) if status == "DELETE_IN_PROGRESS" else self._send(status, acting)
+            finished = True
+            return line
+        finally:
+            if not finished:
+                self._timer("start")
+
+    def _send(self, status: str, acting: Acting) -> str:
         try:  # after DELETE_FAILED the group may be gone and the stack cannot be updated: straight to DeleteStack
             waited = "" if status == "DELETE_FAILED" else self._workers_to_zero(acting)
             aws_call("DeleteStack", lambda: self.cfn.delete_stack(StackName=self.stack_id, RoleARN=self.role))
         except Cancelled:
-            self._timer("start")
             raise
         except CfnChainermnError as exc:
-            self._timer("start")
             kept = f"worker group {self.group} left at 0 (nothing is restored; {self._restore_command(acting)})" \
                 if acting.progress.get("scaled") else "nothing changed"
             raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; key bucket untouched; the next "
@@ -154,7 +162,6 @@ class Deletion:
         if emptied is None or status == "DELETE_COMPLETE":
             gone = "stack DELETE_COMPLETE" if status == "DELETE_COMPLETE" else "key bucket gone"
             return f"worker group {self.group} at 0; {waited}{done}; {gone}"
-        self._timer("start")
         if status == "DELETE_FAILED":
             raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; the next refresh sends "
                           f"DeleteStack again; `cfn-chainermn stack delete {self.stack}` deletes it from your machine")

@@ -480,3 +480,20 @@ def test_the_calls_are_those_the_template_grants_the_master(stubs: dict[str, Stu
     assert granted[("autoscaling:UpdateAutoScalingGroup", stops)] == [group]
     assert granted[("ec2:StopInstances", stops)] == [
         {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/${ClusterMaster}"}]
+
+
+def test_an_unexpected_error_midway_still_lets_the_timer_run(stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """Not only the package's errors: whatever ends the sequence before DeleteStack, the master's
+    refresh timer is started again (a master left alive without it would never act again)."""
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+
+    def broken() -> str:
+        raise RuntimeError("the probe broke")
+
+    shutdown = _shutdown(stubs, tmp_path)
+    with pytest.raises(RuntimeError):
+        shutdown.act(shutdown.limits(), _acting(still_due=broken))
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
