@@ -208,14 +208,30 @@ def test_many_new_keys_are_read_several_at_a_time_with_the_same_result(moto: Any
         body = f"ssh-ed25519 AAAA{iid} root\n".encode()
         s3.put_object(Bucket="kb-many", Key=f"nodes/{iid}/host_ed25519.pub", Body=body)
     threads: set[int] = set()
-    s3.meta.events.register("before-send", lambda **_: threads.add(threading.get_ident()))
+    # the first two GETs meet at a barrier before either is sent: only reads in flight together
+    # pass it (one by one, the first would wait alone and break it, failing the read and the
+    # test); a scheduler that runs one thread long cannot make this pass or fail by chance
+    meet, met = threading.Barrier(2, timeout=10), [0]
+    lock = threading.Lock()
+
+    def before_send(**_: object) -> None:
+        threads.add(threading.get_ident())
+        with lock:
+            met[0] += 1
+            first_two = met[0] <= 2
+        if first_two:
+            meet.wait()
+
+    s3.meta.events.register("before-send", before_send)
     etags = {iid: f'"{iid}"' for iid in ids}
     known = {ids[0]: (etags[ids[0]], "ssh-ed25519 AAAAcached")}  # unchanged: not read again
     got = inventory.fetch_host_keys(s3, "kb-many", etags, known)
+    s3.meta.events.unregister("before-send", before_send)
     assert got == {ids[0]: (etags[ids[0]], "ssh-ed25519 AAAAcached"),
                    **{iid: (etags[iid], f"ssh-ed25519 AAAA{iid}") for iid in ids[1:-1]}}
-    assert list(got) == sorted(got) and len(threads) > 1
+    assert list(got) == sorted(got) and len(threads) > 1 and not meet.broken
     threads.clear()
+    s3.meta.events.register("before-send", lambda **_: threads.add(threading.get_ident()))
     few = {iid: etags[iid] for iid in ids[1:inventory.PARALLEL_FROM + 1]}
     assert inventory.fetch_host_keys(s3, "kb-many", few) == {iid: got[iid] for iid in few}
     assert threads == {threading.get_ident()}  # up to PARALLEL_FROM: one by one, in this thread
