@@ -70,8 +70,9 @@ def shared_step(ctx: Context) -> str:
 
     Made here, after the mount, never before it (a folder made under the mount point would be
     hidden by EFS) and never by a refresh (one made while EFS is not mounted would read as "no
-    jobs"): so on a healthy node it always exists, and idle shutdown counts a missing one as
-    "cannot tell" (idle_probe.folder_problem). No link in the user's shared folder is followed."""
+    jobs"): so on a healthy node it exists, and idle shutdown counts a missing one as "cannot
+    tell" while the EFS mount is gone (idle_probe.jobs). No link in the user's shared folder is
+    followed."""
     detail = ctx.platform.shared_folder(ctx)
     with HomeFiles(ctx.platform.path(ctx.settings.mount_point), ctx.owner).folder(JOBS, mode=0o700):
         pass
