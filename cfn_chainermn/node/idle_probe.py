@@ -153,7 +153,7 @@ class JobsFolder:
     def of(cls, ctx: Context) -> JobsFolder:
         s = ctx.settings
         shared = str(ctx.platform.path(s.mount_point))
-        return cls(os.path.join(shared, JOBS), s.user, shared if s.efs_id and not s.local else "")
+        return cls(os.path.join(shared, JOBS), s.user, shared if s.efs_id else "")  # a local node has no EFS
 
 
 def _cannot(folder: JobsFolder, why: str) -> tuple[str, ...]:

@@ -9,12 +9,14 @@ import errno
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from cfn_chainermn.jobs import scripts
 from cfn_chainermn.node import idle_probe
 
 
@@ -89,6 +91,21 @@ def test_a_jobs_folder_that_is_a_link_or_a_file_is_not_read(tmp_path: Path) -> N
     gone = tmp_path / "no-shared" / "jobs"  # no shared folder at all: cannot tell either
     assert idle_probe.jobs(_folder(gone)) == (
         f"jobs folder {gone} cannot be listed as the agent: cannot tell whether a job waits",)
+
+
+def test_idle_sh_refuses_a_folder_entered_through_a_link_by_its_physical_path(tmp_path: Path) -> None:
+    """The link test before `cd` only names the refusal early: a link swapped in between the test
+    and the `cd` is caught after it, by the physical path of the folder entered. Shown here with
+    the early test taken out (the swap itself cannot be timed from a test)."""
+    real = _jobs(tmp_path)
+    link = tmp_path / "efs" / "swapped"
+    link.symlink_to(real)
+    early = '[ -L "$name" ] && exit 4\n'
+    script = scripts.text("idle.sh")
+    assert early in script
+    late_only = script.replace(early, "")
+    for folder, rc in ((link, idle_probe.LINKED), (real, 0)):
+        assert subprocess.run(["sh", "-c", late_only, "sh", str(folder)]).returncode == rc
 
 
 def test_a_job_list_that_fails_or_times_out_counts_as_busy(tmp_path: Path) -> None:
