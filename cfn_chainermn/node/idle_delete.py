@@ -82,9 +82,10 @@ class Deletion:
         except Cancelled:
             raise
         except CfnChainermnError as exc:
-            kept = f"worker group {self.group} left at 0 (nothing is restored; {self._restore_command(acting)})" \
-                if acting.progress.get("scaled") else "nothing changed"
-            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; key bucket untouched; the next "
+            kept = "it stays DELETE_FAILED" if status == "DELETE_FAILED" else \
+                f"worker group {self.group} left at 0 (nothing is restored; {self._restore_command(acting)}); key " \
+                "bucket untouched" if acting.progress.get("scaled") else "nothing changed; key bucket untouched"
+            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; the next "
                              f"refresh tries again (`cfn-chainermn stack delete {self.stack}` deletes it from your "
                              "machine)") from exc
         return self._watch(waited, acting)

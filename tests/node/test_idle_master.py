@@ -321,12 +321,19 @@ def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_
     assert published[-1]["failed"] == line and published[-1]["acting"] is True
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
-    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # the next tick
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # the next tick: refused
+    stubs["cloudformation"].add_client_error("delete_stack", "AccessDenied", "not authorized to perform: "
+                                             "cloudformation:DeleteStack", 403)
+    with pytest.raises(AgentError, match=f"not deleted: .*; it stays DELETE_FAILED; the next refresh tries again "
+                                         rf"\(`cfn-chainermn stack delete {STACK}`"):
+        idle.tick(shutdown, hooks, state)
+    assert published[-1]["failed"].startswith(f"stack {STACK} not deleted: DeleteStack failed: AccessDenied")
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # and the next: sent
     _delete_stack(stubs)
     _empty_bucket(stubs, "cluster-key/idle.json")  # what the failed tick published
     _stack_is(stubs, "DELETE_COMPLETE")
     assert idle.tick(shutdown, hooks, state).endswith("emptied (1 versions); stack DELETE_COMPLETE")
-    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP]
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP, TIMER_START, TIMER_STOP]
 
 
 def test_a_watch_that_runs_out_lets_the_timer_run_writes_nothing_and_the_next_tick_watches_again(
