@@ -240,6 +240,12 @@ class ClusterConfig:
         workers = [self.worker_type, *self.spot_types] if self.workers else []
         return tuple(dict.fromkeys([self.instance_type, *workers]))
 
+    def setting_of_type(self, name: str) -> str:
+        """Which setting brought instance type `name` into `instance_types`, for the field an error names."""
+        if name == self.instance_type:
+            return "instance_type"
+        return "worker_instance_type" if name == self.worker_type else "spot_instance_types"
+
     @property
     def spot_types(self) -> tuple[str, ...]:
         """The more Spot worker types, as a list (the setting is comma-separated, as the parameter)."""

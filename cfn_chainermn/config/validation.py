@@ -188,9 +188,9 @@ def _closed_driver_gpus_need_an_image(cfg: ClusterConfig, for_stack: bool) -> It
     for name in cfg.instance_types:
         gap = driver_gap(INSTANCE_TYPES[name].gpu_model) if name in INSTANCE_TYPES else None
         if gap:
-            yield (f"instance_type: {name}: {gap}; the default image (Deep Learning Base OSS AMI) cannot drive it: "
-                   "give --ami of an image with that driver (cfn-chainermn ami build --profile current) or choose "
-                   "another type")
+            yield (f"{cfg.setting_of_type(name)}: {name}: {gap}; the default image (Deep Learning Base OSS AMI) "
+                   "cannot drive it: give --ami of an image with that driver (cfn-chainermn ami build --profile "
+                   "current) or choose another type")
 
 
 @rule("efa")

@@ -73,4 +73,4 @@ def test_every_check_of_a_type_sees_the_spot_types() -> None:
     with pytest.raises(ConfigError) as exc:  # a V100 type on the default image, as for the worker type
         build({**SPOT, "spot_instance_types": "p3.8xlarge", "efa": "off", "key_name": "k",
                "ssh_cidr": "203.0.113.7/32"}, for_stack=True)
-    assert [p.split(":")[:2] for p in exc.value.problems] == [["instance_type", " p3.8xlarge"]]
+    assert [p.split(":")[:2] for p in exc.value.problems] == [["spot_instance_types", " p3.8xlarge"]]

@@ -32,6 +32,13 @@ BAD_INPUT: list[tuple[list[str], list[str]]] = [
       "open kernel modules run Turing and newer only, and newer branches dropped it; the default image (Deep "
       "Learning Base OSS AMI) cannot drive it: give --ami of an image with that driver (cfn-chainermn ami build "
       "--profile current) or choose another type"]),
+    # ... named by the setting that brought the type in: a Spot type's is spot_instance_types
+    (["stack", "create", NAME, *GOOD, "--instance-type", "g6.xlarge", "--spot-workers", "--spot-instance-types",
+      "p3.2xlarge"],
+     ["error: spot_instance_types: p3.2xlarge: V100 (sm_70) needs NVIDIA's proprietary driver, branch 580 or older: "
+      "the open kernel modules run Turing and newer only, and newer branches dropped it; the default image (Deep "
+      "Learning Base OSS AMI) cannot drive it: give --ami of an image with that driver (cfn-chainermn ami build "
+      "--profile current) or choose another type"]),
     (["stack", "create", NAME, *GOOD, "--instance-type", "g5.xlarge", "--efa", "on"],
      ["error: efa: g5.xlarge has no EFA; set efa to auto or off, or choose a type with EFA (the larger sizes of "]),
     (["stack", "create", NAME, *GOOD, "--efa", "sometimes"],
