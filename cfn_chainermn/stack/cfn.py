@@ -290,8 +290,3 @@ def empty_if_there(s3: S3Client, bucket: str) -> int | None:
         raise aws_error(exc, f"emptying bucket {bucket}") from exc
     return removed
 
-
-def delete(cfn: CloudFormationClient, stack_id: str) -> None:
-    """Start deleting the stack (by id, so it can be followed after the name is gone)."""
-    with mapped(f"deleting stack {stack_id}"):
-        cfn.delete_stack(StackName=stack_id)
