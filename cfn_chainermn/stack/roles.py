@@ -128,7 +128,11 @@ def left_by_deleted_stack(iam: Any, cfn: Any, name: str) -> list[str]:
             stack_id = next((t["Value"] for t in tags if t["Key"] == SHUTDOWN_ROLE_STACK_TAG), "")
             if f":stack/{name}/" not in stack_id:
                 continue
-            stacks = aws_call("DescribeStacks", functools.partial(cfn.describe_stacks, StackName=stack_id))["Stacks"]
+            describe = functools.partial(cfn.describe_stacks, StackName=stack_id)
+            try:  # one that cannot be described (another region's, a stack deleted ~90 days ago) is not ours
+                stacks = aws_call("DescribeStacks", describe)["Stacks"]
+            except AwsError:
+                continue
             if stacks and stacks[0]["StackStatus"] == "DELETE_COMPLETE":
                 found.append(str(role["Arn"]))
     return found

@@ -169,3 +169,28 @@ def test_a_gone_stack_whose_roles_cannot_be_listed_is_still_not_found(stubbed: A
         "warning: could not look for a role idle shutdown left: ListRoles failed: AccessDenied: not authorized to "
         "perform: iam:ListRoles (the credentials in use lack this permission; check the IAM policy of the role or "
         "user)", f"error: stack {NAME} not found; `cfn-chainermn stack list` shows yours"]
+
+
+def test_a_candidate_role_whose_stack_cannot_be_described_is_skipped_not_fatal(stubbed: Any, run_cli: Any) -> None:
+    """IAM is global: a role tagged with another region's stack of the same name (or one deleted long ago)
+    cannot be described here; the search goes on to the next candidate, which is this stack's."""
+    other = STACK_ID.replace("us-east-1", "us-west-2")
+    cfn, iam = stubbed("cloudformation"), stubbed("iam")
+    cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
+                         expected_params={"StackName": NAME})
+    iam.add_response("list_roles", {"Roles": [
+        {"RoleName": name, "Arn": f"arn:aws:iam::123456789012:role/{name}", "Path": "/", "RoleId": "AROAEXAMPLE1234567",
+         "CreateDate": "2026-01-01T00:00:00Z"} for name in ("demo-ShutdownRole-West", ROLE)]})
+    iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": other}]},
+                     {"RoleName": "demo-ShutdownRole-West"})
+    cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {other} does not exist",
+                         expected_params={"StackName": other})
+    iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": STACK_ID}]},
+                     {"RoleName": ROLE})
+    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_COMPLETE")]}, {"StackName": STACK_ID})
+    iam.add_response("delete_role_policy", {}, {"RoleName": ROLE, "PolicyName": "cfn-chainermn-shutdown"})
+    iam.add_response("delete_role", {}, {"RoleName": ROLE})
+    result = run_cli("stack", "delete", NAME, "--yes")
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [f"stack {NAME} is already deleted; its idle shutdown left the role {ROLE}",
+                                       f"deleted the idle shutdown's role {ROLE}"]
