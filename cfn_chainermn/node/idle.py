@@ -182,6 +182,9 @@ class Shutdown(Protocol):
     def act(self, limits: Limits, acting: Acting) -> str:
         """Delete the stack or stop the nodes; what was done, in words. Raises when it did not finish."""
 
+    def call_off(self, progress: dict[str, Any]) -> str:
+        """Undo what an unfinished act left (`progress`) once it is no longer due; "" when nothing."""
+
 
 @dataclass
 class Hooks:
@@ -200,9 +203,10 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     limits = shutdown.limits()
     if not limits.enabled:
         state.idle_since = None
+        undone = _call_off(shutdown, state, limits)
         _publish(hooks, state, {"idle_minutes": None, "max_hours": None, "action": limits.action}, hooks.clock())
         state.save(state_path)
-        return "idle shutdown off"
+        return "idle shutdown off" + undone
     activity = hooks.probe()
     now = hooks.clock()
     if state.acted and limits.action == "stop":  # a tick after the stop: someone started the master again
@@ -223,10 +227,21 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
         line = _act(shutdown, hooks, state, state_path, limits, verdict, record)
     else:
         state.acted = ""
+        undone = _call_off(shutdown, state, limits)
         _publish(hooks, state, record, now)
-        line = _summary(activity, verdict, now)
+        line = _summary(activity, verdict, now) + undone
     state.save(state_path)
     return line
+
+
+def _call_off(shutdown: Shutdown, state: IdleState, limits: Limits) -> str:
+    """An action that failed half-way (the workers at 0, no DeleteStack) and is no longer due: undone
+    now, not left for a next try that a busy cluster never makes. Words for the log line, or ""."""
+    if not state.progress:
+        return ""
+    progress, state.progress = state.progress, {}
+    undone = shutdown.call_off(progress)
+    return f"; an unfinished {limits.action} called off: {undone}" if undone else ""
 
 
 def _counted(limits: Limits, state: IdleState) -> Limits:

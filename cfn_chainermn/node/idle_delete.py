@@ -82,9 +82,13 @@ class Deletion:
         except Cancelled:
             raise
         except CfnChainermnError as exc:
-            kept = "it stays DELETE_FAILED" if status == "DELETE_FAILED" else \
-                f"worker group {self.group} left at 0 (nothing is restored; {self._restore_command(acting)}); key " \
-                "bucket untouched" if acting.progress.get("scaled") else "nothing changed; key bucket untouched"
+            if status == "DELETE_FAILED":
+                kept = "it stays DELETE_FAILED"
+            elif acting.progress.get("scaled"):
+                kept = (f"worker group {self.group} left at 0 until the next try, or put back by the first refresh "
+                        f"that finds the cluster busy ({self._restore_command(acting.progress)}); key bucket untouched")
+            else:
+                kept = "nothing changed; key bucket untouched"
             raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; the next "
                              f"refresh tries again (`cfn-chainermn stack delete {self.stack}` deletes it from your "
                              "machine)") from exc
@@ -109,7 +113,7 @@ class Deletion:
         left = self._workers_left()
         why = acting.still_due()
         if why:
-            raise Cancelled(f"deletion cancelled: {why}; {self._restore(acting)}")
+            raise Cancelled(f"deletion cancelled: {why}; {self.restore(acting.progress)}")
         return f"{left} worker(s) still there after {WORKERS_GONE_S:g} s; " if left else ""
 
     def _workers_left(self) -> int:
@@ -123,21 +127,21 @@ class Deletion:
                 return left
             self.sleep(WORKERS_POLL_S)
 
-    def _restore(self, acting: Acting) -> str:
+    def restore(self, progress: dict[str, Any]) -> str:
         """The group back at the sizes recorded before it went to 0, in words."""
-        sizes: dict[str, Any] = acting.progress.get("group") or {}
+        sizes: dict[str, Any] = progress.get("group") or {}
         if not sizes:
             return f"worker group {self.group} left as it is (its sizes were not recorded)"
         try:
             aws_call("UpdateAutoScalingGroup", lambda: self.asg.update_auto_scaling_group(
                 AutoScalingGroupName=self.group, **sizes))
         except CfnChainermnError as exc:
-            return f"worker group {self.group} left at 0: {exc}; {self._restore_command(acting)}"
+            return f"worker group {self.group} left at 0: {exc}; {self._restore_command(progress)}"
         return f"worker group {self.group} back to min {sizes['MinSize']}, max {sizes['MaxSize']}, " \
                f"desired {sizes['DesiredCapacity']}"
 
-    def _restore_command(self, acting: Acting) -> str:
-        sizes = acting.progress.get("group") or {}
+    def _restore_command(self, progress: dict[str, Any]) -> str:
+        sizes = progress.get("group") or {}
         size = (f"--min-size {sizes['MinSize']} --max-size {sizes['MaxSize']} --desired-capacity "
                 f"{sizes['DesiredCapacity']}") if sizes else "--max-size N --desired-capacity N"
         return f"`aws autoscaling update-auto-scaling-group --auto-scaling-group-name {self.group} {size}` " \

@@ -85,11 +85,19 @@ class AwsShutdown:
             raise AgentError("no Auto Scaling client to scale the workers with")
         return self.autoscaling
 
+    def call_off(self, progress: dict[str, Any]) -> str:
+        """A deletion that scaled the workers to 0 and then failed before DeleteStack, on a cluster busy
+        again: the group back at its recorded sizes (a stack being deleted is left to its deletion)."""
+        if not progress.get("scaled") or self.status.startswith("DELETE"):
+            return ""
+        return self._deletion().restore(progress)
+
+    def _deletion(self) -> Deletion:
+        return Deletion(self.cfn, self.s3, self._asg(), self.system, self.stack, self.stack_id, self.bucket,
+                        self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep, lambda: now())
+
     def _delete(self, acting: idle.Acting) -> str:
-        deletion = Deletion(self.cfn, self.s3, self._asg(), self.system, self.stack, self.stack_id, self.bucket,
-                            self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep,
-                            lambda: now())
-        return deletion.run(self.status, acting)
+        return self._deletion().run(self.status, acting)
 
     def _stop(self) -> str:
         group, master = self._output(OUT_WORKER_GROUP), self._output(OUT_MASTER_INSTANCE_ID)
@@ -116,6 +124,9 @@ class LocalShutdown:
             raise AgentError(f"cannot read {path}: {exc}") from exc
         params: dict[str, str] = {k: str(data[k]) for k in ("IdleMinutes", "MaxHours", "IdleAction") if k in data}
         return idle.Limits.from_parameters(params, float(data.get("created", path.stat().st_mtime)))
+
+    def call_off(self, progress: dict[str, Any]) -> str:
+        return ""  # a local cluster's action only writes a file: nothing to undo
 
     def act(self, limits: idle.Limits, acting: idle.Acting) -> str:
         path = self.state_dir / LOCAL_ACTION

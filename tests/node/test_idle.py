@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cfn_chainermn.errors import AwsError
+from cfn_chainermn.errors import AgentError, AwsError
 from cfn_chainermn.names import IDLE_STATUS
 from cfn_chainermn.node.idle import (
     WARN_S,
@@ -89,6 +90,7 @@ class Cluster:
     probes: list[Activity] = field(default_factory=list)  # what the next looks see, before `activity`
     later: Limits | None = None  # the limits a second look reads (a `stack update` meanwhile)
     looked: int = 0
+    called_off: list[dict[str, Any]] = field(default_factory=list)  # the progress of each undone action
 
     def limits_now(self) -> Limits:
         self.looked += 1
@@ -127,6 +129,10 @@ class _Shutdown:
 
     def act(self, limits: Limits, acting: Acting) -> str:
         return self.c.act(limits, acting)
+
+    def call_off(self, progress: dict[str, Any]) -> str:
+        self.c.called_off.append(dict(progress))
+        return "worker group back"
 
 
 def _run(c: Cluster, path: Path, minutes: list[float]) -> list[str]:
@@ -287,3 +293,27 @@ def test_limits_turned_off_or_changed_while_acting_cancel_it(tmp_path: Path) -> 
         c.later = later
         assert _run(c, state, [30]) == [f"deletion cancelled: {why}"]
         assert c.published[-1]["idle_minutes"] == later.idle_minutes and not c.published[-1].get("acting")
+
+
+def test_an_unfinished_action_is_called_off_when_the_cluster_is_busy_again_or_the_limit_is_off(
+        tmp_path: Path) -> None:
+    """The workers went to 0 and DeleteStack was refused; then somebody logs in: the next try never
+    comes, so that tick puts back what the action left (once), instead of leaving the workers at 0."""
+    c = Cluster(Limits(), outcomes=[AgentError("stack demo not deleted: AccessDenied")])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    with pytest.raises(AgentError):
+        _run(c, state, [30])
+    assert IdleState.load(state).progress == {"tries": 1}
+    c.activity = LOGIN
+    assert _run(c, state, [31]) == ["busy (chainer@pts/0); an unfinished delete called off: worker group back"]
+    assert c.called_off == [{"tries": 1}] and IdleState.load(state).progress == {}
+    assert _run(c, state, [32]) == ["busy (chainer@pts/0)"] and len(c.called_off) == 1
+    off = Cluster(Limits(), outcomes=[AgentError("stack demo not deleted: Throttling")])
+    state = tmp_path / "off.json"
+    _due(off, state)
+    with pytest.raises(AgentError):
+        _run(off, state, [30])
+    off.limits = off.later = Limits(created=T0)  # `stack update --idle-minutes off`
+    assert _run(off, state, [31]) == ["idle shutdown off; an unfinished delete called off: worker group back"]
+    assert off.called_off == [{"tries": 1}]

@@ -202,7 +202,8 @@ def test_a_refused_deletestack_restores_nothing_leaves_the_bucket_whole_and_lets
         shutdown.act(limits, _acting())
     line = str(refused.value)
     assert line.startswith(f"stack {STACK} not deleted: ") and "iam:PassRole" in line
-    assert f"worker group {GROUP} left at 0 (nothing is restored;" in line
+    assert f"worker group {GROUP} left at 0 until the next try, or put back by the first refresh that finds the " \
+           "cluster busy (" in line
     assert f"--auto-scaling-group-name {GROUP} --min-size 2 --max-size 4 --desired-capacity 2" in line
     assert line.endswith(f"key bucket untouched; the next refresh tries again (`cfn-chainermn stack delete {STACK}` "
                          "deletes it from your machine)")
@@ -504,3 +505,30 @@ def test_an_unexpected_error_midway_still_lets_the_timer_run(stubs: dict[str, St
     with pytest.raises(RuntimeError):
         shutdown.act(shutdown.limits(), _acting(still_due=broken))
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+
+def test_call_off_puts_the_group_back_after_a_refused_deletestack_but_leaves_a_deleting_stack_alone(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """What the refused DeleteStack left (the group at 0, its sizes recorded) is undone by the first
+    refresh that finds the cluster busy (idle.tick calls call_off); a stack whose deletion began is not."""
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    stubs["cloudformation"].add_client_error("delete_stack", "Throttling", "Rate exceeded", 400,
+                                             expected_params={"StackName": STACK_ID, "RoleARN": ROLE})
+    progress: dict[str, Any] = {}
+    shutdown = _shutdown(stubs, tmp_path)
+    with pytest.raises(AgentError):
+        shutdown.act(shutdown.limits(), _acting(progress))
+    assert progress["scaled"] and progress["group"] == {"MinSize": 2, "MaxSize": 4, "DesiredCapacity": 2}
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _restored(stubs)
+    later = _shutdown(stubs, tmp_path)
+    later.limits()
+    assert later.call_off(progress) == f"worker group {GROUP} back to min 2, max 4, desired 2"
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, "DELETE_FAILED")
+    deleting = _shutdown(stubs, tmp_path)
+    deleting.limits()
+    assert deleting.call_off(progress) == ""  # no AWS call: the Stubber has nothing more queued
+    assert later.call_off({}) == ""
