@@ -68,7 +68,8 @@ class Deletion:
         self._timer("stop")
         finished = False
         try:
-            line = self._watch("", acting) if status == "DELETE_IN_PROGRESS" else self._send(status, acting)
+            with _sigterm_exits():  # a `systemctl stop` during the wait still reaches the finally
+                line = self._watch("", acting) if status == "DELETE_IN_PROGRESS" else self._send(status, acting)
             finished = True
             return line
         finally:
@@ -192,6 +193,25 @@ class Deletion:
             return f"{reason or 'no reason given'} (its events not read: {exc})"
         first = root_cause(events)
         return failure_text(first) if first is not None else reason or "no reason given"
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM raises SystemExit inside (Python's default for it is to die at once, skipping every
+    `finally`, so a stop during the workers' wait would leave the refresh timer stopped); a no-op off
+    the main thread. `_sigterm_ignored` overrides it while the bucket is emptied."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

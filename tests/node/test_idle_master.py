@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -532,3 +533,26 @@ def test_call_off_puts_the_group_back_after_a_refused_deletestack_but_leaves_a_d
     deleting.limits()
     assert deleting.call_off(progress) == ""  # no AWS call: the Stubber has nothing more queued
     assert later.call_off({}) == ""
+
+
+def test_a_stop_of_the_refresh_during_the_workers_wait_starts_the_timer_again(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """`systemctl stop` sends SIGTERM, whose Python default kills at once, past every finally: during
+    the wait for the workers it ends the run with SystemExit instead, after the timer is started again."""
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs, "i-0aaaaaaaaaaaaaaa2")
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stopped(seconds: float) -> None:  # the first pause of the wait: systemd stops the service
+        # without a handler SIGTERM would end pytest itself: fail instead (a handler of the run's own)
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, before)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    shutdown = _shutdown(stubs, tmp_path, sleep=stopped)
+    with pytest.raises(SystemExit) as ended:
+        shutdown.act(shutdown.limits(), _acting())
+    assert ended.value.code == 128 + signal.SIGTERM
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+    assert signal.getsignal(signal.SIGTERM) is before
