@@ -101,6 +101,9 @@ def test_cancel_script_stops_a_detached_job(tmp_path: Path) -> None:
     pgid = int((d / "pgid").read_text())
     assert _group_alive(pgid)
     subprocess.run(["sh", str(d / "cancel.sh")], check=True, timeout=30)
+    deadline = time.monotonic() + 10  # a SIGKILLed member dies when next scheduled, not at once
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not _group_alive(pgid)
     assert (d / "cancelled").exists() and (d / "exit_code").exists()
     # A second cancel of a finished job is a no-op: 3 (ended already) and its exit code.
