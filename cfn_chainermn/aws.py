@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_autoscaling import AutoScalingClient
     from mypy_boto3_cloudformation import CloudFormationClient
     from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from mypy_boto3_service_quotas import ServiceQuotasClient
@@ -233,6 +234,8 @@ class Aws:
     def client(self, service: Literal["service-quotas"]) -> ServiceQuotasClient: ...
     @overload
     def client(self, service: Literal["ssm"]) -> SSMClient: ...
+    @overload
+    def client(self, service: Literal["iam"]) -> IAMClient: ...
     @overload
     def client(self, service: str) -> Any: ...
 

@@ -12,11 +12,15 @@ the template's for N (MinSize 0, MaxSize = DesiredCapacity = WorkerCount, templa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.errors import StackError
 from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID, OUT_WORKER_GROUP
+
+if TYPE_CHECKING:
+    from mypy_boto3_autoscaling import AutoScalingClient
+    from mypy_boto3_ec2 import EC2Client
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class Stopped:
         return " and ".join(parts)
 
 
-def find_stopped(ec2: Any, asg: Any, outputs: dict[str, str], workers: int) -> Stopped:
+def find_stopped(ec2: EC2Client, asg: AutoScalingClient, outputs: dict[str, str], workers: int) -> Stopped:
     """Read the master's state and the group's sizes (outputs a stack lacks are not read)."""
     master, group, sizes = outputs.get(OUT_MASTER_INSTANCE_ID, ""), outputs.get(OUT_WORKER_GROUP, ""), (0, 0, 0)
     if master:
@@ -59,7 +63,7 @@ def find_stopped(ec2: Any, asg: Any, outputs: dict[str, str], workers: int) -> S
     return Stopped(master, group, sizes)
 
 
-def resume(ec2: Any, asg: Any, stopped: Stopped, workers: int) -> list[str]:
+def resume(ec2: EC2Client, asg: AutoScalingClient, stopped: Stopped, workers: int) -> list[str]:
     """Start the master, then size the group as the template does; what was done, one line each."""
     done = []
     if stopped.master:

@@ -23,12 +23,16 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.config.sections import has_idle_limit
 from cfn_chainermn.errors import AwsError, ConfigError, StackError
 from cfn_chainermn.names import SHUTDOWN_POLICY, SHUTDOWN_ROLE_RESOURCE, SHUTDOWN_ROLE_STACK_TAG
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudformation import CloudFormationClient
+    from mypy_boto3_iam import IAMClient
 
 # arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME: a name of [\w+=,.@-], at most 64 characters, under a
 # path of printable ASCII (IAM API reference, CreateRole: the RoleName and Path patterns).
@@ -60,7 +64,7 @@ def _gone(operation: str, call: Callable[[], object]) -> bool:
     return False
 
 
-def delete_retained_role(iam: Any, arn: str) -> bool:
+def delete_retained_role(iam: IAMClient, arn: str) -> bool:
     """Delete the ShutdownRole `arn` (its inline policy first, as IAM requires); False when it was
     already gone. AwsError when IAM refuses."""
     name = role_name(arn)
@@ -88,7 +92,7 @@ def deleted_as(name: str, role: str, given: bool) -> str:
             "cloudformation.amazonaws.com that may")
 
 
-def remove_retained_role(iam: Any, arn: str, say: Callable[[str], None]) -> None:
+def remove_retained_role(iam: IAMClient, arn: str, say: Callable[[str], None]) -> None:
     """Delete the retained ShutdownRole once no stack uses it, saying so; a refusal is a warning naming
     the role and the commands (it can do nothing without its stack)."""
     role = role_name(arn)
@@ -101,7 +105,7 @@ def remove_retained_role(iam: Any, arn: str, say: Callable[[str], None]) -> None
     say(f"deleted the idle shutdown's role {role}" if deleted else f"the idle shutdown's role {role} was already gone")
 
 
-def send_delete(cfn: Any, name: str, stack_id: str, role_arn: str | None) -> None:
+def send_delete(cfn: CloudFormationClient, name: str, stack_id: str, role_arn: str | None) -> None:
     """DeleteStack by id (so it can be followed after the name is gone), as `role_arn` when given; a
     role CloudFormation cannot assume (the associated one deleted, say) is a StackError."""
     try:
@@ -115,7 +119,7 @@ def send_delete(cfn: Any, name: str, stack_id: str, role_arn: str | None) -> Non
         raise StackError(f"stack {name} not deleted: {exc}") from None  # the caller adds the role and the fix
 
 
-def left_by_deleted_stack(iam: Any, cfn: Any, name: str) -> list[str]:
+def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str) -> list[str]:
     """ARNs of the ShutdownRoles that deleted stacks called `name` left: a role whose name has the
     logical id in it (ListRoles gives no tags), whose tag names a stack id of that name, which
     CloudFormation describes as DELETE_COMPLETE. A live stack's role is never among them."""
@@ -138,8 +142,8 @@ def left_by_deleted_stack(iam: Any, cfn: Any, name: str) -> list[str]:
     return found
 
 
-def delete_left_roles(iam: Any, cfn: Any, name: str, say: Callable[[str], None], confirm: Callable[[str], None],
-                      *, yes: bool) -> bool:
+def delete_left_roles(iam: IAMClient, cfn: CloudFormationClient, name: str, say: Callable[[str], None],
+                      confirm: Callable[[str], None], *, yes: bool) -> bool:
     """`stack delete` of a stack that is gone: delete the ShutdownRoles its deleted stacks left (asked
     first unless `yes`); False when there are none, or they cannot be looked for (a warning says why:
     the caller may lack iam:ListRoles, and the stack is gone either way)."""
