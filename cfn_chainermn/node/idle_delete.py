@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.errors import AgentError, CfnChainermnError
-from cfn_chainermn.node.idle import Acting, Cancelled, NotDone
+from cfn_chainermn.node.idle_tick import Acting, Cancelled, NotDone
 from cfn_chainermn.node.system import System
 from cfn_chainermn.stack.cfn import StackNotFound, describe, empty_if_there
 from cfn_chainermn.stack.watch import EventStream, failure_text, root_cause

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cfn_chainermn.aws import aws_call
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID, OUT_SHUTDOWN_ROLE, OUT_WORKER_GROUP
-from cfn_chainermn.node import idle, idle_probe
+from cfn_chainermn.node import idle, idle_probe, idle_tick
 from cfn_chainermn.node.idle_delete import Deletion
 from cfn_chainermn.node.system import System, write_atomic
 
@@ -71,7 +71,7 @@ class AwsShutdown:
         params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters", [])}
         return idle.Limits.from_parameters(params, found["CreationTime"].timestamp())
 
-    def act(self, limits: idle.Limits, acting: idle.Acting) -> str:
+    def act(self, limits: idle.Limits, acting: idle_tick.Acting) -> str:
         return self._delete(acting) if limits.action == "delete" else self._stop()
 
     def _output(self, key: str) -> str:
@@ -96,7 +96,7 @@ class AwsShutdown:
         return Deletion(self.cfn, self.s3, self._asg(), self.system, self.stack, self.stack_id, self.bucket,
                         self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep, lambda: now())
 
-    def _delete(self, acting: idle.Acting) -> str:
+    def _delete(self, acting: idle_tick.Acting) -> str:
         return self._deletion().run(self.status, acting)
 
     def _stop(self) -> str:
@@ -128,7 +128,7 @@ class LocalShutdown:
     def call_off(self, progress: dict[str, Any]) -> str:
         return ""  # a local cluster's action only writes a file: nothing to undo
 
-    def act(self, limits: idle.Limits, acting: idle.Acting) -> str:
+    def act(self, limits: idle.Limits, acting: idle_tick.Acting) -> str:
         path = self.state_dir / LOCAL_ACTION
         write_atomic(path, json.dumps({"action": limits.action, "reason": acting.reason, "time": now()}) + "\n",
                      0o644)
@@ -139,7 +139,7 @@ class LocalShutdown:
 class Back:
     """The master's idle back end, as agent.py picks it: limits and acting, its state file, its wall."""
 
-    shutdown: idle.Shutdown
+    shutdown: idle_tick.Shutdown
     state_path: Path
     wall: Callable[[str], None]
 
@@ -179,10 +179,10 @@ def tick_master(ctx: Context, back: Back | None) -> str | None:
         return "idle: no CloudFormation client"
     jobs = idle_probe.JobsFolder.of(ctx)  # listed as the cluster user, never as root
     busy = ctx.seen.busy if ctx.seen is not None else {}  # the live workers' markers (node/idle_marker.py)
-    hooks = idle.Hooks(probe=lambda: idle_probe.probe(jobs, PROC, nodes=busy), publish=lambda key, body:
+    hooks = idle_tick.Hooks(probe=lambda: idle_probe.probe(jobs, PROC, nodes=busy), publish=lambda key, body:
                        ctx.bucket.put(key, body), wall=back.wall, log=ctx.log.error, clock=now)
     try:
-        line = idle.tick(back.shutdown, hooks, back.state_path)
+        line = idle_tick.tick(back.shutdown, hooks, back.state_path)
     except CfnChainermnError as exc:
         ctx.log.error(f"idle: {exc}")
         return f"idle: {exc}"

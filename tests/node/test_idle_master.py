@@ -26,9 +26,10 @@ from botocore.stub import Stubber
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node import idle_delete, idle_master
-from cfn_chainermn.node.idle import Acting, Limits
+from cfn_chainermn.node.idle import Activity, IdleState, Limits
 from cfn_chainermn.node.idle_delete import DELETE_POLL_S, WORKERS_GONE_S, WORKERS_POLL_S
 from cfn_chainermn.node.idle_master import AwsShutdown
+from cfn_chainermn.node.idle_tick import Acting, Cancelled, Hooks, NotDone, tick
 from cfn_chainermn.node.system import JOURNAL, System
 
 STACK = "demo"
@@ -294,13 +295,11 @@ def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_
     """DeleteStack, the bucket emptied, DescribeStacks says DELETE_FAILED: the events name the
     resource and why; the line (and `stack status`'s record) says what the user runs; the timer runs
     again, and the next tick sends DeleteStack again without touching the group (it may be gone)."""
-    from cfn_chainermn.node import idle
-
     state = tmp_path / "idle.json"
     deadline = CREATED.timestamp() + 3600
-    idle.IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
+    IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
     published: list[dict[str, Any]] = []
-    hooks = idle.Hooks(probe=idle.Activity, publish=lambda key, body: published.append(json.loads(body)),
+    hooks = Hooks(probe=Activity, publish=lambda key, body: published.append(json.loads(body)),
                        wall=print, log=print, clock=lambda: deadline)
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
     _recorded(stubs)
@@ -314,8 +313,8 @@ def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_
     clock = [0.0]  # the watch's clock, moved by its sleeps (a watch that missed DELETE_FAILED ends soon)
     monkeypatch.setattr(idle_master, "now", lambda: clock[0])
     shutdown = _shutdown(stubs, tmp_path, sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds))
-    with pytest.raises(idle.NotDone) as failed:
-        idle.tick(shutdown, hooks, state)
+    with pytest.raises(NotDone) as failed:
+        tick(shutdown, hooks, state)
     line = str(failed.value)
     assert line == (f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried "
                     "to delete is not empty; the next refresh sends DeleteStack again; `cfn-chainermn stack delete "
@@ -328,20 +327,18 @@ def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_
                                              "cloudformation:DeleteStack", 403)
     with pytest.raises(AgentError, match=f"not deleted: .*; it stays DELETE_FAILED; the next refresh tries again "
                                          rf"\(`cfn-chainermn stack delete {STACK}`"):
-        idle.tick(shutdown, hooks, state)
+        tick(shutdown, hooks, state)
     assert published[-1]["failed"].startswith(f"stack {STACK} not deleted: DeleteStack failed: AccessDenied")
     _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # and the next: sent
     _delete_stack(stubs)
     _empty_bucket(stubs, "cluster-key/idle.json")  # what the failed tick published
     _stack_is(stubs, "DELETE_COMPLETE")
-    assert idle.tick(shutdown, hooks, state).endswith("emptied (1 versions); stack DELETE_COMPLETE")
+    assert tick(shutdown, hooks, state).endswith("emptied (1 versions); stack DELETE_COMPLETE")
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP, TIMER_START, TIMER_STOP]
 
 
 def test_a_watch_that_runs_out_lets_the_timer_run_writes_nothing_and_the_next_tick_watches_again(
         stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cfn_chainermn.node import idle
-
     clock = [1_000.0]
     monkeypatch.setattr(idle_master, "now", lambda: clock[0])
     monkeypatch.setattr(idle_delete, "DELETE_WATCH_S", 2 * DELETE_POLL_S)
@@ -358,7 +355,7 @@ def test_a_watch_that_runs_out_lets_the_timer_run_writes_nothing_and_the_next_ti
         _empty_bucket(stubs)
         _stack_is(stubs, "DELETE_IN_PROGRESS")
     shutdown = _shutdown(stubs, tmp_path, sleep=sleep)
-    with pytest.raises(idle.NotDone) as ran_out:
+    with pytest.raises(NotDone) as ran_out:
         shutdown.act(shutdown.limits(), _acting())
     assert ran_out.value.quiet and f"still DELETE_IN_PROGRESS after {2 * DELETE_POLL_S:g} s" in str(ran_out.value)
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
@@ -374,13 +371,11 @@ def _tick_while_waiting(stubs: dict[str, Stubber], tmp_path: Path, probes: list[
                         later: dict[str, str]) -> tuple[str, list[dict[str, Any]]]:
     """One due tick: the group recorded, scaled and empty; then the second look reads `later` as the
     stack's parameters and sees probes[1]."""
-    from cfn_chainermn.node import idle
-
     state = tmp_path / "idle.json"
     deadline = CREATED.timestamp() + 3600
-    idle.IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
+    IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
     published: list[dict[str, Any]] = []
-    hooks = idle.Hooks(probe=lambda: probes.pop(0), publish=lambda key, body: published.append(json.loads(body)),
+    hooks = Hooks(probe=lambda: probes.pop(0), publish=lambda key, body: published.append(json.loads(body)),
                        wall=print, log=print, clock=lambda: deadline)
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
     _recorded(stubs)
@@ -388,15 +383,13 @@ def _tick_while_waiting(stubs: dict[str, Stubber], tmp_path: Path, probes: list[
     _group_has(stubs)
     _describe(stubs, later, DELETING)
     _restored(stubs)
-    line = idle.tick(_shutdown(stubs, tmp_path), hooks, state)
-    assert idle.IdleState.load(state).progress == {} and idle.IdleState.load(state).acted == ""
+    line = tick(_shutdown(stubs, tmp_path), hooks, state)
+    assert IdleState.load(state).progress == {} and IdleState.load(state).acted == ""
     return line, published
 
 
 def test_limits_turned_off_during_the_wait_send_no_deletestack_and_put_the_group_back(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
-    from cfn_chainermn.node.idle import Activity
-
     line, published = _tick_while_waiting(stubs, tmp_path, [Activity(), Activity()],
                                           {"IdleMinutes": "off", "MaxHours": "off"})
     assert line == (f"deletion cancelled: idle shutdown was turned off; worker group {GROUP} back to min 2, max 4, "
@@ -407,8 +400,6 @@ def test_limits_turned_off_during_the_wait_send_no_deletestack_and_put_the_group
 
 def test_a_login_during_the_wait_sends_no_deletestack_and_puts_the_group_back(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
-    from cfn_chainermn.node.idle import Activity
-
     line, published = _tick_while_waiting(stubs, tmp_path, [Activity(), Activity(sessions=("chainer@pts/0",))],
                                           {"IdleMinutes": "30"})
     assert line == (f"deletion cancelled: busy again (chainer@pts/0); worker group {GROUP} back to min 2, max 4, "
@@ -434,7 +425,7 @@ def test_a_retry_puts_the_group_back_to_the_sizes_recorded_before_it_went_to_zer
     _scale_to_zero(stubs)  # no DescribeAutoScalingGroups first: the sizes are kept from the first try
     _group_has(stubs)
     _restored(stubs)
-    with pytest.raises(idle_master.idle.Cancelled, match="back to min 2, max 4, desired 2"):
+    with pytest.raises(Cancelled, match="back to min 2, max 4, desired 2"):
         shutdown.act(shutdown.limits(), _acting(progress, still_due=lambda: "busy again (job x)"))
 
 
@@ -511,7 +502,7 @@ def test_an_unexpected_error_midway_still_lets_the_timer_run(stubs: dict[str, St
 def test_call_off_puts_the_group_back_after_a_refused_deletestack_but_leaves_a_deleting_stack_alone(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
     """What the refused DeleteStack left (the group at 0, its sizes recorded) is undone by the first
-    refresh that finds the cluster busy (idle.tick calls call_off); a stack whose deletion began is not."""
+    refresh that finds the cluster busy (idle_tick.tick calls call_off); a stack whose deletion began is not."""
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
     _recorded(stubs)
     _scale_to_zero(stubs)
