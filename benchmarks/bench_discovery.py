@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,36 +36,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench"
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "node")]  # this checkout's package, the test helper
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "node")]  # this checkout's package, test helpers
 
 from fleet_sim import BUCKET, STACK, Fleet, fleet  # noqa: E402  (a test helper, found through sys.path)
+from moto_support import start_moto, stop_moto  # noqa: E402  (moto on the port it bound: its own CPU, as on AWS)
 
 from cfn_chainermn.cluster import inventory  # noqa: E402
 
 SIZES = (2, 16, 64, 256)
 GOAL_RATIO, GOAL_MASTER_S = 16.0, 2.0
 TIMED = 5  # steady-state master refreshes timed per size (median)
-
-
-def moto_server() -> tuple[subprocess.Popen[bytes], str]:
-    """A moto server process on a free port of 127.0.0.1 (its own CPU, as on AWS)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
-            return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("moto server did not start")
 
 
 class Waits:
@@ -171,7 +149,8 @@ def show(calls: dict[str, int]) -> str:
 def main() -> int:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):  # the emulator's; nothing leaves 127.0.0.1
         os.environ[name] = "testing"
-    proc, url = moto_server()
+    proc, port = start_moto(Path(tempfile.mkdtemp(prefix="bench-moto-")) / "moto.log")
+    url = f"http://127.0.0.1:{port}"
     try:
         rows = {}
         for size in SIZES:
@@ -185,8 +164,7 @@ def main() -> int:
             print(f"            a job on every worker, over the steady state: {job} (starts, next, next, ends, next)",
                   flush=True)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_moto(proc)
     ratio, legacy_ratio = rows[256].calls / rows[16].calls, rows[256].legacy_calls / rows[16].legacy_calls
     master, base = rows[256].master_s, rows[2].master_s
     ours = master - rows[256].master_emulator_s

@@ -4,16 +4,13 @@ never reach a real account."""
 from __future__ import annotations
 
 import difflib
-import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from moto_support import start_moto, stop_moto
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOSED_PORT = 9  # discard: nothing listens on it here
@@ -76,12 +73,6 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     return check
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class MotoServer:
     """A moto server process on 127.0.0.1; `reset()` empties every backend."""
 
@@ -98,34 +89,17 @@ class MotoServer:
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    """One moto server for the session (its backends load once: the first stack costs ~5 s)."""
-    port = free_port()
+    """One moto server for the session (its backends load once: the first stack costs ~5 s), on
+    the port it bound itself (tests/moto_support.py: no other server can have taken it)."""
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
-    server = MotoServer(port, proc, log)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{server.url}/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
     try:
-        yield server
+        proc, port = start_moto(log)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield MotoServer(port, proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_moto(proc)
 
 
 @pytest.fixture
