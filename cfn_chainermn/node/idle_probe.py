@@ -10,8 +10,9 @@ every live worker's busy marker (node/idle_marker.py), which each worker publish
   answering, blocks that listing, never the refresh. A hard mount's waits yield to SIGKILL since
   Linux 2.6.25 (nfs(5), "intr / nointr": ignored after 2.6.25; TASK_KILLABLE). A listing that
   fails, times out, or finds a link or a folder it cannot list cannot tell: busy. A missing
-  folder is "no jobs" (it was removed: submit.sh makes it again), unless the shared folder is an
-  EFS mount that /proc/self/mounts no longer lists: then it cannot tell either.
+  folder (one the shared folder does not list: an I/O error that hides a listed one cannot tell)
+  is "no jobs" (it was removed: submit.sh makes it again), unless the shared folder is an EFS
+  mount that /proc/self/mounts no longer lists: then it cannot tell either.
 - MPI launchers (mpiexec, mpirun, orterun, prterun, prte) and the per-node daemons they start
   over ssh (Open MPI 4's orted, Open MPI 5's PRRTE prted (prted(1)), MPICH Hydra's
   hydra_pmi_proxy), ours or started by hand.

@@ -109,6 +109,43 @@ def test_idle_sh_refuses_a_folder_entered_through_a_link_by_its_physical_path(tm
         assert subprocess.run(["sh", "-c", late_only, "sh", str(folder)]).returncode == rc
 
 
+# In a mount namespace of the command's own: a FUSE mount whose server is gone (the /dev/fuse
+# descriptor closed once the mount is made, so the kernel aborts the connection: fs/fuse/dev.c,
+# fuse_dev_release), on which every look fails with ENOTCONN, as a dead NFS mount gives EIO.
+DEAD_MOUNT = ('mount -t fuse -o fd=3,rootmode=40000,user_id=0,group_id=0 cfnmn-dead "$0" 3<>/dev/fuse '
+              '&& exec "$@"')
+
+
+def _in_dead_mount(at: Path) -> idle_probe.Runner:
+    """A runner whose command sees `at` as that dead mount; the test is skipped where the machine
+    allows no mount namespace or FUSE mount (it needs root's CAP_SYS_ADMIN and /dev/fuse)."""
+    wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", DEAD_MOUNT, str(at)]
+    if os.geteuid() != 0 or shutil.which("unshare") is None or not os.path.exists("/dev/fuse"):
+        pytest.skip("needs root, unshare and /dev/fuse for a dead FUSE mount")
+    rc, out = idle_probe.run([*wrap, "sh", "-c", 'stat -- "$0" 2>&1', str(at)])
+    if b"not connected" not in out:
+        pytest.skip(f"a dead FUSE mount cannot be made here (exit {rc}): {out.decode(errors='replace').strip()}")
+    return lambda argv: idle_probe.run([*wrap, *argv])
+
+
+def test_a_jobs_folder_an_io_error_hides_cannot_tell_and_is_never_no_jobs(tmp_path: Path) -> None:
+    """`[ -e ]` is false on an I/O error as on no such name: idle.sh asks the shared folder's
+    listing, which still lists the folder, so the probe says it cannot tell (busy), even with
+    the shared folder's mount still in the kernel's table (where a missing folder is no jobs)."""
+    shared = tmp_path / "efs"
+    (shared / "jobs").mkdir(parents=True)
+    table = tmp_path / "mounts"
+    table.write_text(f"fs-1.efs.us-east-1.amazonaws.com:/ {shared} nfs4 rw,hard 0 0\n")
+    folder = _folder(shared / "jobs", mount=str(shared), mounts=str(table))
+    dead = _in_dead_mount(shared / "jobs")
+    assert dead(["sh", "-c", scripts.text("idle.sh"), "sh", folder.path])[0] == idle_probe.UNLISTABLE
+    assert idle_probe.jobs(folder, dead) == (
+        f"jobs folder {folder.path} cannot be listed as the agent: cannot tell whether a job waits",)
+    (shared / "jobs").rmdir()  # no such name at all: removed, no jobs
+    assert subprocess.run(["sh", "-c", scripts.text("idle.sh"), "sh", folder.path]).returncode == idle_probe.MISSING
+    assert idle_probe.jobs(folder) == ()
+
+
 def test_a_job_list_that_fails_or_times_out_counts_as_busy(tmp_path: Path) -> None:
     def failing(argv: Sequence[str]) -> tuple[int, bytes]:
         return 2, b""
