@@ -17,12 +17,14 @@ keeps the steps after it from running:
    refresh. It runs in a thread of its own, started first and taken in last (spot_retract.py):
    a slow S3 must not spend the 2-minute notice before the first SIGTERM;
 2. `<jobs>/.queue/gone.<ADDRESS>` is written for the master's queue (spot_jobs.tell_queue), so
-   that no waiting job is placed on the node when the ranks' end frees it; written before any
-   rank is signalled, and if it cannot be, the ranks are signalled anyway;
+   that no waiting job is placed on the node when the ranks' end frees it;
 3. each running job that holds the node (spot_jobs.py: from the queue's book) gets its line,
    naming the node and the time, in `spot.ADDRESS` in its folder, which cmd.sh adds to the job's
-   log when mpiexec returns (the log's one writer: NFS appends from two clients race). Written
-   before the signals, since the job's end is when cmd.sh reads it;
+   log when mpiexec returns (the log's one writer: NFS appends from two clients race).
+   Steps 2 and 3 touch the shared folder (EFS, hard-mounted: a call there can wait for as long as
+   the server does not answer), so they run in a thread of their own (spot_shared.py) that the
+   watch waits for SHARED_WAIT_S at most before step 4: written before the signals when EFS
+   answers (cmd.sh reads the line at the job's end), and never holding the signals longer;
 4. the ranks on this node get SIGTERM, then SIGKILL if still running KILL_AFTER_S later, at a
    later poll (spot_ranks.py: through pidfds, never a reused pid). They are the cluster user's
    processes that OpenMPI started (OMPI_COMM_WORLD_RANK in their environment) under an ssh
@@ -37,7 +39,6 @@ before the queue was told).
 
 from __future__ import annotations
 
-import errno
 import json
 import pwd
 import re
@@ -48,13 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cfn_chainermn.errors import CfnChainermnError
-from cfn_chainermn.node import spot_jobs
+from cfn_chainermn.node import spot_jobs, spot_shared
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.spot_ranks import Rank, Ranks, Signaller
 from cfn_chainermn.node.spot_record import Record
 from cfn_chainermn.node.spot_retract import Retraction
+from cfn_chainermn.node.spot_shared import Shared, Todo, words
 
 NOTICE_PATH = "spot/instance-action"
 LIFECYCLE_PATH = "instance-life-cycle"  # "spot" or "on-demand"
@@ -104,6 +106,7 @@ class Watch:
     record: Record | None = None
     signaller: Signaller | None = None
     retraction: Retraction | None = field(default=None, repr=False)
+    shared: Shared = field(default_factory=Shared, repr=False)
 
     def tick(self) -> str:
         """One poll; what was done, in words ("" when there is no notice)."""
@@ -129,55 +132,31 @@ class Watch:
             entry = None
         if entry is not None:  # the shared folder's files are the cluster user's, who runs the queue and cmd.sh
             files = HomeFiles(self.ctx.platform.path(s.mount_point), (entry.pw_uid, entry.pw_gid))
-            if not rec.gone:
-                try:
-                    done.append(spot_jobs.tell_queue(files, s.private_ip, spot_jobs.gone_text(s.node_id, notice.time)))
-                    rec.gone = True
-                    self._save(done)
-                except (CfnChainermnError, OSError) as exc:
-                    done.append(f"queue not told yet ({_words(exc)}); tried again at the next poll")
             line = spot_jobs.log_line(s.node_id, s.private_ip, notice.action, notice.time, seen)
-            for job in self._jobs(files, rec, done):
-                self._tell(files, job, line, done)
+            gone = None if rec.gone else spot_jobs.gone_text(s.node_id, notice.time)
+            self._shared(Todo(files, s.private_ip, gone, line, frozenset(rec.told)), done)
             self._stop_ranks(entry.pw_uid, done)
         self._retracted(Retraction.POLL_WAIT_S, done)
         return "; ".join(done)
 
-    def _jobs(self, files: HomeFiles, rec: Record, done: list[str]) -> list[str]:
-        """The running jobs holding this node that have no line yet; each one's error its own."""
-        try:
-            found = spot_jobs.holders(files)
-        except (CfnChainermnError, OSError) as exc:
-            done.append(f"running jobs not read yet ({_words(exc)}); tried again at the next poll")
-            return []
-        jobs = []
-        for job in found:
-            if job in rec.told:
-                continue
-            try:
-                if spot_jobs.running_on(files, job, self.ctx.settings.private_ip):
-                    jobs.append(job)
-            except (CfnChainermnError, OSError) as exc:
-                done.append(f"job {job} not read yet ({_words(exc)}); tried again at the next poll")
-        return jobs
-
-    def _tell(self, files: HomeFiles, job: str, line: str, done: list[str]) -> None:
-        """The job's note (spot_jobs.write_note), before its ranks are signalled: cmd.sh reads it
-        as soon as mpiexec returns. Recorded once written; a failed one is tried next poll."""
+    def _shared(self, todo: Todo, done: list[str]) -> None:
+        """Steps 2 and 3 (spot_shared.py), waited for SHARED_WAIT_S at most; what they did, recorded."""
+        told = self.shared.run(todo, spot_shared.SHARED_WAIT_S)
+        if isinstance(told, str):
+            done.append(told)
+            return
         assert self.record is not None
-        try:
-            if spot_jobs.write_note(files, job, self.ctx.settings.private_ip, line):
-                self.record.told.append(job)
-                done.append(f"job {job} told")
-                self._save(done)
-        except (CfnChainermnError, OSError) as exc:
-            done.append(f"job {job} not told yet ({_words(exc)}); tried again at the next poll")
+        done.extend(told.words)
+        if told.gone or told.jobs:
+            self.record.gone = self.record.gone or told.gone
+            self.record.told.extend(j for j in told.jobs if j not in self.record.told)
+            self._save(done)
 
     def _stop_ranks(self, uid: int, done: list[str]) -> None:
         try:
             termed, killed, errors = self.stop_ranks(uid)
         except OSError as exc:  # /proc not readable now (out of descriptors, say)
-            termed, killed, errors = [], [], [f"ranks not looked for yet ({_words(exc)}); tried again at the next poll"]
+            termed, killed, errors = [], [], [f"ranks not looked for yet ({words(exc)}); tried again at the next poll"]
         if termed or killed:
             self._save(done)
         if termed:
@@ -206,7 +185,7 @@ class Watch:
                     rec.termed[rank.key] = now
                     termed.append(rank.pid)
             except OSError as exc:
-                errors.append(f"rank {rank.pid} not sent SIGTERM yet ({_words(exc)}); tried again at the next poll")
+                errors.append(f"rank {rank.pid} not sent SIGTERM yet ({words(exc)}); tried again at the next poll")
         for key, at in rec.termed.items():
             found = Rank.of_key(key)
             if key in rec.settled or found is None or found.pid in termed or now - at < KILL_AFTER_S:
@@ -215,7 +194,7 @@ class Watch:
                 if sig.send(found, signal.SIGKILL):
                     killed.append(found.pid)
             except OSError as exc:
-                errors.append(f"rank {found.pid} not sent SIGKILL yet ({_words(exc)}); tried again at the next poll")
+                errors.append(f"rank {found.pid} not sent SIGKILL yet ({words(exc)}); tried again at the next poll")
                 continue
             rec.settled.append(key)  # killed, or ended by itself: nothing more to send
             sig.forget(found)
@@ -253,18 +232,9 @@ class Watch:
     def close(self) -> str:
         """Let go of the pidfds; what a retraction still running came to (CLOSE_WAIT_S at most)."""
         self.close_signaller()
-        done: list[str] = []
+        done = [w for w in [self.shared.close()] if w]
         self._retracted(Retraction.CLOSE_WAIT_S, done)
         return "; ".join(done)
-
-
-def _words(exc: BaseException) -> str:
-    """An error in the agent log's words: an OSError as its errno's name and message (EMFILE
-    says it is the watch's own limit at a glance), anything else as it says itself."""
-    if isinstance(exc, OSError) and not isinstance(exc, CfnChainermnError) and exc.errno is not None:
-        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}" + (
-            f": {exc.filename}" if exc.filename else "")
-    return str(exc)
 
 
 def imds_poll(url: str, wait: float = 2.0) -> Callable[[], str]:

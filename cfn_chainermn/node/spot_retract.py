@@ -15,11 +15,11 @@ botocore/retries/standard.py ExponentialBackoff) and the next poll can try afres
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from cfn_chainermn.node import steps
 from cfn_chainermn.node.context import Context
+from cfn_chainermn.node.spot_attempt import Attempt
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -40,36 +40,26 @@ def s3_config() -> Config:
 
 
 class Retraction:
-    """steps.retract_ready in a thread of its own (spot.py's docstring, step 1); at most one at a
-    time. Only this thread calls the bucket while it runs, and boto3's clients may be used from
-    another thread than their maker's anyway (boto3's guide, clients.html, "Multithreading or
-    multiprocessing with clients"); the local bucket is a folder."""
+    """steps.retract_ready in a thread of its own (spot.py's docstring, step 1; spot_attempt.py);
+    at most one at a time. Only this thread calls the bucket while it runs, and boto3's clients
+    may be used from another thread than their maker's anyway (boto3's guide, clients.html,
+    "Multithreading or multiprocessing with clients"); the local bucket is a folder."""
 
     POLL_WAIT_S = 1.0  # how long a poll waits at its end for the thread
     CLOSE_WAIT_S = 30.0  # how long a watch that stops waits for it, to log its outcome
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._thread: threading.Thread | None = None
-        self._outcome: tuple[bool, str] = (False, "")
+        self._attempt: Attempt[str] = Attempt("spot-retraction")
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="spot-retraction", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outcome = (True, steps.retract_ready(self.ctx))
-        except Exception as exc:  # S3 throttled or down, or a bug: said, and tried at the next poll
-            self._outcome = (False, f"readiness not retracted yet ({exc}); tried again at the next poll")
+        self._attempt.start(lambda: steps.retract_ready(self.ctx))
 
     def result(self, wait: float) -> tuple[bool, str] | None:
         """(retracted, words) once the attempt has ended, waiting `wait` s at most; None while it runs."""
-        if self._thread is None:
+        done = self._attempt.result(wait)
+        if done is None:
             return None
-        self._thread.join(wait)
-        if self._thread.is_alive():
-            return None
-        self._thread = None
-        return self._outcome
+        if done.error is not None:  # S3 throttled or down, or a bug: said, and tried at the next poll
+            return False, f"readiness not retracted yet ({done.error}); tried again at the next poll"
+        return True, str(done.value)

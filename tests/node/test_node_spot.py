@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, steps
+from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, spot_shared, steps
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
@@ -502,3 +503,48 @@ def test_on_aws_the_watch_retracts_through_an_s3_client_with_short_timeouts(
     assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (
         spot_retract.S3_CONNECT_TIMEOUT_S, spot_retract.S3_READ_TIMEOUT_S, 3)
     assert f"readiness retracted ({ready})" in capsys.readouterr().err
+
+
+HANGS = {  # where the shared folder stops answering: the first call of each step there (HomeFiles.folder)
+    "writing the queue's entry": (lambda rel, create: rel == "jobs", "writing jobs/.queue/gone.127.0.0.3"),
+    "listing the running jobs": (lambda rel, create: rel == "jobs/.queue" and not create, "listing jobs/.queue"),
+    "reading a running job": (lambda rel, create: rel == "jobs/j-on-w1", "reading jobs/j-on-w1"),
+}
+
+
+@pytest.mark.parametrize("hang", sorted(HANGS))
+def test_a_shared_folder_that_stops_answering_keeps_no_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch, hang: str) -> None:
+    """EFS is mounted hard: a server that stops answering holds the call until it answers again.
+    Here the call blocks until the test releases it, after the rank has had its SIGTERM; the
+    watch's three polls start one stuck call, not three, and the watch still returns."""
+    d, (rank_here, _, _) = node
+    matches, step = HANGS[hang]
+    release, stuck = threading.Event(), []
+    real = HomeFiles.folder
+
+    def folder(self: HomeFiles, rel: str, **kw: Any) -> Any:
+        if self.home == d / "shared" and matches(rel, kw.get("create", True)):
+            stuck.append(threading.current_thread())
+            release.wait(timeout=60)  # a liveness bound: the test releases it long before
+        return real(self, rel, **kw)
+    monkeypatch.setattr(HomeFiles, "folder", folder)
+    monkeypatch.setattr(spot_shared, "SHARED_WAIT_S", 0.05)  # any bound: the rank's signal cannot wait for the call
+    out: list[str] = []
+    watch = threading.Thread(target=lambda: out.append(_notice(d, ticks=3)), daemon=True)
+    try:
+        watch.start()
+        assert rank_here.wait(timeout=30) == -15, "the rank had its SIGTERM while the shared folder hung"
+        watch.join(timeout=30)
+        assert not watch.is_alive(), "the watch returned, leaving the stuck call behind"
+        assert len(stuck) == 1 and stuck[0].daemon and stuck[0].is_alive(), "one stuck thread, not one per poll"
+    finally:
+        release.set()
+    stuck[0].join(timeout=30)
+    assert out[0].count("the shared folder has not answered for ") == 3 and f"s ({step}): ranks signalled" in out[0]
+    assert f"SIGTERM to ranks {rank_here.pid}" in out[0] and "readiness retracted" in out[0]
+    assert f"the shared folder still has not answered ({step}): left behind" in out[0]
+    again = _notice(d, ticks=1)  # it answers again: the next watch's poll writes what is missing
+    assert "job j-on-w1 told" in again and "Spot interruption notice on node w1" in (
+        d / f"shared/jobs/j-on-w1/{NOTE}").read_text()
+    assert (d / GONE).read_text() == "w1 2026-12-02T21:00:00Z\n"
