@@ -136,8 +136,10 @@ def delete(name: str, target: AwsTarget, role_arn: str | None, wait: bool, yes: 
     """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
 
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
-    Then agent wheels that no stack of the region uses leave the staging bucket. After idle
-    shutdown's own deletion the stack keeps deleting as its ShutdownRole; --role-arn names another
+    Once the stack is gone, the role idle shutdown deletes with (its ShutdownRole, which
+    CloudFormation keeps) is deleted too. With --no-wait, or when the master already deleted its
+    own stack, that is left to a later `stack delete NAME`, which finds the role by name and tag. After
+    idle shutdown's own deletion the stack keeps deleting as that role; --role-arn names another
     role (trusted by cloudformation.amazonaws.com) when that one cannot finish.
     """
     from cfn_chainermn.stack.roles import check_role_arn

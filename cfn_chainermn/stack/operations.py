@@ -165,7 +165,13 @@ class StackOps:
         the bucket meanwhile. A failure names the role CloudFormation deleted as (stack/roles.py)."""
         from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE as BUCKET
         from cfn_chainermn.stack.cfn import StackNotFound, describe_own, empty_bucket, key_bucket_of, outputs_of
-        from cfn_chainermn.stack.roles import delete_left_roles, deleted_as, remove_retained_role, send_delete
+        from cfn_chainermn.stack.roles import (
+            delete_left_roles,
+            deleted_as,
+            left_for_later,
+            remove_retained_role,
+            send_delete,
+        )
         from cfn_chainermn.stack.watch import EventStream
 
         aws = self.aws
@@ -177,6 +183,7 @@ class StackOps:
                 raise
             return
         stack_id, role = own["StackId"], role_arn or str(own.get("RoleARN") or "")
+        retained = outputs_of(own).get(OUT_SHUTDOWN_ROLE, "")
         if not yes:
             self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
         try:
@@ -190,6 +197,8 @@ class StackOps:
                 self.say(f"deleting stack {name}" + (f" as {role_arn}" if role_arn else ""))
                 if not wait:
                     self.say(f"follow it with: cfn-chainermn stack watch {name}")
+                    if retained:  # it can go only after DELETE_COMPLETE, which nothing here waits for
+                        self.say(left_for_later(name, retained))
                     return
                 outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
                 failure = outcome.failure
@@ -203,7 +212,6 @@ class StackOps:
             if not role:
                 raise
             raise StackError(f"{exc}\n{deleted_as(name, role, given=bool(role_arn))}") from None
-        retained = outputs_of(own).get(OUT_SHUTDOWN_ROLE, "")
         if retained:
             remove_retained_role(aws.client("iam"), retained, self.say)
 

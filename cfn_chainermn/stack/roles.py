@@ -10,7 +10,8 @@ ARN is the stack's ShutdownRoleArn output, read before the operation; once the o
 `stack delete` and `stack update` delete it here. After the master's own deletion that output is
 gone with the stack: `stack delete NAME` then finds the role by its name (CloudFormation names it
 `<stack>-ShutdownRole-<suffix>`) and its tag naming the stack's id, and deletes it only when that
-stack is DELETE_COMPLETE (a deleted stack can still be described by its id).
+stack is DELETE_COMPLETE (a deleted stack can still be described by its id). `stack delete
+--no-wait` cannot wait for that; it says the role stays and that `stack delete NAME` removes it.
 
 Why `--role-arn`: DeleteStack without RoleARN "uses the role that was previously associated with
 the stack" (DeleteStack's RoleARN, CloudFormation API reference): after the master's idle deletion
@@ -117,6 +118,12 @@ def send_delete(cfn: CloudFormationClient, name: str, stack_id: str, role_arn: s
         if ROLE_GONE not in str(exc):
             raise
         raise StackError(f"stack {name} not deleted: {exc}") from None  # the caller adds the role and the fix
+
+
+def left_for_later(name: str, arn: str) -> str:
+    """What `stack delete --no-wait` says of the retained role it cannot delete before the stack is gone."""
+    return (f"note: the idle shutdown's role {role_name(arn)} stays after the stack (CloudFormation retains it); "
+            f"once the stack is deleted, `cfn-chainermn stack delete {name}` removes it")
 
 
 def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str) -> list[str]:

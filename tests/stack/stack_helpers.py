@@ -105,6 +105,22 @@ def stack(status: str, **extra: Any) -> dict[str, Any]:
     return {"StackName": NAME, "StackId": STACK_ID, "CreationTime": T0, "StackStatus": status, **extra}
 
 
+def role_entry(name: str) -> dict[str, Any]:
+    """A ListRoles entry (the fields IAM always returns; no tags: ListRoles gives none)."""
+    return {"RoleName": name, "Arn": f"arn:aws:iam::{ACCOUNT}:role/{name}", "Path": "/", "RoleId": "AROAEXAMPLE1234567",
+            "CreateDate": "2026-01-01T00:00:00Z"}
+
+
+def queue_role_removal(iam: Any, cfn: Any, role: str, deleted: dict[str, Any]) -> None:
+    """The search's calls once ListRoles named `role`: its tag names the stack `deleted`, which
+    CloudFormation describes by that id as it is (DELETE_COMPLETE); then its policy and it deleted."""
+    iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": deleted["StackId"]}]},
+                     {"RoleName": role})
+    cfn.add_response("describe_stacks", {"Stacks": [deleted]}, {"StackName": deleted["StackId"]})
+    iam.add_response("delete_role_policy", {}, {"RoleName": role, "PolicyName": "cfn-chainermn-shutdown"})
+    iam.add_response("delete_role", {}, {"RoleName": role})
+
+
 def event(n: int, logical: str, status: str, reason: str = "", *, rtype: str = "",
           physical: str = "") -> dict[str, Any]:
     """A stack event; n orders them in time (larger = newer)."""

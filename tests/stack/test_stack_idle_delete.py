@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from stack_helpers import BUCKET, NAME, OWN, STACK_ID, arrange_default_subnet, cluster_client, event, stack
+from stack_helpers import (
+    BUCKET,
+    NAME,
+    OWN,
+    STACK_ID,
+    arrange_default_subnet,
+    cluster_client,
+    event,
+    queue_role_removal,
+    role_entry,
+    stack,
+)
 
 ROLE = "demo-ShutdownRole-AbCdEf"
 ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE}"
@@ -18,7 +29,7 @@ ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE}"
 def _queue_delete(stubbed: Any, outputs: list[dict[str, str]], *, role_arn: str = "", associated: str = "",
                   ends: str = "DELETE_COMPLETE") -> None:
     """One `stack delete`: DeleteStack (with RoleARN when `role_arn`) of a stack associated with role
-    `associated` (DescribeStacks' RoleARN), ending `ends`."""
+    `associated` (DescribeStacks' RoleARN), ending `ends` ("" for --no-wait: nothing read after it)."""
     cfn, s3 = stubbed("cloudformation"), stubbed("s3")
     own = stack("DELETE_FAILED" if associated else "CREATE_COMPLETE", Tags=OWN, Outputs=outputs,
                 **({"RoleARN": associated} if associated else {}))
@@ -31,6 +42,8 @@ def _queue_delete(stubbed: Any, outputs: list[dict[str, str]], *, role_arn: str 
     cfn.add_response("describe_stack_events", {"StackEvents": [event(2, NAME, "CREATE_COMPLETE")]},
                      {"StackName": STACK_ID})
     cfn.add_response("delete_stack", {}, {"StackName": STACK_ID, **({"RoleARN": role_arn} if role_arn else {})})
+    if not ends:
+        return
     if ends == "DELETE_COMPLETE":
         cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist")
         cfn.add_response("describe_stack_events", {"StackEvents": [
@@ -77,6 +90,34 @@ def test_an_already_deleted_role_is_said_so_and_the_delete_succeeds(stubbed: Any
     result = run_cli("stack", "delete", NAME, "--yes")
     assert result.code == 0, result.err
     assert result.err.splitlines()[-1] == f"the idle shutdown's role {ROLE} was already gone"
+
+
+def test_delete_no_wait_says_the_role_stays_and_the_command_it_names_removes_it(stubbed: Any, run_cli: Any) -> None:
+    """--no-wait returns before DELETE_COMPLETE, the first moment the retained role may go: one line
+    names it and the command; that command, once the stack is deleted, finds and deletes the role."""
+    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}], ends="")
+    iam = stubbed("iam")  # nothing queued yet: an IAM call during the first delete fails the test
+    first = run_cli("stack", "delete", NAME, "--no-wait", "--yes")
+    assert first.code == 0, first.err
+    assert first.err.splitlines()[-2:] == [
+        f"follow it with: cfn-chainermn stack watch {NAME}",
+        f"note: the idle shutdown's role {ROLE} stays after the stack (CloudFormation retains it); once the stack "
+        f"is deleted, `cfn-chainermn stack delete {NAME}` removes it"]
+    cfn = stubbed("cloudformation")
+    cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
+                         expected_params={"StackName": NAME})
+    iam.add_response("list_roles", {"Roles": [role_entry(ROLE)]})
+    queue_role_removal(iam, cfn, ROLE, stack("DELETE_COMPLETE"))
+    later = run_cli("stack", "delete", NAME, "--yes")
+    assert later.code == 0, later.err
+    assert later.err.splitlines()[-1] == f"deleted the idle shutdown's role {ROLE}"
+
+
+def test_delete_no_wait_of_a_stack_without_the_role_says_nothing_of_one(stubbed: Any, run_cli: Any) -> None:
+    _queue_delete(stubbed, [], ends="")
+    result = run_cli("stack", "delete", NAME, "--no-wait", "--yes")
+    assert result.code == 0, result.err
+    assert result.err.splitlines()[-1] == f"follow it with: cfn-chainermn stack watch {NAME}"
 
 
 OTHER = "arn:aws:iam::123456789012:role/admins/cfn-delete"
@@ -178,18 +219,12 @@ def test_a_candidate_role_whose_stack_cannot_be_described_is_skipped_not_fatal(s
     cfn, iam = stubbed("cloudformation"), stubbed("iam")
     cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
                          expected_params={"StackName": NAME})
-    iam.add_response("list_roles", {"Roles": [
-        {"RoleName": name, "Arn": f"arn:aws:iam::123456789012:role/{name}", "Path": "/", "RoleId": "AROAEXAMPLE1234567",
-         "CreateDate": "2026-01-01T00:00:00Z"} for name in ("demo-ShutdownRole-West", ROLE)]})
+    iam.add_response("list_roles", {"Roles": [role_entry(name) for name in ("demo-ShutdownRole-West", ROLE)]})
     iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": other}]},
                      {"RoleName": "demo-ShutdownRole-West"})
     cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {other} does not exist",
                          expected_params={"StackName": other})
-    iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": STACK_ID}]},
-                     {"RoleName": ROLE})
-    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_COMPLETE")]}, {"StackName": STACK_ID})
-    iam.add_response("delete_role_policy", {}, {"RoleName": ROLE, "PolicyName": "cfn-chainermn-shutdown"})
-    iam.add_response("delete_role", {}, {"RoleName": ROLE})
+    queue_role_removal(iam, cfn, ROLE, stack("DELETE_COMPLETE"))
     result = run_cli("stack", "delete", NAME, "--yes")
     assert result.code == 0, result.err
     assert result.err.splitlines() == [f"stack {NAME} is already deleted; its idle shutdown left the role {ROLE}",
