@@ -13,6 +13,18 @@ gone with the stack: `stack delete NAME` then finds the role by its name (CloudF
 stack is DELETE_COMPLETE (a deleted stack can still be described by its id). `stack delete
 --no-wait` cannot wait for that; it says the role stays and that `stack delete NAME` removes it.
 
+How CloudFormation names a role the template leaves unnamed is not documented beyond
+`<stack>-<logicalId>-<suffix>` (User Guide, "Name type"); an IAM role name has at most 64
+characters (IAM API reference, CreateRole). Generated names seen in public code show the cut: the
+stack and logical-id parts share 49 characters (64, two hyphens, a 12-13 character suffix), 25 and
+24 when both are long, so a long stack name is cut from the right and a 12-character logical id is
+kept whole: `StackSet-StackSetPasswordPolicy-5e1837a-LambdaRole-1TCLUMCY77KXG` (39 + 10),
+`StackSet-AWS-Landing-Zone-ForwardSnsNotificationLa-1XDDEMJLM5D3V` (25 + 24),
+`CdkStack-CustomS3AutoDeleteObjectsCustomResourcePr-1T2P22ECUHKM7` (8 + 41). So a 128-character
+stack's role is `<its first 37 characters>-ShutdownRole-<suffix>`. The search asks for the tags of a
+role named so with the stack's name, or a start of it when the whole would not fit in 64 characters
+(any start: the 37 is seen, not documented); the tag, which holds the whole stack id, decides.
+
 Why `--role-arn`: DeleteStack without RoleARN "uses the role that was previously associated with
 the stack" (DeleteStack's RoleARN, CloudFormation API reference): after the master's idle deletion
 passed the ShutdownRole, that is the role every later delete runs as, and a stack it cannot finish
@@ -37,7 +49,8 @@ if TYPE_CHECKING:
 
 # arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME: a name of [\w+=,.@-], at most 64 characters, under a
 # path of printable ASCII (IAM API reference, CreateRole: the RoleName and Path patterns).
-ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[!-~]*/)?[\w+=,.@-]{1,64}")
+ROLE_NAME_MAX = 64
+ROLE_ARN = re.compile(rf"arn:aws(?:-[a-z]+)*:iam::\d{{12}}:role/(?:[!-~]*/)?[\w+=,.@-]{{1,{ROLE_NAME_MAX}}}")
 # CloudFormation's words for a role it cannot use: "Role ARN is invalid or cannot be assumed".
 ROLE_GONE = "cannot be assumed"
 
@@ -126,14 +139,25 @@ def left_for_later(name: str, arn: str) -> str:
             f"once the stack is deleted, `cfn-chainermn stack delete {name}` removes it")
 
 
+def may_be_role_of(role: str, name: str) -> bool:
+    """Whether CloudFormation could have named stack `name`'s ShutdownRole `role`: `<stack part>-ShutdownRole-
+    <suffix>`, the stack part `name`, or a start of it when the whole would pass IAM's limit (the
+    module's docstring). The suffix has no hyphen, so the last `-ShutdownRole-` is the logical id's."""
+    stack_part, marker, suffix = role.rpartition(f"-{SHUTDOWN_ROLE_RESOURCE}-")
+    if not (marker and stack_part and suffix):
+        return False
+    return stack_part == name or (name.startswith(stack_part) and len(name + marker + suffix) > ROLE_NAME_MAX)
+
+
 def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str) -> list[str]:
-    """ARNs of the ShutdownRoles that deleted stacks called `name` left: a role whose name has the
-    logical id in it (ListRoles gives no tags), whose tag names a stack id of that name, which
-    CloudFormation describes as DELETE_COMPLETE. A live stack's role is never among them."""
+    """ARNs of the ShutdownRoles that deleted stacks called `name` left: a role whose name may be
+    one CloudFormation made for it (ListRoles gives no tags, so only those are asked for theirs),
+    whose tag names a stack id of that name, which CloudFormation describes as DELETE_COMPLETE. A
+    live stack's role is never among them."""
     found = []
     for page in aws_call("ListRoles", lambda: list(iam.get_paginator("list_roles").paginate())):
         for role in page["Roles"]:
-            if f"-{SHUTDOWN_ROLE_RESOURCE}-" not in role["RoleName"]:
+            if not may_be_role_of(role["RoleName"], name):
                 continue
             tags = aws_call("ListRoleTags", functools.partial(iam.list_role_tags, RoleName=role["RoleName"]))["Tags"]
             stack_id = next((t["Value"] for t in tags if t["Key"] == SHUTDOWN_ROLE_STACK_TAG), "")
