@@ -120,6 +120,18 @@ def test_delete_no_wait_of_a_stack_without_the_role_says_nothing_of_one(stubbed:
     assert result.err.splitlines()[-1] == f"follow it with: cfn-chainermn stack watch {NAME}"
 
 
+def test_delete_help_says_where_the_role_goes_and_nothing_of_the_staging_bucket(no_aws: None, run_cli: Any) -> None:
+    """Issue 12 took the agent wheel out of the staging bucket: delete touches that bucket no more (the
+    Stubber tests above queue no call on it), so its help does not claim it; it says what becomes of
+    the retained role instead."""
+    result = run_cli("stack", "delete", "--help")
+    text = " ".join(result.out.split())
+    assert result.code == 0
+    assert "staging" not in text and "wheel" not in text
+    assert ("With --no-wait, or when the master already deleted its own stack, that is left to a later `stack delete "
+            "NAME`, which finds the role by name and tag.") in text
+
+
 OTHER = "arn:aws:iam::123456789012:role/admins/cfn-delete"
 
 
