@@ -14,11 +14,21 @@ TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 
 
+class _Server(ThreadingHTTPServer):
+    """No SO_REUSEADDR: it only matters for binding a port again, and without it no other socket
+    can share this port while it is bound but not listening yet (socket(7))."""
+
+    allow_reuse_address = False
+
+
 class ImdsStandIn:
     """IMDSv2 for one simulated instance: PUT a token first; any request without it gets 401."""
 
-    def __init__(self, meta: dict[str, str], *, port: int = 0, fail_first: int = 0) -> None:
-        """`fail_first`: answer that many requests 503 first (an outage); `port`: reuse one."""
+    def __init__(self, meta: dict[str, str], *, fail_first: int = 0, listening: bool = True) -> None:
+        """`fail_first`: answer that many requests 503 first (an outage). `listening=False`: bound
+        but refusing connections, as a service not up yet, until `listen()`: the port stays this
+        stand-in's meanwhile (closing a server and binding its number again later lets another
+        server on the machine take it in between)."""
         self.meta = meta
         self.fail_first = fail_first
         self.token = secrets.token_hex(8)
@@ -61,11 +71,19 @@ class ImdsStandIn:
                 else:
                     self._reply(404, "not found")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        # bind now, listen later: a bound TCP socket that does not listen answers a SYN with RST
+        self.server = _Server(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.server_bind()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.closed = False
         # poll 0.05 s: shutdown() waits up to one poll (0.5 s by default, per server, per test)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        if listening:
+            self.listen()
+
+    def listen(self) -> None:
+        """Start answering on the port bound at creation."""
+        self.server.server_activate()
         self.thread.start()
 
     def close(self) -> None:
@@ -74,6 +92,9 @@ class ImdsStandIn:
         if self.closed:
             return
         self.closed = True
+        if self.thread.ident is None:  # never listened: nothing serves, shutdown() would wait for ever
+            self.server.server_close()
+            return
         stopper = threading.Thread(target=self.server.shutdown, daemon=True)
         stopper.start()
         stopper.join(timeout=10)

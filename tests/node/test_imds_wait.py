@@ -5,8 +5,11 @@ events instead of waiting out its 30-minute creation timeout."""
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -20,11 +23,28 @@ from cfn_chainermn.node.imds import Imds
 from cfn_chainermn.node.state import State
 
 
-def _down(c: SimCluster, name: str) -> tuple[str, int]:
-    """Stop node `name`'s IMDS stand-in: its port now refuses connections."""
-    imds = c.nodes[name].imds
+@pytest.fixture
+def refusing(sim_cluster: SimCluster) -> Iterator[ImdsStandIn]:
+    """The master's metadata on a port that refuses connections until `listen()` (bound, not
+    listening): the port stays the stand-in's throughout. Closing the master's stand-in and binding
+    its number again later let any server on the machine take the port meanwhile, and the agent
+    then read that server (an SSH banner) instead of a refusal."""
+    imds = ImdsStandIn(sim_cluster.nodes["master"].imds.meta, listening=False)
+    yield imds
     imds.close()
-    return imds.url, int(imds.server.server_address[1])
+
+
+def test_the_refusing_port_refuses_and_no_other_socket_can_take_it(refusing: ImdsStandIn) -> None:
+    """What the tests below rest on: a connection is refused (RST, as from a closed port), and a
+    socket that asks for the same address, even with SO_REUSEADDR, cannot have it (socket(7))."""
+    port = int(refusing.server.server_address[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=30).close()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with pytest.raises(OSError) as taken:
+            other.bind(("127.0.0.1", port))
+        assert taken.value.errno == errno.EADDRINUSE
 
 
 def _failure_clients(c: SimCluster, unique_id: str) -> AwsClients:
@@ -38,23 +58,21 @@ def _failure_clients(c: SimCluster, unique_id: str) -> AwsClients:
     return AwsClients(c.ec2, c.s3, cfn)
 
 
-def test_imds_refusing_then_answering_boots_ready(sim_cluster: SimCluster) -> None:
+def test_imds_refusing_then_answering_boots_ready(sim_cluster: SimCluster, refusing: ImdsStandIn) -> None:
     c = sim_cluster
     m = c.nodes["master"]
-    _, port = _down(c, "master")
-    later: list[ImdsStandIn] = []
-    timer = threading.Timer(1.5, lambda: later.append(ImdsStandIn(m.imds.meta, port=port)))
+    timer = threading.Timer(1.5, refusing.listen)
     timer.start()
     try:
         started = time.monotonic()
-        state = agent.boot(c.settings("master", imds_wait=30), c.clients("master"), echo=c.echo())
+        state = agent.boot(c.settings("master", imds_url=refusing.url, imds_wait=30), c.clients("master"),
+                           echo=c.echo())
         assert state.ready and time.monotonic() - started >= 1.5
         assert state.steps["identity"]["status"] == "ok" and m.instance_id in state.steps["identity"]["detail"]
-        assert later and later[0].requests[0][:2] == ("PUT", "/latest/api/token")
+        assert refusing.requests[0][:2] == ("PUT", "/latest/api/token")
+        assert m.imds.requests == []  # the answers came from the stand-in that refused at first
     finally:
         timer.join()
-        for server in later:
-            server.close()
 
 
 def test_imds_answering_503_then_answering_boots_ready(sim_cluster: SimCluster) -> None:
@@ -73,7 +91,7 @@ def test_imds_answering_503_then_answering_boots_ready(sim_cluster: SimCluster) 
      "boot-0b5e2f1c-6d0e-4a51-9a7b-3c4d5e6f7a8b-no-imds"),
 ])
 def test_imds_never_answering_signals_failure_within_the_bound(
-        sim_cluster: SimCluster, image: dict[str, str], expected: str) -> None:
+        sim_cluster: SimCluster, refusing: ImdsStandIn, image: dict[str, str], expected: str) -> None:
     """Nitro shows the instance id in DMI; elsewhere this boot's id stands in for it."""
     c = sim_cluster
     m = c.nodes["master"]
@@ -81,10 +99,10 @@ def test_imds_never_answering_signals_failure_within_the_bound(
         (m.root / rel).parent.mkdir(parents=True, exist_ok=True)
         (m.root / rel).write_text(text.replace("INSTANCE", m.instance_id))
     unique_id = expected.replace("INSTANCE", m.instance_id)
-    url, _ = _down(c, "master")
+    url = refusing.url
     started = time.monotonic()
     with pytest.raises(AgentError) as info:
-        agent.boot(c.settings("master", imds_wait=2), _failure_clients(c, unique_id), echo=c.echo())
+        agent.boot(c.settings("master", imds_url=url, imds_wait=2), _failure_clients(c, unique_id), echo=c.echo())
     assert time.monotonic() - started < 30, "bounded by --imds-wait, not by the stack's timeout"
     c.stubs[-1].assert_no_pending_responses()  # FAILURE went out, under the stand-in id
     assert f"identity step failed: instance metadata service at {url} did not answer within 2 s" in str(info.value)
@@ -96,19 +114,18 @@ def test_imds_never_answering_signals_failure_within_the_bound(
     assert "did not answer within 2 s" in log and "tries, last:" in log
 
 
-def test_imds_never_answering_and_no_credentials_says_so(sim_cluster: SimCluster) -> None:
+def test_imds_never_answering_and_no_credentials_says_so(sim_cluster: SimCluster, refusing: ImdsStandIn) -> None:
     """IMDS down also means no instance-role credentials: the signal fails, and both reasons
     reach the log and the console (the EC2 system log) rather than nothing at all."""
     c = sim_cluster
     m = c.nodes["master"]
-    _down(c, "master")
     cfn = boto3.client("cloudformation", region_name="us-east-1")
     stub = Stubber(cfn)
     stub.add_client_error("signal_resource", "AccessDenied", "Unable to locate credentials")
     stub.activate()
     echo = c.echo()
     with pytest.raises(AgentError, match="identity step failed: instance metadata service"):
-        agent.boot(c.settings("master", imds_wait=1), AwsClients(c.ec2, c.s3, cfn), echo=echo)
+        agent.boot(c.settings("master", imds_url=refusing.url, imds_wait=1), AwsClients(c.ec2, c.s3, cfn), echo=echo)
     state = State.load(m.root / "var/lib/cfn-chainermn/state.json")
     assert state.steps["signal"]["status"] == "failed"
     assert "signal failed: SignalResource failed: AccessDenied" in echo.getvalue()
