@@ -109,7 +109,7 @@ def node() -> None:
 @node.command()
 @agent_options
 @_with_settings(saved=False)
-def boot(settings: Any, clients: Any) -> None:
+def boot(settings: Settings, clients: AwsClients | None) -> None:
     """Run every step once (identity, imds, user, ssh, efs, ready, hostfile) and signal the outcome.
 
     \b
@@ -133,7 +133,7 @@ def boot(settings: Any, clients: Any) -> None:
               help="First wait this node's stable share of SECONDS (the timer passes 20), so nodes "
                    "whose timers fire together do not call AWS together.")
 @_with_settings(saved=True)
-def refresh(settings: Any, clients: Any, jitter: float) -> None:
+def refresh(settings: Settings, clients: AwsClients | None, jitter: float) -> None:
     """Rewrite the hostfile and known_hosts from discovery (the systemd timer runs this).
 
     Settings come from the agent.json that `node boot` saved; flags override them. An API
