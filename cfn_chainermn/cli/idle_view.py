@@ -50,6 +50,6 @@ def idle_text(parameters: Mapping[str, str], record: Mapping[str, Any] | None, n
                   if left > 0 else f"; deadline passed: {record.get('reason', '')}")
     if record.get("acting"):
         line2 += f"; the master is acting ({record.get('action', '')})"
-    if record.get("failed"):  # it did not finish and tries again at each refresh (node/idle.py NotDone)
+    if record.get("failed"):  # it did not finish: tried again at a refresh, the words say when (node/idle_tick.py)
         line2 += f"\n         not done: {record['failed']}"
     return f"{head}; {age}\n{line2}"

@@ -78,6 +78,7 @@ class IdleState:
     published: str = ""  # the last status written, less its time
     published_at: float = 0.0
     progress: dict[str, Any] = field(default_factory=dict)  # what an unfinished action recorded (Acting)
+    retry: dict[str, Any] = field(default_factory=dict)  # a failure that backs off: its words, when next (idle_tick)
 
     @classmethod
     def load(cls, path: Path) -> IdleState:

@@ -8,9 +8,12 @@ re-read, the master re-probed), and if the deletion is no longer due, put the gr
 and let the timer run; else ask CloudFormation to delete the stack as the ShutdownRole (DeleteStack's
 RoleARN). Then, every DELETE_POLL_S for at most DELETE_WATCH_S, empty the key bucket as `stack
 delete` does and read the stack: a worker still booting when the wait ran out may write again after
-an emptying, so the emptying repeats until the stack is DELETE_COMPLETE or the bucket is gone.
-DELETE_FAILED ends the watch with the first failed resource's reason (DescribeStackEvents); the
-timer runs again and the next refresh sends DeleteStack again (skipping the group: it may be gone).
+an emptying, so the emptying repeats until the stack is DELETE_COMPLETE (a bucket gone ends only
+the emptying: the stack's state, not the bucket's, says the deletion finished). DELETE_FAILED ends
+the watch with the first failed resource's reason (DescribeStackEvents); the timer runs again and
+DeleteStack is sent again (skipping the group: it may be gone) after a wait that doubles from one
+refresh to an hour (idle_tick.py's backoff). A watch that ran out is resumed at the next refresh
+whether the cluster is busy or not (AwsShutdown.underway).
 
 The timer is stopped, not disabled: a master that reboots mid-way gets it back. Every way out but a
 finished deletion (a watch that ran out among them) starts it again, outside the SIGTERM-ignoring
@@ -83,9 +86,10 @@ class Deletion:
         except Cancelled:
             raise
         except CfnChainermnError as exc:
-            if status == "DELETE_FAILED":
-                kept = "it stays DELETE_FAILED"
-            elif acting.progress.get("scaled"):
+            if status == "DELETE_FAILED":  # tried again after a wait that doubles (idle_tick)
+                raise NotDone(f"stack {self.stack} not deleted: {exc}; it stays DELETE_FAILED; `cfn-chainermn stack "
+                              f"delete {self.stack}` deletes it from your machine", backoff=True) from exc
+            if acting.progress.get("scaled"):
                 kept = (f"worker group {self.group} left at 0 until the next try, or put back by the first refresh "
                         f"that finds the cluster busy ({self._restore_command(acting.progress)}); key bucket untouched")
             else:
@@ -149,28 +153,30 @@ class Deletion:
                "brings the workers back"
 
     def _watch(self, waited: str, acting: Acting) -> str:
-        """Empty the bucket and read the stack until it is gone, failed, or DELETE_WATCH_S passed."""
-        deadline, removed, status, reason = self.clock() + DELETE_WATCH_S, 0, "", ""
+        """Empty the bucket and read the stack until the stack is gone or failed, or DELETE_WATCH_S
+        passed. The stack's state alone ends it: a bucket gone (CloudFormation deletes it late, or
+        someone did) ends only the emptying, and the deletion may still fail after it."""
+        deadline, removed, status, reason, gone = self.clock() + DELETE_WATCH_S, 0, "", "", False
         with _sigterm_ignored():
             while True:
+                emptied: int | None = 0
                 try:
-                    emptied = empty_if_there(self.s3, self.bucket)
+                    emptied = None if gone else empty_if_there(self.s3, self.bucket)
                 except CfnChainermnError as exc:  # AwsError (ClientError or BotoCoreError) or a refused key
                     acting.log(f"idle: key bucket {self.bucket} not emptied: {exc}; trying again in "
                                f"{DELETE_POLL_S:g} s")
-                    emptied = 0
-                removed += emptied or 0
+                removed, gone = removed + (emptied or 0), emptied is None
                 status, reason = self._stack(acting)
-                if emptied is None or status in ("DELETE_COMPLETE", "DELETE_FAILED") or self.clock() >= deadline:
+                if status in ("DELETE_COMPLETE", "DELETE_FAILED") or self.clock() >= deadline:
                     break
                 self.sleep(DELETE_POLL_S)
-        done = f"DeleteStack sent as {self.role}; key bucket {self.bucket} emptied ({removed} versions)"
-        if emptied is None or status == "DELETE_COMPLETE":
-            gone = "stack DELETE_COMPLETE" if status == "DELETE_COMPLETE" else "key bucket gone"
-            return f"worker group {self.group} at 0; {waited}{done}; {gone}"
-        if status == "DELETE_FAILED":
-            raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; the next refresh sends "
-                          f"DeleteStack again; `cfn-chainermn stack delete {self.stack}` deletes it from your machine")
+        done = (f"DeleteStack sent as {self.role}; key bucket {self.bucket} emptied ({removed} versions"
+                f"{', then gone' if gone else ''})")
+        if status == "DELETE_COMPLETE":
+            return f"worker group {self.group} at 0; {waited}{done}; stack DELETE_COMPLETE"
+        if status == "DELETE_FAILED":  # tried again after a wait that doubles (idle_tick)
+            raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; `cfn-chainermn stack delete "
+                          f"{self.stack}` deletes it from your machine", backoff=True)
         raise NotDone(f"stack {self.stack} still {status or 'unread'} after {DELETE_WATCH_S:g} s ({done}); the "
                       "next refresh empties the bucket and looks again", quiet=True)
 

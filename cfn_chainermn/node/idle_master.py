@@ -61,6 +61,7 @@ class AwsShutdown:
     system: System
     stack_id: str = ""
     status: str = ""  # the stack's, as limits() read it: a deletion resumes from it
+    action: str = ""  # IdleAction, as limits() read it
     outputs: dict[str, str] | None = None
     sleep: Callable[[float], None] = time.sleep
 
@@ -69,7 +70,14 @@ class AwsShutdown:
         self.stack_id, self.status = found["StackId"], found.get("StackStatus", "")
         self.outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in found.get("Outputs", [])}
         params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in found.get("Parameters", [])}
-        return idle.Limits.from_parameters(params, found["CreationTime"].timestamp())
+        limits = idle.Limits.from_parameters(params, found["CreationTime"].timestamp())
+        self.action = limits.action
+        return limits
+
+    def underway(self) -> bool:
+        """A deletion CloudFormation runs (this master's, resumed after a watch that ran out, or one sent
+        from elsewhere while the limit says delete): its bucket is emptied and its end awaited, busy or not."""
+        return self.status == "DELETE_IN_PROGRESS" and self.action == "delete"
 
     def act(self, limits: idle.Limits, acting: idle_tick.Acting) -> str:
         return self._delete(acting) if limits.action == "delete" else self._stop()
@@ -127,6 +135,9 @@ class LocalShutdown:
 
     def call_off(self, progress: dict[str, Any]) -> str:
         return ""  # a local cluster's action only writes a file: nothing to undo
+
+    def underway(self) -> bool:
+        return False  # nothing it does outlasts its act
 
     def act(self, limits: idle.Limits, acting: idle_tick.Acting) -> str:
         path = self.state_dir / LOCAL_ACTION

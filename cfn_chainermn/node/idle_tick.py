@@ -3,11 +3,17 @@ acts): count, warn, publish, act, and what carries over between refreshes.
 
 What the master counts is published for `stack status` (names.IDLE_STATUS), and so is an action that
 did not finish (the next tick acts again); one called off (Acting.still_due) lets the count go on.
+A failure that says it backs off (after DELETE_FAILED, where a retry is usually refused) is tried
+again one refresh later, then after twice the wait each time, up to an hour; the wait and the
+failure's words are kept in the state file, through busy ticks too, and start afresh when the
+limits change or the action is under way again. An action under way that nothing can call off
+(Shutdown.underway: a stack CloudFormation is deleting) is followed at every tick, busy or not.
 `tick` takes its clock, probes and publishing as Hooks, so tests run a cluster's hours as calls.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -30,6 +36,8 @@ from cfn_chainermn.node.idle import (
 )
 
 PUBLISH_EVERY_S = 300.0  # an unchanged status is written again after this long (`stack status` shows its age)
+RETRY_FIRST_S = 30.0  # one refresh (aws_platform's refresh timer: OnUnitActiveSec=30)
+RETRY_MAX_S = 3600.0
 
 
 @dataclass
@@ -49,11 +57,12 @@ class Cancelled(CfnChainermnError):
 
 
 class NotDone(CfnChainermnError):
-    """Stopped short, the next tick acts again; `quiet`: nothing may be written to the bucket (it is being emptied)."""
+    """Stopped short, the next tick acts again; `quiet`: nothing may be written to the bucket (it is
+    being emptied); `backoff`: not at the next tick but after a wait that doubles (RETRY_FIRST_S..MAX)."""
 
-    def __init__(self, message: str, *, quiet: bool = False) -> None:
+    def __init__(self, message: str, *, quiet: bool = False, backoff: bool = False) -> None:
         super().__init__(message)
-        self.quiet = quiet
+        self.quiet, self.backoff = quiet, backoff
 
 
 class Shutdown(Protocol):
@@ -67,6 +76,9 @@ class Shutdown(Protocol):
 
     def call_off(self, progress: dict[str, Any]) -> str:
         """Undo what an unfinished act left (`progress`) once it is no longer due; "" when nothing."""
+
+    def underway(self) -> bool:
+        """Whether an action nothing can call off is under way (a stack being deleted), as limits() read it."""
 
 
 @dataclass
@@ -85,7 +97,7 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     state = IdleState.load(state_path)
     limits = shutdown.limits()
     if not limits.enabled:
-        state.idle_since = None
+        state.idle_since, state.retry = None, {}
         undone = _call_off(shutdown, state, limits)
         _publish(hooks, state, {"idle_minutes": None, "max_hours": None, "action": limits.action}, hooks.clock())
         state.save(state_path)
@@ -96,14 +108,20 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
         state.acted, state.resumed, state.idle_since, state.warned = "", now, None, None
     limits = counted(limits, state)
     verdict = judge(limits, activity, state, now)
+    if shutdown.underway():  # followed whatever the count says: a busy tick must not drop it
+        verdict, state.retry = dataclasses.replace(verdict, act=True, reason=verdict.reason or "under way"), {}
     state.idle_since = verdict.idle_since
     if verdict.warn and verdict.deadline is not None:
         left = max(1, round((max(verdict.deadline, now + WARN_S) - now) / 60))  # a late warning still gives WARN_S
         hooks.wall(warning(limits.action, verdict, left))
         state.warned, state.warned_at = verdict.deadline, now
     record = status(limits, activity, verdict, now)
+    waiting = _waiting(state, limits, now) if verdict.act else ""
     if verdict.act and state.acted:
         line = f"already asked to {limits.action}: {state.acted}"
+    elif waiting:  # the last failure's next try is not due yet: said again, not acted on
+        _publish(hooks, state, {**record, "acting": True, "failed": waiting}, now)
+        line = f"not done: {waiting}"
     elif verdict.act:
         record["acting"] = True
         _publish(hooks, state, record, now, force=True)  # before the bucket is emptied, never after
@@ -146,16 +164,50 @@ def _act(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, l
                                                   lambda: state.save(state_path), hooks.log))
     except Cancelled as exc:
         fresh, activity, now_verdict = again[-1] if again else (limits, Activity(), verdict)
-        state.acted, state.progress, state.idle_since = "", {}, now_verdict.idle_since
+        state.acted, state.progress, state.idle_since, state.retry = "", {}, now_verdict.idle_since, {}
         _publish(hooks, state, status(fresh, activity, now_verdict, hooks.clock()), hooks.clock(), force=True)
         return str(exc)
     except CfnChainermnError as exc:
+        failed: CfnChainermnError = exc
+        if getattr(exc, "backoff", False):
+            failed = _backed_off(state, limits, str(exc), hooks.clock())
+        else:
+            state.retry = {}
         if not getattr(exc, "quiet", False):
-            _publish(hooks, state, {**record, "failed": str(exc)}, hooks.clock(), force=True)
+            _publish(hooks, state, {**record, "failed": str(failed)}, hooks.clock(), force=True)
         state.save(state_path)
-        raise
-    state.progress = {}
+        if failed is exc:
+            raise
+        raise failed from exc
+    state.progress, state.retry = {}, {}
     return f"{verdict.reason}: {state.acted}"
+
+
+def _retry_limits(limits: Limits) -> list[object]:
+    return [limits.idle_minutes, limits.max_hours, limits.action]  # as JSON keeps it
+
+
+def _backed_off(state: IdleState, limits: Limits, failed: str, now: float) -> NotDone:
+    """The failure with its next try, one refresh after the first failure, then twice the last wait,
+    at most RETRY_MAX_S; recorded in the state (a changed limit starts the waits afresh)."""
+    same = state.retry.get("limits") == _retry_limits(limits)
+    last = state.retry.get("wait") if same else None
+    wait = min(max(RETRY_FIRST_S, 2 * last if isinstance(last, (int, float)) else 0.0), RETRY_MAX_S)
+    at = now + wait
+    words = f"{wait:g} s" if wait < 60 else f"{wait / 60:g} min"
+    text = (f"{failed}; the next try at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(at))} (in {words}; "
+            f"the wait doubles at each failure, up to {RETRY_MAX_S / 60:g} min)")
+    state.retry = {"at": at, "wait": wait, "limits": _retry_limits(limits), "failed": text}
+    return NotDone(text, backoff=True)
+
+
+def _waiting(state: IdleState, limits: Limits, now: float) -> str:
+    """The last failure's words while its next try is not due (and the limits are those it failed
+    under); "" when the action may be tried now."""
+    at, failed = state.retry.get("at"), state.retry.get("failed")
+    if state.retry.get("limits") != _retry_limits(limits) or not isinstance(at, (int, float)) or now >= at:
+        return ""
+    return failed if isinstance(failed, str) and failed else "an earlier try failed"
 
 
 def _summary(activity: Activity, verdict: Verdict, now: float) -> str:

@@ -83,6 +83,20 @@ def test_limits_are_the_stacks_own_parameters_read_by_name(stubs: dict[str, Stub
     assert _shutdown(stubs, tmp_path).limits() == Limits(45, None, "delete", CREATED.timestamp())
 
 
+@pytest.mark.parametrize(("status", "action", "underway"), [("DELETE_IN_PROGRESS", "delete", True),
+                                                            ("DELETE_IN_PROGRESS", "stop", False),
+                                                            ("DELETE_FAILED", "delete", False),
+                                                            ("UPDATE_COMPLETE", "delete", False)])
+def test_a_deletion_is_under_way_only_while_cloudformation_deletes_a_stack_whose_limit_deletes(
+        stubs: dict[str, Stubber], tmp_path: Path, status: str, action: str, underway: bool) -> None:
+    """What the tick then follows busy or not; after DELETE_FAILED a retry waits for the count
+    (and its backoff); a stack whose limit stops has no grant to empty its bucket."""
+    _describe(stubs, {"IdleMinutes": "45", "IdleAction": action}, DELETING, status=status)
+    shutdown = _shutdown(stubs, tmp_path)
+    shutdown.limits()
+    assert shutdown.underway() is underway
+
+
 def _acting(progress: dict[str, Any] | None = None, still_due: Any = lambda: "",
             logs: list[str] | None = None) -> Acting:
     return Acting("idle for 30 minutes", still_due, progress if progress is not None else {}, lambda: None,
@@ -290,17 +304,26 @@ def _events(stubs: dict[str, Stubber]) -> None:
         event(1, STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE")]}, {"StackName": STACK_ID})
 
 
-def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_the_next_tick(
-        stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """DeleteStack, the bucket emptied, DescribeStacks says DELETE_FAILED: the events name the
-    resource and why; the line (and `stack status`'s record) says what the user runs; the timer runs
-    again, and the next tick sends DeleteStack again without touching the group (it may be gone)."""
+def _due_state(tmp_path: Path) -> tuple[Path, float]:
+    """The master's idle.json at the deadline of a 30-minute limit: idle for 30 minutes, warned 5 before."""
     state = tmp_path / "idle.json"
     deadline = CREATED.timestamp() + 3600
     IdleState(idle_since=deadline - 1800, warned=deadline, warned_at=deadline - 300).save(state)
+    return state, deadline
+
+
+def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again_after_a_wait_that_doubles(
+        stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeleteStack, the bucket emptied, DescribeStacks says DELETE_FAILED: the events name the
+    resource and why; the line (and `stack status`'s record) says what the user runs and when the
+    next try is; the timer runs again. The ticks before that try read the limits and nothing else;
+    the try sends DeleteStack without touching the group (it may be gone); refused, the wait
+    doubles; the next try is sent."""
+    state, deadline = _due_state(tmp_path)
+    at = [deadline]  # the ticks' clock
     published: list[dict[str, Any]] = []
     hooks = Hooks(probe=Activity, publish=lambda key, body: published.append(json.loads(body)),
-                       wall=print, log=print, clock=lambda: deadline)
+                  wall=print, log=print, clock=lambda: at[0])
     _describe(stubs, {"IdleMinutes": "30"}, DELETING)
     _recorded(stubs)
     _scale_to_zero(stubs)
@@ -317,24 +340,81 @@ def test_delete_failed_is_told_with_its_root_cause_published_and_tried_again_at_
         tick(shutdown, hooks, state)
     line = str(failed.value)
     assert line == (f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried "
-                    "to delete is not empty; the next refresh sends DeleteStack again; `cfn-chainermn stack delete "
-                    f"{STACK}` deletes it from your machine")
+                    f"to delete is not empty; `cfn-chainermn stack delete {STACK}` deletes it from your machine; the "
+                    "next try at 2026-01-02 04:04:35Z (in 30 s; the wait doubles at each failure, up to 60 min)")
     assert published[-1]["failed"] == line and published[-1]["acting"] is True
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
-    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # the next tick: refused
+    def waiting(seconds: float) -> None:
+        """A tick before the next try: DescribeStacks (the limits) alone, the line said again."""
+        at[0] = deadline + seconds
+        _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")
+        told = len(published)
+        assert tick(shutdown, hooks, state).startswith(f"not done: stack {STACK} ")
+        assert len(published) == told  # unchanged: not written again within PUBLISH_EVERY_S
+
+    waiting(29)
+    at[0] = deadline + 30
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # the try: refused
     stubs["cloudformation"].add_client_error("delete_stack", "AccessDenied", "not authorized to perform: "
-                                             "cloudformation:DeleteStack", 403)
-    with pytest.raises(AgentError, match=f"not deleted: .*; it stays DELETE_FAILED; the next refresh tries again "
-                                         rf"\(`cfn-chainermn stack delete {STACK}`"):
+                                             "cloudformation:DeleteStack", 403,
+                                             expected_params={"StackName": STACK_ID, "RoleARN": ROLE})
+    refused = (f"not deleted: .*; it stays DELETE_FAILED; `cfn-chainermn stack delete {STACK}` deletes it from your "
+               r"machine; the next try at 2026-01-02 04:05:35Z \(in 1 min;")
+    with pytest.raises(NotDone, match=refused):
         tick(shutdown, hooks, state)
     assert published[-1]["failed"].startswith(f"stack {STACK} not deleted: DeleteStack failed: AccessDenied")
+    waiting(31)
+    waiting(89)
+    at[0] = deadline + 90
     _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_FAILED")  # and the next: sent
     _delete_stack(stubs)
     _empty_bucket(stubs, "cluster-key/idle.json")  # what the failed tick published
     _stack_is(stubs, "DELETE_COMPLETE")
     assert tick(shutdown, hooks, state).endswith("emptied (1 versions); stack DELETE_COMPLETE")
     assert _journal(tmp_path) == [TIMER_STOP, TIMER_START, TIMER_STOP, TIMER_START, TIMER_STOP]
+    assert IdleState.load(state).retry == {}
+
+
+def test_a_bucket_gone_ends_the_emptying_not_the_watch_which_ends_with_the_stacks_state(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """NoSuchBucket says nothing of the stack: the deletion may still fail after it (a resource
+    deleted later), so the master reads the stack, without emptying again, until DELETE_FAILED
+    (tried again later) or DELETE_COMPLETE."""
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING)
+    _recorded(stubs)
+    _scale_to_zero(stubs)
+    _group_has(stubs)
+    _delete_stack(stubs)
+    stubs["s3"].add_client_error("list_object_versions", "NoSuchBucket", "The specified bucket does not exist", 404,
+                                 expected_params={"Bucket": BUCKET})
+    _stack_is(stubs, "DELETE_IN_PROGRESS")
+    _stack_is(stubs, "DELETE_IN_PROGRESS")  # no ListObjectVersions before it: the bucket is gone
+    _stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+    _events(stubs)
+    slept: list[float] = []
+    shutdown = _shutdown(stubs, tmp_path, sleep=slept.append)
+    with pytest.raises(NotDone) as failed:
+        shutdown.act(shutdown.limits(), _acting())
+    assert failed.value.backoff and str(failed.value).startswith(f"stack {STACK} DELETE_FAILED: KeyBucket")
+    assert slept == [DELETE_POLL_S, DELETE_POLL_S]
+    assert _journal(tmp_path) == [TIMER_STOP, TIMER_START]
+
+
+def test_a_resumed_watch_is_followed_by_a_busy_tick(stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """A watch that ran out left the stack DELETE_IN_PROGRESS; the next tick finds somebody logged
+    in: the deletion cannot be called off, so the bucket is emptied and the stack read all the same
+    (left alone, the master's own refresh writes would fail the bucket's deletion)."""
+    state, deadline = _due_state(tmp_path)
+    hooks = Hooks(probe=lambda: Activity(sessions=("chainer@pts/0",)), publish=lambda key, body: None,
+                  wall=print, log=print, clock=lambda: deadline + 1800)
+    _describe(stubs, {"IdleMinutes": "30"}, DELETING, status="DELETE_IN_PROGRESS")
+    _empty_bucket(stubs, "nodes/m/hostfile")
+    _stack_is(stubs, "DELETE_COMPLETE")
+    line = tick(_shutdown(stubs, tmp_path), hooks, state)
+    assert line == (f"under way: worker group {GROUP} at 0; DeleteStack sent as {ROLE}; key bucket {BUCKET} emptied "
+                    "(1 versions); stack DELETE_COMPLETE")
+    assert _journal(tmp_path) == [TIMER_STOP]
 
 
 def test_a_watch_that_runs_out_lets_the_timer_run_writes_nothing_and_the_next_tick_watches_again(

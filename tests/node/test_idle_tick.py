@@ -15,7 +15,7 @@ import pytest
 from cfn_chainermn.errors import AgentError, AwsError
 from cfn_chainermn.names import IDLE_STATUS
 from cfn_chainermn.node.idle import Activity, IdleState, Limits
-from cfn_chainermn.node.idle_tick import Acting, Cancelled, Hooks, NotDone, tick
+from cfn_chainermn.node.idle_tick import RETRY_FIRST_S, RETRY_MAX_S, Acting, Cancelled, Hooks, NotDone, tick
 
 T0 = 1_767_000_000.0  # the stack's creation
 IDLE = Activity()
@@ -40,6 +40,7 @@ class Cluster:
     later: Limits | None = None  # the limits a second look reads (a `stack update` meanwhile)
     looked: int = 0
     called_off: list[dict[str, Any]] = field(default_factory=list)  # the progress of each undone action
+    deleting: bool = False  # what Shutdown.underway says: a deletion that nothing calls off runs
 
     def limits_now(self) -> Limits:
         self.looked += 1
@@ -82,6 +83,9 @@ class _Shutdown:
     def call_off(self, progress: dict[str, Any]) -> str:
         self.c.called_off.append(dict(progress))
         return "worker group back"
+
+    def underway(self) -> bool:
+        return self.c.deleting
 
 
 def _run(c: Cluster, path: Path, minutes: list[float]) -> list[str]:
@@ -250,3 +254,68 @@ def test_an_unfinished_action_is_called_off_when_the_cluster_is_busy_again_or_th
     off.limits = off.later = Limits(created=T0)  # `stack update --idle-minutes off`
     assert _run(off, state, [31]) == ["idle shutdown off; an unfinished delete called off: worker group back"]
     assert off.called_off == [{"tries": 1}]
+
+
+def _failing(c: Cluster, state: Path, minute: float) -> str:
+    with pytest.raises(NotDone) as failed:
+        _run(c, state, [minute])
+    assert failed.value.backoff
+    return str(failed.value)
+
+
+def test_a_failure_that_backs_off_is_tried_again_after_a_wait_that_doubles_up_to_an_hour(tmp_path: Path) -> None:
+    """After DELETE_FAILED a retry is usually refused: the first one a refresh later, then after 1,
+    2, 4 ... minutes, at most an hour; the ticks between act on nothing and say the last failure
+    and when the next try is, which `stack status` shows."""
+    failures = 10
+    c = Cluster(Limits(), outcomes=[NotDone("stack demo DELETE_FAILED: KeyBucket ...; `cfn-chainermn stack delete "
+                                            "demo` deletes it from your machine", backoff=True)] * failures)
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    minute, waits = 30.0, []
+    first = _failing(c, state, minute)
+    assert first.startswith("stack demo DELETE_FAILED: KeyBucket ...; `cfn-chainermn stack delete demo` deletes it")
+    assert first.endswith("; the next try at 2025-12-29 09:50:30Z (in 30 s; the wait doubles at each failure, up to "
+                          "60 min)")
+    assert c.published[-1]["failed"] == first
+    while len(c.acts) < failures:
+        wait = IdleState.load(state).retry["wait"]
+        waits.append(wait)
+        between = _run(c, state, [minute + wait / 120])  # halfway: nothing is tried
+        assert between == [f"not done: {IdleState.load(state).retry['failed']}"] and len(c.acts) == len(waits)
+        minute += wait / 60
+        _failing(c, state, minute)
+    assert waits == [RETRY_FIRST_S * 2 ** n for n in range(7)] + [RETRY_MAX_S] * 2
+    assert c.published[-1]["acting"] and "in 60 min" in str(c.published[-1]["failed"])
+
+
+def test_the_wait_starts_afresh_when_the_limits_change_and_is_kept_through_a_busy_tick(tmp_path: Path) -> None:
+    c = Cluster(Limits(), outcomes=[NotDone("DELETE_FAILED", backoff=True)] * 3)
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    _failing(c, state, 30)
+    _failing(c, state, 30.5)
+    assert IdleState.load(state).retry["wait"] == 2 * RETRY_FIRST_S
+    c.activity = LOGIN  # a busy tick forgets the idle count, not the wait
+    assert _run(c, state, [31])[0].startswith("busy (chainer@pts/0)")
+    assert IdleState.load(state).retry["wait"] == 2 * RETRY_FIRST_S
+    c.activity = IDLE
+    c.limits = Limits(max_hours=1, created=T0)  # changed: due at once (warned at 55), its waits from the start
+    _run(c, state, [55])
+    assert len(c.acts) == 2 and "in 30 s;" in _failing(c, state, 60)
+    assert IdleState.load(state).retry["wait"] == RETRY_FIRST_S
+
+
+def test_an_action_under_way_is_followed_at_every_tick_busy_or_not(tmp_path: Path) -> None:
+    """A deletion CloudFormation runs cannot be called off: a watch that ran out is resumed by the
+    next tick even when somebody logged in, and a wait from an earlier failure does not hold it."""
+    c = Cluster(Limits(), outcomes=[NotDone("DELETE_FAILED", backoff=True),
+                                    NotDone("still DELETE_IN_PROGRESS", quiet=True)])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    _failing(c, state, 30)
+    c.activity, c.deleting = LOGIN, True  # `stack delete` from elsewhere; a login on the master
+    with pytest.raises(NotDone, match="still DELETE_IN_PROGRESS"):
+        _run(c, state, [30.2])
+    assert _run(c, state, [30.4]) == ["under way: delete asked"]
+    assert len(c.acts) == 3 and c.called_off == [] and IdleState.load(state).retry == {}
