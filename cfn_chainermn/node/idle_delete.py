@@ -72,7 +72,7 @@ class Deletion:
         finished = False
         try:
             with _sigterm_exits():  # a `systemctl stop` during the wait still reaches the finally
-                line = self._watch("", acting) if status == "DELETE_IN_PROGRESS" else self._send(status, acting)
+                line = self._watch(None, acting) if status == "DELETE_IN_PROGRESS" else self._send(status, acting)
             finished = True
             return line
         finally:
@@ -152,10 +152,11 @@ class Deletion:
         return f"`aws autoscaling update-auto-scaling-group --auto-scaling-group-name {self.group} {size}` " \
                "brings the workers back"
 
-    def _watch(self, waited: str, acting: Acting) -> str:
+    def _watch(self, waited: str | None, acting: Acting) -> str:
         """Empty the bucket and read the stack until the stack is gone or failed, or DELETE_WATCH_S
-        passed. The stack's state alone ends it: a bucket gone (CloudFormation deletes it late, or
-        someone did) ends only the emptying, and the deletion may still fail after it."""
+        passed (`waited` None: a deletion under way, resumed). The stack's state alone ends it: a bucket
+        gone (CloudFormation deletes it late, or someone did) ends only the emptying, and the deletion
+        may still fail after it."""
         deadline, removed, status, reason, gone = self.clock() + DELETE_WATCH_S, 0, "", "", False
         with _sigterm_ignored():
             while True:
@@ -170,10 +171,11 @@ class Deletion:
                 if status in ("DELETE_COMPLETE", "DELETE_FAILED") or self.clock() >= deadline:
                     break
                 self.sleep(DELETE_POLL_S)
-        done = (f"DeleteStack sent as {self.role}; key bucket {self.bucket} emptied ({removed} versions"
-                f"{', then gone' if gone else ''})")
+        sent = "the deletion followed" if waited is None else f"DeleteStack sent as {self.role}"
+        done = f"{sent}; key bucket {self.bucket} emptied ({removed} versions{', then gone' if gone else ''})"
         if status == "DELETE_COMPLETE":
-            return f"worker group {self.group} at 0; {waited}{done}; stack DELETE_COMPLETE"
+            scaled = "" if waited is None else f"worker group {self.group} at 0; {waited}"
+            return f"{scaled}{done}; stack DELETE_COMPLETE"
         if status == "DELETE_FAILED":  # tried again after a wait that doubles (idle_tick)
             raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; `cfn-chainermn stack delete "
                           f"{self.stack}` deletes it from your machine", backoff=True)

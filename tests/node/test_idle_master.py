@@ -412,8 +412,7 @@ def test_a_resumed_watch_is_followed_by_a_busy_tick(stubs: dict[str, Stubber], t
     _empty_bucket(stubs, "nodes/m/hostfile")
     _stack_is(stubs, "DELETE_COMPLETE")
     line = tick(_shutdown(stubs, tmp_path), hooks, state)
-    assert line == (f"under way: worker group {GROUP} at 0; DeleteStack sent as {ROLE}; key bucket {BUCKET} emptied "
-                    "(1 versions); stack DELETE_COMPLETE")
+    assert line == f"under way: the deletion followed; key bucket {BUCKET} emptied (1 versions); stack DELETE_COMPLETE"
     assert _journal(tmp_path) == [TIMER_STOP]
 
 
