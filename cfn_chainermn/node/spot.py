@@ -179,7 +179,10 @@ class Watch:
         killed: list[int] = []
         errors: list[str] = []
         now = self.clock()
-        for rank in sig.ranks.scan():
+        ranks, unanswered = sig.ranks.find()
+        errors.extend(f"process {pid} not looked at yet (its /proc/{pid}/environ has not answered: a call of its "
+                      "own may be waiting on the shared folder); tried again at the next poll" for pid in unanswered)
+        for rank in ranks:
             try:
                 if rank.key not in rec.termed and sig.send(rank, signal.SIGTERM):
                     rec.termed[rank.key] = now

@@ -45,6 +45,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cfn_chainermn.node.spot_environ import ENVIRON_WAIT_S, Environs
+
 RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=")
 NO_PIDFD = (errno.ENOSYS, errno.EPERM)  # the kernel lacks the call; a seccomp filter refuses it
 _SKIP = (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM)  # ended, or not the watch's to read
@@ -111,19 +113,29 @@ class Ranks:
     ip: str
     port: int
 
-    def _look(self, pid: int) -> tuple[Rank, int | None] | None:
-        """The rank at /proc/PID now and its parent's pid, or None. Real, effective and saved
-        uid must all be the user's: a process that is root in any of them (a set-uid program the
-        user ran, a root daemon acting as the user for a moment) is not signalled. The start time
-        is read last: if it is the one expected, PID held that one process throughout, so the
-        owner and environment were its. Errors other than _SKIP are raised (see the docstring)."""
-        entry = self.proc / str(pid)
+    environs: Environs = field(default_factory=Environs, compare=False, repr=False)
+
+    def _mine(self, pid: int) -> bool:
+        """Whether real, effective and saved uid are all the user's: a process that is root in
+        any of them (a set-uid program the user ran, a root daemon acting as the user for a
+        moment) is not signalled. Errors other than _SKIP are raised (see the docstring)."""
         try:
-            if uids_of((entry / "status").read_bytes()) != (self.uid,) * 3:
+            return uids_of((self.proc / str(pid) / "status").read_bytes()) == (self.uid,) * 3
+        except OSError as exc:
+            if exc.errno in _SKIP:
+                return False
+            raise
+
+    def _look(self, pid: int, environ: bytes | Exception) -> tuple[Rank, int | None] | None:
+        """The rank at /proc/PID now and its parent's pid, or None, given its environment as
+        read (spot_environ.py) after _mine. The start time is read last: if it is the one
+        expected, PID held that one process throughout, so the owner and environment were its."""
+        try:
+            if isinstance(environ, Exception):
+                raise environ
+            if node_of(environ) != (self.ip, self.port):
                 return None
-            if node_of((entry / "environ").read_bytes()) != (self.ip, self.port):
-                return None
-            text = (entry / "stat").read_bytes()
+            text = (self.proc / str(pid) / "stat").read_bytes()
         except OSError as exc:
             if exc.errno in _SKIP:
                 return None
@@ -132,20 +144,34 @@ class Ranks:
         return None if start is None else (Rank(pid, start), parent_of(text))
 
     def at(self, pid: int) -> Rank | None:
-        """The rank at /proc/PID now, or None."""
-        found = self._look(pid)
+        """The rank at /proc/PID now, or None; ETIMEDOUT when its environment does not answer."""
+        if not self._mine(pid):
+            return None
+        environ = self.environs.read(self.proc, [pid], ENVIRON_WAIT_S)[pid]
+        if environ is None:
+            raise OSError(errno.ETIMEDOUT, f"/proc/{pid}/environ not read within {ENVIRON_WAIT_S:g} s "
+                                           "(the process's memory is held: see spot_environ.py)")
+        found = self._look(pid, environ)
         return None if found is None else found[0]
 
     def scan(self) -> list[Rank]:
-        """Every rank here now, by pid. A match whose parent is a match too is a rank's own child
-        (a data loader's worker forked with its environment): its rank is signalled, not it; one
-        left behind by its rank (reparented) is found at the next scan."""
+        return self.find()[0]
+
+    def find(self) -> tuple[list[Rank], list[int]]:
+        """Every rank here now, by pid, and the user's processes whose environment did not answer
+        within ENVIRON_WAIT_S (spot_environ.py: not known to be ranks; looked at next poll). A
+        match whose parent is a match too is a rank's own child (a data loader's worker forked
+        with its environment): its rank is signalled, not it; one left behind by its rank
+        (reparented) is found at the next scan."""
+        mine = [int(e.name) for e in self.proc.iterdir() if e.name.isdigit() and self._mine(int(e.name))]
+        environs = self.environs.read(self.proc, mine, ENVIRON_WAIT_S)
         found: dict[int, tuple[Rank, int | None]] = {}
-        for e in self.proc.iterdir():
-            look = self._look(int(e.name)) if e.name.isdigit() else None
+        for pid, environ in environs.items():
+            look = self._look(pid, environ) if environ is not None else None
             if look is not None:
                 found[look[0].pid] = look
-        return sorted((r for r, parent in found.values() if parent not in found), key=lambda r: r.pid)
+        ranks = sorted((r for r, parent in found.values() if parent not in found), key=lambda r: r.pid)
+        return ranks, sorted(pid for pid, environ in environs.items() if environ is None)
 
 
 @dataclass

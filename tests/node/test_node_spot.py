@@ -27,7 +27,7 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, spot_shared, steps
+from cfn_chainermn.node import agent, spot, spot_jobs, spot_ranks, spot_retract, spot_shared, steps
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
@@ -505,6 +505,22 @@ def test_on_aws_the_watch_retracts_through_an_s3_client_with_short_timeouts(
     assert f"readiness retracted ({ready})" in capsys.readouterr().err
 
 
+def _notice_while_held(d: Path, ticks: int, release: threading.Event, rank: subprocess.Popen[bytes]) -> str:
+    """The watch for `ticks` polls of a notice while a call it makes is held until `release`:
+    `rank` must end of its SIGTERM and the watch return meanwhile; what it logged. Released at
+    the end whatever happened, so that a failing test does not leave the call held."""
+    out: list[str] = []
+    watch = threading.Thread(target=lambda: out.append(_notice(d, ticks=ticks)), daemon=True)
+    try:
+        watch.start()
+        assert rank.wait(timeout=30) == -15, "the rank had its SIGTERM while the call was held"
+        watch.join(timeout=30)
+        assert not watch.is_alive(), "the watch returned, leaving the held call behind"
+        return out[0]
+    finally:
+        release.set()
+
+
 HANGS = {  # where the shared folder stops answering: the first call of each step there (HomeFiles.folder)
     "writing the queue's entry": (lambda rel, create: rel == "jobs", "writing jobs/.queue/gone.127.0.0.3"),
     "listing the running jobs": (lambda rel, create: rel == "jobs/.queue" and not create, "listing jobs/.queue"),
@@ -530,21 +546,42 @@ def test_a_shared_folder_that_stops_answering_keeps_no_rank_from_its_signal(
         return real(self, rel, **kw)
     monkeypatch.setattr(HomeFiles, "folder", folder)
     monkeypatch.setattr(spot_shared, "SHARED_WAIT_S", 0.05)  # any bound: the rank's signal cannot wait for the call
-    out: list[str] = []
-    watch = threading.Thread(target=lambda: out.append(_notice(d, ticks=3)), daemon=True)
-    try:
-        watch.start()
-        assert rank_here.wait(timeout=30) == -15, "the rank had its SIGTERM while the shared folder hung"
-        watch.join(timeout=30)
-        assert not watch.is_alive(), "the watch returned, leaving the stuck call behind"
-        assert len(stuck) == 1 and stuck[0].daemon and stuck[0].is_alive(), "one stuck thread, not one per poll"
-    finally:
-        release.set()
+    out = _notice_while_held(d, 3, release, rank_here)
+    assert len(stuck) == 1 and stuck[0].daemon, "one stuck thread for three polls, not one per poll"
     stuck[0].join(timeout=30)
-    assert out[0].count("the shared folder has not answered for ") == 3 and f"s ({step}): ranks signalled" in out[0]
-    assert f"SIGTERM to ranks {rank_here.pid}" in out[0] and "readiness retracted" in out[0]
-    assert f"the shared folder still has not answered ({step}): left behind" in out[0]
+    assert out.count("the shared folder has not answered for ") == 3 and f"s ({step}): ranks signalled" in out
+    assert f"SIGTERM to ranks {rank_here.pid}" in out and "readiness retracted" in out
+    assert f"the shared folder still has not answered ({step}): left behind" in out
     again = _notice(d, ticks=1)  # it answers again: the next watch's poll writes what is missing
     assert "job j-on-w1 told" in again and "Spot interruption notice on node w1" in (
         d / f"shared/jobs/j-on-w1/{NOTE}").read_text()
     assert (d / GONE).read_text() == "w1 2026-12-02T21:00:00Z\n"
+
+
+def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank of this node waiting on the hung shared folder may hold its own memory lock, on
+    which /proc/PID/environ waits (node/spot_environ.py). Here that read blocks until the test
+    releases it: the other rank gets its SIGTERM meanwhile, the held one is named at each poll
+    and signalled once it answers."""
+    d, procs = node
+    rank_here = procs[0]
+    held = _sleeper({"OMPI_COMM_WORLD_RANK": "5", "SSH_CONNECTION": f"127.0.0.2 41005 {W1} 22"})
+    procs.append(held)
+    release, stuck = threading.Event(), []
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self == Path(f"/proc/{held.pid}/environ"):
+            stuck.append(threading.current_thread())
+            release.wait(timeout=60)  # a liveness bound: the test releases it long before
+        return real(self)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(spot_ranks, "ENVIRON_WAIT_S", 0.05)  # any bound: the other rank cannot wait for it
+    out = _notice_while_held(d, 2, release, rank_here)
+    assert held.poll() is None, "not signalled while not known to be a rank"
+    assert len(stuck) == 1 and stuck[0].daemon, "one held read for two polls"
+    stuck[0].join(timeout=30)
+    assert out.count(f"process {held.pid} not looked at yet (its /proc/{held.pid}/environ has not answered") == 2
+    assert f"SIGTERM to ranks {held.pid}" in _notice(d, ticks=1)
+    assert held.wait(timeout=10) == -15

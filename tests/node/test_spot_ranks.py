@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +254,34 @@ def test_pidfds_that_the_kernel_refuses_otherwise_are_not_swallowed(monkeypatch:
     monkeypatch.setattr(os, "pidfd_open", full)
     with pytest.raises(OSError, match=r"no pidfd for rank \d+: Too many open files \(the watch's own limit"):
         Signaller(_ranks()).send(Rank(os.getpid(), 1), signal.SIGTERM)
+
+
+def test_a_process_whose_environment_does_not_answer_holds_no_other_rank(
+        tmp_path: Path, procs: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/PID/environ waits on the process's memory lock, which a rank waiting on the hung
+    shared folder may hold (spot_environ.py). Here a FIFO in a fake /proc blocks the read's
+    open(2) until the test writes to it: the other rank is found and signalled meanwhile, the
+    held one is named, a second scan starts no second read of it, and once it answers it is found."""
+    monkeypatch.setattr(spot_ranks, "ENVIRON_WAIT_S", 0.05)  # any bound: the answering rank does not wait for it
+    rank_proc = _start(STUBBORN, RANK_ENV)
+    procs.append(rank_proc)
+    answering = _fake(tmp_path, rank_proc.pid, 1000)
+    held = _fake(tmp_path, 4242, 1001)
+    (held / "environ").unlink()
+    os.mkfifo(held / "environ")
+    ranks = _ranks(tmp_path)
+    assert ranks.find() == ([Rank(rank_proc.pid, 1000)], [4242])
+    assert Signaller(ranks).send(Rank(rank_proc.pid, 1000), signal.SIGKILL), "its re-check is not held either"
+    assert rank_proc.wait(timeout=10) == -9
+    shutil.rmtree(answering)
+    assert ranks.find() == ([], [4242])
+    with pytest.raises(OSError, match=r"/proc/4242/environ not read within 0.05 s"):
+        ranks.at(4242)
+    readers = [t for t in threading.enumerate() if t.name == "spot-environ-4242"]
+    assert len(readers) == 1 and readers[0].daemon, "one stuck read, not one per scan"
+    (held / "environ").rename(tmp_path / "fifo")  # it answers: the stuck read gets its end of file
+    _fake(tmp_path, 4242, 1001)
+    with open(tmp_path / "fifo", "wb"):
+        pass
+    readers[0].join(timeout=10)
+    assert ranks.find() == ([Rank(4242, 1001)], []), "the late answer is dropped for a fresh read"
