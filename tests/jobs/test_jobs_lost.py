@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,11 +45,15 @@ def master(tmp_path: Path) -> Iterator[tuple[ShellServer, FreezingProxy, Path]]:
 
 
 def _start_and_freeze(tmp_path: Path, master: tuple[ShellServer, FreezingProxy, Path], *,
-                      new_too: bool) -> tuple[list[BaseException], float, Path]:
+                      new_too: bool) -> tuple[list[BaseException], Path]:
+    """Within its bounds: the worker must end long before the job's 60 s (join's 40 s), which is
+    what tells a lost connection given up from one waited on. No timed assertion beyond that: a
+    loaded CI machine may take seconds longer. The new connection's timeout (banner and login
+    too) is short only where it is expected to run out."""
     server, proxy, key = master
     launch = launch_with_plain_cmd(tmp_path, program=TICKER)
     remote = Remote("127.0.0.1", port=proxy.port, user="u", key_file=key, host_key=server.public,
-                    keepalive_interval=0.2, dead_after=1.0, connect_timeout=2)
+                    keepalive_interval=0.2, dead_after=1.0, connect_timeout=2 if new_too else 20)
     ticked = threading.Event()
 
     def run() -> None:
@@ -60,10 +63,9 @@ def _start_and_freeze(tmp_path: Path, master: tuple[ShellServer, FreezingProxy, 
     worker, raised = in_thread(run)
     assert ticked.wait(15)
     proxy.freeze(new_too=new_too)
-    frozen_at = time.monotonic()
-    worker.join(20)
+    worker.join(40)
     assert not worker.is_alive(), "job submit hung on a connection that stopped forwarding"
-    return raised, time.monotonic() - frozen_at, tmp_path / "shared" / "jobs" / "j1"
+    return raised, tmp_path / "shared" / "jobs" / "j1"
 
 
 def _group_gone(d: Path) -> bool:
@@ -76,8 +78,7 @@ def _group_gone(d: Path) -> bool:
 
 def test_a_frozen_connection_cancels_the_job_over_a_new_one(tmp_path: Path,
                                                             master: tuple[ShellServer, FreezingProxy, Path]) -> None:
-    raised, took, d = _start_and_freeze(tmp_path, master, new_too=False)
-    assert took < 1.0 + 15, took  # dead_after, then a new connection and cancel.sh (slack for a loaded CI)
+    raised, d = _start_and_freeze(tmp_path, master, new_too=False)
     assert len(raised) == 1 and isinstance(raised[0], RemoteError), raised
     assert str(raised[0]) == ("lost the connection to 127.0.0.1 while job j1 ran (nothing received for 1s, "
                               "keepalives unanswered); it was cancelled over a new connection")
@@ -86,9 +87,8 @@ def test_a_frozen_connection_cancels_the_job_over_a_new_one(tmp_path: Path,
 
 def test_when_no_new_connection_works_the_job_is_named(tmp_path: Path,
                                                        master: tuple[ShellServer, FreezingProxy, Path]) -> None:
-    raised, took, d = _start_and_freeze(tmp_path, master, new_too=True)
+    raised, d = _start_and_freeze(tmp_path, master, new_too=True)
     try:
-        assert took < 1.0 + 2 + 15, took  # dead_after, then the new connection's timeout (slack for a loaded CI)
         assert len(raised) == 1 and isinstance(raised[0], RemoteError), raised
         message = str(raised[0])
         assert message.startswith("lost the connection to 127.0.0.1 while job j1 ran (nothing received for 1s, "
