@@ -45,6 +45,7 @@ KEY_PREFIX = "cluster-key/"  # id_ed25519, id_ed25519.pub: written by the master
 # The cluster's private key: the one secret object, which the bucket policy lets only the node
 # roles read (the CLI never reads it; it reads the public MASTER_HOST_KEY beside it).
 CLUSTER_PRIVATE_KEY = KEY_PREFIX + "id_ed25519"
+CLUSTER_PUBLIC_KEY = KEY_PREFIX + "id_ed25519.pub"  # its public half, which every node authorizes
 # The master's sshd host key, published by the master under the prefix only it may write: the
 # CLI pins the master from this object, never from nodes/ (which every node can write).
 MASTER_HOST_KEY = KEY_PREFIX + "master_host_ed25519.pub"

@@ -17,11 +17,9 @@ from pathlib import Path
 from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.cluster.inventory import HOST_KEY_NAME
 from cfn_chainermn.errors import AgentError, CfnChainermnError
-from cfn_chainermn.names import KEY_PREFIX, MASTER_HOST_KEY, NODES_PREFIX
+from cfn_chainermn.names import CLUSTER_PRIVATE_KEY, CLUSTER_PUBLIC_KEY, MASTER_HOST_KEY, NODES_PREFIX
 from cfn_chainermn.node.context import Context
 
-PRIVATE = KEY_PREFIX + "id_ed25519"
-PUBLIC = KEY_PREFIX + "id_ed25519.pub"
 BEGIN = "# cfn-chainermn: managed keys begin"
 END = "# cfn-chainermn: managed keys end"
 
@@ -39,7 +37,7 @@ def generate_key(comment: str) -> tuple[bytes, bytes]:
 
 def master_key(ctx: Context) -> tuple[bytes, bytes, str]:
     """The cluster key: reuse the published one (re-runs), else this node's, else a new one."""
-    priv, pub = ctx.bucket.get(PRIVATE), ctx.bucket.get(PUBLIC)
+    priv, pub = ctx.bucket.get(CLUSTER_PRIVATE_KEY), ctx.bucket.get(CLUSTER_PUBLIC_KEY)
     if priv and pub:
         return priv, pub, "reused the published cluster key"
     files = ctx.files()  # no-follow: a linked ~/.ssh/id_ed25519 must not publish root's key
@@ -49,8 +47,8 @@ def master_key(ctx: Context) -> tuple[bytes, bytes, str]:
     else:
         priv, pub = generate_key(f"cfn-chainermn@{ctx.settings.stack or 'local'}")
         how = "generated and published a new ed25519 cluster key"
-    ctx.bucket.put(PRIVATE, priv, secret=True)
-    ctx.bucket.put(PUBLIC, pub)
+    ctx.bucket.put(CLUSTER_PRIVATE_KEY, priv, secret=True)
+    ctx.bucket.put(CLUSTER_PUBLIC_KEY, pub)
     return priv, pub, how
 
 
@@ -60,13 +58,13 @@ def wait_for_key(ctx: Context, *, sleep: float = 0.5, cap: float = 15.0) -> tupl
     started, last_error = time.monotonic(), ""
     while True:
         try:
-            priv, pub = ctx.bucket.get(PRIVATE), ctx.bucket.get(PUBLIC)
+            priv, pub = ctx.bucket.get(CLUSTER_PRIVATE_KEY), ctx.bucket.get(CLUSTER_PUBLIC_KEY)
             if priv and pub:
                 return priv, pub, f"fetched the cluster key after {time.monotonic() - started:.1f} s"
         except CfnChainermnError as exc:
             last_error = f" (last error: {exc})"
         if time.monotonic() + sleep > deadline:
-            where = f"{ctx.settings.bucket or ctx.settings.state_dir}/{PRIVATE}"
+            where = f"{ctx.settings.bucket or ctx.settings.state_dir}/{CLUSTER_PRIVATE_KEY}"
             raise AgentError(f"cluster key {where} did not appear within {ctx.settings.key_wait:g} s{last_error}; "
                              "is the master up? its log is under logs/<master id>/agent.log in the bucket")
         ctx.log.info(f"waiting for the cluster key ({sleep:.1f} s)")
