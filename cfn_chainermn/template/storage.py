@@ -4,7 +4,10 @@ The bucket has no BucketName: CloudFormation derives a valid lowercase name, so 
 (upper case, long) can break it, and names never collide across accounts. It holds a private
 key, so it is encrypted, private, TLS-only and versioned, with old versions expired quickly, and
 its policy lets no principal but the two node roles read that key: an account-wide s3:GetObject
-(ReadOnlyAccess, say) would otherwise be a login to the cluster.
+(ReadOnlyAccess, say) would otherwise be a login to the cluster. Likewise no principal but the
+node roles writes an object, and none but the master's writes cluster-key/ or chainer-stack/
+(the key, the host key the CLI pins, the view every hostfile comes from, the wheels every node
+installs): an account-wide s3:PutObject would otherwise plant what the nodes trust.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from troposphere import GetAtt, If, Ref, Sub, Template, ec2, efs, s3
 from troposphere.s3 import BucketPolicy
 
-from cfn_chainermn.names import CLUSTER_PRIVATE_KEY, LOGS_PREFIX
+from cfn_chainermn.names import CHAINER_STACK_PREFIX, CLUSTER_PRIVATE_KEY, KEY_PREFIX, LOGS_PREFIX
 from cfn_chainermn.template.iam import role_id
 from cfn_chainermn.template.network import Network, cluster_tags
 from cfn_chainermn.template.parameters import Inputs
@@ -30,7 +33,19 @@ BUCKET_LOGGING_REASON = (
 # also matches GetObjectVersion, -Attributes, -Acl, -Torrent, -Tagging, -VersionForReplication (and
 # S3 Select and CopyObject's source are authorized as s3:GetObject); a restore makes a readable copy.
 SECRET_READS = ["s3:GetObject*", "s3:RestoreObject"]
+# Every write of an object's bytes or of what is attached to it: s3:PutObject authorizes PutObject,
+# the destination of CopyObject and UploadPartCopy, and every step of a multipart upload (botocore's
+# S3 service-2.json, "Permissions" of CopyObject and UploadPartCopy); PutObject* also matches
+# -Acl, -VersionAcl, -Tagging, -VersionTagging, -Retention, -LegalHold. Replicate* (ReplicateObject,
+# -Delete, -Tags) is how another bucket's replication rule would write here.
+# Deletes are NOT denied: `stack delete` empties the bucket with the user's own credentials, which
+# a template cannot name, and DeleteObjects always needs s3:DeleteObject ("If the s3:DeleteObject or
+# s3:DeleteObjectVersion permissions are explicitly denied in your bucket policy, attempts to delete
+# ... result in a 403", same file). A delete plants nothing (docs/threat-model.md says what it can do).
+OBJECT_WRITES = ["s3:PutObject*", "s3:Replicate*"]
 NODE_ROLES = ("master", "worker")
+# What only the master writes: node/ssh.py, node/discovery.py, node/idle_master.py, node/chainer_stack.py.
+MASTER_PREFIXES = (KEY_PREFIX, CHAINER_STACK_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -76,13 +91,20 @@ def _key_bucket(t: Template) -> s3.Bucket:
     return bucket
 
 
+def _only(roles: tuple[str, ...]) -> dict[str, Any]:
+    """The Deny's condition: every principal but sessions of `roles` (aws:PrincipalArn is the role's
+    ARN for any session of it: IAM User Guide, "AWS global condition context keys")."""
+    return {"ArnNotEquals": {"aws:PrincipalArn": [GetAtt(role_id(r), "Arn") for r in roles]}}
+
+
 def _key_policy(t: Template, bucket: s3.Bucket) -> BucketPolicy:
-    """TLS only, and the private key readable by the node roles alone.
+    """TLS only, the private key readable by the node roles alone, objects written by them alone.
 
     The CLI never reads the private key (it pins MASTER_HOST_KEY, beside it and public), so the
-    Deny names that one object. The creating principal is not excepted: it logs in with its own
-    key pair, a template cannot name it without a parameter the console would ask for, and an
-    administrator who must read the key can change this policy (a recorded management event).
+    read Deny names that one object; the CLI writes no object at all. The creating principal is
+    not excepted: it logs in with its own key pair, a template cannot name it without a parameter
+    the console would ask for, and an administrator who must read or replace an object can change
+    this policy (a recorded management event).
     """
     arn = f"${{{bucket.title}.Arn}}"
     return t.add_resource(BucketPolicy(
@@ -93,9 +115,13 @@ def _key_policy(t: Template, bucket: s3.Bucket) -> BucketPolicy:
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }, {
             "Sid": "OnlyNodeRolesReadTheClusterKey", "Effect": "Deny", "Principal": "*", "Action": SECRET_READS,
-            "Resource": [Sub(f"{arn}/{CLUSTER_PRIVATE_KEY}")],
-            # aws:PrincipalArn is the role's ARN for any session of it (the nodes' instance profiles).
-            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [GetAtt(role_id(r), "Arn") for r in NODE_ROLES]}},
+            "Resource": [Sub(f"{arn}/{CLUSTER_PRIVATE_KEY}")], "Condition": _only(NODE_ROLES),
+        }, {
+            "Sid": "OnlyNodeRolesWriteObjects", "Effect": "Deny", "Principal": "*", "Action": OBJECT_WRITES,
+            "Resource": [Sub(f"{arn}/*")], "Condition": _only(NODE_ROLES),
+        }, {
+            "Sid": "OnlyTheMasterWritesWhatNodesTrust", "Effect": "Deny", "Principal": "*", "Action": OBJECT_WRITES,
+            "Resource": [Sub(f"{arn}/{prefix}*") for prefix in MASTER_PREFIXES], "Condition": _only(("master",)),
         }]},
     ))
 

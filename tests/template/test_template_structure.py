@@ -161,8 +161,9 @@ def test_key_bucket_is_private_encrypted_tls_only(default_dict: dict[str, Any]) 
     assert rules["expire-old-versions"]["ExpiredObjectDeleteMarker"] is True
     assert rules["expire-agent-logs"]["Prefix"] == "logs/"
     statements = {s["Sid"]: s for s in props(default_dict, "KeyBucketPolicy")["PolicyDocument"]["Statement"]}
-    # the second statement, the private key's readers, is test_template_key_policy.py's
-    assert set(statements) == {"DenyInsecureTransport", "OnlyNodeRolesReadTheClusterKey"}
+    # the others, the private key's readers and who writes objects, are test_template_key_policy.py's
+    assert set(statements) == {"DenyInsecureTransport", "OnlyNodeRolesReadTheClusterKey", "OnlyNodeRolesWriteObjects",
+                               "OnlyTheMasterWritesWhatNodesTrust"}
     stmt = statements["DenyInsecureTransport"]
     assert stmt["Effect"] == "Deny" and stmt["Principal"] == "*" and stmt["Action"] == "s3:*"
     assert stmt["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
