@@ -119,7 +119,7 @@ def test_a_killed_client_leaks_no_place_and_no_wait_and_cancel(cluster: LocalClu
     assert _states(cluster)[queued_id] == "queued"
     cancel = cluster.cli("job", "cancel", "local", queued_id)
     assert (cancel.returncode, cancel.stdout) == (0, f"job {queued_id} cancelled\n"), cancel.stderr
-    assert wait_until(lambda: not _queue_processes(cluster.shared / "jobs" / queued_id), 15)
+    assert wait_until(lambda: not _queue_processes(cluster.shared / "jobs" / queued_id), 30)
     assert _states(cluster)[queued_id] == "cancelled"
     # an attached job cancelled while queued: its client says it did not start (ours, 125), not "exited 143"
     attached = _submit(cluster, log, go)

@@ -67,7 +67,7 @@ def test_up_refuses_a_folder_the_cluster_user_cannot_reach(tmp_path: Path) -> No
         down(hidden / "cluster")
     assert res.returncode == 2, res.stdout + res.stderr
     assert "not searchable by other users" in res.stderr and "--state-dir" in res.stderr
-    assert wait_until(lambda: not pids_matching(str(hidden)), 2)
+    assert wait_until(lambda: not pids_matching(str(hidden)), 30)
 
 
 def test_job_commands_without_a_cluster_exit_2_with_the_fix(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_an_ordinary_user_runs_a_cluster_as_itself() -> None:
         assert bashrc.read_bytes() == bashrc_before
         res = as_user(f"{cli} local down --state-dir {state_dir}")
         assert res.returncode == 0, res.stderr
-        assert wait_until(lambda: not pids_matching(str(state_dir)), 5)
+        assert wait_until(lambda: not pids_matching(str(state_dir)), 30)
     finally:
         as_user(f"{cli} local down --state-dir {state_dir}")
         subprocess.run(["userdel", "-r", user], capture_output=True)
@@ -135,7 +135,7 @@ def test_up_over_a_cluster_that_died_cleans_up_first(cluster: LocalCluster) -> N
         first = json.loads((state_dir / "cluster.json").read_text())
         # The sshd dies without `local down`: the state file and the user stay behind.
         os.kill(int((state_dir / "nodes" / "master" / "sshd.pid").read_text()), signal.SIGKILL)
-        assert wait_until(lambda: not pids_matching(str(state_dir / "nodes" / "master" / "sshd_config")), 5)
+        assert wait_until(lambda: not pids_matching(str(state_dir / "nodes" / "master" / "sshd_config")), 30)
         res = up(state_dir, 0)
         assert res.returncode == 0, res.stdout + res.stderr
         second = json.loads((state_dir / "cluster.json").read_text())
