@@ -122,11 +122,12 @@ def test_only_root_reaches_the_metadata_service(netns: tuple[str, str]) -> None:
         for address in families:
             root = _client(node, address)
             assert root.returncode == 0 and root.stdout.strip() == "instance-role-credentials"
-            started = time.monotonic()
             refused = _client(node, address, user=nobody)
-            assert refused.returncode == 3 and "refused" in refused.stdout, refused.stdout + refused.stderr
+            assert refused.returncode == 3, refused.stdout + refused.stderr
+            # REJECT answers (ECONNREFUSED), so a job is not left hanging: a rule that dropped the
+            # packets would end in the client's 5 s timeout instead, "timed out", not this
+            assert "Connection refused" in refused.stdout, refused.stdout
             assert "instance-role-credentials" not in refused.stdout
-            assert time.monotonic() - started < 4  # REJECT answers; a job is not left hanging
     finally:
         for server in servers:
             server.kill()
