@@ -106,7 +106,7 @@ def test_master_and_two_workers_end_to_end(sim_cluster: SimCluster, capsys: pyte
 def test_imds_refuses_requests_without_token(sim_cluster: SimCluster) -> None:
     url = sim_cluster.nodes["master"].imds.url
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f"{url}/latest/meta-data/instance-id", timeout=5)
+        urllib.request.urlopen(f"{url}/latest/meta-data/instance-id", timeout=30)
     assert info.value.code == 401
 
 
