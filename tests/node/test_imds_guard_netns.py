@@ -85,7 +85,7 @@ def netns() -> Iterator[tuple[str, str]]:
 def _serve(imds: str, node: str, address: str) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(["ip", "netns", "exec", imds, sys.executable, "-I", "-c", SERVER, address],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # two interpreters start per try: slow on a loaded machine
     while _client(node, address).returncode != 0:  # root, before any rule: up once it answers
         assert server.poll() is None and time.monotonic() < deadline, f"no HTTP server on {address}"
         time.sleep(0.1)
