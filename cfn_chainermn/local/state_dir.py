@@ -10,6 +10,7 @@ processes to stop, a master to send jobs to).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
@@ -47,32 +48,114 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+# O_PATH (Linux): a folder is entered without read permission on it; elsewhere O_RDONLY does.
+_DIR = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FIX = "give a --state-dir that is yours alone (a new folder in /tmp will do)"
+
+
+def _check(st: os.stat_result, path: Path, root: Path, *, above: bool) -> None:
+    """One component, as its descriptor or lstat sees it: the caller's or root's, and writable by
+    no one else (a folder above `root` may be, if sticky: others cannot rename what is ours in it)."""
+    me = os.geteuid()
+    what = f"{path}, above {root}," if above else str(path)
+    if st.st_uid not in (me, 0):
+        raise ConfigError(f"--state-dir: {what} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}): "
+                          f"that user could plant a cluster there; {_FIX} (nothing was changed)")
+    if st.st_mode & 0o022 and not (above and st.st_mode & stat.S_ISVTX):
+        raise ConfigError(f"--state-dir: {what} is writable by other users (mode "
+                          f"{oct(st.st_mode & 0o7777)}): they could plant a cluster there; "
+                          f"`chmod go-w {path}` or {_FIX} (nothing was changed)")
+
+
+def _enter(dir_fd: int, name: str, path: Path, root: Path) -> int | None:
+    """Open `name` in `dir_fd` as a folder without following a link; None when it is not there."""
+    try:
+        return os.open(name, _DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                raise ConfigError(f"--state-dir: {path} is a symbolic link (made after {root} was resolved?): "
+                                  f"not followed; {_FIX} (nothing was changed)") from exc
+        raise
+
+
+def open_trusted(root: Path, *, create: bool = False) -> int | None:
+    """A descriptor of `root` (absolute, resolved), or None when it is not there and not `create`d.
+
+    Walked from / one folder at a time, each opened without following a link and checked on that
+    descriptor (fstat), so what is checked is what is entered: a folder or link another user put
+    in place first (or swapped in) is refused, never used. A missing folder is made 0o700 (mkdirat:
+    an existing one, EEXIST, is only entered and checked like any other) and opened to 0o755 only
+    once checked: the cluster user must reach it. Once every folder on the way is trusted, no other
+    user can rename or replace one, so the path keeps leading here (`same_folder` re-checks).
+    """
+    if not root.is_absolute():
+        raise ValueError(f"not absolute: {root}")
+    fd = os.open("/", _DIR)
+    path = Path("/")
+    try:
+        _check(os.fstat(fd), path, root, above=root != path)
+        for name in root.parts[1:]:
+            path = path / name
+            made = False
+            if create:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    pass  # someone's: entered and checked below like any folder we did not make
+            inner = _enter(fd, name, path, root)
+            if inner is None:
+                if create:  # made and gone again: only its owner (us) or a writable parent can do that
+                    raise FileNotFoundError(errno.ENOENT, "removed while it was being made", str(path))
+                return None
+            os.close(fd)
+            fd = inner
+            _check(os.fstat(fd), path, root, above=path != root)
+            if made:
+                opened = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    os.fchmod(opened, 0o755)
+                finally:
+                    os.close(opened)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def same_folder(fd: int, root: Path) -> None:
+    """Refuse unless `root`'s path still leads to the folder `fd` was checked as."""
+    a, b = os.fstat(fd), os.stat(root, follow_symlinks=False)
+    if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        raise ConfigError(f"--state-dir: {root} was replaced while it was checked; {_FIX} (nothing was changed)")
+
+
 def check_trusted(root: Path) -> None:
     """Refuse a state folder another user could have planted or could swap (`root` resolved).
 
     The folder and its cluster.json must be the caller's (or root's) and writable by no one else;
     every folder above it too, unless sticky (like /tmp: others cannot rename what is ours in it).
+    A folder not there yet is fine: `up` makes it through `open_trusted`, which checks again.
     """
-    me = os.geteuid()
-    fix = "give a --state-dir that is yours alone (a new folder in /tmp will do)"
-    for path in [root / STATE_FILE, root, *root.parents]:
+    try:
+        fd = open_trusted(root)
+        if fd is None:
+            return
         try:
-            st = os.lstat(path)
+            st = os.stat(STATE_FILE, dir_fd=fd, follow_symlinks=False)
         except FileNotFoundError:
-            continue  # `up` makes it, as this user
-        except OSError as exc:
-            raise unusable(root, exc) from exc
-        if path == root / STATE_FILE and not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"--state-dir: {path} is not a plain file (a link?); {fix} (nothing was changed)")
-        above = path not in (root, root / STATE_FILE)
-        what = f"{path}, above {root}," if above else str(path)
-        if st.st_uid not in (me, 0):
-            raise ConfigError(f"--state-dir: {what} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}): "
-                              f"that user could plant a cluster there; {fix} (nothing was changed)")
-        if st.st_mode & 0o022 and not (above and st.st_mode & stat.S_ISVTX):
-            raise ConfigError(f"--state-dir: {what} is writable by other users (mode "
-                              f"{oct(st.st_mode & 0o7777)}): they could plant a cluster there; "
-                              f"`chmod go-w {path}` or {fix} (nothing was changed)")
+            return
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise unusable(root, exc) from exc
+    path = root / STATE_FILE
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"--state-dir: {path} is not a plain file (a link?); {_FIX} (nothing was changed)")
+    _check(st, path, root, above=False)
 
 
 def is_ours(root: Path) -> bool:
@@ -109,15 +192,23 @@ def refuse_foreign(root: Path) -> None:
 
 
 def prepare(root: Path) -> None:
-    """Make the folder (0o755 only where we create it), mark it ours, clear the last run's files."""
+    """Make the folder (0o755 only where we create it), mark it ours, clear the last run's files.
+
+    Made and checked through `open_trusted`; what follows goes by path, which leads to the folder
+    checked (`same_folder`) and, with every folder on the way trusted, cannot be redirected.
+    """
     try:
-        for folder in reversed([root, *root.parents]):
-            if not folder.exists():
-                with contextlib.suppress(FileExistsError):
-                    folder.mkdir()
-                    os.chmod(folder, 0o755)  # not the umask: the cluster user must reach it
-        refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
-        (root / OWNER_FILE).write_text(OWNER_TEXT, encoding="utf-8")
+        fd = open_trusted(root, create=True)
+        assert fd is not None  # create=True
+        try:
+            same_folder(fd, root)
+            refuse_foreign(root)  # again, now that it exists: only a folder of ours is cleared below
+            owner = os.open(OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                            0o644, dir_fd=fd)
+            with os.fdopen(owner, "w", encoding="utf-8") as f:
+                f.write(OWNER_TEXT)
+        finally:
+            os.close(fd)
         for sub in ("nodes", "bucket", "home", "inventory.json", STATE_FILE):
             path = root / sub
             if path.is_dir() and not path.is_symlink():

@@ -13,10 +13,12 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,82 @@ def test_a_linked_cluster_json_is_refused(scratch: Path) -> None:
     (scratch / "cluster" / "cluster.json").symlink_to(scratch / "cluster.json")
     with pytest.raises(ConfigError, match="is not a plain file"):
         local_folder.check_trusted(scratch / "cluster")
+
+
+def _nobodys_link(link: Path, target: Path) -> Path:
+    link.symlink_to(target)
+    os.chown(link, NOBODY, NOBODY, follow_symlinks=False)
+    return link
+
+
+@as_root
+@pytest.mark.parametrize("planted", ["folder", "link"])
+def test_what_another_user_put_where_up_makes_its_folder_is_refused_and_left_alone(
+        planted: str, scratch: Path) -> None:
+    """/tmp is sticky: anyone may create the folder first. `up` enters it only to refuse it."""
+    scratch.chmod(0o1777)
+    target = scratch / "elsewhere"
+    target.mkdir(mode=0o755)
+    folder = scratch / "cluster"
+    if planted == "folder":
+        folder.mkdir(mode=0o755)
+        os.chown(folder, NOBODY, NOBODY)
+    else:
+        _nobodys_link(folder, target)
+    with pytest.raises(ConfigError, match=r"belongs to uid 65534|is a symbolic link") as caught:
+        local_folder.prepare(folder)
+    assert str(folder) in str(caught.value) and "nothing was changed" in str(caught.value)
+    assert os.lstat(folder).st_uid == NOBODY
+    assert list(target.iterdir()) == [] and (planted == "link" or list(folder.iterdir()) == [])
+
+
+@as_root
+def test_a_link_put_on_the_way_after_the_path_was_resolved_is_not_followed(scratch: Path) -> None:
+    """`up` resolves --state-dir first; a link another user plants on the way afterwards (here: in
+    place of a folder `up` would make) must not take root's mkdir and chmod to its target."""
+    target = scratch / "theirs"
+    target.mkdir(mode=0o755)
+    _nobodys_link(scratch / "made-later", target)
+    with pytest.raises(ConfigError, match="made-later is a symbolic link"):
+        local_folder.prepare(scratch / "made-later" / "cluster")
+    assert list(target.iterdir()) == []  # nothing made where the link points
+
+
+@as_root
+def test_a_folder_swapped_for_a_link_between_mkdir_and_chmod_gives_away_nothing(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's folder on the way lets them swap what root just made for a link to a file of
+    root's: a chmod by path would then make that file 0o755. Their folder is refused before any mkdir."""
+    victim = scratch / "shadow"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    theirs = scratch / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, NOBODY, NOBODY)
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        made = theirs / "cluster"
+        if os.path.isdir(made) and not os.path.islink(made):  # the other user's move, right after
+            made.rename(theirs / "moved")
+            _nobodys_link(made, victim)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    with pytest.raises(ConfigError) as caught:
+        local_folder.prepare(theirs / "cluster")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600  # a chmod by path: 0o755
+    assert "theirs, above" in str(caught.value) and "belongs to uid 65534" in str(caught.value)
+    assert sorted(p.name for p in theirs.iterdir()) == []  # refused before anything was made there
+
+
+@as_root
+def test_a_folder_up_makes_is_its_own_and_reachable(scratch: Path) -> None:
+    scratch.chmod(0o1777)
+    root = scratch / "new" / "cluster"
+    local_folder.prepare(root)
+    for folder in (scratch / "new", root):
+        st = os.lstat(folder)
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755, folder
+    assert (root / local_folder.OWNER_FILE).read_text() == local_folder.OWNER_TEXT
+    local_folder.check_trusted(root)
