@@ -27,7 +27,7 @@ from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot, spot_jobs, spot_ranks, spot_retract, spot_shared, steps
+from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, spot_shared, steps
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
@@ -577,7 +577,6 @@ def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_it
             release.wait(timeout=60)  # a liveness bound: the test releases it long before
         return real(self)
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    monkeypatch.setattr(spot_ranks, "ENVIRON_WAIT_S", 0.05)  # any bound: the other rank cannot wait for it
     out = _notice_while_held(d, 2, release, rank_here)
     assert held.poll() is None, "not signalled while not known to be a rank"
     assert len(stuck) == 1 and stuck[0].daemon, "one held read for two polls"
