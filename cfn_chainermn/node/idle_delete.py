@@ -12,7 +12,7 @@ an emptying, so the emptying repeats until the stack is DELETE_COMPLETE (a bucke
 the emptying: the stack's state, not the bucket's, says the deletion finished). DELETE_FAILED ends
 the watch with the first failed resource's reason (DescribeStackEvents); the timer runs again and
 DeleteStack is sent again (skipping the group: it may be gone) after a wait that doubles from one
-refresh to an hour (idle_tick.py's backoff). A watch that ran out is resumed at the next refresh
+refresh to an hour (idle_tick.py's backoff, as after any failure). A watch that ran out is resumed at the next refresh
 whether the cluster is busy or not (AwsShutdown.underway).
 
 The timer is stopped, not disabled: a master that reboots mid-way gets it back. Every way out but a
@@ -86,17 +86,15 @@ class Deletion:
         except Cancelled:
             raise
         except CfnChainermnError as exc:
-            if status == "DELETE_FAILED":  # tried again after a wait that doubles (idle_tick)
-                raise NotDone(f"stack {self.stack} not deleted: {exc}; it stays DELETE_FAILED; `cfn-chainermn stack "
-                              f"delete {self.stack}` deletes it from your machine", backoff=True) from exc
-            if acting.progress.get("scaled"):
+            if status == "DELETE_FAILED":
+                kept = "it stays DELETE_FAILED"
+            elif acting.progress.get("scaled"):
                 kept = (f"worker group {self.group} left at 0 until the next try, or put back by the first refresh "
                         f"that finds the cluster busy ({self._restore_command(acting.progress)}); key bucket untouched")
             else:
                 kept = "nothing changed; key bucket untouched"
-            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; the next "
-                             f"refresh tries again (`cfn-chainermn stack delete {self.stack}` deletes it from your "
-                             "machine)") from exc
+            raise AgentError(f"stack {self.stack} not deleted: {exc}; {kept}; `cfn-chainermn stack delete "
+                             f"{self.stack}` deletes it from your machine") from exc
         return self._watch(waited, acting)
 
     def _timer(self, verb: str) -> None:
@@ -176,9 +174,9 @@ class Deletion:
         if status == "DELETE_COMPLETE":
             scaled = "" if waited is None else f"worker group {self.group} at 0; {waited}"
             return f"{scaled}{done}; stack DELETE_COMPLETE"
-        if status == "DELETE_FAILED":  # tried again after a wait that doubles (idle_tick)
+        if status == "DELETE_FAILED":
             raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; `cfn-chainermn stack delete "
-                          f"{self.stack}` deletes it from your machine", backoff=True)
+                          f"{self.stack}` deletes it from your machine")
         raise NotDone(f"stack {self.stack} still {status or 'unread'} after {DELETE_WATCH_S:g} s ({done}); the "
                       "next refresh empties the bucket and looks again", quiet=True)
 

@@ -2,12 +2,13 @@
 acts): count, warn, publish, act, and what carries over between refreshes.
 
 What the master counts is published for `stack status` (names.IDLE_STATUS), and so is an action that
-did not finish (the next tick acts again); one called off (Acting.still_due) lets the count go on.
-A failure that says it backs off (after DELETE_FAILED, where a retry is usually refused) is tried
-again one refresh later, then after twice the wait each time, up to an hour; the wait and the
-failure's words are kept in the state file, through busy ticks too, and start afresh when the
-limits change or the action is under way again. An action under way that nothing can call off
-(Shutdown.underway: a stack CloudFormation is deleting) is followed at every tick, busy or not.
+did not finish (tried again later); one called off (Acting.still_due) lets the count go on. An
+action that failed is tried again one refresh later, then after twice the last wait each time, up
+to an hour (a refusal, after DELETE_FAILED the usual answer, would otherwise be asked for every 30 s
+for as long as the master runs); the wait and the failure's words are kept in the state file,
+through busy ticks too, and start afresh when the limits change or the action is under way again.
+An action under way that nothing can call off (Shutdown.underway: a stack CloudFormation is
+deleting) is followed at every tick, busy or not.
 `tick` takes its clock, probes and publishing as Hooks, so tests run a cluster's hours as calls.
 """
 
@@ -57,12 +58,13 @@ class Cancelled(CfnChainermnError):
 
 
 class NotDone(CfnChainermnError):
-    """Stopped short, the next tick acts again; `quiet`: nothing may be written to the bucket (it is
-    being emptied); `backoff`: not at the next tick but after a wait that doubles (RETRY_FIRST_S..MAX)."""
+    """Stopped short; tried again after a wait that doubles (RETRY_FIRST_S to RETRY_MAX_S), as any
+    failed act is. `quiet`: nothing may be written to the bucket (it is being emptied), and a deletion
+    under way goes on at the next tick."""
 
-    def __init__(self, message: str, *, quiet: bool = False, backoff: bool = False) -> None:
+    def __init__(self, message: str, *, quiet: bool = False) -> None:
         super().__init__(message)
-        self.quiet, self.backoff = quiet, backoff
+        self.quiet = quiet
 
 
 class Shutdown(Protocol):
@@ -168,16 +170,12 @@ def _act(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, l
         _publish(hooks, state, status(fresh, activity, now_verdict, hooks.clock()), hooks.clock(), force=True)
         return str(exc)
     except CfnChainermnError as exc:
-        failed: CfnChainermnError = exc
-        if getattr(exc, "backoff", False):
-            failed = _backed_off(state, limits, str(exc), hooks.clock())
-        else:
-            state.retry = {}
-        if not getattr(exc, "quiet", False):
-            _publish(hooks, state, {**record, "failed": str(failed)}, hooks.clock(), force=True)
-        state.save(state_path)
-        if failed is exc:
+        if getattr(exc, "quiet", False):  # a watch that ran out: followed again at the next tick
+            state.save(state_path)
             raise
+        failed = _backed_off(state, limits, str(exc), hooks.clock())
+        _publish(hooks, state, {**record, "failed": str(failed)}, hooks.clock(), force=True)
+        state.save(state_path)
         raise failed from exc
     state.progress, state.retry = {}, {}
     return f"{verdict.reason}: {state.acted}"
@@ -198,7 +196,7 @@ def _backed_off(state: IdleState, limits: Limits, failed: str, now: float) -> No
     text = (f"{failed}; the next try at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(at))} (in {words}; "
             f"the wait doubles at each failure, up to {RETRY_MAX_S / 60:g} min)")
     state.retry = {"at": at, "wait": wait, "limits": _retry_limits(limits), "failed": text}
-    return NotDone(text, backoff=True)
+    return NotDone(text)
 
 
 def _waiting(state: IdleState, limits: Limits, now: float) -> str:

@@ -134,8 +134,7 @@ def test_a_refused_deletestack_restores_nothing_leaves_the_bucket_whole_and_lets
     assert f"worker group {GROUP} left at 0 until the next try, or put back by the first refresh that finds the " \
            "cluster busy (" in line
     assert f"--auto-scaling-group-name {GROUP} --min-size 2 --max-size 4 --desired-capacity 2" in line
-    assert line.endswith(f"key bucket untouched; the next refresh tries again (`cfn-chainermn stack delete {STACK}` "
-                         "deletes it from your machine)")
+    assert line.endswith(f"key bucket untouched; `cfn-chainermn stack delete {STACK}` deletes it from your machine")
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
 
@@ -269,7 +268,7 @@ def test_a_bucket_gone_ends_the_emptying_not_the_watch_which_ends_with_the_stack
     shutdown = shutdown_of(stubs, tmp_path, sleep=slept.append)
     with pytest.raises(NotDone) as failed:
         shutdown.act(shutdown.limits(), acting_with())
-    assert failed.value.backoff and str(failed.value).startswith(f"stack {STACK} DELETE_FAILED: KeyBucket")
+    assert str(failed.value).startswith(f"stack {STACK} DELETE_FAILED: KeyBucket")
     assert slept == [DELETE_POLL_S, DELETE_POLL_S]
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
