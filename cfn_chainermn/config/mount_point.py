@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import re
 
+# /var/run and /var/lock are /run's. /var/tmp and /var/crash are writable by every user, like /tmp:
+# the cluster user could put a link or a folder of theirs on the mount point's path before a reboot,
+# and the agent (root) makes, mounts and hands over the mount point by path (node/homefiles.own_folder
+# refuses a link in its last part only); every other parent is a system folder or made by root.
 SYSTEM_TREES = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "snap",
-                "sys", "tmp", "usr", "var/run", "var/lock")  # /var/run and /var/lock are /run's
+                "sys", "tmp", "usr", "var/run", "var/lock", "var/tmp", "var/crash")
 # The cluster user's home: EFS mounted there would hide the ~/.ssh the agent wrote before.
 CLUSTER_HOME = "home/chainer"
 SYSTEM_FOLDERS = ("home", "media", "mnt", "opt", "root", "srv", "var")

@@ -105,14 +105,15 @@ class EfsConfig:
                     "own, not a system folder such as /opt, /usr or /etc.", pattern=mount_point_pattern(),
                     max_length=MOUNT_POINT_MAX, constraint="a folder of its own such as /efs or /mnt/efs: not / or a "
                     "top-level system folder (/opt, /home, /mnt, /var, ...), nothing inside /bin, /boot, /dev, /etc, "
-                    "/lib*, /proc, /run (and /var/run, /var/lock), /sbin, /snap, /sys, /tmp or /usr, not the cluster "
-                    "user's home /home/chainer, and no '.', '..' or empty parts"),
+                    "/lib*, /proc, /run (and /var/run, /var/lock), /sbin, /snap, /sys, /tmp (and /var/tmp, "
+                    "/var/crash) or /usr, not the cluster user's home /home/chainer, and no '.', '..' or empty parts"),
         doc="a folder of its own such as `/efs` or `/mnt/efs`: parts of letters, digits, `.`, `_` and `-` joined by "
             "single slashes (no `.` or `..` part, no trailing slash, at most 101 characters); not `/` or a top-level "
             "system folder (`/bin`, `/boot`, `/dev`, `/etc`, `/home`, `/lib`, `/lib32`, `/lib64`, `/libx32`, "
             "`/media`, `/mnt`, `/opt`, `/proc`, `/root`, `/run`, `/sbin`, `/snap`, `/srv`, `/sys`, `/tmp`, `/usr`, "
             "`/var`), and nothing inside `/bin`, `/boot`, `/dev`, `/etc`, `/lib*`, `/proc`, `/run` (or its links "
-            "`/var/run`, `/var/lock`), `/sbin`, `/snap`, `/sys`, `/tmp` or `/usr`, nor the cluster user's home "
+            "`/var/run`, `/var/lock`), `/sbin`, `/snap`, `/sys`, `/tmp` (or `/var/tmp`, `/var/crash`, writable by "
+            "every user like it) or `/usr`, nor the cluster user's home "
             "`/home/chainer` (its `~/.ssh` would be hidden); a folder inside `/home`, `/media`, `/mnt`, `/opt`, "
             "`/root`, `/srv` or `/var` is fine. `job submit` uploads scripts there.")
 

@@ -150,6 +150,9 @@ INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
     ("/proc/x", f"/proc/x is inside the system folder /proc; {OWN_FOLDER} {INSIDE_OK}"),
     ("/var/run", f"/var/run is inside the system folder /var/run; {OWN_FOLDER} {INSIDE_OK}"),  # a link to /run
     ("/var/lock/efs", f"/var/lock/efs is inside the system folder /var/lock; {OWN_FOLDER} {INSIDE_OK}"),
+    # writable by every user, like /tmp: a link planted on the way would take root's mkdir, mount, chown
+    ("/var/tmp/x/efs", f"/var/tmp/x/efs is inside the system folder /var/tmp; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/var/crash/efs", f"/var/crash/efs is inside the system folder /var/crash; {OWN_FOLDER} {INSIDE_OK}"),
     ("/home/chainer", f"/home/chainer is in the cluster user's home, whose ~/.ssh the mount would hide; {OWN_FOLDER}"),
     ("/home/chainer/efs", "/home/chainer/efs is in the cluster user's home, whose ~/.ssh the mount would hide; "
                           f"{OWN_FOLDER}"),

@@ -61,7 +61,8 @@ MOUNT_POINTS = [
     ("/sys", False), ("/tmp", False), ("/usr", False), ("/var", False),
     ("/etc/efs", False), ("/usr/local/efs", False), ("/proc/x", False), ("/sys/x", False), ("/dev/efs", False),
     ("/boot/x", False), ("/bin/x", False), ("/sbin/x", False), ("/lib64/x", False), ("/run/efs", False),
-    ("/tmp/efs", False), ("/" + "a" * 100, True), ("/" + "a" * 101, False),
+    ("/tmp/efs", False), ("/var/tmp/efs", False), ("/var/tmp", False), ("/var/crash/x", False),
+    ("/var/tmpx", True), ("/" + "a" * 100, True), ("/" + "a" * 101, False),
 ]
 
 
