@@ -2,9 +2,10 @@
 
 The Spot watch (spot.py) must signal the ranks within seconds of a notice, and three of its
 steps can block for much longer than that: S3 (spot_retract.py), the shared folder (EFS,
-hard-mounted: a server that stops answering leaves every read, write, open or stat in an
-uninterruptible wait until it answers again, nfs(5) "hard") and a process's memory in /proc
-(spot_ranks.py). Such a call runs here: the watch waits a bounded time and goes on without it.
+hard-mounted: a server that stops answering leaves every read, write, open or stat waiting
+until it answers again, "NFS requests are retried indefinitely", nfs(5) under "hard";
+spot_shared.py) and a process's memory in /proc (spot_environ.py). Such a call runs here: the
+watch waits a bounded time and goes on without it.
 
 A thread stuck in the kernel cannot be stopped from Python, so it is left behind. It is a daemon
 thread: the interpreter does not wait for it at exit ("Daemon threads are abruptly stopped at
