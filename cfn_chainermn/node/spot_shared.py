@@ -3,8 +3,8 @@
 Steps 2 and 3 of a notice (spot.py's docstring: the queue's gone entry, each running job's line)
 read and write `<mount>/jobs` (spot_jobs.py), which on AWS is EFS mounted `hard`: a server
 that stops answering leaves the call waiting until it answers again ("NFS requests are
-retried indefinitely", nfs(5) under "soft / hard"), in a wait a signal to the watch does not
-end. Run before the ranks' signals, they would hold the signals for as long, and the
+retried indefinitely", nfs(5) under "soft / hard"), in a wait the watch cannot cut short
+from Python. Run before the ranks' signals, they would hold the signals for as long, and the
 job would hang instead of failing fast. So they run in a thread (spot_attempt.py) that the watch
 waits for SHARED_WAIT_S at most: with EFS answering, both files are written before any rank is
 signalled, as cmd.sh needs (it reads the job's line when mpiexec returns); without, the ranks
