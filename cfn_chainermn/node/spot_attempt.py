@@ -17,6 +17,7 @@ one thread per Attempt, not one per poll. Its outcome is taken in once it comes.
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
@@ -48,8 +49,12 @@ class Attempt(Generic[T]):
         if self._thread is not None:
             return False
         self._since = time.monotonic()
-        self._thread = threading.Thread(target=self._run, args=(call,), name=self.name, daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, args=(call,), name=self.name, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the watch's task limit, said as an OSError
+            raise OSError(errno.EAGAIN, f"no thread for {self.name}: {exc}") from exc
+        self._thread = thread
         return True
 
     def _run(self, call: Callable[[], T]) -> None:

@@ -50,8 +50,13 @@ class Environs:
             if pid in self._stuck:
                 out[pid] = None
                 continue
-            reads[pid] = attempt = Attempt(f"spot-environ-{pid}")
-            attempt.start(partial(read_environ, proc / str(pid) / "environ"))
+            attempt = Attempt[bytes](f"spot-environ-{pid}")
+            try:
+                attempt.start(partial(read_environ, proc / str(pid) / "environ"))
+            except OSError as exc:  # no thread: the scan names it (spot_ranks.py raises it)
+                out[pid] = exc
+                continue
+            reads[pid] = attempt
         deadline = time.monotonic() + wait
         for pid, attempt in reads.items():
             done = attempt.result(deadline - time.monotonic())

@@ -107,7 +107,10 @@ class Shared:
         at once: a stuck run is not waited for again); words saying where it is stuck if not."""
         if not self._attempt.running:
             told = self._told = Told()
-            self._attempt.start(lambda: tell(todo, told))
+            try:
+                self._attempt.start(lambda: tell(todo, told))
+            except OSError as exc:
+                return f"queue and jobs not told yet ({words(exc)}); tried again at the next poll"
         else:
             wait = 0.0
         done = self._attempt.result(wait)

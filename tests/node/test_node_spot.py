@@ -584,3 +584,19 @@ def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_it
     assert out.count(f"process {held.pid} not looked at yet (its /proc/{held.pid}/environ has not answered") == 2
     assert f"SIGTERM to ranks {held.pid}" in _notice(d, ticks=1)
     assert held.wait(timeout=10) == -15
+
+
+def test_no_thread_for_the_shared_folder_keeps_no_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    d, (rank_here, _, _) = node
+    real = threading.Thread.start
+
+    def start(self: threading.Thread) -> None:
+        if self.name == "spot-shared-folder":
+            raise RuntimeError("can't start new thread")
+        real(self)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    out = _notice(d, ticks=1)
+    assert ("queue and jobs not told yet (EAGAIN: no thread for spot-shared-folder: can't start new thread); "
+            "tried again at the next poll") in out
+    assert rank_here.wait(timeout=10) == -15

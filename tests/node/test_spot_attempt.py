@@ -4,11 +4,14 @@ ending. A FIFO with no writer stands for the hung file system: open(2) blocks on
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from cfn_chainermn.node.spot_attempt import Attempt
 
@@ -57,3 +60,21 @@ def test_a_process_with_a_stuck_call_still_exits(tmp_path: Path) -> None:
             p.kill()
             _unblock(fifo)
         p.wait()
+
+
+def test_no_thread_to_start_is_an_oserror_and_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watch's task limit reached (threading's "can't start new thread"): said as EAGAIN,
+    which the watch's steps report like any error of theirs, and the next start works."""
+    real = threading.Thread.start
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    attempt: Attempt[int] = Attempt("test-refused")
+    with pytest.raises(OSError, match="no thread for test-refused: can't start new thread") as caught:
+        attempt.start(lambda: 1)
+    assert caught.value.errno == errno.EAGAIN and not attempt.running
+    monkeypatch.setattr(threading.Thread, "start", real)
+    assert attempt.start(lambda: 1)
+    done = attempt.result(30)
+    assert done is not None and done.value == 1
