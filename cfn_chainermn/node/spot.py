@@ -53,10 +53,11 @@ from cfn_chainermn.node import spot_jobs, spot_shared
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 from cfn_chainermn.node.imds import Imds
+from cfn_chainermn.node.spot_attempt import words
 from cfn_chainermn.node.spot_ranks import Rank, Ranks, Signaller
 from cfn_chainermn.node.spot_record import Record
 from cfn_chainermn.node.spot_retract import Retraction
-from cfn_chainermn.node.spot_shared import Shared, Todo, words
+from cfn_chainermn.node.spot_shared import Shared, Todo
 
 NOTICE_PATH = "spot/instance-action"
 LIFECYCLE_PATH = "instance-life-cycle"  # "spot" or "on-demand"

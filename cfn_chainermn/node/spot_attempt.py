@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from cfn_chainermn.errors import CfnChainermnError
+
 T = TypeVar("T")
 
 
@@ -81,3 +83,12 @@ class Attempt(Generic[T]):
     def age(self) -> float:
         """Seconds since the running call began (0 when none runs)."""
         return time.monotonic() - self._since if self._thread is not None else 0.0
+
+
+def words(exc: BaseException) -> str:
+    """An error in the agent log's words: an OSError as its errno's name and message (EMFILE
+    says it is the watch's own limit at a glance), anything else as it says itself."""
+    if isinstance(exc, OSError) and not isinstance(exc, CfnChainermnError) and exc.errno is not None:
+        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}" + (
+            f": {exc.filename}" if exc.filename else "")
+    return str(exc)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cfn_chainermn.node import steps
 from cfn_chainermn.node.context import Context
-from cfn_chainermn.node.spot_attempt import Attempt
+from cfn_chainermn.node.spot_attempt import Attempt, Done, words
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -51,15 +51,19 @@ class Retraction:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._attempt: Attempt[str] = Attempt("spot-retraction")
+        self._refused: Done[str] | None = None
 
     def start(self) -> None:
-        self._attempt.start(lambda: steps.retract_ready(self.ctx))
+        try:
+            self._attempt.start(lambda: steps.retract_ready(self.ctx))
+        except OSError as exc:  # no thread (spot_attempt.py): said at this poll's end, tried at the next
+            self._refused = Done(None, exc)
 
     def result(self, wait: float) -> tuple[bool, str] | None:
         """(retracted, words) once the attempt has ended, waiting `wait` s at most; None while it runs."""
-        done = self._attempt.result(wait)
+        done, self._refused = self._refused or self._attempt.result(wait), None
         if done is None:
             return None
         if done.error is not None:  # S3 throttled or down, or a bug: said, and tried at the next poll
-            return False, f"readiness not retracted yet ({done.error}); tried again at the next poll"
+            return False, f"readiness not retracted yet ({words(done.error)}); tried again at the next poll"
         return True, str(done.value)

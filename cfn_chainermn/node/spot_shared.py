@@ -18,14 +18,13 @@ only ever changed by the watch's own thread.
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass, field
 
 from cfn_chainermn.errors import CfnChainermnError
 from cfn_chainermn.jobs.folder import JOBS
 from cfn_chainermn.node import spot_jobs
 from cfn_chainermn.node.homefiles import HomeFiles
-from cfn_chainermn.node.spot_attempt import Attempt
+from cfn_chainermn.node.spot_attempt import Attempt, words
 
 SHARED_WAIT_S = 5.0  # EFS answers these few calls in well under a second; one AWS poll interval at most
 
@@ -128,11 +127,3 @@ class Shared:
             return ""
         return f"the shared folder still has not answered ({self._told.step}): left behind"
 
-
-def words(exc: BaseException) -> str:
-    """An error in the agent log's words: an OSError as its errno's name and message (EMFILE
-    says it is the watch's own limit at a glance), anything else as it says itself."""
-    if isinstance(exc, OSError) and not isinstance(exc, CfnChainermnError) and exc.errno is not None:
-        return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}" + (
-            f": {exc.filename}" if exc.filename else "")
-    return str(exc)

@@ -586,17 +586,26 @@ def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_it
     assert held.wait(timeout=10) == -15
 
 
-def test_no_thread_for_the_shared_folder_keeps_no_rank_from_its_signal(
-        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+NO_THREAD = {"spot-shared-folder": ("queue and jobs not told yet", "queue told ("),
+             "spot-retraction": ("readiness not retracted yet", "readiness retracted (")}
+
+
+@pytest.mark.parametrize("thread", sorted(NO_THREAD))
+def test_no_thread_for_a_step_keeps_no_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch, thread: str) -> None:
+    """The watch at its task limit: the step whose thread cannot start is said and tried at the next poll."""
     d, (rank_here, _, _) = node
+    said, then = NO_THREAD[thread]
     real = threading.Thread.start
 
     def start(self: threading.Thread) -> None:
-        if self.name == "spot-shared-folder":
+        if self.name == thread:
             raise RuntimeError("can't start new thread")
         real(self)
     monkeypatch.setattr(threading.Thread, "start", start)
     out = _notice(d, ticks=1)
-    assert ("queue and jobs not told yet (EAGAIN: no thread for spot-shared-folder: can't start new thread); "
-            "tried again at the next poll") in out
+    assert f"{said} (EAGAIN: no thread for {thread}: can't start new thread); tried again at the next poll" in out
     assert rank_here.wait(timeout=10) == -15
+    monkeypatch.setattr(threading.Thread, "start", real)
+    again = _notice(d, ticks=1)
+    assert then in again, "done at the next poll"
