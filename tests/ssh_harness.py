@@ -40,8 +40,8 @@ def in_thread(func: Callable[[], object]) -> tuple[threading.Thread, list[BaseEx
     return worker, raised
 
 
-def _serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
-    """Hand every connection `listener` accepts to `handle`, in a thread, until it is closed."""
+def _serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> threading.Thread:
+    """Hand every connection `listener` accepts to `handle`, in a thread, until `_stop(listener)`."""
 
     def accept() -> None:
         while True:
@@ -51,7 +51,20 @@ def _serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> 
                 return
             handle(conn)
 
-    threading.Thread(target=accept, daemon=True).start()
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(sock: socket.socket, thread: threading.Thread | None = None) -> None:
+    """Shut down, then close, then wait (bounded) for the thread blocked on it. close() alone
+    wakes no thread blocked in accept() or recv() on it (Linux): that accept() goes on listening
+    on the port, and takes the next connection there for this test's server, long after the test."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    if thread is not None:
+        thread.join(10)
 
 
 class _Transport(paramiko.Transport):  # type: ignore[misc]
@@ -102,7 +115,7 @@ class ShellServer:
         self.port: int = self.listener.getsockname()[1]
         self.procs: list[subprocess.Popen[bytes]] = []
         self.transports: list[paramiko.Transport] = []
-        _serve(self.listener, self._login)
+        self.accepting = _serve(self.listener, self._login)
 
     def _login(self, conn: socket.socket) -> None:
         transport = _Transport(conn)
@@ -134,13 +147,14 @@ class ShellServer:
             chan.close()
 
     def close(self) -> None:
-        self.listener.close()
+        _stop(self.listener)
         for proc in self.procs:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         for transport in self.transports:
             transport.close()
+        self.accepting.join(10)  # after the transports: a login it is still in fails now
 
 
 class FreezingProxy:
@@ -151,7 +165,7 @@ class FreezingProxy:
         self.frozen: list[threading.Event] = []
         self.freeze_new = False
         self.socks: list[socket.socket] = []
-        _serve(self.listener, self._forward)
+        self.accepting = _serve(self.listener, self._forward)
 
     def freeze(self, *, new_too: bool = False) -> None:
         """Stop forwarding on every connection open now (and later ones with `new_too`); close none."""
@@ -179,6 +193,6 @@ class FreezingProxy:
                 dst.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
-        self.listener.close()
+        _stop(self.listener, self.accepting)
         for sock in self.socks:
-            sock.close()
+            _stop(sock)

@@ -6,6 +6,7 @@ freeze: it stops forwarding without closing, as a dropped NAT entry does.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -84,3 +85,16 @@ def test_again_trusts_exactly_the_key_it_saw(keys: dict[str, Path], path: tuple[
     with other:
         assert other.capture("echo two") == (0, "two\n")
     assert len(notes) == 1  # the new connection accepted nothing new
+
+
+def test_a_closed_server_and_proxy_take_no_more_connections(keys: dict[str, Path]) -> None:
+    """What every test here rests on: after close(), neither is left listening. close() alone
+    left the thread blocked in accept() with the socket still listening on its port (Linux wakes
+    no accept() on close), so a connection there, long after, still got this harness's SSH."""
+    server = ShellServer(keys["host"])
+    proxy = FreezingProxy(server.port)
+    for closed in (proxy, server):
+        closed.close()
+        assert not closed.accepting.is_alive()
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", closed.port), timeout=30).close()
