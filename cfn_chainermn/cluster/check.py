@@ -10,10 +10,14 @@ type (all cards in an existing subnet, card 0 alone in a subnet of its own: temp
 so a node is short when it sees fewer than the other nodes of its type, or none while others
 use EFA: NCCL cannot mix transports in a job. A whole cluster below its types' cards, or with
 no EFA at all (`--efa off`), is consistent: a note says so, and the check passes.
+
+The shell is in cluster/sh/: check.sh runs on the master, probe.sh on each node. Python only
+hands them their arguments (quoted words after `set --`), so a node id or address is never shell.
 """
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,11 +30,6 @@ from cfn_chainermn.jobs import fabric
 from cfn_chainermn.jobs.mpi import LOCAL_INSTANCE_TYPE
 
 CONNECT_TIMEOUT = 5
-# GPUs = NVIDIA device nodes (/dev/nvidia0, 1, ...): shell builtins only, so 16 probes stay cheap.
-PROBE = 'g=0; for f in /dev/nvidia[0-9]*; do [ -e "$f" ] && g=$((g+1)); done; echo gpus=$g; echo cpus=$(nproc)'
-# On EFA types only: fi_info's domain lines, marked (the EFA installer's bin may be off PATH).
-EFA_PROBE = ('; f=$(command -v fi_info || echo /opt/amazon/efa/bin/fi_info); if [ -x "$f" ]; then '
-             '"$f" -p efa 2>&1 | sed -n "s/^[[:space:]]*domain:/efa domain:/p"; else echo efa=no-fi_info; fi')
 KEYS = ("gpus", "cpus", "rc", "efa")
 
 
@@ -73,20 +72,22 @@ def expected_gpus(node: Node) -> int | None:
     return gpus_of(node.instance_type, default=0)
 
 
+@functools.cache
+def script_text(name: str) -> str:
+    """The text of cluster/sh/`name`; importlib.resources only here, so importing check costs nothing."""
+    from importlib.resources import files
+
+    return (files("cfn_chainermn.cluster") / "sh" / name).read_text(encoding="utf-8")
+
+
 def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOUT,
                  ssh_config: str | None = None) -> str:
-    """A shell script that sshes to every node in parallel and prints `== id` blocks."""
-    lines = ['d=$(mktemp -d) || exit 1']
+    """check.sh as one command for the master, its arguments set first: probe.sh's text, the
+    timeout, port and ssh config, then each node's id, address and fabric (efa on EFA types only)."""
+    args = [script_text("probe.sh"), str(timeout), str(port), ssh_config or ""]
     for n in nodes:
-        out = shlex.quote(n.instance_id)
-        config = ["-F", ssh_config] if ssh_config else []
-        probe = PROBE + (EFA_PROBE if fabric.efa_devices(n.instance_type) else "")
-        ssh = shlex.join(["timeout", str(timeout * 3), "ssh", *config, "-o", "BatchMode=yes", "-o",
-                          f"ConnectTimeout={timeout}", "-p", str(port), n.private_ip, probe])
-        lines.append(f'( {ssh} 2>&1; echo "rc=$?" ) > "$d"/{out} 2>&1 < /dev/null &')
-    lines += ["wait", 'for f in "$d"/*; do [ -f "$f" ] || continue; echo "== ${f##*/}"; cat "$f"; done',
-              'rm -rf "$d"']
-    return "\n".join(lines) + "\n"
+        args += [n.instance_id, n.private_ip, fabric.EFA if fabric.efa_devices(n.instance_type) else fabric.TCP]
+    return f"set -- {shlex.join(args)}\n{script_text('check.sh')}"
 
 
 def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:

@@ -1,8 +1,16 @@
-"""`cluster check`: the probe script runs every ssh at once; its output is read per node."""
+"""`cluster check`: check.sh runs every ssh at once on the master (here: this machine, with a
+stand-in ssh that runs probe.sh here); its output is read per node."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
+
+import fake_ssh
+import pytest
+from fake_channel import ShellRemote
 
 from cfn_chainermn.cluster import check
 from cfn_chainermn.cluster.hostfile import Node
@@ -15,12 +23,78 @@ NODES = [
 ]
 
 
-def test_probe_script_is_valid_shell_and_parallel() -> None:
-    script = check.probe_script(NODES, 22, timeout=5)
-    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
-    assert script.count("ConnectTimeout=5") == 4
-    assert script.count(") > ") == 4 and script.count("&\n") == 4  # one background ssh per node
-    assert "\nwait\n" in script
+def _argv(address: str, fabric: str = "tcp", port: str = "22", timeout: int = 30) -> list[str]:
+    """What check.sh runs for one node, after `ssh` (no -F: ssh's default config)."""
+    return ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}", "-p", port, "--", address, "sh", "-s", fabric]
+
+
+def test_check_sh_runs_every_ssh_at_once_and_prints_blocks_in_node_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each node's ssh waits (30 s at most) until every node's has started: one after the other, the
+    first would never see the others and its block would say so."""
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    started = tmp_path / "started"
+    started.mkdir()
+    for n in NODES:
+        (ssh.host(n.private_ip) / "before").write_text(
+            f'touch {started}/$$; i=0\nwhile [ "$(ls {started} | wc -l)" -lt {len(NODES)} ]; do\n'
+            '  i=$((i + 1)); [ $i -lt 600 ] || { echo "alone: the others never started"; exit 7; }; sleep 0.05\n'
+            "done\n")
+    _, out = ShellRemote().capture(check.probe_script(NODES, 22, timeout=30))
+    blocks = [line for line in out.splitlines() if line.startswith(("== ", "rc=", "alone"))]
+    assert blocks == [x for n in NODES for x in (f"== {n.instance_id}", "rc=0")], out
+    assert ssh.calls() == sorted(_argv(n.private_ip) for n in NODES)
+    results = check.parse(out, NODES)  # this machine's GPUs, not a p3's eight
+    assert {r.status for r in results} == {"GPU MISMATCH"} and {r.cpus for r in results} == {os.cpu_count()}
+
+
+def test_check_sh_bounds_a_silent_node_and_passes_the_ssh_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that never answers is cut off at three times the connect timeout (timeout's 124); the
+    others answer meanwhile. The config path reaches ssh as one word, spaces and quotes and all."""
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    (ssh.host(NODES[1].private_ip) / "before").write_text("exec sleep 600\n")
+    config = str(tmp_path / "it's a config")
+    _, out = ShellRemote().capture(check.probe_script(NODES[:2], 2222, timeout=1, ssh_config=config))
+    results = check.parse(out, NODES[:2])
+    assert [r.ok for r in results] == [True, False] and results[1].detail == "no answer within 15s"
+    assert ssh.calls() == sorted(["-F", config, *_argv(n.private_ip, port="2222", timeout=1)] for n in NODES[:2])
+
+
+@pytest.mark.parametrize(("node", "words"), [
+    (Node("i-$(touch PWNED)", "10.0.0.11", "worker", "p3.16xlarge"), "refused node id: not a plain word"),
+    (Node("i-w1\n== i-w3\ngpus=8\ncpus=2\nrc=0", "10.0.0.11", "worker", "p3.16xlarge"), "refused node id"),
+    (Node("i-w1", "-oProxyCommand=touch PWNED", "worker", "p3.16xlarge"),
+     "refused: node address -oProxyCommand=touch PWNED is not a plain word"),
+    (Node("i-w1", "10.0.0.11;touch PWNED", "worker", "p3.16xlarge"), "is not a plain word"),
+    (Node("i-w1", "root@10.0.0.11", "worker", "p3.16xlarge"), "is not a plain word"),
+], ids=["id-substitution", "id-forging-a-block", "address-as-option", "address-with-shell", "address-with-user"])
+def test_what_the_cluster_reports_is_never_shell_nor_an_option(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: Node, words: str) -> None:
+    """A node id or address that is not a plain word is refused in its own block: nothing runs for it,
+    no other node's result is forged, and the other nodes are checked as usual."""
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    nodes = [NODES[0], node, NODES[2]]
+    _, out = ShellRemote().capture(check.probe_script(nodes, 22, timeout=30))
+    assert words in out and not (tmp_path / "PWNED").exists()
+    assert ssh.calls() == sorted(_argv(n.private_ip) for n in (NODES[0], NODES[2]))
+    # i-w3 was not asked, so nothing may say it answered
+    assert [r.ok for r in check.parse(out, [*nodes, NODES[3]])] == [True, False, True, False]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (make install adds it)")
+def test_the_scripts_are_shellcheck_clean_and_shipped() -> None:
+    """Read by shellcheck, and named by pyproject's package-data, so a pip-installed client has them."""
+    import tomllib
+
+    sh = Path(check.__file__).with_name("sh")
+    assert sorted(p.name for p in sh.glob("*.sh")) == ["check.sh", "probe.sh"]
+    proc = subprocess.run(["shellcheck", "--format=gcc", *map(str, sorted(sh.glob("*.sh")))],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pyproject = tomllib.loads((Path(check.__file__).parents[2] / "pyproject.toml").read_text())
+    assert "cluster/sh/*.sh" in pyproject["tool"]["setuptools"]["package-data"]["cfn_chainermn"]
 
 
 def test_parse_ok_mismatch_refused_timeout_and_missing() -> None:

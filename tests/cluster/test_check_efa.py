@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fake_ssh
 import pytest
 from fake_channel import ShellRemote
 
@@ -39,24 +40,42 @@ NODES = [Node("i-master", "10.0.0.10", "master", P4D), Node("i-w1", "10.0.0.11",
 ALL4 = (16, 32, 144, 160)
 
 
-def test_probe_asks_fi_info_on_efa_types_only() -> None:
-    script = check.probe_script([NODES[0], Node("i-p3", "10.0.0.20", "worker", "p3.16xlarge")], 22)
-    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
-    assert script.count("fi_info") == 3  # command -v, the EFA installer's path, the call: on the p4d only
+def test_probe_asks_fi_info_on_efa_types_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    p3 = Node("i-p3", "10.0.0.20", "worker", "p3.16xlarge")
+    for node in (NODES[0], p3):  # a fi_info on both: only the p4d's may be asked
+        (ssh.host(node.private_ip) / "out").write_text(fi_info_output(ALL4))
+        ssh.tool(node.private_ip, "fi_info", f"cat {ssh.host(node.private_ip) / 'out'}")
+    _, out = ShellRemote().capture(check.probe_script([NODES[0], p3], 22))
+    assert [call[-1] for call in ssh.calls()] == ["efa", "tcp"]  # `sh -s FABRIC`, 10.0.0.10 first
+    results = check.parse(out, [NODES[0], p3])
+    assert [(r.efa, r.fabric) for r in results] == [(4, "4/4"), (None, "tcp")]
+    assert out.count("efa domain: ") == 8
+
+
+def _probe(fabric_name: str, path: str) -> str:
+    """probe.sh as a node runs it: `sh -s FABRIC`, the script on its input."""
+    return subprocess.run(["sh", "-s", fabric_name], input=check.script_text("probe.sh"), capture_output=True,
+                          text=True, check=True, env={"PATH": path}).stdout
 
 
 def test_the_probe_marks_fi_info_domains_and_parse_counts_devices(tmp_path: Path) -> None:
-    """The probe's EFA part run by sh with a fi_info on PATH; the GPUs this machine has are not the point."""
+    """The probe's EFA part run by sh with a fi_info on PATH; the GPUs this machine has are not the point.
+    Its nproc drains the input it shares with the shell reading the script: the rest still runs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (tmp_path / "out").write_text(fi_info_output(ALL4))
     (bin_dir / "fi_info").write_text(f'#!/bin/sh\n[ "$*" = "-p efa" ] && cat {tmp_path / "out"}\n')
-    (bin_dir / "fi_info").chmod(0o755)
-    out = subprocess.run(["sh", "-c", check.PROBE + check.EFA_PROBE], capture_output=True, text=True, check=True,
-                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"}).stdout
-    assert out.count("efa domain: ") == 8
+    (bin_dir / "nproc").write_text("#!/bin/sh\ncat > /dev/null\necho 96\n")
+    for tool in ("fi_info", "nproc"):
+        (bin_dir / tool).chmod(0o755)
+    out = _probe("efa", f"{bin_dir}:/usr/bin:/bin")
+    assert out.count("efa domain: ") == 8 and "cpus=96\n" in out
     [result] = check.parse(f"== i-master\n{out}rc=0\n", NODES[:1])
     assert (result.efa, result.expected_efa, result.fabric) == (4, 4, "4/4") and not result.efa_short
+    assert _probe("tcp", f"{bin_dir}:/usr/bin:/bin").splitlines()[1:] == ["cpus=96"]
+    if not Path("/opt/amazon/efa/bin/fi_info").exists():  # an EFA host has the installer's
+        assert _probe("efa", "/usr/bin:/bin").splitlines()[-1] == "efa=no-fi_info"
 
 
 def block(node: Node, buses: tuple[int, ...] | None) -> str:
@@ -121,22 +140,14 @@ class ShellCluster(Cluster):
 
 def test_cluster_check_command_names_the_short_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """`cluster check` end to end: the probe script runs in a shell; `ssh` is a stand-in that runs
-    the node's probe here with that node's fi_info (this machine's GPUs reported as the type's 8)."""
+    """`cluster check` end to end: check.sh runs in a shell; `ssh` is a stand-in that runs the
+    node's probe here with that node's fi_info (this machine's GPUs reported as the type's 8)."""
     nodes = NODES[:2]
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
     for node, buses in zip(nodes, (ALL4, (16,)), strict=True):
-        folder = tmp_path / "hosts" / node.private_ip
-        folder.mkdir(parents=True)
-        (folder / "out").write_text(fi_info_output(buses))
-        (folder / "fi_info").write_text(f"#!/bin/sh\ncat {folder / 'out'}\n")
-        (folder / "fi_info").chmod(0o755)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(
-        '#!/bin/sh\nfor a; do host=$prev; prev=$a; done\n'
-        f'PATH="{tmp_path}/hosts/$host:$PATH" sh -c "$a" | sed "s/^gpus=.*/gpus=8/"\n')
-    (bin_dir / "ssh").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+        (ssh.host(node.private_ip) / "out").write_text(fi_info_output(buses))
+        ssh.tool(node.private_ip, "fi_info", f"cat {ssh.host(node.private_ip) / 'out'}")
+        (ssh.host(node.private_ip) / "filter").write_text("s/^gpus=.*/gpus=8/\n")
     cluster = ShellCluster(name="demo", kind="aws", master_host="10.0.0.10", ssh_port=22, user="chainer",
                            key_file="/nonexistent", master_host_key=None, shared="/efs", python="python3",
                            network=mpi.Network(cidr="10.0.0.0/24", instance_type=P4D), list_nodes=lambda: nodes)

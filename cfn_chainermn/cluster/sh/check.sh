@@ -1,0 +1,53 @@
+#!/bin/sh
+# `cluster check` on the master, as the cluster user: one ssh per node, all at once, each with a
+# short ConnectTimeout and a hard bound of three times it, so a dead node is named within seconds
+# and 16 nodes take about as long as 2. Prints one block per node, in the order given:
+#   == ID
+#   what probe.sh printed there (or ssh's own complaint)
+#   rc=SSH'S EXIT CODE (124: no answer within the bound)
+#
+# Arguments: PROBE TIMEOUT PORT SSH_CONFIG, then ID ADDRESS FABRIC for each node. PROBE is the text
+# of probe.sh, which each node runs as `sh -s FABRIC` (efa: count EFA devices too, else tcp);
+# SSH_CONFIG is empty for ssh's default. IDs and addresses are only ever words of ssh's argv and
+# printf's arguments, never shell text, and the files that collect the answers are named by
+# position: an id or address the cluster reported cannot run code here or write outside the
+# scratch folder. One that is not a plain word (an id with a newline could forge another node's
+# block; an address with a leading `-` would be an ssh option) is refused, and says so.
+probe=$1 timeout=$2 port=$3 config=$4
+shift 4
+for number in "$timeout" "$port"; do
+  case $number in
+    '' | *[!0-9]*) echo "check.sh: timeout ($timeout) and port ($port) must be whole numbers" >&2; exit 2 ;;
+  esac
+done
+d=$(mktemp -d) || exit 1
+printf '%s\n' "$probe" > "$d/probe"
+n=0
+while [ $# -ge 3 ]; do
+  n=$((n + 1))
+  id=$1 address=$2 fabric=$3
+  shift 3
+  (
+    case $id in
+      '' | *[!A-Za-z0-9._-]*) echo "== ?"; echo "check.sh: refused node id: not a plain word"; exit 0 ;;
+    esac
+    echo "== $id"
+    case $address in
+      '' | -* | *[!A-Za-z0-9.:-]*) echo "refused: node address $address is not a plain word"; echo "rc=2"; exit 0 ;;
+    esac
+    case $fabric in
+      efa | tcp) ;;
+      *) echo "refused: fabric $fabric is neither efa nor tcp"; echo "rc=2"; exit 0 ;;
+    esac
+    timeout $((timeout * 3)) ssh ${config:+-F "$config"} -o BatchMode=yes -o "ConnectTimeout=$timeout" \
+      -p "$port" -- "$address" sh -s "$fabric" < "$d/probe" 2>&1
+    echo "rc=$?"
+  ) > "$d/$n" 2>&1 &
+done
+wait
+i=1
+while [ "$i" -le "$n" ]; do
+  cat "$d/$i"
+  i=$((i + 1))
+done
+rm -rf "$d"
