@@ -93,6 +93,10 @@ def sshd_config(*, root: Path, node: str, ip: str, port: int, user: str, home: s
     ])
 
 
+class _PortTaken(RemoteError):
+    """An sshd found the port taken: another server bound it after pick_port found it free."""
+
+
 def pick_port(addresses: list[str], attempts: int = 50) -> int:
     """One high port free on every node address."""
     rng = random.Random()
@@ -172,12 +176,21 @@ def up(spec: Spec, *, log: Log) -> LocalState:
                 os.chown(folder, entry.pw_uid, entry.pw_gid)
         if as_root:
             local_folder.hand_over(state.shared, entry.pw_uid, entry.pw_gid)
-        log(f"nodes {', '.join(ips)} on port {port}, user {user}")
-        for node, ip in zip(ids, ips, strict=True):
-            _start_node(root, node, ip, port, user, str(home), as_root, python)
+        for tries_left in (2, 1, 0):
+            log(f"nodes {', '.join(ips)} on port {state.port}, user {user}")
+            try:
+                for node, ip in zip(ids, ips, strict=True):
+                    _start_node(root, node, ip, state.port, user, str(home), as_root, python)
+                break
+            except _PortTaken:  # chance on a busy machine: stop the nodes started, another port
+                if not tries_left:
+                    raise
+                procs.stop_cluster(root, state, None)
+                state = dataclasses.replace(state, port=pick_port(ips))
+                state.save(root)
         inventory = {"nodes": [{"instance_id": n, "private_ip": ip, "role": "master" if n == ids[0] else "worker",
                                 "instance_type": "local", "state": "running", "slots": spec.slots,
-                                "ssh_port": port} for n, ip in zip(ids, ips, strict=True)]}
+                                "ssh_port": state.port} for n, ip in zip(ids, ips, strict=True)]}
         (root / "inventory.json").write_text(json.dumps(inventory, indent=2) + "\n", encoding="utf-8")
         _boot_agents(root, state, log)
     except BaseException:
@@ -192,12 +205,20 @@ def _start_node(root: Path, node: str, ip: str, port: int, user: str, home: str,
     (d / "tmp").mkdir(parents=True, exist_ok=True)
     os.chmod(d / "tmp", 0o1777)
     key = d / "ssh_host_ed25519_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{node}@local", "-f", str(key)], "ssh-keygen")
+    if not key.exists():  # made already where an earlier try lost its port
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{node}@local", "-f", str(key)], "ssh-keygen")
     conf = d / "sshd_config"
     conf.write_text(sshd_config(root=root, node=node, ip=ip, port=port, user=user, home=home, as_root=as_root,
                                 python=python), encoding="utf-8")
     _run([SSHD, "-t", "-f", str(conf)], f"sshd config check of {node}")
-    _run([SSHD, "-f", str(conf), "-E", str(d / "sshd.log")], f"sshd of {node}")
+    log = d / "sshd.log"
+    seen = log.stat().st_size if log.exists() else 0
+    (d / "sshd.pid").unlink(missing_ok=True)
+    _run([SSHD, "-f", str(conf), "-E", str(log)], f"sshd of {node}")
+    why = procs.sshd_listening(d, seen)  # its exit status says nothing of the port (see there)
+    if why is not None:
+        error = _PortTaken if "Address already in use" in why else RemoteError
+        raise error(f"sshd of {node} is not listening on {ip}:{port}: {why}")
 
 
 def agent_argv(root: Path, state: LocalState, node: LocalNode, role: str) -> list[str]:

@@ -80,6 +80,29 @@ def sshd_pids(root: Path, state: LocalState) -> set[int]:
     return pids
 
 
+def sshd_listening(d: Path, log_from: int = 0, timeout: float = 30.0) -> str | None:
+    """None once node folder `d`'s sshd listens; else why not (its log since byte `log_from`).
+
+    sshd forks into the background before it binds, and writes its pid file only once its
+    sockets are bound (OpenSSH sshd.c main: daemon(), server_listen(), then the pid file), so its
+    exit status says nothing of the port: a pid file naming a live process that runs this
+    config does; "Cannot bind any address" in its -E log says it never will.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            proc = _read(int((d / "sshd.pid").read_text().strip()))
+            if proc is not None and str(d / "sshd_config") in proc.cmdline:
+                return None
+        log = ""
+        with contextlib.suppress(OSError), (d / "sshd.log").open("rb") as f:
+            f.seek(log_from)
+            log = f.read().decode(errors="replace").strip()
+        if "Cannot bind any address" in log or time.monotonic() > deadline:
+            return log[-800:] or f"no pid file within {timeout:g} s"
+        time.sleep(0.05)
+
+
 def alive_sshd(root: Path, state: LocalState) -> bool:
     return bool(sshd_pids(root, state))
 

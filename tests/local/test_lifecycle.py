@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -164,3 +165,32 @@ def test_up_refuses_an_interpreter_the_cluster_user_cannot_reach(tmp_path: Path)
         assert not state.exists()  # refused before anything was created
     finally:
         shutil.rmtree(state.parent, ignore_errors=True)
+
+
+def test_a_port_taken_after_the_pick_moves_every_node_to_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """local up picks a port free on every node address, then starts each sshd on it; a server
+    that binds it on one node's address in between (chance on a busy machine: another run's MPI
+    ranks bind port 0 on every address) made that sshd give up in the background, after its
+    exit status 0, and local up went on a node short. Now it sees that and starts over."""
+    from cfn_chainermn.local import lifecycle, procs
+
+    state_dir = make_state_dir("cfnmn-taken-")
+    ips = ["127.0.0.2", "127.0.0.3"]
+    real = lifecycle.pick_port
+    taken = real(ips)
+    picks = [taken]
+    monkeypatch.setattr(lifecycle, "pick_port", lambda addresses: picks.pop() if picks else real(addresses))
+    lines: list[str] = []
+    try:
+        with socket.create_server(("127.0.0.3", taken)):  # the other server, on worker-1's address only
+            state = lifecycle.up(lifecycle.Spec(state_dir, workers=1), log=lines.append)
+        assert state.port != taken
+        assert [line for line in lines if " on port " in line] == [
+            f"nodes 127.0.0.2, 127.0.0.3 on port {port}, user {state.user}" for port in (taken, state.port)]
+        assert len(procs.sshd_pids(state_dir.resolve(), state)) == 2  # both nodes listen, on the new port
+        checked = subprocess.run([*CLI, "cluster", "check", "local", "--state-dir", str(state_dir)],
+                                 capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    finally:
+        down(state_dir)
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
