@@ -4,7 +4,9 @@ Every client gets botocore's "standard" retry mode, so throttling and transient 
 are retried with backoff by botocore itself; what still fails reaches the user as an
 AwsError that names the call and the cause, never as a botocore traceback. Every caller that
 turns a botocore failure into words goes through `failure_of`, so an endpoint that answers
-with an HTML error page reads the same everywhere: one line naming the operation and the status.
+with an HTML error page reads the same everywhere: one line naming the operation and the status,
+and a missing credential, profile or region says how to give one wherever it surfaces. The CLI's
+boundary turns a failure that reached it into the package's own error with `error_of`.
 Client types come from boto3-stubs, imported for the type checker only.
 """
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from cfn_chainermn import __version__
-from cfn_chainermn.errors import AwsError, ConfigError
+from cfn_chainermn.errors import AwsError, CfnChainermnError, ConfigError
 
 if TYPE_CHECKING:
     from boto3.session import Session
@@ -58,6 +60,24 @@ _HINTS = {
 }
 
 
+
+
+def _own_words(exc: BaseException) -> tuple[str, bool] | None:
+    """botocore's own errors that leave the user guessing: our words, and whether the fix is the
+    user's setup (credentials, profile, region: a usage error) rather than AWS's answer."""
+    from botocore import exceptions as bexc
+
+    if isinstance(exc, bexc.NoCredentialsError):
+        return "no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile", True
+    if isinstance(exc, bexc.ProfileNotFound):
+        return f"{exc}; check --profile / AWS_PROFILE against ~/.aws/config", True
+    if isinstance(exc, bexc.NoRegionError):
+        return "no AWS region set; pass --region or set AWS_REGION", True
+    if isinstance(exc, bexc.EndpointConnectionError):
+        return f"cannot reach AWS: {exc}", False
+    return None
+
+
 @dataclass(frozen=True)
 class Failure:
     """What a botocore failure says: AWS's code and message, the operation, the HTTP status (0: none).
@@ -74,6 +94,7 @@ class Failure:
     status: int = 0
     hint: str = ""
     from_aws: bool = True  # False: the code is only the HTTP status, the message says so
+    setup: bool = False  # no credentials, profile or region: the user's setup to fix, not AWS's answer
 
     def line(self, limit: int | None = None) -> str:
         """"Code: message" (the message alone when there is no AWS code), cut to `limit` characters."""
@@ -100,6 +121,8 @@ def failure_of(exc: BaseException) -> Failure:
     status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
     operation = str(getattr(exc, "operation_name", "") or "")
     code = str(err.get("Code", "") or "")
+    if not response and (own := _own_words(exc)) is not None:
+        return Failure("", own[0], operation, setup=own[1])
     if not response:  # not AWS's answer: botocore's own words on one line, without the body a parser error quotes
         words = [ln.strip() for ln in str(exc).splitlines() if not ln.strip().startswith(("<", "b'", 'b"'))]
         return Failure("", " ".join(w for w in words if w) or type(exc).__name__, operation)
@@ -121,6 +144,21 @@ def botocore_errors() -> tuple[type[Exception], ...]:
     from botocore.parsers import ResponseParserError
 
     return (ClientError, BotoCoreError, ResponseParserError)
+
+
+def error_of(exc: BaseException) -> CfnChainermnError | None:
+    """The package's own error for a botocore failure (None for anything else): a ConfigError
+    where the user's setup is missing something, else an AwsError in `failure_of`'s words."""
+    try:
+        errors = botocore_errors()
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return None
+    if not isinstance(exc, errors):
+        return None
+    failure = failure_of(exc)
+    if failure.setup:
+        return ConfigError(failure.explained())
+    return AwsError(failure.explained(), code=failure.code, operation=failure.operation)
 
 
 def error_code(exc: BaseException) -> str:

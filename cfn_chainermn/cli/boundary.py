@@ -35,27 +35,6 @@ def error(message: str) -> None:
         click.echo(f"error: {line}", err=True)
 
 
-def _botocore_message(exc: Exception) -> tuple[str, int] | None:
-    """Credential and endpoint problems that can surface from any AWS call."""
-    try:
-        from botocore import exceptions as bexc
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        return None
-    if isinstance(exc, bexc.NoCredentialsError):
-        return ("no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile", EXIT_USAGE)
-    if isinstance(exc, bexc.ProfileNotFound):
-        return (f"{exc}; check --profile / AWS_PROFILE against ~/.aws/config", EXIT_USAGE)
-    if isinstance(exc, bexc.NoRegionError):
-        return ("no AWS region set; pass --region or set AWS_REGION", EXIT_USAGE)
-    if isinstance(exc, bexc.EndpointConnectionError):
-        return (f"cannot reach AWS: {exc}", EXIT_ERROR)
-    from cfn_chainermn.aws import botocore_errors, failure_of
-
-    if isinstance(exc, botocore_errors()):
-        return (failure_of(exc).explained(), EXIT_ERROR)
-    return None
-
-
 def run_with_boundary(command: click.Command, args: list[str], services: Services | None = None) -> int:
     """Run a click command; map every expected failure to a message and an exit code.
 
@@ -96,11 +75,13 @@ def run_with_boundary(command: click.Command, args: list[str], services: Service
     except Exception as exc:
         if state.debug:
             raise
-        mapped = _botocore_message(exc)
+        from cfn_chainermn.aws import error_of  # botocore's failures: the one path to words (aws.py)
+
+        mapped = error_of(exc)
         if mapped is None:
             raise
-        error(mapped[0])
-        return mapped[1]
+        error(str(mapped))
+        return mapped.exit_code  # ConfigError (the setup): 2
     if isinstance(result, int):
         return result
     return EXIT_OK

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from cfn_chainermn.aws import error_of
 from cfn_chainermn.errors import AgentError, CfnChainermnError
 from cfn_chainermn.names import LOGS_PREFIX
 from cfn_chainermn.node import idle_marker, idle_master, imds_guard, spot, steps
@@ -71,7 +72,8 @@ def _run_step(ctx: Context, name: str, func: Callable[[], str]) -> str | None:
         reason = str(exc)
     except Exception as exc:  # an unexpected bug must still reach the signal and the log
         ctx.log.write("DEBUG", "".join(traceback.format_exception(exc)).rstrip())
-        reason = f"unexpected {type(exc).__name__}: {exc}"
+        known = error_of(exc)  # a botocore failure no aws_call caught: in the words of every other
+        reason = str(known) if known is not None else f"unexpected {type(exc).__name__}: {exc}"
     else:
         ctx.state.mark(name, "ok", detail)
         ctx.log.info(f"{name}: {detail}")

@@ -178,10 +178,10 @@ def test_no_answer_while_emptying_or_reading_the_stack_is_logged_and_tried_again
     fails_once(stubs["cloudformation"], "DescribeStacks")  # armed after the limits' read
     done = shutdown.act(limits, acting_with(logs=logs))
     assert done.endswith("emptied (1 versions); stack DELETE_COMPLETE")
-    assert logs == [f"idle: key bucket {BUCKET} not emptied: emptying bucket {BUCKET}: Could not connect to the "
-                    "endpoint URL: \"https://s3.test\"; trying again in 15 s",
-                    f"idle: stack {STACK} not read: DescribeStacks failed: Could not connect to the endpoint URL: "
-                    "\"https://cloudformation.test\"; reading it again in 15 s"]
+    assert logs == [f"idle: key bucket {BUCKET} not emptied: emptying bucket {BUCKET}: cannot reach AWS: Could "
+                    "not connect to the endpoint URL: \"https://s3.test\"; trying again in 15 s",
+                    f"idle: stack {STACK} not read: DescribeStacks failed: cannot reach AWS: Could not connect to "
+                    "the endpoint URL: \"https://cloudformation.test\"; reading it again in 15 s"]
 
 
 def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again_after_a_wait_that_doubles(

@@ -13,7 +13,7 @@ from node_sim import FSTAB, SimCluster
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, aws_platform
+from cfn_chainermn.node import agent, aws_platform, imds_guard
 from cfn_chainermn.node.agent import AwsClients
 from cfn_chainermn.node.state import State
 from cfn_chainermn.node.system import System
@@ -110,6 +110,23 @@ def test_signal_api_failure_fails_the_boot(sim_cluster: SimCluster) -> None:
         agent.boot(c.settings("master"), clients, echo=c.echo())
     state = State.load(c.nodes["master"].root / "var/lib/cfn-chainermn/state.json")
     assert state.ready and state.steps["signal"]["status"] == "failed"
+
+
+def test_a_botocore_failure_outside_aws_call_reads_as_everywhere_else(
+        sim_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step that lets botocore's own error out (no aws_call around its call) fails in aws.py's
+    words, as the CLI would print them, not as an unexpected bug."""
+    from botocore.exceptions import EndpointConnectionError
+
+    def unreachable(system: System) -> str:
+        raise EndpointConnectionError(endpoint_url="https://ec2.test")
+
+    c = sim_cluster
+    monkeypatch.setattr(imds_guard, "apply", unreachable)
+    with pytest.raises(AgentError) as info:
+        agent.boot(c.settings("master"), c.clients("master", status="FAILURE"), echo=c.echo())
+    assert str(info.value) == ('imds step failed: cannot reach AWS: Could not connect to the endpoint URL: '
+                               '"https://ec2.test"')
 
 
 def test_refresh_before_boot_names_missing_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,13 +8,13 @@ from typing import Any
 
 import click
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError, ProfileNotFound
 from botocore.parsers import ResponseParserError
 from stack_helpers import NAME, http_endpoint
 
-from cfn_chainermn.aws import aws_call, aws_error, failure_of, short_error
+from cfn_chainermn.aws import aws_call, aws_error, error_of, failure_of, short_error
 from cfn_chainermn.cli.boundary import run_with_boundary
-from cfn_chainermn.errors import AwsError
+from cfn_chainermn.errors import AwsError, ConfigError
 
 PAGE = "<html><head><title>403 Forbidden</title></head>\n<body>nginx</body></html>\n"
 
@@ -58,6 +58,47 @@ def test_a_parser_error_does_not_quote_the_body() -> None:
     assert str(info.value) == ("DescribeStacks failed: Unable to parse response (not well-formed), invalid "
                                "XML received:")
     assert info.value.operation == "DescribeStacks"
+
+
+NO_ANSWER = [  # botocore's own errors (no answer from AWS): our words, and whether the user's setup is the fix
+    (NoCredentialsError(), "no AWS credentials found; run `aws configure`, set AWS_PROFILE, or pass --profile", True),
+    (ProfileNotFound(profile="nope"),
+     "The config profile (nope) could not be found; check --profile / AWS_PROFILE against ~/.aws/config", True),
+    (NoRegionError(), "no AWS region set; pass --region or set AWS_REGION", True),
+    (EndpointConnectionError(endpoint_url="https://s3.test"),
+     'cannot reach AWS: Could not connect to the endpoint URL: "https://s3.test"', False),
+]
+
+
+@pytest.mark.parametrize(("exc", "line", "setup"), NO_ANSWER, ids=[type(e).__name__ for e, _, _ in NO_ANSWER])
+def test_botocores_own_errors_say_what_to_do_wherever_they_surface(
+        exc: Exception, line: str, setup: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same words from failure_of, inside an aws_call's AwsError, and at the CLI's boundary,
+    which exits 2 where the fix is the user's setup (a ConfigError) and 1 where AWS was out of reach."""
+    failure = failure_of(exc)
+    assert (failure.code, failure.line(), failure.explained(), failure.setup) == ("", line, line, setup)
+    assert short_error(exc) == line[:160]
+    error = error_of(exc)
+    assert type(error) is (ConfigError if setup else AwsError) and str(error) == line
+    with pytest.raises(AwsError) as info:
+        aws_call("DescribeStacks", lambda: (_ for _ in ()).throw(exc))
+    assert str(info.value) == f"DescribeStacks failed: {line}"
+
+    @click.command()
+    def boom() -> None:
+        raise exc
+
+    assert run_with_boundary(boom, []) == (2 if setup else 1)
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
+def test_error_of_maps_botocore_failures_only() -> None:
+    """An AwsError with AWS's code and operation for a ClientError; None for what is no botocore
+    failure (the boundary lets that one through as the bug it is)."""
+    error = error_of(_client_error("AccessDenied", "Access Denied", 403, "GetObject"))
+    assert isinstance(error, AwsError) and (error.code, error.operation) == ("AccessDenied", "GetObject")
+    assert str(error).startswith("AccessDenied: Access Denied (the credentials in use lack this permission")
+    assert error_of(ValueError("a bug")) is None
 
 
 def test_the_boundary_prints_an_unmapped_client_error_as_one_line(capsys: pytest.CaptureFixture[str]) -> None:
