@@ -98,9 +98,7 @@ def update(name: str, aws_profile: str | None, aws_endpoint_url: str | None, wai
     given = config_from_options(dict(kwargs), name=name)  # bad input fails here, before any AWS call
     _check_max_hours(given, yes)
 
-    def configure(base: dict[str, Any]) -> ClusterConfig:
-        if kwargs.get("opt_agent_source") not in (None, "index") and kwargs.get("opt_agent_package") is None:
-            base = {k: v for k, v in base.items() if k != "agent_package"}  # leaving index drops its pin
+    def configure(base: dict[str, Any]) -> ClusterConfig:  # a setting that depends_on one changed is dropped
         return config_from_options(kwargs, name=name, for_stack=True, base=base)
 
     with outcomes():

@@ -35,7 +35,7 @@ from cfn_chainermn.errors import ConfigError
 __all__ = [
     "DEFAULT_AMI_SSM_PARAMETER", "EFS_MODES", "EFS_PERFORMANCE_MODES", "EFS_THROUGHPUT_MODES",
     "MAX_ROOT_VOLUME_GIB", "MAX_WORKERS", "TENANCIES", "ClusterConfig", "EfsConfig", "NetworkConfig",
-    "build", "flag_overrides", "load", "load_file", "merge", "validate",
+    "build", "flag_overrides", "load", "load_file", "merge", "validate", "without_stale",
 ]
 
 _SECTIONS = sections(ClusterConfig)
@@ -188,5 +188,33 @@ def load(
 
     `base` (dotted fields, e.g. a stack's current settings) sits under the file and the flags.
     """
-    data = merge(merge({}, base or {}), load_file(path) if path else {})
+    file = load_file(path) if path else {}
+    data = merge(without_stale(base or {}, merge(file, overrides or {})), file)
     return build(merge(data, overrides or {}), for_stack=for_stack)
+
+
+def without_stale(base: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` (a stack's current settings) less each setting whose `depends_on` is `given` another
+    value while it is not given itself: what it was kept for is gone (agent_package's pin, once
+    agent_source leaves index), and validation then asks for a new one where one is needed."""
+    kept = merge({}, base)
+    table = {e.path: e for e in settings()}
+    for entry in table.values():
+        parent = table.get(entry.setting.depends_on)
+        if parent is None or _lookup(given, entry.path) is not None:
+            continue
+        new, old = _lookup(given, parent.path), _lookup(kept, parent.path)
+        if new is not None and _coerce(parent.path, new, parent.kind, []) != _coerce(
+                parent.path, parent.default if old is None else old, parent.kind, []):
+            head, _, tail = entry.path.rpartition(".")
+            section = kept.get(head) if head else kept
+            if isinstance(section, dict):
+                section.pop(tail, None)
+    return kept
+
+
+def _lookup(data: Any, path: str) -> Any:
+    """The value at dotted `path` in nested `data`; None where there is none."""
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data

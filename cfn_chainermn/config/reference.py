@@ -68,8 +68,10 @@ Each setting is declared once, as a field of `ClusterConfig` in `config/settings
 template parameter with its console label and group, allowed values, range or pattern, and the
 text of this page. Config loading, validation of those constraints, the CLI flags, the
 template's parameters and the mapping back from a stack's parameters all derive from it. A
-rule between fields goes into `config/validation.py`, keyed to the field it reports on. Then
-regenerate this page with `{command}`.
+rule between fields goes into `config/validation.py`, keyed to the field it reports on; a setting
+that only means something with another one declares `depends_on`, and `stack update` then drops
+the stack's value of it when that one changes (`config/model.py`). Then regenerate this page with
+`{command}`.
 """
 
 
@@ -97,6 +99,13 @@ def _default(e: Entry) -> str:
     return f"`{e.default}`" if e.default != "" else "empty"
 
 
+def _dependent(e: Entry) -> str:
+    """What `stack update` does with the stack's value of a setting that depends on another."""
+    parent = e.setting.depends_on
+    return (f"; `stack update` drops the stack's value when `{parent}` is given another one and this is not given"
+            if parent else "")
+
+
 # The example's flags; the errors shown are what the flags' settings and validation make of them.
 EXAMPLE = (("--efs", "fs-zz"), ("--vpc-cidr", "10.0.0.0/33"))
 
@@ -118,7 +127,7 @@ def render() -> str:
     rows = []
     for e in settings():
         name = f"`{e.setting.param.name}`" if e.setting.param else "none"
-        rows.append(f"| `{e.path}` | {_flag(e)} | {_default(e)} | {name} | {e.setting.doc} |")
+        rows.append(f"| `{e.path}` | {_flag(e)} | {_default(e)} | {name} | {e.setting.doc}{_dependent(e)} |")
     others = [f"`{e.path}`" for e in settings() if e.setting.param is None]
     groups = []
     for group in GROUPS:

@@ -92,6 +92,10 @@ class Setting:
     gate: bool = False  # when this one is invalid, the rest of its section is not checked
     doc_flag: str = ""  # the reference's flag column, where `flag` does not say it
     doc_default: str = ""  # the reference's default column, where the value does not say it
+    # The setting (dotted path) this one only means something with: a value kept from a stack's
+    # current settings (`stack update`) is dropped when that one is given another value and this
+    # one is not given again (config/model.py), as agent_package's pin is when agent_source changes.
+    depends_on: str = ""
 
     def problem(self, path: str, value: Any) -> str | None:
         """`path: message` when `value` breaks the choices, range or pattern; None when it does not."""

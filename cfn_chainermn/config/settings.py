@@ -208,7 +208,7 @@ class ClusterConfig:
                     "cfn-chainermn==VERSION --hash=sha256:HEX.", pattern=rf"^({AGENT_PIN})?$",
                     max_length=AGENT_PACKAGE_MAX,
                     constraint="empty, or cfn-chainermn==VERSION --hash=sha256:<64 hex digits>"),
-        doc_default="empty",
+        doc_default="empty", depends_on="agent_source",
         doc="with `agent_source: index`, the agent's requirement pinned by hash, "
             "`cfn-chainermn==VERSION --hash=sha256:<64 hex digits>`: a node never installs this project by name "
             "unless its hash is pinned")

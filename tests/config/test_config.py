@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cfn_chainermn.config.model import ClusterConfig, build, load, merge, validate
+from cfn_chainermn.config.model import ClusterConfig, build, load, merge, validate, without_stale
+from cfn_chainermn.config.settings import find, settings
 from cfn_chainermn.errors import ConfigError
 
 
@@ -262,3 +263,64 @@ def test_every_field_is_in_the_example_and_the_reference_table() -> None:
 def test_a_cidr_python_reads_but_aws_does_not_is_refused_with_its_plain_form(cidr: str, written: str) -> None:
     """The template's pattern (and AWS) refuse a zero-padded prefix; say how to write it."""
     assert problems(ssh_cidr=cidr, allow_ssh_from_anywhere=True) == [f"ssh_cidr: write {cidr!r} as {written}"]
+
+
+PIN = f"cfn-chainermn==0.1.0 --hash=sha256:{'0a' * 32}"
+STACK = {"key_name": "k", "ssh_cidr": "203.0.113.7/32", "agent_source": "index", "agent_package": PIN}
+
+
+@pytest.mark.parametrize(("given", "file", "source", "package"), [
+    ({"agent_source": "template"}, {}, "template", ""),  # the flag leaves index: the pin goes with it
+    ({}, {"agent_source": "ami"}, "ami", ""),  # so does a --config that does
+    ({"agent_source": "index"}, {}, "index", PIN),  # index again: the stack's pin completes it
+    ({"workers": 3}, {}, "index", PIN),  # agent_source not given: kept
+    ({"agent_source": "index", "agent_package": PIN.replace("0a", "0b")}, {}, "index", PIN.replace("0a", "0b")),
+], ids=["flag-leaves-index", "file-leaves-index", "index-again", "untouched", "both-given"])
+def test_a_stacks_value_goes_when_the_setting_it_depends_on_changes(
+        tmp_path: Path, given: dict[str, object], file: dict[str, object], source: str, package: str) -> None:
+    """`stack update`'s merge: the stack's settings under the file and the flags, less a value kept
+    for a setting that is given another value (agent_package depends_on agent_source)."""
+    f = tmp_path / "cluster.yaml"
+    f.write_text("".join(f"{k}: {v}\n" for k, v in file.items()))
+    cfg = load(f, given, for_stack=True, base=STACK)
+    assert (cfg.agent_source, cfg.agent_package) == (source, package)
+
+
+def test_every_dependent_setting_is_dropped_with_its_parents_change_and_only_then() -> None:
+    """The rule over the whole table, so the next declared pair needs no code of its own: each
+    `depends_on` names a setting; a new value of it drops the stack's dependent value, the same
+    value (as the stack's parameters spell it, or as the default) keeps it."""
+    dependents = [e for e in settings() if e.setting.depends_on]
+    assert dependents, "no setting declares depends_on: the rule below tests nothing"
+    for entry in dependents:
+        parent = find(entry.setting.depends_on)
+        old = parent.default
+        new = next(c for c in parent.setting.choices if c != old) if parent.setting.choices else f"{old}x"
+        base = merge({}, {parent.path: str(old), entry.path: "kept"})
+        assert _at(without_stale(base, merge({}, {parent.path: new})), entry.path) is None, entry.path
+        assert _at(without_stale(base, merge({}, {parent.path: old})), entry.path) == "kept", entry.path
+        assert _at(without_stale({entry.path: "kept"}, merge({}, {parent.path: old})), entry.path) == "kept"
+        given_too = merge({}, {parent.path: new, entry.path: "new"})
+        assert _at(without_stale(base, given_too), entry.path) == "kept"  # left for the flag to override
+
+
+def test_a_dependent_in_a_section_is_dropped_from_its_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dotted paths on both sides: a dependent under efs: whose parent is efs.mode."""
+    import dataclasses
+
+    from cfn_chainermn.config import model
+
+    mode = find("efs.mode")
+    dependent = dataclasses.replace(find("efs.file_system_id"),
+                                    setting=dataclasses.replace(find("efs.file_system_id").setting,
+                                                                depends_on="efs.mode"))
+    monkeypatch.setattr(model, "settings", lambda: (mode, dependent))
+    base = {"efs.mode": "existing", "efs.file_system_id": "fs-0123456789abcdef0", "workers": "2"}
+    assert without_stale(base, {"efs": {"mode": "none"}}) == {"efs": {"mode": "existing"}, "workers": "2"}
+    assert without_stale(base, {"efs": {"mode": "existing"}}) == merge({}, base)
+
+
+def _at(data: dict[str, object], path: str) -> object:
+    for part in path.split("."):
+        data = data.get(part) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
