@@ -10,17 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from node_sim import USER_KEY, ImdsStandIn, SimCluster, SimNode
+from node_sim import USER_KEY, ImdsStandIn, SimCluster, SimNode, with_iptables
 
-__all__ = ["USER_KEY", "sim_cluster", "with_iptables"]
-
-
-def with_iptables(root: Path) -> None:
-    """The image ships iptables and ip6tables (System only checks that they are there)."""
-    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
-    for name in ("iptables", "ip6tables"):
-        (root / "usr/sbin" / name).write_text("#!/bin/sh\n")
-        (root / "usr/sbin" / name).chmod(0o755)
+__all__ = ["USER_KEY", "sim_cluster"]
 
 
 @pytest.fixture

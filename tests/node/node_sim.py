@@ -118,3 +118,11 @@ def local_settings(d: Path, ids: list[str], i: int, **over: Any) -> Settings:
     return Settings(backend="local", state_dir=str(d), role="master" if i == 0 else "worker", node_id=nid,
                     private_ip=f"127.0.0.{i + 2}", host_key=str(d / "nodes" / nid / "ssh_host_ed25519_key.pub"),
                     user=LOCAL_USER, home=str(d / "home"), mount_point=str(d / "shared"), key_wait=20).merged(over)
+
+
+def with_iptables(root: Path) -> None:
+    """The image ships iptables and ip6tables (System only checks that they are there)."""
+    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    for name in ("iptables", "ip6tables"):
+        (root / "usr/sbin" / name).write_text("#!/bin/sh\n")
+        (root / "usr/sbin" / name).chmod(0o755)

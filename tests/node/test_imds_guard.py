@@ -12,8 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import with_iptables
-from node_sim import GUARD_AGAIN, GUARD_FIRST_BOOT, SimCluster
+from node_sim import GUARD_AGAIN, GUARD_FIRST_BOOT, SimCluster, with_iptables
 
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node import imds_guard
