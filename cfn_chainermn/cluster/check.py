@@ -91,7 +91,8 @@ def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOU
 
 
 def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
-    """Results in node order; a node with no block at all counts as unreachable."""
+    """Results in node order; a node with no block at all counts as unreachable. A node whose id
+    check.sh refused has its block under `#N`, its position (no plain-word id starts with `#`)."""
     blocks: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in output.splitlines():
@@ -100,20 +101,16 @@ def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
         elif current is not None:
             current.append(line)
     results = []
-    for n in nodes:
-        lines = blocks.get(n.instance_id, [])
+    for position, n in enumerate(nodes, 1):
+        lines = blocks.get(f"#{position}", blocks.get(n.instance_id, []))
         values = dict(line.split("=", 1) for line in lines if "=" in line and line.split("=", 1)[0] in KEYS)
         efa_lines = [line.removeprefix("efa ") for line in lines if line.startswith("efa domain:")]
         rc = values.get("rc", "")
         ok = rc == "0"
         other = [line for line in lines if line.split("=", 1)[0] not in KEYS and line.strip()
                  and not line.startswith("efa domain:")]
-        if ok:
-            detail = ""
-        elif rc == "124":
-            detail = f"no answer within {CONNECT_TIMEOUT * 3}s"
-        else:
-            detail = other[-1] if other else (f"ssh exited {rc}" if rc else "no result")
+        # not ok: check.sh's own last word (a refusal, or the bound a silent node ran out of), or ssh's
+        detail = "" if ok else other[-1] if other else (f"ssh exited {rc}" if rc else "no result")
         want = fabric.efa_devices(n.instance_type)
         seen = len(fabric.fi_info_devices("\n".join(efa_lines))) if ok and want else None
         if ok and want and values.get("efa") == "no-fi_info":

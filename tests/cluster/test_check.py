@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal as signal_module
 import subprocess
+import time
 from pathlib import Path
 
 import fake_ssh
@@ -50,37 +52,69 @@ def test_check_sh_runs_every_ssh_at_once_and_prints_blocks_in_node_order(
 
 def test_check_sh_bounds_a_silent_node_and_passes_the_ssh_config(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A node that never answers is cut off at three times the connect timeout (timeout's 124); the
-    others answer meanwhile. The config path reaches ssh as one word, spaces and quotes and all."""
+    """A node that never answers is cut off at three times the connect timeout given (timeout's 124),
+    and its row says that bound; the others answer meanwhile. The config path reaches ssh as one
+    word, spaces and quotes and all."""
     ssh = fake_ssh.install(tmp_path, monkeypatch)
     (ssh.host(NODES[1].private_ip) / "before").write_text("exec sleep 600\n")
     config = str(tmp_path / "it's a config")
     _, out = ShellRemote().capture(check.probe_script(NODES[:2], 2222, timeout=1, ssh_config=config))
     results = check.parse(out, NODES[:2])
-    assert [r.ok for r in results] == [True, False] and results[1].detail == "no answer within 15s"
+    assert [r.ok for r in results] == [True, False] and results[1].detail == "no answer within 3s"
     assert ssh.calls() == sorted(["-F", config, *_argv(n.private_ip, port="2222", timeout=1)] for n in NODES[:2])
 
 
 @pytest.mark.parametrize(("node", "words"), [
-    (Node("i-$(touch PWNED)", "10.0.0.11", "worker", "p3.16xlarge"), "refused node id: not a plain word"),
-    (Node("i-w1\n== i-w3\ngpus=8\ncpus=2\nrc=0", "10.0.0.11", "worker", "p3.16xlarge"), "refused node id"),
+    (Node("i-$(touch PWNED)", "10.0.0.11", "worker", "p3.16xlarge"), "refused: node id is not a plain word"),
+    (Node("i-w1\n== i-w3\ngpus=8\ncpus=2\nrc=0", "10.0.0.11", "worker", "p3.16xlarge"),
+     "refused: node id is not a plain word"),
     (Node("i-w1", "-oProxyCommand=touch PWNED", "worker", "p3.16xlarge"),
      "refused: node address -oProxyCommand=touch PWNED is not a plain word"),
-    (Node("i-w1", "10.0.0.11;touch PWNED", "worker", "p3.16xlarge"), "is not a plain word"),
-    (Node("i-w1", "root@10.0.0.11", "worker", "p3.16xlarge"), "is not a plain word"),
+    (Node("i-w1", "10.0.0.11;touch PWNED", "worker", "p3.16xlarge"),
+     "refused: node address 10.0.0.11;touch PWNED is not a plain word"),
+    (Node("i-w1", "root@10.0.0.11", "worker", "p3.16xlarge"),
+     "refused: node address root@10.0.0.11 is not a plain word"),
 ], ids=["id-substitution", "id-forging-a-block", "address-as-option", "address-with-shell", "address-with-user"])
 def test_what_the_cluster_reports_is_never_shell_nor_an_option(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: Node, words: str) -> None:
-    """A node id or address that is not a plain word is refused in its own block: nothing runs for it,
-    no other node's result is forged, and the other nodes are checked as usual."""
+    """A node id or address that is not a plain word is refused in its own block, which is its row's
+    detail: nothing runs for it, no other node's result is forged, and the other nodes are checked as usual."""
     ssh = fake_ssh.install(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     nodes = [NODES[0], node, NODES[2]]
     _, out = ShellRemote().capture(check.probe_script(nodes, 22, timeout=30))
-    assert words in out and not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "PWNED").exists()
     assert ssh.calls() == sorted(_argv(n.private_ip) for n in (NODES[0], NODES[2]))
     # i-w3 was not asked, so nothing may say it answered
-    assert [r.ok for r in check.parse(out, [*nodes, NODES[3]])] == [True, False, True, False]
+    results = check.parse(out, [*nodes, NODES[3]])
+    assert [(r.ok, r.detail) for r in results[1::2]] == [(False, words), (False, "no result")]
+    assert [r.ok for r in results[::2]] == [True, True]
+
+
+@pytest.mark.parametrize(("shell", "signal"), [("sh", "SIGTERM"), ("sh", "SIGINT"), ("sh", "SIGHUP"),
+                                               ("bash", "SIGTERM")])
+def test_check_sh_stopped_midway_leaves_no_scratch_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shell: str, signal: str) -> None:
+    """Stopped while a node is silent (a ^C on the client, a killed session), check.sh still removes
+    the folder its answers went to, in sh (dash here) and in bash, a master's usual login shells."""
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    scratch, started = tmp_path / "scratch", tmp_path / "started"
+    scratch.mkdir()
+    started.mkdir()
+    (ssh.host(NODES[1].private_ip) / "before").write_text(f"touch {started}/$$\nexec sleep 600\n")
+    proc = subprocess.Popen([shell, "-c", check.probe_script(NODES[:2], 22, timeout=1)], stdout=subprocess.DEVNULL,
+                            env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        for _ in range(600):  # 30 s at most: the silent node's ssh has started, check.sh is waiting
+            if any(started.iterdir()):
+                break
+            time.sleep(0.05)
+        assert [p.name for p in scratch.iterdir()] != [] and any(started.iterdir())
+        proc.send_signal(getattr(signal_module, signal))
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
+    assert list(scratch.iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed (make install adds it)")
@@ -110,8 +144,8 @@ def test_parse_ok_mismatch_refused_timeout_and_missing() -> None:
     assert results[2].detail == "ssh: connect to host 10.0.0.12 port 22: Connection refused"
     assert results[3].detail == "no result"
     assert [r.node.instance_id for r in check.failures(results)] == ["i-w1", "i-w2", "i-w3"]
-    timed_out = check.parse("== i-w3\nrc=124\n", NODES[3:])
-    assert timed_out[0].detail == "no answer within 15s"
+    timed_out = check.parse("== i-w3\nno answer within 3s\nrc=124\n", NODES[3:])
+    assert timed_out[0].detail == "no answer within 3s"
 
 
 def test_local_nodes_take_the_hosts_gpus_and_table_lines_up() -> None:

@@ -4,7 +4,8 @@
 # and 16 nodes take about as long as 2. Prints one block per node, in the order given:
 #   == ID
 #   what probe.sh printed there (or ssh's own complaint)
-#   rc=SSH'S EXIT CODE (124: no answer within the bound)
+#   rc=SSH'S EXIT CODE (124: no answer within the bound, after a line saying the bound in seconds)
+# A node whose id is refused has the block `== #N` instead, N its position (counted from 1).
 #
 # Arguments: PROBE TIMEOUT PORT SSH_CONFIG, then ID ADDRESS FABRIC for each node. PROBE is the text
 # of probe.sh, which each node runs as `sh -s FABRIC` (efa: count EFA devices too, else tcp);
@@ -12,7 +13,9 @@
 # printf's arguments, never shell text, and the files that collect the answers are named by
 # position: an id or address the cluster reported cannot run code here or write outside the
 # scratch folder. One that is not a plain word (an id with a newline could forge another node's
-# block; an address with a leading `-` would be an ssh option) is refused, and says so.
+# block; an address with a leading `-` would be an ssh option) is refused, and says so in that
+# node's block. The scratch folder goes on any exit, and on INT, TERM or HUP (a ^C on the client
+# closes the channel); the ssh left running then stop at their own bound.
 probe=$1 timeout=$2 port=$3 config=$4
 shift 4
 for number in "$timeout" "$port"; do
@@ -21,6 +24,8 @@ for number in "$timeout" "$port"; do
   esac
 done
 d=$(mktemp -d) || exit 1
+trap 'rm -rf "$d"' EXIT
+trap 'exit 130' INT TERM HUP
 printf '%s\n' "$probe" > "$d/probe"
 n=0
 while [ $# -ge 3 ]; do
@@ -29,7 +34,7 @@ while [ $# -ge 3 ]; do
   shift 3
   (
     case $id in
-      '' | *[!A-Za-z0-9._-]*) echo "== ?"; echo "check.sh: refused node id: not a plain word"; exit 0 ;;
+      '' | *[!A-Za-z0-9._-]*) echo "== #$n"; echo "refused: node id is not a plain word"; echo "rc=2"; exit 0 ;;
     esac
     echo "== $id"
     case $address in
@@ -41,7 +46,9 @@ while [ $# -ge 3 ]; do
     esac
     timeout $((timeout * 3)) ssh ${config:+-F "$config"} -o BatchMode=yes -o "ConnectTimeout=$timeout" \
       -p "$port" -- "$address" sh -s "$fabric" < "$d/probe" 2>&1
-    echo "rc=$?"
+    rc=$?
+    [ "$rc" -ne 124 ] || echo "no answer within $((timeout * 3))s"
+    echo "rc=$rc"
   ) > "$d/$n" 2>&1 &
 done
 wait
@@ -50,4 +57,3 @@ while [ "$i" -le "$n" ]; do
   cat "$d/$i"
   i=$((i + 1))
 done
-rm -rf "$d"
