@@ -79,6 +79,7 @@ class IdleState:
     published_at: float = 0.0
     progress: dict[str, Any] = field(default_factory=dict)  # what an unfinished action recorded (Acting)
     retry: dict[str, Any] = field(default_factory=dict)  # a failure that backs off: its words, when next (idle_tick)
+    halted: float | None = None  # when the master stopped itself, its tries over (NotDone.halt)
 
     @classmethod
     def load(cls, path: Path) -> IdleState:

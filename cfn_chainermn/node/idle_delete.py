@@ -15,6 +15,13 @@ DeleteStack is sent again (skipping the group: it may be gone) after a wait that
 refresh to an hour (idle_tick.py's backoff, as after any failure). A watch that ran out is resumed at the next refresh
 whether the cluster is busy or not (AwsShutdown.underway).
 
+The master is a GPU instance that bills by the hour, and after DELETE_FAILED its DeleteStack is
+usually refused (CloudFormation deletes MasterIdleDeletePolicy, which nothing depends on, early).
+So at the HALT_AFTER-th failure in a row (DELETE_FAILED, or DeleteStack not sent again after it),
+still due at a second look, it stops trying and stops itself (NotDone.halt: idle_tick publishes
+the words first, then AwsShutdown.halt powers it off, which stops an EBS-backed instance and
+needs no permission). What it leaves billing is said in those words; a stopped master cannot retry.
+
 The timer is stopped, not disabled: a master that reboots mid-way gets it back. Every way out but a
 finished deletion (a watch that ran out among them) starts it again, outside the SIGTERM-ignoring
 block (a child inherits an ignored signal across exec, signal(7), and Python's restore_signals
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 REFRESH_TIMER = "cfn-chainermn-refresh.timer"  # aws_platform.UNIT's timer
+HALT_AFTER = 3  # failed deletions in a row (30 s and 1 min apart, the backoff's first waits) before the master stops
 WORKERS_GONE_S = 600.0  # the longest the master waits for its workers to terminate before DeleteStack
 WORKERS_POLL_S = 15.0
 DELETE_WATCH_S = 1800.0  # the longest one refresh empties the bucket and watches the deletion
@@ -65,6 +73,7 @@ class Deletion:
     group: str
     sleep: Callable[[float], None]
     clock: Callable[[], float]
+    master: str = ""  # its instance id, for the words when it stops itself ("" when the outputs lack it)
 
     def run(self, status: str, acting: Acting) -> str:
         """What was done; the timer runs again on every way out but a finished deletion, whatever was raised."""
@@ -87,8 +96,10 @@ class Deletion:
             raise
         except CfnChainermnError as exc:
             if status == "DELETE_FAILED":
-                kept = "it stays DELETE_FAILED"
-            elif acting.progress.get("scaled"):
+                raise self._failed_again(acting, f"stack {self.stack} not deleted: {exc}; it stays DELETE_FAILED; "
+                                         f"`cfn-chainermn stack delete {self.stack}` deletes it from your "
+                                         "machine") from exc
+            if acting.progress.get("scaled"):
                 kept = (f"worker group {self.group} left at 0 until the next try, or put back by the first refresh "
                         f"that finds the cluster busy ({self._restore_command(acting.progress)}); key bucket untouched")
             else:
@@ -175,10 +186,25 @@ class Deletion:
             scaled = "" if waited is None else f"worker group {self.group} at 0; {waited}"
             return f"{scaled}{done}; stack DELETE_COMPLETE"
         if status == "DELETE_FAILED":
-            raise NotDone(f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; `cfn-chainermn stack delete "
-                          f"{self.stack}` deletes it from your machine")
+            raise self._failed_again(acting, f"stack {self.stack} DELETE_FAILED: {self._cause(reason)}; `cfn-chainermn "
+                                     f"stack delete {self.stack}` deletes it from your machine")
         raise NotDone(f"stack {self.stack} still {status or 'unread'} after {DELETE_WATCH_S:g} s ({done}); the "
                       "next refresh empties the bucket and looks again", quiet=True)
+
+    def _failed_again(self, acting: Acting, words: str) -> NotDone:
+        """The failure counted (in the progress the tick keeps); at HALT_AFTER in a row, and still due,
+        the one that stops the master, saying what is left and that nothing retries any more."""
+        failures = int(acting.progress.get("delete_failed", 0)) + 1
+        acting.progress["delete_failed"] = failures
+        if failures < HALT_AFTER:
+            return NotDone(f"{words}; failed try {failures} of {HALT_AFTER} before the master stops itself")
+        why = acting.still_due()
+        if why:
+            return NotDone(f"{words}; the master keeps running: {why}")
+        master = f"the master {self.master}" if self.master else "the master"
+        return NotDone(f"{words}; failed {failures} times: {master} stops itself now and tries no more (a stopped "
+                       "master cannot retry); still billed until that `stack delete`: what failed to delete, the "
+                       "stack's EFS if it made one, the master's EBS volumes", halt=True)
 
     def _stack(self, acting: Acting) -> tuple[str, str]:
         """The stack's status and its reason; DELETE_COMPLETE once its id no longer resolves, "" unread."""

@@ -102,7 +102,17 @@ class AwsShutdown:
 
     def _deletion(self) -> Deletion:
         return Deletion(self.cfn, self.s3, self._asg(), self.system, self.stack, self.stack_id, self.bucket,
-                        self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep, lambda: now())
+                        self._output(OUT_SHUTDOWN_ROLE), self._output(OUT_WORKER_GROUP), self.sleep, lambda: now(),
+                        (self.outputs or {}).get(OUT_MASTER_INSTANCE_ID, ""))
+
+    def halt(self) -> str:
+        """The master powered off from its own OS: an EBS-backed instance then stops, as the template
+        leaves InstanceInitiatedShutdownBehavior at its default ("By default, when you initiate a
+        shutdown from an Amazon EBS backed instance (using a command such as shutdown or poweroff),
+        the instance stops", EC2 User Guide, "Change instance initiated shutdown behavior"). No IAM
+        permission is needed, so it works after CloudFormation deleted the master's idle policies."""
+        self.system.run(["systemctl", "poweroff"])
+        return "the master is powering off (it stops: EBS-backed, shutdown behavior stop)"
 
     def _delete(self, acting: idle_tick.Acting) -> str:
         return self._deletion().run(self.status, acting)
@@ -139,11 +149,16 @@ class LocalShutdown:
     def underway(self) -> bool:
         return False  # nothing it does outlasts its act
 
+    def halt(self) -> str:
+        return self._record("halt", "its tries over")  # never asked: nothing local fails to delete
+
     def act(self, limits: idle.Limits, acting: idle_tick.Acting) -> str:
+        return self._record(limits.action, acting.reason)
+
+    def _record(self, action: str, reason: str) -> str:
         path = self.state_dir / LOCAL_ACTION
-        write_atomic(path, json.dumps({"action": limits.action, "reason": acting.reason, "time": now()}) + "\n",
-                     0o644)
-        return f"local cluster: {limits.action} recorded in {path}"
+        write_atomic(path, json.dumps({"action": action, "reason": reason, "time": now()}) + "\n", 0o644)
+        return f"local cluster: {action} recorded in {path}"
 
 
 @dataclass(frozen=True)

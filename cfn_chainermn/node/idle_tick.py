@@ -6,7 +6,10 @@ did not finish (tried again later); one called off (Acting.still_due) lets the c
 action that failed is tried again one refresh later, then after twice the last wait each time, up
 to an hour (a refusal, after DELETE_FAILED the usual answer, would otherwise be asked for every 30 s
 for as long as the master runs); the wait and the failure's words are kept in the state file,
-through busy ticks too, and start afresh when the limits change or the action is under way again.
+through busy ticks and a call-off too (neither tried what failed again), and start afresh when the
+limits change or the action is under way again. A failure the back end gives up on (NotDone.halt:
+a deletion that failed again and again) is published and saved, then the master stops itself
+(Shutdown.halt); a tick after that is a master someone started again, which counts afresh.
 An action under way that nothing can call off (Shutdown.underway: a stack CloudFormation is
 deleting) is followed at every tick, busy or not.
 `tick` takes its clock, probes and publishing as Hooks, so tests run a cluster's hours as calls.
@@ -60,11 +63,12 @@ class Cancelled(CfnChainermnError):
 class NotDone(CfnChainermnError):
     """Stopped short; tried again after a wait that doubles (RETRY_FIRST_S to RETRY_MAX_S), as any
     failed act is. `quiet`: nothing may be written to the bucket (it is being emptied), and a deletion
-    under way goes on at the next tick."""
+    under way goes on at the next tick. `halt`: no more tries; once its words are published, the
+    master stops itself (Shutdown.halt)."""
 
-    def __init__(self, message: str, *, quiet: bool = False) -> None:
+    def __init__(self, message: str, *, quiet: bool = False, halt: bool = False) -> None:
         super().__init__(message)
-        self.quiet = quiet
+        self.quiet, self.halt = quiet, halt
 
 
 class Shutdown(Protocol):
@@ -81,6 +85,10 @@ class Shutdown(Protocol):
 
     def underway(self) -> bool:
         """Whether an action nothing can call off is under way (a stack being deleted), as limits() read it."""
+
+    def halt(self) -> str:
+        """Stop the master itself, after a failure that ends the tries (NotDone.halt); in words. Raises
+        when it could not."""
 
 
 @dataclass
@@ -108,6 +116,9 @@ def tick(shutdown: Shutdown, hooks: Hooks, state_path: Path) -> str:
     now = hooks.clock()
     if state.acted and limits.action == "stop":  # a tick after the stop: someone started the master again
         state.acted, state.resumed, state.idle_since, state.warned = "", now, None, None
+    if state.halted is not None:  # stopped itself after its tries failed, and started again: counts afresh
+        state.halted, state.idle_since, state.warned, state.retry = None, None, None, {}
+        _call_off(shutdown, state, limits)
     limits = counted(limits, state)
     verdict = judge(limits, activity, state, now)
     if shutdown.underway():  # followed whatever the count says: a busy tick must not drop it
@@ -166,19 +177,38 @@ def _act(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, l
                                                   lambda: state.save(state_path), hooks.log))
     except Cancelled as exc:
         fresh, activity, now_verdict = again[-1] if again else (limits, Activity(), verdict)
-        state.acted, state.progress, state.idle_since, state.retry = "", {}, now_verdict.idle_since, {}
+        state.acted, state.progress, state.idle_since = "", {}, now_verdict.idle_since  # the wait kept
         _publish(hooks, state, status(fresh, activity, now_verdict, hooks.clock()), hooks.clock(), force=True)
         return str(exc)
     except CfnChainermnError as exc:
         if getattr(exc, "quiet", False):  # a watch that ran out: followed again at the next tick
             state.save(state_path)
             raise
-        failed = _backed_off(state, limits, str(exc), hooks.clock())
+        unstopped = _halt(shutdown, hooks, state, state_path, record, str(exc)) if getattr(exc, "halt", False) else ""
+        if unstopped is None:
+            raise NotDone(str(exc)) from exc
+        failed = _backed_off(state, limits, unstopped or str(exc), hooks.clock())
         _publish(hooks, state, {**record, "failed": str(failed)}, hooks.clock(), force=True)
         state.save(state_path)
         raise failed from exc
     state.progress, state.retry = {}, {}
     return f"{verdict.reason}: {state.acted}"
+
+
+def _halt(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, record: dict[str, object],
+          words: str) -> str | None:
+    """The failure's last words published and the state saved, then the master stopped (its poweroff
+    ends this process soon after): None. When it cannot stop, the words with why, tried again later."""
+    now = hooks.clock()
+    _publish(hooks, state, {**record, "failed": words}, now, force=True)
+    state.halted = now
+    state.save(state_path)
+    try:
+        hooks.log(f"idle: {shutdown.halt()}")
+    except CfnChainermnError as exc:
+        state.halted = None
+        return f"{words}; the master did not stop itself: {exc}"
+    return None
 
 
 def _retry_limits(limits: Limits) -> list[object]:

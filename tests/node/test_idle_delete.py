@@ -7,7 +7,8 @@ reads the stack until CloudFormation says it is gone (a bucket gone ends only th
 DELETE_FAILED is told with its first failed resource and DeleteStack is sent again after a wait
 that doubles; a deletion under way is followed by the next tick, busy or not; a refused call before
 DeleteStack restores nothing, leaves the bucket alone and lets the timer run again; any botocore
-error, an answer or none, is caught and tried again."""
+error, an answer or none, is caught and tried again; the third failed deletion in a row, still due,
+says what is left and powers the master off."""
 
 from __future__ import annotations
 
@@ -48,9 +49,10 @@ from idle_stubs import (
 )
 
 from cfn_chainermn.errors import AgentError
+from cfn_chainermn.names import OUT_MASTER_INSTANCE_ID
 from cfn_chainermn.node import idle_delete, idle_master
 from cfn_chainermn.node.idle import Activity, IdleState
-from cfn_chainermn.node.idle_delete import DELETE_POLL_S, WORKERS_GONE_S, WORKERS_POLL_S
+from cfn_chainermn.node.idle_delete import DELETE_POLL_S, HALT_AFTER, WORKERS_GONE_S, WORKERS_POLL_S
 from cfn_chainermn.node.idle_tick import Cancelled, Hooks, NotDone, tick
 
 
@@ -188,7 +190,7 @@ def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again
         stubs: dict[str, Stubber], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """DeleteStack, the bucket emptied, DescribeStacks says DELETE_FAILED: the events name the
     resource and why; the line (and `stack status`'s record) says what the user runs and when the
-    next try is; the timer runs again. The ticks before that try read the limits and nothing else;
+    next try is; the timer runs again. The ticks before that try make no AWS call but the limits';
     the try sends DeleteStack without touching the group (it may be gone); refused, the wait
     doubles; the next try is sent."""
     state, deadline = due_state(tmp_path)
@@ -212,8 +214,9 @@ def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again
         tick(shutdown, hooks, state)
     line = str(failed.value)
     assert line == (f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried "
-                    f"to delete is not empty; `cfn-chainermn stack delete {STACK}` deletes it from your machine; the "
-                    "next try at 2026-01-02 04:04:35Z (in 30 s; the wait doubles at each failure, up to 60 min)")
+                    f"to delete is not empty; `cfn-chainermn stack delete {STACK}` deletes it from your machine; "
+                    "failed try 1 of 3 before the master stops itself; the next try at 2026-01-02 04:04:35Z (in 30 "
+                    "s; the wait doubles at each failure, up to 60 min)")
     assert published[-1]["failed"] == line and published[-1]["acting"] is True
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
@@ -232,7 +235,8 @@ def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again
                                              "cloudformation:DeleteStack", 403,
                                              expected_params={"StackName": STACK_ID, "RoleARN": ROLE})
     refused = (f"not deleted: .*; it stays DELETE_FAILED; `cfn-chainermn stack delete {STACK}` deletes it from your "
-               r"machine; the next try at 2026-01-02 04:05:35Z \(in 1 min;")
+               r"machine; failed try 2 of 3 before the master stops itself; the next try at 2026-01-02 04:05:35Z "
+               r"\(in 1 min;")
     with pytest.raises(NotDone, match=refused):
         tick(shutdown, hooks, state)
     assert published[-1]["failed"].startswith(f"stack {STACK} not deleted: DeleteStack failed: AccessDenied")
@@ -419,3 +423,67 @@ def test_a_stop_of_the_refresh_during_the_workers_wait_starts_the_timer_again(
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START]
     assert signal.getsignal(signal.SIGTERM) is before
 
+
+
+MASTER = "i-0bbbbbbbbbbbbbbb1"
+POWEROFF = "systemctl poweroff"
+
+
+def _third_failure(stubs: dict[str, Stubber], tmp_path: Path, how: str, second_look: Activity) -> tuple[
+        str, list[dict[str, Any]], Path]:
+    """A due tick on a DELETE_FAILED stack whose deletion failed twice already: DeleteStack is sent
+    again and the stack ends DELETE_FAILED again ("failed"), or DeleteStack is refused ("refused");
+    then the second look (limits re-read, the master re-probed: `second_look`)."""
+    state, deadline = due_state(tmp_path)
+    loaded = IdleState.load(state)
+    loaded.progress = {"delete_failed": HALT_AFTER - 1}
+    loaded.save(state)
+    published: list[dict[str, Any]] = []
+    looks = [Activity(), second_look]
+    hooks = Hooks(probe=lambda: looks.pop(0), publish=lambda key, body: published.append(json.loads(body)),
+                  wall=print, log=print, clock=lambda: deadline)
+    outputs = {**DELETING, OUT_MASTER_INSTANCE_ID: MASTER}
+    describe_stack(stubs, {"IdleMinutes": "30"}, outputs, status="DELETE_FAILED")
+    if how == "refused":
+        stubs["cloudformation"].add_client_error("delete_stack", "AccessDenied", "not authorized to perform: "
+                                                 "cloudformation:DeleteStack", 403,
+                                                 expected_params={"StackName": STACK_ID, "RoleARN": ROLE})
+    else:
+        delete_stack(stubs)
+        empty_bucket(stubs)
+        stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+        failed_delete_events(stubs)
+    describe_stack(stubs, {"IdleMinutes": "30"}, outputs, status="DELETE_FAILED")  # the second look
+    with pytest.raises(NotDone) as failed:
+        tick(shutdown_of(stubs, tmp_path, sleep=lambda seconds: None), hooks, state)
+    return str(failed.value), published, state
+
+
+@pytest.mark.parametrize("how", ["failed", "refused"])
+def test_the_third_failed_deletion_in_a_row_stops_the_master_after_saying_what_is_left(
+        stubs: dict[str, Stubber], tmp_path: Path, how: str) -> None:
+    """After DELETE_FAILED the master (a GPU instance) would bill while its retries are refused: at the
+    third failure in a row, still idle at a second look, it publishes its last words (what is left
+    billing, that it retries no more, the command that deletes the rest) and powers itself off,
+    which stops it (no StopInstances: no permission the deletion may already have removed)."""
+    line, published, state = _third_failure(stubs, tmp_path, how, Activity())
+    assert line.startswith(f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you "
+                           "tried to delete is not empty; " if how == "failed" else
+                           f"stack {STACK} not deleted: DeleteStack failed: AccessDenied: not authorized to perform: "
+                           "cloudformation:DeleteStack")
+    assert line.endswith(f"`cfn-chainermn stack delete {STACK}` deletes it from your machine; failed 3 times: the "
+                         f"master {MASTER} stops itself now and tries no more (a stopped master cannot retry); still "
+                         "billed until that `stack delete`: what failed to delete, the stack's EFS if it made one, the "
+                         "master's EBS volumes")
+    assert published[-1]["failed"] == line and published[-1]["acting"] is True
+    assert journal(tmp_path) == [TIMER_STOP, TIMER_START, POWEROFF]  # the timer's start is moot then
+    assert IdleState.load(state).halted is not None
+
+
+def test_a_third_failure_on_a_cluster_busy_again_leaves_the_master_running(
+        stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """The deletion's watch can last 30 minutes: somebody who logged in meanwhile keeps the master."""
+    line, _, state = _third_failure(stubs, tmp_path, "failed", Activity(sessions=("chainer@pts/0",)))
+    assert "; the master keeps running: busy again (chainer@pts/0); the next try at " in line
+    assert POWEROFF not in journal(tmp_path) and IdleState.load(state).halted is None
+    assert IdleState.load(state).progress["delete_failed"] == HALT_AFTER

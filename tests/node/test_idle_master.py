@@ -6,6 +6,7 @@ test_idle_delete.py) is one the template grants the master, on the resource it s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from idle_stubs import (
 )
 
 from cfn_chainermn.errors import AgentError
+from cfn_chainermn.node import idle_master
 from cfn_chainermn.node.idle import Limits
 
 
@@ -109,6 +111,8 @@ def test_the_calls_are_those_the_template_grants_the_master(stubs: dict[str, Stu
     assert granted[("autoscaling:UpdateAutoScalingGroup", stops)] == [group]
     assert granted[("ec2:StopInstances", stops)] == [
         {"Fn::Sub": "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/${ClusterMaster}"}]
+    # a master whose deletion failed stops itself by powering off (AwsShutdown.halt): no grant for it
+    assert ("ec2:StopInstances", deletes) not in granted and ("ec2:StopInstances", None) not in granted
 
 
 def test_call_off_puts_the_group_back_after_a_refused_deletestack_but_leaves_a_deleting_stack_alone(
@@ -136,3 +140,10 @@ def test_call_off_puts_the_group_back_after_a_refused_deletestack_but_leaves_a_d
     deleting.limits()
     assert deleting.call_off(progress) == ""  # no AWS call: the Stubber has nothing more queued
     assert later.call_off({}) == ""
+
+
+def test_a_local_master_records_a_halt_as_it_records_its_action(tmp_path: Path) -> None:
+    """A local cluster stops nothing: its stand-in writes down what the master would do."""
+    line = idle_master.LocalShutdown(tmp_path).halt()
+    assert line == f"local cluster: halt recorded in {tmp_path / idle_master.LOCAL_ACTION}"
+    assert json.loads((tmp_path / idle_master.LOCAL_ACTION).read_text())["action"] == "halt"

@@ -39,8 +39,12 @@ class Cluster:
     probes: list[Activity] = field(default_factory=list)  # what the next looks see, before `activity`
     later: Limits | None = None  # the limits a second look reads (a `stack update` meanwhile)
     looked: int = 0
+    state: Path = Path("/nonexistent")  # the state file the ticks use (_run sets it)
     called_off: list[dict[str, Any]] = field(default_factory=list)  # the progress of each undone action
     deleting: bool = False  # what Shutdown.underway says: a deletion that nothing calls off runs
+    halts: list[tuple[object, float | None]] = field(default_factory=list)  # at each halt: the last failure
+    # published and the `halted` the state file holds then (both must be out before the master goes)
+    halt_fails: bool = False
 
     def limits_now(self) -> Limits:
         self.looked += 1
@@ -87,12 +91,18 @@ class _Shutdown:
     def underway(self) -> bool:
         return self.c.deleting
 
+    def halt(self) -> str:
+        self.c.halts.append((self.c.published[-1].get("failed"), IdleState.load(self.c.state).halted))
+        if self.c.halt_fails:
+            raise AgentError("`systemctl poweroff` exited 1: Access denied")
+        return "the master is powering off"
+
 
 def _run(c: Cluster, path: Path, minutes: list[float]) -> list[str]:
     """One tick at each minute after T0 (the refresh timer's looks, compressed)."""
     lines = []
     for m in minutes:
-        c.now, c.looked = T0 + m * 60, 0
+        c.now, c.looked, c.state = T0 + m * 60, 0, path
         lines.append(tick(_Shutdown(c), c.hooks(), path))
     return lines
 
@@ -319,3 +329,88 @@ def test_an_action_under_way_is_followed_at_every_tick_busy_or_not(tmp_path: Pat
         _run(c, state, [30.2])
     assert _run(c, state, [30.4]) == ["under way: delete asked"]
     assert len(c.acts) == 3 and c.called_off == [] and IdleState.load(state).retry == {}
+
+
+def _backed_off_to_an_hour(c: Cluster, state: Path) -> float:
+    """Due at minute 30, then each try fails: the minute at which the wait reaches RETRY_MAX_S."""
+    _due(c, state)
+    minute = 30.0
+    _failing(c, state, minute)
+    while IdleState.load(state).retry["wait"] < RETRY_MAX_S:
+        minute += IdleState.load(state).retry["wait"] / 60
+        _failing(c, state, minute)
+    return minute
+
+
+def test_a_long_wait_is_dropped_when_stack_update_changes_the_limits(tmp_path: Path) -> None:
+    """An hour's wait after repeated failures belongs to the limits it failed under: a `stack update`
+    (here 45 idle minutes instead of 30) is warned again and acted on five minutes later, not when
+    the hour is over, and its first failure waits one refresh again."""
+    c = Cluster(Limits(), outcomes=[NotDone("stack demo not deleted: AccessDenied")] * 10)
+    state = tmp_path / "idle.json"
+    minute = _backed_off_to_an_hour(c, state)
+    tries = len(c.acts)
+    assert _run(c, state, [minute + 10])[0].startswith("not done: ")  # held by the hour's wait
+    c.limits = Limits(idle_minutes=45, created=T0)
+    _run(c, state, [minute + 11])  # a new deadline (long passed): warned now
+    assert len(c.walls) == 2 and len(c.acts) == tries
+    assert "in 30 s;" in _failing(c, state, minute + 16)  # acted on 50 minutes before the old wait ends
+    assert len(c.acts) == tries + 1
+
+
+def test_a_call_off_keeps_the_wait_as_a_busy_tick_does(tmp_path: Path) -> None:
+    """A try cancelled at its second look (a login) tried nothing that had failed: the next failure,
+    after a new idle period, waits twice the last wait, not one refresh as after a first failure."""
+    c = Cluster(Limits(), outcomes=[NotDone("not deleted: AccessDenied")] * 3 + [Cancelled("deletion cancelled")]
+                + [NotDone("not deleted: AccessDenied")])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    for minute in (30, 30.5, 31.5):
+        _failing(c, state, minute)
+    assert IdleState.load(state).retry["wait"] == 4 * RETRY_FIRST_S
+    c.probes = [IDLE, LOGIN]  # the tick's look, then the second look
+    assert _run(c, state, [33.5]) == ["deletion cancelled: busy again (chainer@pts/0)"]
+    assert IdleState.load(state).retry["wait"] == 4 * RETRY_FIRST_S
+    _run(c, state, [34, 59])  # idle again from 34: warned at 59, due at 64
+    assert "in 4 min;" in _failing(c, state, 64)
+
+
+HALTING = "stack demo DELETE_FAILED: SecurityGroup ...; failed 3 times: the master stops itself now"
+
+
+def test_a_failure_that_ends_the_tries_is_published_and_saved_before_the_master_stops_itself(tmp_path: Path) -> None:
+    c = Cluster(Limits(), outcomes=[NotDone(HALTING, halt=True)])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    with pytest.raises(NotDone) as failed:
+        _run(c, state, [30])
+    assert str(failed.value) == HALTING  # no next try: the master stops
+    assert c.halts == [(HALTING, T0 + 30 * 60)]
+    assert c.logs == ["idle: the master is powering off"] and c.published[-1]["acting"]
+
+
+def test_a_master_started_again_after_it_stopped_itself_counts_afresh(tmp_path: Path) -> None:
+    """Someone starts it (to look, or to let it try again): nothing is tried at once; a new idle
+    period and a new warning come first, and the tries start over."""
+    c = Cluster(Limits(), outcomes=[NotDone(HALTING, halt=True), NotDone("DELETE_FAILED")])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    with pytest.raises(NotDone):
+        _run(c, state, [30])
+    assert _run(c, state, [600]) == ["idle for 0 min; deadline in 30 min (idle for 30 minutes)"]
+    loaded = IdleState.load(state)
+    assert loaded.halted is None and loaded.retry == {} and loaded.progress == {} and c.called_off == [{"tries": 1}]
+    _run(c, state, [625])
+    assert len(c.walls) == 2 and len(c.acts) == 1
+    assert "in 30 s;" in _failing(c, state, 630)
+
+
+def test_a_master_that_cannot_stop_itself_says_so_and_tries_again_after_the_wait(tmp_path: Path) -> None:
+    c = Cluster(Limits(), outcomes=[NotDone(HALTING, halt=True)], halt_fails=True)
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    line = _failing(c, state, 30)
+    assert line.startswith(f"{HALTING}; the master did not stop itself: `systemctl poweroff` exited 1: Access "
+                           "denied; the next try at ")
+    assert c.published[-1]["failed"] == line and IdleState.load(state).halted is None
+    assert _run(c, state, [30.2]) == [f"not done: {line}"]  # not taken for a restart: the wait holds

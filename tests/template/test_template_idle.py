@@ -195,3 +195,21 @@ def test_moto_makes_the_service_role_exactly_when_a_limit_deletes(moto: Any, idl
                         f":autoScalingGroupName/{outputs['WorkerGroupName']}",
                         f":file-system/{outputs['EfsFileSystemId']}"):
             assert re.search(re.escape(arn_end) + "[\"']", text), arn_end
+
+
+def _values_of(value: Any, key: str) -> list[Any]:
+    """Every value `key` has anywhere in a template fragment."""
+    if isinstance(value, list):
+        return [v for item in value for v in _values_of(item, key)]
+    if not isinstance(value, dict):
+        return []
+    return [*([value[key]] if key in value else []), *(v for item in value.values() for v in _values_of(item, key))]
+
+
+def test_a_master_that_powers_itself_off_stops_and_is_not_terminated(variant_configs: dict[str, Any]) -> None:
+    """After its deletion failed again and again the master powers itself off (node/idle_master.py's
+    halt), which stops an EBS-backed instance only while InstanceInitiatedShutdownBehavior keeps its
+    default, stop (EC2 User Guide, "Change instance initiated shutdown behavior"): no variant's master
+    or launch template sets it."""
+    for name, cfg in variant_configs.items():
+        assert _values_of(template_dict(cfg)[R], "InstanceInitiatedShutdownBehavior") == [], name
