@@ -7,6 +7,7 @@ tests point it at a local stand-in; nothing here ever defaults to another host s
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +36,7 @@ class Imds:
     """A tiny IMDSv2 client (standard library only: it runs before anything else works).
 
     Early in a boot the metadata service may not answer yet (the network is still coming up),
-    or answer 429/5xx for a while: every request is retried with backoff until `wait` seconds
+    or answer 429/5xx (or not HTTP at all) for a while: every request is retried with backoff until `wait` seconds
     after the first one, then AgentError says for how long and how it failed. A refusal (4xx
     other than 429) is an answer, not an outage, and is not retried."""
 
@@ -64,6 +65,8 @@ class Imds:
                 last = f"HTTP {exc.code}"
             except (urllib.error.URLError, OSError) as exc:
                 last = str(getattr(exc, "reason", exc))
+            except http.client.HTTPException as exc:  # something that is not HTTP (BadStatusLine): not IMDS yet
+                last = f"not an HTTP reply ({type(exc).__name__}: {str(exc)[:60]})"
             left = self._deadline - time.monotonic()
             if left <= 0:
                 raise AgentError(f"instance metadata service at {self.base_url} did not answer within "

@@ -105,7 +105,8 @@ def test_cancel_script_stops_a_detached_job(tmp_path: Path) -> None:
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _group_alive(pgid)
-    assert (d / "cancelled").exists() and (d / "exit_code").exists()
+    assert (d / "cancelled").exists() and (d / "exit_code").read_text() == "143\n"
+    assert not list(d.glob("exit_code.*"))  # written aside and renamed in: never read empty
     # A second cancel of a finished job is a no-op: 3 (ended already) and its exit code.
     again = subprocess.run(["sh", str(d / "cancel.sh")], capture_output=True, text=True, timeout=30)
     assert (again.returncode, again.stdout) == (3, "143\n")

@@ -142,3 +142,32 @@ def test_refusal_is_an_answer_not_an_outage() -> None:
         assert client.tries == 2  # the token, then mac: no retry
     finally:
         imds.close()
+
+
+def test_a_reply_that_is_not_http_is_an_outage_not_an_answer() -> None:
+    """Whatever answers on the metadata address before IMDS does (here: an SSH banner) is retried
+    like silence, and the bound's message names it, instead of failing the step as unexpected."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def banner() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    thread = threading.Thread(target=banner, daemon=True)
+    thread.start()
+    try:
+        client = Imds(f"http://127.0.0.1:{server.getsockname()[1]}", wait=0.5, first_delay=0.05)
+        with pytest.raises(AgentError, match=r"did not answer within 0.5 s .*last: not an HTTP reply \(BadStatusLine"):
+            client.identity()
+        assert client.tries >= 2
+    finally:
+        stop.set()
+        server.shutdown(socket.SHUT_RDWR)
+        server.close()
+        thread.join(timeout=30)

@@ -35,5 +35,5 @@ fi
 alive && kill -TERM "-$pg" 2>/dev/null
 i=0; while alive && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done
 alive && kill -KILL "-$pg" 2>/dev/null
-[ -f exit_code ] || echo 143 > exit_code
+[ -f exit_code ] || { echo 143 > exit_code.cancel && mv exit_code.cancel exit_code; }  # whole, as cmd.sh writes it: list.sh never reads it empty
 exit 0
