@@ -57,7 +57,7 @@ from cfn_chainermn.node.spot_attempt import words
 from cfn_chainermn.node.spot_ranks import Rank, Ranks, Signaller
 from cfn_chainermn.node.spot_record import Record
 from cfn_chainermn.node.spot_retract import Retraction
-from cfn_chainermn.node.spot_shared import Shared, Todo
+from cfn_chainermn.node.spot_shared import Shared, Todo, Told
 
 NOTICE_PATH = "spot/instance-action"
 LIFECYCLE_PATH = "instance-life-cycle"  # "spot" or "on-demand"
@@ -116,9 +116,10 @@ class Watch:
             return ""
         s, done = self.ctx.settings, []
         seen = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        key = record_key(notice, self._boot_id())
+        boot = self._boot_id()
+        key = record_key(notice, boot)
         if self.record is None or self.record.notice_time != key:
-            self.record = Record.load(s.spot_path(), key)
+            self.record = Record.load(s.spot_path(), key, boot)
             done.append(f"Spot interruption notice: {notice.action} at {notice.time}" + (
                 f" (an earlier run of the watch began on it: {self.record.words()}; going on from there)"
                 if self.record.resumed and self.record.started() else ""))
@@ -135,7 +136,7 @@ class Watch:
             files = HomeFiles(self.ctx.platform.path(s.mount_point), (entry.pw_uid, entry.pw_gid))
             line = spot_jobs.log_line(s.node_id, s.private_ip, notice.action, notice.time, seen)
             gone = None if rec.gone else spot_jobs.gone_text(s.node_id, notice.time)
-            self._shared(Todo(files, s.private_ip, gone, line, frozenset(rec.told)), done)
+            self._shared(Todo(key, files, s.private_ip, gone, line, frozenset(rec.told)), done)
             self._stop_ranks(entry.pw_uid, done)
         self._retracted(Retraction.POLL_WAIT_S, done)
         return "; ".join(done)
@@ -145,12 +146,18 @@ class Watch:
         told = self.shared.run(todo, spot_shared.SHARED_WAIT_S)
         if isinstance(told, str):
             done.append(told)
-            return
-        assert self.record is not None
+        else:
+            self._took(told, done)
+
+    def _took(self, told: Told, done: list[str]) -> None:
+        """A shared-folder run's outcome, said, and recorded if it was for the notice recorded now."""
         done.extend(told.words)
+        rec = self.record
+        if rec is None or told.notice != rec.notice_time:  # an earlier notice's: this one's steps still to do
+            return
         if told.gone or told.jobs:
-            self.record.gone = self.record.gone or told.gone
-            self.record.told.extend(j for j in told.jobs if j not in self.record.told)
+            rec.gone = rec.gone or told.gone
+            rec.told.extend(j for j in told.jobs if j not in rec.told)
             self._save(done)
 
     def _stop_ranks(self, uid: int, done: list[str]) -> None:
@@ -180,9 +187,9 @@ class Watch:
         killed: list[int] = []
         errors: list[str] = []
         now = self.clock()
-        ranks, unanswered = sig.ranks.find()
-        errors.extend(f"process {pid} not looked at yet (its /proc/{pid}/environ has not answered: a call of its "
-                      "own may be waiting on the shared folder); tried again at the next poll" for pid in unanswered)
+        ranks, unread = sig.ranks.find()
+        errors.extend(f"process {pid} not looked at yet ({why}); tried again at the next poll"
+                      for pid, why in unread.items())
         for rank in ranks:
             try:
                 if rank.key not in rec.termed and sig.send(rank, signal.SIGTERM):
@@ -236,7 +243,12 @@ class Watch:
     def close(self) -> str:
         """Let go of the pidfds; what a retraction still running came to (CLOSE_WAIT_S at most)."""
         self.close_signaller()
-        done = [w for w in [self.shared.close()] if w]
+        done: list[str] = []
+        left = self.shared.close()
+        if isinstance(left, Told):
+            self._took(left, done)
+        elif left:
+            done.append(left)
         self._retracted(Retraction.CLOSE_WAIT_S, done)
         return "; ".join(done)
 

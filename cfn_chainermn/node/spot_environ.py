@@ -1,19 +1,23 @@
 """The Spot watch's reads of /proc/PID/environ, each in a thread of its own, waited for together.
 
 A rank is known by its environment (spot_ranks.py), and /proc/PID/environ is the one /proc file
-the scan reads that waits on the process itself: the kernel reads it from the process's memory
-under the process's mmap lock (fs/proc/base.c, environ_read: env_start and env_end read under
-mmap_sem, the bytes through access_remote_vm, which takes it again). A rank with a thread that
-holds that lock while it waits on the hung shared folder (mmap(2) takes it for writing around
-the file system's own mmap call; a training script mapping a data set or loading a library from
-EFS) would hold the scan there, and so every rank's signal. `status` and `stat`, read for the
-owner and the start time, come from the task's own fields without that lock.
+the scan reads that waits on the process itself: the kernel copies it out of the process's memory
+through access_remote_vm, which takes the process's mmap lock (fs/proc/base.c, environ_read; since
+Linux 4.18 env_start and env_end are read under mm->arg_lock, "mm: introduce arg_lock", but the
+bytes still need the mmap lock). A rank with a thread that holds that lock while it waits on the
+hung shared folder (mmap(2) takes it for writing around the file system's own mmap call; a
+training script mapping a data set or loading a library from EFS) would hold the scan there, and
+so every rank's signal. `status` and `stat`, read for the owner, the name, the parent and the
+start time, come from the task's own fields without that lock (fs/proc/array.c: do_task_stat
+reads the parent's pid under the task's sighand lock, the name from task->comm).
 
 So each process's read runs in an Attempt (spot_attempt.py), all of a scan's at once, and the
-scan waits ENVIRON_WAIT_S for them together: a process not read by then is named in the agent
-log and looked at again at the next poll, the others are signalled now. A read still stuck at
-the next poll is not started again (one thread per stuck process, not one per poll), and its
-late answer is dropped for a fresh read: the pid may name another process by then.
+scan waits ENVIRON_WAIT_S for them together (one deadline: k held processes cost 1 s, not k): a
+process not read by then is looked at again at the next poll, the others are signalled now. A
+read still stuck at the next poll is not started again (one thread per stuck process, not one per
+poll), and its late answer is dropped for a fresh read: the pid may name another process by then.
+A read whose thread cannot start (the watch's task limit) is given back as that error, for the
+scan to treat like an unanswered read of that one process (spot_ranks.py): never the scan's end.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ class Environs:
             attempt = Attempt[bytes](f"spot-environ-{pid}")
             try:
                 attempt.start(partial(read_environ, proc / str(pid) / "environ"))
-            except OSError as exc:  # no thread: the scan names it (spot_ranks.py raises it)
+            except OSError as exc:  # no thread (EAGAIN): that pid's answer, not the scan's (spot_ranks.py)
                 out[pid] = exc
                 continue
             reads[pid] = attempt

@@ -9,9 +9,11 @@ and a signal goes through a pidfd, a descriptor of that one process:
 
 - `os.pidfd_open(pid)` ("a file descriptor referring to the process pid ... process management
   without races and signals", Linux >= 5.3, Python 3.9: docs.python.org/3/library/os.html#os.pidfd_open);
-- then /proc/PID is read again: same start time, same owner, the rank variable and ssh session
-  still there. A pid reused before the open fails this (the newcomer started later), and a pidfd
-  cannot come to name another process after it is open;
+- then /proc/PID/stat and status are read again: same start time, same owner. A pid reused
+  before the open fails this (the newcomer started later), and a pidfd cannot come to name
+  another process after it is open. Pid and start time name one process for the whole boot, so
+  the environment is not read again: a rank holding its memory lock (spot_environ.py) would
+  hold its own SIGKILL there, and a record of another boot is dropped (spot_record.py);
 - `signal.pidfd_send_signal(fd, sig)` (Linux >= 5.1, Python 3.9:
   docs.python.org/3/library/signal.html#signal.pidfd_send_signal) reaches that process or none
   (ESRCH once it is gone);
@@ -23,6 +25,14 @@ Where pidfds are missing (ENOSYS: a kernel before 5.3; EPERM: a seccomp filter t
 them; a Python built without the two functions) the old path remains: the same re-check, then
 os.kill(pid). That leaves the short window between the re-check and the kill, which only pidfds
 close.
+
+A process whose environment cannot be read (held: spot_environ.py; or no thread to read it) is
+still a rank if its parent is this node's OpenMPI daemon: `orted` (Open MPI 4) or `prted` (Open
+MPI 5's PRRTE), which forks and execs each rank, by its name in /proc/PPID/status, the user's in
+every uid, with this node's ssh session in its environment (a daemon's memory is not on the
+shared folder, so its environment answers), and started no later than the child (a parent's pid
+reused after the child's fork would have started after it). Stat and status take no memory lock,
+so a node whose every rank is held still has its ranks signalled.
 
 What the watch cannot do is never taken for an answer about the rank: /proc files that are gone
 (ENOENT, ESRCH) mean the process ended, unreadable ones (EACCES, EPERM) that it is not the
@@ -42,12 +52,15 @@ import errno
 import os
 import select
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cfn_chainermn.node.spot_environ import ENVIRON_WAIT_S, Environs
+from cfn_chainermn.node import spot_environ
+from cfn_chainermn.node.spot_attempt import words
+from cfn_chainermn.node.spot_environ import Environs
+from cfn_chainermn.node.spot_proc import DAEMONS, ended, name_of, node_of, parent_of, session_of, start_time, uids_of
 
-RANK_VARS = (b"OMPI_COMM_WORLD_RANK=", b"PMIX_RANK=")
 NO_PIDFD = (errno.ENOSYS, errno.EPERM)  # the kernel lacks the call; a seccomp filter refuses it
 _SKIP = (errno.ENOENT, errno.ESRCH, errno.EACCES, errno.EPERM)  # ended, or not the watch's to read
 
@@ -69,39 +82,7 @@ class Rank:
         return cls(int(pid), int(start)) if pid.isdigit() and start.isdigit() else None
 
 
-def node_of(environ: bytes) -> tuple[str, int] | None:
-    """(address, port) of the ssh session a process's environment came from, if it is a rank."""
-    entries = environ.split(b"\0")
-    if not any(e.startswith(RANK_VARS) for e in entries):
-        return None
-    for e in entries:
-        if e.startswith(b"SSH_CONNECTION="):
-            parts = e.split(b"=", 1)[1].split()
-            if len(parts) == 4 and parts[3].isdigit():
-                return parts[2].decode(errors="replace"), int(parts[3])
-    return None
-
-
-def start_time(stat_text: bytes) -> int | None:
-    """Field 22 of /proc/PID/stat. The command name (field 2) may hold spaces and parentheses,
-    so the fields are counted after its last ')'."""
-    fields = stat_text.rpartition(b")")[2].split()
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
-
-
-def parent_of(stat_text: bytes) -> int | None:
-    """Field 4 of /proc/PID/stat, the parent's pid, counted after the command name as above."""
-    fields = stat_text.rpartition(b")")[2].split()
-    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
-
-
-def uids_of(status_text: bytes) -> tuple[int, ...]:
-    """The real, effective and saved uids (/proc/PID/status's `Uid:` line, proc(5)); () if none."""
-    for line in status_text.splitlines():
-        if line.startswith(b"Uid:"):
-            ids = line.split()[1:4]
-            return tuple(int(i) for i in ids) if len(ids) == 3 and all(i.isdigit() for i in ids) else ()
-    return ()
+Found = tuple[Rank, int | None]  # a rank and its parent's pid
 
 
 @dataclass(frozen=True)
@@ -115,63 +96,93 @@ class Ranks:
 
     environs: Environs = field(default_factory=Environs, compare=False, repr=False)
 
-    def _mine(self, pid: int) -> bool:
-        """Whether real, effective and saved uid are all the user's: a process that is root in
-        any of them (a set-uid program the user ran, a root daemon acting as the user for a
-        moment) is not signalled. Errors other than _SKIP are raised (see the docstring)."""
+    def _read(self, pid: int, name: str) -> bytes | None:
+        """/proc/PID/NAME, or None when the process ended or is not the watch's to read; other
+        errors (EMFILE above all) are raised (see the docstring)."""
         try:
-            return uids_of((self.proc / str(pid) / "status").read_bytes()) == (self.uid,) * 3
-        except OSError as exc:
-            if exc.errno in _SKIP:
-                return False
-            raise
-
-    def _look(self, pid: int, environ: bytes | Exception) -> tuple[Rank, int | None] | None:
-        """The rank at /proc/PID now and its parent's pid, or None, given its environment as
-        read (spot_environ.py) after _mine. The start time is read last: if it is the one
-        expected, PID held that one process throughout, so the owner and environment were its."""
-        try:
-            if isinstance(environ, Exception):
-                raise environ
-            if node_of(environ) != (self.ip, self.port):
-                return None
-            text = (self.proc / str(pid) / "stat").read_bytes()
+            return (self.proc / str(pid) / name).read_bytes()
         except OSError as exc:
             if exc.errno in _SKIP:
                 return None
             raise
-        start = start_time(text)
-        return None if start is None else (Rank(pid, start), parent_of(text))
 
-    def at(self, pid: int) -> Rank | None:
-        """The rank at /proc/PID now, or None; ETIMEDOUT when its environment does not answer."""
-        if not self._mine(pid):
+    def _status(self, pid: int) -> bytes | None:
+        """Its status if real, effective and saved uid are all the user's: a process that is
+        root in any of them (a set-uid program the user ran, a root daemon acting as the user
+        for a moment) is not signalled."""
+        text = self._read(pid, "status")
+        return text if text is not None and uids_of(text) == (self.uid,) * 3 else None
+
+    def _stat(self, pid: int) -> tuple[int, int | None] | None:
+        """Its start time and its parent's pid; None once it has ended (a zombie too: a signal
+        to it "succeeds", so a rank that ended in its grace would be logged as killed)."""
+        text = self._read(pid, "stat")
+        start = None if text is None or ended(text) else start_time(text)
+        return None if text is None or start is None else (start, parent_of(text))
+
+    def same(self, rank: Rank) -> bool:
+        """Whether /proc/PID is still that one process, running, the user's: pid and start time
+        name it for the whole boot (status read first, stat last: the start time says PID held
+        one process throughout). No environment read, which a held rank would hold."""
+        if self._status(rank.pid) is None:
+            return False
+        stat = self._stat(rank.pid)
+        return stat is not None and stat[0] == rank.start
+
+    def _look(self, pid: int, environ: bytes) -> Found | None:
+        """The rank at /proc/PID, given its environment as read (spot_environ.py) after its
+        status. The start time is read last: if it is the one expected, PID held that one
+        process throughout, so the owner and environment were its."""
+        if node_of(environ) != (self.ip, self.port):
             return None
-        environ = self.environs.read(self.proc, [pid], ENVIRON_WAIT_S)[pid]
-        if environ is None:
-            raise OSError(errno.ETIMEDOUT, f"/proc/{pid}/environ not read within {ENVIRON_WAIT_S:g} s "
-                                           "(the process's memory is held: see spot_environ.py)")
-        found = self._look(pid, environ)
-        return None if found is None else found[0]
+        stat = self._stat(pid)
+        return None if stat is None else (Rank(pid, stat[0]), stat[1])
+
+    def _by_parent(self, pid: int, statuses: dict[int, bytes], environs: Mapping[int, object]) -> Found | None:
+        """The rank at /proc/PID whose environment was not read, known by its parent: this
+        node's OpenMPI daemon (see the docstring)."""
+        stat = self._stat(pid)
+        parent = None if stat is None else stat[1]
+        if stat is None or parent is None or name_of(statuses.get(parent, b"")) not in DAEMONS:
+            return None
+        environ = environs.get(parent)
+        if not isinstance(environ, bytes) or session_of(environ) != (self.ip, self.port):
+            return None
+        daemon = self._stat(parent)
+        return (Rank(pid, stat[0]), parent) if daemon is not None and daemon[0] <= stat[0] else None
 
     def scan(self) -> list[Rank]:
         return self.find()[0]
 
-    def find(self) -> tuple[list[Rank], list[int]]:
-        """Every rank here now, by pid, and the user's processes whose environment did not answer
-        within ENVIRON_WAIT_S (spot_environ.py: not known to be ranks; looked at next poll). A
-        match whose parent is a match too is a rank's own child (a data loader's worker forked
-        with its environment): its rank is signalled, not it; one left behind by its rank
-        (reparented) is found at the next scan."""
-        mine = [int(e.name) for e in self.proc.iterdir() if e.name.isdigit() and self._mine(int(e.name))]
-        environs = self.environs.read(self.proc, mine, ENVIRON_WAIT_S)
-        found: dict[int, tuple[Rank, int | None]] = {}
+    def find(self) -> tuple[list[Rank], dict[int, str]]:
+        """Every rank here now, by pid, and the user's processes not looked at, each with why
+        (an environment that did not answer within spot_environ.ENVIRON_WAIT_S, or an error of
+        the watch's own): looked at again at the next poll. One process's error is its own,
+        never the scan's. A match whose parent is a match too is a rank's own child (a data
+        loader's worker forked with its environment): its rank is signalled, not it; one left
+        behind by its rank (reparented) is found at the next scan."""
+        statuses = {pid: text for pid in sorted(int(e.name) for e in self.proc.iterdir() if e.name.isdigit())
+                    if (text := self._status(pid)) is not None}
+        environs = self.environs.read(self.proc, sorted(statuses), spot_environ.ENVIRON_WAIT_S)
+        found: dict[int, Found] = {}
+        unread: dict[int, str] = {}
         for pid, environ in environs.items():
-            look = self._look(pid, environ) if environ is not None else None
+            try:
+                if isinstance(environ, bytes):
+                    look = self._look(pid, environ)
+                elif environ is None or getattr(environ, "errno", None) not in _SKIP:
+                    unread[pid] = (f"its /proc/{pid}/environ has not answered: a call of its own may be waiting "
+                                   "on the shared folder") if environ is None else words(environ)
+                    look = self._by_parent(pid, statuses, environs)
+                else:
+                    look = None
+            except OSError as exc:
+                unread[pid], look = words(exc), None
             if look is not None:
-                found[look[0].pid] = look
+                found[pid] = look
+                unread.pop(pid, None)
         ranks = sorted((r for r, parent in found.values() if parent not in found), key=lambda r: r.pid)
-        return ranks, sorted(pid for pid, environ in environs.items() if environ is None)
+        return ranks, unread
 
 
 @dataclass
@@ -191,7 +202,7 @@ class Signaller:
             if fd is None and self.use_pidfd:
                 return False
         if fd is None:  # no pidfds here: re-check, then kill by pid
-            if self.ranks.at(rank.pid) != rank:
+            if not self.ranks.same(rank):
                 return False
             try:
                 os.kill(rank.pid, sig)
@@ -224,7 +235,7 @@ class Signaller:
             self.use_pidfd = False
             return None
         try:
-            same = self.ranks.at(rank.pid) == rank
+            same = self.ranks.same(rank)
         except BaseException:
             os.close(fd)
             raise

@@ -8,7 +8,9 @@ the agent's other state (spot.json: /var/lib/cfn-chainermn/ on a node, DIR/nodes
 cluster), keyed by the notice's time (spot.record_key: this boot's id where the metadata gave no
 time): a later notice (a stopped instance started again and warned again) starts afresh. A run
 that stops between a step and its record repeats that one step; a file that cannot be read
-(damaged, or not a plain file) counts as none, since acting twice beats not acting.
+(damaged, or not a plain file) counts as none, since acting twice beats not acting. The ranks
+signalled are kept by pid and start time, which name one process for one boot only: a record
+of another boot (its boot id, /proc/sys/kernel/random/boot_id, differs) keeps no rank.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Record:
     """The steps done for the notice EC2 timed `notice_time`."""
 
     notice_time: str
+    boot: str = ""  # the boot the ranks were signalled in (spot_ranks.py: pid and start time name a process for it)
     retracted: bool = False  # the node's ready marker deleted
     gone: bool = False  # <jobs>/.queue/gone.<address> written for the queue
     told: list[str] = field(default_factory=list)  # jobs whose line (spot_jobs.write_note) is written
@@ -51,24 +54,27 @@ class Record:
         return ", ".join(parts) or "nothing yet"
 
     def save(self, path: Path) -> None:
-        data = {"notice_time": self.notice_time, "retracted": self.retracted, "gone": self.gone,
+        data = {"notice_time": self.notice_time, "boot": self.boot, "retracted": self.retracted, "gone": self.gone,
                 "told": sorted(self.told), "termed": self.termed, "settled": sorted(self.settled)}
         write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
 
     @classmethod
-    def load(cls, path: Path, notice_time: str) -> Record:
-        """The record of this notice, or a fresh one (none kept, another notice's, or unreadable)."""
+    def load(cls, path: Path, notice_time: str, boot: str) -> Record:
+        """The record of this notice, or a fresh one (none kept, another notice's, or unreadable);
+        its ranks only if it was made in this boot."""
         data = _read(path)
         if not isinstance(data, dict) or data.get("notice_time") != notice_time:
-            return cls(notice_time)
+            return cls(notice_time, boot)
         try:
-            found = cls(notice_time, retracted=_flag(data, "retracted"), gone=_flag(data, "gone"),
+            found = cls(notice_time, boot, retracted=_flag(data, "retracted"), gone=_flag(data, "gone"),
                         told=_names(data, "told"), settled=_names(data, "settled"),
                         termed={str(k): float(v) for k, v in dict(data.get("termed", {})).items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool)},
                         resumed=True)
         except (TypeError, ValueError):
-            return cls(notice_time)
+            return cls(notice_time, boot)
+        if data.get("boot") != boot:  # those pids and start times name nothing of this boot
+            found.termed, found.settled = {}, []
         return found
 
 

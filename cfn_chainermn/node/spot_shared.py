@@ -13,7 +13,9 @@ are signalled anyway, and the entry and lines are written whenever the folder an
 the next polls say how long the folder has not answered and signal the ranks at once.
 
 The thread returns what it did (Told) and the watch records it: the record (spot_record.py) is
-only ever changed by the watch's own thread.
+only ever changed by the watch's own thread. A run's outcome is recorded whenever it is taken in,
+the watch's close included (else a restarted watch would repeat those writes), and only for the
+notice it was started for: a run of an earlier notice that answers late counts for none after it.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ SHARED_WAIT_S = 5.0  # EFS answers these few calls in well under a second; one A
 
 @dataclass(frozen=True)
 class Todo:
-    """What one run is to do: the queue's entry (None once written) and the lines of the running
-    jobs holding `address` that have none yet (`told`: those that have)."""
+    """What one run is to do for the notice recorded as `notice` (spot.record_key): the queue's
+    entry (None once written) and the lines of the running jobs holding `address` that have none
+    yet (`told`: those that have)."""
 
+    notice: str
     files: HomeFiles
     address: str
     gone: str | None
@@ -43,9 +47,10 @@ class Todo:
 
 @dataclass
 class Told:
-    """What a run did: the entry written, the jobs given their line, in words; `step`, what it is
-    doing now (read by the watch while the run is stuck)."""
+    """What a run for `notice` did: the entry written, the jobs given their line, in words;
+    `step`, what it is doing now (read by the watch while the run is stuck)."""
 
+    notice: str
     gone: bool = False
     jobs: list[str] = field(default_factory=list)
     words: list[str] = field(default_factory=list)
@@ -99,13 +104,13 @@ class Shared:
 
     def __init__(self) -> None:
         self._attempt: Attempt[Told] = Attempt("spot-shared-folder")
-        self._told = Told()
+        self._told = Told("")
 
     def run(self, todo: Todo, wait: float = SHARED_WAIT_S) -> Told | str:
         """A fresh run's outcome within `wait` s, or an earlier one's if it has come (taken in
         at once: a stuck run is not waited for again); words saying where it is stuck if not."""
         if not self._attempt.running:
-            told = self._told = Told()
+            told = self._told = Told(todo.notice)
             try:
                 self._attempt.start(lambda: tell(todo, told))
             except OSError as exc:
@@ -121,9 +126,12 @@ class Shared:
             return f"shared folder steps failed unexpectedly ({type(done.error).__name__}: {done.error})"
         return self._told
 
-    def close(self) -> str:
-        """Words for a watch that stops while a run is stuck (it is left behind, not joined)."""
-        if not self._attempt.running or self._attempt.result(0.0) is not None:
+    def close(self) -> Told | str:
+        """What a run that has ended came to, taken in now for the watch to record; words for a
+        watch that stops while a run is stuck (it is left behind, not joined); "" for neither."""
+        if not self._attempt.running:
             return ""
-        return f"the shared folder still has not answered ({self._told.step}): left behind"
-
+        done = self._attempt.result(0.0)
+        if done is None:
+            return f"the shared folder still has not answered ({self._told.step}): left behind"
+        return self._told if done.error is None else ""

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import spot_run
 from imds_stand_in import ImdsStandIn
 from node_sim import LOCAL_USER, SimCluster, local_cluster, local_settings
+from spot_run import RUN_PORT, rank_env
 
 from cfn_chainermn.cli import cli
 from cfn_chainermn.cli.boundary import run_with_boundary
 from cfn_chainermn.errors import AgentError
-from cfn_chainermn.node import agent, spot, spot_jobs, spot_retract, spot_shared, steps
+from cfn_chainermn.node import agent, spot, spot_environ, spot_jobs, spot_retract, spot_shared, steps
 from cfn_chainermn.node.context import Context
 from cfn_chainermn.node.homefiles import HomeFiles
 
@@ -96,9 +98,9 @@ def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]
             (jobs / job / "exit_code").write_text("0\n")
         (jobs / ".queue").mkdir(mode=0o700, exist_ok=True)
         (jobs / ".queue" / f"h.{job}").touch()
-    procs = [_sleeper({"OMPI_COMM_WORLD_RANK": "1", "SSH_CONNECTION": f"127.0.0.2 41000 {W1} 22"}),
-             _sleeper({"OMPI_COMM_WORLD_RANK": "0", "SSH_CONNECTION": "127.0.0.9 41000 127.0.0.2 22"}),
-             _sleeper({"SSH_CONNECTION": f"127.0.0.9 41000 {W1} 22"})]
+    procs = [_sleeper(rank_env(W1, 1)),
+             _sleeper(rank_env("127.0.0.2", 0)),
+             _sleeper({"SSH_CONNECTION": f"127.0.0.9 41000 {W1} {RUN_PORT}"})]
     try:
         yield d, procs
     finally:
@@ -107,14 +109,23 @@ def node(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[bytes]]]]
             p.wait()
 
 
+@pytest.fixture(autouse=True)
+def answering_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rank's environment that answers is given all the time it needs (the watch's 1 s is for a
+    node, not a loaded test machine); the test that holds one makes it stuck at a short first wait."""
+    monkeypatch.setattr(spot_environ, "ENVIRON_WAIT_S", 30.0)
+
+
 def _watch(d: Path, imds: ImdsStandIn, ticks: int) -> str:
     return _run(d, spot.imds_poll(imds.url), ticks)
 
 
 def _run(d: Path, poll: Callable[[], str], ticks: int, **over: str) -> str:
-    """`node spot-watch` on w1 for `ticks` polls of `poll`; what it logged."""
+    """`node spot-watch` on w1 for `ticks` polls of `poll`; what it logged. Its ssh port is this
+    run's own (spot_run.py): the watch signals this run's stand-in ranks and no one else's."""
     echo = io.StringIO()
-    agent.spot_watch(local_settings(d, ["m", "w1"], 1, **over), None, poll, interval=0.01, ticks=ticks, echo=echo)
+    settings = local_settings(d, ["m", "w1"], 1, ssh_port=RUN_PORT, **over)
+    agent.spot_watch(settings, None, poll, interval=0.01, ticks=ticks, echo=echo)
     return echo.getvalue()
 
 
@@ -147,7 +158,7 @@ def test_notice_retracts_tells_the_job_once_and_stops_only_its_ranks_here(
     for job in ("j-elsewhere", "j-ended"):
         assert not (d / f"shared/jobs/{job}/{NOTE}").exists()
         assert (d / f"shared/jobs/{job}/log").read_text() == "step 0\n"
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
     assert rank_elsewhere.poll() is None and login.poll() is None
     assert out.count("spot watch: Spot interruption notice: terminate at 2026-12-02T21:00:00Z") == 1
     assert "job j-on-w1 told" in out and f"SIGTERM to ranks {rank_here.pid}" in out
@@ -161,7 +172,7 @@ def test_a_rank_that_ignores_sigterm_gets_sigkill_after_the_grace(
     stubborn = subprocess.Popen(
         [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                "print('ready', flush=True); time.sleep(60)"],
-        env={"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "2", "SSH_CONNECTION": f"127.0.0.2 41001 {W1} 22"},
+        env={"PATH": os.environ["PATH"], **rank_env(W1, 2, client_port=41001)},
         stdout=subprocess.PIPE)
     procs.append(stubborn)
     assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"  # its handler is in place
@@ -174,7 +185,7 @@ def test_a_rank_that_ignores_sigterm_gets_sigkill_after_the_grace(
         polls.append(NOTICE)
         return NOTICE
     out = _run(d, poll, ticks=2)
-    assert stubborn.wait(timeout=10) == -9
+    assert stubborn.wait(timeout=30) == -9
     assert f"SIGKILL to ranks {stubborn.pid}" in out and f"SIGKILL to ranks {procs[0].pid}" not in out
 
 
@@ -191,7 +202,7 @@ def test_a_link_planted_for_the_note_is_not_followed(node: tuple[Path, list[subp
         imds.close()
     assert target.read_text() == "keep\n"
     assert f"job j-on-w1 not told yet (~/jobs/j-on-w1/{NOTE} in " in out and "is a symbolic link: refused" in out
-    assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
+    assert rank_here.wait(timeout=30) == -15, "the job still fails fast"
 
 
 GONE = "shared/jobs/.queue/gone.127.0.0.3"  # the queue's entry for w1 (jobs/sh/queue.sh)
@@ -207,8 +218,7 @@ def _observer(d: Path, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen
     running job's line existed."""
     p = subprocess.Popen([sys.executable, "-c", OBSERVER, str(d / GONE), str(d / f"shared/jobs/j-on-w1/{NOTE}")],
                          stdout=subprocess.PIPE,
-                         env={"PATH": os.environ["PATH"], "OMPI_COMM_WORLD_RANK": "3",
-                              "SSH_CONNECTION": f"127.0.0.2 41002 {W1} 22"})
+                         env={"PATH": os.environ["PATH"], **rank_env(W1, 3, client_port=41002)})
     procs.append(p)
     assert p.stdout is not None and p.stdout.readline() == b"ready\n"  # its handler is in place
     return p
@@ -258,7 +268,7 @@ def test_a_restarted_watch_goes_on_instead_of_repeating(node: tuple[Path, list[s
     for repeated in ("not marked ready", "queue told (", "job j-on-w1 told", "SIGTERM to"):
         assert repeated not in second, second
     assert f"SIGKILL to ranks {observer.pid} (" in second, "the ended rank_here is not reported as killed"
-    assert observer.wait(timeout=10) == -9
+    assert observer.wait(timeout=30) == -9
     assert observer.stdout is not None and observer.stdout.read() == b"TERM gone=True note=True\n", "one SIGTERM"
     assert not (d / GONE).exists()
     note = (d / f"shared/jobs/j-on-w1/{NOTE}").read_text().splitlines()
@@ -285,7 +295,7 @@ def test_a_link_planted_for_the_queue_entry_is_refused(node: tuple[Path, list[su
     assert sorted(p.name for p in target.iterdir()) == ["keep"] and (target / "keep").read_text() == "keep\n"
     assert f"queue not told yet (~/jobs/{planted if planted == '.queue' else '.queue/' + planted} in " in out
     assert "is a symbolic link: refused, not followed" in out
-    assert rank_here.wait(timeout=10) == -15, "the job still fails fast"
+    assert rank_here.wait(timeout=30) == -15, "the job still fails fast"
     (queue if planted == ".queue" else queue / planted).unlink()
     again = _notice(d, ticks=1)
     assert "queue told (jobs/.queue/gone.127.0.0.3)" in again
@@ -307,7 +317,7 @@ def test_ranks_that_cannot_be_signalled_now_are_tried_at_the_next_poll(
     assert rank_here.poll() is None
     monkeypatch.setattr(os, "pidfd_open", real)
     assert f"SIGTERM to ranks {rank_here.pid}" in _notice(d, ticks=1)
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the entry to another user")
@@ -391,7 +401,7 @@ def test_a_jobs_folder_that_fails_keeps_no_rank_from_its_signal(
             return real(path)  # type: ignore[arg-type]
         monkeypatch.setattr(os, "listdir", eio)
     out = _notice(d, ticks=1)
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
     assert f"SIGTERM to ranks {rank_here.pid}" in out and "readiness retracted" in out
     if failure == "a link at jobs":
         assert "queue not told yet (~/jobs in " in out and "running jobs not read yet (~/jobs in " in out
@@ -409,7 +419,7 @@ def test_a_job_that_cannot_be_read_does_not_keep_the_others_from_their_line(
     out = _notice(d, ticks=1)
     assert "job j-odd not read yet (~/jobs/j-odd/hostfile in " in out and "job j-on-w1 told" in out
     assert "Spot interruption notice on node w1" in (d / f"shared/jobs/j-on-w1/{NOTE}").read_text()
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
 
 
 def test_the_ranks_are_signalled_while_s3_is_slow(node: tuple[Path, list[subprocess.Popen[bytes]]],
@@ -463,7 +473,7 @@ def test_a_poll_that_fails_unexpectedly_leaves_the_watch_running(
         return NOTICE
     out = _run(d, poll, ticks=2)
     assert "spot watch: unexpected ValueError: a bug" in out
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root: as any other user the "
@@ -505,12 +515,15 @@ def test_on_aws_the_watch_retracts_through_an_s3_client_with_short_timeouts(
     assert f"readiness retracted ({ready})" in capsys.readouterr().err
 
 
-def _notice_while_held(d: Path, ticks: int, release: threading.Event, rank: subprocess.Popen[bytes]) -> str:
-    """The watch for `ticks` polls of a notice while a call it makes is held until `release`:
-    `rank` must end of its SIGTERM and the watch return meanwhile; what it logged. Released at
-    the end whatever happened, so that a failing test does not leave the call held."""
+def _notice_while_held(d: Path, ticks: int, release: threading.Event, rank: subprocess.Popen[bytes],
+                       poll: Callable[[], str] | None = None) -> str:
+    """The watch for `ticks` polls of a notice (from `poll`, or the IMDS stand-in) while a call it
+    makes is held until `release`: `rank` must end of its SIGTERM and the watch return meanwhile;
+    what it logged. Released at the end whatever happened, so that a failing test does not leave
+    the call held."""
     out: list[str] = []
-    watch = threading.Thread(target=lambda: out.append(_notice(d, ticks=ticks)), daemon=True)
+    run = (lambda: _notice(d, ticks=ticks)) if poll is None else (lambda: _run(d, poll, ticks))
+    watch = threading.Thread(target=lambda: out.append(run()), daemon=True)
     try:
         watch.start()
         assert rank.wait(timeout=30) == -15, "the rank had its SIGTERM while the call was held"
@@ -558,32 +571,111 @@ def test_a_shared_folder_that_stops_answering_keeps_no_rank_from_its_signal(
     assert (d / GONE).read_text() == "w1 2026-12-02T21:00:00Z\n"
 
 
-def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_its_signal(
+def _hang_at_the_queue_entry(d: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, Callable[[], None]]:
+    """The shared folder hangs at the queue entry's first call until the event is set; and a call
+    that sets it once a run has got there and waits for that run to end (the folder answers)."""
+    release, entered, stuck = threading.Event(), threading.Event(), []
+    real = HomeFiles.folder
+
+    def folder(self: HomeFiles, rel: str, **kw: Any) -> Any:
+        if self.home == d / "shared" and rel == "jobs":
+            stuck.append(threading.current_thread())
+            entered.set()
+            release.wait(timeout=60)  # a liveness bound: the test releases it long before
+        return real(self, rel, **kw)
+
+    def answer() -> None:
+        assert entered.wait(timeout=30), "a run got to the queue entry"
+        release.set()
+        stuck[0].join(timeout=30)
+    monkeypatch.setattr(HomeFiles, "folder", folder)
+    monkeypatch.setattr(spot_shared, "SHARED_WAIT_S", 0.05)
+    return release, answer
+
+
+def test_a_shared_folder_run_that_ends_as_the_watch_stops_is_recorded(
         node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its outcome is taken in at close and recorded: a restarted watch does not write the
+    queue's entry again (the queue may have dropped it by then) nor the job's line."""
+    d, _ = node
+    release, answer = _hang_at_the_queue_entry(d, monkeypatch)
+    real = spot.Watch.close
+
+    def close(self: spot.Watch) -> str:  # the folder answers just as the watch stops
+        answer()
+        return real(self)
+    monkeypatch.setattr(spot.Watch, "close", close)
+    try:
+        out = _notice(d, ticks=1)
+    finally:
+        release.set()
+    assert "queue told (" in out and "job j-on-w1 told" in out
+    record = json.loads((d / "nodes/w1/spot.json").read_text())
+    assert record["gone"] is True and record["told"] == ["j-on-w1"], record
+
+
+def test_a_late_answer_for_an_earlier_notice_does_not_count_for_a_new_one(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run started for the first notice answers while a second notice stands: what it wrote
+    names the first notice's time, so the second notice's entry is still written."""
+    d, _ = node
+    release, answer = _hang_at_the_queue_entry(d, monkeypatch)
+    later = '{"action": "terminate", "time": "2026-12-02T22:00:00Z"}'
+    polls: list[str] = []
+
+    def poll() -> str:
+        if len(polls) == 1:
+            answer()  # the first run's answer is there before the second poll takes it in
+        polls.append(NOTICE if not polls else later)
+        return polls[-1]
+    try:
+        _run(d, poll, ticks=3)
+    finally:
+        release.set()
+    assert (d / GONE).read_text() == "w1 2026-12-02T22:00:00Z\n"
+    record = json.loads((d / "nodes/w1/spot.json").read_text())
+    assert record["notice_time"] == "2026-12-02T22:00:00Z" and record["gone"] is True
+
+
+def test_a_rank_whose_memory_the_shared_folder_holds_keeps_no_other_rank_from_its_signal(
+        node: tuple[Path, list[subprocess.Popen[bytes]]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A rank of this node waiting on the hung shared folder may hold its own memory lock, on
-    which /proc/PID/environ waits (node/spot_environ.py). Here that read blocks until the test
-    releases it: the other rank gets its SIGTERM meanwhile, the held one is named at each poll
-    and signalled once it answers."""
+    which /proc/PID/environ waits (node/spot_environ.py). Here two such reads block until the
+    test releases them: the other rank gets its SIGTERM meanwhile, and so does the held rank
+    that OpenMPI's daemon started (known by its parent); a held process that is only the user's
+    is named at each poll and signalled once it answers."""
     d, procs = node
     rank_here = procs[0]
-    held = _sleeper({"OMPI_COMM_WORLD_RANK": "5", "SSH_CONNECTION": f"127.0.0.2 41005 {W1} 22"})
+    held = _sleeper(rank_env(W1, 5, client_port=41005))  # its parent is no daemon: not known to be a rank
     procs.append(held)
+    orted, held_rank = spot_run.daemon(tmp_path, "orted", {"SSH_CONNECTION": f"127.0.0.2 41006 {W1} {RUN_PORT}"},
+                                       {"OMPI_COMM_WORLD_RANK": "6"})
+    procs.append(orted)
     release, stuck = threading.Event(), []
-    real = Path.read_bytes
+    real, holding = Path.read_bytes, {Path(f"/proc/{pid}/environ") for pid in (held.pid, held_rank)}
 
     def read_bytes(self: Path) -> bytes:
-        if self == Path(f"/proc/{held.pid}/environ"):
+        if self in holding:
             stuck.append(threading.current_thread())
             release.wait(timeout=60)  # a liveness bound: the test releases it long before
         return real(self)
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    out = _notice_while_held(d, 2, release, rank_here)
+    polls: list[str] = []
+
+    def poll() -> str:  # a short first wait makes both held reads stuck; then the answering ones get all they need
+        monkeypatch.setattr(spot_environ, "ENVIRON_WAIT_S", 30.0 if polls else 0.05)
+        polls.append(NOTICE)
+        return NOTICE
+    out = _notice_while_held(d, 2, release, rank_here, poll)
     assert held.poll() is None, "not signalled while not known to be a rank"
-    assert len(stuck) == 1 and stuck[0].daemon, "one held read for two polls"
-    stuck[0].join(timeout=30)
+    assert orted.wait(timeout=30) is not None, "the daemon's rank ended of its SIGTERM, the daemon with it"
+    assert re.search(rf"SIGTERM to ranks [\d ]*\b{held_rank}\b", out), out
+    assert len(stuck) == 2 and all(t.daemon for t in stuck), "one held read each for two polls"
+    for thread in stuck:
+        thread.join(timeout=30)
     assert out.count(f"process {held.pid} not looked at yet (its /proc/{held.pid}/environ has not answered") == 2
     assert f"SIGTERM to ranks {held.pid}" in _notice(d, ticks=1)
-    assert held.wait(timeout=10) == -15
+    assert held.wait(timeout=30) == -15
 
 
 NO_THREAD = {"spot-shared-folder": ("queue and jobs not told yet", "queue told ("),
@@ -605,7 +697,7 @@ def test_no_thread_for_a_step_keeps_no_rank_from_its_signal(
     monkeypatch.setattr(threading.Thread, "start", start)
     out = _notice(d, ticks=1)
     assert f"{said} (EAGAIN: no thread for {thread}: can't start new thread); tried again at the next poll" in out
-    assert rank_here.wait(timeout=10) == -15
+    assert rank_here.wait(timeout=30) == -15
     monkeypatch.setattr(threading.Thread, "start", real)
     again = _notice(d, ticks=1)
     assert then in again, "done at the next poll"
