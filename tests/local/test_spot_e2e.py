@@ -5,7 +5,9 @@ node and the time, and the job ends at once with a failure instead of hanging in
 
 from __future__ import annotations
 
+import errno
 import json
+import pwd
 import stat
 import subprocess
 from pathlib import Path
@@ -14,12 +16,36 @@ import pytest
 from imds_stand_in import ImdsStandIn
 from localcluster import ROOT, LocalCluster, rank_pids, wait_until
 
+from cfn_chainermn.node import spot_environ
+from cfn_chainermn.node.spot_ranks import Ranks
+
 pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 NOTICE = {"action": "terminate", "time": "2026-12-02T21:00:00Z"}
 
 
-def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: LocalCluster) -> None:
+def _found_by_their_daemon_too(cluster: LocalCluster, job_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the watch's daemon rule (node/spot_ranks.py) assumes of OpenMPI, checked on its real
+    process tree: worker-1's rank, found by its environment, is found again when no rank's
+    environment can be read (each as if held on a hung shared folder), by its parent alone."""
+    user = pwd.getpwnam(str(cluster.state["user"]))
+    ranks = Ranks(Path("/proc"), user.pw_uid, "127.0.0.3", int(str(cluster.state["port"])))
+    found = [r for r in ranks.scan() if r.pid in rank_pids(job_id, "allreduce_loop.py")]
+    assert len(found) == 1, found
+    held = {Path(f"/proc/{pid}/environ") for pid in rank_pids(job_id, "allreduce_loop.py")}
+    real = spot_environ.read_environ
+
+    def read_environ(path: Path) -> bytes:
+        if path in held:
+            raise OSError(errno.EIO, "held (a stand-in)")
+        return real(path)
+    with monkeypatch.context() as patched:
+        patched.setattr(spot_environ, "read_environ", read_environ)
+        assert Ranks(Path("/proc"), user.pw_uid, "127.0.0.3", int(str(cluster.state["port"]))).scan() == found
+
+
+def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: LocalCluster,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     ready = cluster.state_dir / "bucket" / "nodes" / "worker-1" / "ready"
     mark = ready.read_bytes()
     res = cluster.cli("job", "submit", "local", "-n", "3", "-N", "1", "--detach",
@@ -28,6 +54,7 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
     job_id = res.stdout.strip()
     job_dir = cluster.shared / "jobs" / job_id
     assert wait_until(lambda: len(rank_pids(job_id, "allreduce_loop.py")) == 3, 20)
+    _found_by_their_daemon_too(cluster, job_id, monkeypatch)
     imds = ImdsStandIn({})  # no notice yet: 404, as on an instance EC2 keeps
     watch = subprocess.Popen(cluster.args("node", "spot-watch", "--backend", "local", "--node-id", "worker-1",
                                           "--imds-url", imds.url, "--interval", "0.2"),
