@@ -9,17 +9,27 @@ stack goes through a change set that is shown first.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cfn_chainermn.cli.aws_flags import AwsTarget, aws_options, name_argument, output_option, stack_target
+from cfn_chainermn.cli.aws_flags import (
+    AwsTarget,
+    aws_options,
+    cluster_name,
+    name_argument,
+    output_option,
+    stack_target,
+)
 from cfn_chainermn.cli.options import cluster_options, config_from_options
 from cfn_chainermn.cli.stack_read import READ_COMMANDS
 from cfn_chainermn.cli.stack_view import operations, outcomes, print_outputs
 from cfn_chainermn.config.model import MAX_WORKERS, ClusterConfig
 from cfn_chainermn.config.sections import IDLE_OFF, MAX_HOURS_WITHOUT_YES
 from cfn_chainermn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cfn_chainermn.stack.stack_ids import StackRef
 
 
 def _change_options(func: Any) -> Any:
@@ -124,27 +134,42 @@ def scale(name: str, workers: int, target: AwsTarget, wait: bool, yes: bool, out
         print_outputs(outcome.stack, output)
 
 
+def _name_or_stack_id(ctx: click.Context, param: click.Parameter, value: str) -> StackRef:
+    """`stack delete`'s NAME: a cluster (stack) name, or a stack's id, as `--no-wait` prints it."""
+    from cfn_chainermn.stack.stack_ids import STACK_ID_FORM, is_stack_id, stack_ref
+
+    ref = stack_ref(value if is_stack_id(value) else cluster_name(ctx, param, value))
+    if ref is None:
+        raise click.BadParameter(f"{value!r} is not a CloudFormation stack id; give it whole, {STACK_ID_FORM}, "
+                                 "as `stack delete --no-wait` printed it, or the stack's name", ctx, param)
+    return ref
+
+
 @stack.command()
-@name_argument
+@click.argument("ref", metavar="NAME", callback=_name_or_stack_id)
 @stack_target
 @click.option("--role-arn", metavar="ARN",
               help="IAM role CloudFormation deletes as (default: the role last associated with the stack, if any).")
 @_change_options
-def delete(name: str, target: AwsTarget, role_arn: str | None, wait: bool, yes: bool) -> None:
-    """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
+def delete(ref: StackRef, target: AwsTarget, role_arn: str | None, wait: bool, yes: bool) -> None:
+    """Delete stack NAME (or the stack with that id): empty its key bucket (every version), delete, wait, report.
 
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
     Once the stack is gone, the role idle shutdown deletes with (its ShutdownRole, which
-    CloudFormation keeps) is deleted too. With --no-wait, or when the master already deleted its
-    own stack, that is left to a later `stack delete NAME`, which finds the role by name and tag. After
+    CloudFormation keeps) is deleted too. With --no-wait that is left to a later `stack delete
+    STACK_ID`, the id it prints (so never a new stack of the same name); when the master already
+    deleted its own stack, to `stack delete NAME`, which finds the role by name and tag. After
     idle shutdown's own deletion the stack keeps deleting as that role; --role-arn names another
     role (trusted by cloudformation.amazonaws.com) when that one cannot finish.
     """
+    from dataclasses import replace
+
     from cfn_chainermn.stack.roles import check_role_arn
 
     role = check_role_arn(role_arn) if role_arn is not None else None  # before any AWS call
+    target = replace(target, region=ref.region_with(target.region))
     with outcomes():
-        operations(target).delete(name, wait=wait, yes=yes, role_arn=role)
+        operations(target).delete(ref.name, wait=wait, yes=yes, role_arn=role, stack_id=ref.stack_id)
 
 
 for _command in READ_COMMANDS:

@@ -160,50 +160,50 @@ class StackOps:
             return None
         return follow_to(self.aws, self.progress, name, stack_id, "UPDATE_COMPLETE", stream)
 
-    def delete(self, name: str, *, wait: bool, yes: bool, role_arn: str | None = None) -> None:
+    def delete(self, name: str, *, wait: bool, yes: bool, role_arn: str | None = None,
+               stack_id: str | None = None) -> None:
         """Empty the key bucket, delete (as `role_arn` when given), follow; once more if a node wrote to
-        the bucket meanwhile. A failure names the role CloudFormation deleted as (stack/roles.py)."""
-        from cfn_chainermn.stack.cfn import KEY_BUCKET_RESOURCE as BUCKET
-        from cfn_chainermn.stack.cfn import StackNotFound, describe_own, empty_bucket, key_bucket_of, outputs_of
-        from cfn_chainermn.stack.roles import (
-            delete_left_roles,
-            deleted_as,
-            left_for_later,
-            remove_retained_role,
-            send_delete,
-        )
+        the bucket meanwhile. A failure names the role CloudFormation deleted as (stack/roles.py).
+        Given `stack_id` (stack/stack_ids.py), that stack only: a deleted one leaves its role to remove."""
+        from cfn_chainermn.stack import cfn as stacks
+        from cfn_chainermn.stack import roles
         from cfn_chainermn.stack.watch import EventStream
 
         aws = self.aws
         cfn, s3 = aws.client("cloudformation"), aws.client("s3")
         try:
-            own = describe_own(cfn, name, "delete")
-        except StackNotFound:  # the master's deletion may have left its role
-            if not delete_left_roles(aws.client("iam"), cfn, name, self.say, self._confirm, yes=yes):
+            own = stacks.describe(cfn, stack_id or name)
+        except stacks.StackNotFound:  # by name: the master's deletion may have left its role
+            if stack_id or not roles.delete_left_roles(aws.client("iam"), cfn, name, self.say, self._confirm, yes=yes):
                 raise
             return
+        if own["StackStatus"] == "DELETE_COMPLETE":  # by its id alone: what that stack left, and nothing else
+            roles.delete_left_roles(aws.client("iam"), cfn, name, self.say, self._confirm, yes=yes,
+                                    stack_id=own["StackId"])
+            return
+        stacks.require_tool_stack(own, name, "delete")
         stack_id, role = own["StackId"], role_arn or str(own.get("RoleARN") or "")
-        retained = outputs_of(own).get(OUT_SHUTDOWN_ROLE, "")
+        retained = stacks.outputs_of(own).get(OUT_SHUTDOWN_ROLE, "")
         if not yes:
             self._confirm(f"Delete stack {name} and every resource in it, the cluster's data included?")
         try:
             for attempt in (1, 2):
-                bucket = key_bucket_of(cfn, stack_id)
+                bucket = stacks.key_bucket_of(cfn, stack_id)
                 if bucket is not None:
-                    self.say(f"emptied bucket {bucket}: {empty_bucket(s3, bucket)} object versions removed")
+                    self.say(f"emptied bucket {bucket}: {stacks.empty_bucket(s3, bucket)} object versions removed")
                 stream = EventStream(cfn, stack_id)
                 stream.skip_existing()
-                send_delete(cfn, name, stack_id, role_arn)
+                roles.send_delete(cfn, name, stack_id, role_arn)
                 self.say(f"deleting stack {name}" + (f" as {role_arn}" if role_arn else ""))
                 if not wait:
                     self.say(f"follow it with: cfn-chainermn stack watch {name}")
                     if retained:  # it can go only after DELETE_COMPLETE, which nothing here waits for
-                        self.say(left_for_later(name, retained))
+                        self.say(roles.left_for_later(stack_id, retained))
                     return
                 outcome, logs = follow_stack(aws, self.progress, name, stack_id, stream)
                 failure = outcome.failure
                 if (attempt == 1 and outcome.status == "DELETE_FAILED" and failure is not None
-                        and failure.get("LogicalResourceId") == BUCKET):
+                        and failure.get("LogicalResourceId") == stacks.KEY_BUCKET_RESOURCE):
                     self.say("a node wrote to the bucket after it was emptied; emptying it again and retrying")
                     continue
                 settle(aws, self.progress, name, stack_id, outcome, "DELETE_COMPLETE", logs)
@@ -211,9 +211,9 @@ class StackOps:
         except StackError as exc:
             if not role:
                 raise
-            raise StackError(f"{exc}\n{deleted_as(name, role, given=bool(role_arn))}") from None
+            raise StackError(f"{exc}\n{roles.deleted_as(name, role, given=bool(role_arn))}") from None
         if retained:
-            remove_retained_role(aws.client("iam"), retained, self.say)
+            roles.remove_retained_role(aws.client("iam"), retained, self.say)
 
     def watch(self, name: str) -> Outcome:
         """Follow the stack's current operation until it settles; StackError when it ended badly."""

@@ -11,7 +11,8 @@ ARN is the stack's ShutdownRoleArn output, read before the operation; once the o
 gone with the stack: `stack delete NAME` then finds the role by its name (CloudFormation names it
 `<stack>-ShutdownRole-<suffix>`) and its tag naming the stack's id, and deletes it only when that
 stack is DELETE_COMPLETE (a deleted stack can still be described by its id). `stack delete
---no-wait` cannot wait for that; it says the role stays and that `stack delete NAME` removes it.
+--no-wait` cannot wait for that; it says the role stays and that `stack delete STACK_ID` removes it:
+by the id (stack/stack_ids.py), the role of that stack alone, whatever stack has its name by then.
 
 How CloudFormation names a role the template leaves unnamed is not documented beyond
 `<stack>-<logicalId>-<suffix>` (User Guide, "Name type"); an IAM role name has at most 64
@@ -133,10 +134,12 @@ def send_delete(cfn: CloudFormationClient, name: str, stack_id: str, role_arn: s
         raise StackError(f"stack {name} not deleted: {exc}") from None  # the caller adds the role and the fix
 
 
-def left_for_later(name: str, arn: str) -> str:
-    """What `stack delete --no-wait` says of the retained role it cannot delete before the stack is gone."""
+def left_for_later(stack_id: str, arn: str) -> str:
+    """What `stack delete --no-wait` says of the retained role it cannot delete before the stack is gone:
+    the command names the stack's id, so it cannot reach a new stack given the same name meanwhile."""
     return (f"note: the idle shutdown's role {role_name(arn)} stays after the stack (CloudFormation retains it); "
-            f"once the stack is deleted, `cfn-chainermn stack delete {name}` removes it")
+            f"once the stack is deleted, `cfn-chainermn stack delete {stack_id}` removes it (the stack's id: "
+            "never a later stack of the same name)")
 
 
 def may_be_role_of(role: str, name: str) -> bool:
@@ -149,21 +152,22 @@ def may_be_role_of(role: str, name: str) -> bool:
     return stack_part == name or (name.startswith(stack_part) and len(name + marker + suffix) > ROLE_NAME_MAX)
 
 
-def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str) -> list[str]:
-    """ARNs of the ShutdownRoles that deleted stacks called `name` left: a role whose name may be
-    one CloudFormation made for it (ListRoles gives no tags, so only those are asked for theirs),
-    whose tag names a stack id of that name, which CloudFormation describes as DELETE_COMPLETE. A
-    live stack's role is never among them."""
+def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str,
+                          stack_id: str | None = None) -> list[str]:
+    """ARNs of the ShutdownRoles that deleted stacks called `name` left (given `stack_id`, that stack
+    alone): a role whose name may be one CloudFormation made for it (ListRoles gives no tags, so only
+    those are asked for theirs), whose tag names a stack id of that name (or is `stack_id`), which
+    CloudFormation describes as DELETE_COMPLETE. A live stack's role is never among them."""
     found = []
     for page in aws_call("ListRoles", lambda: list(iam.get_paginator("list_roles").paginate())):
         for role in page["Roles"]:
             if not may_be_role_of(role["RoleName"], name):
                 continue
             tags = aws_call("ListRoleTags", functools.partial(iam.list_role_tags, RoleName=role["RoleName"]))["Tags"]
-            stack_id = next((t["Value"] for t in tags if t["Key"] == SHUTDOWN_ROLE_STACK_TAG), "")
-            if f":stack/{name}/" not in stack_id:
+            tagged = next((t["Value"] for t in tags if t["Key"] == SHUTDOWN_ROLE_STACK_TAG), "")
+            if not (tagged == stack_id if stack_id else f":stack/{name}/" in tagged):
                 continue
-            describe = functools.partial(cfn.describe_stacks, StackName=stack_id)
+            describe = functools.partial(cfn.describe_stacks, StackName=tagged)
             try:  # one that cannot be described (another region's, a stack deleted ~90 days ago) is not ours
                 stacks = aws_call("DescribeStacks", describe)["Stacks"]
             except AwsError:
@@ -174,16 +178,21 @@ def left_by_deleted_stack(iam: IAMClient, cfn: CloudFormationClient, name: str) 
 
 
 def delete_left_roles(iam: IAMClient, cfn: CloudFormationClient, name: str, say: Callable[[str], None],
-                      confirm: Callable[[str], None], *, yes: bool) -> bool:
-    """`stack delete` of a stack that is gone: delete the ShutdownRoles its deleted stacks left (asked
-    first unless `yes`); False when there are none, or they cannot be looked for (a warning says why:
-    the caller may lack iam:ListRoles, and the stack is gone either way)."""
+                      confirm: Callable[[str], None], *, yes: bool, stack_id: str | None = None) -> bool:
+    """`stack delete` of a stack that is gone: delete the ShutdownRoles its deleted stacks left (given
+    `stack_id`, that one's; asked first unless `yes`); False when there are none, or, by name, they
+    cannot be looked for (a warning says why: the caller may lack iam:ListRoles, and the stack is gone
+    either way). By id, looking for them is all the command does, so not being able to is its error."""
     try:
-        left = left_by_deleted_stack(iam, cfn, name)
+        left = left_by_deleted_stack(iam, cfn, name, stack_id)
     except AwsError as exc:
+        if stack_id:
+            raise
         say(f"warning: could not look for a role idle shutdown left: {exc}")
         return False
     if not left:
+        if stack_id:
+            say(f"stack {name} ({stack_id}) is already deleted; it left no role to remove")
         return False
     names = ", ".join(role_name(arn) for arn in left)
     say(f"stack {name} is already deleted; its idle shutdown left the role {names}")

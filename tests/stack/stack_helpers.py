@@ -191,3 +191,35 @@ def queue_change_set(stubbed: Any, current: Any, wanted: Any, **described: Any) 
         "Capabilities": ["CAPABILITY_IAM"], "Tags": stack_tags({}),
         "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in template_parameters(wanted).items()]})
     return cfn
+
+
+def queue_delete(stubbed: Any, outputs: list[dict[str, str]], *, role_arn: str = "", associated: str = "",
+                 ends: str = "DELETE_COMPLETE", by: str = NAME) -> None:
+    """One `stack delete`: DeleteStack (with RoleARN when `role_arn`) of a stack associated with role
+    `associated` (DescribeStacks' RoleARN), ending `ends` ("" for --no-wait: nothing read after it),
+    the stack asked for `by` its name (or its id)."""
+    cfn, s3 = stubbed("cloudformation"), stubbed("s3")
+    own = stack("DELETE_FAILED" if associated else "CREATE_COMPLETE", Tags=OWN, Outputs=outputs,
+                **({"RoleARN": associated} if associated else {}))
+    cfn.add_response("describe_stacks", {"Stacks": [own]}, {"StackName": by})
+    cfn.add_response("list_stack_resources", {"StackResourceSummaries": [
+        {"LogicalResourceId": "KeyBucket", "PhysicalResourceId": BUCKET, "ResourceType": "AWS::S3::Bucket",
+         "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"}]},
+        {"StackName": STACK_ID})
+    s3.add_response("list_object_versions", {}, {"Bucket": BUCKET})
+    cfn.add_response("describe_stack_events", {"StackEvents": [event(2, NAME, "CREATE_COMPLETE")]},
+                     {"StackName": STACK_ID})
+    cfn.add_response("delete_stack", {}, {"StackName": STACK_ID, **({"RoleARN": role_arn} if role_arn else {})})
+    if not ends:
+        return
+    if ends == "DELETE_COMPLETE":
+        cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist")
+        cfn.add_response("describe_stack_events", {"StackEvents": [
+            event(4, NAME, "DELETE_COMPLETE"), event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
+        return
+    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_FAILED", Tags=OWN)]}, {"StackName": NAME})
+    cfn.add_response("describe_stack_events", {"StackEvents": [
+        event(5, NAME, "DELETE_FAILED", "The following resource(s) failed to delete: [FileSystem]."),
+        event(4, "FileSystem", "DELETE_FAILED", "not authorized to perform: elasticfilesystem:DeleteFileSystem",
+              rtype="AWS::EFS::FileSystem", physical="fs-0123"),
+        event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)

@@ -10,13 +10,12 @@ from typing import Any
 
 import pytest
 from stack_helpers import (
-    BUCKET,
     NAME,
     OWN,
     STACK_ID,
     arrange_default_subnet,
     cluster_client,
-    event,
+    queue_delete,
     queue_role_removal,
     role_entry,
     stack,
@@ -24,41 +23,12 @@ from stack_helpers import (
 
 ROLE = "demo-ShutdownRole-AbCdEf"
 ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE}"
-
-
-def _queue_delete(stubbed: Any, outputs: list[dict[str, str]], *, role_arn: str = "", associated: str = "",
-                  ends: str = "DELETE_COMPLETE") -> None:
-    """One `stack delete`: DeleteStack (with RoleARN when `role_arn`) of a stack associated with role
-    `associated` (DescribeStacks' RoleARN), ending `ends` ("" for --no-wait: nothing read after it)."""
-    cfn, s3 = stubbed("cloudformation"), stubbed("s3")
-    own = stack("DELETE_FAILED" if associated else "CREATE_COMPLETE", Tags=OWN, Outputs=outputs,
-                **({"RoleARN": associated} if associated else {}))
-    cfn.add_response("describe_stacks", {"Stacks": [own]}, {"StackName": NAME})
-    cfn.add_response("list_stack_resources", {"StackResourceSummaries": [
-        {"LogicalResourceId": "KeyBucket", "PhysicalResourceId": BUCKET, "ResourceType": "AWS::S3::Bucket",
-         "LastUpdatedTimestamp": "2026-01-01T00:00:00Z", "ResourceStatus": "CREATE_COMPLETE"}]},
-        {"StackName": STACK_ID})
-    s3.add_response("list_object_versions", {}, {"Bucket": BUCKET})
-    cfn.add_response("describe_stack_events", {"StackEvents": [event(2, NAME, "CREATE_COMPLETE")]},
-                     {"StackName": STACK_ID})
-    cfn.add_response("delete_stack", {}, {"StackName": STACK_ID, **({"RoleARN": role_arn} if role_arn else {})})
-    if not ends:
-        return
-    if ends == "DELETE_COMPLETE":
-        cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist")
-        cfn.add_response("describe_stack_events", {"StackEvents": [
-            event(4, NAME, "DELETE_COMPLETE"), event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
-        return
-    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_FAILED", Tags=OWN)]}, {"StackName": NAME})
-    cfn.add_response("describe_stack_events", {"StackEvents": [
-        event(5, NAME, "DELETE_FAILED", "The following resource(s) failed to delete: [FileSystem]."),
-        event(4, "FileSystem", "DELETE_FAILED", "not authorized to perform: elasticfilesystem:DeleteFileSystem",
-              rtype="AWS::EFS::FileSystem", physical="fs-0123"),
-        event(3, NAME, "DELETE_IN_PROGRESS", "User Initiated")]}, None)
+# A stack created with the same name after the first was deleted: its own id.
+NEW_STACK_ID = STACK_ID.replace("0f1e2d3c-aaaa", "9a8b7c6d-ffff")
 
 
 def test_delete_removes_the_retained_shutdown_role_after_the_stack(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
+    queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
     iam = stubbed("iam")
     iam.add_response("delete_role_policy", {}, {"RoleName": ROLE, "PolicyName": "cfn-chainermn-shutdown"})
     iam.add_response("delete_role", {}, {"RoleName": ROLE})
@@ -68,7 +38,7 @@ def test_delete_removes_the_retained_shutdown_role_after_the_stack(stubbed: Any,
 
 
 def test_a_role_that_cannot_be_deleted_is_a_warning_naming_it(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
+    queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
     stubbed("iam").add_client_error("delete_role_policy", "AccessDenied", "not authorized", 403)
     result = run_cli("stack", "delete", NAME, "--yes")
     assert result.code == 0
@@ -76,14 +46,14 @@ def test_a_role_that_cannot_be_deleted_is_a_warning_naming_it(stubbed: Any, run_
 
 
 def test_a_stack_without_idle_shutdown_makes_no_iam_call(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [])
+    queue_delete(stubbed, [])
     stubbed("iam")  # activated with nothing queued: any call fails the test
     result = run_cli("stack", "delete", NAME, "--yes")
     assert result.code == 0 and "role" not in result.err
 
 
 def test_an_already_deleted_role_is_said_so_and_the_delete_succeeds(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
+    queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}])
     iam = stubbed("iam")
     iam.add_client_error("delete_role_policy", "NoSuchEntity", f"The role with name {ROLE} cannot be found.", 404)
     iam.add_client_error("delete_role", "NoSuchEntity", f"The role with name {ROLE} cannot be found.", 404)
@@ -94,27 +64,33 @@ def test_an_already_deleted_role_is_said_so_and_the_delete_succeeds(stubbed: Any
 
 def test_delete_no_wait_says_the_role_stays_and_the_command_it_names_removes_it(stubbed: Any, run_cli: Any) -> None:
     """--no-wait returns before DELETE_COMPLETE, the first moment the retained role may go: one line
-    names it and the command; that command, once the stack is deleted, finds and deletes the role."""
-    _queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}], ends="")
+    names it and the command, by the stack's id. That command, run as printed once the stack is
+    deleted and a new stack has its name (whose role has a name like the old one's), deletes the old
+    role and touches nothing of the new stack: no DescribeStacks by name, no DeleteStack (none queued)."""
+    queue_delete(stubbed, [{"OutputKey": "ShutdownRoleArn", "OutputValue": ROLE_ARN}], ends="")
     iam = stubbed("iam")  # nothing queued yet: an IAM call during the first delete fails the test
     first = run_cli("stack", "delete", NAME, "--no-wait", "--yes")
     assert first.code == 0, first.err
     assert first.err.splitlines()[-2:] == [
         f"follow it with: cfn-chainermn stack watch {NAME}",
         f"note: the idle shutdown's role {ROLE} stays after the stack (CloudFormation retains it); once the stack "
-        f"is deleted, `cfn-chainermn stack delete {NAME}` removes it"]
+        f"is deleted, `cfn-chainermn stack delete {STACK_ID}` removes it (the stack's id: never a later stack of "
+        "the same name)"]
+    command = first.err.splitlines()[-1].split("`")[1].split()
     cfn = stubbed("cloudformation")
-    cfn.add_client_error("describe_stacks", "ValidationError", f"Stack with id {NAME} does not exist",
-                         expected_params={"StackName": NAME})
-    iam.add_response("list_roles", {"Roles": [role_entry(ROLE)]})
+    cfn.add_response("describe_stacks", {"Stacks": [stack("DELETE_COMPLETE", Tags=OWN)]}, {"StackName": STACK_ID})
+    iam.add_response("list_roles", {"Roles": [role_entry("demo-ShutdownRole-NewStack"), role_entry(ROLE)]})
+    iam.add_response("list_role_tags", {"Tags": [{"Key": "cfn-chainermn:stack-id", "Value": NEW_STACK_ID}]},
+                     {"RoleName": "demo-ShutdownRole-NewStack"})
     queue_role_removal(iam, cfn, ROLE, stack("DELETE_COMPLETE"))
-    later = run_cli("stack", "delete", NAME, "--yes")
+    later = run_cli(*command[1:], "--yes")
     assert later.code == 0, later.err
-    assert later.err.splitlines()[-1] == f"deleted the idle shutdown's role {ROLE}"
+    assert later.err.splitlines() == [f"stack {NAME} is already deleted; its idle shutdown left the role {ROLE}",
+                                      f"deleted the idle shutdown's role {ROLE}"]
 
 
 def test_delete_no_wait_of_a_stack_without_the_role_says_nothing_of_one(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [], ends="")
+    queue_delete(stubbed, [], ends="")
     result = run_cli("stack", "delete", NAME, "--no-wait", "--yes")
     assert result.code == 0, result.err
     assert result.err.splitlines()[-1] == f"follow it with: cfn-chainermn stack watch {NAME}"
@@ -128,15 +104,16 @@ def test_delete_help_says_where_the_role_goes_and_nothing_of_the_staging_bucket(
     text = " ".join(result.out.split())
     assert result.code == 0
     assert "staging" not in text and "wheel" not in text
-    assert ("With --no-wait, or when the master already deleted its own stack, that is left to a later `stack delete "
-            "NAME`, which finds the role by name and tag.") in text
+    assert ("With --no-wait that is left to a later `stack delete STACK_ID`, the id it prints (so never a new stack "
+            "of the same name); when the master already deleted its own stack, to `stack delete NAME`, which finds "
+            "the role by name and tag.") in text
 
 
 OTHER = "arn:aws:iam::123456789012:role/admins/cfn-delete"
 
 
 def test_role_arn_is_passed_to_delete_stack(stubbed: Any, run_cli: Any) -> None:
-    _queue_delete(stubbed, [], role_arn=OTHER, associated=ROLE_ARN)
+    queue_delete(stubbed, [], role_arn=OTHER, associated=ROLE_ARN)
     result = run_cli("stack", "delete", NAME, "--role-arn", OTHER, "--yes")
     assert result.code == 0, result.err
     assert f"deleting stack {NAME} as {OTHER}" in result.err.splitlines()
@@ -147,7 +124,7 @@ def test_role_arn_is_passed_to_delete_stack(stubbed: Any, run_cli: Any) -> None:
     (["--role-arn", OTHER], OTHER, "given with --role-arn")])
 def test_a_failed_delete_names_the_role_cloudformation_used_and_the_fix(
         stubbed: Any, run_cli: Any, flags: list[str], used: str, why: str) -> None:
-    _queue_delete(stubbed, [], role_arn=flags[1] if flags else "", associated=ROLE_ARN, ends="DELETE_FAILED")
+    queue_delete(stubbed, [], role_arn=flags[1] if flags else "", associated=ROLE_ARN, ends="DELETE_FAILED")
     result = run_cli("stack", "delete", NAME, *flags, "--yes")
     assert result.code == 3, result.err
     assert result.err.splitlines()[-1] == (
