@@ -15,6 +15,7 @@ import os
 import stat
 from pathlib import Path
 
+from cfn_chainermn import trusted_path
 from cfn_chainermn.errors import ConfigError
 from cfn_chainermn.local import places
 from cfn_chainermn.local.state import STATE_FILE, load
@@ -48,82 +49,43 @@ def _owner(uid: int) -> str:
         return f"uid {uid}"
 
 
-# O_PATH (Linux): a folder is entered without read permission on it; elsewhere O_RDONLY does.
-_DIR = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FIX = "give a --state-dir that is yours alone (a new folder in /tmp will do)"
 
 
 def _check(st: os.stat_result, path: Path, root: Path, *, above: bool) -> None:
     """One component, as its descriptor or lstat sees it: the caller's or root's, and writable by
     no one else (a folder above `root` may be, if sticky: others cannot rename what is ours in it)."""
-    me = os.geteuid()
     what = f"{path}, above {root}," if above else str(path)
-    if st.st_uid not in (me, 0):
-        raise ConfigError(f"--state-dir: {what} belongs to {_owner(st.st_uid)}, not to you ({_owner(me)}): "
-                          f"that user could plant a cluster there; {_FIX} (nothing was changed)")
-    if st.st_mode & 0o022 and not (above and st.st_mode & stat.S_ISVTX):
+    problem = trusted_path.foreign(st, sticky_ok=above)
+    if problem == "owner":
+        raise ConfigError(f"--state-dir: {what} belongs to {_owner(st.st_uid)}, not to you "
+                          f"({_owner(os.geteuid())}): that user could plant a cluster there; {_FIX} "
+                          "(nothing was changed)")
+    if problem == "writable":
         raise ConfigError(f"--state-dir: {what} is writable by other users (mode "
                           f"{oct(st.st_mode & 0o7777)}): they could plant a cluster there; "
                           f"`chmod go-w {path}` or {_FIX} (nothing was changed)")
 
 
-def _enter(dir_fd: int, name: str, path: Path, root: Path) -> int | None:
-    """Open `name` in `dir_fd` as a folder without following a link; None when it is not there."""
-    try:
-        return os.open(name, _DIR, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                raise ConfigError(f"--state-dir: {path} is a symbolic link (made after {root} was resolved?): "
-                                  f"not followed; {_FIX} (nothing was changed)") from exc
-        raise
-
-
 def open_trusted(root: Path, *, create: bool = False) -> int | None:
     """A descriptor of `root` (absolute, resolved), or None when it is not there and not `create`d.
 
-    Walked from / one folder at a time, each opened without following a link and checked on that
-    descriptor (fstat), so what is checked is what is entered: a folder or link another user put
-    in place first (or swapped in) is refused, never used. A missing folder is made 0o700 (mkdirat:
-    an existing one, EEXIST, is only entered and checked like any other) and opened to 0o755 only
-    once checked: the cluster user must reach it. Once every folder on the way is trusted, no other
-    user can rename or replace one, so the path keeps leading here (`same_folder` re-checks).
+    Walked from / one folder at a time without following a link, each checked as entered
+    (trusted_path.py): a folder or link another user put in place first (or swapped in) is refused,
+    never used. A folder made here is 0o755 once checked: the cluster user must reach it. Once every
+    folder on the way is trusted, no other user can rename or replace one, so the path keeps
+    leading here (`same_folder` re-checks).
     """
     if not root.is_absolute():
         raise ValueError(f"not absolute: {root}")
-    fd = os.open("/", _DIR)
-    path = Path("/")
     try:
-        _check(os.fstat(fd), path, root, above=root != path)
-        for name in root.parts[1:]:
-            path = path / name
-            made = False
-            if create:
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                    made = True
-                except FileExistsError:
-                    pass  # someone's: entered and checked below like any folder we did not make
-            inner = _enter(fd, name, path, root)
-            if inner is None:
-                if create:  # made and gone again: only its owner (us) or a writable parent can do that
-                    raise FileNotFoundError(errno.ENOENT, "removed while it was being made", str(path))
-                return None
-            os.close(fd)
-            fd = inner
-            _check(os.fstat(fd), path, root, above=path != root)
-            if made:
-                opened = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-                try:
-                    os.fchmod(opened, 0o755)
-                finally:
-                    os.close(opened)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+        return trusted_path.open_walked(root, lambda st, path: _check(st, path, root, above=path != root),
+                                        create=create)
+    except trusted_path.NotAFolder as exc:
+        if not exc.link:
+            raise
+        raise ConfigError(f"--state-dir: {exc.path} is a symbolic link (made after {root} was resolved?): "
+                          f"not followed; {_FIX} (nothing was changed)") from exc
 
 
 def same_folder(fd: int, root: Path) -> None:
@@ -221,16 +183,59 @@ def prepare(root: Path) -> None:
         raise unusable(root, exc) from exc
 
 
+_SUB = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def hand_over(folder: Path, uid: int, gid: int) -> None:
     """Give what an earlier run left in shared/ to this run's user.
 
     shared/ outlives `down` (results), but the user may differ between runs (`chainer` when
     free, else `cfnmn-<hash>`): a jobs/ folder of the last one would refuse every upload.
-    Links are changed themselves, never followed.
+    What is in shared/ is a user's to change while this walks it, so every folder is opened from
+    its parent's descriptor without following a link (a folder swapped for a link after it was
+    listed is skipped, never entered) and every entry is changed in its folder's descriptor, a
+    link itself and never its target. os.fwalk would not do: it opens a listed folder following
+    links and compares afterwards (CPython Lib/os.py, _fwalk: open(name, O_RDONLY, dir_fd=topfd)
+    then samestat). A file with more than one name (a hard link to someone else's) is left as it is.
     """
-    for top, dirs, files in os.walk(folder):
-        for name in [*dirs, *files]:
-            path = os.path.join(top, name)
-            st = os.lstat(path)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(path, uid, gid, follow_symlinks=False)
+    stack = [os.open(folder, _SUB)]  # shared/ itself lies in the state folder, trusted up to /
+    try:
+        pending = [iter(os.listdir(stack[0]))]
+        while stack:
+            name = next(pending[-1], None)
+            if name is None:
+                os.close(stack.pop())
+                pending.pop()
+                continue
+            sub = _handed(stack[-1], name, uid, gid)
+            if sub is not None:
+                stack.append(sub)
+                pending.append(iter(os.listdir(sub)))
+    finally:
+        for fd in stack:
+            os.close(fd)
+
+
+def _handed(dir_fd: int, name: str, uid: int, gid: int) -> int | None:
+    """Hand over `name` in `dir_fd`; a descriptor of it when it is a folder to walk next."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            if st.st_nlink == 1 and (st.st_uid, st.st_gid) != (uid, gid):
+                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+            return None
+        sub = os.open(name, _SUB, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None  # removed meanwhile
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            return None  # swapped for a link or a file since it was looked at: not followed
+        raise
+    try:
+        st = os.fstat(sub)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.fchown(sub, uid, gid)
+    except BaseException:
+        os.close(sub)
+        raise
+    return sub

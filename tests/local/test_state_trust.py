@@ -191,31 +191,76 @@ def test_a_link_put_on_the_way_after_the_path_was_resolved_is_not_followed(scrat
 
 
 @as_root
-def test_a_folder_swapped_for_a_link_between_mkdir_and_chmod_gives_away_nothing(
-        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Another user's folder on the way lets them swap what root just made for a link to a file of
-    root's: a chmod by path would then make that file 0o755. Their folder is refused before any mkdir."""
-    victim = scratch / "shadow"
-    victim.write_text("root's secret\n")
-    victim.chmod(0o600)
+def test_another_users_folder_on_the_way_is_refused_before_anything_is_made_in_it(scratch: Path) -> None:
+    """Another user's folder on the way would let them swap what root makes in it for a link to a
+    file of root's (a chmod by path would then make that file 0o755): it is refused before any mkdir."""
     theirs = scratch / "theirs"
     theirs.mkdir(mode=0o755)
     os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(ConfigError) as caught:
+        local_folder.prepare(theirs / "cluster")
+    assert "theirs, above" in str(caught.value) and "belongs to uid 65534" in str(caught.value)
+    assert sorted(p.name for p in theirs.iterdir()) == []  # refused before anything was made there
+
+
+@as_root
+def test_a_folder_swapped_for_a_link_right_after_its_mkdir_is_not_followed(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between making a folder and opening it: the folder is swapped for a link to a
+    folder of root's the moment mkdir returns. Nobody but root can write here (the checks see to
+    that), so the swap is the test's own; what it holds is that the walk opens what stands there
+    without following it, never the link's target (entered, it would be made 0o755 and filled)."""
+    victim = scratch / "root-only"
+    victim.mkdir(mode=0o700)
     real_mkdir = os.mkdir
+    made = scratch / "new"
 
     def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
         real_mkdir(path, mode, dir_fd=dir_fd)
-        made = theirs / "cluster"
-        if os.path.isdir(made) and not os.path.islink(made):  # the other user's move, right after
-            made.rename(theirs / "moved")
-            _nobodys_link(made, victim)
+        if path == "new" and not made.is_symlink():
+            made.rename(scratch / "moved")
+            made.symlink_to(victim)
 
     monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
-    with pytest.raises(ConfigError) as caught:
-        local_folder.prepare(theirs / "cluster")
-    assert stat.S_IMODE(victim.stat().st_mode) == 0o600  # a chmod by path: 0o755
-    assert "theirs, above" in str(caught.value) and "belongs to uid 65534" in str(caught.value)
-    assert sorted(p.name for p in theirs.iterdir()) == []  # refused before anything was made there
+    with pytest.raises(ConfigError, match=f"{made} is a symbolic link .*: not followed"):
+        local_folder.prepare(made / "cluster")
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o700 and list(victim.iterdir()) == []
+    assert made.is_symlink() and list((scratch / "moved").iterdir()) == []
+
+
+@as_root
+def test_hand_over_never_follows_a_folder_swapped_for_a_link_after_it_was_listed(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """shared/ is the last user's to change while `up` hands it over: right after jobs/old is
+    listed, it becomes a link to a folder of root's holding a file of the same name. That file
+    stays root's; the folder moved away, the one listed, is handed over."""
+    shared = scratch / "shared"
+    (shared / "jobs/old").mkdir(parents=True)
+    (shared / "jobs/old/result").write_text("theirs\n")
+    outside = scratch / "etc"
+    outside.mkdir(mode=0o755)
+    (outside / "result").write_text("root's\n")
+    old = shared / "jobs/old"
+    listed = os.stat(old)
+    for real in (os.listdir, os.scandir):  # either way of listing a folder
+        monkeypatch.setattr(os, real.__name__, _swap_after(real, listed, old, outside))
+    local_folder.hand_over(shared, NOBODY, NOBODY)
+    assert (outside / "result").stat().st_uid == 0 and outside.stat().st_uid == 0
+    moved = shared / "jobs/moved"
+    assert old.is_symlink() and os.readlink(old) == str(outside)  # swapped, as a job could
+    for path in (shared / "jobs", moved, moved / "result"):
+        assert os.lstat(path).st_uid == NOBODY, path
+
+
+def _swap_after(real: Callable[..., Any], listed: os.stat_result, old: Path, outside: Path) -> Callable[..., Any]:
+    def listing(target: Any = ".") -> Any:
+        found = real(target)
+        if not old.is_symlink() and os.path.samestat(os.stat(target), listed):
+            old.rename(old.parent / "moved")
+            old.symlink_to(outside)
+        return found
+
+    return listing
 
 
 @as_root
