@@ -165,7 +165,8 @@ def test_a_role_arn_that_is_no_role_arn_exits_2_before_any_aws_call(no_aws: None
 def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_tag(
         emulator: Any, run_cli: Any) -> None:
     """The master's DeleteStack leaves the role and no output naming it: `stack delete NAME` finds it by
-    name and its stack-id tag, and only a deleted stack of that name's (another stack's role stays). moto."""
+    name and its stack-id tag, and only a deleted stack of that name's (another stack's role stays).
+    Afterwards the name finds nothing, while the stack's id still describes it, deleted. moto."""
     vpc, subnet = arrange_default_subnet(cluster_client("ec2"))
     cfn, iam = cluster_client("cloudformation"), cluster_client("iam")
     created = run_cli("stack", "create", "left", "--key-name", "demo-key", "--ssh-cidr", "203.0.113.7/32",
@@ -187,6 +188,8 @@ def test_after_the_masters_deletion_stack_delete_finds_the_role_it_left_by_its_t
         roles["left-other"]}
     again = run_cli("stack", "delete", "left", "--yes")
     assert (again.code, again.err) == (3, "error: stack left not found; `cfn-chainermn stack list` shows yours\n")
+    by_id = run_cli("stack", "delete", stack_id, "--yes")  # the name is gone; the id still describes the stack
+    assert (by_id.code, by_id.err) == (0, f"stack left ({stack_id}) is already deleted; it left no role to remove\n")
 
 
 def test_a_gone_stack_whose_roles_cannot_be_listed_is_still_not_found(stubbed: Any, run_cli: Any) -> None:
