@@ -233,7 +233,8 @@ def test_hand_over_never_follows_a_folder_swapped_for_a_link_after_it_was_listed
         scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """shared/ is the last user's to change while `up` hands it over: right after jobs/old is
     listed, it becomes a link to a folder of root's holding a file of the same name. That file
-    stays root's; the folder moved away, the one listed, is handed over."""
+    stays root's, and so does a second name of it planted in shared/; the folder moved away, the
+    one listed, is handed over."""
     shared = scratch / "shared"
     (shared / "jobs/old").mkdir(parents=True)
     (shared / "jobs/old/result").write_text("theirs\n")
@@ -241,6 +242,7 @@ def test_hand_over_never_follows_a_folder_swapped_for_a_link_after_it_was_listed
     outside.mkdir(mode=0o755)
     (outside / "result").write_text("root's\n")
     old = shared / "jobs/old"
+    os.link(outside / "result", shared / "jobs/hard")  # another name of root's file (were hard links free)
     listed = os.stat(old)
     for real in (os.listdir, os.scandir):  # either way of listing a folder
         monkeypatch.setattr(os, real.__name__, _swap_after(real, listed, old, outside))
