@@ -14,8 +14,9 @@ import re
 
 # /var/run and /var/lock are /run's. /var/tmp and /var/crash are writable by every user, like /tmp:
 # the cluster user could put a link or a folder of theirs on the mount point's path before a reboot,
-# and the agent (root) makes, mounts and hands over the mount point by path (node/homefiles.own_folder
-# refuses a link in its last part only); every other parent is a system folder or made by root.
+# and the agent (root) makes, mounts and hands over the mount point there. Refused here by name, before
+# a stack exists; the agent also walks the path on the node and refuses any folder above the mount
+# point that is not root's alone (node/mount_path.py), such as an image's /var/spool/samba (1777).
 SYSTEM_TREES = ("bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "snap",
                 "sys", "tmp", "usr", "var/run", "var/lock", "var/tmp", "var/crash")
 # The cluster user's home: EFS mounted there would hide the ~/.ssh the agent wrote before.

@@ -17,8 +17,8 @@ from cfn_chainermn.errors import AgentError
 from cfn_chainermn.jobs import fabric
 from cfn_chainermn.node import imds_guard, spot, stack_hosts
 from cfn_chainermn.node.context import Context
-from cfn_chainermn.node.homefiles import own_folder
 from cfn_chainermn.node.imds import Imds
+from cfn_chainermn.node.mount_path import make_mount_point, own_mount_point
 from cfn_chainermn.node.settings import AWS_HOST_KEY, Settings
 from cfn_chainermn.node.stack_build import Host
 from cfn_chainermn.node.system import STD_PATH, System, write_atomic
@@ -176,16 +176,17 @@ class AwsPlatform:
 
     def shared_folder(self, ctx: Context) -> str:
         """EFS through /etc/fstab with AWS's NFS options, retried until the mount target
-        answers; without --efs-id the mount point is a directory of this node."""
+        answers; without --efs-id the mount point is a directory of this node. Either way the
+        path to it is checked first, then handed over through a descriptor (mount_path.py)."""
         s = ctx.settings
-        target = self.path(s.mount_point)
-        target.mkdir(parents=True, exist_ok=True)
+        top = self.system.root
         if not s.efs_id:
-            own_folder(target, ctx.owner)
+            own_mount_point(top, s.mount_point, ctx.owner)
             return f"no EFS; {s.mount_point} is a local directory"
+        make_mount_point(top, s.mount_point)
         self.system.add_fstab(fstab_line(s.efs_id, s.region, s.mount_point))
         self._mount(ctx)
-        own_folder(target, ctx.owner)
+        own_mount_point(top, s.mount_point, ctx.owner)
         return f"EFS {s.efs_id} mounted at {s.mount_point} via /etc/fstab"
 
     def _mount(self, ctx: Context) -> None:

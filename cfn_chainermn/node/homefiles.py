@@ -171,24 +171,3 @@ class HomeFiles:
                 raise
         return True
 
-
-def own_folder(path: Path, owner: tuple[int, int]) -> None:
-    """chown a folder the user may reach (the shared mount point) through a no-follow
-    descriptor: a link there is refused, its target never changes hands.
-
-    Only the last part is checked, and need be: no folder above a mount point is the cluster
-    user's to change. On AWS each is a system folder or one root made (config/mount_point.py
-    refuses /tmp, /var/tmp and /var/crash, which every user may write); a local node's is in its
-    state folder, which `local up` makes sure is root's alone (local/state_dir.py)."""
-    if owner[0] < 0:
-        return
-    try:
-        fd = os.open(path, _DIR)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise AgentError(f"{path} is a symbolic link or not a folder: refused, not followed") from exc
-        raise
-    try:
-        os.fchown(fd, *owner)
-    finally:
-        os.close(fd)

@@ -12,7 +12,7 @@ from pathlib import Path
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node import stack_hosts
 from cfn_chainermn.node.context import Context
-from cfn_chainermn.node.homefiles import own_folder
+from cfn_chainermn.node.mount_path import own_mount_point
 from cfn_chainermn.node.settings import Settings
 from cfn_chainermn.node.stack_build import Host
 from cfn_chainermn.node.system import STD_PATH
@@ -71,9 +71,8 @@ class LocalPlatform:
         return Path(settings.host_key)
 
     def shared_folder(self, ctx: Context) -> str:
-        mount_point = self.path(ctx.settings.mount_point)
-        mount_point.mkdir(parents=True, exist_ok=True)
-        own_folder(mount_point, ctx.owner)
+        """The local cluster's shared/, checked from / as the state folder is (sticky /tmp allowed)."""
+        own_mount_point(Path("/"), ctx.settings.mount_point, ctx.owner, sticky_ok=True)
         return f"shared folder {ctx.settings.mount_point}"
 
     def hostfile_copies(self) -> list[Path]:
