@@ -53,7 +53,7 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
     assert res.returncode == 0, res.stdout + res.stderr
     job_id = res.stdout.strip()
     job_dir = cluster.shared / "jobs" / job_id
-    assert wait_until(lambda: len(rank_pids(job_id, "allreduce_loop.py")) == 3, 20)
+    assert wait_until(lambda: len(rank_pids(job_id, "allreduce_loop.py")) == 3, 30)
     _found_by_their_daemon_too(cluster, job_id, monkeypatch)
     imds = ImdsStandIn({})  # no notice yet: 404, as on an instance EC2 keeps
     watch = subprocess.Popen(cluster.args("node", "spot-watch", "--backend", "local", "--node-id", "worker-1",
@@ -61,7 +61,7 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         polls = lambda: sum(1 for r in imds.requests if r[1].endswith("spot/instance-action"))  # noqa: E731
-        assert wait_until(lambda: polls() >= 3, 20)
+        assert wait_until(lambda: polls() >= 3, 30)
         assert ready.exists() and not (job_dir / "exit_code").exists(), "the watch acted without a notice"
         imds.meta["spot/instance-action"] = json.dumps(NOTICE)
         assert wait_until(lambda: (job_dir / "exit_code").exists(), 30), (job_dir / "log").read_text()
@@ -74,7 +74,7 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
         assert not ready.exists()
         gone = cluster.shared / "jobs" / ".queue" / "gone.127.0.0.3"  # the queue's word that the node goes
         assert gone.read_text() == "worker-1 2026-12-02T21:00:00Z\n" and stat.S_IMODE(gone.stat().st_mode) == 0o600
-        assert wait_until(lambda: not rank_pids(job_id, "allreduce_loop.py"), 10)
+        assert wait_until(lambda: not rank_pids(job_id, "allreduce_loop.py"), 30)
         # a new job is not placed on the node: its hostfile holds the two nodes still ready
         res = cluster.cli("job", "submit", "local", "-n", "2", "-N", "1", str(SCRIPTS / "hostname.sh"))
         assert res.returncode == 0, res.stdout + res.stderr
@@ -86,7 +86,7 @@ def test_interruption_notice_retracts_the_node_and_fails_its_job_fast(cluster: L
         assert f"job {job_id} told" in agent_log
     finally:
         watch.terminate()
-        watch.wait(timeout=10)
+        watch.wait(timeout=30)
         imds.close()
         ready.write_bytes(mark)  # the session's other tests want all three nodes, the queue too,
         (cluster.shared / "jobs" / ".queue" / "gone.127.0.0.3").unlink(missing_ok=True)
