@@ -29,7 +29,9 @@ keeps the steps after it from running:
    later poll (spot_ranks.py: through pidfds, never a reused pid). They are the cluster user's
    processes that OpenMPI started (OMPI_COMM_WORLD_RANK in their environment) under an ssh
    session to this node's address and port (SSH_CONNECTION, which on a local cluster tells one
-   node's ranks from another's on the same machine), of whatever job: the node goes, so every
+   node's ranks from another's on the same machine), or, when a process's environment does not
+   answer (a rank held on the hung shared folder), whose parent is this node's OpenMPI daemon
+   (spot_ranks.py), of whatever job: the node goes, so every
    job with a rank here fails, and the queue gives a node to one job at a time anyway. OpenMPI's
    mpiexec then ends the whole job at once ("process rank N ... exited on signal 15"), where a
    lost node would leave the other ranks waiting in an allreduce until NCCL or TCP gives up.

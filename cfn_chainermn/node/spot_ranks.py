@@ -38,8 +38,10 @@ What the watch cannot do is never taken for an answer about the rank: /proc file
 (ENOENT, ESRCH) mean the process ended, unreadable ones (EACCES, EPERM) that it is not the
 user's, and pidfd_open's EINVAL that the pid now names a thread of another process (pidfd_open(2):
 "pid is not valid"; it takes thread-group leaders only). Anything else, EMFILE above all (the
-watch's own descriptor limit), is raised: the caller reports it and tries the rank again at the
-next poll, where treating it as "ended" would have spared the rank its SIGKILL. Pidfds are held
+watch's own descriptor limit), is raised by a signal (the caller reports it and tries the rank
+again at the next poll, where treating it as "ended" would have spared the rank its SIGKILL) and
+given by the scan as that one process's reason for not being looked at: never the scan's end,
+which would cost every other rank its signal. Pidfds are held
 for ranks only, not for the processes a rank forks with its environment (a data loader's
 workers): at most one per rank on the node between its SIGTERM and its SIGKILL, far below the
 soft limit of 1024 descriptors a service gets from systemd (DefaultLimitNOFILE=1024:524288 since
