@@ -152,7 +152,10 @@ def _name_or_stack_id(ctx: click.Context, param: click.Parameter, value: str) ->
               help="IAM role CloudFormation deletes as (default: the role last associated with the stack, if any).")
 @_change_options
 def delete(ref: StackRef, target: AwsTarget, role_arn: str | None, wait: bool, yes: bool) -> None:
-    """Delete stack NAME (or the stack with that id): empty its key bucket (every version), delete, wait, report.
+    """Delete stack NAME: empty its key bucket (every version), delete, wait, report.
+
+    NAME is the stack's name, or its id (arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID), which
+    names that stack alone, deleted or not: of a deleted one, only the role it left is removed.
 
     Only stacks this tool created (tagged cfn-chainermn:version); only the KeyBucket is emptied.
     Once the stack is gone, the role idle shutdown deletes with (its ShutdownRole, which
