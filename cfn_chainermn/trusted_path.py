@@ -61,7 +61,7 @@ def _enter(dir_fd: int, name: str, path: Path) -> int | None:
         raise NotAFolder(path, link=link) from exc
 
 
-def writable(fd: int) -> int:
+def reopened(fd: int) -> int:
     """A descriptor of the folder `fd` (O_PATH) names that fchmod and fchown accept."""
     return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
 
@@ -98,7 +98,7 @@ def open_walked(target: Path, check: Check, *, create: bool = False, mode: int =
             fd = inner
             check(os.fstat(fd), path)
             if made:
-                opened = writable(fd)
+                opened = reopened(fd)
                 try:
                     os.fchmod(opened, mode)
                 finally:

@@ -69,7 +69,7 @@ def own_mount_point(top: Path, mount_point: str, owner: tuple[int, int], *, stic
     fd = _open(top, mount_point, create=True, sticky_ok=sticky_ok)
     try:
         if owner[0] >= 0:
-            opened = trusted_path.writable(fd)
+            opened = trusted_path.reopened(fd)
             try:
                 os.fchown(opened, *owner)
             finally:
