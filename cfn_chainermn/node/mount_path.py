@@ -45,28 +45,30 @@ def _checker(mount_point: Path, sticky_ok: bool) -> trusted_path.Check:
     return check
 
 
-def _open(top: Path, mount_point: str, *, create: bool, sticky_ok: bool) -> int:
+def _open(top: Path, mount_point: str, *, sticky_ok: bool) -> int:
+    """A descriptor of the mount point, made where missing, walked and checked from `top`."""
     target = Path(mount_point)
+    if not target.is_absolute() or ".." in target.parts:
+        raise AgentError(f"mount point {mount_point!r} is not an absolute path without '..'; {_FIX}")
     try:
-        fd = trusted_path.open_walked(target, _checker(target, sticky_ok), create=create, top=top)
+        fd = trusted_path.open_walked(target, _checker(target, sticky_ok), create=True, top=top)
     except trusted_path.NotAFolder as exc:
         raise AgentError(f"mount point {mount_point}: {exc.path} is {exc.strerror}: refused, not followed; "
                          f"{_FIX}") from exc
-    if fd is None:
-        raise AgentError(f"mount point {mount_point} is missing (made at this boot, then removed?)")
+    assert fd is not None  # create=True
     return fd
 
 
 def make_mount_point(top: Path, mount_point: str, *, sticky_ok: bool = False) -> None:
     """Check the way to `mount_point` (a node path; `top` stands for the node's /) and make what
     is missing (root's, 0o755), before `mount` is given the path."""
-    os.close(_open(top, mount_point, create=True, sticky_ok=sticky_ok))
+    os.close(_open(top, mount_point, sticky_ok=sticky_ok))
 
 
 def own_mount_point(top: Path, mount_point: str, owner: tuple[int, int], *, sticky_ok: bool = False) -> None:
     """Hand the mount point (the file system's root once mounted) to `owner` through the
     descriptor checked on the way, never a link's target. (-1, -1): keep root's."""
-    fd = _open(top, mount_point, create=True, sticky_ok=sticky_ok)
+    fd = _open(top, mount_point, sticky_ok=sticky_ok)
     try:
         if owner[0] >= 0:
             opened = trusted_path.reopened(fd)

@@ -100,6 +100,8 @@ def test_the_mount_point_is_made_root_s_and_handed_over_through_a_checked_path(t
     own_mount_point(top, mount_point, NOBODY)  # the next boot
     own_mount_point(top, mount_point, (-1, -1))  # keep the owner: nothing changes hands
     assert efs.stat().st_uid == NOBODY[0]
+    with pytest.raises(AgentError, match=r"mount point 'mnt/efs' is not an absolute path without '\.\.'"):
+        own_mount_point(top, "mnt/efs", NOBODY)  # a flag of `node boot --backend local`, unchecked before
 
 
 def test_a_link_in_place_of_the_mount_point_is_not_followed(top: Path) -> None:
