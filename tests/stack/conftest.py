@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from aws_emulator import SeededMoto  # scripts/ is not a package
-from stack_helpers import REGION, free_port
+from stack_helpers import REGION, refused_port
 
 from cfn_chainermn.aws import Aws
 from cfn_chainermn.cli import cli
@@ -29,7 +29,7 @@ class Stubbed(Aws):
     """
 
     def __init__(self) -> None:
-        super().__init__(boto3.session.Session(region_name=REGION), f"http://127.0.0.1:{free_port()}")
+        super().__init__(boto3.session.Session(region_name=REGION), f"http://127.0.0.1:{refused_port()}")
         self.stubbers: dict[str, Stubber] = {}
 
     def client(self, service: str) -> Any:
@@ -74,7 +74,7 @@ def no_aws(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("bad input reached AWS")
 
     services.connect = refuse
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # and nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{refused_port()}")  # and nothing listens there
 
 
 @dataclass

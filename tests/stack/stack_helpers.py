@@ -67,10 +67,15 @@ def queue_template_upload(stubbed: Any, template: str, *, new_bucket: bool) -> s
     return f"https://{STAGING}.s3.{REGION}.amazonaws.com/{key}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Bound for the whole run and never listening: a connection to it is refused, and no other server
+# can take the port meanwhile (a port picked free and closed could be anyone's by the time it is used).
+_REFUSING = socket.socket()
+_REFUSING.bind(("127.0.0.1", 0))
+
+
+def refused_port() -> int:
+    """A local port where nothing answers, for an endpoint no request may reach."""
+    return int(_REFUSING.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from stack_helpers import NAME, PINNED, STACK_ID, free_port, http_endpoint
+from stack_helpers import NAME, PINNED, STACK_ID, http_endpoint, refused_port
 
 GOOD = ["--key-name", "k", "--ssh-cidr", "203.0.113.7/32"]
 EFS = "fs-0123456789abcdef0"
@@ -110,7 +110,7 @@ def test_missing_credentials_is_a_clean_message(
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{refused_port()}")
     result = run_cli(*args)
     assert result.code == 2
     assert result.err.splitlines()[-1] == (
@@ -151,7 +151,7 @@ def test_throttling_is_retried_by_botocore(throttling_endpoint: tuple[str, list[
 
 
 def test_an_unknown_profile_is_a_usage_error(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{refused_port()}")
     result = run_cli("stack", "list", "--profile", "nope")
     assert result.code == 2
     assert result.err == ("error: The config profile (nope) could not be found; check --profile / AWS_PROFILE "
