@@ -88,7 +88,7 @@ def test_closing_the_channel_cancels_the_whole_group(tmp_path: Path) -> None:
     assert _group_alive(pgid)
     proc.stdin.close()  # what sshd does when the client goes away
     proc.wait(timeout=15)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _group_alive(pgid)
@@ -101,7 +101,7 @@ def test_cancel_script_stops_a_detached_job(tmp_path: Path) -> None:
     pgid = int((d / "pgid").read_text())
     assert _group_alive(pgid)
     subprocess.run(["sh", str(d / "cancel.sh")], check=True, timeout=30)
-    deadline = time.monotonic() + 10  # a SIGKILLed member dies when next scheduled, not at once
+    deadline = time.monotonic() + 30  # a SIGKILLed member dies when next scheduled, not at once
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _group_alive(pgid)
@@ -122,7 +122,7 @@ def test_logs_follow_ends_when_the_job_does_even_if_its_leader_is_a_zombie(tmp_p
         os._exit(0)
     try:
         stat = Path(f"/proc/{leader}/stat")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while stat.read_text().split(") ")[1][0] != "Z" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert stat.read_text().split(") ")[1][0] == "Z"  # exited, not reaped...
