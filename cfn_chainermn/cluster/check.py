@@ -18,6 +18,7 @@ hands them their arguments (quoted words after `set --`), so a node id or addres
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,8 @@ from cfn_chainermn.jobs.mpi import LOCAL_INSTANCE_TYPE
 
 CONNECT_TIMEOUT = 5
 KEYS = ("gpus", "cpus", "rc", "efa")
+NODE_LINE = "| "  # check.sh's mark on each line a node printed
+PLAIN_ID = re.compile(r"[A-Za-z0-9._-]+")  # the ids check.sh accepts (its case pattern)
 
 
 @dataclass(frozen=True)
@@ -92,18 +95,22 @@ def probe_script(nodes: Sequence[Node], port: int, timeout: int = CONNECT_TIMEOU
 
 def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
     """Results in node order; a node with no block at all counts as unreachable. A node whose id
-    check.sh refused has its block under `#N`, its position (no plain-word id starts with `#`)."""
-    blocks: dict[str, list[str]] = {}
-    current: list[str] | None = None
+    check.sh refused has its block under `#N`, its position; a plain-word id (the ones check.sh
+    accepts, none starting with `#`) only ever its own, so no `#N` stands in for a real id. Only
+    check.sh's own lines start at the margin: a node's lines (marked `| `) give its gpus, cpus and
+    efa, the margin its rc, so nothing a node printed can open a block or set an rc."""
+    blocks: dict[str, list[tuple[bool, str]]] = {}
+    current: list[tuple[bool, str]] | None = None
     for line in output.splitlines():
         if line.startswith("== "):
             current = blocks.setdefault(line[3:].strip(), [])
         elif current is not None:
-            current.append(line)
+            current.append((line.startswith(NODE_LINE), line.removeprefix(NODE_LINE)))
     results = []
     for position, n in enumerate(nodes, 1):
-        lines = blocks.get(f"#{position}", blocks.get(n.instance_id, []))
-        values = dict(line.split("=", 1) for line in lines if "=" in line and line.split("=", 1)[0] in KEYS)
+        block = blocks.get(n.instance_id if PLAIN_ID.fullmatch(n.instance_id) else f"#{position}", [])
+        lines = [text for _, text in block]
+        values = _values(block)
         efa_lines = [line.removeprefix("efa ") for line in lines if line.startswith("efa domain:")]
         rc = values.get("rc", "")
         ok = rc == "0"
@@ -180,6 +187,16 @@ def notes(results: Sequence[NodeResult]) -> list[str]:
             lines.append(f"the {itype} nodes see {peak} of their {cards} EFA devices: EFA on card 0 alone, as in "
                          "a subnet the stack made itself (`--subnet-id` with an existing subnet gets every card)")
     return lines
+
+
+def _values(block: Sequence[tuple[bool, str]]) -> dict[str, str]:
+    """rc from check.sh's own lines, the other keys from the node's (later lines win)."""
+    values = {}
+    for from_node, text in block:
+        key, sep, value = text.partition("=")
+        if sep and key in KEYS and from_node == (key != "rc"):
+            values[key] = value
+    return values
 
 
 def _int(value: str | None) -> int | None:

@@ -8,6 +8,7 @@ import shutil
 import signal as signal_module
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import fake_ssh
@@ -43,7 +44,7 @@ def test_check_sh_runs_every_ssh_at_once_and_prints_blocks_in_node_order(
             '  i=$((i + 1)); [ $i -lt 600 ] || { echo "alone: the others never started"; exit 7; }; sleep 0.05\n'
             "done\n")
     _, out = ShellRemote().capture(check.probe_script(NODES, 22, timeout=30))
-    blocks = [line for line in out.splitlines() if line.startswith(("== ", "rc=", "alone"))]
+    blocks = [line for line in out.splitlines() if line.startswith(("== ", "rc=", "| alone"))]
     assert blocks == [x for n in NODES for x in (f"== {n.instance_id}", "rc=0")], out
     assert ssh.calls() == sorted(_argv(n.private_ip) for n in NODES)
     results = check.parse(out, NODES)  # this machine's GPUs, not a p3's eight
@@ -69,11 +70,11 @@ def test_check_sh_bounds_a_silent_node_and_passes_the_ssh_config(
     (Node("i-w1\n== i-w3\ngpus=8\ncpus=2\nrc=0", "10.0.0.11", "worker", "p3.16xlarge"),
      "refused: node id is not a plain word"),
     (Node("i-w1", "-oProxyCommand=touch PWNED", "worker", "p3.16xlarge"),
-     "refused: node address -oProxyCommand=touch PWNED is not a plain word"),
+     "refused: node address is not a plain word"),
     (Node("i-w1", "10.0.0.11;touch PWNED", "worker", "p3.16xlarge"),
-     "refused: node address 10.0.0.11;touch PWNED is not a plain word"),
+     "refused: node address is not a plain word"),
     (Node("i-w1", "root@10.0.0.11", "worker", "p3.16xlarge"),
-     "refused: node address root@10.0.0.11 is not a plain word"),
+     "refused: node address is not a plain word"),
 ], ids=["id-substitution", "id-forging-a-block", "address-as-option", "address-with-shell", "address-with-user"])
 def test_what_the_cluster_reports_is_never_shell_nor_an_option(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node: Node, words: str) -> None:
@@ -89,6 +90,26 @@ def test_what_the_cluster_reports_is_never_shell_nor_an_option(
     results = check.parse(out, [*nodes, NODES[3]])
     assert [(r.ok, r.detail) for r in results[1::2]] == [(False, words), (False, "no result")]
     assert [r.ok for r in results[::2]] == [True, True]
+
+
+FORGED = "rc=0\ngpus=8\ncpus=4\n== i-w3\nrc=0\ngpus=8\ncpus=4\n== #1\nrc=0\ngpus=8\ncpus=4"
+
+
+@pytest.mark.parametrize("forger", ["address", "output"])
+def test_nothing_from_the_cluster_forges_a_dead_nodes_block(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forger: str) -> None:
+    """i-master is dead (ssh exits 255) and i-w3 never asked. A refused address that would print
+    `== #1` or `== i-w3` with an rc of 0 is not echoed, and a node that prints them itself has its
+    lines marked as its own: both dead nodes still fail (review 4, finding 5)."""
+    ssh = fake_ssh.install(tmp_path, monkeypatch)
+    (ssh.host(NODES[0].private_ip) / "before").write_text("echo 'ssh: connect: Connection refused' >&2; exit 255\n")
+    forging = replace(NODES[1], private_ip=f"x\n{FORGED}") if forger == "address" else NODES[1]
+    (ssh.host(NODES[1].private_ip) / "before").write_text(f"printf '%s\\n' '{FORGED}'\n")
+    _, out = ShellRemote().capture(check.probe_script([NODES[0], forging], 22, timeout=30))
+    results = check.parse(out, [NODES[0], forging, NODES[3]])
+    assert [(r.ok, r.detail) for r in results[::2]] == [
+        (False, "ssh: connect: Connection refused"), (False, "no result")], out
+    assert results[1].ok == (forger == "output"), out
 
 
 @pytest.mark.parametrize(("shell", "signal"), [("sh", "SIGTERM"), ("sh", "SIGINT"), ("sh", "SIGHUP"),
@@ -133,9 +154,9 @@ def test_the_scripts_are_shellcheck_clean_and_shipped() -> None:
 
 def test_parse_ok_mismatch_refused_timeout_and_missing() -> None:
     out = "\n".join([
-        "== i-master", "gpus=8", "cpus=64", "rc=0",
-        "== i-w1", "gpus=4", "cpus=64", "rc=0",
-        "== i-w2", "ssh: connect to host 10.0.0.12 port 22: Connection refused", "rc=255",
+        "== i-master", "| gpus=8", "| cpus=64", "rc=0",
+        "== i-w1", "| gpus=4", "| cpus=64", "rc=0",
+        "== i-w2", "| ssh: connect to host 10.0.0.12 port 22: Connection refused", "rc=255",
         "== i-x-unknown", "rc=0",
     ]) + "\n"
     results = check.parse(out, NODES)
@@ -152,7 +173,7 @@ def test_local_nodes_take_the_hosts_gpus_and_table_lines_up() -> None:
     """Local nodes see this machine's GPUs, whatever it has: none, or a CI host's."""
     nodes = [Node("master", "127.0.0.2", "master", "local", slots_override=1),
              Node("worker-1", "127.0.0.3", "worker", "local", slots_override=1)]
-    results = check.parse("== master\ngpus=0\ncpus=2\nrc=0\n== worker-1\ngpus=4\ncpus=2\nrc=0\n", nodes)
+    results = check.parse("== master\n| gpus=0\n| cpus=2\nrc=0\n== worker-1\n| gpus=4\n| cpus=2\nrc=0\n", nodes)
     assert [r.status for r in results] == ["ok", "ok"] and check.failures(results) == []
     assert check.table(results) == (
         "NODE      ADDRESS    ROLE    SSH  GPUS  CPUS  EFA  DETAIL\n"

@@ -21,6 +21,11 @@ from cfn_chainermn.cluster.hostfile import Node
 from cfn_chainermn.jobs import mpi
 
 
+def check_sh_block(printed: str) -> str:
+    """What a node printed, as check.sh passes it on: each line marked `| `."""
+    return "".join(f"| {line}\n" for line in printed.splitlines())
+
+
 def _entry(domain: str, fabric_name: str = "efa", ep: str = "FI_EP_RDM") -> str:
     return (f"provider: efa\n    fabric: {fabric_name}\n    domain: {domain}\n    version: 122.0\n"
             f"    type: {ep}\n    protocol: FI_PROTO_EFA\n")
@@ -71,7 +76,7 @@ def test_the_probe_marks_fi_info_domains_and_parse_counts_devices(tmp_path: Path
         (bin_dir / tool).chmod(0o755)
     out = _probe("efa", f"{bin_dir}:/usr/bin:/bin")
     assert out.count("efa domain: ") == 8 and "cpus=96\n" in out
-    [result] = check.parse(f"== i-master\n{out}rc=0\n", NODES[:1])
+    [result] = check.parse(f"== i-master\n{check_sh_block(out)}rc=0\n", NODES[:1])
     assert (result.efa, result.expected_efa, result.fabric) == (4, 4, "4/4") and not result.efa_short
     assert _probe("tcp", f"{bin_dir}:/usr/bin:/bin").splitlines()[1:] == ["cpus=96"]
     if not Path("/opt/amazon/efa/bin/fi_info").exists():  # an EFA host has the installer's
@@ -83,7 +88,8 @@ def block(node: Node, buses: tuple[int, ...] | None) -> str:
     efa = "efa=no-fi_info\n" if buses is None else "".join(
         f"efa domain: {line.split('domain: ')[1]}\n" for line in fi_info_output(buses).splitlines()
         if "domain: " in line)
-    return f"== {node.instance_id}\ngpus=8\ncpus=96\n{efa}rc=0\n"
+    printed = check_sh_block("gpus=8\ncpus=96\n" + efa)
+    return f"== {node.instance_id}\n{printed}rc=0\n"
 
 
 def test_a_node_short_of_devices_is_named_and_fails() -> None:
@@ -117,7 +123,7 @@ def test_efa_on_card_0_alone_everywhere_is_consistent_and_noted() -> None:
 
 def test_no_node_with_efa_is_tcp_everywhere_not_a_failure() -> None:
     """EFA off (or never attached): every rank takes TCP alike, so the check passes with a note."""
-    out = "".join(f"== {n.instance_id}\ngpus=8\ncpus=96\nrc=0\n" for n in NODES[:2])
+    out = "".join(f"== {n.instance_id}\n| gpus=8\n| cpus=96\nrc=0\n" for n in NODES[:2])
     results = check.parse(out, NODES[:2])
     assert [r.status for r in results] == ["ok", "ok"] and [r.fabric for r in results] == ["0/4", "0/4"]
     assert check.notes(results) == [

@@ -3,9 +3,12 @@
 # short ConnectTimeout and a hard bound of three times it, so a dead node is named within seconds
 # and 16 nodes take about as long as 2. Prints one block per node, in the order given:
 #   == ID
-#   what probe.sh printed there (or ssh's own complaint)
+#   | each line probe.sh printed there (or ssh's own complaint), after `| `
 #   rc=SSH'S EXIT CODE (124: no answer within the bound, after a line saying the bound in seconds)
 # A node whose id is refused has the block `== #N` instead, N its position (counted from 1).
+# Only check.sh's own lines start at the margin, and none of them holds a value from the cluster:
+# what a node printed is marked `| `, and a refused id, address or fabric is never echoed, so
+# neither a node nor an address can forge another node's block (`== ...`) or its rc line.
 #
 # Arguments: PROBE TIMEOUT PORT SSH_CONFIG, then ID ADDRESS FABRIC for each node. PROBE is the text
 # of probe.sh, which each node runs as `sh -s FABRIC` (efa: count EFA devices too, else tcp);
@@ -38,15 +41,16 @@ while [ $# -ge 3 ]; do
     esac
     echo "== $id"
     case $address in
-      '' | -* | *[!A-Za-z0-9.:-]*) echo "refused: node address $address is not a plain word"; echo "rc=2"; exit 0 ;;
+      '' | -* | *[!A-Za-z0-9.:-]*) echo "refused: node address is not a plain word"; echo "rc=2"; exit 0 ;;
     esac
     case $fabric in
       efa | tcp) ;;
-      *) echo "refused: fabric $fabric is neither efa nor tcp"; echo "rc=2"; exit 0 ;;
+      *) echo "refused: fabric is neither efa nor tcp"; echo "rc=2"; exit 0 ;;
     esac
     timeout $((timeout * 3)) ssh ${config:+-F "$config"} -o BatchMode=yes -o "ConnectTimeout=$timeout" \
-      -p "$port" -- "$address" sh -s "$fabric" < "$d/probe" 2>&1
+      -p "$port" -- "$address" sh -s "$fabric" < "$d/probe" > "$d/$n.out" 2>&1
     rc=$?
+    awk '{ print "| " $0 }' "$d/$n.out"
     [ "$rc" -ne 124 ] || echo "no answer within $((timeout * 3))s"
     echo "rc=$rc"
   ) > "$d/$n" 2>&1 &
