@@ -13,7 +13,11 @@ and a signal goes through a pidfd, a descriptor of that one process:
   before the open fails this (the newcomer started later), and a pidfd cannot come to name
   another process after it is open. Pid and start time name one process for the whole boot, so
   the environment is not read again: a rank holding its memory lock (spot_environ.py) would
-  hold its own SIGKILL there, and a record of another boot is dropped (spot_record.py);
+  hold its own SIGKILL there, and a record of another boot is dropped (spot_record.py). The
+  same two reads come before EVERY signal, the SIGKILL on a kept pidfd too: pid and start time
+  survive an execve, so a rank that exec'd a set-uid program in its grace is root in its
+  effective and saved uid by then, and gets nothing. Only the moment between that read and the
+  signal remains, as small as the by-pid path's below;
 - `signal.pidfd_send_signal(fd, sig)` (Linux >= 5.1, Python 3.9:
   docs.python.org/3/library/signal.html#signal.pidfd_send_signal) reaches that process or none
   (ESRCH once it is gone);
@@ -196,33 +200,39 @@ class Signaller:
     use_pidfd: bool = True
 
     def send(self, rank: Rank, sig: int) -> bool:
-        """`sig` to that very process; False, with nothing sent, when it has ended or its pid
-        now names another process."""
-        fd = self.pidfds.get(rank)
+        """`sig` to that very process; False, with nothing sent, when it has ended, its pid now
+        names another process, or it is no longer the user's in every uid. The uids are read
+        again before every signal, the SIGKILL on a kept pidfd too: pid and start time survive
+        an execve, so a rank may be a set-uid program by then (see the docstring)."""
+        kept = self.pidfds.get(rank)
+        fd = kept if kept is not None or not self.use_pidfd else self._open(rank)
         if fd is None and self.use_pidfd:
-            fd = self._open(rank)
-            if fd is None and self.use_pidfd:
-                return False
-        if fd is None:  # no pidfds here: re-check, then kill by pid
-            if not self.ranks.same(rank):
-                return False
-            try:
-                os.kill(rank.pid, sig)
-            except ProcessLookupError:
-                return False
-            return True
-        if _ended(fd):
+            return False
+        if fd is not None and _ended(fd):
             self.forget(rank)
             return False
         try:
-            signal.pidfd_send_signal(fd, sig)
+            same = self.ranks.same(rank)  # after the open: a pid reused before it fails this
+        except BaseException:
+            if kept is None:  # no pidfd left open for a rank not yet signalled
+                self.forget(rank)
+            raise
+        if not same:
+            self.forget(rank)
+            return False
+        try:
+            if fd is None:  # no pidfds here: kill by pid
+                os.kill(rank.pid, sig)
+            else:
+                signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             self.forget(rank)
             return False
         return True
 
     def _open(self, rank: Rank) -> int | None:
-        """A pidfd of the rank found, kept; None when it is gone (or pidfds are not available)."""
+        """A pidfd of the rank's pid, kept (send re-checks it is the rank's); None when the pid
+        has ended (or pidfds are not available)."""
         if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):  # built without them
             self.use_pidfd = False
             return None
@@ -235,14 +245,6 @@ class Signaller:
                 raise OSError(exc.errno, f"no pidfd for rank {rank.pid}: {exc.strerror} (the watch's own "
                                          "limit, not the rank's end)") from exc
             self.use_pidfd = False
-            return None
-        try:
-            same = self.ranks.same(rank)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not same:  # the pid was reused before the open: not ours
-            os.close(fd)
             return None
         self.pidfds[rank] = fd
         return fd

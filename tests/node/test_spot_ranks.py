@@ -217,6 +217,26 @@ def test_a_process_that_is_someone_else_in_any_uid_is_no_rank(tmp_path: Path, wh
     assert not _ranks(tmp_path).same(Rank(4242, 1000))
 
 
+def test_a_rank_that_became_set_uid_root_in_its_grace_gets_no_sigkill(
+        signaller: Signaller, procs: list[subprocess.Popen[bytes]], tmp_path: Path) -> None:
+    """Pid and start time survive an execve: a rank that exec'd a set-uid-root program after its
+    SIGTERM is the same process, root in its effective and saved uid. The uids are read again
+    before the SIGKILL, on a kept pidfd too, and it gets nothing; back to the user's, it does."""
+    rank_proc = _start(STUBBORN, RANK_ENV)
+    procs.append(rank_proc)
+    user = 4000  # the cluster user as the fake /proc has it (the tests may run as root)
+    _fake(tmp_path, rank_proc.pid, 1000, uids=(user,) * 3)
+    signaller = Signaller(Ranks(tmp_path, user, IP, PORT), use_pidfd=signaller.use_pidfd)
+    found = signaller.ranks.scan()
+    assert found == [Rank(rank_proc.pid, 1000)] and signaller.send(found[0], signal.SIGTERM)  # ignored
+    _fake(tmp_path, rank_proc.pid, 1000, uids=(user, 0, 0))  # exec'd a set-uid-root program
+    assert not signaller.send(found[0], signal.SIGKILL)
+    assert rank_proc.poll() is None and not signaller.pidfds, "not signalled; its pidfd closed"
+    _fake(tmp_path, rank_proc.pid, 1000, uids=(user,) * 3)
+    assert signaller.send(found[0], signal.SIGKILL)
+    assert rank_proc.wait(timeout=30) == -9
+
+
 def test_a_ranks_own_children_are_left_to_it(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:
     """A data loader's workers are forked with their rank's environment: only the rank is
     signalled (and holds a pidfd); a child its rank left behind is found as one at the next scan."""
