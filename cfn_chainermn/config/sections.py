@@ -102,20 +102,20 @@ class EfsConfig:
     mount_point: str = setting(
         names.DEFAULT_MOUNT_POINT, flag=Flag("--mount-point", "Where the shared file system is mounted."),
         param=Param("MountPoint", "Mount point", EFS, "Where every node mounts the shared file system: a folder of its "
-                    "own, not a system folder such as /opt, /usr or /etc.", pattern=mount_point_pattern(),
+                    "own, not a system folder such as /opt, /var or /etc.", pattern=mount_point_pattern(),
                     max_length=MOUNT_POINT_MAX, constraint="a folder of its own such as /efs or /mnt/efs: not / or a "
-                    "top-level system folder (/opt, /home, /mnt, /var, ...), nothing inside /bin, /boot, /dev, /etc, "
-                    "/lib*, /proc, /run (and /var/run, /var/lock), /sbin, /snap, /sys, /tmp (and /var/tmp, "
-                    "/var/crash) or /usr, not the cluster user's home /home/chainer, and no '.', '..' or empty parts"),
+                    "top-level system folder (/mnt, /srv, /media, ...), nothing inside /bin, /boot, /dev, /etc, /home, "
+                    "/lib*, /opt, /proc, /root, /run, /sbin, /snap, /sys, /tmp, /usr or /var, and no '.', '..' or "
+                    "empty parts"),
         doc="a folder of its own such as `/efs` or `/mnt/efs`: parts of letters, digits, `.`, `_` and `-` joined by "
             "single slashes (no `.` or `..` part, no trailing slash, at most 101 characters); not `/` or a top-level "
             "system folder (`/bin`, `/boot`, `/dev`, `/etc`, `/home`, `/lib`, `/lib32`, `/lib64`, `/libx32`, "
             "`/media`, `/mnt`, `/opt`, `/proc`, `/root`, `/run`, `/sbin`, `/snap`, `/srv`, `/sys`, `/tmp`, `/usr`, "
-            "`/var`), and nothing inside `/bin`, `/boot`, `/dev`, `/etc`, `/lib*`, `/proc`, `/run` (or its links "
-            "`/var/run`, `/var/lock`), `/sbin`, `/snap`, `/sys`, `/tmp` (or `/var/tmp`, `/var/crash`, writable by "
-            "every user like it) or `/usr`, nor the cluster user's home "
-            "`/home/chainer` (its `~/.ssh` would be hidden); a folder inside `/home`, `/media`, `/mnt`, `/opt`, "
-            "`/root`, `/srv` or `/var` is fine. `job submit` uploads scripts there.")
+            "`/var`), and nothing inside `/bin`, `/boot`, `/dev`, `/etc`, `/lib*`, `/opt`, `/proc`, `/root`, `/run`, "
+            "`/sbin`, `/snap`, `/sys`, `/tmp`, `/usr` or `/var` (root's software's own: the agent hands the mount "
+            "point to the cluster user, who could plant what root reads, such as `/var/lib/cfn-chainermn`), nor "
+            "`/home` (a user's home, the cluster user's `~/.ssh` or a sudoer's, would be hidden and handed over); "
+            "a folder inside `/media`, `/mnt` or `/srv` is fine. `job submit` uploads scripts there.")
 
 
 IDLE_OFF = "off"

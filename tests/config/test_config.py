@@ -137,7 +137,13 @@ def test_ssh_from_a_slash_8_or_narrower_needs_no_opt_in(cidr: str) -> None:
 
 
 OWN_FOLDER = "give a folder of its own such as /efs or /mnt/efs"
-INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
+INSIDE_OK = "(or one inside /media, /mnt, /srv)"
+HOME = "where the mount would hide a user's home (the cluster user's ~/.ssh, or an image user's who can sudo) " \
+       "and hand it to the cluster user"
+
+
+def _inside(path: str, top: str) -> str:
+    return f"{path} is inside the system folder /{top}, root's software's own; {OWN_FOLDER} {INSIDE_OK}"
 
 
 @pytest.mark.parametrize(("mount_point", "message"), [
@@ -146,17 +152,26 @@ INSIDE_OK = "(or one inside /home, /media, /mnt, /opt, /root, /srv, /var)"
     ("/boot", f"/boot is a system folder; {OWN_FOLDER}"),
     ("/", f"/ is a system folder; {OWN_FOLDER}"),
     ("/mnt", f"/mnt is a system folder; {OWN_FOLDER}"),
-    ("/etc/efs", f"/etc/efs is inside the system folder /etc; {OWN_FOLDER} {INSIDE_OK}"),
-    ("/usr/local/share", f"/usr/local/share is inside the system folder /usr; {OWN_FOLDER} {INSIDE_OK}"),
-    ("/proc/x", f"/proc/x is inside the system folder /proc; {OWN_FOLDER} {INSIDE_OK}"),
-    ("/var/run", f"/var/run is inside the system folder /var/run; {OWN_FOLDER} {INSIDE_OK}"),  # a link to /run
-    ("/var/lock/efs", f"/var/lock/efs is inside the system folder /var/lock; {OWN_FOLDER} {INSIDE_OK}"),
+    ("/home", f"/home is a system folder; {OWN_FOLDER}"),
+    ("/etc/efs", _inside("/etc/efs", "etc")),
+    ("/usr/local/share", _inside("/usr/local/share", "usr")),
+    ("/proc/x", _inside("/proc/x", "proc")),
+    ("/var/run", _inside("/var/run", "var")),  # a link to /run
     # writable by every user, like /tmp: a link planted on the way would take root's mkdir, mount, chown
-    ("/var/tmp/x/efs", f"/var/tmp/x/efs is inside the system folder /var/tmp; {OWN_FOLDER} {INSIDE_OK}"),
-    ("/var/crash/efs", f"/var/crash/efs is inside the system folder /var/crash; {OWN_FOLDER} {INSIDE_OK}"),
-    ("/home/chainer", f"/home/chainer is in the cluster user's home, whose ~/.ssh the mount would hide; {OWN_FOLDER}"),
-    ("/home/chainer/efs", "/home/chainer/efs is in the cluster user's home, whose ~/.ssh the mount would hide; "
-                          f"{OWN_FOLDER}"),
+    ("/var/tmp/x/efs", _inside("/var/tmp/x/efs", "var")),
+    # root's software's own: handed to the cluster user, they could plant what root reads there (review 4)
+    ("/var/lib/cfn-chainermn", _inside("/var/lib/cfn-chainermn", "var")),  # idle.json, state.json
+    ("/var/log/cfn-chainermn", _inside("/var/log/cfn-chainermn", "var")),
+    ("/etc/cfn-chainermn", _inside("/etc/cfn-chainermn", "etc")),  # agent.json
+    ("/opt/cfn-chainermn", _inside("/opt/cfn-chainermn", "opt")),  # the agent's code
+    ("/opt/data", _inside("/opt/data", "opt")),
+    ("/root/.ssh", _inside("/root/.ssh", "root")),
+    ("/var/spool/cron", _inside("/var/spool/cron", "var")),
+    ("/var/lib", _inside("/var/lib", "var")),
+    ("/var/efs", _inside("/var/efs", "var")),
+    ("/home/chainer", f"/home/chainer is in /home, {HOME}; {OWN_FOLDER}"),
+    ("/home/chainer/efs", f"/home/chainer/efs is in /home, {HOME}; {OWN_FOLDER}"),
+    ("/home/ubuntu", f"/home/ubuntu is in /home, {HOME}; {OWN_FOLDER}"),  # a sudoer's ~/.ssh
     ("/efs/../etc", "'/efs/../etc' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
     ("/efs/./x", "'/efs/./x' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
     ("//efs", "'//efs' has an empty, '.' or '..' part; write the folder plainly, such as /efs or /mnt/efs"),
@@ -167,7 +182,8 @@ def test_mount_point_is_a_folder_of_its_own(mount_point: str, message: str) -> N
     assert problems(efs={"mount_point": mount_point}) == [f"efs.mount_point: {message}"]
 
 
-@pytest.mark.parametrize("mount_point", ["/efs", "/mnt/efs", "/shared/data", "/home/shared", "/opt/data", "/var/efs"])
+@pytest.mark.parametrize("mount_point", ["/efs", "/mnt/efs", "/shared", "/data", "/shared/data", "/srv/nfs",
+                                         "/media/x"])
 def test_mount_points_of_their_own_are_fine(mount_point: str) -> None:
     assert build({"efs": {"mount_point": mount_point}}).efs.mount_point == mount_point
 

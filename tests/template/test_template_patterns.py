@@ -50,8 +50,11 @@ def test_network_cidr_patterns_take_16_to_28(default_dict: dict[str, Any], name:
 
 
 MOUNT_POINTS = [
-    ("/efs", True), ("/mnt/efs", True), ("/shared/data", True), ("/home/shared", True), ("/opt/data", True),
-    ("/var/efs", True), ("/media/x", True), ("/srv/nfs", True), ("/root/x", True), ("/.efs", True),
+    ("/efs", True), ("/mnt/efs", True), ("/shared/data", True), ("/data", True), ("/shared", True),
+    ("/media/x", True), ("/srv/nfs", True), ("/mnt/efs/x", True), ("/.efs", True), ("/optx", True), ("/homes", True),
+    ("/home/shared", False), ("/opt/data", False), ("/var/efs", False), ("/root/x", False),
+    ("/var/lib/cfn-chainermn", False), ("/var/log/cfn-chainermn", False), ("/etc/cfn-chainermn", False),
+    ("/opt/cfn-chainermn", False), ("/root/.ssh", False), ("/var/spool/cron", False), ("/var/lib", False),
     ("/..x", True), ("/libs", True), ("/a-b_c.d", True),
     ("/", False), ("/efs/../etc", False), ("/..", False), ("/efs/.", False), ("/x/./y", False),
     ("//efs", False), ("/efs//x", False), ("/efs/", False), ("efs", False), ("/a b", False), ("/efs$x", False),
@@ -62,7 +65,7 @@ MOUNT_POINTS = [
     ("/etc/efs", False), ("/usr/local/efs", False), ("/proc/x", False), ("/sys/x", False), ("/dev/efs", False),
     ("/boot/x", False), ("/bin/x", False), ("/sbin/x", False), ("/lib64/x", False), ("/run/efs", False),
     ("/tmp/efs", False), ("/var/tmp/efs", False), ("/var/tmp", False), ("/var/crash/x", False),
-    ("/var/tmpx", True), ("/" + "a" * 100, True), ("/" + "a" * 101, False),
+    ("/var/tmpx", False), ("/" + "a" * 100, True), ("/" + "a" * 101, False),
 ]
 
 
@@ -72,7 +75,8 @@ def test_mount_point_pattern_and_config_validation_agree(default_dict: dict[str,
     assert matches(default_dict, "MountPoint", value) is ok
 
 
-@given(st.lists(st.sampled_from(["", ".", "..", "efs", "etc", "usr", "mnt", "home", "x.y", "a b", "lib64"]),
+@given(st.lists(st.sampled_from(["", ".", "..", "efs", "etc", "usr", "mnt", "home", "x.y", "a b", "lib64", "var",
+                                 "opt", "root", "srv"]),
                 min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts)))
 def test_mount_point_rule_is_one_rule(value: str) -> None:
     assert bool(re.fullmatch(MOUNT_PATTERN, value)) == (mount_point_problem(value) is None)
