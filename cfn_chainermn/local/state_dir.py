@@ -193,10 +193,11 @@ def hand_over(folder: Path, uid: int, gid: int) -> None:
     free, else `cfnmn-<hash>`): a jobs/ folder of the last one would refuse every upload.
     What is in shared/ is a user's to change while this walks it, so every folder is opened from
     its parent's descriptor without following a link (a folder swapped for a link after it was
-    listed is skipped, never entered) and every entry is changed in its folder's descriptor, a
-    link itself and never its target. os.fwalk would not do: it opens a listed folder following
-    links and compares afterwards (CPython Lib/os.py, _fwalk: open(name, O_RDONLY, dir_fd=topfd)
-    then samestat). A file with more than one name (a hard link to someone else's) is left as it is.
+    listed is skipped, never entered) and every entry is changed through the descriptor it was
+    looked at by, a link itself and never its target (_handed_entry). os.fwalk would not do: it
+    opens a listed folder following links and compares afterwards (CPython Lib/os.py, _fwalk:
+    open(name, O_RDONLY, dir_fd=topfd) then samestat). A file with more than one name (a hard
+    link to someone else's) is left as it is.
     """
     stack = [os.open(folder, _SUB)]  # shared/ itself lies in the state folder, trusted up to /
     try:
@@ -219,10 +220,7 @@ def hand_over(folder: Path, uid: int, gid: int) -> None:
 def _handed(dir_fd: int, name: str, uid: int, gid: int) -> int | None:
     """Hand over `name` in `dir_fd`; a descriptor of it when it is a folder to walk next."""
     try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
-            if st.st_nlink == 1 and (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+        if _handed_entry(dir_fd, name, uid, gid):
             return None
         sub = os.open(name, _SUB, dir_fd=dir_fd)
     except FileNotFoundError:
@@ -239,3 +237,24 @@ def _handed(dir_fd: int, name: str, uid: int, gid: int) -> int | None:
         os.close(sub)
         raise
     return sub
+
+
+def _handed_entry(dir_fd: int, name: str, uid: int, gid: int) -> bool:
+    """Hand over `name` when it is no folder (True then), looked at and changed through one
+    O_PATH descriptor: the name may be swapped meanwhile (for a second name of someone else's
+    file), the inode looked at may not. O_PATH opens nothing (a FIFO does not block) and with
+    O_NOFOLLOW holds a link itself (open(2), O_PATH); fchown refuses such a descriptor (EBADF),
+    the kernel's way is fchownat(fd, "", AT_EMPTY_PATH) (fchownat(2), manpages.ubuntu.com
+    trusty man2/fchownat.2) but CPython 3.11 passes no AT_EMPTY_PATH (os.chown("", dir_fd=fd): ENOENT), so it is
+    changed through /proc/self/fd/N, whose magic link reaches that inode, a link itself included
+    and not its target (proc(5), /proc/pid/fd; tests/local/test_state_trust.py holds both)."""
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            return False
+        if st.st_nlink == 1 and (st.st_uid, st.st_gid) != (uid, gid):
+            os.chown(f"/proc/self/fd/{fd}", uid, gid)
+        return True
+    finally:
+        os.close(fd)

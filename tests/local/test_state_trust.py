@@ -266,6 +266,41 @@ def _swap_after(real: Callable[..., Any], listed: os.stat_result, old: Path, out
 
 
 @as_root
+def test_hand_over_changes_the_file_it_looked_at_not_what_the_name_holds_by_then(
+        scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after hand_over looks at shared/mine (one name: the last user's), the name becomes a
+    second name of a file of root's (review 4, finding 10): root's file stays root's, the file
+    looked at (moved away) is handed over. A link is handed over itself, never its target."""
+    shared, outside = scratch / "shared", scratch / "etc"
+    shared.mkdir()
+    outside.mkdir(mode=0o755)
+    (outside / "secret").write_text("root's\n")
+    mine = shared / "mine"
+    mine.write_text("theirs\n")
+    (shared / "link").symlink_to(outside / "secret")
+    looked_at = mine.stat().st_ino
+    for real in (os.stat, os.fstat, os.lstat):  # however it looks
+        monkeypatch.setattr(os, real.__name__, _swap_after_look(real, looked_at, mine, outside / "secret"))
+    local_folder.hand_over(shared, NOBODY, NOBODY)
+    monkeypatch.undo()
+    assert os.path.samefile(mine, outside / "secret")  # swapped, as the last user could
+    assert (outside / "secret").stat().st_uid == 0
+    assert (scratch / "moved").stat().st_uid == NOBODY
+    assert os.lstat(shared / "link").st_uid == NOBODY
+
+
+def _swap_after_look(real: Callable[..., Any], looked_at: int, name: Path, target: Path) -> Callable[..., Any]:
+    def look(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        if found.st_ino == looked_at and found.st_nlink == 1 and not (name.parent.parent / "moved").exists():
+            name.rename(name.parent.parent / "moved")
+            os.link(target, name)
+        return found
+
+    return look
+
+
+@as_root
 def test_a_folder_up_makes_is_its_own_and_reachable(scratch: Path) -> None:
     scratch.chmod(0o1777)
     root = scratch / "new" / "cluster"
