@@ -3,7 +3,9 @@
 On a node (root "/") it creates users, mounts file systems and enables systemd units with the
 real commands. Under any other root directory (tests) every path is placed under that root and
 each command is appended to ROOT/var/lib/cfn-chainermn/commands.log instead of being run, so
-the rest of the agent executes unchanged and harmlessly.
+the rest of the agent executes unchanged and harmlessly. Under pytest (PYTEST_CURRENT_TEST set)
+root "/" refuses to run anything: the tests run as root, and one that forgot its root could power
+the machine off (a child a test starts in a namespace of its own passes an environment without it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cfn_chainermn.errors import AgentError
 
 FSTAB = "/etc/fstab"
 JOURNAL = "/var/lib/cfn-chainermn/commands.log"
+PYTEST = "PYTEST_CURRENT_TEST"  # set around every test (pytest docs: "PYTEST_CURRENT_TEST environment variable")
 STD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")  # a stock Linux PATH
 
 
@@ -32,15 +35,21 @@ class System:
         p = Path(absolute)
         return self.root / p.relative_to(p.anchor) if p.is_absolute() else self.root / p
 
-    def run(self, argv: list[str], *, check: bool = True) -> int:
-        """Run a command on a node; under a test root, record it and report success."""
+    def run(self, argv: list[str], *, check: bool = True, timeout: float | None = None) -> int:
+        """Run a command on a node; under a test root, record it and report success. A command that
+        cannot start (OSError: missing, EPERM) or outlives `timeout` is an AgentError, as a failed one."""
         if not self.real:
             journal = self.path(JOURNAL)
             journal.parent.mkdir(parents=True, exist_ok=True)
             with journal.open("a", encoding="utf-8") as f:
                 f.write(shlex.join(argv) + "\n")
             return 0
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if PYTEST in os.environ:  # these tests run as root: a test that forgot its root must not power off the box
+            raise RuntimeError(f"System('/') refuses to run `{shlex.join(argv)}` under pytest: give it a test root")
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AgentError(f"`{shlex.join(argv)}` failed: {exc}") from exc
         if check and proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
             raise AgentError(f"`{shlex.join(argv)}` exited {proc.returncode}: {tail[0]}")
