@@ -169,6 +169,16 @@ def test_parse_ok_mismatch_refused_timeout_and_missing() -> None:
     assert timed_out[0].detail == "no answer within 3s"
 
 
+def test_parse_takes_a_plain_ids_own_block_never_one_under_a_position() -> None:
+    """`#N` is only ever a refused id's block: a `== #1` saying rc=0, however it got there, does not
+    stand in for i-master's own, and a node whose refused id is `#1` takes its position's (`#2`)."""
+    out = ("== i-master\n| ssh: connect: Connection refused\nrc=255\n== #1\n| gpus=8\n| cpus=4\nrc=0\n"
+           "== #2\nrefused: node id is not a plain word\nrc=2\n")
+    results = check.parse(out, [NODES[0], replace(NODES[1], instance_id="#1")])
+    assert [(r.ok, r.detail) for r in results] == [
+        (False, "ssh: connect: Connection refused"), (False, "refused: node id is not a plain word")]
+
+
 def test_local_nodes_take_the_hosts_gpus_and_table_lines_up() -> None:
     """Local nodes see this machine's GPUs, whatever it has: none, or a CI host's."""
     nodes = [Node("master", "127.0.0.2", "master", "local", slots_override=1),
