@@ -17,10 +17,11 @@ whether the cluster is busy or not (AwsShutdown.underway).
 
 The master is a GPU instance that bills by the hour, and after DELETE_FAILED its DeleteStack is
 usually refused (CloudFormation deletes MasterIdleDeletePolicy, which nothing depends on, early).
-So at the HALT_AFTER-th failure in a row (DELETE_FAILED, or DeleteStack not sent again after it),
-still due at a second look, it stops trying and stops itself (NotDone.halt: idle_tick publishes
-the words first, then AwsShutdown.halt powers it off, which stops an EBS-backed instance and
-needs no permission). What it leaves billing is said in those words; a stopped master cannot retry.
+So at the HALT_AFTER-th failure in a row (a DELETE_FAILED the watch saw, or DeleteStack refused
+after it: REFUSED; throttling, no answer or expired credentials do not count), still due at a
+second look, it stops trying and stops itself (NotDone.halt: idle_tick publishes the words, looks
+once more and walls them, then AwsShutdown.halt powers it off, which stops an EBS-backed instance
+and needs no permission). What it leaves billing is said in those words; a stopped master cannot retry.
 
 The timer is stopped, not disabled: a master that reboots mid-way gets it back. Every way out but a
 finished deletion (a watch that ran out among them) starts it again, outside the SIGTERM-ignoring
@@ -56,6 +57,10 @@ WORKERS_POLL_S = 15.0
 DELETE_WATCH_S = 1800.0  # the longest one refresh empties the bucket and watches the deletion
 DELETE_POLL_S = 15.0
 SIZES = ("MinSize", "MaxSize", "DesiredCapacity")
+# What counts toward HALT_AFTER when DeleteStack is not sent again: CloudFormation refusing it (its API
+# Reference, "Common Errors": AccessDeniedException, ValidationError; the query protocol answers
+# AccessDenied). Throttling, no answer, expired credentials back off without counting.
+REFUSED = frozenset({"AccessDenied", "AccessDeniedException", "ValidationError"})
 
 
 @dataclass
@@ -96,9 +101,12 @@ class Deletion:
             raise
         except CfnChainermnError as exc:
             if status == "DELETE_FAILED":
-                raise self._failed_again(acting, f"stack {self.stack} not deleted: {exc}; it stays DELETE_FAILED; "
-                                         f"`cfn-chainermn stack delete {self.stack}` deletes it from your "
-                                         "machine") from exc
+                words = (f"stack {self.stack} not deleted: {exc}; it stays DELETE_FAILED; `cfn-chainermn stack "
+                         f"delete {self.stack}` deletes it from your machine")
+                if getattr(exc, "code", "") in REFUSED:
+                    raise self._failed_again(acting, words) from exc
+                raise NotDone(f"{words}; not refused (no answer, throttled or the credentials' own): not counted "
+                              "toward the master's stop") from exc
             if acting.progress.get("scaled"):
                 kept = (f"worker group {self.group} left at 0 until the next try, or put back by the first refresh "
                         f"that finds the cluster busy ({self._restore_command(acting.progress)}); key bucket untouched")

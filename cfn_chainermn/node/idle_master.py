@@ -40,6 +40,7 @@ PROC = Path("/proc")  # where the probes look for launchers and sessions (tests 
 LOCAL_LIMITS = "idle-limits.json"
 LOCAL_ACTION = "idle-action.json"
 LOCAL_WALL = "idle-wall.log"
+HALT_TIMEOUT_S = 60.0  # the bound on a `systemctl poweroff` that never answers (a refresh must end)
 AWS_IDLE_STATE = "/var/lib/cfn-chainermn/idle.json"  # root's, beside state.json
 
 
@@ -110,8 +111,10 @@ class AwsShutdown:
         leaves InstanceInitiatedShutdownBehavior at its default ("By default, when you initiate a
         shutdown from an Amazon EBS backed instance (using a command such as shutdown or poweroff),
         the instance stops", EC2 User Guide, "Change instance initiated shutdown behavior"). No IAM
-        permission is needed, so it works after CloudFormation deleted the master's idle policies."""
-        self.system.run(["systemctl", "poweroff"])
+        permission is needed, so it works after CloudFormation deleted the master's idle policies.
+        Bounded (HALT_TIMEOUT_S): a systemctl that hangs, is missing or is refused is an AgentError,
+        which idle_tick says and backs off from."""
+        self.system.run(["systemctl", "poweroff"], timeout=HALT_TIMEOUT_S)
         return "the master is powering off (it stops: EBS-backed, shutdown behavior stop)"
 
     def _delete(self, acting: idle_tick.Acting) -> str:

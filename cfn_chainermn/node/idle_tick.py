@@ -8,8 +8,9 @@ to an hour (a refusal, after DELETE_FAILED the usual answer, would otherwise be 
 for as long as the master runs); the wait and the failure's words are kept in the state file,
 through busy ticks and a call-off too (neither tried what failed again), and start afresh when the
 limits change or the action is under way again. A failure the back end gives up on (NotDone.halt:
-a deletion that failed again and again) is published and saved, then the master stops itself
-(Shutdown.halt); a tick after that is a master someone started again, which counts afresh.
+a deletion that failed again and again) is published and saved, then, the master looked at once
+more (a login meanwhile keeps it) and the words walled, the master stops itself (Shutdown.halt);
+a tick after that is a master someone started again, which counts afresh.
 An action under way that nothing can call off (Shutdown.underway: a stack CloudFormation is
 deleting) is followed at every tick, busy or not.
 `tick` takes its clock, probes and publishing as Hooks, so tests run a cluster's hours as calls.
@@ -197,17 +198,23 @@ def _act(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, l
 
 def _halt(shutdown: Shutdown, hooks: Hooks, state: IdleState, state_path: Path, record: dict[str, object],
           words: str) -> str | None:
-    """The failure's last words published and the state saved, then the master stopped (its poweroff
-    ends this process soon after): None. When it cannot stop, the words with why, tried again later."""
+    """The failure's last words published and the state saved; then, the master looked at once more
+    (the publish may have taken minutes: whoever logged in meanwhile keeps it), a wall and the master
+    stopped (its poweroff ends this process soon after): None. When it does not stop, the words with
+    why, tried again later."""
     now = hooks.clock()
     _publish(hooks, state, {**record, "failed": words}, now, force=True)
     state.halted = now
     state.save(state_path)
     try:
+        activity = hooks.probe()
+        if activity.busy:
+            raise NotDone(f"the master keeps running: busy again ({', '.join(activity.words()[:3])})")
+        hooks.wall(f"cfn-chainermn: this master powers off now: {words}")
         hooks.log(f"idle: {shutdown.halt()}")
     except CfnChainermnError as exc:
         state.halted = None
-        return f"{words}; the master did not stop itself: {exc}"
+        return f"{words}; {exc}" if isinstance(exc, NotDone) else f"{words}; the master did not stop itself: {exc}"
     return None
 
 

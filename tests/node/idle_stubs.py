@@ -128,18 +128,27 @@ def fails_once(stubber: Stubber, operation: str) -> None:
     client.meta.events.register(f"provide-client-params.{service}.{operation}", fail)
 
 
+MASTER = "i-0bbbbbbbbbbbbbbb1"
+KEPT = ("The instance '" + MASTER + "' may not be terminated. Modify its 'disableApiTermination' instance attribute "
+        "and try again.")  # EC2's OperationNotPermitted for a master with termination protection turned on
+FAILED_REASON = "The following resource(s) failed to delete: [ClusterMaster]. "
+
+
 def failed_delete_events(stubs: dict[str, Stubber]) -> None:
-    """This deletion's events, newest first: the bucket refused (a write after the last emptying)."""
+    """This deletion's events, newest first: the master's own termination refused. CloudFormation
+    deletes a resource before those it depends on ("Resource A is deleted before resource B",
+    DependsOn's page), and the master depends on the bucket, EFS, subnet, VPC and security groups:
+    it is still there after DELETE_FAILED only when its own termination (or a resource deleted
+    before it, its idle policies) failed; anything else failing finds it terminated already."""
     def event(n: int, logical: str, kind: str, status: str, reason: str = "") -> dict[str, Any]:
         return {"StackId": STACK_ID, "EventId": f"e{n}", "StackName": STACK, "LogicalResourceId": logical,
                 "PhysicalResourceId": STACK_ID if kind == "AWS::CloudFormation::Stack" else logical.lower(),
                 "ResourceType": kind, "Timestamp": CREATED, "ResourceStatus": status, "ResourceStatusReason": reason}
 
     stubs["cloudformation"].add_response("describe_stack_events", {"StackEvents": [
-        event(5, STACK, "AWS::CloudFormation::Stack", "DELETE_FAILED",
-              "The following resource(s) failed to delete: [KeyBucket]. "),
-        event(4, "KeyBucket", "AWS::S3::Bucket", "DELETE_FAILED", "The bucket you tried to delete is not empty"),
-        event(3, "ClusterMaster", "AWS::EC2::Instance", "DELETE_COMPLETE"),
+        event(5, STACK, "AWS::CloudFormation::Stack", "DELETE_FAILED", FAILED_REASON),
+        event(4, "ClusterMaster", "AWS::EC2::Instance", "DELETE_FAILED", KEPT),
+        event(3, "MasterIdleStopPolicy", "AWS::IAM::Policy", "DELETE_COMPLETE"),
         event(2, STACK, "AWS::CloudFormation::Stack", "DELETE_IN_PROGRESS", "User Initiated"),
         event(1, STACK, "AWS::CloudFormation::Stack", "UPDATE_COMPLETE")]}, {"StackName": STACK_ID})
 

@@ -7,8 +7,9 @@ reads the stack until CloudFormation says it is gone (a bucket gone ends only th
 DELETE_FAILED is told with its first failed resource and DeleteStack is sent again after a wait
 that doubles; a deletion under way is followed by the next tick, busy or not; a refused call before
 DeleteStack restores nothing, leaves the bucket alone and lets the timer run again; any botocore
-error, an answer or none, is caught and tried again; the third failed deletion in a row, still due,
-says what is left and powers the master off."""
+error, an answer or none, is caught and tried again; the third failed deletion in a row (a
+DELETE_FAILED seen, or DeleteStack refused: throttled, unanswered or expired credentials do not
+count), still due, says what is left, walls it and powers the master off."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ from idle_stubs import (
     BUCKET,
     CREATED,
     DELETING,
+    FAILED_REASON,
     GROUP,
+    KEPT,
+    MASTER,
     ROLE,
     STACK,
     STACK_ID,
@@ -205,7 +209,7 @@ def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again
     describe_stack(stubs, {"IdleMinutes": "30"}, DELETING)  # the second look: still due
     delete_stack(stubs)
     empty_bucket(stubs, "nodes/i-1/ready")
-    stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+    stack_is(stubs, "DELETE_FAILED", FAILED_REASON)
     failed_delete_events(stubs)
     clock = [0.0]  # the watch's clock, moved by its sleeps (a watch that missed DELETE_FAILED ends soon)
     monkeypatch.setattr(idle_master, "now", lambda: clock[0])
@@ -213,8 +217,8 @@ def test_delete_failed_is_told_with_its_root_cause_and_deletestack_is_sent_again
     with pytest.raises(NotDone) as failed:
         tick(shutdown, hooks, state)
     line = str(failed.value)
-    assert line == (f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried "
-                    f"to delete is not empty; `cfn-chainermn stack delete {STACK}` deletes it from your machine; "
+    assert line == (f"stack {STACK} DELETE_FAILED: ClusterMaster (AWS::EC2::Instance) DELETE_FAILED: {KEPT}; "
+                    f"`cfn-chainermn stack delete {STACK}` deletes it from your machine; "
                     "failed try 1 of 3 before the master stops itself; the next try at 2026-01-02 04:04:35Z (in 30 "
                     "s; the wait doubles at each failure, up to 60 min)")
     assert published[-1]["failed"] == line and published[-1]["acting"] is True
@@ -266,13 +270,13 @@ def test_a_bucket_gone_ends_the_emptying_not_the_watch_which_ends_with_the_stack
                                  expected_params={"Bucket": BUCKET})
     stack_is(stubs, "DELETE_IN_PROGRESS")
     stack_is(stubs, "DELETE_IN_PROGRESS")  # no ListObjectVersions before it: the bucket is gone
-    stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+    stack_is(stubs, "DELETE_FAILED", FAILED_REASON)
     failed_delete_events(stubs)
     slept: list[float] = []
     shutdown = shutdown_of(stubs, tmp_path, sleep=slept.append)
     with pytest.raises(NotDone) as failed:
         shutdown.act(shutdown.limits(), acting_with())
-    assert str(failed.value).startswith(f"stack {STACK} DELETE_FAILED: KeyBucket")
+    assert str(failed.value).startswith(f"stack {STACK} DELETE_FAILED: ClusterMaster")
     assert slept == [DELETE_POLL_S, DELETE_POLL_S]
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START]
 
@@ -425,23 +429,24 @@ def test_a_stop_of_the_refresh_during_the_workers_wait_starts_the_timer_again(
 
 
 
-MASTER = "i-0bbbbbbbbbbbbbbb1"
 POWEROFF = "systemctl poweroff"
 
 
 def _third_failure(stubs: dict[str, Stubber], tmp_path: Path, how: str, second_look: Activity) -> tuple[
-        str, list[dict[str, Any]], Path]:
-    """A due tick on a DELETE_FAILED stack whose deletion failed twice already: DeleteStack is sent
-    again and the stack ends DELETE_FAILED again ("failed"), or DeleteStack is refused ("refused");
-    then the second look (limits re-read, the master re-probed: `second_look`)."""
+        str, list[dict[str, Any]], Path, list[str]]:
+    """A due tick on a DELETE_FAILED stack whose deletion failed twice already (the master's own
+    termination refused: it is still there): DeleteStack is sent again and the stack ends
+    DELETE_FAILED again ("failed"), or DeleteStack is refused ("refused"); then the second look
+    (limits re-read, the master re-probed: `second_look`), and a last look right before the poweroff
+    (idle). Also returns what was walled."""
     state, deadline = due_state(tmp_path)
     loaded = IdleState.load(state)
     loaded.progress = {"delete_failed": HALT_AFTER - 1}
     loaded.save(state)
     published: list[dict[str, Any]] = []
-    looks = [Activity(), second_look]
+    looks, walls = [Activity(), second_look, Activity()], []
     hooks = Hooks(probe=lambda: looks.pop(0), publish=lambda key, body: published.append(json.loads(body)),
-                  wall=print, log=print, clock=lambda: deadline)
+                  wall=walls.append, log=print, clock=lambda: deadline)
     outputs = {**DELETING, OUT_MASTER_INSTANCE_ID: MASTER}
     describe_stack(stubs, {"IdleMinutes": "30"}, outputs, status="DELETE_FAILED")
     if how == "refused":
@@ -451,12 +456,12 @@ def _third_failure(stubs: dict[str, Stubber], tmp_path: Path, how: str, second_l
     else:
         delete_stack(stubs)
         empty_bucket(stubs)
-        stack_is(stubs, "DELETE_FAILED", "The following resource(s) failed to delete: [KeyBucket]. ")
+        stack_is(stubs, "DELETE_FAILED", FAILED_REASON)
         failed_delete_events(stubs)
     describe_stack(stubs, {"IdleMinutes": "30"}, outputs, status="DELETE_FAILED")  # the second look
     with pytest.raises(NotDone) as failed:
         tick(shutdown_of(stubs, tmp_path, sleep=lambda seconds: None), hooks, state)
-    return str(failed.value), published, state
+    return str(failed.value), published, state, walls
 
 
 @pytest.mark.parametrize("how", ["failed", "refused"])
@@ -466,9 +471,9 @@ def test_the_third_failed_deletion_in_a_row_stops_the_master_after_saying_what_i
     third failure in a row, still idle at a second look, it publishes its last words (what is left
     billing, that it retries no more, the command that deletes the rest) and powers itself off,
     which stops it (no StopInstances: no permission the deletion may already have removed)."""
-    line, published, state = _third_failure(stubs, tmp_path, how, Activity())
-    assert line.startswith(f"stack {STACK} DELETE_FAILED: KeyBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you "
-                           "tried to delete is not empty; " if how == "failed" else
+    line, published, state, walls = _third_failure(stubs, tmp_path, how, Activity())
+    assert line.startswith(f"stack {STACK} DELETE_FAILED: ClusterMaster (AWS::EC2::Instance) DELETE_FAILED: {KEPT}; "
+                           if how == "failed" else
                            f"stack {STACK} not deleted: DeleteStack failed: AccessDenied: not authorized to perform: "
                            "cloudformation:DeleteStack")
     assert line.endswith(f"`cfn-chainermn stack delete {STACK}` deletes it from your machine; failed 3 times: the "
@@ -476,6 +481,7 @@ def test_the_third_failed_deletion_in_a_row_stops_the_master_after_saying_what_i
                          "billed until that `stack delete`: what failed to delete, the stack's EFS if it made one, the "
                          "master's EBS volumes")
     assert published[-1]["failed"] == line and published[-1]["acting"] is True
+    assert walls == [f"cfn-chainermn: this master powers off now: {line}"]
     assert journal(tmp_path) == [TIMER_STOP, TIMER_START, POWEROFF]  # the timer's start is moot then
     assert IdleState.load(state).halted is not None
 
@@ -483,7 +489,34 @@ def test_the_third_failed_deletion_in_a_row_stops_the_master_after_saying_what_i
 def test_a_third_failure_on_a_cluster_busy_again_leaves_the_master_running(
         stubs: dict[str, Stubber], tmp_path: Path) -> None:
     """The deletion's watch can last 30 minutes: somebody who logged in meanwhile keeps the master."""
-    line, _, state = _third_failure(stubs, tmp_path, "failed", Activity(sessions=("chainer@pts/0",)))
+    line, _, state, walls = _third_failure(stubs, tmp_path, "failed", Activity(sessions=("chainer@pts/0",)))
     assert "; the master keeps running: busy again (chainer@pts/0); the next try at " in line
-    assert POWEROFF not in journal(tmp_path) and IdleState.load(state).halted is None
+    assert POWEROFF not in journal(tmp_path) and IdleState.load(state).halted is None and walls == []
     assert IdleState.load(state).progress["delete_failed"] == HALT_AFTER
+
+
+@pytest.mark.parametrize("error", ["Throttling", "ExpiredToken", "EndpointConnectionError"])
+def test_deletestack_throttled_unanswered_or_with_expired_credentials_backs_off_without_counting(
+        stubs: dict[str, Stubber], tmp_path: Path, error: str) -> None:
+    """Only a refusal (or a DELETE_FAILED the watch saw) counts toward the master's stop: two failed
+    deletions, then a DeleteStack that is throttled, gets no answer or is sent with expired
+    credentials leaves the count at two, the master running, and is tried again after the wait."""
+    state, deadline = due_state(tmp_path)
+    loaded = IdleState.load(state)
+    loaded.progress = {"delete_failed": HALT_AFTER - 1}
+    loaded.save(state)
+    hooks = Hooks(probe=Activity, publish=lambda key, body: None, wall=print, log=print, clock=lambda: deadline)
+    describe_stack(stubs, {"IdleMinutes": "30"}, {**DELETING, OUT_MASTER_INSTANCE_ID: MASTER}, status="DELETE_FAILED")
+    if error == "EndpointConnectionError":
+        fails_once(stubs["cloudformation"], "DeleteStack")
+    else:
+        stubs["cloudformation"].add_client_error("delete_stack", error, "Rate exceeded", 400,
+                                                 expected_params={"StackName": STACK_ID, "RoleARN": ROLE})
+    with pytest.raises(NotDone) as failed:
+        tick(shutdown_of(stubs, tmp_path), hooks, state)
+    assert "; it stays DELETE_FAILED; " in str(failed.value)
+    assert "; not refused (no answer, throttled or the credentials' own): not counted toward the master's stop; " \
+           "the next try at " in str(failed.value)
+    loaded = IdleState.load(state)
+    assert loaded.progress["delete_failed"] == HALT_AFTER - 1 and loaded.halted is None
+    assert POWEROFF not in journal(tmp_path)

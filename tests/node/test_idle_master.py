@@ -33,6 +33,8 @@ from idle_stubs import (
 from cfn_chainermn.errors import AgentError
 from cfn_chainermn.node import idle_master
 from cfn_chainermn.node.idle import Limits
+from cfn_chainermn.node.idle_master import HALT_TIMEOUT_S
+from cfn_chainermn.node.system import System
 
 
 @pytest.fixture
@@ -147,3 +149,19 @@ def test_a_local_master_records_a_halt_as_it_records_its_action(tmp_path: Path) 
     line = idle_master.LocalShutdown(tmp_path).halt()
     assert line == f"local cluster: halt recorded in {tmp_path / idle_master.LOCAL_ACTION}"
     assert json.loads((tmp_path / idle_master.LOCAL_ACTION).read_text())["action"] == "halt"
+
+
+def test_the_masters_poweroff_is_bounded(stubs: dict[str, Stubber], tmp_path: Path) -> None:
+    """A systemctl that hangs would hold the refresh for ever: the poweroff has HALT_TIMEOUT_S, after
+    which System.run says so as an AgentError (tests/node/test_system.py), which the tick backs off from."""
+    calls: list[tuple[list[str], float | None]] = []
+
+    class Recording(System):
+        def run(self, argv: list[str], *, check: bool = True, timeout: float | None = None) -> int:
+            calls.append((argv, timeout))
+            return 0
+
+    shutdown = shutdown_of(stubs, tmp_path)
+    shutdown.system = Recording(tmp_path)
+    assert shutdown.halt().startswith("the master is powering off")
+    assert calls == [(["systemctl", "poweroff"], HALT_TIMEOUT_S)]

@@ -42,8 +42,8 @@ class Cluster:
     state: Path = Path("/nonexistent")  # the state file the ticks use (_run sets it)
     called_off: list[dict[str, Any]] = field(default_factory=list)  # the progress of each undone action
     deleting: bool = False  # what Shutdown.underway says: a deletion that nothing calls off runs
-    halts: list[tuple[object, float | None]] = field(default_factory=list)  # at each halt: the last failure
-    # published and the `halted` the state file holds then (both must be out before the master goes)
+    halts: list[tuple[object, float | None, str]] = field(default_factory=list)  # at each halt: the last failure
+    # published, the `halted` the state file holds then and the last wall (all out before the master goes)
     halt_fails: bool = False
 
     def limits_now(self) -> Limits:
@@ -92,7 +92,8 @@ class _Shutdown:
         return self.c.deleting
 
     def halt(self) -> str:
-        self.c.halts.append((self.c.published[-1].get("failed"), IdleState.load(self.c.state).halted))
+        self.c.halts.append((self.c.published[-1].get("failed"), IdleState.load(self.c.state).halted,
+                             self.c.walls[-1]))
         if self.c.halt_fails:
             raise AgentError("`systemctl poweroff` exited 1: Access denied")
         return "the master is powering off"
@@ -385,23 +386,25 @@ def test_a_failure_that_ends_the_tries_is_published_and_saved_before_the_master_
     with pytest.raises(NotDone) as failed:
         _run(c, state, [30])
     assert str(failed.value) == HALTING  # no next try: the master stops
-    assert c.halts == [(HALTING, T0 + 30 * 60)]
+    assert c.halts == [(HALTING, T0 + 30 * 60, f"cfn-chainermn: this master powers off now: {HALTING}")]
     assert c.logs == ["idle: the master is powering off"] and c.published[-1]["acting"]
 
 
 def test_a_master_started_again_after_it_stopped_itself_counts_afresh(tmp_path: Path) -> None:
     """Someone starts it (to look, or to let it try again): nothing is tried at once; a new idle
     period and a new warning come first, and the tries start over."""
-    c = Cluster(Limits(), outcomes=[NotDone(HALTING, halt=True), NotDone("DELETE_FAILED")])
+    c = Cluster(Limits(), outcomes=[NotDone("DELETE_FAILED"), NotDone(HALTING, halt=True), NotDone("DELETE_FAILED")])
     state = tmp_path / "idle.json"
     _due(c, state)
+    assert "in 30 s;" in _failing(c, state, 30)  # a failure before the last: its wait is not carried over
     with pytest.raises(NotDone):
-        _run(c, state, [30])
+        _run(c, state, [30.5])
+    assert IdleState.load(state).retry["wait"] == RETRY_FIRST_S
     assert _run(c, state, [600]) == ["idle for 0 min; deadline in 30 min (idle for 30 minutes)"]
     loaded = IdleState.load(state)
-    assert loaded.halted is None and loaded.retry == {} and loaded.progress == {} and c.called_off == [{"tries": 1}]
+    assert loaded.halted is None and loaded.retry == {} and loaded.progress == {} and c.called_off == [{"tries": 2}]
     _run(c, state, [625])
-    assert len(c.walls) == 2 and len(c.acts) == 1
+    assert len(c.walls) == 3 and "will be deleted in about" in c.walls[-1] and len(c.acts) == 2
     assert "in 30 s;" in _failing(c, state, 630)
 
 
@@ -414,3 +417,17 @@ def test_a_master_that_cannot_stop_itself_says_so_and_tries_again_after_the_wait
                            "denied; the next try at ")
     assert c.published[-1]["failed"] == line and IdleState.load(state).halted is None
     assert _run(c, state, [30.2]) == [f"not done: {line}"]  # not taken for a restart: the wait holds
+
+
+def test_someone_who_logged_in_while_the_last_words_were_published_keeps_the_master(tmp_path: Path) -> None:
+    """The publish before the poweroff may take minutes (S3's retries): the master is looked at once
+    more right before it, and a login then keeps it running: said, published and backed off."""
+    c = Cluster(Limits(), outcomes=[NotDone(HALTING, halt=True)])
+    state = tmp_path / "idle.json"
+    _due(c, state)
+    c.probes = [IDLE, LOGIN]  # the tick's look, then the look right before the poweroff
+    line = _failing(c, state, 30)
+    assert line.startswith(f"{HALTING}; the master keeps running: busy again (chainer@pts/0); the next try at ")
+    assert c.published[-1]["failed"] == line
+    assert c.halts == [] and IdleState.load(state).halted is None and c.walls[-1].startswith("cfn-chainermn: this "
+                                                                                          "cluster will be deleted")
