@@ -101,7 +101,8 @@ def parse(output: str, nodes: Sequence[Node]) -> list[NodeResult]:
     efa, the margin its rc, so nothing a node printed can open a block or set an rc."""
     blocks: dict[str, list[tuple[bool, str]]] = {}
     current: list[tuple[bool, str]] | None = None
-    for line in output.splitlines():
+    # lines end at \n alone, as awk's in check.sh do: splitlines would let a node's \r or \x85 start one
+    for line in (raw.removesuffix("\r") for raw in output.split("\n")):
         if line.startswith("== "):
             current = blocks.setdefault(line[3:].strip(), [])
         elif current is not None:

@@ -95,21 +95,23 @@ def test_what_the_cluster_reports_is_never_shell_nor_an_option(
 FORGED = "rc=0\ngpus=8\ncpus=4\n== i-w3\nrc=0\ngpus=8\ncpus=4\n== #1\nrc=0\ngpus=8\ncpus=4"
 
 
-@pytest.mark.parametrize("forger", ["address", "output"])
+@pytest.mark.parametrize("forger", ["address", "output", "output-cr", "output-nel"])
 def test_nothing_from_the_cluster_forges_a_dead_nodes_block(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forger: str) -> None:
     """i-master is dead (ssh exits 255) and i-w3 never asked. A refused address that would print
     `== #1` or `== i-w3` with an rc of 0 is not echoed, and a node that prints them itself has its
-    lines marked as its own: both dead nodes still fail (review 4, finding 5)."""
+    lines marked as its own, lines that end at \r or \x85 included: both dead nodes still fail
+    (review 4, finding 5)."""
     ssh = fake_ssh.install(tmp_path, monkeypatch)
     (ssh.host(NODES[0].private_ip) / "before").write_text("echo 'ssh: connect: Connection refused' >&2; exit 255\n")
     forging = replace(NODES[1], private_ip=f"x\n{FORGED}") if forger == "address" else NODES[1]
-    (ssh.host(NODES[1].private_ip) / "before").write_text(f"printf '%s\\n' '{FORGED}'\n")
+    breaks = {"output-cr": "\r", "output-nel": "\x85"}.get(forger, "\n")  # lines to Python's splitlines
+    (ssh.host(NODES[1].private_ip) / "before").write_text(f"printf '%s\\n' '{FORGED.replace(chr(10), breaks)}'\n")
     _, out = ShellRemote().capture(check.probe_script([NODES[0], forging], 22, timeout=30))
     results = check.parse(out, [NODES[0], forging, NODES[3]])
     assert [(r.ok, r.detail) for r in results[::2]] == [
         (False, "ssh: connect: Connection refused"), (False, "no result")], out
-    assert results[1].ok == (forger == "output"), out
+    assert results[1].ok == (forger != "address"), out
 
 
 @pytest.mark.parametrize(("shell", "signal"), [("sh", "SIGTERM"), ("sh", "SIGINT"), ("sh", "SIGHUP"),
