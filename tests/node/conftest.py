@@ -10,9 +10,28 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from node_sim import USER_KEY, ImdsStandIn, SimCluster, SimNode, with_iptables
 
 __all__ = ["USER_KEY", "sim_cluster"]
+
+
+_IMAGES: dict[str, str] = {}
+
+
+def _image(ec2: Any, url: str) -> str:
+    """An image moto knows. Its own AMIs come back the same after every reset, and listing them all
+    takes over a second (most of this fixture's time), so the list is read once per server; the
+    id kept is still asked for by id (milliseconds), and listed again if moto does not know it."""
+    kept = _IMAGES.get(url)
+    if kept is not None:
+        try:
+            if ec2.describe_images(ImageIds=[kept])["Images"]:
+                return kept
+        except ClientError:
+            pass
+    _IMAGES[url] = image = str(ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"])
+    return image
 
 
 @pytest.fixture
@@ -21,7 +40,7 @@ def sim_cluster(moto: Any, tmp_path: Path) -> Iterator[SimCluster]:
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto.url)
     bucket = "demo-keybucket-abc123"
     s3.create_bucket(Bucket=bucket)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = _image(ec2, moto.url)
     subnet = ec2.describe_subnets()["Subnets"][0]
     plan = [("master", "master", "p3.8xlarge"), ("w1", "worker", "g4dn.xlarge"), ("w2", "worker", "g4dn.xlarge")]
     nodes: dict[str, SimNode] = {}
